@@ -1,0 +1,239 @@
+//! The one verification path every verifier in Tessera uses.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::token::{split_compact, Claims, Header, Payload};
+use crate::{is_acceptable_kid, Algorithm, KeySet, TokenError};
+
+/// Tokens longer than this are refused before any parsing.
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Allowed clock skew for `exp`, `nbf` and `iat`, in seconds.
+pub const DEFAULT_LEEWAY_SECS: i64 = 30;
+/// The `typ` of an RFC 9068 access token.
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// What kind of token a verifier accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// An RFC 9068 access token: `typ: at+jwt`, and `iss`, `sub`, `aud`, `exp`, `iat`, `jti`, `client_id` required.
+    Access,
+    /// Any JWS: signature and algorithm policy only, plus whichever time claims a JSON payload carries.
+    /// `iss` and `aud` are checked only when the policy names them.
+    Jws,
+}
+
+/// What a verifier requires of a token beyond a good signature.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The token kind accepted.
+    pub profile: Profile,
+    /// The exact `iss` required. `None` is only allowed for [`Profile::Jws`].
+    pub issuer: Option<String>,
+    /// Audiences accepted: the token's `aud` must name at least one. Empty means "any" only for [`Profile::Jws`].
+    pub audiences: Vec<String>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
+    pub leeway_secs: i64,
+    /// Longest token accepted, in bytes.
+    pub max_token_len: usize,
+}
+
+impl Policy {
+    /// The RFC 9068 access-token policy for one issuer and its accepted audiences.
+    #[must_use]
+    pub fn access(issuer: impl Into<String>, audiences: Vec<String>) -> Self {
+        Self {
+            profile: Profile::Access,
+            issuer: Some(issuer.into()),
+            audiences,
+            leeway_secs: DEFAULT_LEEWAY_SECS,
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+        }
+    }
+
+    /// The bare JWS policy: signature, algorithm policy, and any time claims present.
+    #[must_use]
+    pub fn jws() -> Self {
+        Self {
+            profile: Profile::Jws,
+            issuer: None,
+            audiences: Vec::new(),
+            leeway_secs: DEFAULT_LEEWAY_SECS,
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+        }
+    }
+}
+
+/// A token that passed verification.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// Its header.
+    pub header: Header,
+    /// Its payload. Under [`Profile::Access`] always [`Payload::Claims`].
+    pub payload: Payload,
+}
+
+impl Verified {
+    /// The claims, when the payload is a JSON object (always, for access tokens).
+    #[must_use]
+    pub fn claims(&self) -> Option<&Claims> {
+        self.payload.claims()
+    }
+}
+
+/// Verifies tokens against a key set that can be replaced while verifications run.
+#[derive(Debug)]
+pub struct Verifier {
+    keys: ArcSwap<KeySet>,
+    policy: Policy,
+}
+
+impl Verifier {
+    /// A verifier over `keys` with `policy`.
+    #[must_use]
+    pub fn new(keys: KeySet, policy: Policy) -> Self {
+        Self { keys: ArcSwap::from_pointee(keys), policy }
+    }
+
+    /// Replaces the key set atomically: verifications in flight finish with the set they started with.
+    pub fn replace_keys(&self, keys: KeySet) {
+        self.keys.store(Arc::new(keys));
+    }
+
+    /// The current key set.
+    #[must_use]
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.keys.load_full()
+    }
+
+    /// The policy.
+    #[must_use]
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Verifies `token` at the instant `now` (seconds since the epoch).
+    ///
+    /// The order is fixed: size, form, header, key lookup by exact `kid`, the key's own algorithm, signature, and
+    /// only then the claims — nothing in an unauthenticated payload is acted on.
+    ///
+    /// # Errors
+    /// A [`TokenError`] saying exactly why the token is refused.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Verified, TokenError> {
+        let parts = split_compact(token, self.policy.max_token_len)?;
+        let header = Header::parse(&parts.header)?;
+        if header.alg.eq_ignore_ascii_case("none") {
+            return Err(TokenError::AlgNone);
+        }
+        header.check_forbidden_params()?;
+
+        let keys = self.keys.load();
+        let key = match &header.kid {
+            Some(kid) if !is_acceptable_kid(kid) => return Err(TokenError::InvalidKid),
+            Some(kid) => keys.get(kid).ok_or_else(|| TokenError::UnknownKey(kid.clone()))?,
+            None => keys.sole_key().ok_or_else(|| TokenError::UnknownKey(String::new()))?,
+        };
+        if header.alg != key.algorithm().as_str() {
+            return Err(match Algorithm::from_name(&header.alg) {
+                Some(_) => TokenError::AlgorithmMismatch { token: header.alg.clone(), key: key.algorithm() },
+                None => TokenError::UnsupportedAlgorithm(header.alg.clone()),
+            });
+        }
+        if !key.verify_signature(parts.signing_input.as_bytes(), &parts.signature) {
+            return Err(TokenError::BadSignature);
+        }
+
+        let payload = match self.policy.profile {
+            Profile::Access => {
+                check_access_typ(header.typ.as_deref())?;
+                let claims = Claims::parse(&parts.payload)?;
+                check_access_required(&claims)?;
+                Payload::Claims(claims)
+            }
+            Profile::Jws => Payload::parse(&parts.payload)?,
+        };
+        if let Some(claims) = payload.claims() {
+            self.check_claims(claims, now)?;
+        }
+        Ok(Verified { header, payload })
+    }
+
+    fn check_claims(&self, claims: &Claims, now: i64) -> Result<(), TokenError> {
+        let leeway = self.policy.leeway_secs;
+        if let Some(exp) = claims.exp {
+            if now >= exp.saturating_add(leeway) {
+                return Err(TokenError::Expired { exp, now });
+            }
+        }
+        if let Some(nbf) = claims.nbf {
+            if now.saturating_add(leeway) < nbf {
+                return Err(TokenError::NotYetValid { nbf, now });
+            }
+        }
+        if let Some(iat) = claims.iat {
+            if now.saturating_add(leeway) < iat {
+                return Err(TokenError::IssuedInFuture { iat, now });
+            }
+        }
+        let access = self.policy.profile == Profile::Access;
+        if access || self.policy.issuer.is_some() {
+            let iss = claims.iss.as_deref().ok_or(TokenError::MissingClaim("iss"))?;
+            if self.policy.issuer.as_deref() != Some(iss) {
+                return Err(TokenError::WrongIssuer(iss.to_owned()));
+            }
+        }
+        if access || !self.policy.audiences.is_empty() {
+            let aud = claims.aud.as_ref().ok_or(TokenError::MissingClaim("aud"))?;
+            if !self.policy.audiences.iter().any(|accepted| aud.contains(accepted)) {
+                return Err(TokenError::WrongAudience(aud.as_slice().to_vec()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// RFC 9068 §4: `typ` must be `at+jwt`, compared case-insensitively, with an optional `application/` prefix.
+fn check_access_typ(typ: Option<&str>) -> Result<(), TokenError> {
+    let found = typ.unwrap_or_default();
+    let bare = match found.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => found.get(12..).unwrap_or_default(),
+        _ => found,
+    };
+    if bare.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) {
+        Ok(())
+    } else {
+        Err(TokenError::WrongType { expected: ACCESS_TOKEN_TYP, found: found.to_owned() })
+    }
+}
+
+fn check_access_required(claims: &Claims) -> Result<(), TokenError> {
+    let required: [(&'static str, bool); 7] = [
+        ("iss", claims.iss.is_some()),
+        ("sub", claims.sub.is_some()),
+        ("aud", claims.aud.is_some()),
+        ("exp", claims.exp.is_some()),
+        ("iat", claims.iat.is_some()),
+        ("jti", claims.jti.is_some()),
+        ("client_id", claims.client_id.is_some()),
+    ];
+    match required.into_iter().find(|(_, present)| !present) {
+        Some((name, _)) => Err(TokenError::MissingClaim(name)),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_typ_forms() {
+        for ok in ["at+jwt", "AT+JWT", "application/at+jwt", "Application/At+JWT"] {
+            assert!(check_access_typ(Some(ok)).is_ok(), "{ok}");
+        }
+        for bad in [None, Some("JWT"), Some("at+jwt "), Some("application/jwt"), Some("refresh+jwt"), Some("")] {
+            assert!(check_access_typ(bad).is_err(), "{bad:?}");
+        }
+    }
+}
