@@ -1,5 +1,5 @@
 //! Fixtures shared by the integration tests: the RFC keys, and tokens signed with them.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::panic)] // test helpers: a panic is a failed test
 
 use std::path::PathBuf;
 
