@@ -266,6 +266,21 @@ impl KeyRing {
         self.add(key, now, policy, activation)
     }
 
+    /// Whether [`KeyRing::maintain`] would change anything at `now`.
+    #[must_use]
+    pub fn maintenance_due(&self, now: i64, policy: &RotationPolicy) -> bool {
+        let statuses = self.status(now, policy);
+        let pending = statuses.iter().any(|s| s.phase == Phase::Next);
+        let successor_due = match self.active_index(now).and_then(|i| self.keys.get(i)) {
+            None => true,
+            Some(active) => {
+                let successor_at = active.activates_at.saturating_add(policy.rotation_interval);
+                now >= successor_at.saturating_sub(policy.prepublish)
+            }
+        };
+        statuses.iter().any(|s| s.phase == Phase::Expired) || (!pending && successor_due)
+    }
+
     /// The scheduled work: a first key on an empty keyring, a successor `prepublish` before the active key's
     /// interval ends, and removal of keys past retention. Idempotent; call it at start and periodically.
     ///

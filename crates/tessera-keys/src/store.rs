@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tessera_jose::{base64url, Algorithm, SigningKey};
 
-use crate::{KeyRing, KeyringError, ManagedKey, MasterKey};
+use crate::{Change, KeyRing, KeyringError, ManagedKey, MasterKey, RotationPolicy};
 
 const FILE_NAME: &str = "keys.json";
 const LOCK_NAME: &str = "keys.lock";
@@ -114,6 +114,21 @@ impl KeyStore {
         Ok(KeyRing::new(keys))
     }
 
+    /// Loads the keyring after the scheduled work (first key, successor, removals; see [`KeyRing::maintain`]),
+    /// writing only when something was due.
+    ///
+    /// # Errors
+    /// As [`KeyStore::load`] and [`KeyStore::update`].
+    pub fn load_maintained(&self, now: i64, policy: &RotationPolicy) -> Result<(KeyRing, Vec<Change>), KeyringError> {
+        let mut ring = self.load()?;
+        if ring.maintenance_due(now, policy) {
+            let changes = self.update(|ring| ring.maintain(now, policy))?;
+            ring = self.load()?;
+            return Ok((ring, changes));
+        }
+        Ok((ring, Vec::new()))
+    }
+
     /// Changes the keyring under an exclusive lock (so concurrent commands and servers never lose each other's
     /// changes) and writes it back atomically — only if `change` succeeds.
     ///
@@ -200,7 +215,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), KeyringError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Activation, RotationPolicy};
+    use crate::Activation;
 
     fn policy(alg: Algorithm) -> RotationPolicy {
         RotationPolicy { algorithm: alg, ..RotationPolicy::default() }

@@ -1,1 +1,45 @@
-fn main() {}
+//! `tessera`: the command line, configuration and wiring of the token service.
+
+mod cli;
+mod config;
+mod keys;
+mod output;
+mod token;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory as _, Parser as _};
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, FlagOverrides};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "tessera", &mut std::io::stdout());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = Config::load(cli.config.as_deref(), &FlagOverrides { data_dir: cli.data_dir })?;
+    match cli.command {
+        Command::Keys(command) => keys::run(&config, command),
+        Command::Token(command) => token::run(&config, command),
+        Command::Completions { .. } => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Seconds since the epoch, from the system clock.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+}

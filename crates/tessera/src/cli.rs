@@ -1,0 +1,179 @@
+//! The command line: every command, flag and help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tessera_jose::Algorithm;
+
+/// Tessera: a strict, fast JWT token service.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Configuration file [default: ./tessera.toml when present].
+    #[arg(long, global = true, env = "TESSERA_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Data directory holding the signing keys [default: ./tessera-data].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Manage signing keys: generate, import, list, rotate, publish.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Issue, verify and inspect tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `tessera keys ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Generate a signing key. On an empty keyring it signs at once; otherwise it is published first and signs
+    /// after the pre-publication period, unless --now.
+    Generate {
+        /// Algorithm.
+        #[arg(long, value_parser = signing_algorithm)]
+        alg: Algorithm,
+        /// RSA modulus size (RS256 only).
+        #[arg(long, default_value_t = 2048, value_parser = rsa_bits)]
+        bits: u32,
+        #[command(flatten)]
+        activation: ActivationArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Import a private key from a PEM (PKCS#8, PKCS#1, SEC1) or JWK file.
+    Import {
+        /// The key file.
+        file: PathBuf,
+        #[command(flatten)]
+        activation: ActivationArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// List keys with their phases (next, active, retired).
+    List {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Rotate: schedule a successor of the configured algorithm, or with --now, switch immediately.
+    Rotate {
+        #[command(flatten)]
+        activation: ActivationArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Print the public JWKS (RFC 7517).
+    Jwks,
+    /// Print a new random master key for encrypting keys at rest (set it as TESSERA_MASTER_KEY).
+    MasterKey,
+}
+
+/// When a new key signs.
+#[derive(Debug, Args)]
+pub(crate) struct ActivationArgs {
+    /// Sign with it immediately (for a compromised key). Caches that have not refetched the JWKS will refuse new
+    /// tokens until they do.
+    #[arg(long)]
+    pub(crate) now: bool,
+}
+
+/// Output format.
+#[derive(Debug, Args)]
+pub(crate) struct OutputArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `tessera token ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Issue a signed RFC 9068 access token with the active key.
+    Issue {
+        /// Subject (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// Audience (`aud`); repeat for several [default: tokens.audience].
+        #[arg(long)]
+        aud: Vec<String>,
+        /// Space-separated scopes.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Lifetime, e.g. 15m [default: tokens.access_ttl].
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+        /// `client_id` [default: tokens.cli_client_id].
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Extra claim NAME=VALUE; VALUE is JSON when it parses as JSON, else a string. Repeatable.
+        #[arg(long = "claim", value_name = "NAME=VALUE")]
+        claims: Vec<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Verify a token: exit 0 and print its claims as JSON, or exit 1 with the reason.
+    Verify {
+        /// The token, or - to read it from standard input.
+        token: String,
+        /// Key set to verify with: a JWKS file or http(s) URL [default: the data directory's keys].
+        #[arg(long, value_name = "FILE_OR_URL")]
+        jwks: Option<String>,
+        /// Required issuer [default: issuer; with --profile jws, none].
+        #[arg(long)]
+        iss: Option<String>,
+        /// Accepted audience; repeat for several [default: tokens.audience; with --profile jws, any].
+        #[arg(long)]
+        aud: Vec<String>,
+        /// Evaluate time claims at this instant (seconds since the epoch) instead of now.
+        #[arg(long, value_name = "UNIX_TIME")]
+        at: Option<i64>,
+        /// What kind of token to expect.
+        #[arg(long, value_enum, default_value_t = ProfileArg::Access)]
+        profile: ProfileArg,
+    },
+    /// Decode a token without verifying it: header, claims, and times in plain words.
+    Inspect {
+        /// The token, or - to read it from standard input.
+        token: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+/// `--profile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProfileArg {
+    /// An RFC 9068 access token (typ at+jwt; iss, sub, aud, exp, iat, jti, client_id).
+    Access,
+    /// Any JWS: signature, algorithm policy, and whichever time claims are present.
+    Jws,
+}
+
+fn signing_algorithm(text: &str) -> Result<Algorithm, String> {
+    let alg: Algorithm = text.parse()?;
+    if alg.can_sign() {
+        Ok(alg)
+    } else {
+        Err(format!("{alg} is verify-only; Tessera signs with EdDSA, ES256 or RS256"))
+    }
+}
+
+fn rsa_bits(text: &str) -> Result<u32, String> {
+    match text {
+        "2048" => Ok(2048),
+        "3072" => Ok(3072),
+        _ => Err("RSA keys are 2048 or 3072 bits".into()),
+    }
+}

@@ -1,0 +1,270 @@
+//! Configuration: `tessera.toml`, then `TESSERA_*` environment variables, then flags, in rising precedence.
+//! One typed struct; every default documented here and in `tessera.example.toml`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use tessera_jose::{Algorithm, RsaBits};
+use tessera_keys::{MasterKey, RotationPolicy};
+
+/// The configuration file read when `--config` and `TESSERA_CONFIG` are not given (if it exists).
+pub(crate) const DEFAULT_CONFIG_FILE: &str = "tessera.toml";
+/// The environment variable holding the master key that seals signing keys at rest.
+pub(crate) const MASTER_KEY_ENV: &str = "TESSERA_MASTER_KEY";
+
+/// Everything `tessera` can be configured with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Config {
+    /// Where signing keys (and the service's database) live. Default `./tessera-data`.
+    pub(crate) data_dir: PathBuf,
+    /// The `iss` of every token Tessera issues, and the issuer its verifiers require.
+    /// Default `http://127.0.0.1:8080` (the server's default address).
+    pub(crate) issuer: String,
+    /// Token lifetimes and verification limits.
+    pub(crate) tokens: TokenConfig,
+    /// Signing keys: algorithm, rotation schedule, encryption at rest.
+    pub(crate) keys: KeyConfig,
+}
+
+/// Token lifetimes and verification limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct TokenConfig {
+    /// The audience of tokens issued without one, and the audience verifiers accept by default. Default `tessera`.
+    pub(crate) audience: String,
+    /// Access-token lifetime. Default 15 minutes.
+    #[serde(with = "duration_text")]
+    pub(crate) access_ttl: Duration,
+    /// The longest lifetime any token may be issued with; retired keys stay published this long (plus leeway).
+    /// Default 24 hours.
+    #[serde(with = "duration_text")]
+    pub(crate) max_ttl: Duration,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`. Default 30 seconds; at most 5 minutes.
+    #[serde(with = "duration_text")]
+    pub(crate) leeway: Duration,
+    /// Tokens longer than this are refused unread. Default 8192 bytes.
+    pub(crate) max_token_bytes: usize,
+    /// `client_id` of tokens issued from the command line. Default `tessera-cli`.
+    pub(crate) cli_client_id: String,
+}
+
+/// Signing keys: algorithm, rotation schedule, encryption at rest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct KeyConfig {
+    /// Algorithm of automatically generated keys: `EdDSA` (default, fastest), `ES256` or `RS256`.
+    pub(crate) algorithm: Algorithm,
+    /// RSA modulus size for RS256 keys: 2048 (default) or 3072.
+    pub(crate) rsa_bits: u32,
+    /// How long a key signs before its successor takes over. Default 30 days.
+    #[serde(with = "duration_text")]
+    pub(crate) rotation_interval: Duration,
+    /// How long a new key is published in the JWKS before it signs. Default 1 day.
+    #[serde(with = "duration_text")]
+    pub(crate) prepublish: Duration,
+    /// A file holding the master key (32 random bytes, base64 or hex). `TESSERA_MASTER_KEY` takes precedence.
+    /// With neither, keys are stored unencrypted and Tessera says so on every write.
+    pub(crate) master_key_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./tessera-data"),
+            issuer: "http://127.0.0.1:8080".into(),
+            tokens: TokenConfig::default(),
+            keys: KeyConfig::default(),
+        }
+    }
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            audience: "tessera".into(),
+            access_ttl: Duration::from_secs(15 * 60),
+            max_ttl: Duration::from_secs(24 * 3600),
+            leeway: Duration::from_secs(30),
+            max_token_bytes: tessera_jose::DEFAULT_MAX_TOKEN_LEN,
+            cli_client_id: "tessera-cli".into(),
+        }
+    }
+}
+
+impl Default for KeyConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::EdDSA,
+            rsa_bits: 2048,
+            rotation_interval: Duration::from_secs(30 * 86_400),
+            prepublish: Duration::from_secs(86_400),
+            master_key_file: None,
+        }
+    }
+}
+
+/// Values from global flags, which override the file and the environment.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct FlagOverrides {
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then the file (`explicit_file`, or `tessera.toml` if present), then
+    /// `TESSERA_*` variables (nested keys with `__`, e.g. `TESSERA_KEYS__ALGORITHM`), then flags. Every invalid
+    /// value is reported at once.
+    ///
+    /// # Errors
+    /// A message naming each bad value and where it came from.
+    pub(crate) fn load(explicit_file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        match explicit_file {
+            Some(path) => {
+                if !path.is_file() {
+                    bail!("configuration file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE))
+            }
+            None => {}
+        }
+        let env = Env::prefixed("TESSERA_").ignore(&["MASTER_KEY", "CONFIG"]).split("__");
+        let config: Self = figment.merge(env).merge(Serialized::defaults(flags)).extract().map_err(|err| {
+            let all: Vec<String> = err.into_iter().map(|e| e.to_string()).collect();
+            anyhow::anyhow!("invalid configuration:\n  - {}", all.join("\n  - "))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        let t = &self.tokens;
+        let k = &self.keys;
+        if self.issuer.trim().is_empty() {
+            problems.push("issuer must not be empty".to_owned());
+        }
+        if t.audience.trim().is_empty() {
+            problems.push("tokens.audience must not be empty".to_owned());
+        }
+        if t.access_ttl.is_zero() || t.access_ttl > t.max_ttl {
+            problems.push(format!(
+                "tokens.access_ttl must be between 1s and tokens.max_ttl ({})",
+                humantime::format_duration(t.max_ttl)
+            ));
+        }
+        if t.leeway > Duration::from_secs(300) {
+            problems.push("tokens.leeway must be at most 5m".to_owned());
+        }
+        if !(1024..=65_536).contains(&t.max_token_bytes) {
+            problems.push("tokens.max_token_bytes must be between 1024 and 65536".to_owned());
+        }
+        if !k.algorithm.can_sign() {
+            problems.push(format!("keys.algorithm {} cannot sign; use EdDSA, ES256 or RS256", k.algorithm));
+        }
+        if ![2048, 3072].contains(&k.rsa_bits) {
+            problems.push("keys.rsa_bits must be 2048 or 3072".to_owned());
+        }
+        if k.prepublish >= k.rotation_interval {
+            problems.push("keys.prepublish must be shorter than keys.rotation_interval".to_owned());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            bail!("invalid configuration:\n  - {}", problems.join("\n  - "))
+        }
+    }
+
+    /// The key rotation policy these settings describe.
+    #[must_use]
+    pub(crate) fn rotation_policy(&self) -> RotationPolicy {
+        RotationPolicy {
+            algorithm: self.keys.algorithm,
+            rsa_bits: if self.keys.rsa_bits == 3072 { RsaBits::Bits3072 } else { RsaBits::Bits2048 },
+            rotation_interval: secs(self.keys.rotation_interval),
+            prepublish: secs(self.keys.prepublish),
+            retain_after_retirement: secs(self.tokens.max_ttl + self.tokens.leeway),
+        }
+    }
+
+    /// The master key from `TESSERA_MASTER_KEY` or `keys.master_key_file`, if either is set.
+    ///
+    /// # Errors
+    /// When the file cannot be read or the key is not 32 random bytes.
+    pub(crate) fn master_key(&self) -> anyhow::Result<Option<MasterKey>> {
+        if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
+            return MasterKey::parse(&text).map(Some).with_context(|| format!("{MASTER_KEY_ENV} is invalid"));
+        }
+        match &self.keys.master_key_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading master key file {}", path.display()))?;
+                MasterKey::parse(&text)
+                    .map(Some)
+                    .with_context(|| format!("master key file {} is invalid", path.display()))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// Whole seconds, saturating: durations come from validated configuration.
+pub(crate) fn secs(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Durations written as text: `15m`, `30s`, `24h`, `30d`.
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_duration(*duration))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text)
+            .map_err(|err| serde::de::Error::custom(format_args!("{text:?} is not a duration like 15m or 30d: {err}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_example_file() {
+        Config::default().validate().unwrap();
+        let example =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tessera.example.toml")).unwrap();
+        let from_example: Config = Figment::from(Toml::string(&example)).extract().unwrap();
+        assert_eq!(
+            serde_json::to_value(&from_example).unwrap(),
+            serde_json::to_value(Config::default()).unwrap(),
+            "tessera.example.toml must show the defaults"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut config = Config::default();
+        config.tokens.access_ttl = Duration::from_secs(48 * 3600);
+        config.keys.rsa_bits = 1024;
+        config.keys.algorithm = Algorithm::HS256;
+        let message = config.validate().unwrap_err().to_string();
+        for needle in ["access_ttl", "rsa_bits", "cannot sign"] {
+            assert!(message.contains(needle), "{message}");
+        }
+    }
+}
