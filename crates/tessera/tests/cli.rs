@@ -1,0 +1,412 @@
+//! The `tessera` command as a user runs it: known-answer vectors, issue/verify round trips, keys at rest,
+//! configuration precedence, and clear errors for bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `tessera` in `dir` with a clean environment (no inherited TESSERA_* settings).
+fn tessera(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    command.current_dir(dir).args(args);
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("TESSERA_")) {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    let output = command.output().unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let run = tessera(dir, args, &[]);
+    assert_eq!(run.code, 0, "tessera {args:?} failed: {}", run.stderr);
+    run.stdout
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tessera-jose/tests/fixtures").join(name)
+}
+
+fn fixture_text(name: &str) -> String {
+    std::fs::read_to_string(fixture(name)).unwrap().trim().to_owned()
+}
+
+/// Writes the public half of a private-JWK fixture as a one-key JWKS file.
+fn public_jwks(dir: &Path, jwk_fixture: &str) -> String {
+    let mut jwk: Value = serde_json::from_str(&fixture_text(jwk_fixture)).unwrap();
+    for member in ["d", "p", "q", "dp", "dq", "qi"] {
+        jwk.as_object_mut().unwrap().remove(member);
+    }
+    let path = dir.join(format!("{jwk_fixture}.jwks"));
+    std::fs::write(&path, serde_json::json!({"keys": [jwk]}).to_string()).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn rfc_vectors_verify_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (token, jwk) in [
+        ("rfc7515-a2-rs256.jws", "rfc7515-a2-rsa.private.jwk.json"),
+        ("rfc7515-a3-es256.jws", "rfc7515-a3-p256.private.jwk.json"),
+    ] {
+        let jwks = public_jwks(d, jwk);
+        let out = ok(
+            d,
+            &["token", "verify", &fixture_text(token), "--jwks", &jwks, "--profile", "jws", "--at", "1300819000"],
+        );
+        let claims: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(claims["iss"], "joe", "{token}");
+        assert_eq!(claims["http://example.com/is_root"], true, "{token}");
+    }
+    let jwks = public_jwks(d, "rfc8037-a1-ed25519.private.jwk.json");
+    let out = ok(
+        d,
+        &[
+            "token",
+            "verify",
+            &fixture_text("rfc8037-a4-eddsa.jws"),
+            "--jwks",
+            &jwks,
+            "--profile",
+            "jws",
+            "--at",
+            "1300819000",
+        ],
+    );
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), "Example of Ed25519 signing");
+}
+
+#[test]
+fn rfc_vectors_that_must_fail_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let jwks = public_jwks(d, "rfc7515-a2-rsa.private.jwk.json");
+    let cases = [
+        ("rfc7515-a5-none.jws", "none"),
+        ("rfc7515-a6-general-json.jws", "JSON serialization"),
+        ("rfc7515-a7-flattened-json.jws", "JSON serialization"),
+    ];
+    for (name, reason) in cases {
+        let run = tessera(
+            d,
+            &["token", "verify", &fixture_text(name), "--jwks", &jwks, "--profile", "jws", "--at", "1300819000"],
+            &[],
+        );
+        assert_eq!(run.code, 1, "{name}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{name}: nothing on stdout for a refused token");
+        assert_eq!(run.stderr.lines().count(), 1, "{name}: one-line reason, got {:?}", run.stderr);
+        assert!(run.stderr.contains(reason), "{name}: {}", run.stderr);
+    }
+    // After exp (plus leeway) the A.2 example is expired.
+    let run = tessera(
+        d,
+        &[
+            "token",
+            "verify",
+            &fixture_text("rfc7515-a2-rs256.jws"),
+            "--jwks",
+            &jwks,
+            "--profile",
+            "jws",
+            "--at",
+            "1300819500",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("expired"), "{}", run.stderr);
+    // The access profile (the default) refuses it: it is not an RFC 9068 access token.
+    let run = tessera(
+        d,
+        &["token", "verify", &fixture_text("rfc7515-a2-rs256.jws"), "--jwks", &jwks, "--at", "1300819000"],
+        &[],
+    );
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("typ"), "{}", run.stderr);
+}
+
+#[test]
+fn issued_tokens_pass_the_access_profile_for_every_algorithm() {
+    for alg in ["EdDSA", "ES256", "RS256"] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        ok(d, &["keys", "generate", "--alg", alg]);
+        let token = ok(
+            d,
+            &[
+                "token",
+                "issue",
+                "--sub",
+                "alice",
+                "--aud",
+                "api",
+                "--scope",
+                "read write",
+                "--claim",
+                "tenant=7",
+                "--ttl",
+                "5m",
+            ],
+        );
+        let token = token.trim();
+        let claims: Value = serde_json::from_str(&ok(d, &["token", "verify", token, "--aud", "api"])).unwrap();
+        assert_eq!(claims["sub"], "alice", "{alg}");
+        assert_eq!(claims["scope"], "read write", "{alg}");
+        assert_eq!(claims["tenant"], 7, "{alg}");
+        assert_eq!(claims["client_id"], "tessera-cli", "{alg}");
+        assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 300, "{alg}");
+        assert!(claims["jti"].as_str().unwrap().len() >= 22, "{alg}: jti must carry 128 bits");
+
+        // The published JWKS verifies it too, and holds no private member.
+        let jwks = ok(d, &["keys", "jwks"]);
+        let parsed: Value = serde_json::from_str(&jwks).unwrap();
+        for key in parsed["keys"].as_array().unwrap() {
+            for member in ["d", "p", "q", "dp", "dq", "qi", "k", "oth"] {
+                assert!(key.get(member).is_none(), "{alg}: JWKS publishes private member {member}");
+            }
+            assert_eq!(key["alg"], alg);
+        }
+        std::fs::write(d.join("jwks.json"), jwks).unwrap();
+        ok(d, &["token", "verify", token, "--aud", "api", "--jwks", "jwks.json"]);
+
+        // The wrong audience, and a later instant, are refused.
+        let run = tessera(d, &["token", "verify", token], &[]);
+        assert_eq!((run.code, run.stderr.contains("audience")), (1, true), "{alg}: {}", run.stderr);
+        let later = (claims["exp"].as_i64().unwrap() + 31).to_string();
+        let run = tessera(d, &["token", "verify", token, "--aud", "api", "--at", &later], &[]);
+        assert_eq!((run.code, run.stderr.contains("expired")), (1, true), "{alg}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn token_from_standard_input_and_inspect_marks_it_unverified() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let token = ok(d, &["token", "issue", "--sub", "bob", "--ttl", "14m"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .current_dir(d)
+        .args(["token", "verify", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8(output.stdout).unwrap().contains("\"bob\""));
+
+    let shown = ok(d, &["token", "inspect", token.trim()]);
+    assert!(shown.starts_with("UNVERIFIED"), "{shown}");
+    assert!(shown.contains("expires in 13 min") || shown.contains("expires in 14 min"), "{shown}");
+    let json: Value = serde_json::from_str(&ok(d, &["token", "inspect", token.trim(), "--json"])).unwrap();
+    assert_eq!(json["verified"], false);
+    assert_eq!(json["header"]["typ"], "at+jwt");
+    assert_eq!(json["payload"]["sub"], "bob");
+}
+
+#[test]
+fn keys_are_encrypted_at_rest_with_a_master_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let master = ok(d, &["keys", "master-key"]);
+    let master = master.trim();
+    let env = [("TESSERA_MASTER_KEY", master)];
+    let run = tessera(d, &["keys", "generate", "--alg", "EdDSA", "--json"], &env);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("UNENCRYPTED"), "{}", run.stderr);
+    let stored = std::fs::read_to_string(d.join("tessera-data/keys.json")).unwrap();
+    assert!(stored.contains("aes-256-gcm"), "{stored}");
+
+    let run = tessera(d, &["token", "issue", "--sub", "carol"], &env);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = tessera(d, &["keys", "list"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("TESSERA_MASTER_KEY"), "{}", run.stderr);
+    let other = ok(d, &["keys", "master-key"]);
+    let run = tessera(d, &["keys", "list"], &[("TESSERA_MASTER_KEY", other.trim())]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("does not decrypt"), "{}", run.stderr);
+
+    // Without a master key, Tessera still works but says loudly that keys are stored in clear.
+    let plain = tempfile::tempdir().unwrap();
+    let run = tessera(plain.path(), &["keys", "generate", "--alg", "ES256"], &[]);
+    assert_eq!(run.code, 0);
+    assert!(run.stderr.contains("UNENCRYPTED"), "{}", run.stderr);
+}
+
+#[test]
+fn rotation_publishes_first_and_old_tokens_keep_verifying() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["keys", "generate", "--alg", "EdDSA"]);
+    let before = ok(d, &["token", "issue", "--sub", "dave"]);
+    let rotated: Value = serde_json::from_str(&ok(d, &["keys", "rotate", "--json"])).unwrap();
+    let next_kid = rotated[0]["kid"].as_str().unwrap().to_owned();
+    let list: Value = serde_json::from_str(&ok(d, &["keys", "list", "--json"])).unwrap();
+    let phases: Vec<&str> = list.as_array().unwrap().iter().map(|k| k["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases, ["active", "next"]);
+    assert!(ok(d, &["keys", "jwks"]).contains(&next_kid), "the next key is published before it signs");
+    let run = tessera(d, &["keys", "rotate"], &[]);
+    assert_eq!(run.code, 2, "a second scheduled rotation is refused");
+    assert!(run.stderr.contains("already scheduled"), "{}", run.stderr);
+
+    ok(d, &["keys", "rotate", "--now"]);
+    let after = ok(d, &["token", "issue", "--sub", "dave"]);
+    let kid = |token: &str| {
+        let json: Value = serde_json::from_str(&ok(d, &["token", "inspect", token.trim(), "--json"])).unwrap();
+        json["header"]["kid"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(kid(&after), next_kid);
+    ok(d, &["token", "verify", before.trim()]);
+    ok(d, &["token", "verify", after.trim()]);
+}
+
+#[test]
+fn configuration_precedence_is_file_then_environment_then_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tessera.toml"), "issuer = \"https://from-file\"\ndata_dir = \"file-data\"\n").unwrap();
+    let issuer = |env: &[(&str, &str)], args: &[&str]| {
+        let mut all = vec!["token", "issue", "--sub", "x"];
+        all.extend_from_slice(args);
+        let run = tessera(d, &all, env);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let json: Value = serde_json::from_str(&ok(d, &["token", "inspect", run.stdout.trim(), "--json"])).unwrap();
+        json["payload"]["iss"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(issuer(&[], &[]), "https://from-file");
+    assert!(d.join("file-data/keys.json").exists());
+    assert_eq!(issuer(&[("TESSERA_ISSUER", "https://from-env")], &[]), "https://from-env");
+    issuer(&[("TESSERA_DATA_DIR", "env-data")], &["--data-dir", "flag-data"]);
+    assert!(d.join("flag-data/keys.json").exists());
+    assert!(!d.join("env-data").exists());
+    issuer(&[("TESSERA_TOKENS__ACCESS_TTL", "2m")], &[]);
+}
+
+#[test]
+fn bad_configuration_and_flags_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("bad.toml"), "[tokens]\nmax_token_bytes = \"lots\"\naccess_ttl = \"soon\"\n").unwrap();
+    let run = tessera(d, &["--config", "bad.toml", "keys", "list"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("max_token_bytes") || run.stderr.contains("access_ttl"), "{}", run.stderr);
+    assert!(run.stderr.contains("bad.toml"), "the error names the file: {}", run.stderr);
+
+    let run = tessera(d, &["keys", "list"], &[("TESSERA_KEYS__ALGORITHM", "HS256")]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("cannot sign"), "{}", run.stderr);
+    let run = tessera(d, &["--config", "missing.toml", "keys", "list"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("missing.toml"), "{}", run.stderr);
+
+    for (args, needle) in [
+        (&["keys", "generate", "--alg", "HS256"][..], "verify-only"),
+        (&["keys", "generate", "--alg", "rs256"][..], "unknown algorithm"),
+        (&["keys", "generate", "--alg", "RS256", "--bits", "1024"][..], "2048 or 3072"),
+        (&["token", "issue", "--sub", "a", "--ttl", "soon"][..], "--ttl"),
+        (&["token", "issue", "--sub", "a", "--ttl", "400d"][..], "max_ttl"),
+        (&["token", "issue", "--sub", "a", "--claim", "exp=1"][..], "set by the issuer"),
+        (&["token", "verify", "x", "--at", "yesterday"][..], "--at"),
+        (&["token", "verify", "x", "--jwks", "nope.json"][..], "nope.json"),
+        (&["keys", "import", "nope.pem"][..], "nope.pem"),
+    ] {
+        let run = tessera(d, args, &[]);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+    }
+
+    std::fs::write(d.join("junk.pem"), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    let run = tessera(d, &["keys", "import", "junk.pem"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("junk.pem") && run.stderr.contains("cannot import"), "{}", run.stderr);
+    std::fs::write(d.join("evil.jwks"), r#"{"keys":[{"kty":"oct","alg":"HS256","k":"c2hvcnQ"}]}"#).unwrap();
+    let run = tessera(d, &["token", "verify", "a.b.c", "--jwks", "evil.jwks"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("too weak"), "{}", run.stderr);
+
+    for garbage in ["", "a.b", "not a token", "a.b.c.d", "{\"payload\":\"x\"}"] {
+        let run = tessera(
+            d,
+            &["token", "verify", garbage, "--jwks", &public_jwks(d, "rfc8037-a1-ed25519.private.jwk.json")],
+            &[],
+        );
+        assert_eq!(run.code, 1, "{garbage:?}: {}", run.stderr);
+        assert!(run.stderr.starts_with("invalid token: "), "{garbage:?}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn keys_import_pem_and_jwk() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let imported: Value = serde_json::from_str(&ok(
+        d,
+        &["keys", "import", fixture("rfc8037-a1-ed25519.private.jwk.json").to_str().unwrap(), "--json"],
+    ))
+    .unwrap();
+    assert_eq!(imported[0]["kid"], "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+    // A PKCS#8 PEM of the RFC 8037 key (seed 9d61b1...).
+    let pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n-----END PRIVATE KEY-----\n";
+    std::fs::write(d.join("ed.pem"), pem).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let run = tessera(other.path(), &["keys", "import", d.join("ed.pem").to_str().unwrap(), "--json"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let imported: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(imported[0]["kid"], "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k", "the same key from PEM");
+}
+
+#[test]
+fn jwks_can_be_fetched_from_a_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["keys", "generate", "--alg", "ES256"]);
+    let token = ok(d, &["token", "issue", "--sub", "erin"]);
+    let jwks = ok(d, &["keys", "jwks"]);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request).unwrap();
+        let response = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}", jwks.len());
+        stream.write_all(response.as_bytes()).unwrap();
+    });
+    let other = tempfile::tempdir().unwrap();
+    let claims: Value =
+        serde_json::from_str(&ok(other.path(), &["token", "verify", token.trim(), "--jwks", &url])).unwrap();
+    assert_eq!(claims["sub"], "erin");
+    server.join().unwrap();
+}
+
+#[test]
+fn help_and_completions() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--help"][..],
+        &["keys", "--help"],
+        &["keys", "rotate", "--help"],
+        &["token", "verify", "--help"],
+        &["token", "issue", "--help"],
+    ] {
+        let out = ok(dir.path(), args);
+        assert!(out.contains("Usage:"), "{args:?}");
+    }
+    let bash = ok(dir.path(), &["completions", "bash"]);
+    assert!(bash.contains("_tessera") && bash.contains("inspect"));
+}
