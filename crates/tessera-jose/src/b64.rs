@@ -8,6 +8,12 @@ pub(crate) fn decode(input: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(input).ok()
 }
 
+/// Decodes like [`decode`] into `buffer`, returning the decoded prefix; `None` also when it does not fit.
+pub(crate) fn decode_into<'a>(input: &str, buffer: &'a mut [u8]) -> Option<&'a [u8]> {
+    let len = URL_SAFE_NO_PAD.decode_slice(input, buffer).ok()?;
+    buffer.get(..len)
+}
+
 /// Encodes as unpadded base64url.
 pub(crate) fn encode(input: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(input)

@@ -1,6 +1,7 @@
 //! JSON that refuses what parsers disagree on: duplicate member names (RFC 7519 §4 allows "reject"; serde_json's
 //! `Value` silently keeps the last one) and deep nesting.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 
@@ -19,22 +20,95 @@ pub(crate) enum StrictJsonError {
     Invalid(String),
 }
 
-/// Parses `bytes` as one JSON object, rejecting duplicate member names at any depth and nesting past [`MAX_DEPTH`].
-pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, StrictJsonError> {
+/// Why [`parse_members`] stopped: the JSON itself, or the member handler's verdict.
+#[derive(Debug)]
+pub(crate) enum MemberError<E> {
+    /// The document is not one strict JSON object.
+    Json(StrictJsonError),
+    /// The handler refused a member.
+    Member(E),
+}
+
+/// Parses `bytes` as one JSON object and hands each top-level member to `on_member`, in order. Nested values are
+/// checked for duplicate names and depth; detecting a repeated top-level name is the handler's job (it knows
+/// which members it keeps). Names come borrowed from the input when they contain no escapes, so typed fields cost
+/// no allocation for their names.
+pub(crate) fn parse_members<E>(
+    bytes: &[u8],
+    on_member: impl FnMut(Cow<'_, str>, Value) -> Result<(), E>,
+) -> Result<(), MemberError<E>> {
     let duplicate = RefCell::new(None);
+    let mut verdict = None;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let seed = StrictSeed { depth: 0, duplicate: &duplicate };
-    let parsed = seed.deserialize(&mut deserializer).and_then(|value| {
-        deserializer.end()?;
-        Ok(value)
-    });
-    match parsed {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(StrictJsonError::Invalid("not a JSON object".into())),
-        Err(err) => match duplicate.into_inner() {
-            Some(name) => Err(StrictJsonError::Duplicate(name)),
-            None => Err(StrictJsonError::Invalid(err.to_string())),
-        },
+    let visitor = TopLevel { seed: StrictSeed { depth: 1, duplicate: &duplicate }, on_member, verdict: &mut verdict };
+    let parsed = deserializer.deserialize_any(visitor).and_then(|()| deserializer.end());
+    match (parsed, verdict) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(err)) => Err(MemberError::Member(err)),
+        (Err(err), None) => Err(MemberError::Json(match duplicate.into_inner() {
+            Some(name) => StrictJsonError::Duplicate(name),
+            None => StrictJsonError::Invalid(err.to_string()),
+        })),
+    }
+}
+
+struct TopLevel<'a, F, E> {
+    seed: StrictSeed<'a>,
+    on_member: F,
+    /// Side channel for the handler's typed error: serde's error type only carries text.
+    verdict: &'a mut Option<E>,
+}
+
+impl<'de, F, E> Visitor<'de> for TopLevel<'_, F, E>
+where
+    F: FnMut(Cow<'_, str>, Value) -> Result<(), E>,
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut access: A) -> Result<(), A::Error> {
+        while let Some(name) = access.next_key_seed(NameSeed)? {
+            let value = access.next_value_seed(self.seed)?;
+            if let Err(err) = (self.on_member)(name, value) {
+                *self.verdict = Some(err);
+                return Err(de::Error::custom("member refused"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A member name, borrowed from the input when it has no escapes.
+struct NameSeed;
+
+impl<'de> DeserializeSeed<'de> for NameSeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NameSeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
     }
 }
 
@@ -124,6 +198,23 @@ impl<'de> Visitor<'de> for StrictSeed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Collects members into a map, refusing repeated top-level names as the token parsers do.
+    fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, StrictJsonError> {
+        let mut map = Map::new();
+        parse_members(bytes, |name, value| match map.contains_key(name.as_ref()) {
+            true => Err(name.into_owned()),
+            false => {
+                map.insert(name.into_owned(), value);
+                Ok(())
+            }
+        })
+        .map_err(|err| match err {
+            MemberError::Json(json) => json,
+            MemberError::Member(name) => StrictJsonError::Duplicate(name),
+        })?;
+        Ok(map)
+    }
 
     #[test]
     fn duplicate_members_are_named_at_any_depth() {

@@ -2,12 +2,15 @@
 
 use std::collections::HashMap;
 
-use crate::{Jwk, Jwks, KeyError, VerifyingKey, MAX_KEYS_IN_SET};
+use crate::sign::JwtHeader;
+use crate::{b64, Header, Jwk, Jwks, KeyError, VerifyingKey, ACCESS_TOKEN_TYP, MAX_KEYS_IN_SET};
 
 /// The keys a verifier trusts. A key is found only by exact `kid` lookup; never by URL, path or query.
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
     keys: HashMap<String, VerifyingKey>,
+    /// The base64url header Tessera's signer writes for each key's access tokens → that key's id and the header.
+    canonical_headers: HashMap<String, (String, Header)>,
 }
 
 impl KeySet {
@@ -62,6 +65,16 @@ impl KeySet {
         if self.keys.contains_key(key.kid()) {
             return Err(KeyError::DuplicateKid(key.kid().to_owned()));
         }
+        let header = JwtHeader { alg: key.algorithm().as_str(), typ: Some(ACCESS_TOKEN_TYP), kid: key.kid() };
+        if let Ok(json) = serde_json::to_vec(&header) {
+            let parsed = Header {
+                alg: header.alg.to_owned(),
+                kid: Some(key.kid().to_owned()),
+                typ: Some(ACCESS_TOKEN_TYP.to_owned()),
+                other: serde_json::Map::new(),
+            };
+            self.canonical_headers.insert(b64::encode(json), (key.kid().to_owned(), parsed));
+        }
         self.keys.insert(key.kid().to_owned(), key);
         Ok(())
     }
@@ -70,6 +83,12 @@ impl KeySet {
     #[must_use]
     pub fn get(&self, kid: &str) -> Option<&VerifyingKey> {
         self.keys.get(kid)
+    }
+
+    /// The parsed header and key for a header segment exactly as Tessera's signer writes it.
+    pub(crate) fn by_canonical_header(&self, segment: &str) -> Option<(Header, &VerifyingKey)> {
+        let (kid, header) = self.canonical_headers.get(segment)?;
+        Some((header.clone(), self.keys.get(kid)?))
     }
 
     /// The only key of a one-key set: used for tokens without `kid`, and only when there is no ambiguity.

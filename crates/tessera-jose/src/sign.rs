@@ -19,12 +19,13 @@ pub fn sign_compact(key: &SigningKey, header: &[u8], payload: &[u8]) -> Result<S
     Ok(token)
 }
 
+/// The header Tessera puts on every JWT it signs; verifiers recognise it by its exact bytes.
 #[derive(Serialize)]
-struct JwtHeader<'a> {
-    alg: &'static str,
+pub(crate) struct JwtHeader<'a> {
+    pub(crate) alg: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    typ: Option<&'a str>,
-    kid: &'a str,
+    pub(crate) typ: Option<&'a str>,
+    pub(crate) kid: &'a str,
 }
 
 /// Signs `claims` as a JWT with the header `{"alg", "typ", "kid"}` of `key`.

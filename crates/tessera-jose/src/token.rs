@@ -3,7 +3,9 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::json::{self, StrictJsonError};
+use std::borrow::Cow;
+
+use crate::json::{self, MemberError, StrictJsonError};
 use crate::{b64, Part, TokenError};
 
 /// Header parameters whose presence alone gets a token rejected: keys are never taken from the token.
@@ -28,17 +30,22 @@ pub struct Header {
 impl Header {
     /// Parses header JSON strictly: one object, no duplicate members, `alg` a string, `kid` and `typ` strings.
     pub(crate) fn parse(bytes: &[u8]) -> Result<Self, TokenError> {
-        let mut map = parse_part(bytes, Part::Header)?;
-        let mut string = |name: &'static str| match map.remove(name) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(TokenError::BadJson { part: Part::Header, reason: format!("{name} must be a string") }),
-        };
-        let alg = string("alg")?
-            .ok_or_else(|| TokenError::BadJson { part: Part::Header, reason: "alg is missing".into() })?;
-        let kid = string("kid")?;
-        let typ = string("typ")?;
-        Ok(Self { alg, kid, typ, other: map })
+        let (mut alg, mut kid, mut typ, mut other) = (None, None, None, Map::new());
+        let bad = |reason: String| TokenError::BadJson { part: Part::Header, reason };
+        parse_part(bytes, Part::Header, |name, value| {
+            let slot = match name.as_ref() {
+                "alg" => &mut alg,
+                "kid" => &mut kid,
+                "typ" => &mut typ,
+                _ => return keep_other(&mut other, Part::Header, name, value),
+            };
+            match value {
+                Value::String(text) => set_once(slot, text, Part::Header, &name),
+                _ => Err(bad(format!("{name} must be a string"))),
+            }
+        })?;
+        let alg = alg.ok_or_else(|| bad("alg is missing".into()))?;
+        Ok(Self { alg, kid, typ, other })
     }
 
     /// Refuses what a verifier must never act on: embedded keys and critical parameters it does not understand.
@@ -128,43 +135,65 @@ impl Claims {
     /// Parses payload JSON strictly. A registered claim of the wrong type is an error, never "absent"
     /// (CVE-2026-25537): `exp`, `nbf` and `iat` must be JSON numbers.
     pub(crate) fn parse(bytes: &[u8]) -> Result<Self, TokenError> {
-        Self::from_map(parse_part(bytes, Part::Payload)?)
+        let mut claims = Self::default();
+        parse_part(bytes, Part::Payload, |name, value| claims.set(name, value))?;
+        Ok(claims)
     }
 
-    fn from_map(mut map: Map<String, Value>) -> Result<Self, TokenError> {
-        let mut string = |name: &'static str| match map.remove(name) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(TokenError::InvalidClaim { name, reason: "must be a string" }),
+    fn set(&mut self, name: Cow<'_, str>, value: Value) -> Result<(), TokenError> {
+        let (slot, claim) = match name.as_ref() {
+            "iss" => (&mut self.iss, "iss"),
+            "sub" => (&mut self.sub, "sub"),
+            "jti" => (&mut self.jti, "jti"),
+            "client_id" => (&mut self.client_id, "client_id"),
+            "scope" => (&mut self.scope, "scope"),
+            "sid" => (&mut self.sid, "sid"),
+            "aud" => return set_once(&mut self.aud, audience(value)?, Part::Payload, "aud"),
+            "exp" => return set_once(&mut self.exp, numeric_date("exp", &value)?, Part::Payload, "exp"),
+            "nbf" => return set_once(&mut self.nbf, numeric_date("nbf", &value)?, Part::Payload, "nbf"),
+            "iat" => return set_once(&mut self.iat, numeric_date("iat", &value)?, Part::Payload, "iat"),
+            _ => return keep_other(&mut self.extra, Part::Payload, name, value),
         };
-        let iss = string("iss")?;
-        let sub = string("sub")?;
-        let jti = string("jti")?;
-        let client_id = string("client_id")?;
-        let scope = string("scope")?;
-        let sid = string("sid")?;
-        let aud = match map.remove("aud") {
-            None => None,
-            Some(Value::String(one)) => Some(Audience::One(one)),
-            Some(Value::Array(items)) if !items.is_empty() => Some(Audience::Many(
-                items
-                    .into_iter()
-                    .map(|item| match item {
-                        Value::String(s) => Ok(s),
-                        _ => Err(TokenError::InvalidClaim { name: "aud", reason: "array items must be strings" }),
-                    })
-                    .collect::<Result<_, _>>()?,
-            )),
-            Some(_) => {
-                return Err(TokenError::InvalidClaim { name: "aud", reason: "must be a string or a non-empty array" })
-            }
-        };
-        let mut date = |name: &'static str| map.remove(name).map(|value| numeric_date(name, &value)).transpose();
-        let exp = date("exp")?;
-        let nbf = date("nbf")?;
-        let iat = date("iat")?;
-        Ok(Self { iss, sub, aud, exp, nbf, iat, jti, client_id, scope, sid, extra: map })
+        match value {
+            Value::String(text) => set_once(slot, text, Part::Payload, claim),
+            _ => Err(TokenError::InvalidClaim { name: claim, reason: "must be a string" }),
+        }
     }
+}
+
+fn audience(value: Value) -> Result<Audience, TokenError> {
+    const INVALID: TokenError =
+        TokenError::InvalidClaim { name: "aud", reason: "must be a string or a non-empty array of strings" };
+    match value {
+        Value::String(one) => Ok(Audience::One(one)),
+        Value::Array(items) if !items.is_empty() => items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(s) => Ok(s),
+                _ => Err(INVALID),
+            })
+            .collect::<Result<_, _>>()
+            .map(Audience::Many),
+        _ => Err(INVALID),
+    }
+}
+
+/// Fills a typed member, refusing a second occurrence.
+fn set_once<T>(slot: &mut Option<T>, value: T, part: Part, name: &str) -> Result<(), TokenError> {
+    if slot.is_some() {
+        return Err(TokenError::DuplicateMember { part, name: name.to_owned() });
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// Keeps a member this library has no typed field for, refusing a second occurrence.
+fn keep_other(map: &mut Map<String, Value>, part: Part, name: Cow<'_, str>, value: Value) -> Result<(), TokenError> {
+    if map.contains_key(name.as_ref()) {
+        return Err(TokenError::DuplicateMember { part, name: name.into_owned() });
+    }
+    map.insert(name.into_owned(), value);
+    Ok(())
 }
 
 /// Bounds on NumericDate values: beyond ±2^53 s a float cannot count seconds, and nothing legitimate lives there.
@@ -183,23 +212,29 @@ fn numeric_date(name: &'static str, value: &Value) -> Result<i64, TokenError> {
     seconds.filter(|s| s.abs() < MAX_NUMERIC_DATE).ok_or(TokenError::InvalidClaim { name, reason: "is out of range" })
 }
 
-fn parse_part(bytes: &[u8], part: Part) -> Result<Map<String, Value>, TokenError> {
-    json::parse_object(bytes).map_err(|err| match err {
-        StrictJsonError::Duplicate(name) => TokenError::DuplicateMember { part, name },
-        StrictJsonError::Invalid(reason) => TokenError::BadJson { part, reason },
+fn parse_part(
+    bytes: &[u8],
+    part: Part,
+    on_member: impl FnMut(Cow<'_, str>, Value) -> Result<(), TokenError>,
+) -> Result<(), TokenError> {
+    json::parse_members(bytes, on_member).map_err(|err| match err {
+        MemberError::Member(err) => err,
+        MemberError::Json(StrictJsonError::Duplicate(name)) => TokenError::DuplicateMember { part, name },
+        MemberError::Json(StrictJsonError::Invalid(reason)) => TokenError::BadJson { part, reason },
     })
 }
 
-/// The three parts of a compact JWS, split and base64url-decoded, not yet verified.
+/// The three segments of a compact JWS, still base64url, not yet verified.
 pub(crate) struct CompactParts<'a> {
-    /// `header.payload`, the signing input, borrowed from the token.
+    /// `header.payload`, the signing input.
     pub(crate) signing_input: &'a str,
-    pub(crate) header: Vec<u8>,
-    pub(crate) payload: Vec<u8>,
-    pub(crate) signature: Vec<u8>,
+    pub(crate) header: &'a str,
+    pub(crate) payload: &'a str,
+    pub(crate) signature: &'a str,
 }
 
-/// Splits a compact JWS: exactly three parts of strict base64url. The JSON serializations are refused by name.
+/// Splits a compact JWS into exactly three segments, after the size check. The JSON serializations are refused by
+/// name. Segments are decoded later, each only when needed.
 pub(crate) fn split_compact(token: &str, max_len: usize) -> Result<CompactParts<'_>, TokenError> {
     if token.len() > max_len {
         return Err(TokenError::TooLarge { len: token.len(), limit: max_len });
@@ -212,13 +247,13 @@ pub(crate) fn split_compact(token: &str, max_len: usize) -> Result<CompactParts<
     else {
         return Err(TokenError::WrongPartCount(token.split('.').count()));
     };
-    let decode = |text: &str, part: Part| b64::decode(text).ok_or(TokenError::BadBase64 { part });
-    Ok(CompactParts {
-        signing_input: token.get(..header.len() + 1 + payload.len()).ok_or(TokenError::WrongPartCount(0))?,
-        header: decode(header, Part::Header)?,
-        payload: decode(payload, Part::Payload)?,
-        signature: decode(signature, Part::Signature)?,
-    })
+    let signing_input = token.get(..header.len() + 1 + payload.len()).ok_or(TokenError::WrongPartCount(0))?;
+    Ok(CompactParts { signing_input, header, payload, signature })
+}
+
+/// Decodes one segment as strict unpadded base64url.
+pub(crate) fn decode_segment(segment: &str, part: Part) -> Result<Vec<u8>, TokenError> {
+    b64::decode(segment).ok_or(TokenError::BadBase64 { part })
 }
 
 /// A token decoded without any verification, for display. Nothing in it may be trusted.
@@ -268,7 +303,11 @@ impl Payload {
 /// Any [`TokenError`] about the token's form.
 pub fn decode_unverified(token: &str, max_len: usize) -> Result<Unverified, TokenError> {
     let parts = split_compact(token, max_len)?;
-    Ok(Unverified { header: Header::parse(&parts.header)?, payload: Payload::parse(&parts.payload)? })
+    decode_segment(parts.signature, Part::Signature)?;
+    Ok(Unverified {
+        header: Header::parse(&decode_segment(parts.header, Part::Header)?)?,
+        payload: Payload::parse(&decode_segment(parts.payload, Part::Payload)?)?,
+    })
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ pub(crate) fn run(config: &Config, command: KeysCommand) -> anyhow::Result<ExitC
             } else if statuses.is_empty() {
                 println!("no keys yet: `tessera keys generate --alg EdDSA` creates one");
             } else {
-                println!("{:<44} {:<6} {:<8} {}", "KID", "ALG", "PHASE", "SCHEDULE");
+                println!("{:<44} {:<6} {:<8} SCHEDULE", "KID", "ALG", "PHASE");
                 for s in statuses {
                     let schedule = match (s.retired_at, s.removed_at) {
                         (Some(retired), Some(removed)) => {
