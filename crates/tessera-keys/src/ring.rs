@@ -255,9 +255,12 @@ impl KeyRing {
         activation: Activation,
     ) -> Result<Change, KeyringError> {
         if activation == Activation::Immediate {
-            if let Some(pending) = self.keys.iter_mut().find(|k| k.activates_at > now) {
+            if let Some(index) = self.keys.iter().position(|k| k.activates_at > now) {
+                // Moved behind every key already active, so it wins even against one activated this same second.
+                let mut pending = self.keys.remove(index);
                 pending.activates_at = now;
                 let kid = pending.key.kid().to_owned();
+                self.keys.push(pending);
                 sort(&mut self.keys);
                 return Ok(Change::ActivatedNow { kid });
             }
@@ -312,8 +315,10 @@ impl KeyRing {
     }
 }
 
+/// Orders keys by activation. The sort is stable: keys activating in the same second keep the order in which they
+/// were activated, so the latest one signs (the keyring file stores keys in this order).
 fn sort(keys: &mut [ManagedKey]) {
-    keys.sort_by(|a, b| (a.activates_at, a.created_at, a.key.kid()).cmp(&(b.activates_at, b.created_at, b.key.kid())));
+    keys.sort_by_key(|key| key.activates_at);
 }
 
 #[cfg(test)]
@@ -391,6 +396,25 @@ mod tests {
         assert_eq!(ring.rotate(12, &p, Activation::Immediate).unwrap(), Change::ActivatedNow { kid: next.clone() });
         assert_eq!(ring.active(12).unwrap().kid(), next);
         assert_eq!(phases(&ring, 12), [Phase::Retired, Phase::Active]);
+    }
+
+    #[test]
+    fn the_latest_activation_wins_within_one_second() {
+        let p = policy();
+        for _ in 0..8 {
+            let mut ring = KeyRing::default();
+            ring.maintain(5, &p).unwrap();
+            let Change::Created { kid: next, .. } = ring.rotate(5, &p, Activation::Scheduled).unwrap() else {
+                panic!("expected a created key")
+            };
+            ring.rotate(5, &p, Activation::Immediate).unwrap();
+            assert_eq!(ring.active(5).unwrap().kid(), next);
+            let key = SigningKey::generate(Algorithm::EdDSA, RsaBits::Bits2048).unwrap();
+            let newest = key.kid().to_owned();
+            ring.add(key, 5, &p, Activation::Immediate).unwrap();
+            assert_eq!(ring.active(5).unwrap().kid(), newest);
+            assert_eq!(phases(&ring, 5), [Phase::Retired, Phase::Retired, Phase::Active]);
+        }
     }
 
     #[test]
