@@ -1,0 +1,151 @@
+//! The behaviour every [`Store`] backend must show. Each backend's tests call [`run_all`] on a fresh store.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code
+
+use std::sync::Arc;
+
+use serde_json::Map;
+
+use crate::{NewFamily, RefreshOutcome, RefreshRules, Refusal, Revocation, Store, StoreError, User};
+
+const RULES: RefreshRules = RefreshRules { grace_ms: 10_000, idle_timeout_ms: 86_400_000 };
+
+fn family(sid: &str, sub: &str, created_at: i64) -> NewFamily {
+    NewFamily {
+        sid: sid.into(),
+        sub: sub.into(),
+        client_id: "web".into(),
+        scope: Some("read".into()),
+        roles: vec!["admin".into()],
+        claims: Map::new(),
+        user_agent: Some("test".into()),
+        created_at,
+        expires_at: created_at + 7 * 86_400_000,
+    }
+}
+
+/// Runs every conformance check against `store`, which must be empty.
+pub async fn run_all(store: Arc<dyn Store>) {
+    users(&*store).await;
+    rotation(&*store).await;
+    concurrent_presentations_have_one_winner(Arc::clone(&store)).await;
+    logout_and_logout_everywhere(&*store).await;
+    disabling_a_user_ends_their_sessions(&*store).await;
+    store.ping().await.unwrap();
+}
+
+async fn users(store: &dyn Store) {
+    let user = User {
+        username: "ann".into(),
+        password_hash: "h".into(),
+        roles: vec!["r".into()],
+        disabled: false,
+        created_at: 1,
+    };
+    store.create_user(user.clone()).await.unwrap();
+    assert!(matches!(store.create_user(user.clone()).await, Err(StoreError::AlreadyExists(_))));
+    assert_eq!(store.user("ann").await.unwrap(), Some(user));
+    assert_eq!(store.user("nobody").await.unwrap(), None);
+    store.set_password("ann", "h2".into()).await.unwrap();
+    assert_eq!(store.user("ann").await.unwrap().unwrap().password_hash, "h2");
+    assert!(matches!(store.set_password("nobody", "x".into()).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.set_user_disabled("nobody", true, 5).await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.users().await.unwrap().len(), 1);
+}
+
+async fn rotation(store: &dyn Store) {
+    store.create_family(family("f1", "bob", 1_000)).await.unwrap();
+    assert!(matches!(store.create_family(family("f1", "bob", 1_000)).await, Err(StoreError::AlreadyExists(_))));
+    let RefreshOutcome::Rotated(f) = store.refresh("f1", 0, 2_000, RULES).await.unwrap() else { panic!("rotate") };
+    assert_eq!(f.generation, 1);
+    // The previous generation inside the grace window gets the same live generation, without a new one.
+    let RefreshOutcome::Replayed(f) = store.refresh("f1", 0, 3_000, RULES).await.unwrap() else { panic!("replay") };
+    assert_eq!(f.generation, 1);
+    assert_eq!(store.family("f1").await.unwrap().unwrap().generation, 1);
+    let RefreshOutcome::Rotated(f) = store.refresh("f1", 1, 4_000, RULES).await.unwrap() else { panic!("rotate") };
+    assert_eq!(f.generation, 2);
+    // Generation 0 is now two behind: theft. The family is revoked, logged, and the event recorded.
+    assert!(matches!(store.refresh("f1", 0, 5_000, RULES).await.unwrap(), RefreshOutcome::TheftDetected(_)));
+    assert_eq!(store.refresh("f1", 2, 5_001, RULES).await.unwrap(), RefreshOutcome::Refused(Refusal::Revoked));
+    let event = &store.security_events(10).await.unwrap()[0];
+    assert_eq!((event.kind.as_str(), event.sid.as_str(), event.sub.as_str()), ("refresh_token_reuse", "f1", "bob"));
+    let log = store.revocations_after(0, 0, 100).await.unwrap();
+    assert!(log.iter().any(|e| e.revocation == Revocation::Session { sid: "f1".into() }));
+    assert_eq!(store.refresh("nope", 0, 1, RULES).await.unwrap(), RefreshOutcome::Refused(Refusal::Unknown));
+    // Expiry is absolute; idleness is measured from the last use.
+    store.create_family(family("f2", "bob", 10_000)).await.unwrap();
+    let expired = 10_000 + 7 * 86_400_000;
+    assert_eq!(store.refresh("f2", 0, expired, RULES).await.unwrap(), RefreshOutcome::Refused(Refusal::Expired));
+    let idle = 10_000 + RULES.idle_timeout_ms;
+    assert_eq!(store.refresh("f2", 0, idle, RULES).await.unwrap(), RefreshOutcome::Refused(Refusal::Idle));
+    assert_eq!(store.family("f2").await.unwrap().unwrap().generation, 0, "refusals change nothing");
+}
+
+async fn concurrent_presentations_have_one_winner(store: Arc<dyn Store>) {
+    for round in 0..5 {
+        let sid = format!("race-{round}");
+        store.create_family(family(&sid, "carl", 1_000)).await.unwrap();
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (store, sid) = (Arc::clone(&store), sid.clone());
+                tokio::spawn(async move { store.refresh(&sid, 0, 2_000, RULES).await.unwrap() })
+            })
+            .collect();
+        let mut rotated = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                RefreshOutcome::Rotated(f) => {
+                    rotated += 1;
+                    assert_eq!(f.generation, 1);
+                }
+                RefreshOutcome::Replayed(f) => assert_eq!(f.generation, 1),
+                other => panic!("round {round}: unexpected {other:?}"),
+            }
+        }
+        assert_eq!(rotated, 1, "round {round}: exactly one rotation");
+        assert_eq!(store.family(&sid).await.unwrap().unwrap().generation, 1);
+    }
+}
+
+async fn logout_and_logout_everywhere(store: &dyn Store) {
+    store.create_family(family("d1", "dora", 1_000)).await.unwrap();
+    store.create_family(family("d2", "dora", 2_000)).await.unwrap();
+    assert_eq!(store.live_families("dora", 3_000, RULES).await.unwrap().len(), 2);
+    assert!(store.revoke_family("d1", "logout", 3_000).await.unwrap());
+    assert!(!store.revoke_family("d1", "logout", 3_001).await.unwrap(), "revocation is sticky and idempotent");
+    let live = store.live_families("dora", 3_000, RULES).await.unwrap();
+    assert_eq!(live.iter().map(|f| f.sid.as_str()).collect::<Vec<_>>(), ["d2"]);
+
+    store.revoke_subject("dora", 4_000).await.unwrap();
+    store.revoke_subject("dora", 3_500).await.unwrap(); // late and older: must not move the instant back
+    assert_eq!(store.subject("dora").await.unwrap().not_before, Some(4_000));
+    assert_eq!(
+        store.refresh("d2", 0, 4_500, RULES).await.unwrap(),
+        RefreshOutcome::Refused(Refusal::LoggedOutEverywhere)
+    );
+    assert!(store.live_families("dora", 4_500, RULES).await.unwrap().is_empty());
+    // A login after the instant is unaffected.
+    store.create_family(family("d3", "dora", 4_001)).await.unwrap();
+    assert!(matches!(store.refresh("d3", 0, 4_500, RULES).await.unwrap(), RefreshOutcome::Rotated(_)));
+    let log = store.revocations_after(0, 0, 100).await.unwrap();
+    assert!(log.windows(2).all(|w| w[0].id < w[1].id), "the log is ordered");
+    assert!(log.iter().any(|e| e.revocation == Revocation::Subject { sub: "dora".into(), not_before: 4_000 }));
+    let after = log.last().unwrap().id;
+    assert!(store.revocations_after(after, 0, 100).await.unwrap().is_empty());
+}
+
+async fn disabling_a_user_ends_their_sessions(store: &dyn Store) {
+    let user =
+        User { username: "eve".into(), password_hash: "h".into(), roles: vec![], disabled: false, created_at: 1 };
+    store.create_user(user).await.unwrap();
+    store.create_family(family("e1", "eve", 1_000)).await.unwrap();
+    store.set_user_disabled("eve", true, 2_000).await.unwrap();
+    let state = store.subject("eve").await.unwrap();
+    assert!(state.disabled);
+    assert_eq!(state.not_before, Some(2_000));
+    assert_eq!(
+        store.refresh("e1", 0, 2_500, RULES).await.unwrap(),
+        RefreshOutcome::Refused(Refusal::LoggedOutEverywhere)
+    );
+    store.set_user_disabled("eve", false, 3_000).await.unwrap();
+    assert!(!store.subject("eve").await.unwrap().disabled);
+}

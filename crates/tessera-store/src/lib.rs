@@ -1,0 +1,130 @@
+//! # tessera-store
+//!
+//! The storage behind Tessera: users, sessions (refresh-token families), per-subject "not before" instants, the
+//! revocation log verifiers follow, and security events. [`Store`] is the trait the server uses; [`SqliteStore`]
+//! is the embedded, durable default. The refresh-rotation rules live in one pure function, [`decide`], that
+//! every backend applies inside its own atomic step, and the `conformance` feature holds the one test suite every
+//! backend must pass.
+
+mod error;
+mod model;
+mod sqlite;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::StoreError;
+pub use model::{
+    decide, Decision, Family, Millis, NewFamily, RefreshOutcome, RefreshRules, Refusal, Revocation, RevocationEntry,
+    SecurityEvent, SubjectState, User,
+};
+pub use sqlite::SqliteStore;
+
+/// Authoritative state, shared by every node that uses the same backend.
+///
+/// Every method that changes something returns only after the change is durable: a caller may acknowledge it.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Adds a user.
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyExists`] when the name is taken.
+    async fn create_user(&self, user: User) -> Result<(), StoreError>;
+
+    /// The user with this name.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn user(&self, username: &str) -> Result<Option<User>, StoreError>;
+
+    /// Every user, by name.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn users(&self) -> Result<Vec<User>, StoreError>;
+
+    /// Disables or re-enables a user. Disabling also ends every session and outstanding token of the user
+    /// (a subject revocation at `now`).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown user.
+    async fn set_user_disabled(&self, username: &str, disabled: bool, now: Millis) -> Result<(), StoreError>;
+
+    /// Replaces a user's password hash.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown user.
+    async fn set_password(&self, username: &str, password_hash: String) -> Result<(), StoreError>;
+
+    /// Starts a session at generation 0.
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyExists`] for a duplicate `sid`.
+    async fn create_family(&self, family: NewFamily) -> Result<Family, StoreError>;
+
+    /// The session with this `sid`.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn family(&self, sid: &str) -> Result<Option<Family>, StoreError>;
+
+    /// Presents generation `presented` of session `sid`, applying [`decide`] atomically: any number of concurrent
+    /// calls with the same generation produce exactly one rotation.
+    ///
+    /// # Errors
+    /// Backend failures only; every refusal is an [`RefreshOutcome::Refused`].
+    async fn refresh(
+        &self,
+        sid: &str,
+        presented: u64,
+        now: Millis,
+        rules: RefreshRules,
+    ) -> Result<RefreshOutcome, StoreError>;
+
+    /// Revokes one session (sticky) and logs the revocation for verifiers. Returns whether it was live.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn revoke_family(&self, sid: &str, reason: &str, now: Millis) -> Result<bool, StoreError>;
+
+    /// Ends everything the subject was issued at or before `now`, in O(1): sessions and access tokens alike.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn revoke_subject(&self, sub: &str, now: Millis) -> Result<(), StoreError>;
+
+    /// The subject's usable sessions at `now`, newest first.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn live_families(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Family>, StoreError>;
+
+    /// The subject's "not before" instant and disabled flag.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn subject(&self, sub: &str) -> Result<SubjectState, StoreError>;
+
+    /// Revocations after log position `after_id` and recorded at or after `since`, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn revocations_after(
+        &self,
+        after_id: i64,
+        since: Millis,
+        limit: usize,
+    ) -> Result<Vec<RevocationEntry>, StoreError>;
+
+    /// The latest security events, newest first.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn security_events(&self, limit: usize) -> Result<Vec<SecurityEvent>, StoreError>;
+
+    /// Whether the backend answers.
+    ///
+    /// # Errors
+    /// When it does not.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,549 @@
+//! The embedded default: SQLite in WAL mode, `synchronous=FULL`, one writer thread that commits concurrent
+//! changes together (group commit: one fsync for a whole batch), and a few reader connections.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension as _, Row};
+use serde_json::{Map, Value};
+
+use crate::model::{decide, Decision, Family, Millis, NewFamily, RefreshOutcome, RefreshRules, Refusal, Revocation};
+use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r"
+    CREATE TABLE users (
+        username      TEXT PRIMARY KEY NOT NULL,
+        password_hash TEXT NOT NULL,
+        roles         TEXT NOT NULL,
+        disabled      INTEGER NOT NULL DEFAULT 0,
+        created_at    INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE subjects (
+        sub        TEXT PRIMARY KEY NOT NULL,
+        not_before INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE families (
+        sid                  TEXT PRIMARY KEY NOT NULL,
+        sub                  TEXT NOT NULL,
+        client_id            TEXT NOT NULL,
+        scope                TEXT,
+        roles                TEXT NOT NULL,
+        claims               TEXT NOT NULL,
+        user_agent           TEXT,
+        created_at           INTEGER NOT NULL,
+        expires_at           INTEGER NOT NULL,
+        last_used_at         INTEGER NOT NULL,
+        generation           INTEGER NOT NULL,
+        generation_issued_at INTEGER NOT NULL,
+        revoked_at           INTEGER,
+        revoked_reason       TEXT
+    ) STRICT;
+    CREATE INDEX families_by_sub ON families (sub, created_at);
+    CREATE TABLE revocation_log (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        at         INTEGER NOT NULL,
+        kind       TEXT NOT NULL CHECK (kind IN ('session', 'subject')),
+        value      TEXT NOT NULL,
+        not_before INTEGER
+    ) STRICT;
+    CREATE INDEX revocation_log_by_time ON revocation_log (at);
+    CREATE TABLE security_events (
+        id     INTEGER PRIMARY KEY AUTOINCREMENT,
+        at     INTEGER NOT NULL,
+        kind   TEXT NOT NULL,
+        sub    TEXT NOT NULL,
+        sid    TEXT NOT NULL,
+        detail TEXT NOT NULL
+    ) STRICT;
+"];
+
+/// Changes committed together at most.
+const MAX_BATCH: usize = 512;
+/// Reader connections.
+const READERS: usize = 4;
+
+/// A change run by the writer thread inside the batch transaction. It gets the connection (or why the batch could
+/// not start) and returns what to do once the batch's commit is known.
+type Job = Box<dyn FnOnce(Result<&Connection, &str>) -> Completion + Send>;
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// SQLite-backed [`Store`].
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::Sender<Job>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: AtomicUsize,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // WAL lets readers run beside the writer; FULL fsyncs every commit, so an acknowledged change survives a
+    // power cut, and group commit makes that one fsync per batch instead of per request.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let applied: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Backend(format!(
+            "database schema version {applied} is newer than this Tessera ({}); upgrade Tessera",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+        tx.commit()?;
+        tracing::info!(version = index + 1, "applied database migration");
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and runs pending migrations.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or migrated.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut writer_conn = open_connection(path)?;
+        migrate(&mut writer_conn)?;
+        let readers = (0..READERS).map(|_| open_connection(path).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
+        let (writer, jobs) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("tessera-sqlite-writer".into())
+            .spawn(move || write_loop(&writer_conn, &jobs))
+            .map_err(|err| StoreError::Backend(format!("cannot start the writer thread: {err}")))?;
+        Ok(Self { path: path.to_owned(), writer, readers: Arc::new(readers), next_reader: AtomicUsize::new(0) })
+    }
+
+    /// Runs a change on the writer thread; returns once its batch is committed.
+    async fn write<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = match conn {
+                Ok(conn) => in_savepoint(conn, change),
+                Err(why) => Err(StoreError::Backend(why.to_owned())),
+            };
+            Box::new(move |commit| {
+                let _ = reply.send(commit.map_err(StoreError::Backend).and(result));
+            })
+        });
+        self.writer.send(job).map_err(|_| StoreError::Unavailable)?;
+        answer.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// Runs a query on a reader connection, on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = Arc::clone(&self.readers);
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            // Take the first free connection, starting at a rotating index; wait on one only if all are busy.
+            let count = readers.len();
+            let free = (0..count).find_map(|i| readers.get((start + i) % count).and_then(|m| m.try_lock().ok()));
+            let guard = match free {
+                Some(guard) => guard,
+                None => readers
+                    .get(start % count)
+                    .ok_or(StoreError::Unavailable)?
+                    .lock()
+                    .map_err(|_| StoreError::Unavailable)?,
+            };
+            query(&guard)
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable)?
+    }
+}
+
+fn write_loop(conn: &Connection, jobs: &mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(|err| err.to_string());
+        let completions: Vec<Completion> = match &began {
+            Ok(()) => batch.into_iter().map(|job| job(Ok(conn))).collect(),
+            Err(why) => batch.into_iter().map(|job| job(Err(why.as_str()))).collect(),
+        };
+        let outcome = began.and_then(|()| conn.execute_batch("COMMIT").map_err(|err| err.to_string()));
+        if let Err(why) = &outcome {
+            tracing::error!(error = %why, size = completions.len(), "commit failed; nothing in the batch was acknowledged");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for complete in completions {
+            complete(outcome.clone());
+        }
+    }
+}
+
+/// Runs one change in a savepoint, so a failed change leaves nothing behind in the shared batch transaction.
+fn in_savepoint<T>(
+    conn: &Connection,
+    change: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute_batch("SAVEPOINT change")?;
+    match change(conn) {
+        Ok(value) => {
+            conn.execute_batch("RELEASE change")?;
+            Ok(value)
+        }
+        Err(err) => {
+            conn.execute_batch("ROLLBACK TO change; RELEASE change")?;
+            Err(err)
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|err| StoreError::Backend(err.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text)
+        .map_err(|err| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(err)))
+}
+
+const USER_COLUMNS: &str = "username, password_hash, roles, disabled, created_at";
+
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        username: row.get(0)?,
+        password_hash: row.get(1)?,
+        roles: from_json(&row.get::<_, String>(2)?)?,
+        disabled: row.get(3)?,
+        created_at: row.get(4)?,
+    })
+}
+
+const FAMILY_COLUMNS: &str = "sid, sub, client_id, scope, roles, claims, user_agent, created_at, expires_at, \
+     last_used_at, generation, generation_issued_at, revoked_at, revoked_reason";
+
+fn family_from_row(row: &Row<'_>) -> rusqlite::Result<Family> {
+    Ok(Family {
+        sid: row.get(0)?,
+        sub: row.get(1)?,
+        client_id: row.get(2)?,
+        scope: row.get(3)?,
+        roles: from_json(&row.get::<_, String>(4)?)?,
+        claims: from_json::<Map<String, Value>>(&row.get::<_, String>(5)?)?,
+        user_agent: row.get(6)?,
+        created_at: row.get(7)?,
+        expires_at: row.get(8)?,
+        last_used_at: row.get(9)?,
+        generation: row.get(10)?,
+        generation_issued_at: row.get(11)?,
+        revoked_at: row.get(12)?,
+        revoked_reason: row.get(13)?,
+    })
+}
+
+fn load_family(conn: &Connection, sid: &str) -> Result<Option<Family>, StoreError> {
+    let sql = format!("SELECT {FAMILY_COLUMNS} FROM families WHERE sid = ?1");
+    Ok(conn.prepare_cached(&sql)?.query_row([sid], family_from_row).optional()?)
+}
+
+fn load_subject(conn: &Connection, sub: &str) -> Result<SubjectState, StoreError> {
+    let not_before = conn
+        .prepare_cached("SELECT not_before FROM subjects WHERE sub = ?1")?
+        .query_row([sub], |row| row.get(0))
+        .optional()?;
+    let disabled = conn
+        .prepare_cached("SELECT disabled FROM users WHERE username = ?1")?
+        .query_row([sub], |row| row.get(0))
+        .optional()?
+        .unwrap_or(false);
+    Ok(SubjectState { not_before, disabled })
+}
+
+fn log_revocation(conn: &Connection, now: Millis, revocation: &Revocation) -> Result<(), StoreError> {
+    let (kind, value, not_before) = match revocation {
+        Revocation::Session { sid } => ("session", sid.as_str(), None),
+        Revocation::Subject { sub, not_before } => ("subject", sub.as_str(), Some(*not_before)),
+    };
+    conn.prepare_cached("INSERT INTO revocation_log (at, kind, value, not_before) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![now, kind, value, not_before])?;
+    Ok(())
+}
+
+fn revoke_family_in(conn: &Connection, sid: &str, reason: &str, now: Millis) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE families SET revoked_at = ?2, revoked_reason = ?3 WHERE sid = ?1 AND revoked_at IS NULL",
+        )?
+        .execute(params![sid, now, reason])?;
+    if changed > 0 {
+        log_revocation(conn, now, &Revocation::Session { sid: sid.to_owned() })?;
+    }
+    Ok(changed > 0)
+}
+
+fn revoke_subject_in(conn: &Connection, sub: &str, now: Millis) -> Result<(), StoreError> {
+    // Instants only move forward: an older instant arriving late never un-revokes anything.
+    conn.prepare_cached(
+        "INSERT INTO subjects (sub, not_before) VALUES (?1, ?2)
+         ON CONFLICT (sub) DO UPDATE SET not_before = max(not_before, excluded.not_before)",
+    )?
+    .execute(params![sub, now])?;
+    log_revocation(conn, now, &Revocation::Subject { sub: sub.to_owned(), not_before: now })
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, user: User) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let roles = to_json(&user.roles)?;
+            let inserted = conn
+                .prepare_cached(&format!(
+                    "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING"
+                ))?
+                .execute(params![user.username, user.password_hash, roles, user.disabled, user.created_at])?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists(format!("user {:?}", user.username)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn user(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let username = username.to_owned();
+        self.read(move |conn| {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?1");
+            Ok(conn.prepare_cached(&sql)?.query_row([username], user_from_row).optional()?)
+        })
+        .await
+    }
+
+    async fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.read(|conn| {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY username");
+            let mut statement = conn.prepare_cached(&sql)?;
+            let users = statement.query_map([], user_from_row)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(users)
+        })
+        .await
+    }
+
+    async fn set_user_disabled(&self, username: &str, disabled: bool, now: Millis) -> Result<(), StoreError> {
+        let username = username.to_owned();
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached("UPDATE users SET disabled = ?2 WHERE username = ?1")?
+                .execute(params![username, disabled])?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("user {username:?}")));
+            }
+            if disabled {
+                revoke_subject_in(conn, &username, now)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_password(&self, username: &str, password_hash: String) -> Result<(), StoreError> {
+        let username = username.to_owned();
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached("UPDATE users SET password_hash = ?2 WHERE username = ?1")?
+                .execute(params![username, password_hash])?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("user {username:?}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_family(&self, family: NewFamily) -> Result<Family, StoreError> {
+        self.write(move |conn| {
+            let family = family.into_family();
+            let inserted = conn
+                .prepare_cached(&format!(
+                    "INSERT INTO families ({FAMILY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                     ON CONFLICT DO NOTHING"
+                ))?
+                .execute(params![
+                    family.sid,
+                    family.sub,
+                    family.client_id,
+                    family.scope,
+                    to_json(&family.roles)?,
+                    to_json(&family.claims)?,
+                    family.user_agent,
+                    family.created_at,
+                    family.expires_at,
+                    family.last_used_at,
+                    family.generation,
+                    family.generation_issued_at,
+                    family.revoked_at,
+                    family.revoked_reason,
+                ])?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists(format!("session {:?}", family.sid)));
+            }
+            Ok(family)
+        })
+        .await
+    }
+
+    async fn family(&self, sid: &str) -> Result<Option<Family>, StoreError> {
+        let sid = sid.to_owned();
+        self.read(move |conn| load_family(conn, &sid)).await
+    }
+
+    async fn refresh(
+        &self,
+        sid: &str,
+        presented: u64,
+        now: Millis,
+        rules: RefreshRules,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let sid = sid.to_owned();
+        // On the single writer thread the read, the decision and the update are one atomic step: concurrent
+        // presentations of one generation are serialised, and only the first sees it live.
+        self.write(move |conn| {
+            let Some(mut family) = load_family(conn, &sid)? else {
+                return Ok(RefreshOutcome::Refused(Refusal::Unknown));
+            };
+            let subject = load_subject(conn, &family.sub)?;
+            match decide(&family, presented, &subject, now, rules) {
+                Decision::Rotate => {
+                    let changed = conn
+                        .prepare_cached(
+                            "UPDATE families SET generation = generation + 1, generation_issued_at = ?3, last_used_at = ?3
+                             WHERE sid = ?1 AND generation = ?2 AND revoked_at IS NULL",
+                        )?
+                        .execute(params![sid, family.generation, now])?;
+                    if changed != 1 {
+                        return Err(StoreError::Backend(format!("session {sid} changed under the writer")));
+                    }
+                    family.generation += 1;
+                    family.generation_issued_at = now;
+                    family.last_used_at = now;
+                    Ok(RefreshOutcome::Rotated(family))
+                }
+                Decision::Replay => Ok(RefreshOutcome::Replayed(family)),
+                Decision::Theft => {
+                    revoke_family_in(conn, &sid, "reuse_detected", now)?;
+                    conn.prepare_cached("INSERT INTO security_events (at, kind, sub, sid, detail) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                        .execute(params![
+                            now,
+                            "refresh_token_reuse",
+                            family.sub,
+                            sid,
+                            format!("generation {presented} presented while generation {} is live", family.generation)
+                        ])?;
+                    family.revoked_at = Some(now);
+                    family.revoked_reason = Some("reuse_detected".into());
+                    Ok(RefreshOutcome::TheftDetected(family))
+                }
+                Decision::Refuse(refusal) => Ok(RefreshOutcome::Refused(refusal)),
+            }
+        })
+        .await
+    }
+
+    async fn revoke_family(&self, sid: &str, reason: &str, now: Millis) -> Result<bool, StoreError> {
+        let (sid, reason) = (sid.to_owned(), reason.to_owned());
+        self.write(move |conn| revoke_family_in(conn, &sid, &reason, now)).await
+    }
+
+    async fn revoke_subject(&self, sub: &str, now: Millis) -> Result<(), StoreError> {
+        let sub = sub.to_owned();
+        self.write(move |conn| revoke_subject_in(conn, &sub, now)).await
+    }
+
+    async fn live_families(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Family>, StoreError> {
+        let sub = sub.to_owned();
+        self.read(move |conn| {
+            let not_before = load_subject(conn, &sub)?.not_before.unwrap_or(Millis::MIN);
+            let sql = format!(
+                "SELECT {FAMILY_COLUMNS} FROM families
+                 WHERE sub = ?1 AND created_at > ?2 AND revoked_at IS NULL AND expires_at > ?3 AND last_used_at > ?4
+                 ORDER BY created_at DESC"
+            );
+            let mut statement = conn.prepare_cached(&sql)?;
+            let idle_since = now.saturating_sub(rules.idle_timeout_ms);
+            let families = statement.query_map(params![sub, not_before, now, idle_since], family_from_row)?;
+            Ok(families.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn subject(&self, sub: &str) -> Result<SubjectState, StoreError> {
+        let sub = sub.to_owned();
+        self.read(move |conn| load_subject(conn, &sub)).await
+    }
+
+    async fn revocations_after(
+        &self,
+        after_id: i64,
+        since: Millis,
+        limit: usize,
+    ) -> Result<Vec<RevocationEntry>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT id, at, kind, value, not_before FROM revocation_log WHERE id > ?1 AND at >= ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = statement.query_map(params![after_id, since, limit], |row| {
+                let kind: String = row.get(2)?;
+                let value: String = row.get(3)?;
+                let revocation = match kind.as_str() {
+                    "session" => Revocation::Session { sid: value },
+                    _ => Revocation::Subject { sub: value, not_before: row.get::<_, Option<Millis>>(4)?.unwrap_or(0) },
+                };
+                Ok(RevocationEntry { id: row.get(0)?, at: row.get(1)?, revocation })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn security_events(&self, limit: usize) -> Result<Vec<SecurityEvent>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT at, kind, sub, sid, detail FROM security_events ORDER BY id DESC LIMIT ?1")?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = statement.query_map([limit], |row| {
+                Ok(SecurityEvent {
+                    at: row.get(0)?,
+                    kind: row.get(1)?,
+                    sub: row.get(2)?,
+                    sid: row.get(3)?,
+                    detail: row.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+}
