@@ -11,6 +11,7 @@ use tessera_jose::{base64url, Algorithm, SigningKey};
 use crate::{Change, KeyRing, KeyringError, ManagedKey, MasterKey, RotationPolicy};
 
 const FILE_NAME: &str = "keys.json";
+const SECRETS_NAME: &str = "secrets.json";
 const LOCK_NAME: &str = "keys.lock";
 const FORMAT: u32 = 1;
 
@@ -42,6 +43,20 @@ struct StoredKey {
     activates_at: i64,
     /// PKCS#8 DER, base64url; sealed as `nonce ‖ ciphertext ‖ tag` when `sealing` is not `none`.
     private_key: String,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SecretsFile {
+    /// Name → base64url value, sealed like private keys when a master key is given.
+    secrets: std::collections::BTreeMap<String, StoredSecret>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredSecret {
+    sealing: Sealing,
+    value: String,
 }
 
 /// The keyring file in a data directory.
@@ -129,12 +144,58 @@ impl KeyStore {
         Ok((ring, Vec::new()))
     }
 
-    /// Changes the keyring under an exclusive lock (so concurrent commands and servers never lose each other's
-    /// changes) and writes it back atomically — only if `change` succeeds.
+    /// The 256-bit server secret `name` (e.g. the refresh-token MAC key), created from the OS CSPRNG on first use
+    /// and kept in `secrets.json` beside the keyring, sealed like the private keys.
     ///
     /// # Errors
-    /// Whatever `change` returns, or an I/O, format or master-key error.
-    pub fn update<T>(&self, change: impl FnOnce(&mut KeyRing) -> Result<T, KeyringError>) -> Result<T, KeyringError> {
+    /// I/O, format or master-key errors.
+    pub fn secret(&self, name: &str) -> Result<[u8; 32], KeyringError> {
+        let path = self.dir.join(SECRETS_NAME);
+        let context = format!("tessera-secret-v1|{name}");
+        let read = |file: &SecretsFile| -> Result<Option<[u8; 32]>, KeyringError> {
+            let Some(stored) = file.secrets.get(name) else { return Ok(None) };
+            let corrupt = || KeyringError::Corrupt { path: path.clone(), reason: format!("secret {name} is malformed") };
+            let raw = base64url::decode(&stored.value).ok_or_else(corrupt)?;
+            let bytes = match stored.sealing {
+                Sealing::None => raw,
+                Sealing::Aes256Gcm => {
+                    let master = self.master.as_ref().ok_or(KeyringError::MasterKeyRequired)?;
+                    master.open(&context, &raw).ok_or_else(|| KeyringError::WrongMasterKey { kid: name.to_owned() })?
+                }
+            };
+            bytes.try_into().map(Some).map_err(|_| corrupt())
+        };
+        let load = || -> Result<SecretsFile, KeyringError> {
+            match fs::read(&path) {
+                Ok(text) => serde_json::from_slice(&text)
+                    .map_err(|err| KeyringError::Corrupt { path: path.clone(), reason: err.to_string() }),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(SecretsFile::default()),
+                Err(source) => Err(KeyringError::Io { path: path.clone(), source }),
+            }
+        };
+        if let Some(secret) = read(&load()?)? {
+            return Ok(secret);
+        }
+        let _lock = self.lock()?;
+        let mut file = load()?;
+        if let Some(secret) = read(&file)? {
+            return Ok(secret);
+        }
+        let mut bytes = [0u8; 32];
+        aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes)
+            .map_err(|_| tessera_jose::KeyError::Crypto)?;
+        let stored = match &self.master {
+            Some(master) => StoredSecret { sealing: Sealing::Aes256Gcm, value: base64url::encode(master.seal(&context, &bytes)?) },
+            None => StoredSecret { sealing: Sealing::None, value: base64url::encode(bytes) },
+        };
+        file.secrets.insert(name.to_owned(), stored);
+        let json = serde_json::to_vec_pretty(&file)
+            .map_err(|err| KeyringError::Corrupt { path: path.clone(), reason: err.to_string() })?;
+        write_atomically(&path, &json)?;
+        Ok(bytes)
+    }
+
+    fn lock(&self) -> Result<File, KeyringError> {
         let lock_path = self.dir.join(LOCK_NAME);
         let lock = OpenOptions::new()
             .create(true)
@@ -143,6 +204,16 @@ impl KeyStore {
             .open(&lock_path)
             .map_err(|source| KeyringError::Io { path: lock_path.clone(), source })?;
         lock.lock().map_err(|source| KeyringError::Io { path: lock_path, source })?;
+        Ok(lock)
+    }
+
+    /// Changes the keyring under an exclusive lock (so concurrent commands and servers never lose each other's
+    /// changes) and writes it back atomically — only if `change` succeeds.
+    ///
+    /// # Errors
+    /// Whatever `change` returns, or an I/O, format or master-key error.
+    pub fn update<T>(&self, change: impl FnOnce(&mut KeyRing) -> Result<T, KeyringError>) -> Result<T, KeyringError> {
+        let _lock = self.lock()?;
         let mut ring = self.load()?;
         let result = change(&mut ring)?;
         self.save(&ring)?;
@@ -282,6 +353,21 @@ mod tests {
         let err = store.update(|ring| ring.rotate(3, &policy(Algorithm::EdDSA), Activation::Scheduled)).unwrap_err();
         assert!(matches!(err, KeyringError::RotationPending { .. }));
         assert_eq!(fs::read(store.path()).unwrap(), after_rotate);
+    }
+
+    #[test]
+    fn secrets_are_created_once_and_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (master, text) = MasterKey::generate().unwrap();
+        let store = KeyStore::open(dir.path(), Some(master)).unwrap();
+        let first = store.secret("refresh").unwrap();
+        assert_eq!(store.secret("refresh").unwrap(), first);
+        assert_ne!(store.secret("csrf").unwrap(), first);
+        let again = KeyStore::open(dir.path(), Some(MasterKey::parse(&text).unwrap())).unwrap();
+        assert_eq!(again.secret("refresh").unwrap(), first);
+        let stored = fs::read_to_string(dir.path().join(SECRETS_NAME)).unwrap();
+        assert!(!stored.contains(&base64url::encode(first)), "sealed, not in clear");
+        assert!(matches!(KeyStore::open(dir.path(), None).unwrap().secret("refresh"), Err(KeyringError::MasterKeyRequired)));
     }
 
     #[test]
