@@ -159,6 +159,15 @@ impl KeyRing {
         self.active_index(now).and_then(|i| self.keys.get(i)).map(|k| &k.key).ok_or(KeyringError::NoActiveKey)
     }
 
+    /// Takes the key that signs at `now` out of the keyring.
+    ///
+    /// # Errors
+    /// [`KeyringError::NoActiveKey`] when none has activated.
+    pub fn into_active(mut self, now: i64) -> Result<SigningKey, KeyringError> {
+        let index = self.active_index(now).ok_or(KeyringError::NoActiveKey)?;
+        Ok(self.keys.swap_remove(index).key)
+    }
+
     /// Every key's status at `now`.
     #[must_use]
     pub fn status(&self, now: i64, policy: &RotationPolicy) -> Vec<KeyStatus> {
@@ -267,6 +276,19 @@ impl KeyRing {
         }
         let key = SigningKey::generate(policy.algorithm, policy.rsa_bits)?;
         self.add(key, now, policy, activation)
+    }
+
+    /// The next instant after `now` at which a phase changes or scheduled work falls due (`None`: nothing
+    /// scheduled), so a server can re-read the keyring exactly then.
+    #[must_use]
+    pub fn next_change_after(&self, now: i64, policy: &RotationPolicy) -> Option<i64> {
+        let statuses = self.status(now, policy);
+        let pending = statuses.iter().any(|s| s.phase == Phase::Next);
+        let phase_changes = statuses.iter().flat_map(|s| [Some(s.activates_at), s.removed_at]).flatten();
+        let successor_due = self.active_index(now).and_then(|i| self.keys.get(i)).filter(|_| !pending).map(|active| {
+            active.activates_at.saturating_add(policy.rotation_interval).saturating_sub(policy.prepublish)
+        });
+        phase_changes.chain(successor_due).filter(|at| *at > now).min()
     }
 
     /// Whether [`KeyRing::maintain`] would change anything at `now`.
@@ -429,6 +451,17 @@ mod tests {
         assert_eq!(ring.active(2).unwrap().kid(), kid);
         assert_eq!(phases(&ring, 2), [Phase::Retired, Phase::Active]);
         assert_eq!(ring.active(10 * DAY).unwrap().kid(), kid, "the dropped pending key never takes over");
+    }
+
+    #[test]
+    fn next_change_is_the_earliest_scheduled_instant() {
+        let p = policy();
+        let mut ring = KeyRing::default();
+        ring.maintain(0, &p).unwrap();
+        assert_eq!(ring.next_change_after(0, &p), Some(29 * DAY), "successor due");
+        ring.maintain(29 * DAY, &p).unwrap();
+        assert_eq!(ring.next_change_after(29 * DAY, &p), Some(30 * DAY), "successor activates");
+        assert_eq!(ring.next_change_after(30 * DAY, &p), Some(31 * DAY), "predecessor leaves");
     }
 
     #[test]

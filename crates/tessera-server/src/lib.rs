@@ -1,1 +1,186 @@
-//! placeholder
+//! # tessera-server
+//!
+//! Tessera's HTTP service, built on axum. Routes are grouped by who calls them:
+//!
+//! - `auth/` — browsers and first-party apps: login, cookie refresh with CSRF, logout, logout everywhere, sessions;
+//! - `oauth2/` — OAuth clients: the token endpoint (refresh grant);
+//! - `admin/` — applications that authenticate users themselves: mint a session;
+//! - `gateway/` — gateways: `/verify` forward authentication;
+//! - `wellknown/` — anyone: JWKS and authorization-server metadata;
+//! - `ops` — operators: health, readiness, Prometheus metrics.
+//!
+//! [`app`] builds the router without a listener, so tests drive it in-process; [`serve`] runs it.
+
+mod admin;
+mod auth;
+pub mod clock;
+mod error;
+mod extract;
+mod gateway;
+pub mod keys;
+mod oauth2;
+mod ops;
+pub mod password;
+pub mod revocation;
+pub mod secrets;
+mod session;
+pub mod settings;
+mod state;
+mod wellknown;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+pub use settings::{RateLimits, Settings};
+pub use state::AppState;
+
+/// The whole service as a router.
+pub fn app(state: AppState) -> Router {
+    let settings = state.settings().clone();
+    let mut router = Router::new()
+        .merge(auth::routes())
+        .merge(oauth2::routes())
+        .merge(admin::routes())
+        .merge(gateway::routes())
+        .merge(wellknown::routes())
+        .merge(ops::routes())
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .with_state(state)
+        .layer(axum::middleware::from_fn(ops::record))
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.request_timeout));
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ] {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
+    }
+    if settings.tls {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        ));
+    }
+    if !settings.allowed_origins.is_empty() {
+        let origins: Vec<HeaderValue> = settings.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_credentials(true)
+                .allow_methods([Method::GET, Method::POST, Method::DELETE])
+                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static(auth::CSRF_HEADER)]),
+        );
+    }
+    // TraceLayer logs method, path and status; never headers, cookies or bodies.
+    router.layer(TraceLayer::new_for_http())
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+            PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .ok()?
+                .install_recorder()
+                .map_err(|err| tracing::warn!(error = %err, "metrics recorder not installed"))
+                .ok()
+        })
+        .clone()
+}
+
+/// Loads the revocation log into the index (from as far back as any live access token reaches), then keeps the
+/// keys and the index current: changes made by `tessera` commands or other nodes arrive within one
+/// `reload_interval`.
+///
+/// # Errors
+/// When the initial load fails.
+pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandle<()>, tessera_store::StoreError> {
+    sync_revocations(state).await?;
+    let state = state.clone();
+    Ok(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(state.settings().reload_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(err) = sync_revocations(&state).await {
+                tracing::warn!(error = %err, "revocation sync failed; retrying");
+            }
+            let keys_state = state.clone();
+            let now = state.clock().now_secs();
+            match tokio::task::spawn_blocking(move || keys_state.keys().refresh(now)).await {
+                Ok(Err(err)) => tracing::error!(error = %err, "reloading signing keys failed; keeping the current ones"),
+                Err(err) => tracing::error!(error = %err, "key reload task failed"),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }))
+}
+
+async fn sync_revocations(state: &AppState) -> Result<(), tessera_store::StoreError> {
+    let now = state.clock().now_ms();
+    let window = (state.settings().access_ttl_secs + state.settings().leeway_secs).saturating_mul(1000);
+    loop {
+        let after = state.revocations().applied_through();
+        let entries = state.store().revocations_after(after, now - window, 10_000).await?;
+        state.revocations().apply(&entries);
+        if entries.len() < 10_000 {
+            break;
+        }
+    }
+    state.revocations().mark_synced(now);
+    Ok(())
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes the requests in flight.
+///
+/// # Errors
+/// I/O errors of the listener.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,84 @@
+//! `/admin/v1/*`: for applications that authenticate users themselves. Authenticated by the admin credential
+//! (a bearer token, compared in constant time); disabled unless one is configured.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::extract::{bearer, JsonBody};
+use crate::session::{self, SessionRequest};
+use crate::state::AppState;
+
+/// Claims an admin may not set: they are the issuer's.
+const RESERVED: [&str; 11] = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "sid", "roles"];
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/admin/v1/sessions", post(create_session))
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &state.settings().admin_token else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "access_denied", "the admin API is disabled"));
+    };
+    let presented = bearer(headers).unwrap_or_default();
+    // Compare digests in constant time: neither length nor content leaks through timing.
+    let digest = |text: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    let matches = aws_lc_rs::constant_time::verify_slices_are_equal(digest(presented).as_ref(), digest(expected).as_ref()).is_ok();
+    if matches && !presented.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_client", "admin credential missing or wrong"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewSession {
+    sub: String,
+    #[serde(default)]
+    claims: Map<String, Value>,
+    #[serde(default)]
+    roles: Vec<String>,
+    scope: Option<String>,
+    client_id: Option<String>,
+}
+
+/// `POST /admin/v1/sessions {sub, claims?, roles?, scope?, client_id?}`: mints a token pair for a user the
+/// application authenticated.
+async fn create_session(State(state): State<AppState>, headers: HeaderMap, JsonBody(request): JsonBody<NewSession>) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    if request.sub.is_empty() || request.sub.len() > 256 {
+        return Err(ApiError::bad_request("sub must be 1-256 bytes"));
+    }
+    if let Some(name) = request.claims.keys().find(|name| RESERVED.contains(&name.as_str())) {
+        return Err(ApiError::bad_request(format!("claim {name:?} is set by the issuer")));
+    }
+    let issued = session::start(
+        &state,
+        SessionRequest {
+            sub: request.sub,
+            client_id: request.client_id.unwrap_or_else(|| state.settings().client_id.clone()),
+            scope: request.scope,
+            roles: request.roles,
+            claims: request.claims,
+            user_agent: None,
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "access_token": issued.access_token,
+            "token_type": "Bearer",
+            "expires_in": state.settings().access_ttl_secs,
+            "refresh_token": issued.refresh_token,
+            "session_id": issued.family.sid,
+        })),
+    )
+        .into_response())
+}

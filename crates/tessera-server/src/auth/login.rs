@@ -1,0 +1,98 @@
+//! `POST /auth/login`.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::refresh_cookie;
+use crate::error::ApiError;
+use crate::extract::{ClientIp, JsonBody};
+use crate::password::verify_password;
+use crate::session::{self, SessionRequest};
+use crate::state::{millis, AppState};
+
+/// Longest username and password accepted (argon2 is not run on megabytes).
+const MAX_USERNAME: usize = 256;
+const MAX_PASSWORD: usize = 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoginRequest {
+    username: String,
+    password: String,
+    /// Where the refresh token goes: `cookie` (browsers, the default) or `body` (mobile apps, command lines).
+    #[serde(default)]
+    refresh_token_delivery: Delivery,
+}
+
+#[derive(Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Delivery {
+    #[default]
+    Cookie,
+    Body,
+}
+
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<LoginRequest>,
+) -> Result<Response, ApiError> {
+    if request.username.is_empty() || request.username.len() > MAX_USERNAME || request.password.len() > MAX_PASSWORD {
+        return Err(ApiError::bad_request("username must be 1-256 bytes and password at most 1024"));
+    }
+    state.0.limits.login(ip, &request.username).map_err(|wait| {
+        metrics::counter!("tessera_login_failures_total", "reason" => "rate_limited").increment(1);
+        ApiError::too_many(wait)
+    })?;
+
+    let user = state.store().user(&request.username).await?;
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let password = request.password;
+    let started = std::time::Instant::now();
+    // argon2 takes tens of milliseconds of CPU: never on the async runtime. An unknown user is checked against a
+    // decoy hash, so both failures cost the same and answer the same.
+    let valid = tokio::task::spawn_blocking(move || verify_password(&password, hash.as_deref()))
+        .await
+        .map_err(ApiError::internal)?;
+    metrics::histogram!("tessera_argon2_seconds").record(started.elapsed().as_secs_f64());
+    let user = match user {
+        Some(user) if valid && !user.disabled => user,
+        _ => {
+            metrics::counter!("tessera_login_failures_total", "reason" => "invalid_credentials").increment(1);
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "invalid username or password"));
+        }
+    };
+
+    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect());
+    let issued = session::start(
+        &state,
+        SessionRequest {
+            sub: user.username,
+            client_id: state.settings().client_id.clone(),
+            scope: None,
+            roles: user.roles,
+            claims: serde_json::Map::new(),
+            user_agent,
+        },
+    )
+    .await?;
+    let mut body = serde_json::json!({
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": state.settings().access_ttl_secs,
+        "csrf_token": state.0.secrets.csrf_token(&issued.family.sid),
+    });
+    let mut response_headers = HeaderMap::new();
+    response_headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    if request.refresh_token_delivery == Delivery::Body {
+        body["refresh_token"] = issued.refresh_token.into();
+    } else {
+        let max_age = millis(state.settings().refresh_ttl) / 1000;
+        response_headers.insert(header::SET_COOKIE, refresh_cookie(&issued.refresh_token, max_age));
+    }
+    Ok((StatusCode::OK, response_headers, Json(body)).into_response())
+}

@@ -1,0 +1,70 @@
+//! Endpoints for browsers and first-party apps, following the token-mediating backend pattern of the
+//! browser-based-apps BCP: the access token goes to the page, the refresh token into an HttpOnly cookie.
+//!
+//! The cookie is `__Secure-tessera-refresh` with `Path=/auth`, `HttpOnly`, `Secure`, `SameSite=Strict` and no
+//! `Domain`: scoped to the endpoints that need it (refresh and logout), rather than `__Host-` with `Path=/`, which
+//! would send the refresh token along with every request to the host.
+
+mod login;
+mod refresh;
+mod sessions;
+
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::routing::{delete, get, post};
+use axum::Router;
+
+use crate::state::AppState;
+
+/// The refresh-token cookie.
+pub(crate) const REFRESH_COOKIE: &str = "__Secure-tessera-refresh";
+/// The CSRF header browsers send with cookie-authenticated requests.
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(login::login))
+        .route("/auth/refresh", post(refresh::refresh))
+        .route("/auth/logout", post(sessions::logout))
+        .route("/auth/logout-all", post(sessions::logout_all))
+        .route("/auth/sessions", get(sessions::list))
+        .route("/auth/sessions/{id}", delete(sessions::end))
+}
+
+/// `Set-Cookie` for a refresh token that lives `max_age_secs`.
+pub(crate) fn refresh_cookie(token: &str, max_age_secs: i64) -> HeaderValue {
+    let cookie = format!("{REFRESH_COOKIE}={token}; Path=/auth; Max-Age={max_age_secs}; HttpOnly; Secure; SameSite=Strict");
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `Set-Cookie` that removes the refresh cookie.
+pub(crate) fn cleared_cookie() -> HeaderValue {
+    HeaderValue::from_static("__Secure-tessera-refresh=; Path=/auth; Max-Age=0; HttpOnly; Secure; SameSite=Strict")
+}
+
+/// The refresh token from the request's cookies.
+pub(crate) fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(REFRESH_COOKIE)?.strip_prefix('='))
+        .filter(|token| !token.is_empty())
+}
+
+/// Whether a cookie-authenticated request comes from the server's own origin or an allowed one. Browsers send
+/// `Origin` and `Sec-Fetch-Site` on such requests; a request with neither is not from a browser page (and still
+/// needs the CSRF token).
+pub(crate) fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+    let allowed = &state.settings().allowed_origins;
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if let Some(origin) = origin {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let own = ["http", "https"].iter().any(|scheme| origin == format!("{scheme}://{host}"));
+        return (own && !host.is_empty()) || allowed.iter().any(|a| a == origin);
+    }
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some(site) => site == "same-origin" || site == "none",
+        None => true,
+    }
+}

@@ -1,0 +1,50 @@
+//! `POST /auth/refresh`: the browser's refresh, by cookie, with CSRF and origin checks.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::{cookie_token, origin_allowed, refresh_cookie, CSRF_HEADER};
+use crate::error::ApiError;
+use crate::extract::ClientIp;
+use crate::session::{self, RefreshFailure};
+use crate::state::AppState;
+
+pub(crate) async fn refresh(State(state): State<AppState>, ClientIp(ip): ClientIp, headers: HeaderMap) -> Result<Response, ApiError> {
+    state.0.limits.refresh_allowed(ip).map_err(ApiError::too_many)?;
+    if !origin_allowed(&state, &headers) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "invalid_request", "cross-origin request refused"));
+    }
+    let failed = |error: ApiError| {
+        state.0.limits.refresh_failed(ip);
+        error
+    };
+    let token = cookie_token(&headers)
+        .ok_or_else(|| failed(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "no refresh cookie")))?;
+    // The CSRF token is bound to the session the cookie names: check it before anything is changed.
+    let claim = state.0.secrets.open_refresh_token(token);
+    let csrf = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    match &claim {
+        Some(claim) if state.0.secrets.csrf_matches(&claim.sid, csrf) => {}
+        Some(_) => return Err(failed(ApiError::new(StatusCode::FORBIDDEN, "invalid_request", "missing or wrong X-CSRF-Token"))),
+        None => return Err(failed(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "invalid refresh token"))),
+    }
+    match session::refresh(&state, token).await {
+        Ok(issued) => {
+            let max_age = (issued.family.expires_at - state.clock().now_ms()).max(0) / 1000;
+            let mut headers = HeaderMap::new();
+            headers.insert(header::SET_COOKIE, refresh_cookie(&issued.refresh_token, max_age));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            let body = serde_json::json!({
+                "access_token": issued.access_token,
+                "token_type": "Bearer",
+                "expires_in": state.settings().access_ttl_secs,
+                "csrf_token": state.0.secrets.csrf_token(&issued.family.sid),
+            });
+            Ok((StatusCode::OK, headers, Json(body)).into_response())
+        }
+        Err(RefreshFailure::Unavailable(error)) => Err(error),
+        Err(_) => Err(failed(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "the refresh token is invalid, expired or revoked"))),
+    }
+}

@@ -1,0 +1,86 @@
+//! Logout, logout everywhere, and the user's session list.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use tessera_store::Revocation;
+
+use super::{cleared_cookie, cookie_token, origin_allowed, CSRF_HEADER};
+use crate::error::ApiError;
+use crate::extract::{authenticate, bearer};
+use crate::state::AppState;
+
+/// `POST /auth/logout`: ends the session named by the bearer access token's `sid`, or by the refresh cookie
+/// (with its CSRF token). Clears the cookie.
+pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let sid = if bearer(&headers).is_some() {
+        authenticate(&state, &headers)?.sid.ok_or_else(|| ApiError::bad_request("the access token names no session"))?
+    } else {
+        if !origin_allowed(&state, &headers) {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "invalid_request", "cross-origin request refused"));
+        }
+        let claim = cookie_token(&headers)
+            .and_then(|token| state.0.secrets.open_refresh_token(token))
+            .ok_or_else(ApiError::invalid_token)?;
+        let csrf = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if !state.0.secrets.csrf_matches(&claim.sid, csrf) {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "invalid_request", "missing or wrong X-CSRF-Token"));
+        }
+        claim.sid
+    };
+    revoke(&state, &sid, "logout").await?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cleared_cookie())]).into_response())
+}
+
+/// `POST /auth/logout-all`: everything the user was issued until now stops working, in O(1).
+pub(crate) async fn logout_all(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let claims = authenticate(&state, &headers)?;
+    let sub = claims.sub.unwrap_or_default();
+    let now = state.clock().now_ms();
+    state.store().revoke_subject(&sub, now).await?;
+    state.revocations().apply_local(Revocation::Subject { sub, not_before: now });
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cleared_cookie())]).into_response())
+}
+
+/// `GET /auth/sessions`: the user's live sessions.
+pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let claims = authenticate(&state, &headers)?;
+    let sub = claims.sub.unwrap_or_default();
+    let families = state.store().live_families(&sub, state.clock().now_ms(), state.0.refresh_rules()).await?;
+    let sessions: Vec<_> = families
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "id": f.sid,
+                "created_at": f.created_at / 1000,
+                "last_used_at": f.last_used_at / 1000,
+                "expires_at": f.expires_at / 1000,
+                "user_agent": f.user_agent,
+                "client_id": f.client_id,
+                "current": claims.sid.as_deref() == Some(f.sid.as_str()),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "sessions": sessions })).into_response())
+}
+
+/// `DELETE /auth/sessions/{id}`: ends one of the user's own sessions.
+pub(crate) async fn end(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let claims = authenticate(&state, &headers)?;
+    let family = state.store().family(&id).await?;
+    // Someone else's session is answered exactly like a missing one.
+    match family {
+        Some(family) if Some(&family.sub) == claims.sub.as_ref() => {
+            revoke(&state, &id, "user_ended_session").await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such session")),
+    }
+}
+
+async fn revoke(state: &AppState, sid: &str, reason: &str) -> Result<(), ApiError> {
+    state.store().revoke_family(sid, reason, state.clock().now_ms()).await?;
+    state.revocations().apply_local(Revocation::Session { sid: sid.to_owned() });
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Errors as HTTP callers see them: the RFC 6749 §5.2 JSON shape `{"error", "error_description"}` everywhere, a
+//! generic message for internal failures (details go to the log, never to the client).
+
+use std::borrow::Cow;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    description: Cow<'static, str>,
+    retry_after: Option<u64>,
+    www_authenticate: Option<&'static str>,
+}
+
+impl ApiError {
+    /// An error with status, RFC error code and a description safe to show.
+    #[must_use]
+    pub fn new(status: StatusCode, code: &'static str, description: impl Into<Cow<'static, str>>) -> Self {
+        Self { status, code, description: description.into(), retry_after: None, www_authenticate: None }
+    }
+
+    /// 400 `invalid_request`.
+    #[must_use]
+    pub fn bad_request(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    /// 429 with `Retry-After`.
+    #[must_use]
+    pub fn too_many(retry_after_secs: u64) -> Self {
+        Self { retry_after: Some(retry_after_secs), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", "too many attempts; retry later") }
+    }
+
+    /// 401 for a missing or bad bearer token, with the RFC 6750 challenge.
+    #[must_use]
+    pub fn invalid_token() -> Self {
+        Self {
+            www_authenticate: Some(r#"Bearer error="invalid_token""#),
+            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is missing, invalid, expired or revoked")
+        }
+    }
+
+    /// 500 with a generic body; `detail` goes to the log only.
+    #[must_use]
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
+    }
+
+    /// 503 for a storage failure; `detail` goes to the log only.
+    #[must_use]
+    pub fn unavailable(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "storage unavailable");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "storage is unavailable; retry")
+    }
+
+    /// The status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<tessera_store::StoreError> for ApiError {
+    fn from(err: tessera_store::StoreError) -> Self {
+        Self::unavailable(err)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({"error": self.code, "error_description": self.description}));
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(challenge) = self.www_authenticate {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        response
+    }
+}

@@ -1,0 +1,66 @@
+//! Request pieces every route group uses: the client's IP, JSON bodies with clear errors, bearer tokens.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts, HeaderMap};
+use serde::de::DeserializeOwned;
+use tessera_jose::Claims;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The peer's IP address (the TCP connection's; 0.0.0.0 where there is none, as in in-process tests).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientIp(pub(crate) IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        Ok(Self(ip))
+    }
+}
+
+/// A JSON body: `Content-Type: application/json`, valid JSON, the expected fields — or a 4xx saying which.
+pub(crate) struct JsonBody<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::new(rejection.status(), "invalid_request", rejection.body_text())),
+        }
+    }
+}
+
+/// The bearer token of an `Authorization` header (RFC 6750 §2.1), if well-formed.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.trim())
+}
+
+/// Verifies the request's bearer access token: signature, claims, and this server's revocation state.
+pub(crate) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
+    let token = bearer(headers).ok_or_else(ApiError::invalid_token)?;
+    verify_access_token(state, token).map_err(|reason| {
+        metrics::counter!("tessera_token_rejections_total", "reason" => reason).increment(1);
+        ApiError::invalid_token()
+    })
+}
+
+/// The one access-token check: the token core, then the revocation index. `Err` is a metrics label.
+pub(crate) fn verify_access_token(state: &AppState, token: &str) -> Result<Claims, &'static str> {
+    let inner = &state.0;
+    let verified = inner.keys.verifier().verify(token, inner.clock.now_secs()).map_err(|err| err.label())?;
+    let claims = verified.payload.claims().cloned().ok_or("invalid_claims")?;
+    let sub = claims.sub.as_deref().unwrap_or_default();
+    if inner.revocations.is_revoked(claims.sid.as_deref(), sub, claims.iat.unwrap_or(i64::MIN)) {
+        return Err("revoked");
+    }
+    Ok(claims)
+}

@@ -1,0 +1,53 @@
+//! Liveness, readiness and metrics.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::state::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(render_metrics))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the store answers and the revocation index synced recently (so tokens revoked elsewhere are known).
+async fn readyz(State(state): State<AppState>) -> Response {
+    let store = state.store().ping().await;
+    let age_ms = state.clock().now_ms() - state.revocations().last_sync_ms();
+    let fresh = age_ms <= (crate::state::millis(state.settings().reload_interval) * 20).max(5_000);
+    match (store, fresh) {
+        (Ok(()), true) => (StatusCode::OK, "ready").into_response(),
+        (Err(err), _) => {
+            tracing::warn!(error = %err, "not ready: store");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
+        }
+        (Ok(()), false) => (StatusCode::SERVICE_UNAVAILABLE, "revocation index not synced").into_response(),
+    }
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    metrics::gauge!("tessera_revocation_index_entries").set(state.revocations().len() as f64);
+    match &state.0.metrics {
+        Some(handle) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled").into_response(),
+    }
+}
+
+/// Counts requests by route and status and records their latency.
+pub(crate) async fn record(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("tessera_http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
+    metrics::histogram!("tessera_http_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    response
+}

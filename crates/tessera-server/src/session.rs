@@ -1,0 +1,120 @@
+//! Starting and refreshing sessions, independent of how the request arrived (browser cookie, OAuth form,
+//! admin API).
+
+use tessera_store::{Family, NewFamily, RefreshOutcome, Refusal};
+
+use crate::error::ApiError;
+use crate::secrets::new_session_id;
+use crate::state::{millis, AppState};
+
+/// What a client gets for a new or refreshed session.
+pub(crate) struct Issued {
+    pub(crate) family: Family,
+    pub(crate) access_token: String,
+    pub(crate) refresh_token: String,
+}
+
+/// Who a new session is for.
+pub(crate) struct SessionRequest {
+    pub(crate) sub: String,
+    pub(crate) client_id: String,
+    pub(crate) scope: Option<String>,
+    pub(crate) roles: Vec<String>,
+    pub(crate) claims: serde_json::Map<String, serde_json::Value>,
+    pub(crate) user_agent: Option<String>,
+}
+
+/// Creates a session (committed before this returns) and its first token pair.
+pub(crate) async fn start(state: &AppState, request: SessionRequest) -> Result<Issued, ApiError> {
+    let inner = &state.0;
+    let now = inner.clock.now_ms();
+    let sid = new_session_id().map_err(|_| ApiError::internal("random number generator failed"))?;
+    let family = inner
+        .store
+        .create_family(NewFamily {
+            sid,
+            sub: request.sub,
+            client_id: request.client_id,
+            scope: request.scope,
+            roles: request.roles,
+            claims: request.claims,
+            user_agent: request.user_agent,
+            created_at: now,
+            expires_at: now.saturating_add(millis(inner.settings.refresh_ttl)),
+        })
+        .await?;
+    issue(state, family)
+}
+
+fn issue(state: &AppState, family: Family) -> Result<Issued, ApiError> {
+    let access_token = state.0.access_token(&family)?;
+    let refresh_token = state
+        .0
+        .secrets
+        .refresh_token(&family.sid, family.generation)
+        .ok_or_else(|| ApiError::internal("session id is not one this server made"))?;
+    metrics::counter!("tessera_tokens_issued_total", "type" => "refresh").increment(1);
+    Ok(Issued { family, access_token, refresh_token })
+}
+
+/// Why a refresh failed. Callers answer every rejection alike (the metrics tell them apart): not a token of this
+/// server, a session that cannot be refreshed, or reuse of a rotated token (the session is then revoked).
+pub(crate) enum RefreshFailure {
+    /// Refused; the client must log in again.
+    Rejected,
+    /// Storage failed; nothing changed, the client may retry.
+    Unavailable(ApiError),
+}
+
+/// Presents a refresh token: rotation, grace replay, theft detection (see `tessera_store::decide`).
+pub(crate) async fn refresh(state: &AppState, token: &str) -> Result<Issued, RefreshFailure> {
+    let inner = &state.0;
+    let Some(claim) = inner.secrets.open_refresh_token(token) else {
+        metrics::counter!("tessera_refresh_total", "outcome" => "invalid").increment(1);
+        return Err(RefreshFailure::Rejected);
+    };
+    let now = inner.clock.now_ms();
+    let outcome = inner
+        .store
+        .refresh(&claim.sid, claim.generation, now, inner.refresh_rules())
+        .await
+        .map_err(|err| RefreshFailure::Unavailable(err.into()))?;
+    match outcome {
+        RefreshOutcome::Rotated(family) => {
+            metrics::counter!("tessera_refresh_total", "outcome" => "rotated").increment(1);
+            issue(state, family).map_err(RefreshFailure::Unavailable)
+        }
+        RefreshOutcome::Replayed(family) => {
+            metrics::counter!("tessera_refresh_total", "outcome" => "grace_replay").increment(1);
+            issue(state, family).map_err(RefreshFailure::Unavailable)
+        }
+        RefreshOutcome::TheftDetected(family) => {
+            metrics::counter!("tessera_refresh_total", "outcome" => "reuse_detected").increment(1);
+            inner.revocations.apply_local(tessera_store::Revocation::Session { sid: family.sid.clone() });
+            tracing::warn!(
+                security_event = "refresh_token_reuse",
+                sub = %family.sub,
+                sid = %family.sid,
+                presented_generation = claim.generation,
+                live_generation = family.generation,
+                "refresh token reuse detected: session revoked"
+            );
+            Err(RefreshFailure::Rejected)
+        }
+        RefreshOutcome::Refused(refusal) => {
+            metrics::counter!("tessera_refresh_total", "outcome" => refusal_label(refusal)).increment(1);
+            Err(RefreshFailure::Rejected)
+        }
+    }
+}
+
+fn refusal_label(refusal: Refusal) -> &'static str {
+    match refusal {
+        Refusal::Unknown => "unknown",
+        Refusal::Revoked => "revoked",
+        Refusal::Expired => "expired",
+        Refusal::Idle => "idle",
+        Refusal::LoggedOutEverywhere => "logged_out_everywhere",
+        Refusal::UserDisabled => "user_disabled",
+    }
+}

@@ -1,0 +1,80 @@
+//! What the service needs to know, in its own units; the binary builds it from the configuration file.
+
+use std::time::Duration;
+
+/// Service settings. Every default is the documented default of `tessera.example.toml`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `iss` of issued tokens.
+    pub issuer: String,
+    /// Audience of user access tokens, and what `/verify` accepts.
+    pub audience: String,
+    /// Access-token lifetime, seconds.
+    pub access_ttl_secs: i64,
+    /// Refresh-family absolute lifetime, never extended by rotation.
+    pub refresh_ttl: Duration,
+    /// A session unused this long cannot be refreshed.
+    pub idle_timeout: Duration,
+    /// Re-presenting the previous refresh token within this window returns the same successor.
+    pub grace: Duration,
+    /// Clock skew allowed on token times, seconds.
+    pub leeway_secs: i64,
+    /// Longest token accepted, bytes.
+    pub max_token_bytes: usize,
+    /// `client_id` of sessions started by `/auth/login`.
+    pub client_id: String,
+    /// Origins allowed to call the browser endpoints besides the server's own (CORS and the CSRF origin check).
+    pub allowed_origins: Vec<String>,
+    /// The credential of `/admin/v1/*` (sent as a bearer token). `None` disables the admin API.
+    pub admin_token: Option<String>,
+    /// Rate limits.
+    pub rate_limits: RateLimits,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Longest time a request may take.
+    pub request_timeout: Duration,
+    /// How often the keyring and the revocation log are re-read (changes made by `tessera` commands).
+    pub reload_interval: Duration,
+    /// Whether the server is reached over TLS (turns on HSTS).
+    pub tls: bool,
+}
+
+/// Per-minute budgets.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    /// Login attempts per client IP.
+    pub login_per_ip: u32,
+    /// Login attempts per username.
+    pub login_per_user: u32,
+    /// Failed refreshes per client IP.
+    pub failed_refresh_per_ip: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self { login_per_ip: 60, login_per_user: 10, failed_refresh_per_ip: 60 }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            issuer: "http://127.0.0.1:8080".into(),
+            audience: "tessera".into(),
+            access_ttl_secs: 15 * 60,
+            refresh_ttl: Duration::from_secs(7 * 86_400),
+            idle_timeout: Duration::from_secs(86_400),
+            grace: Duration::from_secs(10),
+            leeway_secs: 30,
+            max_token_bytes: tessera_jose::DEFAULT_MAX_TOKEN_LEN,
+            client_id: "tessera".into(),
+            allowed_origins: Vec::new(),
+            admin_token: None,
+            rate_limits: RateLimits::default(),
+            max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(10),
+            reload_interval: Duration::from_millis(250),
+            tls: false,
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Everything a request handler needs, shared behind one `Arc`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::Value;
+use tessera_jose::{encode_jwt, Audience, Claims, ACCESS_TOKEN_TYP};
+use tessera_store::{Family, RefreshRules, Store};
+
+use crate::clock::Clock;
+use crate::error::ApiError;
+use crate::keys::KeyService;
+use crate::revocation::RevocationIndex;
+use crate::secrets::{random_b64, TokenSecrets};
+use crate::settings::Settings;
+
+/// Shared state of the service.
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub(crate) settings: Settings,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) keys: KeyService,
+    pub(crate) secrets: TokenSecrets,
+    pub(crate) revocations: RevocationIndex,
+    pub(crate) limits: Limits,
+    pub(crate) metrics: Option<PrometheusHandle>,
+}
+
+impl AppState {
+    /// Assembles the state. The server secrets come from the keyring (created on first start).
+    ///
+    /// # Errors
+    /// When the keyring cannot provide the secrets.
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        keys: KeyService,
+        clock: Arc<dyn Clock>,
+        metrics: Option<PrometheusHandle>,
+    ) -> Result<Self, tessera_keys::KeyringError> {
+        let secrets = TokenSecrets::new(&keys.secret("refresh-token-mac")?, &keys.secret("csrf-mac")?);
+        let limits = Limits::new(&settings);
+        Ok(Self(Arc::new(Inner {
+            settings,
+            store,
+            clock,
+            keys,
+            secrets,
+            revocations: RevocationIndex::default(),
+            limits,
+            metrics,
+        })))
+    }
+
+    /// The revocation index.
+    #[must_use]
+    pub fn revocations(&self) -> &RevocationIndex {
+        &self.0.revocations
+    }
+
+    /// The keys in service.
+    #[must_use]
+    pub fn keys(&self) -> &KeyService {
+        &self.0.keys
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+
+    /// The clock.
+    #[must_use]
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.0.clock
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+}
+
+impl Inner {
+    pub(crate) fn refresh_rules(&self) -> RefreshRules {
+        RefreshRules {
+            grace_ms: millis(self.settings.grace),
+            idle_timeout_ms: millis(self.settings.idle_timeout),
+        }
+    }
+
+    /// Signs an access token for a session: RFC 9068 claims plus `sid`, `roles` and the session's extra claims.
+    pub(crate) fn access_token(&self, family: &Family) -> Result<String, ApiError> {
+        let now = self.clock.now_secs();
+        let mut extra = family.claims.clone();
+        if !family.roles.is_empty() {
+            extra.insert("roles".into(), Value::from(family.roles.clone()));
+        }
+        let claims = Claims {
+            iss: Some(self.settings.issuer.clone()),
+            sub: Some(family.sub.clone()),
+            aud: Some(Audience::One(self.settings.audience.clone())),
+            exp: Some(now.saturating_add(self.settings.access_ttl_secs)),
+            iat: Some(now),
+            jti: Some(random_b64::<16>().map_err(|_| ApiError::internal("random number generator failed"))?),
+            client_id: Some(family.client_id.clone()),
+            scope: family.scope.clone(),
+            sid: Some(family.sid.clone()),
+            nbf: None,
+            extra,
+        };
+        let token = encode_jwt(&self.keys.signing_key(), Some(ACCESS_TOKEN_TYP), &claims)
+            .map_err(|err| ApiError::internal(format!("signing failed: {err}")))?;
+        metrics::counter!("tessera_tokens_issued_total", "type" => "access").increment(1);
+        Ok(token)
+    }
+}
+
+pub(crate) fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Rate limiters.
+pub(crate) struct Limits {
+    login_by_ip: DefaultKeyedRateLimiter<IpAddr>,
+    login_by_user: DefaultKeyedRateLimiter<String>,
+    failed_refresh_by_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// IPs that spent their failed-refresh budget, until when. Successful refreshes are never counted: many users
+    /// share one NAT address.
+    refresh_penalty: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+/// Most penalised IPs remembered; past it, expired entries are dropped.
+const MAX_PENALTIES: usize = 100_000;
+
+fn per_minute(n: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+}
+
+impl Limits {
+    fn new(settings: &Settings) -> Self {
+        let r = settings.rate_limits;
+        Self {
+            login_by_ip: RateLimiter::keyed(per_minute(r.login_per_ip)),
+            login_by_user: RateLimiter::keyed(per_minute(r.login_per_user)),
+            failed_refresh_by_ip: RateLimiter::keyed(per_minute(r.failed_refresh_per_ip)),
+            refresh_penalty: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a login attempt; `Err(seconds)` to wait when over budget.
+    pub(crate) fn login(&self, ip: IpAddr, username: &str) -> Result<(), u64> {
+        let clock = governor::clock::DefaultClock::default();
+        let wait = |not_until: governor::NotUntil<_>| {
+            not_until.wait_time_from(governor::clock::Clock::now(&clock)).as_secs().max(1)
+        };
+        self.login_by_ip.check_key(&ip).map_err(wait)?;
+        self.login_by_user.check_key(&username.to_lowercase()).map_err(wait)
+    }
+
+    /// Whether `ip` may attempt a refresh now; `Err(seconds)` while it is penalised.
+    pub(crate) fn refresh_allowed(&self, ip: IpAddr) -> Result<(), u64> {
+        let Ok(penalties) = self.refresh_penalty.lock() else { return Ok(()) };
+        match penalties.get(&ip) {
+            Some(until) if *until > Instant::now() => Err(until.duration_since(Instant::now()).as_secs().max(1)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failed refresh from `ip`, penalising it once over budget.
+    pub(crate) fn refresh_failed(&self, ip: IpAddr) {
+        let clock = governor::clock::DefaultClock::default();
+        if let Err(not_until) = self.failed_refresh_by_ip.check_key(&ip) {
+            let until = Instant::now() + not_until.wait_time_from(governor::clock::Clock::now(&clock));
+            if let Ok(mut penalties) = self.refresh_penalty.lock() {
+                if penalties.len() >= MAX_PENALTIES {
+                    let now = Instant::now();
+                    penalties.retain(|_, until| *until > now);
+                }
+                penalties.insert(ip, until);
+            }
+        }
+    }
+}
