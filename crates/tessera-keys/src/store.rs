@@ -154,7 +154,8 @@ impl KeyStore {
         let context = format!("tessera-secret-v1|{name}");
         let read = |file: &SecretsFile| -> Result<Option<[u8; 32]>, KeyringError> {
             let Some(stored) = file.secrets.get(name) else { return Ok(None) };
-            let corrupt = || KeyringError::Corrupt { path: path.clone(), reason: format!("secret {name} is malformed") };
+            let corrupt =
+                || KeyringError::Corrupt { path: path.clone(), reason: format!("secret {name} is malformed") };
             let raw = base64url::decode(&stored.value).ok_or_else(corrupt)?;
             let bytes = match stored.sealing {
                 Sealing::None => raw,
@@ -185,7 +186,9 @@ impl KeyStore {
         aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes)
             .map_err(|_| tessera_jose::KeyError::Crypto)?;
         let stored = match &self.master {
-            Some(master) => StoredSecret { sealing: Sealing::Aes256Gcm, value: base64url::encode(master.seal(&context, &bytes)?) },
+            Some(master) => {
+                StoredSecret { sealing: Sealing::Aes256Gcm, value: base64url::encode(master.seal(&context, &bytes)?) }
+            }
             None => StoredSecret { sealing: Sealing::None, value: base64url::encode(bytes) },
         };
         file.secrets.insert(name.to_owned(), stored);
@@ -367,7 +370,10 @@ mod tests {
         assert_eq!(again.secret("refresh").unwrap(), first);
         let stored = fs::read_to_string(dir.path().join(SECRETS_NAME)).unwrap();
         assert!(!stored.contains(&base64url::encode(first)), "sealed, not in clear");
-        assert!(matches!(KeyStore::open(dir.path(), None).unwrap().secret("refresh"), Err(KeyringError::MasterKeyRequired)));
+        assert!(matches!(
+            KeyStore::open(dir.path(), None).unwrap().secret("refresh"),
+            Err(KeyringError::MasterKeyRequired)
+        ));
     }
 
     #[test]

@@ -33,7 +33,10 @@ impl ApiError {
     /// 429 with `Retry-After`.
     #[must_use]
     pub fn too_many(retry_after_secs: u64) -> Self {
-        Self { retry_after: Some(retry_after_secs), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", "too many attempts; retry later") }
+        Self {
+            retry_after: Some(retry_after_secs),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", "too many attempts; retry later")
+        }
     }
 
     /// 401 for a missing or bad bearer token, with the RFC 6750 challenge.
@@ -41,7 +44,11 @@ impl ApiError {
     pub fn invalid_token() -> Self {
         Self {
             www_authenticate: Some(r#"Bearer error="invalid_token""#),
-            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is missing, invalid, expired or revoked")
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the access token is missing, invalid, expired or revoked",
+            )
         }
     }
 

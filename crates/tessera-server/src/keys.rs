@@ -37,11 +37,17 @@ impl KeyService {
     ///
     /// # Errors
     /// Keyring errors: unreadable, wrong master key, ...
-    pub fn load(store: KeyStore, rotation: RotationPolicy, policy: Policy, now_secs: i64) -> Result<Self, KeyringError> {
+    pub fn load(
+        store: KeyStore,
+        rotation: RotationPolicy,
+        policy: Policy,
+        now_secs: i64,
+    ) -> Result<Self, KeyringError> {
         let (ring, _) = store.load_maintained(now_secs, &rotation)?;
         let keys = ring.verifying_keys(now_secs, &rotation);
         let jwks = jwks_json(&ring.jwks(now_secs, &rotation));
-        let loaded = Loaded { mtime: modified(&store.path()), next_change: ring.next_change_after(now_secs, &rotation) };
+        let loaded =
+            Loaded { mtime: modified(&store.path()), next_change: ring.next_change_after(now_secs, &rotation) };
         let signing = ring.into_active(now_secs)?;
         Ok(Self {
             store,

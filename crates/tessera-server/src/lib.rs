@@ -77,13 +77,18 @@ pub fn app(state: AppState) -> Router {
         ));
     }
     if !settings.allowed_origins.is_empty() {
-        let origins: Vec<HeaderValue> = settings.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        let origins: Vec<HeaderValue> =
+            settings.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
         router = router.layer(
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
                 .allow_credentials(true)
                 .allow_methods([Method::GET, Method::POST, Method::DELETE])
-                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static(auth::CSRF_HEADER)]),
+                .allow_headers([
+                    header::CONTENT_TYPE,
+                    header::AUTHORIZATION,
+                    HeaderName::from_static(auth::CSRF_HEADER),
+                ]),
         );
     }
     // TraceLayer logs method, path and status; never headers, cookies or bodies.
@@ -126,7 +131,9 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
             let keys_state = state.clone();
             let now = state.clock().now_secs();
             match tokio::task::spawn_blocking(move || keys_state.keys().refresh(now)).await {
-                Ok(Err(err)) => tracing::error!(error = %err, "reloading signing keys failed; keeping the current ones"),
+                Ok(Err(err)) => {
+                    tracing::error!(error = %err, "reloading signing keys failed; keeping the current ones")
+                }
                 Err(err) => tracing::error!(error = %err, "key reload task failed"),
                 Ok(Ok(_)) => {}
             }

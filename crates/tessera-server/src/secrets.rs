@@ -38,7 +38,10 @@ impl TokenSecrets {
     /// From two 256-bit secrets.
     #[must_use]
     pub fn new(refresh_key: &[u8; 32], csrf_key: &[u8; 32]) -> Self {
-        Self { refresh: hmac::Key::new(hmac::HMAC_SHA256, refresh_key), csrf: hmac::Key::new(hmac::HMAC_SHA256, csrf_key) }
+        Self {
+            refresh: hmac::Key::new(hmac::HMAC_SHA256, refresh_key),
+            csrf: hmac::Key::new(hmac::HMAC_SHA256, csrf_key),
+        }
     }
 
     /// The refresh token for generation `generation` of session `sid`; `None` if `sid` is not one this server

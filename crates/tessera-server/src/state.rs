@@ -93,10 +93,7 @@ impl AppState {
 
 impl Inner {
     pub(crate) fn refresh_rules(&self) -> RefreshRules {
-        RefreshRules {
-            grace_ms: millis(self.settings.grace),
-            idle_timeout_ms: millis(self.settings.idle_timeout),
-        }
+        RefreshRules { grace_ms: millis(self.settings.grace), idle_timeout_ms: millis(self.settings.idle_timeout) }
     }
 
     /// Signs an access token for a session: RFC 9068 claims plus `sid`, `roles` and the session's extra claims.

@@ -23,6 +23,15 @@ pub(crate) struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run the token service (login, refresh, logout, /verify, JWKS) on a durable embedded store.
+    Serve {
+        /// Address to listen on [default: server.listen, 127.0.0.1:8080].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Manage users who log in with a password (works on the store directly; a running server sees it at once).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Manage signing keys: generate, import, list, rotate, publish.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -78,6 +87,45 @@ pub(crate) enum KeysCommand {
     Jwks,
     /// Print a new random master key for encrypting keys at rest (set it as TESSERA_MASTER_KEY).
     MasterKey,
+}
+
+/// `tessera user ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// Add a user. The password is prompted for, or read from standard input with --password-stdin.
+    Add {
+        /// Login name (also the `sub` of their tokens).
+        name: String,
+        /// Role, copied into the `roles` claim; repeatable.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Disable a user: no login or refresh, and every outstanding token of theirs stops verifying.
+    Disable {
+        /// Login name.
+        name: String,
+    },
+    /// Enable a disabled user again (old sessions stay ended).
+    Enable {
+        /// Login name.
+        name: String,
+    },
+    /// Set a user's password.
+    SetPassword {
+        /// Login name.
+        name: String,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 /// When a new key signs.

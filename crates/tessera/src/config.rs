@@ -29,6 +29,103 @@ pub(crate) struct Config {
     pub(crate) tokens: TokenConfig,
     /// Signing keys: algorithm, rotation schedule, encryption at rest.
     pub(crate) keys: KeyConfig,
+    /// The HTTP server.
+    pub(crate) server: ServerConfig,
+    /// Sessions and refresh tokens.
+    pub(crate) sessions: SessionConfig,
+    /// Rate limits, per minute.
+    pub(crate) rate_limits: RateLimitConfig,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub(crate) listen: String,
+    /// Origins (besides the server's own) allowed to call the browser endpoints: CORS and the CSRF origin check.
+    pub(crate) allowed_origins: Vec<String>,
+    /// Largest request body. Default 65536 bytes.
+    pub(crate) max_body_bytes: usize,
+    /// Longest time a request may take. Default 10 seconds.
+    #[serde(with = "duration_text")]
+    pub(crate) request_timeout: Duration,
+    /// Log format: `text` (default) or `json`.
+    pub(crate) log_format: LogFormat,
+    /// A file holding the admin API credential. `TESSERA_ADMIN_TOKEN` takes precedence. Neither: admin API off.
+    pub(crate) admin_token_file: Option<PathBuf>,
+    /// Set when a TLS-terminating proxy fronts Tessera: turns on HSTS.
+    pub(crate) behind_tls: bool,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Sessions and refresh tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct SessionConfig {
+    /// Absolute lifetime of a session's refresh tokens; rotation never extends it. Default 7 days.
+    #[serde(with = "duration_text")]
+    pub(crate) refresh_ttl: Duration,
+    /// A session unused this long cannot be refreshed. Default 1 day.
+    #[serde(with = "duration_text")]
+    pub(crate) idle_timeout: Duration,
+    /// Re-presenting the previous refresh token within this window returns the same successor. Default 10 s.
+    #[serde(with = "duration_text")]
+    pub(crate) grace: Duration,
+    /// `client_id` of sessions started by `/auth/login`. Default `tessera`.
+    pub(crate) client_id: String,
+}
+
+/// Rate limits, per minute.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RateLimitConfig {
+    /// Login attempts per client IP. Default 60.
+    pub(crate) login_per_ip: u32,
+    /// Login attempts per username. Default 10.
+    pub(crate) login_per_user: u32,
+    /// Failed refreshes per client IP (successful ones are never limited). Default 60.
+    pub(crate) failed_refresh_per_ip: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            allowed_origins: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(10),
+            log_format: LogFormat::Text,
+            admin_token_file: None,
+            behind_tls: false,
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            refresh_ttl: Duration::from_secs(7 * 86_400),
+            idle_timeout: Duration::from_secs(86_400),
+            grace: Duration::from_secs(10),
+            client_id: "tessera".into(),
+        }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { login_per_ip: 60, login_per_user: 10, failed_refresh_per_ip: 60 }
+    }
 }
 
 /// Token lifetimes and verification limits.
@@ -79,6 +176,9 @@ impl Default for Config {
             issuer: "http://127.0.0.1:8080".into(),
             tokens: TokenConfig::default(),
             keys: KeyConfig::default(),
+            server: ServerConfig::default(),
+            sessions: SessionConfig::default(),
+            rate_limits: RateLimitConfig::default(),
         }
     }
 }
@@ -137,7 +237,7 @@ impl Config {
             }
             None => {}
         }
-        let env = Env::prefixed("TESSERA_").ignore(&["MASTER_KEY", "CONFIG"]).split("__");
+        let env = Env::prefixed("TESSERA_").ignore(&["MASTER_KEY", "CONFIG", "ADMIN_TOKEN"]).split("__");
         let config: Self = figment.merge(env).merge(Serialized::defaults(flags)).extract().map_err(|err| {
             let all: Vec<String> = err.into_iter().map(|e| e.to_string()).collect();
             anyhow::anyhow!("invalid configuration:\n  - {}", all.join("\n  - "))
@@ -177,6 +277,25 @@ impl Config {
         if k.prepublish >= k.rotation_interval {
             problems.push("keys.prepublish must be shorter than keys.rotation_interval".to_owned());
         }
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(format!("server.listen {:?} is not an address like 127.0.0.1:8080", self.server.listen));
+        }
+        if self.sessions.grace >= self.sessions.idle_timeout || self.sessions.idle_timeout > self.sessions.refresh_ttl {
+            problems.push("sessions: grace < idle_timeout <= refresh_ttl is required".to_owned());
+        }
+        let r = &self.rate_limits;
+        if r.login_per_ip == 0 || r.login_per_user == 0 || r.failed_refresh_per_ip == 0 {
+            problems.push("rate_limits must be at least 1 per minute".to_owned());
+        }
+        if self
+            .server
+            .allowed_origins
+            .iter()
+            .any(|o| o == "*" || !(o.starts_with("https://") || o.starts_with("http://")))
+        {
+            problems
+                .push("server.allowed_origins must be exact origins like https://app.example.com (no *)".to_owned());
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -214,6 +333,30 @@ impl Config {
             }
             None => Ok(None),
         }
+    }
+}
+
+/// The admin API credential from `TESSERA_ADMIN_TOKEN` or `server.admin_token_file`, if either is set.
+pub(crate) const ADMIN_TOKEN_ENV: &str = "TESSERA_ADMIN_TOKEN";
+
+impl Config {
+    /// The admin credential, if configured (at least 32 characters).
+    ///
+    /// # Errors
+    /// When the file cannot be read or the credential is too short.
+    pub(crate) fn admin_token(&self) -> anyhow::Result<Option<String>> {
+        let token = match (std::env::var(ADMIN_TOKEN_ENV), &self.server.admin_token_file) {
+            (Ok(token), _) => token,
+            (Err(_), Some(path)) => {
+                std::fs::read_to_string(path).with_context(|| format!("reading admin token file {}", path.display()))?
+            }
+            (Err(_), None) => return Ok(None),
+        };
+        let token = token.trim().to_owned();
+        if token.len() < 32 {
+            bail!("the admin token must be at least 32 characters (e.g. `tessera keys master-key` output)");
+        }
+        Ok(Some(token))
     }
 }
 

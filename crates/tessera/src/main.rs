@@ -4,7 +4,9 @@ mod cli;
 mod config;
 mod keys;
 mod output;
+mod serve;
 mod token;
+mod user;
 
 use std::process::ExitCode;
 
@@ -31,6 +33,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let config = Config::load(cli.config.as_deref(), &FlagOverrides { data_dir: cli.data_dir })?;
     match cli.command {
+        Command::Serve { listen } => serve::run(&config, listen),
+        Command::User(command) => user::run(&config, command),
         Command::Keys(command) => keys::run(&config, command),
         Command::Token(command) => token::run(&config, command),
         Command::Completions { .. } => Ok(ExitCode::SUCCESS),

@@ -28,7 +28,9 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = bearer(headers).unwrap_or_default();
     // Compare digests in constant time: neither length nor content leaks through timing.
     let digest = |text: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
-    let matches = aws_lc_rs::constant_time::verify_slices_are_equal(digest(presented).as_ref(), digest(expected).as_ref()).is_ok();
+    let matches =
+        aws_lc_rs::constant_time::verify_slices_are_equal(digest(presented).as_ref(), digest(expected).as_ref())
+            .is_ok();
     if matches && !presented.is_empty() {
         Ok(())
     } else {
@@ -50,7 +52,11 @@ pub(crate) struct NewSession {
 
 /// `POST /admin/v1/sessions {sub, claims?, roles?, scope?, client_id?}`: mints a token pair for a user the
 /// application authenticated.
-async fn create_session(State(state): State<AppState>, headers: HeaderMap, JsonBody(request): JsonBody<NewSession>) -> Result<Response, ApiError> {
+async fn create_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<NewSession>,
+) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     if request.sub.is_empty() || request.sub.len() > 256 {
         return Err(ApiError::bad_request("sub must be 1-256 bytes"));

@@ -67,7 +67,8 @@ pub(crate) async fn login(
         }
     };
 
-    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect());
+    let user_agent =
+        headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect());
     let issued = session::start(
         &state,
         SessionRequest {
@@ -89,7 +90,9 @@ pub(crate) async fn login(
     let mut response_headers = HeaderMap::new();
     response_headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     if request.refresh_token_delivery == Delivery::Body {
-        body["refresh_token"] = issued.refresh_token.into();
+        if let Some(fields) = body.as_object_mut() {
+            fields.insert("refresh_token".into(), issued.refresh_token.into());
+        }
     } else {
         let max_age = millis(state.settings().refresh_ttl) / 1000;
         response_headers.insert(header::SET_COOKIE, refresh_cookie(&issued.refresh_token, max_age));

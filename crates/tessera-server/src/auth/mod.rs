@@ -32,7 +32,8 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// `Set-Cookie` for a refresh token that lives `max_age_secs`.
 pub(crate) fn refresh_cookie(token: &str, max_age_secs: i64) -> HeaderValue {
-    let cookie = format!("{REFRESH_COOKIE}={token}; Path=/auth; Max-Age={max_age_secs}; HttpOnly; Secure; SameSite=Strict");
+    let cookie =
+        format!("{REFRESH_COOKIE}={token}; Path=/auth; Max-Age={max_age_secs}; HttpOnly; Secure; SameSite=Strict");
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 

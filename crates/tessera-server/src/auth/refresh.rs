@@ -11,7 +11,11 @@ use crate::extract::ClientIp;
 use crate::session::{self, RefreshFailure};
 use crate::state::AppState;
 
-pub(crate) async fn refresh(State(state): State<AppState>, ClientIp(ip): ClientIp, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(crate) async fn refresh(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     state.0.limits.refresh_allowed(ip).map_err(ApiError::too_many)?;
     if !origin_allowed(&state, &headers) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "invalid_request", "cross-origin request refused"));
@@ -27,7 +31,13 @@ pub(crate) async fn refresh(State(state): State<AppState>, ClientIp(ip): ClientI
     let csrf = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
     match &claim {
         Some(claim) if state.0.secrets.csrf_matches(&claim.sid, csrf) => {}
-        Some(_) => return Err(failed(ApiError::new(StatusCode::FORBIDDEN, "invalid_request", "missing or wrong X-CSRF-Token"))),
+        Some(_) => {
+            return Err(failed(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "invalid_request",
+                "missing or wrong X-CSRF-Token",
+            )))
+        }
         None => return Err(failed(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "invalid refresh token"))),
     }
     match session::refresh(&state, token).await {
@@ -45,6 +55,10 @@ pub(crate) async fn refresh(State(state): State<AppState>, ClientIp(ip): ClientI
             Ok((StatusCode::OK, headers, Json(body)).into_response())
         }
         Err(RefreshFailure::Unavailable(error)) => Err(error),
-        Err(_) => Err(failed(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "the refresh token is invalid, expired or revoked"))),
+        Err(_) => Err(failed(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_grant",
+            "the refresh token is invalid, expired or revoked",
+        ))),
     }
 }

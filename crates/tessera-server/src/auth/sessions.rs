@@ -66,7 +66,11 @@ pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> R
 }
 
 /// `DELETE /auth/sessions/{id}`: ends one of the user's own sessions.
-pub(crate) async fn end(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(crate) async fn end(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let claims = authenticate(&state, &headers)?;
     let family = state.store().family(&id).await?;
     // Someone else's session is answered exactly like a missing one.

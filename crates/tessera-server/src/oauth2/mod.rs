@@ -33,7 +33,11 @@ impl From<TokenError> for ApiError {
             TokenError::UnsupportedGrantType => {
                 ApiError::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", "supported: refresh_token")
             }
-            TokenError::InvalidGrant => ApiError::new(StatusCode::BAD_REQUEST, "invalid_grant", "the refresh token is invalid, expired or revoked"),
+            TokenError::InvalidGrant => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "the refresh token is invalid, expired or revoked",
+            ),
         }
     }
 }
@@ -58,7 +62,12 @@ fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
-async fn token(State(state): State<AppState>, ClientIp(ip): ClientIp, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn token(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let pairs = parse_form(&headers, &body)?;
     match param(&pairs, "grant_type") {
         None => Err(TokenError::InvalidRequest("grant_type is required").into()),
@@ -68,7 +77,11 @@ async fn token(State(state): State<AppState>, ClientIp(ip): ClientIp, headers: H
 }
 
 /// RFC 6749 §6, for non-browser clients holding the refresh token themselves.
-async fn refresh_grant(state: &AppState, ip: std::net::IpAddr, pairs: &[(String, String)]) -> Result<Response, ApiError> {
+async fn refresh_grant(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    pairs: &[(String, String)],
+) -> Result<Response, ApiError> {
     state.0.limits.refresh_allowed(ip).map_err(ApiError::too_many)?;
     let token = param(pairs, "refresh_token").ok_or(TokenError::InvalidRequest("refresh_token is required"))?;
     if let Some(client_id) = param(pairs, "client_id") {
@@ -90,8 +103,8 @@ async fn refresh_grant(state: &AppState, ip: std::net::IpAddr, pairs: &[(String,
                 "expires_in": state.settings().access_ttl_secs,
                 "refresh_token": issued.refresh_token,
             });
-            if let Some(scope) = &issued.family.scope {
-                body["scope"] = scope.clone().into();
+            if let (Some(scope), Some(fields)) = (&issued.family.scope, body.as_object_mut()) {
+                fields.insert("scope".into(), scope.clone().into());
             }
             let no_store = [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))];
             Ok((no_store, Json(body)).into_response())

@@ -1,0 +1,542 @@
+//! The service in-process: every endpoint driven through the router with `oneshot`, time moved by a manual clock.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt as _;
+use serde_json::{json, Value};
+use tessera_jose::Policy;
+use tessera_keys::{KeyStore, RotationPolicy};
+use tessera_server::clock::{Clock as _, ManualClock};
+use tessera_server::keys::KeyService;
+use tessera_server::{app, AppState, Settings};
+use tessera_store::{SqliteStore, Store, User};
+use tower::ServiceExt as _;
+
+const START_MS: i64 = 1_800_000_000_000;
+const PASSWORD: &str = "correct horse battery";
+
+struct Harness {
+    app: Router,
+    state: AppState,
+    clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness_with(settings: Settings) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("tessera.db")).unwrap());
+    let hash = tessera_server::password::hash_password(PASSWORD).unwrap();
+    for (name, roles) in [("alice", vec!["admin".to_owned()]), ("bob", vec![])] {
+        let user = User { username: name.into(), password_hash: hash.clone(), roles, disabled: false, created_at: 0 };
+        store.create_user(user).await.unwrap();
+    }
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let keystore = KeyStore::open(dir.path(), None).unwrap();
+    let policy = Policy::access(settings.issuer.clone(), vec![settings.audience.clone()]);
+    let keys = KeyService::load(keystore, RotationPolicy::default(), policy, clock.now_secs()).unwrap();
+    let state = AppState::new(settings, store, keys, clock.clone(), None).unwrap();
+    Harness { app: app(state.clone()), state, clock, _dir: dir }
+}
+
+async fn harness() -> Harness {
+    harness_with(Settings::default()).await
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+impl Harness {
+    async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        assert!(status.as_u16() < 500, "{status}: a 5xx from a request: {body}");
+        Reply { status, headers, body }
+    }
+
+    async fn login(&self, user: &str) -> Session {
+        let reply = self.send(json_post("/auth/login", &json!({"username": user, "password": PASSWORD}))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        Session {
+            access: reply.body["access_token"].as_str().unwrap().to_owned(),
+            csrf: reply.body["csrf_token"].as_str().unwrap().to_owned(),
+            cookie: cookie_of(&reply).unwrap(),
+        }
+    }
+
+    async fn refresh(&self, cookie: &str, csrf: &str) -> Reply {
+        let request = Request::post("/auth/refresh")
+            .header(header::COOKIE, format!("__Secure-tessera-refresh={cookie}"))
+            .header("x-csrf-token", csrf)
+            .body(Body::empty())
+            .unwrap();
+        self.send(request).await
+    }
+
+    async fn verify(&self, access: &str) -> StatusCode {
+        self.send(
+            Request::get("/verify")
+                .header(header::AUTHORIZATION, format!("Bearer {access}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .status
+    }
+
+    async fn with_bearer(&self, method: &str, path: &str, access: &str) -> Reply {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {access}"))
+            .body(Body::empty())
+            .unwrap();
+        self.send(request).await
+    }
+
+    async fn generation(&self, access: &str) -> u64 {
+        let sid = claims_of(access)["sid"].as_str().unwrap().to_owned();
+        self.state.store().family(&sid).await.unwrap().unwrap().generation
+    }
+}
+
+struct Session {
+    access: String,
+    csrf: String,
+    cookie: String,
+}
+
+fn json_post(path: &str, body: &Value) -> Request<Body> {
+    Request::post(path).header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string())).unwrap()
+}
+
+fn form_post(path: &str, body: &str) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+fn cookie_of(reply: &Reply) -> Option<String> {
+    let value = reply.headers.get(header::SET_COOKIE)?.to_str().ok()?;
+    let token = value.strip_prefix("__Secure-tessera-refresh=")?.split(';').next()?;
+    (!token.is_empty()).then(|| token.to_owned())
+}
+
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&tessera_jose::base64url::decode(payload).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn login_issues_an_access_token_and_a_locked_down_cookie() {
+    let h = harness().await;
+    let reply = h.send(json_post("/auth/login", &json!({"username": "alice", "password": PASSWORD}))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["token_type"], "Bearer");
+    assert_eq!(reply.body["expires_in"], 900);
+    assert!(reply.body.get("refresh_token").is_none(), "browsers get the refresh token only as a cookie");
+    let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap();
+    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/auth"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Domain"), "{cookie}");
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(reply.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    let claims = claims_of(reply.body["access_token"].as_str().unwrap());
+    for claim in ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "sid"] {
+        assert!(claims.get(claim).is_some(), "{claim} missing: {claims}");
+    }
+    assert_eq!(claims["roles"], json!(["admin"]));
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
+    assert_eq!(h.verify(reply.body["access_token"].as_str().unwrap()).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_answer_alike() {
+    let h = harness().await;
+    let wrong = h.send(json_post("/auth/login", &json!({"username": "alice", "password": "nope nope"}))).await;
+    let unknown = h.send(json_post("/auth/login", &json!({"username": "mallory", "password": "nope nope"}))).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!((wrong.status, &wrong.body), (unknown.status, &unknown.body));
+    assert!(wrong.headers.get(header::SET_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_a_replay_within_grace_gets_the_same_successor() {
+    let h = harness().await;
+    let s = h.login("alice").await;
+    let first = h.refresh(&s.cookie, &s.csrf).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let successor = cookie_of(&first).unwrap();
+    assert_ne!(successor, s.cookie);
+    assert_eq!(h.generation(&s.access).await, 1);
+
+    h.clock.advance_ms(5_000);
+    let replay = h.refresh(&s.cookie, &s.csrf).await;
+    assert_eq!(replay.status, StatusCode::OK, "second tab inside the grace window");
+    assert_eq!(cookie_of(&replay).unwrap(), successor, "the same successor, not a new branch");
+    assert_eq!(h.generation(&s.access).await, 1);
+    let next = h.refresh(&successor, &s.csrf).await;
+    assert_eq!(next.status, StatusCode::OK);
+    assert_eq!(h.generation(&s.access).await, 2);
+}
+
+#[tokio::test]
+async fn reuse_after_the_grace_window_revokes_the_whole_family_and_its_access_tokens() {
+    let h = harness().await;
+    let s = h.login("alice").await;
+    let rotated = h.refresh(&s.cookie, &s.csrf).await;
+    let live_cookie = cookie_of(&rotated).unwrap();
+    let live_access = rotated.body["access_token"].as_str().unwrap().to_owned();
+
+    h.clock.advance_ms(10_000);
+    let theft = h.refresh(&s.cookie, &s.csrf).await;
+    assert_eq!(theft.status, StatusCode::UNAUTHORIZED);
+    assert!(cookie_of(&theft).is_none());
+    // Every token of the family is dead: the live refresh token and every access token with its sid.
+    assert_eq!(h.refresh(&live_cookie, &s.csrf).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.verify(&live_access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.verify(&s.access).await, StatusCode::UNAUTHORIZED);
+    let events = h.state.store().security_events(10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, "refresh_token_reuse");
+    assert_eq!(events[0].sub, "alice");
+    // Other sessions are untouched.
+    let other = h.login("alice").await;
+    assert_eq!(h.verify(&other.access).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn csrf_and_origin_failures_are_403_and_change_nothing() {
+    let settings = Settings { allowed_origins: vec!["https://app.example".into()], ..Settings::default() };
+    let h = harness_with(settings).await;
+    let s = h.login("alice").await;
+    let other = h.login("bob").await;
+    for csrf in ["", "garbage", other.csrf.as_str()] {
+        let reply = h.refresh(&s.cookie, csrf).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "csrf {csrf:?}");
+    }
+    let cross = Request::post("/auth/refresh")
+        .header(header::COOKIE, format!("__Secure-tessera-refresh={}", s.cookie))
+        .header("x-csrf-token", &s.csrf)
+        .header(header::ORIGIN, "https://evil.example")
+        .header(header::HOST, "tessera.example")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.send(cross).await.status, StatusCode::FORBIDDEN);
+    let cross_site = Request::post("/auth/refresh")
+        .header(header::COOKIE, format!("__Secure-tessera-refresh={}", s.cookie))
+        .header("x-csrf-token", &s.csrf)
+        .header("sec-fetch-site", "cross-site")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.send(cross_site).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(h.generation(&s.access).await, 0, "nothing changed");
+
+    for origin in ["https://app.example", "http://tessera.example"] {
+        let allowed = Request::post("/auth/refresh")
+            .header(header::COOKIE, format!("__Secure-tessera-refresh={}", s.cookie))
+            .header("x-csrf-token", &s.csrf)
+            .header(header::ORIGIN, origin)
+            .header(header::HOST, "tessera.example")
+            .body(Body::empty())
+            .unwrap();
+        let reply = h.send(allowed).await;
+        assert_eq!(reply.status, StatusCode::OK, "{origin}: {}", reply.body);
+    }
+}
+
+#[tokio::test]
+async fn logout_ends_this_session_and_logout_all_ends_every_session() {
+    let h = harness().await;
+    let a = h.login("alice").await;
+    let b = h.login("alice").await;
+    let reply = h.with_bearer("POST", "/auth/logout", &a.access).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(reply.headers[header::SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+    assert_eq!(h.verify(&a.access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.refresh(&a.cookie, &a.csrf).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.verify(&b.access).await, StatusCode::OK, "the other session lives on");
+
+    let c = h.login("alice").await;
+    h.clock.advance_ms(1_000);
+    assert_eq!(h.with_bearer("POST", "/auth/logout-all", &c.access).await.status, StatusCode::NO_CONTENT);
+    for s in [&b, &c] {
+        assert_eq!(h.verify(&s.access).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(h.refresh(&s.cookie, &s.csrf).await.status, StatusCode::UNAUTHORIZED);
+    }
+    h.clock.advance_ms(1_000);
+    let after = h.login("alice").await;
+    assert_eq!(h.verify(&after.access).await, StatusCode::OK, "a login after logout-all works");
+    assert_eq!(h.refresh(&after.cookie, &after.csrf).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn logout_by_cookie_needs_the_csrf_token() {
+    let h = harness().await;
+    let s = h.login("alice").await;
+    let without = Request::post("/auth/logout")
+        .header(header::COOKIE, format!("__Secure-tessera-refresh={}", s.cookie))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.send(without).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(h.verify(&s.access).await, StatusCode::OK);
+    let with = Request::post("/auth/logout")
+        .header(header::COOKIE, format!("__Secure-tessera-refresh={}", s.cookie))
+        .header("x-csrf-token", &s.csrf)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.send(with).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(h.verify(&s.access).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn sessions_are_listed_and_ended_one_by_one_by_their_owner_only() {
+    let h = harness().await;
+    let a1 = h.login("alice").await;
+    let a2 = h.login("alice").await;
+    let b = h.login("bob").await;
+    let list = h.with_bearer("GET", "/auth/sessions", &a1.access).await;
+    let sessions = list.body["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    let a2_sid = claims_of(&a2.access)["sid"].as_str().unwrap().to_owned();
+    let b_sid = claims_of(&b.access)["sid"].as_str().unwrap().to_owned();
+    assert_eq!(
+        h.with_bearer("DELETE", &format!("/auth/sessions/{b_sid}"), &a1.access).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(h.verify(&b.access).await, StatusCode::OK);
+    assert_eq!(
+        h.with_bearer("DELETE", &format!("/auth/sessions/{a2_sid}"), &a1.access).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(h.verify(&a2.access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.with_bearer("GET", "/auth/sessions", &a1.access).await.body["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(h.with_bearer("GET", "/auth/sessions", "junk").await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn non_browser_clients_refresh_through_the_oauth_token_endpoint() {
+    let h = harness().await;
+    let login = h
+        .send(json_post(
+            "/auth/login",
+            &json!({"username": "bob", "password": PASSWORD, "refresh_token_delivery": "body"}),
+        ))
+        .await;
+    assert!(login.headers.get(header::SET_COOKIE).is_none());
+    let refresh_token = login.body["refresh_token"].as_str().unwrap().to_owned();
+    let reply =
+        h.send(form_post("/oauth2/token", &format!("grant_type=refresh_token&refresh_token={refresh_token}"))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let next = reply.body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(next, refresh_token);
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
+
+    let cases = [
+        ("grant_type=password&username=a&password=b", StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+        ("refresh_token=x", StatusCode::BAD_REQUEST, "invalid_request"),
+        ("grant_type=refresh_token", StatusCode::BAD_REQUEST, "invalid_request"),
+        (
+            "grant_type=refresh_token&grant_type=refresh_token&refresh_token=x",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        ("grant_type=refresh_token&refresh_token=forged", StatusCode::BAD_REQUEST, "invalid_grant"),
+        ("%%%", StatusCode::BAD_REQUEST, "invalid_request"),
+    ];
+    for (body, status, error) in cases {
+        let reply = h.send(form_post("/oauth2/token", body)).await;
+        assert_eq!((reply.status, reply.body["error"].as_str().unwrap()), (status, error), "{body}");
+        assert!(reply.body["error_description"].is_string());
+    }
+    let json_body =
+        h.send(json_post("/oauth2/token", &json!({"grant_type": "refresh_token", "refresh_token": next}))).await;
+    assert_eq!(json_body.body["error"], "invalid_request", "form encoding is required");
+    let wrong_client = h
+        .send(form_post("/oauth2/token", &format!("grant_type=refresh_token&refresh_token={next}&client_id=other")))
+        .await;
+    assert_eq!(wrong_client.body["error"], "invalid_grant");
+    // None of the bad requests consumed the live token.
+    let reply = h
+        .send(form_post("/oauth2/token", &format!("grant_type=refresh_token&refresh_token={next}&client_id=tessera")))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn the_admin_api_is_off_by_default_and_mints_sessions_with_the_credential() {
+    let off = harness().await;
+    let reply = off.send(json_post("/admin/v1/sessions", &json!({"sub": "ext-1"}))).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+
+    let token = "a".repeat(40);
+    let h = harness_with(Settings { admin_token: Some(token.clone()), ..Settings::default() }).await;
+    let request = |bearer: &str, body: Value| {
+        Request::post("/admin/v1/sessions")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, format!("Bearer {bearer}"))
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    assert_eq!(h.send(request("wrong", json!({"sub": "ext-1"}))).await.status, StatusCode::UNAUTHORIZED);
+    let reply = h
+        .send(request(
+            &token,
+            json!({"sub": "ext-1", "claims": {"tenant": "t9"}, "roles": ["viewer"], "scope": "read"}),
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let claims = claims_of(reply.body["access_token"].as_str().unwrap());
+    assert_eq!(
+        (claims["sub"].as_str(), claims["tenant"].as_str(), claims["scope"].as_str()),
+        (Some("ext-1"), Some("t9"), Some("read"))
+    );
+    assert_eq!(h.verify(reply.body["access_token"].as_str().unwrap()).await, StatusCode::OK);
+    let reserved = h.send(request(&token, json!({"sub": "ext-1", "claims": {"exp": 1}}))).await;
+    assert_eq!(reserved.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+    let h = harness().await;
+    let raw = |content_type: &str, body: &str| {
+        Request::post("/auth/login")
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let cases = [
+        (raw("application/json", "{not json"), StatusCode::BAD_REQUEST),
+        (raw("application/json", r#"{"username":"alice"}"#), StatusCode::UNPROCESSABLE_ENTITY),
+        (raw("application/json", r#"{"username":"alice","password":"x","extra":1}"#), StatusCode::UNPROCESSABLE_ENTITY),
+        (raw("text/plain", r#"{"username":"alice","password":"x"}"#), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (raw("application/json", &"x".repeat(100_000)), StatusCode::PAYLOAD_TOO_LARGE),
+        (raw("application/json", r#"{"username":"","password":"x"}"#), StatusCode::BAD_REQUEST),
+    ];
+    for (request, status) in cases {
+        let reply = h.send(request).await;
+        assert_eq!(reply.status, status, "{}", reply.body);
+        assert!(reply.body["error"].is_string(), "JSON error body: {}", reply.body);
+    }
+    let no_cookie = Request::post("/auth/refresh").body(Body::empty()).unwrap();
+    assert_eq!(h.send(no_cookie).await.status, StatusCode::UNAUTHORIZED);
+    let stale = h.refresh("AAAA", "x").await;
+    assert_eq!(stale.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.send(Request::get("/nope").body(Body::empty()).unwrap()).await.status, StatusCode::NOT_FOUND);
+    let verify = h.send(Request::get("/verify").body(Body::empty()).unwrap()).await;
+    assert_eq!(verify.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(verify.headers[header::WWW_AUTHENTICATE], r#"Bearer error="invalid_token""#);
+    assert!(h
+        .state
+        .store()
+        .live_families("alice", START_MS, tessera_store::RefreshRules { grace_ms: 0, idle_timeout_ms: 1 << 40 })
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn login_attempts_are_rate_limited_per_username() {
+    let h = harness().await;
+    let mut last = None;
+    for _ in 0..11 {
+        last =
+            Some(h.send(json_post("/auth/login", &json!({"username": "alice", "password": "wrong password"}))).await);
+    }
+    let last = last.unwrap();
+    assert_eq!(last.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(last.headers[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    // Another user is not affected.
+    assert_eq!(
+        h.send(json_post("/auth/login", &json!({"username": "bob", "password": PASSWORD}))).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn jwks_and_metadata_are_public_and_cacheable() {
+    let h = harness().await;
+    let jwks =
+        h.app.clone().oneshot(Request::get("/.well-known/jwks.json").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(jwks.status(), StatusCode::OK);
+    assert_eq!(jwks.headers()[header::CACHE_CONTROL], "public, max-age=3600");
+    let body: Value = serde_json::from_slice(&jwks.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let keys = body["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    for member in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+        assert!(keys[0].get(member).is_none(), "private member {member} published");
+    }
+    let meta = h.send(Request::get("/.well-known/oauth-authorization-server").body(Body::empty()).unwrap()).await;
+    assert_eq!(meta.body["issuer"], "http://127.0.0.1:8080");
+    assert_eq!(meta.body["token_endpoint"], "http://127.0.0.1:8080/oauth2/token");
+    assert_eq!(h.send(Request::get("/healthz").body(Body::empty()).unwrap()).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refreshes_with_one_token_leave_exactly_one_live_successor() {
+    let h = harness().await;
+    for round in 0..5 {
+        let s = h.login("alice").await;
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (app, cookie, csrf) = (h.app.clone(), s.cookie.clone(), s.csrf.clone());
+                tokio::spawn(async move {
+                    let request = Request::post("/auth/refresh")
+                        .header(header::COOKIE, format!("__Secure-tessera-refresh={cookie}"))
+                        .header("x-csrf-token", csrf)
+                        .body(Body::empty())
+                        .unwrap();
+                    let response = app.oneshot(request).await.unwrap();
+                    let cookie = response.headers().get(header::SET_COOKIE).map(|v| v.to_str().unwrap().to_owned());
+                    (response.status(), cookie)
+                })
+            })
+            .collect();
+        let mut successors = std::collections::HashSet::new();
+        for task in tasks {
+            let (status, cookie) = task.await.unwrap();
+            assert!(status == StatusCode::OK || status == StatusCode::UNAUTHORIZED, "round {round}: {status}");
+            if status == StatusCode::OK {
+                successors.insert(cookie.unwrap());
+            }
+        }
+        assert_eq!(successors.len(), 1, "round {round}: every caller got the same successor");
+        assert_eq!(h.generation(&s.access).await, 1, "round {round}: exactly one rotation");
+        let successor = successors.into_iter().next().unwrap();
+        let token = successor.strip_prefix("__Secure-tessera-refresh=").unwrap().split(';').next().unwrap();
+        assert_eq!(h.refresh(token, &s.csrf).await.status, StatusCode::OK, "round {round}: the successor is live");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_directly_in_the_store_reach_the_running_server() {
+    let h =
+        harness_with(Settings { reload_interval: std::time::Duration::from_millis(20), ..Settings::default() }).await;
+    let background = tessera_server::start_background(&h.state).await.unwrap();
+    let s = h.login("bob").await;
+    assert_eq!(h.verify(&s.access).await, StatusCode::OK);
+    // What `tessera user disable bob` does, from another process: only the store changes.
+    h.state.store().set_user_disabled("bob", true, h.clock.now_ms()).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while h.verify(&s.access).await == StatusCode::OK {
+        assert!(std::time::Instant::now() < deadline, "the disable never reached /verify");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(h.refresh(&s.cookie, &s.csrf).await.status, StatusCode::UNAUTHORIZED);
+    let login = h.send(json_post("/auth/login", &json!({"username": "bob", "password": PASSWORD}))).await;
+    assert_eq!(login.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.send(Request::get("/readyz").body(Body::empty()).unwrap()).await.status, StatusCode::OK);
+    background.abort();
+}

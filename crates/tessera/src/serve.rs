@@ -1,0 +1,94 @@
+//! `tessera serve`: wiring configuration, store, keys and the HTTP service together.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tessera_jose::Policy;
+use tessera_server::clock::{Clock as _, SystemClock};
+use tessera_server::keys::KeyService;
+use tessera_server::{AppState, RateLimits, Settings};
+use tessera_store::SqliteStore;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{secs, Config, LogFormat, MASTER_KEY_ENV};
+
+/// The database file in the data directory.
+pub(crate) const DATABASE_FILE: &str = "tessera.db";
+
+pub(crate) fn run(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    init_logging(config.server.log_format);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(serve(config, listen))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Opens the store in the data directory (creating it), migrating the schema.
+pub(crate) fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let path = config.data_dir.join(DATABASE_FILE);
+    SqliteStore::open(&path).with_context(|| format!("opening the database {}", path.display()))
+}
+
+pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
+    Ok(Settings {
+        issuer: config.issuer.clone(),
+        audience: config.tokens.audience.clone(),
+        access_ttl_secs: secs(config.tokens.access_ttl),
+        refresh_ttl: config.sessions.refresh_ttl,
+        idle_timeout: config.sessions.idle_timeout,
+        grace: config.sessions.grace,
+        leeway_secs: secs(config.tokens.leeway),
+        max_token_bytes: config.tokens.max_token_bytes,
+        client_id: config.sessions.client_id.clone(),
+        allowed_origins: config.server.allowed_origins.clone(),
+        admin_token: config.admin_token()?,
+        rate_limits: RateLimits {
+            login_per_ip: config.rate_limits.login_per_ip,
+            login_per_user: config.rate_limits.login_per_user,
+            failed_refresh_per_ip: config.rate_limits.failed_refresh_per_ip,
+        },
+        max_body_bytes: config.server.max_body_bytes,
+        request_timeout: config.server.request_timeout,
+        tls: config.server.behind_tls,
+        ..Settings::default()
+    })
+}
+
+async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let settings = settings(config)?;
+    let store = Arc::new(open_store(config)?);
+    let keystore = crate::keys::open(config)?;
+    if !keystore.seals() {
+        tracing::warn!("no master key ({MASTER_KEY_ENV}): signing keys and server secrets are stored UNENCRYPTED in the data directory");
+    }
+    let clock = Arc::new(SystemClock);
+    let mut policy = Policy::access(settings.issuer.clone(), vec![settings.audience.clone()]);
+    policy.leeway_secs = settings.leeway_secs;
+    policy.max_token_len = settings.max_token_bytes;
+    let keys = KeyService::load(keystore, config.rotation_policy(), policy, clock.now_secs())
+        .context("loading signing keys")?;
+    let state = AppState::new(settings, store, keys, clock, tessera_server::metrics_handle())?;
+    let background = tessera_server::start_background(&state).await.context("loading the revocation log")?;
+
+    let address = listen.map_or_else(|| config.server.listen.clone(), |a| a.to_string());
+    let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("listening on {address}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, issuer = %state.settings().issuer, "tessera is serving");
+    // A line on stdout for scripts and tests that start the server on port 0.
+    println!("listening on http://{local}");
+    tessera_server::serve(listener, state, tessera_server::shutdown_signal()).await?;
+    background.abort();
+    Ok(())
+}
