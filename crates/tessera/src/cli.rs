@@ -38,6 +38,10 @@ pub(crate) enum Command {
     /// Issue, verify and inspect tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Load-test a real `tessera serve` (started by this command on a free loopback port, with a throwaway data
+    /// directory) and print throughput and latency next to the raw crypto limits measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -87,6 +91,46 @@ pub(crate) enum KeysCommand {
     Jwks,
     /// Print a new random master key for encrypting keys at rest (set it as TESSERA_MASTER_KEY).
     MasterKey,
+}
+
+/// `tessera bench ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Refresh rotations per second through POST /oauth2/token, each worker rotating its own session.
+    Refresh {
+        /// Signing algorithm of the server's key.
+        #[arg(long, default_value = "EdDSA", value_parser = signing_algorithm)]
+        alg: Algorithm,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Password logins per second through POST /auth/login.
+    Login {
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+}
+
+/// How much load, for how long. Bounded: the run stops by itself.
+#[derive(Debug, Args)]
+pub(crate) struct LoadArgs {
+    /// Requests in flight (one connection each).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) concurrency: u16,
+    /// How long to measure (after a 1 s warm-up), at most 5 minutes.
+    #[arg(long, default_value = "10s", value_parser = bench_duration)]
+    pub(crate) duration: std::time::Duration,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+fn bench_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|err| err.to_string())?;
+    if duration.is_zero() || duration > std::time::Duration::from_secs(300) {
+        return Err("between 1s and 5m".into());
+    }
+    Ok(duration)
 }
 
 /// `tessera user ...`

@@ -1,5 +1,6 @@
 //! `tessera`: the command line, configuration and wiring of the token service.
 
+mod bench;
 mod cli;
 mod config;
 mod keys;
@@ -34,6 +35,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(cli.config.as_deref(), &FlagOverrides { data_dir: cli.data_dir })?;
     match cli.command {
         Command::Serve { listen } => serve::run(&config, listen),
+        Command::Bench(command) => bench::run(command),
         Command::User(command) => user::run(&config, command),
         Command::Keys(command) => keys::run(&config, command),
         Command::Token(command) => token::run(&config, command),
