@@ -26,6 +26,7 @@ pub mod secrets;
 mod session;
 pub mod settings;
 mod state;
+pub mod tls;
 mod wellknown;
 
 use std::future::Future;
@@ -156,17 +157,24 @@ async fn sync_revocations(state: &AppState) -> Result<(), tessera_store::StoreEr
     Ok(())
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then finishes the requests in flight.
+/// Serves `app` on `listener` (over TLS when an acceptor is given) until `shutdown` resolves, then finishes the
+/// requests in flight.
 ///
 /// # Errors
 /// I/O errors of the listener.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+    match tls {
+        Some(acceptor) => tls::serve(listener, acceptor, app(state), shutdown).await,
+        None => {
+            let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -1,50 +1,16 @@
 //! The service in-process: every endpoint driven through the router with `oneshot`, time moved by a manual clock.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
-use std::sync::Arc;
+mod common;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use axum::Router;
 use http_body_util::BodyExt as _;
 use serde_json::{json, Value};
-use tessera_jose::Policy;
-use tessera_keys::{KeyStore, RotationPolicy};
-use tessera_server::clock::{Clock as _, ManualClock};
-use tessera_server::keys::KeyService;
-use tessera_server::{app, AppState, Settings};
-use tessera_store::{SqliteStore, Store, User};
+use common::{harness, harness_with, Harness, PASSWORD, START_MS};
+use tessera_server::clock::Clock as _;
+use tessera_server::Settings;
 use tower::ServiceExt as _;
-
-const START_MS: i64 = 1_800_000_000_000;
-const PASSWORD: &str = "correct horse battery";
-
-struct Harness {
-    app: Router,
-    state: AppState,
-    clock: Arc<ManualClock>,
-    _dir: tempfile::TempDir,
-}
-
-async fn harness_with(settings: Settings) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("tessera.db")).unwrap());
-    let hash = tessera_server::password::hash_password(PASSWORD).unwrap();
-    for (name, roles) in [("alice", vec!["admin".to_owned()]), ("bob", vec![])] {
-        let user = User { username: name.into(), password_hash: hash.clone(), roles, disabled: false, created_at: 0 };
-        store.create_user(user).await.unwrap();
-    }
-    let clock = Arc::new(ManualClock::new(START_MS));
-    let keystore = KeyStore::open(dir.path(), None).unwrap();
-    let policy = Policy::access(settings.issuer.clone(), vec![settings.audience.clone()]);
-    let keys = KeyService::load(keystore, RotationPolicy::default(), policy, clock.now_secs()).unwrap();
-    let state = AppState::new(settings, store, keys, clock.clone(), None).unwrap();
-    Harness { app: app(state.clone()), state, clock, _dir: dir }
-}
-
-async fn harness() -> Harness {
-    harness_with(Settings::default()).await
-}
 
 struct Reply {
     status: StatusCode,
@@ -52,7 +18,16 @@ struct Reply {
     body: Value,
 }
 
-impl Harness {
+trait Drive {
+    async fn send(&self, request: Request<Body>) -> Reply;
+    async fn login(&self, user: &str) -> Session;
+    async fn refresh(&self, cookie: &str, csrf: &str) -> Reply;
+    async fn verify(&self, access: &str) -> StatusCode;
+    async fn with_bearer(&self, method: &str, path: &str, access: &str) -> Reply;
+    async fn generation(&self, access: &str) -> u64;
+}
+
+impl Drive for Harness {
     async fn send(&self, request: Request<Body>) -> Reply {
         let response = self.app.clone().oneshot(request).await.unwrap();
         let status = response.status();

@@ -56,6 +56,10 @@ pub(crate) struct ServerConfig {
     pub(crate) admin_token_file: Option<PathBuf>,
     /// Set when a TLS-terminating proxy fronts Tessera: turns on HSTS.
     pub(crate) behind_tls: bool,
+    /// PEM certificate chain: with `tls_key_file`, Tessera serves HTTPS itself (and sends HSTS).
+    pub(crate) tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub(crate) tls_key_file: Option<PathBuf>,
 }
 
 /// Log output format.
@@ -107,6 +111,8 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             admin_token_file: None,
             behind_tls: false,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -282,6 +288,9 @@ impl Config {
         }
         if self.sessions.grace >= self.sessions.idle_timeout || self.sessions.idle_timeout > self.sessions.refresh_ttl {
             problems.push("sessions: grace < idle_timeout <= refresh_ttl is required".to_owned());
+        }
+        if self.server.tls_cert_file.is_some() != self.server.tls_key_file.is_some() {
+            problems.push("server.tls_cert_file and server.tls_key_file go together".to_owned());
         }
         let r = &self.rate_limits;
         if r.login_per_ip == 0 || r.login_per_user == 0 || r.failed_refresh_per_ip == 0 {

@@ -61,7 +61,7 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
         },
         max_body_bytes: config.server.max_body_bytes,
         request_timeout: config.server.request_timeout,
-        tls: config.server.behind_tls,
+        tls: config.server.behind_tls || config.server.tls_cert_file.is_some(),
         ..Settings::default()
     })
 }
@@ -82,13 +82,18 @@ async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<()
     let state = AppState::new(settings, store, keys, clock, tessera_server::metrics_handle())?;
     let background = tessera_server::start_background(&state).await.context("loading the revocation log")?;
 
+    let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
+        (Some(cert), Some(key)) => Some(tessera_server::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let address = listen.map_or_else(|| config.server.listen.clone(), |a| a.to_string());
     let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("listening on {address}"))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, issuer = %state.settings().issuer, "tessera is serving");
     // A line on stdout for scripts and tests that start the server on port 0.
-    println!("listening on http://{local}");
-    tessera_server::serve(listener, state, tessera_server::shutdown_signal()).await?;
+    println!("listening on {scheme}://{local}");
+    tessera_server::serve(listener, state, tls, tessera_server::shutdown_signal()).await?;
     background.abort();
     Ok(())
 }

@@ -1,0 +1,43 @@
+//! The service assembled for tests: a temporary data directory, two users, a manual clock.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+use std::sync::Arc;
+
+use axum::Router;
+use tessera_jose::Policy;
+use tessera_keys::{KeyStore, RotationPolicy};
+use tessera_server::clock::{Clock as _, ManualClock};
+use tessera_server::keys::KeyService;
+use tessera_server::{app, AppState, Settings};
+use tessera_store::{SqliteStore, Store, User};
+
+pub const START_MS: i64 = 1_800_000_000_000;
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct Harness {
+    pub app: Router,
+    pub state: AppState,
+    pub clock: Arc<ManualClock>,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn harness_with(settings: Settings) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("tessera.db")).unwrap());
+    let hash = tessera_server::password::hash_password(PASSWORD).unwrap();
+    for (name, roles) in [("alice", vec!["admin".to_owned()]), ("bob", vec![])] {
+        let user = User { username: name.into(), password_hash: hash.clone(), roles, disabled: false, created_at: 0 };
+        store.create_user(user).await.unwrap();
+    }
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let keystore = KeyStore::open(dir.path(), None).unwrap();
+    let policy = Policy::access(settings.issuer.clone(), vec![settings.audience.clone()]);
+    let keys = KeyService::load(keystore, RotationPolicy::default(), policy, clock.now_secs()).unwrap();
+    let state = AppState::new(settings, store, keys, clock.clone(), None).unwrap();
+    Harness { app: app(state.clone()), state, clock, dir }
+}
+
+pub async fn harness() -> Harness {
+    harness_with(Settings::default()).await
+}
+
