@@ -51,7 +51,7 @@ fn issue(state: &AppState, family: Family) -> Result<Issued, ApiError> {
     let refresh_token = state
         .0
         .secrets
-        .refresh_token(&family.sid, family.generation)
+        .refresh_token(&family.session.sid, family.generation)
         .ok_or_else(|| ApiError::internal("session id is not one this server made"))?;
     metrics::counter!("tessera_tokens_issued_total", "type" => "refresh").increment(1);
     Ok(Issued { family, access_token, refresh_token })
@@ -90,11 +90,11 @@ pub(crate) async fn refresh(state: &AppState, token: &str) -> Result<Issued, Ref
         }
         RefreshOutcome::TheftDetected(family) => {
             metrics::counter!("tessera_refresh_total", "outcome" => "reuse_detected").increment(1);
-            inner.revocations.apply_local(tessera_store::Revocation::Session { sid: family.sid.clone() });
+            inner.revocations.apply_local(tessera_store::Revocation::Session { sid: family.session.sid.clone() });
             tracing::warn!(
                 security_event = "refresh_token_reuse",
-                sub = %family.sub,
-                sid = %family.sid,
+                sub = %family.session.sub,
+                sid = %family.session.sid,
                 presented_generation = claim.generation,
                 live_generation = family.generation,
                 "refresh token reuse detected: session revoked"

@@ -99,20 +99,20 @@ impl Inner {
     /// Signs an access token for a session: RFC 9068 claims plus `sid`, `roles` and the session's extra claims.
     pub(crate) fn access_token(&self, family: &Family) -> Result<String, ApiError> {
         let now = self.clock.now_secs();
-        let mut extra = family.claims.clone();
-        if !family.roles.is_empty() {
-            extra.insert("roles".into(), Value::from(family.roles.clone()));
+        let mut extra = family.session.claims.clone();
+        if !family.session.roles.is_empty() {
+            extra.insert("roles".into(), Value::from(family.session.roles.clone()));
         }
         let claims = Claims {
             iss: Some(self.settings.issuer.clone()),
-            sub: Some(family.sub.clone()),
+            sub: Some(family.session.sub.clone()),
             aud: Some(Audience::One(self.settings.audience.clone())),
             exp: Some(now.saturating_add(self.settings.access_ttl_secs)),
             iat: Some(now),
             jti: Some(random_b64::<16>().map_err(|_| ApiError::internal("random number generator failed"))?),
-            client_id: Some(family.client_id.clone()),
-            scope: family.scope.clone(),
-            sid: Some(family.sid.clone()),
+            client_id: Some(family.session.client_id.clone()),
+            scope: family.session.scope.clone(),
+            sid: Some(family.session.sid.clone()),
             nbf: None,
             extra,
         };

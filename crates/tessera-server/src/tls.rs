@@ -94,7 +94,8 @@ pub(crate) async fn serve(
                 }
             };
             let builder = Builder::new(TokioExecutor::new());
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+            let connection =
+                builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
             if let Err(err) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(error = %err, %peer, "connection ended with an error");
             }

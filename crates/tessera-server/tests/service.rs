@@ -5,9 +5,9 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
+use common::{harness, harness_with, Harness, PASSWORD, START_MS};
 use http_body_util::BodyExt as _;
 use serde_json::{json, Value};
-use common::{harness, harness_with, Harness, PASSWORD, START_MS};
 use tessera_server::clock::Clock as _;
 use tessera_server::Settings;
 use tower::ServiceExt as _;

@@ -113,7 +113,7 @@ async fn logout_and_logout_everywhere(store: &dyn Store) {
     assert!(store.revoke_family("d1", "logout", 3_000).await.unwrap());
     assert!(!store.revoke_family("d1", "logout", 3_001).await.unwrap(), "revocation is sticky and idempotent");
     let live = store.live_families("dora", 3_000, RULES).await.unwrap();
-    assert_eq!(live.iter().map(|f| f.sid.as_str()).collect::<Vec<_>>(), ["d2"]);
+    assert_eq!(live.iter().map(|f| f.session.sid.as_str()).collect::<Vec<_>>(), ["d2"]);
 
     store.revoke_subject("dora", 4_000).await.unwrap();
     store.revoke_subject("dora", 3_500).await.unwrap(); // late and older: must not move the instant back

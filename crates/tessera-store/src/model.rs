@@ -22,10 +22,10 @@ pub struct User {
     pub created_at: Millis,
 }
 
-/// A session: one login, one family of refresh tokens, one `sid`.
+/// What a session starts with: who, for which client, with what, until when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Family {
-    /// Session id, the `sid` claim.
+pub struct NewFamily {
+    /// Session id, the `sid` claim (random, from the caller).
     pub sid: String,
     /// Subject.
     pub sub: String,
@@ -43,6 +43,14 @@ pub struct Family {
     pub created_at: Millis,
     /// Absolute expiry, never extended by rotation.
     pub expires_at: Millis,
+}
+
+/// A session: one login, one family of refresh tokens, one `sid` — what it started with, and where its rotation
+/// stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Family {
+    /// What the session started with.
+    pub session: NewFamily,
     /// Last successful refresh (or the login).
     pub last_used_at: Millis,
     /// Generation of the live refresh token.
@@ -55,48 +63,17 @@ pub struct Family {
     pub revoked_reason: Option<String>,
 }
 
-/// What a new session starts with.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewFamily {
-    /// Session id (random, from the caller).
-    pub sid: String,
-    /// Subject.
-    pub sub: String,
-    /// Client.
-    pub client_id: String,
-    /// Scopes.
-    pub scope: Option<String>,
-    /// Roles.
-    pub roles: Vec<String>,
-    /// Extra access-token claims.
-    pub claims: Map<String, Value>,
-    /// User agent.
-    pub user_agent: Option<String>,
-    /// Now.
-    pub created_at: Millis,
-    /// Absolute expiry.
-    pub expires_at: Millis,
-}
-
-impl NewFamily {
-    /// The family as first stored: generation 0 live.
+impl Family {
+    /// A session as first stored: generation 0 live.
     #[must_use]
-    pub fn into_family(self) -> Family {
-        Family {
-            sid: self.sid,
-            sub: self.sub,
-            client_id: self.client_id,
-            scope: self.scope,
-            roles: self.roles,
-            claims: self.claims,
-            user_agent: self.user_agent,
-            created_at: self.created_at,
-            expires_at: self.expires_at,
-            last_used_at: self.created_at,
+    pub fn new(session: NewFamily) -> Self {
+        Self {
+            last_used_at: session.created_at,
             generation: 0,
-            generation_issued_at: self.created_at,
+            generation_issued_at: session.created_at,
             revoked_at: None,
             revoked_reason: None,
+            session,
         }
     }
 }
@@ -148,10 +125,10 @@ pub fn decide(family: &Family, presented: u64, subject: &SubjectState, now: Mill
     if family.revoked_at.is_some() {
         return Decision::Refuse(Refusal::Revoked);
     }
-    if now >= family.expires_at {
+    if now >= family.session.expires_at {
         return Decision::Refuse(Refusal::Expired);
     }
-    if subject.not_before.is_some_and(|not_before| family.created_at <= not_before) {
+    if subject.not_before.is_some_and(|not_before| family.session.created_at <= not_before) {
         return Decision::Refuse(Refusal::LoggedOutEverywhere);
     }
     if subject.disabled {
@@ -250,7 +227,7 @@ mod tests {
             generation,
             generation_issued_at: issued_at,
             last_used_at: issued_at,
-            ..NewFamily {
+            ..Family::new(NewFamily {
                 sid: "s".into(),
                 sub: "u".into(),
                 client_id: "c".into(),
@@ -260,8 +237,7 @@ mod tests {
                 user_agent: None,
                 created_at: 0,
                 expires_at: 1_000_000_000,
-            }
-            .into_family()
+            })
         }
     }
 

@@ -243,15 +243,17 @@ const FAMILY_COLUMNS: &str = "sid, sub, client_id, scope, roles, claims, user_ag
 
 fn family_from_row(row: &Row<'_>) -> rusqlite::Result<Family> {
     Ok(Family {
-        sid: row.get(0)?,
-        sub: row.get(1)?,
-        client_id: row.get(2)?,
-        scope: row.get(3)?,
-        roles: from_json(&row.get::<_, String>(4)?)?,
-        claims: from_json::<Map<String, Value>>(&row.get::<_, String>(5)?)?,
-        user_agent: row.get(6)?,
-        created_at: row.get(7)?,
-        expires_at: row.get(8)?,
+        session: NewFamily {
+            sid: row.get(0)?,
+            sub: row.get(1)?,
+            client_id: row.get(2)?,
+            scope: row.get(3)?,
+            roles: from_json(&row.get::<_, String>(4)?)?,
+            claims: from_json::<Map<String, Value>>(&row.get::<_, String>(5)?)?,
+            user_agent: row.get(6)?,
+            created_at: row.get(7)?,
+            expires_at: row.get(8)?,
+        },
         last_used_at: row.get(9)?,
         generation: row.get(10)?,
         generation_issued_at: row.get(11)?,
@@ -380,22 +382,22 @@ impl Store for SqliteStore {
 
     async fn create_family(&self, family: NewFamily) -> Result<Family, StoreError> {
         self.write(move |conn| {
-            let family = family.into_family();
+            let family = Family::new(family);
             let inserted = conn
                 .prepare_cached(&format!(
                     "INSERT INTO families ({FAMILY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                      ON CONFLICT DO NOTHING"
                 ))?
                 .execute(params![
-                    family.sid,
-                    family.sub,
-                    family.client_id,
-                    family.scope,
-                    to_json(&family.roles)?,
-                    to_json(&family.claims)?,
-                    family.user_agent,
-                    family.created_at,
-                    family.expires_at,
+                    family.session.sid,
+                    family.session.sub,
+                    family.session.client_id,
+                    family.session.scope,
+                    to_json(&family.session.roles)?,
+                    to_json(&family.session.claims)?,
+                    family.session.user_agent,
+                    family.session.created_at,
+                    family.session.expires_at,
                     family.last_used_at,
                     family.generation,
                     family.generation_issued_at,
@@ -403,7 +405,7 @@ impl Store for SqliteStore {
                     family.revoked_reason,
                 ])?;
             if inserted == 0 {
-                return Err(StoreError::AlreadyExists(format!("session {:?}", family.sid)));
+                return Err(StoreError::AlreadyExists(format!("session {:?}", family.session.sid)));
             }
             Ok(family)
         })
@@ -429,7 +431,7 @@ impl Store for SqliteStore {
             let Some(mut family) = load_family(conn, &sid)? else {
                 return Ok(RefreshOutcome::Refused(Refusal::Unknown));
             };
-            let subject = load_subject(conn, &family.sub)?;
+            let subject = load_subject(conn, &family.session.sub)?;
             match decide(&family, presented, &subject, now, rules) {
                 Decision::Rotate => {
                     let changed = conn
@@ -453,7 +455,7 @@ impl Store for SqliteStore {
                         .execute(params![
                             now,
                             "refresh_token_reuse",
-                            family.sub,
+                            family.session.sub,
                             sid,
                             format!("generation {presented} presented while generation {} is live", family.generation)
                         ])?;

@@ -83,7 +83,7 @@ async fn create_session(
             "token_type": "Bearer",
             "expires_in": state.settings().access_ttl_secs,
             "refresh_token": issued.refresh_token,
-            "session_id": issued.family.sid,
+            "session_id": issued.family.session.sid,
         })),
     )
         .into_response())

@@ -85,7 +85,7 @@ pub(crate) async fn login(
         "access_token": issued.access_token,
         "token_type": "Bearer",
         "expires_in": state.settings().access_ttl_secs,
-        "csrf_token": state.0.secrets.csrf_token(&issued.family.sid),
+        "csrf_token": state.0.secrets.csrf_token(&issued.family.session.sid),
     });
     let mut response_headers = HeaderMap::new();
     response_headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));

@@ -52,13 +52,13 @@ pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> R
         .iter()
         .map(|f| {
             serde_json::json!({
-                "id": f.sid,
-                "created_at": f.created_at / 1000,
+                "id": f.session.sid,
+                "created_at": f.session.created_at / 1000,
                 "last_used_at": f.last_used_at / 1000,
-                "expires_at": f.expires_at / 1000,
-                "user_agent": f.user_agent,
-                "client_id": f.client_id,
-                "current": claims.sid.as_deref() == Some(f.sid.as_str()),
+                "expires_at": f.session.expires_at / 1000,
+                "user_agent": f.session.user_agent,
+                "client_id": f.session.client_id,
+                "current": claims.sid.as_deref() == Some(f.session.sid.as_str()),
             })
         })
         .collect();
@@ -75,7 +75,7 @@ pub(crate) async fn end(
     let family = state.store().family(&id).await?;
     // Someone else's session is answered exactly like a missing one.
     match family {
-        Some(family) if Some(&family.sub) == claims.sub.as_ref() => {
+        Some(family) if Some(&family.session.sub) == claims.sub.as_ref() => {
             revoke(&state, &id, "user_ended_session").await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }

@@ -87,7 +87,7 @@ async fn refresh_grant(
     if let Some(client_id) = param(pairs, "client_id") {
         // A token presented by another client than the one it was issued to is refused before it is consumed.
         let owner = match state.0.secrets.open_refresh_token(token) {
-            Some(claim) => state.store().family(&claim.sid).await?.map(|f| f.client_id),
+            Some(claim) => state.store().family(&claim.sid).await?.map(|f| f.session.client_id),
             None => None,
         };
         if owner.as_deref() != Some(client_id) {
@@ -103,7 +103,7 @@ async fn refresh_grant(
                 "expires_in": state.settings().access_ttl_secs,
                 "refresh_token": issued.refresh_token,
             });
-            if let (Some(scope), Some(fields)) = (&issued.family.scope, body.as_object_mut()) {
+            if let (Some(scope), Some(fields)) = (&issued.family.session.scope, body.as_object_mut()) {
                 fields.insert("scope".into(), scope.clone().into());
             }
             let no_store = [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))];

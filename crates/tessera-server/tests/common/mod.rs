@@ -40,4 +40,3 @@ pub async fn harness_with(settings: Settings) -> Harness {
 pub async fn harness() -> Harness {
     harness_with(Settings::default()).await
 }
-
