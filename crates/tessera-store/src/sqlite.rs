@@ -268,16 +268,12 @@ fn load_family(conn: &Connection, sid: &str) -> Result<Option<Family>, StoreErro
 }
 
 fn load_subject(conn: &Connection, sub: &str) -> Result<SubjectState, StoreError> {
-    let not_before = conn
-        .prepare_cached("SELECT not_before FROM subjects WHERE sub = ?1")?
-        .query_row([sub], |row| row.get(0))
-        .optional()?;
-    let disabled = conn
-        .prepare_cached("SELECT disabled FROM users WHERE username = ?1")?
-        .query_row([sub], |row| row.get(0))
-        .optional()?
-        .unwrap_or(false);
-    Ok(SubjectState { not_before, disabled })
+    let (not_before, disabled) = conn
+        .prepare_cached(
+            "SELECT (SELECT not_before FROM subjects WHERE sub = ?1), (SELECT disabled FROM users WHERE username = ?1)",
+        )?
+        .query_row([sub], |row| Ok((row.get(0)?, row.get::<_, Option<bool>>(1)?)))?;
+    Ok(SubjectState { not_before, disabled: disabled.unwrap_or(false) })
 }
 
 fn log_revocation(conn: &Connection, now: Millis, revocation: &Revocation) -> Result<(), StoreError> {

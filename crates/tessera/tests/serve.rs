@@ -204,3 +204,37 @@ fn user_commands_work_on_the_store_and_a_running_server_sees_them() {
     let missing = tessera(d).args(["user", "disable", "nobody"]).output().unwrap();
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no user"));
 }
+
+#[test]
+fn key_rotation_from_the_command_line_reaches_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_user(d, "erin");
+    let server = Server::start(d);
+    let kids = |addr| -> Vec<String> {
+        let jwks: Value =
+            serde_json::from_str(&http(addr, "GET", "/.well-known/jwks.json", "text/plain", "").unwrap().1).unwrap();
+        jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
+    };
+    let before = kids(server.addr);
+    assert_eq!(before.len(), 1, "one key generated on first start");
+    let rotated = tessera(d).args(["keys", "rotate", "--now", "--json"]).output().unwrap();
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    let new_kid = serde_json::from_slice::<Value>(&rotated.stdout).unwrap()[0]["kid"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !kids(server.addr).contains(&new_kid) {
+        assert!(Instant::now() < deadline, "the running server never published the new key");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(kids(server.addr).contains(&before[0]), "the old key stays published while its tokens live");
+    let body = serde_json::json!({"username": "erin", "password": PASSWORD}).to_string();
+    let (_, login) = http(server.addr, "POST", "/auth/login", "application/json", &body).unwrap();
+    let access = serde_json::from_str::<Value>(&login).unwrap()["access_token"].as_str().unwrap().to_owned();
+    let header: Value = serde_json::from_slice(&tessera_jose_header(&access)).unwrap();
+    assert_eq!(header["kid"], new_kid.as_str(), "new tokens are signed with the rotated key");
+}
+
+fn tessera_jose_header(token: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()
+}
