@@ -26,8 +26,8 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Login { load } => (Algorithm::EdDSA, load, Scenario::Login),
     };
     let server = ServerProcess::start(alg)?;
-    // The load generator gets one thread; the server has the machine's cores (the generator shares them).
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    // The load generator runs on one thread; the server has the machine's cores (the generator shares them).
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let result = runtime.block_on(drive(server.addr, scenario, &load));
     drop(server);
     let result = result?;
