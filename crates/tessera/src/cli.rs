@@ -38,6 +38,10 @@ pub(crate) enum Command {
     /// Issue, verify and inspect tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Security audit of a JWT or a key set: findings with severity, evidence and fixes. Exits 1 when anything
+    /// HIGH or CRITICAL is found.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Load-test a real `tessera serve` (started by this command on a free loopback port, with a throwaway data
     /// directory) and print throughput and latency next to the raw crypto limits measured in the same run.
     #[command(subcommand)]
@@ -91,6 +95,61 @@ pub(crate) enum KeysCommand {
     Jwks,
     /// Print a new random master key for encrypting keys at rest (set it as TESSERA_MASTER_KEY).
     MasterKey,
+}
+
+/// `tessera audit ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Static findings on one token; HMAC secrets are cracked from a built-in list, a wordlist and a brute force.
+    Token {
+        /// The token, or - to read it from standard input.
+        token: String,
+        /// The issuer's key set (file or http(s) URL): checks the signature and the algorithm against the key.
+        #[arg(long, value_name = "FILE_OR_URL")]
+        jwks: Option<String>,
+        /// Extra secrets to try, one per line (the common jwt.secrets.list format; CRLF is fine).
+        #[arg(long, value_name = "FILE")]
+        wordlist: Option<std::path::PathBuf>,
+        /// Brute-force every lower-case alphanumeric secret up to this length (0 to 6).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(0..=6))]
+        brute_force_length: u8,
+        /// Lifetimes (exp − iat) longer than this are a finding.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        max_lifetime: std::time::Duration,
+        /// Evaluate time claims at this instant (seconds since the epoch) instead of now.
+        #[arg(long, value_name = "UNIX_TIME")]
+        at: Option<i64>,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
+    /// Findings on a JWK Set: private or symmetric keys published, weak RSA, duplicate kids, cache headers.
+    Jwks {
+        /// The key set: a file or an http(s) URL.
+        source: String,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
+}
+
+/// Report format.
+#[derive(Debug, Args)]
+pub(crate) struct FormatArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub(crate) format: ReportFormat,
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ReportFormat {
+    /// A text table.
+    Table,
+    /// JSON.
+    Json,
+    /// SARIF 2.1.0, for code-scanning dashboards.
+    Sarif,
+    /// A Markdown audit report: summary, findings by severity, risk matrix, remediation priorities.
+    Markdown,
 }
 
 /// `tessera bench ...`

@@ -1,8 +1,10 @@
 //! `tessera`: the command line, configuration and wiring of the token service.
 
+mod audit;
 mod bench;
 mod cli;
 mod config;
+mod fetch;
 mod keys;
 mod output;
 mod serve;
@@ -39,6 +41,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { listen } => serve::run(&config, listen),
         Command::Bench(command) => bench::run(command),
+        Command::Audit(command) => audit::run(command),
         Command::User(command) => user::run(&config, command),
         Command::Keys(command) => keys::run(&config, command),
         Command::Token(command) => token::run(&config, command),

@@ -2,7 +2,6 @@
 
 use std::io::Read as _;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
@@ -171,7 +170,7 @@ fn random_id() -> anyhow::Result<String> {
 }
 
 /// The token argument, or standard input for `-` (keeps tokens out of the process list and shell history).
-fn read_token(arg: &str) -> anyhow::Result<String> {
+pub(crate) fn read_token(arg: &str) -> anyhow::Result<String> {
     if arg != "-" {
         return Ok(arg.trim().to_owned());
     }
@@ -183,32 +182,9 @@ fn read_token(arg: &str) -> anyhow::Result<String> {
     Ok(text.trim().to_owned())
 }
 
-/// Largest JWKS accepted from a file or URL.
-const MAX_JWKS_BYTES: u64 = 1024 * 1024;
-
 fn load_jwks(source: &str) -> anyhow::Result<KeySet> {
-    let bytes = if source.starts_with("http://") || source.starts_with("https://") {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        let response = client.get(source).send().with_context(|| format!("fetching JWKS {source}"))?;
-        if !response.status().is_success() {
-            bail!("fetching JWKS {source}: HTTP {}", response.status());
-        }
-        let mut body = Vec::new();
-        response.take(MAX_JWKS_BYTES + 1).read_to_end(&mut body).with_context(|| format!("reading JWKS {source}"))?;
-        body
-    } else {
-        let file = std::fs::File::open(source).with_context(|| format!("opening JWKS file {source}"))?;
-        let mut body = Vec::new();
-        file.take(MAX_JWKS_BYTES + 1).read_to_end(&mut body).with_context(|| format!("reading JWKS file {source}"))?;
-        body
-    };
-    if bytes.len() as u64 > MAX_JWKS_BYTES {
-        bail!("JWKS {source} is larger than {MAX_JWKS_BYTES} bytes");
-    }
-    KeySet::from_jwks_json(&bytes).with_context(|| format!("JWKS {source}"))
+    let fetched = crate::fetch::fetch(source)?;
+    KeySet::from_jwks_json(&fetched.body).with_context(|| format!("JWKS {source}"))
 }
 
 fn indent(text: &str) -> String {

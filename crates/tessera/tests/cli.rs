@@ -410,3 +410,48 @@ fn help_and_completions() {
     let bash = ok(dir.path(), &["completions", "bash"]);
     assert!(bash.contains("_tessera") && bash.contains("inspect"));
 }
+
+#[test]
+fn audit_reports_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Tessera's own token and key set: nothing to report, exit 0.
+    let token = ok(d, &["token", "issue", "--sub", "zoe"]);
+    std::fs::write(d.join("jwks.json"), ok(d, &["keys", "jwks"])).unwrap();
+    let clean = tessera(d, &["audit", "token", token.trim(), "--jwks", "jwks.json", "--format", "json"], &[]);
+    assert_eq!(clean.code, 0, "{}", clean.stdout);
+    let report: Value = serde_json::from_str(&clean.stdout).unwrap();
+    assert!(report["findings"].as_array().unwrap().is_empty(), "{report}");
+    assert_eq!(tessera(d, &["audit", "jwks", "jwks.json"], &[]).code, 0);
+
+    // An HS256 token whose secret is in a CRLF wordlist: cracked, CRITICAL, exit 1, in SARIF.
+    std::fs::write(d.join("secrets.list"), "alpha\r\nthe-team-secret-2019\r\nomega\r\n").unwrap();
+    let header = tessera_jose::base64url::encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = tessera_jose::base64url::encode(r#"{"sub":"x","exp":9999999999,"iat":1700000000,"jti":"1"}"#);
+    let input = format!("{header}.{payload}");
+    let tag = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"the-team-secret-2019"),
+        input.as_bytes(),
+    );
+    let weak = format!("{input}.{}", tessera_jose::base64url::encode(tag.as_ref()));
+    let run = tessera(
+        d,
+        &["audit", "token", &weak, "--wordlist", "secrets.list", "--brute-force-length", "1", "--format", "sarif"],
+        &[],
+    );
+    assert_eq!(run.code, 1);
+    let sarif: Value = serde_json::from_str(&run.stdout).unwrap();
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    assert!(results.iter().any(|r| r["ruleId"] == "JWT-WEAK-HMAC-SECRET"
+        && r["message"]["text"].as_str().unwrap().contains("the-team-secret-2019")));
+    let markdown = tessera(d, &["audit", "token", &weak, "--wordlist", "secrets.list", "--format", "markdown"], &[]);
+    assert!(markdown.stdout.starts_with("# JWT security audit"));
+
+    // Not a JWT: a clear error, exit 2, no report.
+    let run = tessera(d, &["audit", "token", "<html>not a token</html>"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("not a JWT"), "{}", run.stderr);
+    let run = tessera(d, &["audit", "jwks", "missing.json"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("missing.json"), "{}", run.stderr);
+}

@@ -1,0 +1,127 @@
+//! What an audit reports: findings with a severity, evidence and a concrete fix.
+
+use serde::Serialize;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Severity {
+    /// Worth knowing; no action needed.
+    Info,
+    /// Hardening.
+    Low,
+    /// A weakness that needs other conditions to be exploited.
+    Medium,
+    /// Exploitable under realistic conditions.
+    High,
+    /// Forgery or full bypass.
+    Critical,
+}
+
+impl Severity {
+    /// Upper-case name, as in reports.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "INFO",
+            Self::Low => "LOW",
+            Self::Medium => "MEDIUM",
+            Self::High => "HIGH",
+            Self::Critical => "CRITICAL",
+        }
+    }
+
+    /// How likely exploitation is, 1 (rare) to 5 (almost certain), for the risk matrix.
+    #[must_use]
+    pub fn likelihood(self) -> u8 {
+        match self {
+            Self::Info => 1,
+            Self::Low => 2,
+            Self::Medium => 3,
+            Self::High => 4,
+            Self::Critical => 5,
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable identifier, e.g. `JWT-ALG-NONE`.
+    pub id: &'static str,
+    /// Severity.
+    pub severity: Severity,
+    /// One line saying what is wrong.
+    pub title: String,
+    /// What was observed (never a full token or secret unless it is the finding itself).
+    pub evidence: String,
+    /// What to do about it.
+    pub fix: &'static str,
+    /// Impact 1 (negligible) to 5 (severe), for the risk matrix.
+    pub impact: u8,
+}
+
+impl Finding {
+    /// A finding whose impact follows its severity.
+    #[must_use]
+    pub fn new(
+        id: &'static str,
+        severity: Severity,
+        title: impl Into<String>,
+        evidence: impl Into<String>,
+        fix: &'static str,
+    ) -> Self {
+        Self { id, severity, title: title.into(), evidence: evidence.into(), fix, impact: severity.likelihood() }
+    }
+}
+
+/// The result of one audit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// What was audited: `token`, `jwks`.
+    pub kind: &'static str,
+    /// Which one (a file, a URL, or a short fingerprint of a token).
+    pub target: String,
+    /// Findings, most severe first.
+    pub findings: Vec<Finding>,
+    /// What could not be tested, and why: a report with entries here is partial, never "all clear".
+    pub not_tested: Vec<String>,
+    /// Facts about the run (e.g. keys tried per second by the secret cracker).
+    pub stats: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Report {
+    /// An empty report.
+    #[must_use]
+    pub fn new(kind: &'static str, target: impl Into<String>) -> Self {
+        Self {
+            kind,
+            target: target.into(),
+            findings: Vec::new(),
+            not_tested: Vec::new(),
+            stats: serde_json::Map::new(),
+        }
+    }
+
+    /// Adds a finding.
+    pub fn add(&mut self, finding: Finding) {
+        self.findings.push(finding);
+    }
+
+    /// Sorts findings, most severe first (stable within a severity).
+    pub fn finish(&mut self) {
+        self.findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    }
+
+    /// The most severe finding's severity.
+    #[must_use]
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+
+    /// Whether a finding with this id is present.
+    #[must_use]
+    pub fn has(&self, id: &str) -> bool {
+        self.findings.iter().any(|f| f.id == id)
+    }
+}

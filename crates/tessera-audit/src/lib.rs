@@ -1,0 +1,28 @@
+//! # tessera-audit
+//!
+//! A JWT security audit of tokens and key sets: findings with a severity, evidence and a concrete fix; a
+//! parallel weak-secret cracker for HMAC tokens (built-in list, wordlists in the `jwt.secrets.list` format, a
+//! bounded brute force); and reports as a text table, JSON, SARIF 2.1.0 or a Markdown audit report. No I/O here:
+//! the command line fetches files and URLs and hands the bytes in.
+
+pub mod crack;
+mod finding;
+mod jwks;
+pub mod render;
+mod token;
+
+pub use finding::{Finding, Report, Severity};
+pub use jwks::audit_jwks;
+pub use token::{audit_token, TokenAudit};
+
+/// Why an audit could not run at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// The input is not a compact JWT.
+    #[error("not a JWT: {0}")]
+    NotAJwt(String),
+    /// The input is not a JWKS document.
+    #[error("not a JWK Set: {0}")]
+    NotAJwks(String),
+}

@@ -1,0 +1,88 @@
+//! `tessera audit`: the JWT security audit from the command line.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use tessera_audit::crack::Candidates;
+use tessera_audit::{audit_jwks, audit_token, render, Report, Severity, TokenAudit};
+use tessera_jose::KeySet;
+
+use crate::cli::{AuditCommand, ReportFormat};
+use crate::config::secs;
+
+pub(crate) fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    let (report, format) = match command {
+        AuditCommand::Token { token, jwks, wordlist, brute_force_length, max_lifetime, at, format } => {
+            let token = crate::token::read_token(&token)?;
+            let wordlist = match wordlist {
+                Some(path) => Candidates::parse_wordlist(
+                    &std::fs::read(&path).with_context(|| format!("reading wordlist {}", path.display()))?,
+                ),
+                None => Vec::new(),
+            };
+            let mut not_tested = Vec::new();
+            let keys = match jwks {
+                Some(source) => {
+                    let fetched = crate::fetch::fetch(&source)?;
+                    match KeySet::from_jwks_json(&fetched.body) {
+                        Ok(keys) => Some(keys),
+                        Err(err) => {
+                            not_tested.push(format!("signature against {source}: the key set was refused ({err}); run `tessera audit jwks` on it"));
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
+            let audit = TokenAudit {
+                now: at.unwrap_or_else(crate::now),
+                max_lifetime_secs: secs(max_lifetime),
+                keys,
+                candidates: Candidates { wordlist, brute_force_max_len: usize::from(brute_force_length) },
+                threads: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            };
+            let interactive = std::io::stderr().is_terminal();
+            let mut progress = |p: tessera_audit::crack::Progress| {
+                if interactive {
+                    let rate = p.tried as f64 / p.elapsed.as_secs_f64().max(1e-3);
+                    eprint!(
+                        "\rtrying secrets: {}/{} ({:.0}%), {:.0} keys/s   ",
+                        p.tried,
+                        p.total,
+                        100.0 * p.tried as f64 / p.total.max(1) as f64,
+                        rate
+                    );
+                    let _ = std::io::stderr().flush();
+                }
+            };
+            let mut report = audit_token(&token, &audit, &mut progress)?;
+            if interactive {
+                eprintln!();
+            }
+            if !not_tested.is_empty() {
+                // The key set was given but refused: say that, not "no --jwks given".
+                report.not_tested.retain(|gap| !gap.contains("no --jwks"));
+                report.not_tested.extend(not_tested);
+            }
+            (report, format.format)
+        }
+        AuditCommand::Jwks { source, format } => {
+            let fetched = crate::fetch::fetch(&source)?;
+            let cache_control = fetched.cache_control.as_ref().map(|value| value.as_deref());
+            (audit_jwks(&source, &fetched.body, cache_control)?, format.format)
+        }
+    };
+    print(&report, format);
+    Ok(if report.worst() >= Some(Severity::High) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn print(report: &Report, format: ReportFormat) {
+    let text = match format {
+        ReportFormat::Table => render::table(report),
+        ReportFormat::Json => render::json(report),
+        ReportFormat::Sarif => render::sarif(report),
+        ReportFormat::Markdown => render::markdown(report),
+    };
+    println!("{}", text.trim_end());
+}
