@@ -283,9 +283,13 @@ pub fn crack(
     };
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads.max(1)).map(|_| scope.spawn(work)).collect();
+        let mut last_report = Instant::now();
         while !workers.iter().all(std::thread::ScopedJoinHandle::is_finished) {
-            progress(Progress { tried: tried.load(Ordering::Relaxed), total, elapsed: started.elapsed() });
-            std::thread::sleep(Duration::from_millis(200));
+            if last_report.elapsed() >= Duration::from_millis(200) {
+                progress(Progress { tried: tried.load(Ordering::Relaxed), total, elapsed: started.elapsed() });
+                last_report = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     });
     let secret = secret.into_inner().unwrap_or(None);
