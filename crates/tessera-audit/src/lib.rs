@@ -8,6 +8,7 @@
 pub mod crack;
 mod finding;
 mod jwks;
+pub mod probe;
 pub mod render;
 mod token;
 
@@ -25,4 +26,7 @@ pub enum AuditError {
     /// The input is not a JWKS document.
     #[error("not a JWK Set: {0}")]
     NotAJwks(String),
+    /// The endpoint probe could not be prepared.
+    #[error("probe: {0}")]
+    Probe(String),
 }

@@ -12,6 +12,7 @@ use crate::cli::{AuditCommand, ReportFormat};
 use crate::config::secs;
 
 pub(crate) fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    let endpoint = matches!(command, AuditCommand::Endpoint { .. });
     let (report, format) = match command {
         AuditCommand::Token { token, jwks, wordlist, brute_force_length, max_lifetime, at, format } => {
             let token = crate::token::read_token(&token)?;
@@ -67,6 +68,15 @@ pub(crate) fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             }
             (report, format.format)
         }
+        AuditCommand::Endpoint { url, token, header, method, jwks, reject, timeout, format } => (
+            crate::probe::run(
+                &crate::probe::Target { url, header, method, timeout },
+                &token,
+                jwks.as_deref(),
+                &reject,
+            )?,
+            format.format,
+        ),
         AuditCommand::Jwks { source, format } => {
             let fetched = crate::fetch::fetch(&source)?;
             let cache_control = fetched.cache_control.as_ref().map(|value| value.as_deref());
@@ -74,7 +84,14 @@ pub(crate) fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
         }
     };
     print(&report, format);
-    Ok(if report.worst() >= Some(Severity::High) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(match (endpoint, report.worst()) {
+        // Every endpoint finding is a forged token that got through (or a header URL the target fetched).
+        (true, Some(_)) => ExitCode::FAILURE,
+        // The baseline failed: nothing could be concluded, which must not read as "no findings".
+        (true, None) if !report.stats.contains_key("probes_sent") => ExitCode::from(2),
+        (false, Some(worst)) if worst >= Severity::High => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    })
 }
 
 fn print(report: &Report, format: ReportFormat) {

@@ -122,6 +122,32 @@ pub(crate) enum AuditCommand {
         #[command(flatten)]
         format: FormatArgs,
     },
+    /// Active probe of a live endpoint with forged variants of a valid token; exits 1 if any is accepted. Sends
+    /// traffic only to URL and to its own loopback listener (the attacker key set for jku/x5u).
+    Endpoint {
+        /// The endpoint, e.g. http://127.0.0.1:8080/verify.
+        url: String,
+        /// A valid token the endpoint accepts.
+        #[arg(long)]
+        token: String,
+        /// Header carrying the token; `authorization` gets `Bearer TOKEN`, any other the bare token.
+        #[arg(long, default_value = "authorization")]
+        header: String,
+        /// HTTP method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The issuer's public key set (file or URL), for the key-confusion probes.
+        #[arg(long, value_name = "FILE_OR_URL")]
+        jwks: Option<String>,
+        /// A token the endpoint must refuse (expired, wrong audience, revoked, ...); repeatable.
+        #[arg(long = "reject", value_name = "TOKEN")]
+        reject: Vec<String>,
+        /// Per-request timeout.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
     /// Findings on a JWK Set: private or symmetric keys published, weak RSA, duplicate kids, cache headers.
     Jwks {
         /// The key set: a file or an http(s) URL.

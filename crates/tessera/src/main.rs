@@ -7,6 +7,7 @@ mod config;
 mod fetch;
 mod keys;
 mod output;
+mod probe;
 mod serve;
 mod token;
 mod user;

@@ -238,3 +238,37 @@ fn tessera_jose_header(token: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()
 }
+
+#[test]
+fn tesseras_own_verify_passes_the_full_endpoint_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_user(d, "fay");
+    let server = Server::start(d);
+    let body = serde_json::json!({"username": "fay", "password": PASSWORD}).to_string();
+    let access = |addr| -> String {
+        let (_, login) = http(addr, "POST", "/auth/login", "application/json", &body).unwrap();
+        serde_json::from_str::<Value>(&login).unwrap()["access_token"].as_str().unwrap().to_owned()
+    };
+    // A revoked token must be refused too: log one session out and pass its token as --reject.
+    let revoked = access(server.addr);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    write!(stream, "POST /auth/logout HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {revoked}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 204"), "{response}");
+
+    let valid = access(server.addr);
+    let url = format!("http://{}/verify", server.addr);
+    let jwks = format!("http://{}/.well-known/jwks.json", server.addr);
+    let output = tessera(d)
+        .args(["audit", "endpoint", &url, "--token", &valid, "--jwks", &jwks, "--reject", &revoked, "--format", "json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)));
+    assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{report}");
+    assert!(report["not_tested"].as_array().unwrap().is_empty(), "{report}");
+    assert!(report["stats"]["probes_sent"].as_u64().unwrap() >= 25, "{report}");
+    assert_eq!(output.status.code(), Some(0));
+}
