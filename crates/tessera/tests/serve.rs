@@ -271,4 +271,11 @@ fn tesseras_own_verify_passes_the_full_endpoint_probe() {
     assert!(report["not_tested"].as_array().unwrap().is_empty(), "{report}");
     assert!(report["stats"]["probes_sent"].as_u64().unwrap() >= 25, "{report}");
     assert_eq!(output.status.code(), Some(0));
+
+    // And its published key set audits clean, cache headers included.
+    let output = tessera(d).args(["audit", "jwks", &jwks, "--format", "json"]).output().unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{report}");
+    assert!(report["not_tested"].as_array().unwrap().is_empty(), "{report}");
+    assert_eq!(output.status.code(), Some(0));
 }
