@@ -82,18 +82,18 @@ impl Verified {
     }
 }
 
-/// Verifies tokens against a key set that can be replaced while verifications run.
+/// Verifies tokens against a key set and a policy that can both be replaced while verifications run.
 #[derive(Debug)]
 pub struct Verifier {
     keys: ArcSwap<KeySet>,
-    policy: Policy,
+    policy: ArcSwap<Policy>,
 }
 
 impl Verifier {
     /// A verifier over `keys` with `policy`.
     #[must_use]
     pub fn new(keys: KeySet, policy: Policy) -> Self {
-        Self { keys: ArcSwap::from_pointee(keys), policy }
+        Self { keys: ArcSwap::from_pointee(keys), policy: ArcSwap::from_pointee(policy) }
     }
 
     /// Replaces the key set atomically: verifications in flight finish with the set they started with.
@@ -107,10 +107,15 @@ impl Verifier {
         self.keys.load_full()
     }
 
-    /// The policy.
+    /// The current policy.
     #[must_use]
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Replaces the policy atomically (e.g. when the set of accepted audiences changes).
+    pub fn replace_policy(&self, policy: Policy) {
+        self.policy.store(Arc::new(policy));
     }
 
     /// Verifies `token` at the instant `now` (seconds since the epoch).
@@ -121,7 +126,8 @@ impl Verifier {
     /// # Errors
     /// A [`TokenError`] saying exactly why the token is refused.
     pub fn verify(&self, token: &str, now: i64) -> Result<Verified, TokenError> {
-        let parts = split_compact(token, self.policy.max_token_len)?;
+        let policy = self.policy.load();
+        let parts = split_compact(token, policy.max_token_len)?;
         let keys = self.keys.load();
         // Tessera's own tokens carry one of a few exact headers: recognising the segment skips decoding and
         // parsing it, with the same outcome as the full path below.
@@ -156,7 +162,7 @@ impl Verifier {
             return Err(TokenError::BadSignature);
         }
 
-        let payload = match self.policy.profile {
+        let payload = match policy.profile {
             Profile::Access => {
                 check_access_typ(header.typ.as_deref())?;
                 let claims = Claims::parse(&payload)?;
@@ -166,43 +172,43 @@ impl Verifier {
             Profile::Jws => Payload::parse(&payload)?,
         };
         if let Some(claims) = payload.claims() {
-            self.check_claims(claims, now)?;
+            check_claims(&policy, claims, now)?;
         }
         Ok(Verified { header, payload })
     }
+}
 
-    fn check_claims(&self, claims: &Claims, now: i64) -> Result<(), TokenError> {
-        let leeway = self.policy.leeway_secs;
-        if let Some(exp) = claims.exp {
-            if now >= exp.saturating_add(leeway) {
-                return Err(TokenError::Expired { exp, now });
-            }
+fn check_claims(policy: &Policy, claims: &Claims, now: i64) -> Result<(), TokenError> {
+    let leeway = policy.leeway_secs;
+    if let Some(exp) = claims.exp {
+        if now >= exp.saturating_add(leeway) {
+            return Err(TokenError::Expired { exp, now });
         }
-        if let Some(nbf) = claims.nbf {
-            if now.saturating_add(leeway) < nbf {
-                return Err(TokenError::NotYetValid { nbf, now });
-            }
-        }
-        if let Some(iat) = claims.iat {
-            if now.saturating_add(leeway) < iat {
-                return Err(TokenError::IssuedInFuture { iat, now });
-            }
-        }
-        let access = self.policy.profile == Profile::Access;
-        if access || self.policy.issuer.is_some() {
-            let iss = claims.iss.as_deref().ok_or(TokenError::MissingClaim("iss"))?;
-            if self.policy.issuer.as_deref() != Some(iss) {
-                return Err(TokenError::WrongIssuer(iss.to_owned()));
-            }
-        }
-        if access || !self.policy.audiences.is_empty() {
-            let aud = claims.aud.as_ref().ok_or(TokenError::MissingClaim("aud"))?;
-            if !self.policy.audiences.iter().any(|accepted| aud.contains(accepted)) {
-                return Err(TokenError::WrongAudience(aud.as_slice().to_vec()));
-            }
-        }
-        Ok(())
     }
+    if let Some(nbf) = claims.nbf {
+        if now.saturating_add(leeway) < nbf {
+            return Err(TokenError::NotYetValid { nbf, now });
+        }
+    }
+    if let Some(iat) = claims.iat {
+        if now.saturating_add(leeway) < iat {
+            return Err(TokenError::IssuedInFuture { iat, now });
+        }
+    }
+    let access = policy.profile == Profile::Access;
+    if access || policy.issuer.is_some() {
+        let iss = claims.iss.as_deref().ok_or(TokenError::MissingClaim("iss"))?;
+        if policy.issuer.as_deref() != Some(iss) {
+            return Err(TokenError::WrongIssuer(iss.to_owned()));
+        }
+    }
+    if access || !policy.audiences.is_empty() {
+        let aud = claims.aud.as_ref().ok_or(TokenError::MissingClaim("aud"))?;
+        if !policy.audiences.iter().any(|accepted| aud.contains(accepted)) {
+            return Err(TokenError::WrongAudience(aud.as_slice().to_vec()));
+        }
+    }
+    Ok(())
 }
 
 /// RFC 9068 §4: `typ` must be `at+jwt`, compared case-insensitively, with an optional `application/` prefix.

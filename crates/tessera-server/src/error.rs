@@ -66,6 +66,13 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "storage is unavailable; retry")
     }
 
+    /// Sets the `WWW-Authenticate` challenge.
+    #[must_use]
+    pub fn with_challenge(mut self, challenge: &'static str) -> Self {
+        self.www_authenticate = Some(challenge);
+        self
+    }
+
     /// The status.
     #[must_use]
     pub fn status(&self) -> StatusCode {

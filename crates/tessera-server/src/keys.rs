@@ -101,6 +101,14 @@ impl KeyService {
         &self.verifier
     }
 
+    /// Sets the audiences the verifier accepts (this server's user audience and its clients' audiences).
+    pub fn set_audiences(&self, audiences: Vec<String>) {
+        let current = self.verifier.policy();
+        if current.audiences != audiences {
+            self.verifier.replace_policy(tessera_jose::Policy { audiences, ..(*current).clone() });
+        }
+    }
+
     /// The public JWKS document.
     #[must_use]
     pub fn jwks(&self) -> Arc<String> {

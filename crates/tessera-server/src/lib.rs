@@ -44,6 +44,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use oauth2::client_auth::secret_hash as client_secret_hash;
 pub use settings::{RateLimits, Settings};
 pub use state::AppState;
 
@@ -120,6 +121,7 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
 /// When the initial load fails.
 pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandle<()>, tessera_store::StoreError> {
     sync_revocations(state).await?;
+    sync_audiences(state).await?;
     let state = state.clone();
     Ok(tokio::spawn(async move {
         let mut tick = tokio::time::interval(state.settings().reload_interval);
@@ -128,6 +130,9 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
             tick.tick().await;
             if let Err(err) = sync_revocations(&state).await {
                 tracing::warn!(error = %err, "revocation sync failed; retrying");
+            }
+            if let Err(err) = sync_audiences(&state).await {
+                tracing::warn!(error = %err, "client sync failed; retrying");
             }
             let keys_state = state.clone();
             let now = state.clock().now_secs();
@@ -140,6 +145,20 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
             }
         }
     }))
+}
+
+/// The audiences tokens of this server may carry: the user audience and every registered client's.
+async fn sync_audiences(state: &AppState) -> Result<(), tessera_store::StoreError> {
+    let mut audiences = vec![state.settings().audience.clone()];
+    for client in state.store().clients().await? {
+        for audience in client.audiences {
+            if !audiences.contains(&audience) {
+                audiences.push(audience);
+            }
+        }
+    }
+    state.keys().set_audiences(audiences);
+    Ok(())
 }
 
 async fn sync_revocations(state: &AppState) -> Result<(), tessera_store::StoreError> {

@@ -11,6 +11,8 @@ pub struct Settings {
     pub audience: String,
     /// Access-token lifetime, seconds.
     pub access_ttl_secs: i64,
+    /// Lifetime of service tokens from the client-credentials grant, seconds.
+    pub service_ttl_secs: i64,
     /// Refresh-family absolute lifetime, never extended by rotation.
     pub refresh_ttl: Duration,
     /// A session unused this long cannot be refreshed.
@@ -62,6 +64,7 @@ impl Default for Settings {
             issuer: "http://127.0.0.1:8080".into(),
             audience: "tessera".into(),
             access_ttl_secs: 15 * 60,
+            service_ttl_secs: 60,
             refresh_ttl: Duration::from_secs(7 * 86_400),
             idle_timeout: Duration::from_secs(86_400),
             grace: Duration::from_secs(10),

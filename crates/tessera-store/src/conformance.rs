@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Map;
 
-use crate::{NewFamily, RefreshOutcome, RefreshRules, Refusal, Revocation, Store, StoreError, User};
+use crate::{Client, NewFamily, RefreshOutcome, RefreshRules, Refusal, Revocation, Store, StoreError, User};
 
 const RULES: RefreshRules = RefreshRules { grace_ms: 10_000, idle_timeout_ms: 86_400_000 };
 
@@ -26,6 +26,7 @@ fn family(sid: &str, sub: &str, created_at: i64) -> NewFamily {
 /// Runs every conformance check against `store`, which must be empty.
 pub async fn run_all(store: Arc<dyn Store>) {
     users(&*store).await;
+    clients(&*store).await;
     rotation(&*store).await;
     concurrent_presentations_have_one_winner(Arc::clone(&store)).await;
     logout_and_logout_everywhere(&*store).await;
@@ -50,6 +51,28 @@ async fn users(store: &dyn Store) {
     assert!(matches!(store.set_password("nobody", "x".into()).await, Err(StoreError::NotFound(_))));
     assert!(matches!(store.set_user_disabled("nobody", true, 5).await, Err(StoreError::NotFound(_))));
     assert_eq!(store.users().await.unwrap().len(), 1);
+}
+
+async fn clients(store: &dyn Store) {
+    let client = Client {
+        client_id: "svc".into(),
+        secret_hash: vec![1; 32],
+        scopes: vec!["read".into()],
+        audiences: vec!["api".into()],
+        grants: vec!["client_credentials".into()],
+        disabled: false,
+        created_at: 1,
+    };
+    store.create_client(client.clone()).await.unwrap();
+    assert!(matches!(store.create_client(client.clone()).await, Err(StoreError::AlreadyExists(_))));
+    assert_eq!(store.client("svc").await.unwrap(), Some(client));
+    store.set_client_secret("svc", vec![2; 32]).await.unwrap();
+    store.set_client_disabled("svc", true).await.unwrap();
+    let changed = store.client("svc").await.unwrap().unwrap();
+    assert_eq!((changed.secret_hash, changed.disabled), (vec![2; 32], true));
+    assert!(matches!(store.set_client_disabled("nope", true).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.set_client_secret("nope", vec![]).await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.clients().await.unwrap().len(), 1);
 }
 
 async fn rotation(store: &dyn Store) {

@@ -15,8 +15,8 @@ pub mod conformance;
 
 pub use error::StoreError;
 pub use model::{
-    decide, Decision, Family, Millis, NewFamily, RefreshOutcome, RefreshRules, Refusal, Revocation, RevocationEntry,
-    SecurityEvent, SubjectState, User,
+    decide, Client, Decision, Family, Millis, NewFamily, RefreshOutcome, RefreshRules, Refusal, Revocation,
+    RevocationEntry, SecurityEvent, SubjectState, User,
 };
 pub use sqlite::SqliteStore;
 
@@ -55,6 +55,36 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown user.
     async fn set_password(&self, username: &str, password_hash: String) -> Result<(), StoreError>;
+
+    /// Adds a client.
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyExists`] when the id is taken.
+    async fn create_client(&self, client: Client) -> Result<(), StoreError>;
+
+    /// The client with this id.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError>;
+
+    /// Every client, by id.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn clients(&self) -> Result<Vec<Client>, StoreError>;
+
+    /// Disables or re-enables a client.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown client.
+    async fn set_client_disabled(&self, client_id: &str, disabled: bool) -> Result<(), StoreError>;
+
+    /// Replaces a client's secret hash.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown client.
+    async fn set_client_secret(&self, client_id: &str, secret_hash: Vec<u8>) -> Result<(), StoreError>;
 
     /// Starts a session at generation 0.
     ///

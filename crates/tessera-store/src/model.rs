@@ -45,6 +45,25 @@ pub struct NewFamily {
     pub expires_at: Millis,
 }
 
+/// A service that authenticates with a client secret (client credentials, token exchange, introspection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client {
+    /// `client_id`.
+    pub client_id: String,
+    /// SHA-256 of the generated secret (256 random bits: a fast hash is sound, nothing can be guessed).
+    pub secret_hash: Vec<u8>,
+    /// Scopes the client may ask for.
+    pub scopes: Vec<String>,
+    /// Audiences the client may ask tokens for.
+    pub audiences: Vec<String>,
+    /// Grants the client may use: `client_credentials`, `token_exchange`.
+    pub grants: Vec<String>,
+    /// A disabled client cannot authenticate.
+    pub disabled: bool,
+    /// When it was added.
+    pub created_at: Millis,
+}
+
 /// A session: one login, one family of refresh tokens, one `sid` — what it started with, and where its rotation
 /// stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

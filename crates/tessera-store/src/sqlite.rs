@@ -8,11 +8,14 @@ use std::sync::{mpsc, Arc, Mutex};
 use rusqlite::{params, Connection, OptionalExtension as _, Row};
 use serde_json::{Map, Value};
 
-use crate::model::{decide, Decision, Family, Millis, NewFamily, RefreshOutcome, RefreshRules, Refusal, Revocation};
+use crate::model::{
+    decide, Client, Decision, Family, Millis, NewFamily, RefreshOutcome, RefreshRules, Refusal, Revocation,
+};
 use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
     CREATE TABLE users (
         username      TEXT PRIMARY KEY NOT NULL,
         password_hash TEXT NOT NULL,
@@ -57,7 +60,19 @@ const MIGRATIONS: &[&str] = &[r"
         sid    TEXT NOT NULL,
         detail TEXT NOT NULL
     ) STRICT;
-"];
+",
+    r"
+    CREATE TABLE clients (
+        client_id   TEXT PRIMARY KEY NOT NULL,
+        secret_hash BLOB NOT NULL,
+        scopes      TEXT NOT NULL,
+        audiences   TEXT NOT NULL,
+        grants      TEXT NOT NULL,
+        disabled    INTEGER NOT NULL DEFAULT 0,
+        created_at  INTEGER NOT NULL
+    ) STRICT;
+",
+];
 
 /// Changes committed together at most.
 const MAX_BATCH: usize = 512;
@@ -238,6 +253,20 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
+const CLIENT_COLUMNS: &str = "client_id, secret_hash, scopes, audiences, grants, disabled, created_at";
+
+fn client_from_row(row: &Row<'_>) -> rusqlite::Result<Client> {
+    Ok(Client {
+        client_id: row.get(0)?,
+        secret_hash: row.get(1)?,
+        scopes: from_json(&row.get::<_, String>(2)?)?,
+        audiences: from_json(&row.get::<_, String>(3)?)?,
+        grants: from_json(&row.get::<_, String>(4)?)?,
+        disabled: row.get(5)?,
+        created_at: row.get(6)?,
+    })
+}
+
 const FAMILY_COLUMNS: &str = "sid, sub, client_id, scope, roles, claims, user_agent, created_at, expires_at, \
      last_used_at, generation, generation_issued_at, revoked_at, revoked_reason";
 
@@ -370,6 +399,76 @@ impl Store for SqliteStore {
                 .execute(params![username, password_hash])?;
             if changed == 0 {
                 return Err(StoreError::NotFound(format!("user {username:?}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_client(&self, client: Client) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let inserted = conn
+                .prepare_cached(&format!(
+                    "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING"
+                ))?
+                .execute(params![
+                    client.client_id,
+                    client.secret_hash,
+                    to_json(&client.scopes)?,
+                    to_json(&client.audiences)?,
+                    to_json(&client.grants)?,
+                    client.disabled,
+                    client.created_at
+                ])?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists(format!("client {:?}", client.client_id)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        let client_id = client_id.to_owned();
+        self.read(move |conn| {
+            let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = ?1");
+            Ok(conn.prepare_cached(&sql)?.query_row([client_id], client_from_row).optional()?)
+        })
+        .await
+    }
+
+    async fn clients(&self) -> Result<Vec<Client>, StoreError> {
+        self.read(|conn| {
+            let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY client_id");
+            let mut statement = conn.prepare_cached(&sql)?;
+            let clients = statement.query_map([], client_from_row)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(clients)
+        })
+        .await
+    }
+
+    async fn set_client_disabled(&self, client_id: &str, disabled: bool) -> Result<(), StoreError> {
+        let client_id = client_id.to_owned();
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached("UPDATE clients SET disabled = ?2 WHERE client_id = ?1")?
+                .execute(params![client_id, disabled])?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("client {client_id:?}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_client_secret(&self, client_id: &str, secret_hash: Vec<u8>) -> Result<(), StoreError> {
+        let client_id = client_id.to_owned();
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached("UPDATE clients SET secret_hash = ?2 WHERE client_id = ?1")?
+                .execute(params![client_id, secret_hash])?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("client {client_id:?}")));
             }
             Ok(())
         })

@@ -29,6 +29,9 @@ pub(crate) enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Manage service clients (client credentials, introspection); works on the store directly.
+    #[command(subcommand)]
+    Client(ClientCommand),
     /// Manage users who log in with a password (works on the store directly; a running server sees it at once).
     #[command(subcommand)]
     User(UserCommand),
@@ -216,6 +219,44 @@ fn bench_duration(text: &str) -> Result<std::time::Duration, String> {
         return Err("between 1s and 5m".into());
     }
     Ok(duration)
+}
+
+/// `tessera client ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientCommand {
+    /// Add a client; its generated secret (256 bits) is printed once and never again.
+    Add {
+        /// `client_id` (letters, digits, `.`, `_`, `-`).
+        id: String,
+        /// Space-separated scopes the client may ask for.
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// Audience the client may ask tokens for; repeatable.
+        #[arg(long = "audience", required = true)]
+        audiences: Vec<String>,
+        /// Grants, comma-separated: client_credentials, token_exchange.
+        #[arg(long, value_delimiter = ',', default_value = "client_credentials", value_parser = ["client_credentials", "token_exchange"])]
+        grant: Vec<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// List clients (never their secrets).
+    List {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Disable a client: it can no longer authenticate.
+    Disable {
+        /// `client_id`.
+        id: String,
+    },
+    /// Replace a client's secret; the new one is printed once, the old one stops working at once.
+    RotateSecret {
+        /// `client_id`.
+        id: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
 }
 
 /// `tessera user ...`

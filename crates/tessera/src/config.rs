@@ -143,6 +143,9 @@ pub(crate) struct TokenConfig {
     /// Access-token lifetime. Default 15 minutes.
     #[serde(with = "duration_text")]
     pub(crate) access_ttl: Duration,
+    /// Lifetime of service tokens from the client-credentials grant. Default 60 seconds.
+    #[serde(with = "duration_text")]
+    pub(crate) service_ttl: Duration,
     /// The longest lifetime any token may be issued with; retired keys stay published this long (plus leeway).
     /// Default 24 hours.
     #[serde(with = "duration_text")]
@@ -194,6 +197,7 @@ impl Default for TokenConfig {
         Self {
             audience: "tessera".into(),
             access_ttl: Duration::from_secs(15 * 60),
+            service_ttl: Duration::from_secs(60),
             max_ttl: Duration::from_secs(24 * 3600),
             leeway: Duration::from_secs(30),
             max_token_bytes: tessera_jose::DEFAULT_MAX_TOKEN_LEN,
@@ -267,6 +271,9 @@ impl Config {
                 "tokens.access_ttl must be between 1s and tokens.max_ttl ({})",
                 humantime::format_duration(t.max_ttl)
             ));
+        }
+        if t.service_ttl.is_zero() || t.service_ttl > t.max_ttl {
+            problems.push("tokens.service_ttl must be between 1s and tokens.max_ttl".to_owned());
         }
         if t.leeway > Duration::from_secs(300) {
             problems.push("tokens.leeway must be at most 5m".to_owned());

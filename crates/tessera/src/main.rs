@@ -3,6 +3,7 @@
 mod audit;
 mod bench;
 mod cli;
+mod client;
 mod config;
 mod fetch;
 mod keys;
@@ -44,6 +45,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(command) => bench::run(command),
         Command::Audit(command) => audit::run(command),
         Command::User(command) => user::run(&config, command),
+        Command::Client(command) => client::run(&config, command),
         Command::Keys(command) => keys::run(&config, command),
         Command::Token(command) => token::run(&config, command),
         Command::Completions { .. } => Ok(ExitCode::SUCCESS),

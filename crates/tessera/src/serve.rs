@@ -46,6 +46,7 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
         issuer: config.issuer.clone(),
         audience: config.tokens.audience.clone(),
         access_ttl_secs: secs(config.tokens.access_ttl),
+        service_ttl_secs: secs(config.tokens.service_ttl),
         refresh_ttl: config.sessions.refresh_ttl,
         idle_timeout: config.sessions.idle_timeout,
         grace: config.sessions.grace,

@@ -279,3 +279,53 @@ fn tesseras_own_verify_passes_the_full_endpoint_probe() {
     assert!(report["not_tested"].as_array().unwrap().is_empty(), "{report}");
     assert_eq!(output.status.code(), Some(0));
 }
+
+#[test]
+fn clients_from_the_command_line_get_service_tokens_from_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let added = tessera(d)
+        .args(["client", "add", "billing", "--scope", "read write", "--audience", "ledger", "--json"])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let secret = serde_json::from_slice::<Value>(&added.stdout).unwrap()["client_secret"].as_str().unwrap().to_owned();
+    assert!(secret.len() >= 43, "256 bits");
+    let listed = tessera(d).args(["client", "list", "--json"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains(&secret), "secrets are never listed");
+    let duplicate = tessera(d).args(["client", "add", "billing", "--audience", "ledger"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already exists"));
+
+    let server = Server::start(d);
+    let grant = |secret: &str| {
+        http(
+            server.addr,
+            "POST",
+            "/oauth2/token",
+            "application/x-www-form-urlencoded",
+            &format!("grant_type=client_credentials&client_id=billing&client_secret={secret}&scope=read"),
+        )
+        .unwrap()
+    };
+    let (status, body) = grant(&secret);
+    assert_eq!(status, 200, "{body}");
+    let token = serde_json::from_str::<Value>(&body).unwrap()["access_token"].as_str().unwrap().to_owned();
+    let (status, introspected) = http(
+        server.addr,
+        "POST",
+        "/oauth2/introspect",
+        "application/x-www-form-urlencoded",
+        &format!("token={token}&client_id=billing&client_secret={secret}"),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&introspected).unwrap()["active"], true, "{introspected}");
+
+    let rotated = tessera(d).args(["client", "rotate-secret", "billing", "--json"]).output().unwrap();
+    let new_secret =
+        serde_json::from_slice::<Value>(&rotated.stdout).unwrap()["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(grant(&secret).0, 401, "the old secret stops working at once");
+    assert_eq!(grant(&new_secret).0, 200);
+    assert!(tessera(d).args(["client", "disable", "billing"]).status().unwrap().success());
+    assert_eq!(grant(&new_secret).0, 401);
+}

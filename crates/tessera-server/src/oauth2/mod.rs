@@ -1,5 +1,7 @@
 //! `/oauth2/*`: the OAuth 2.0 endpoints, with errors in the RFC 6749 §5.2 shape.
 
+pub(crate) mod client_auth;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -13,7 +15,7 @@ use crate::session::{self, RefreshFailure};
 use crate::state::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/oauth2/token", post(token))
+    Router::new().route("/oauth2/token", post(token)).route("/oauth2/introspect", post(introspect))
 }
 
 /// Why a token request failed, as RFC 6749 §5.2 names it.
@@ -24,20 +26,37 @@ enum TokenError {
     UnsupportedGrantType,
     /// The refresh token is invalid, expired, revoked, or was already used.
     InvalidGrant,
+    /// The client may not use this grant.
+    UnauthorizedClient,
+    /// A scope outside the client's.
+    InvalidScope,
+    /// An audience outside the client's, or none where one is needed.
+    InvalidTarget(&'static str),
 }
 
 impl From<TokenError> for ApiError {
     fn from(err: TokenError) -> Self {
         match err {
             TokenError::InvalidRequest(why) => ApiError::bad_request(why),
-            TokenError::UnsupportedGrantType => {
-                ApiError::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", "supported: refresh_token")
-            }
+            TokenError::UnsupportedGrantType => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "supported: refresh_token, client_credentials",
+            ),
             TokenError::InvalidGrant => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_grant",
                 "the refresh token is invalid, expired or revoked",
             ),
+            TokenError::UnauthorizedClient => {
+                ApiError::new(StatusCode::BAD_REQUEST, "unauthorized_client", "the client may not use this grant type")
+            }
+            TokenError::InvalidScope => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                "a requested scope is not granted to this client",
+            ),
+            TokenError::InvalidTarget(why) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_target", why),
         }
     }
 }
@@ -72,6 +91,7 @@ async fn token(
     match param(&pairs, "grant_type") {
         None => Err(TokenError::InvalidRequest("grant_type is required").into()),
         Some("refresh_token") => refresh_grant(&state, ip, &pairs).await,
+        Some("client_credentials") => client_credentials(&state, &headers, &pairs).await,
         Some(_) => Err(TokenError::UnsupportedGrantType.into()),
     }
 }
@@ -115,4 +135,81 @@ async fn refresh_grant(
             Err(TokenError::InvalidGrant.into())
         }
     }
+}
+
+/// `client_credentials` (RFC 6749 §4.4): a short-lived service token for exactly one of the client's audiences
+/// (RFC 8707 `resource`, or `audience`), with a subset of its scopes.
+async fn client_credentials(
+    state: &AppState,
+    headers: &HeaderMap,
+    pairs: &[(String, String)],
+) -> Result<Response, ApiError> {
+    let client = client_auth::authenticate(state, headers, pairs).await?;
+    if !client.grants.iter().any(|g| g == "client_credentials") {
+        return Err(TokenError::UnauthorizedClient.into());
+    }
+    let scopes: Vec<String> = match param(pairs, "scope") {
+        Some(requested) => {
+            let requested: Vec<String> = requested.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            if requested.iter().any(|s| !client.scopes.contains(s)) {
+                return Err(TokenError::InvalidScope.into());
+            }
+            requested
+        }
+        None => client.scopes.clone(),
+    };
+    let audience = match (param(pairs, "resource"), param(pairs, "audience")) {
+        (Some(_), Some(_)) => return Err(TokenError::InvalidRequest("give resource or audience, not both").into()),
+        (Some(target), None) | (None, Some(target)) => target.to_owned(),
+        (None, None) => match client.audiences.as_slice() {
+            [only] => only.clone(),
+            _ => return Err(TokenError::InvalidTarget("name the audience (resource or audience parameter)").into()),
+        },
+    };
+    if !client.audiences.contains(&audience) {
+        return Err(TokenError::InvalidTarget("the audience is not allowed for this client").into());
+    }
+    let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
+    let now = state.clock().now_secs();
+    let claims = tessera_jose::Claims {
+        iss: Some(state.settings().issuer.clone()),
+        sub: Some(client.client_id.clone()),
+        aud: Some(tessera_jose::Audience::One(audience)),
+        exp: Some(now.saturating_add(state.settings().service_ttl_secs)),
+        iat: Some(now),
+        jti: Some(
+            crate::secrets::random_b64::<16>().map_err(|_| ApiError::internal("random number generator failed"))?,
+        ),
+        client_id: Some(client.client_id.clone()),
+        scope: scope.clone(),
+        ..tessera_jose::Claims::default()
+    };
+    let token = tessera_jose::encode_jwt(&state.keys().signing_key(), Some(tessera_jose::ACCESS_TOKEN_TYP), &claims)
+        .map_err(|err| ApiError::internal(format!("signing failed: {err}")))?;
+    metrics::counter!("tessera_tokens_issued_total", "type" => "service").increment(1);
+    let mut body = serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": state.settings().service_ttl_secs});
+    if let (Some(scope), Some(fields)) = (scope, body.as_object_mut()) {
+        fields.insert("scope".into(), scope.into());
+    }
+    Ok(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response())
+}
+
+/// `POST /oauth2/introspect` (RFC 7662): `{"active": false}` and nothing else for any token that is not currently
+/// valid, or that is not meant for one of the calling client's audiences; the claims otherwise.
+async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let pairs = parse_form(&headers, &body)?;
+    let client = client_auth::authenticate(&state, &headers, &pairs).await?;
+    let token = param(&pairs, "token").ok_or(TokenError::InvalidRequest("token is required"))?;
+    let inactive = || Json(serde_json::json!({"active": false})).into_response();
+    let Ok(claims) = crate::extract::verify_access_token(&state, token) else { return Ok(inactive()) };
+    let for_client = claims.aud.as_ref().is_some_and(|aud| client.audiences.iter().any(|a| aud.contains(a)));
+    if !for_client {
+        return Ok(inactive());
+    }
+    let mut body = serde_json::to_value(&claims).unwrap_or_default();
+    if let Some(fields) = body.as_object_mut() {
+        fields.insert("active".into(), true.into());
+        fields.insert("token_type".into(), "Bearer".into());
+    }
+    Ok(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response())
 }

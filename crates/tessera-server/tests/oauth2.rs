@@ -1,0 +1,178 @@
+//! Service clients: client authentication, the client-credentials grant, and introspection.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use base64::Engine as _;
+use http_body_util::BodyExt as _;
+use serde_json::Value;
+use tessera_store::Client;
+use tower::ServiceExt as _;
+
+const SECRET: &str = "s3cr3t-generated-with-256-bits-of-entropy-xyz";
+
+async fn post(
+    h: &common::Harness,
+    path: &str,
+    body: &str,
+    basic: Option<(&str, &str)>,
+) -> (StatusCode, Value, axum::http::HeaderMap) {
+    let mut request = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some((id, secret)) = basic {
+        let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+        request = request.header(header::AUTHORIZATION, format!("Basic {credentials}"));
+    }
+    let response = h.app.clone().oneshot(request.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(status.as_u16() < 500, "{status}");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), headers)
+}
+
+async fn setup() -> common::Harness {
+    let h = common::harness().await;
+    for (id, grants, audiences) in [
+        ("billing", vec!["client_credentials"], vec!["ledger"]),
+        ("gateway", vec![], vec!["ledger", "tessera"]),
+        ("multi", vec!["client_credentials"], vec!["ledger", "reports"]),
+    ] {
+        h.state
+            .store()
+            .create_client(Client {
+                client_id: id.into(),
+                secret_hash: tessera_server::client_secret_hash(SECRET),
+                scopes: vec!["read".into(), "write".into()],
+                audiences: audiences.into_iter().map(str::to_owned).collect(),
+                grants: grants.into_iter().map(str::to_owned).collect(),
+                disabled: false,
+                created_at: 0,
+            })
+            .await
+            .unwrap();
+    }
+    // Registers the clients' audiences with the verifier, as the running server does.
+    tessera_server::start_background(&h.state).await.unwrap().abort();
+    h
+}
+
+fn claims_of(token: &str) -> Value {
+    serde_json::from_slice(&tessera_jose::base64url::decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn client_credentials_issues_a_short_lived_token_for_one_audience() {
+    let h = setup().await;
+    let (status, body, headers) =
+        post(&h, "/oauth2/token", "grant_type=client_credentials&scope=read", Some(("billing", SECRET))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!((body["expires_in"].as_i64(), body["scope"].as_str()), (Some(60), Some("read")));
+    let claims = claims_of(body["access_token"].as_str().unwrap());
+    assert_eq!(
+        (claims["sub"].as_str(), claims["aud"].as_str(), claims["client_id"].as_str()),
+        (Some("billing"), Some("ledger"), Some("billing"))
+    );
+    assert!(claims["jti"].is_string());
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 60);
+    assert!(body.get("refresh_token").is_none());
+
+    // client_secret_post works the same; RFC 8707 resource picks the audience.
+    let (status, body, _) = post(
+        &h,
+        "/oauth2/token",
+        &format!("grant_type=client_credentials&client_id=multi&client_secret={SECRET}&resource=reports"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(claims_of(body["access_token"].as_str().unwrap())["aud"], "reports");
+}
+
+#[tokio::test]
+async fn nothing_is_minted_beyond_policy() {
+    let h = setup().await;
+    let cases = [
+        (
+            "grant_type=client_credentials&scope=admin",
+            Some(("billing", SECRET)),
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+        ),
+        (
+            "grant_type=client_credentials&audience=payroll",
+            Some(("billing", SECRET)),
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+        ),
+        ("grant_type=client_credentials", Some(("multi", SECRET)), StatusCode::BAD_REQUEST, "invalid_target"),
+        (
+            "grant_type=client_credentials&resource=ledger&audience=ledger",
+            Some(("billing", SECRET)),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        ("grant_type=client_credentials", Some(("gateway", SECRET)), StatusCode::BAD_REQUEST, "unauthorized_client"),
+        ("grant_type=client_credentials", Some(("billing", "wrong")), StatusCode::UNAUTHORIZED, "invalid_client"),
+        ("grant_type=client_credentials", Some(("nobody", "wrong")), StatusCode::UNAUTHORIZED, "invalid_client"),
+        ("grant_type=client_credentials", None, StatusCode::UNAUTHORIZED, "invalid_client"),
+        (
+            &format!("grant_type=client_credentials&client_id=billing&client_secret={SECRET}"),
+            Some(("billing", SECRET)),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+    ];
+    for (body, auth, status, error) in cases {
+        let (got, reply, headers) = post(&h, "/oauth2/token", body, auth).await;
+        assert_eq!((got, reply["error"].as_str().unwrap()), (status, error), "{body} {auth:?}");
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(headers[header::WWW_AUTHENTICATE], r#"Basic realm="tessera""#);
+        }
+    }
+    h.state.store().set_client_disabled("billing", true).await.unwrap();
+    let (status, _, _) = post(&h, "/oauth2/token", "grant_type=client_credentials", Some(("billing", SECRET))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a disabled client cannot authenticate");
+}
+
+#[tokio::test]
+async fn introspection_answers_active_only_for_valid_tokens_meant_for_the_caller() {
+    let h = setup().await;
+    let (_, body, _) = post(&h, "/oauth2/token", "grant_type=client_credentials", Some(("billing", SECRET))).await;
+    let service_token = body["access_token"].as_str().unwrap().to_owned();
+
+    let (status, active, _) =
+        post(&h, "/oauth2/introspect", &format!("token={service_token}"), Some(("gateway", SECRET))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (active["active"].as_bool(), active["sub"].as_str(), active["aud"].as_str()),
+        (Some(true), Some("billing"), Some("ledger"))
+    );
+    // A user's token (audience "tessera") is active for a client holding that audience, inactive for others.
+    let login = Request::post("/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::json!({"username": "alice", "password": common::PASSWORD}).to_string()))
+        .unwrap();
+    let login = h.app.clone().oneshot(login).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+    let user_token = serde_json::from_slice::<Value>(&login).unwrap()["access_token"].as_str().unwrap().to_owned();
+    let (_, for_gateway, _) =
+        post(&h, "/oauth2/introspect", &format!("token={user_token}"), Some(("gateway", SECRET))).await;
+    assert_eq!((for_gateway["active"].as_bool(), for_gateway["sub"].as_str()), (Some(true), Some("alice")));
+    let (_, for_billing, _) =
+        post(&h, "/oauth2/introspect", &format!("token={user_token}"), Some(("billing", SECRET))).await;
+    assert_eq!(for_billing, serde_json::json!({"active": false}), "not meant for billing's audiences");
+    for token in ["garbage", "a.b.c", ""] {
+        let (status, reply, _) =
+            post(&h, "/oauth2/introspect", &format!("token={token}"), Some(("gateway", SECRET))).await;
+        assert_eq!((status, reply), (StatusCode::OK, serde_json::json!({"active": false})), "{token:?}");
+    }
+    let (status, _, _) = post(&h, "/oauth2/introspect", &format!("token={service_token}"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // An expired token is inactive, with no further detail.
+    h.clock.advance_ms(120_000);
+    let (_, expired, _) =
+        post(&h, "/oauth2/introspect", &format!("token={service_token}"), Some(("gateway", SECRET))).await;
+    assert_eq!(expired, serde_json::json!({"active": false}));
+}

@@ -1,0 +1,105 @@
+//! `tessera client`: service clients in the store.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use tessera_store::{Client, Store as _, StoreError};
+
+use crate::cli::ClientCommand;
+use crate::config::Config;
+use crate::output::{print_json, timestamp};
+
+pub(crate) fn run(config: &Config, command: ClientCommand) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(run_async(config, command))
+}
+
+async fn run_async(config: &Config, command: ClientCommand) -> anyhow::Result<ExitCode> {
+    let store = crate::serve::open_store(config)?;
+    match command {
+        ClientCommand::Add { id, scope, audiences, grant, output } => {
+            if id.is_empty()
+                || id.len() > 128
+                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            {
+                bail!("client id must be 1-128 characters of letters, digits, '.', '_' and '-'");
+            }
+            if audiences.iter().any(|a| a.is_empty() || a.chars().any(char::is_whitespace)) {
+                bail!("audiences must be non-empty and without spaces");
+            }
+            let scopes: Vec<String> = scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            let secret = tessera_server::secrets::random_b64::<32>()
+                .map_err(|_| anyhow::anyhow!("the OS random number generator failed"))?;
+            let client = Client {
+                client_id: id.clone(),
+                secret_hash: tessera_server::client_secret_hash(&secret),
+                scopes,
+                audiences,
+                grants: grant,
+                disabled: false,
+                created_at: tessera_server::clock::Clock::now_ms(&tessera_server::clock::SystemClock),
+            };
+            match store.create_client(client).await {
+                Err(StoreError::AlreadyExists(_)) => bail!("client {id:?} already exists"),
+                other => other?,
+            }
+            print_secret(&id, &secret, output.json)?;
+        }
+        ClientCommand::List { output } => {
+            let clients = store.clients().await?;
+            if output.json {
+                let rows: Vec<_> = clients
+                    .iter()
+                    .map(|c| serde_json::json!({"client_id": c.client_id, "scopes": c.scopes, "audiences": c.audiences, "grants": c.grants, "disabled": c.disabled, "created_at": c.created_at / 1000}))
+                    .collect();
+                print_json(&rows)?;
+            } else if clients.is_empty() {
+                println!("no clients yet: `tessera client add ID --audience AUD` adds one");
+            } else {
+                println!(
+                    "{:<24} {:<9} {:<21} {:<24} {:<20} SCOPES",
+                    "CLIENT", "STATE", "CREATED", "AUDIENCES", "GRANTS"
+                );
+                for c in clients {
+                    let state = if c.disabled { "disabled" } else { "active" };
+                    println!(
+                        "{:<24} {:<9} {:<21} {:<24} {:<20} {}",
+                        c.client_id,
+                        state,
+                        timestamp(c.created_at / 1000),
+                        c.audiences.join(","),
+                        c.grants.join(","),
+                        c.scopes.join(" ")
+                    );
+                }
+            }
+        }
+        ClientCommand::Disable { id } => {
+            match store.set_client_disabled(&id, true).await {
+                Err(StoreError::NotFound(_)) => bail!("no client {id:?}"),
+                other => other?,
+            }
+            println!("disabled client {id}");
+        }
+        ClientCommand::RotateSecret { id, output } => {
+            let secret = tessera_server::secrets::random_b64::<32>()
+                .map_err(|_| anyhow::anyhow!("the OS random number generator failed"))?;
+            match store.set_client_secret(&id, tessera_server::client_secret_hash(&secret)).await {
+                Err(StoreError::NotFound(_)) => bail!("no client {id:?}"),
+                other => other?,
+            }
+            print_secret(&id, &secret, output.json)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_secret(id: &str, secret: &str, json: bool) -> anyhow::Result<()> {
+    if json {
+        print_json(&serde_json::json!({"client_id": id, "client_secret": secret}))?;
+    } else {
+        eprintln!("client {id}: its secret is shown only now; store it in your secret manager");
+        println!("{secret}");
+    }
+    Ok(())
+}
