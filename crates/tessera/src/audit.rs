@@ -68,15 +68,22 @@ pub(crate) fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             }
             (report, format.format)
         }
-        AuditCommand::Endpoint { url, token, header, method, jwks, reject, timeout, format } => (
-            crate::probe::run(
-                &crate::probe::Target { url, header, method, timeout },
-                &token,
-                jwks.as_deref(),
-                &reject,
-            )?,
-            format.format,
-        ),
+        AuditCommand::Endpoint {
+            url,
+            token,
+            header,
+            method,
+            jwks,
+            reject,
+            timeout,
+            introspect_as,
+            client_secret,
+            format,
+        } => {
+            let introspection = introspect_as.zip(client_secret);
+            let target = crate::probe::Target { url, header, method, timeout, introspection };
+            (crate::probe::run(&target, &token, jwks.as_deref(), &reject)?, format.format)
+        }
         AuditCommand::Jwks { source, format } => {
             let fetched = crate::fetch::fetch(&source)?;
             let cache_control = fetched.cache_control.as_ref().map(|value| value.as_deref());

@@ -148,6 +148,13 @@ pub(crate) enum AuditCommand {
         /// Per-request timeout.
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
+        /// Probe an RFC 7662 introspection endpoint: POST `token=...` as this client (with --client-secret);
+        /// a token counts as accepted when the answer says `"active": true`.
+        #[arg(long, value_name = "CLIENT_ID", requires = "client_secret")]
+        introspect_as: Option<String>,
+        /// The introspecting client's secret.
+        #[arg(long)]
+        client_secret: Option<String>,
         #[command(flatten)]
         format: FormatArgs,
     },

@@ -17,6 +17,9 @@ pub(crate) struct Target {
     pub(crate) header: String,
     pub(crate) method: String,
     pub(crate) timeout: Duration,
+    /// RFC 7662 mode: POST the token as the `token` form field, authenticated as this client (id, secret), and
+    /// count it accepted only when the answer says `"active": true`.
+    pub(crate) introspection: Option<(String, String)>,
 }
 
 /// Serves the attacker JWKS and certificate on 127.0.0.1 and records which paths were requested.
@@ -80,7 +83,14 @@ fn send(client: &reqwest::blocking::Client, target: &Target, token: Option<&str>
         return Answer::Failed(format!("invalid method {:?}", target.method));
     };
     let mut request = client.request(method, &target.url);
-    if let Some(token) = token {
+    if let Some((id, secret)) = &target.introspection {
+        let form: Vec<(&str, &str)> = token.map(|t| vec![("token", t)]).unwrap_or_default();
+        request = client
+            .post(&target.url)
+            .basic_auth(id, Some(secret))
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&form).unwrap_or_default());
+    } else if let Some(token) = token {
         let value = if target.header.eq_ignore_ascii_case("authorization") {
             format!("Bearer {token}")
         } else {
@@ -89,6 +99,20 @@ fn send(client: &reqwest::blocking::Client, target: &Target, token: Option<&str>
         request = request.header(target.header.as_str(), value);
     }
     match request.send() {
+        Ok(response) if response.status().is_success() && target.introspection.is_some() => {
+            let status = response.status().as_u16();
+            // Read at most 64 KiB: the verdict needs only the "active" member.
+            let mut body = Vec::new();
+            let _ = response.take(64 * 1024).read_to_end(&mut body);
+            match serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("active").and_then(serde_json::Value::as_bool))
+            {
+                Some(true) => Answer::Accepted(status),
+                Some(false) => Answer::Refused(status),
+                None => Answer::Failed(format!("HTTP {status} without an \"active\" member: not an RFC 7662 answer")),
+            }
+        }
         Ok(response) if response.status().is_success() => Answer::Accepted(response.status().as_u16()),
         Ok(response) => Answer::Refused(response.status().as_u16()),
         Err(err) if err.is_timeout() => Answer::Failed("timed out".into()),

@@ -240,10 +240,13 @@ fn tessera_jose_header(token: &str) -> Vec<u8> {
 }
 
 #[test]
-fn tesseras_own_verify_passes_the_full_endpoint_probe() {
+fn tesseras_own_verify_and_introspection_pass_the_full_endpoint_probe() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     add_user(d, "fay");
+    let added = tessera(d).args(["client", "add", "gateway", "--audience", "tessera", "--json"]).output().unwrap();
+    let gateway_secret =
+        serde_json::from_slice::<Value>(&added.stdout).unwrap()["client_secret"].as_str().unwrap().to_owned();
     let server = Server::start(d);
     let body = serde_json::json!({"username": "fay", "password": PASSWORD}).to_string();
     let access = |addr| -> String {
@@ -263,6 +266,20 @@ fn tesseras_own_verify_passes_the_full_endpoint_probe() {
     let jwks = format!("http://{}/.well-known/jwks.json", server.addr);
     let output = tessera(d)
         .args(["audit", "endpoint", &url, "--token", &valid, "--jwks", &jwks, "--reject", &revoked, "--format", "json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)));
+    assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{report}");
+    assert!(report["not_tested"].as_array().unwrap().is_empty(), "{report}");
+    assert!(report["stats"]["probes_sent"].as_u64().unwrap() >= 25, "{report}");
+    assert_eq!(output.status.code(), Some(0));
+
+    // /oauth2/introspect too: a forged token must never come back "active".
+    let introspect = format!("http://{}/oauth2/introspect", server.addr);
+    let output = tessera(d)
+        .args(["audit", "endpoint", &introspect, "--token", &valid, "--jwks", &jwks, "--reject", &revoked])
+        .args(["--introspect-as", "gateway", "--client-secret", &gateway_secret, "--format", "json"])
         .output()
         .unwrap();
     let report: Value = serde_json::from_slice(&output.stdout)
