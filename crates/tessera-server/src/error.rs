@@ -52,6 +52,19 @@ impl ApiError {
         }
     }
 
+    /// 403 for a valid token without the scopes the route needs (RFC 6750 §3.1).
+    #[must_use]
+    pub fn insufficient_scope() -> Self {
+        Self {
+            www_authenticate: Some(r#"Bearer error="insufficient_scope""#),
+            ..Self::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "the access token lacks a scope this route requires",
+            )
+        }
+    }
+
     /// 500 with a generic body; `detail` goes to the log only.
     #[must_use]
     pub fn internal(detail: impl std::fmt::Display) -> Self {

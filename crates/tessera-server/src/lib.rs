@@ -45,7 +45,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 pub use oauth2::client_auth::secret_hash as client_secret_hash;
-pub use settings::{RateLimits, Settings};
+pub use settings::{ExchangeRule, RateLimits, RouteRule, Settings};
 pub use state::AppState;
 
 /// The whole service as a router.
@@ -150,11 +150,11 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
 /// The audiences tokens of this server may carry: the user audience and every registered client's.
 async fn sync_audiences(state: &AppState) -> Result<(), tessera_store::StoreError> {
     let mut audiences = vec![state.settings().audience.clone()];
-    for client in state.store().clients().await? {
-        for audience in client.audiences {
-            if !audiences.contains(&audience) {
-                audiences.push(audience);
-            }
+    let clients = state.store().clients().await?;
+    let exchanged = state.settings().exchange_rules.iter().map(|rule| rule.audience.clone());
+    for audience in clients.into_iter().flat_map(|client| client.audiences).chain(exchanged) {
+        if !audiences.contains(&audience) {
+            audiences.push(audience);
         }
     }
     state.keys().set_audiences(audiences);

@@ -39,6 +39,34 @@ pub struct Settings {
     pub reload_interval: Duration,
     /// Whether the server is reached over TLS (turns on HSTS).
     pub tls: bool,
+    /// Which client may exchange tokens (RFC 8693) for which audience, and with which scopes at most.
+    pub exchange_rules: Vec<ExchangeRule>,
+    /// Per-route requirements of `/verify`, first match wins; unmatched routes need only a valid token.
+    pub routes: Vec<RouteRule>,
+}
+
+/// Token exchange policy for one (client, audience) pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeRule {
+    /// The calling client.
+    pub client_id: String,
+    /// The audience it may exchange for.
+    pub audience: String,
+    /// The most the derived token may carry (it also never exceeds the subject token's scope).
+    pub scopes: Vec<String>,
+}
+
+/// What `/verify` requires of requests to one part of the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRule {
+    /// The original request's path must start with this.
+    pub path_prefix: String,
+    /// The original method must be this (any method when `None`).
+    pub method: Option<String>,
+    /// The token must be for this audience (any accepted audience when `None`).
+    pub audience: Option<String>,
+    /// The token must carry every one of these scopes.
+    pub scopes: Vec<String>,
 }
 
 /// Per-minute budgets.
@@ -78,6 +106,8 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(10),
             reload_interval: Duration::from_millis(250),
             tls: false,
+            exchange_rules: Vec::new(),
+            routes: Vec::new(),
         }
     }
 }

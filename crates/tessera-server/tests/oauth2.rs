@@ -31,12 +31,38 @@ async fn post(
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), headers)
 }
 
+const ADMIN: &str = "admin-credential-for-tests-0123456789abcdef";
+
 async fn setup() -> common::Harness {
-    let h = common::harness().await;
+    let settings = tessera_server::Settings {
+        admin_token: Some(ADMIN.into()),
+        exchange_rules: vec![tessera_server::ExchangeRule {
+            client_id: "exchanger".into(),
+            audience: "ledger".into(),
+            scopes: vec!["read".into()],
+        }],
+        routes: vec![
+            tessera_server::RouteRule {
+                path_prefix: "/admin".into(),
+                method: None,
+                audience: None,
+                scopes: vec!["admin".into()],
+            },
+            tessera_server::RouteRule {
+                path_prefix: "/ledger".into(),
+                method: None,
+                audience: Some("ledger".into()),
+                scopes: vec![],
+            },
+        ],
+        ..tessera_server::Settings::default()
+    };
+    let h = common::harness_with(settings).await;
     for (id, grants, audiences) in [
         ("billing", vec!["client_credentials"], vec!["ledger"]),
         ("gateway", vec![], vec!["ledger", "tessera"]),
         ("multi", vec!["client_credentials"], vec!["ledger", "reports"]),
+        ("exchanger", vec!["token_exchange"], vec!["tessera"]),
     ] {
         h.state
             .store()
@@ -175,4 +201,94 @@ async fn introspection_answers_active_only_for_valid_tokens_meant_for_the_caller
     let (_, expired, _) =
         post(&h, "/oauth2/introspect", &format!("token={service_token}"), Some(("gateway", SECRET))).await;
     assert_eq!(expired, serde_json::json!({"active": false}));
+}
+
+async fn admin_session(h: &common::Harness, scope: &str) -> String {
+    let request = Request::post("/admin/v1/sessions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+        .body(Body::from(serde_json::json!({"sub": "carol", "scope": scope, "roles": ["staff"]}).to_string()))
+        .unwrap();
+    let bytes = h.app.clone().oneshot(request).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice::<Value>(&bytes).unwrap()["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn verify(h: &common::Harness, token: &str, uri: &str) -> (StatusCode, axum::http::HeaderMap) {
+    let request = Request::get("/verify")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header("x-forwarded-uri", uri)
+        .header("x-request-id", "req-42")
+        .body(Body::empty())
+        .unwrap();
+    let response = h.app.clone().oneshot(request).await.unwrap();
+    (response.status(), response.headers().clone())
+}
+
+const EXCHANGE: &str = "grant_type=urn:ietf:params:oauth:grant-type:token-exchange&subject_token_type=urn:ietf:params:oauth:token-type:access_token";
+
+#[tokio::test]
+async fn token_exchange_narrows_the_subject_token_for_one_audience() {
+    let h = setup().await;
+    let subject = admin_session(&h, "read write").await;
+    let (status, body, _) = post(
+        &h,
+        "/oauth2/token",
+        &format!("{EXCHANGE}&subject_token={subject}&audience=ledger"),
+        Some(("exchanger", SECRET)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["issued_token_type"], "urn:ietf:params:oauth:token-type:access_token");
+    let derived = body["access_token"].as_str().unwrap().to_owned();
+    let (claims, original) = (claims_of(&derived), claims_of(&subject));
+    assert_eq!(
+        (claims["sub"].as_str(), claims["aud"].as_str(), claims["scope"].as_str()),
+        (Some("carol"), Some("ledger"), Some("read"))
+    );
+    assert_eq!(claims["act"], serde_json::json!({"sub": "exchanger"}));
+    assert_eq!((&claims["sid"], &claims["orig_jti"]), (&original["sid"], &original["jti"]));
+    assert!(claims["exp"].as_i64().unwrap() <= claims["iat"].as_i64().unwrap() + 300);
+    assert!(claims["exp"].as_i64().unwrap() <= original["exp"].as_i64().unwrap());
+
+    let refused = [
+        (format!("{EXCHANGE}&subject_token={subject}&audience=ledger&scope=write"), ("exchanger", SECRET), "invalid_scope"),
+        (format!("{EXCHANGE}&subject_token={subject}&audience=payroll"), ("exchanger", SECRET), "invalid_target"),
+        (format!("{EXCHANGE}&subject_token={subject}"), ("exchanger", SECRET), "invalid_target"),
+        (format!("{EXCHANGE}&subject_token={subject}&audience=ledger"), ("billing", SECRET), "unauthorized_client"),
+        (format!("{EXCHANGE}&subject_token=forged.token.here&audience=ledger"), ("exchanger", SECRET), "invalid_grant"),
+        (format!("grant_type=urn:ietf:params:oauth:grant-type:token-exchange&subject_token={subject}&subject_token_type=urn:ietf:params:oauth:token-type:jwt&audience=ledger"), ("exchanger", SECRET), "invalid_request"),
+    ];
+    for (body, auth, error) in refused {
+        let (status, reply, _) = post(&h, "/oauth2/token", &body, Some(auth)).await;
+        assert_eq!((status, reply["error"].as_str().unwrap()), (StatusCode::BAD_REQUEST, error), "{body}");
+    }
+
+    // Revoking the user's session kills the derived token too (it carries the session's sid).
+    assert_eq!(verify(&h, &derived, "/ledger/1").await.0, StatusCode::OK);
+    let logout = Request::post("/auth/logout")
+        .header(header::AUTHORIZATION, format!("Bearer {subject}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.app.clone().oneshot(logout).await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(verify(&h, &derived, "/ledger/1").await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn verify_applies_route_rules_and_passes_a_request_id() {
+    let h = setup().await;
+    let user = admin_session(&h, "read").await;
+    let (status, headers) = verify(&h, &user, "/reports?x=1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((headers["x-user-id"].to_str().unwrap(), headers["x-user-roles"].to_str().unwrap()), ("carol", "staff"));
+    assert_eq!((headers["x-scope"].to_str().unwrap(), headers["x-request-id"].to_str().unwrap()), ("read", "req-42"));
+
+    let (status, headers) = verify(&h, &user, "/admin/users").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(headers[header::WWW_AUTHENTICATE], r#"Bearer error="insufficient_scope""#);
+    let admin = admin_session(&h, "read admin").await;
+    assert_eq!(verify(&h, &admin, "/admin/users").await.0, StatusCode::OK);
+    // A user token (audience "tessera") is refused where the route wants the ledger audience.
+    assert_eq!(verify(&h, &user, "/ledger/entries").await.0, StatusCode::UNAUTHORIZED);
+    let (_, body, _) = post(&h, "/oauth2/token", "grant_type=client_credentials", Some(("billing", SECRET))).await;
+    assert_eq!(verify(&h, body["access_token"].as_str().unwrap(), "/ledger/entries").await.0, StatusCode::OK);
 }

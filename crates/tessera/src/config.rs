@@ -35,6 +35,49 @@ pub(crate) struct Config {
     pub(crate) sessions: SessionConfig,
     /// Rate limits, per minute.
     pub(crate) rate_limits: RateLimitConfig,
+    /// Token exchange (RFC 8693): which client may exchange for which audience, and with which scopes at most.
+    pub(crate) token_exchange: Vec<ExchangeRuleConfig>,
+    /// Forward authentication (`/verify`).
+    pub(crate) gateway: GatewayConfig,
+}
+
+/// One token-exchange rule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExchangeRuleConfig {
+    /// The calling client's id.
+    pub(crate) client: String,
+    /// The audience it may exchange tokens for.
+    pub(crate) audience: String,
+    /// The most the derived token may carry.
+    #[serde(default)]
+    pub(crate) scopes: Vec<String>,
+}
+
+/// Forward authentication.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct GatewayConfig {
+    /// Per-route requirements, first match wins. Unmatched routes need only a valid token for an audience
+    /// Tessera issues to.
+    pub(crate) routes: Vec<RouteConfig>,
+}
+
+/// What `/verify` requires for one part of the upstream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RouteConfig {
+    /// The original path must start with this.
+    pub(crate) path_prefix: String,
+    /// The original method must be this (any when absent).
+    #[serde(default)]
+    pub(crate) method: Option<String>,
+    /// The token must be for this audience (any accepted when absent).
+    #[serde(default)]
+    pub(crate) audience: Option<String>,
+    /// The token must carry all of these scopes.
+    #[serde(default)]
+    pub(crate) scopes: Vec<String>,
 }
 
 /// The HTTP server.
@@ -188,6 +231,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             sessions: SessionConfig::default(),
             rate_limits: RateLimitConfig::default(),
+            token_exchange: Vec::new(),
+            gateway: GatewayConfig::default(),
         }
     }
 }
@@ -311,6 +356,9 @@ impl Config {
         {
             problems
                 .push("server.allowed_origins must be exact origins like https://app.example.com (no *)".to_owned());
+        }
+        if self.gateway.routes.iter().any(|route| !route.path_prefix.starts_with('/')) {
+            problems.push("gateway.routes: every path_prefix must start with /".to_owned());
         }
         if problems.is_empty() {
             Ok(())

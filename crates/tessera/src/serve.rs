@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use tessera_jose::Policy;
 use tessera_server::clock::{Clock as _, SystemClock};
 use tessera_server::keys::KeyService;
-use tessera_server::{AppState, RateLimits, Settings};
+use tessera_server::{AppState, ExchangeRule, RateLimits, RouteRule, Settings};
 use tessera_store::SqliteStore;
 use tracing_subscriber::EnvFilter;
 
@@ -63,6 +63,26 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
         max_body_bytes: config.server.max_body_bytes,
         request_timeout: config.server.request_timeout,
         tls: config.server.behind_tls || config.server.tls_cert_file.is_some(),
+        exchange_rules: config
+            .token_exchange
+            .iter()
+            .map(|rule| ExchangeRule {
+                client_id: rule.client.clone(),
+                audience: rule.audience.clone(),
+                scopes: rule.scopes.clone(),
+            })
+            .collect(),
+        routes: config
+            .gateway
+            .routes
+            .iter()
+            .map(|route| RouteRule {
+                path_prefix: route.path_prefix.clone(),
+                method: route.method.clone(),
+                audience: route.audience.clone(),
+                scopes: route.scopes.clone(),
+            })
+            .collect(),
         ..Settings::default()
     })
 }

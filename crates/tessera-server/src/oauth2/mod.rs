@@ -41,7 +41,7 @@ impl From<TokenError> for ApiError {
             TokenError::UnsupportedGrantType => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
-                "supported: refresh_token, client_credentials",
+                "supported: refresh_token, client_credentials, token exchange",
             ),
             TokenError::InvalidGrant => ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -77,6 +77,11 @@ fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>,
     Ok(pairs)
 }
 
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// A derived token never outlives this, nor its subject token.
+const EXCHANGE_TTL_SECS: i64 = 300;
+
 fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
@@ -92,6 +97,7 @@ async fn token(
         None => Err(TokenError::InvalidRequest("grant_type is required").into()),
         Some("refresh_token") => refresh_grant(&state, ip, &pairs).await,
         Some("client_credentials") => client_credentials(&state, &headers, &pairs).await,
+        Some(TOKEN_EXCHANGE) => token_exchange(&state, &headers, &pairs).await,
         Some(_) => Err(TokenError::UnsupportedGrantType.into()),
     }
 }
@@ -210,6 +216,111 @@ async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Byt
     if let Some(fields) = body.as_object_mut() {
         fields.insert("active".into(), true.into());
         fields.insert("token_type".into(), "Bearer".into());
+    }
+    Ok(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response())
+}
+
+/// Token exchange (RFC 8693): a user's access token narrowed into a derived token for exactly one downstream
+/// audience. Its scope is the subject's, narrowed by the (client, audience) rule; it expires with the subject or
+/// after 5 minutes; `act` names the calling client; `sid` and `orig_jti` tie it to the subject, so revoking the
+/// user's session revokes every derived token too.
+async fn token_exchange(
+    state: &AppState,
+    headers: &HeaderMap,
+    pairs: &[(String, String)],
+) -> Result<Response, ApiError> {
+    let client = client_auth::authenticate(state, headers, pairs).await?;
+    if !client.grants.iter().any(|g| g == "token_exchange") {
+        return Err(TokenError::UnauthorizedClient.into());
+    }
+    let subject_token = param(pairs, "subject_token").ok_or(TokenError::InvalidRequest("subject_token is required"))?;
+    if param(pairs, "subject_token_type") != Some(ACCESS_TOKEN_TYPE) {
+        return Err(TokenError::InvalidRequest(
+            "subject_token_type must be urn:ietf:params:oauth:token-type:access_token",
+        )
+        .into());
+    }
+    if param(pairs, "requested_token_type").is_some_and(|t| t != ACCESS_TOKEN_TYPE) {
+        return Err(TokenError::InvalidRequest("only access tokens are issued").into());
+    }
+    let audience = match (param(pairs, "resource"), param(pairs, "audience")) {
+        (Some(_), Some(_)) => return Err(TokenError::InvalidRequest("give resource or audience, not both").into()),
+        (Some(target), None) | (None, Some(target)) => target.to_owned(),
+        (None, None) => {
+            return Err(TokenError::InvalidTarget("name the audience (resource or audience parameter)").into())
+        }
+    };
+    let rule = state
+        .settings()
+        .exchange_rules
+        .iter()
+        .find(|rule| rule.client_id == client.client_id && rule.audience == audience)
+        .ok_or(TokenError::InvalidTarget("this client may not exchange tokens for that audience"))?;
+    let subject = crate::extract::verify_access_token(state, subject_token).map_err(|_| TokenError::InvalidGrant)?;
+    let actor = match param(pairs, "actor_token") {
+        Some(token) => {
+            if param(pairs, "actor_token_type") != Some(ACCESS_TOKEN_TYPE) {
+                return Err(TokenError::InvalidRequest(
+                    "actor_token_type must be urn:ietf:params:oauth:token-type:access_token",
+                )
+                .into());
+            }
+            Some(crate::extract::verify_access_token(state, token).map_err(|_| TokenError::InvalidGrant)?)
+        }
+        None => None,
+    };
+    let subject_scopes: Vec<&str> =
+        subject.scope.as_deref().unwrap_or_default().split(' ').filter(|s| !s.is_empty()).collect();
+    let allowed: Vec<&str> = subject_scopes.into_iter().filter(|s| rule.scopes.iter().any(|r| r == s)).collect();
+    let granted: Vec<&str> = match param(pairs, "scope") {
+        Some(requested) => {
+            let requested: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
+            if requested.iter().any(|s| !allowed.contains(s)) {
+                return Err(TokenError::InvalidScope.into());
+            }
+            requested
+        }
+        None => allowed,
+    };
+    let now = state.clock().now_secs();
+    let exp = subject.exp.unwrap_or(now).min(now.saturating_add(EXCHANGE_TTL_SECS));
+    let mut act = serde_json::json!({"sub": client.client_id});
+    if let (Some(actor), Some(fields)) = (&actor, act.as_object_mut()) {
+        fields.insert("sub".into(), actor.sub.clone().unwrap_or_default().into());
+        fields.insert("act".into(), serde_json::json!({"sub": client.client_id}));
+    }
+    let mut extra = serde_json::Map::new();
+    extra.insert("act".into(), act);
+    if let Some(jti) = &subject.jti {
+        extra.insert("orig_jti".into(), jti.clone().into());
+    }
+    if let Some(roles) = subject.extra.get("roles") {
+        extra.insert("roles".into(), roles.clone());
+    }
+    let scope = (!granted.is_empty()).then(|| granted.join(" "));
+    let claims = tessera_jose::Claims {
+        iss: Some(state.settings().issuer.clone()),
+        sub: subject.sub.clone(),
+        aud: Some(tessera_jose::Audience::One(audience)),
+        exp: Some(exp),
+        iat: Some(now),
+        jti: Some(
+            crate::secrets::random_b64::<16>().map_err(|_| ApiError::internal("random number generator failed"))?,
+        ),
+        client_id: Some(client.client_id.clone()),
+        scope: scope.clone(),
+        sid: subject.sid.clone(),
+        nbf: None,
+        extra,
+    };
+    let token = tessera_jose::encode_jwt(&state.keys().signing_key(), Some(tessera_jose::ACCESS_TOKEN_TYP), &claims)
+        .map_err(|err| ApiError::internal(format!("signing failed: {err}")))?;
+    metrics::counter!("tessera_tokens_issued_total", "type" => "exchanged").increment(1);
+    let mut body = serde_json::json!({
+        "access_token": token, "issued_token_type": ACCESS_TOKEN_TYPE, "token_type": "Bearer", "expires_in": (exp - now).max(0),
+    });
+    if let (Some(scope), Some(fields)) = (scope, body.as_object_mut()) {
+        fields.insert("scope".into(), scope.into());
     }
     Ok(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response())
 }
