@@ -24,16 +24,20 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     let (alg, load, scenario) = match command {
         BenchCommand::Refresh { alg, load } => (alg, load, Scenario::Refresh),
         BenchCommand::Login { load } => (Algorithm::EdDSA, load, Scenario::Login),
+        BenchCommand::Verify { alg, load } => (alg, load, Scenario::Verify),
+        BenchCommand::ClientCredentials { alg, load } => (alg, load, Scenario::ClientCredentials),
     };
-    let server = ServerProcess::start(alg)?;
+    let server = ServerProcess::start(alg, scenario)?;
     // The load generator runs on one thread; the server has the machine's cores (the generator shares them).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let result = runtime.block_on(drive(server.addr, scenario, &load));
+    let result = runtime.block_on(drive(server.addr, scenario, server.client_secret.as_deref(), &load));
     drop(server);
     let result = result?;
     let (raw_name, raw_rate) = match scenario {
         Scenario::Refresh => ("2 × raw RSA-2048 sign/s", 2.0 * raw_rsa_sign_rate(Duration::from_secs(2))?),
         Scenario::Login => ("2 × raw argon2id hash/s", 2.0 * raw_argon2_rate(Duration::from_secs(3))),
+        Scenario::Verify => ("2 × raw signature verify/s", 2.0 * raw_verify_rate(alg, Duration::from_secs(2))?),
+        Scenario::ClientCredentials => ("2 × raw signing/s", 2.0 * raw_sign_rate(alg, Duration::from_secs(2))?),
     };
     let report = serde_json::json!({
         "scenario": scenario.name(), "alg": alg.as_str(), "concurrency": load.concurrency,
@@ -53,10 +57,12 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     Ok(if result.errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Scenario {
     Refresh,
     Login,
+    Verify,
+    ClientCredentials,
 }
 
 impl Scenario {
@@ -64,6 +70,8 @@ impl Scenario {
         match self {
             Self::Refresh => "refresh",
             Self::Login => "login",
+            Self::Verify => "verify",
+            Self::ClientCredentials => "client_credentials",
         }
     }
 }
@@ -72,10 +80,12 @@ struct ServerProcess {
     child: Child,
     addr: SocketAddr,
     dir: PathBuf,
+    /// The benchmark client's secret (client-credentials scenario).
+    client_secret: Option<String>,
 }
 
 impl ServerProcess {
-    fn start(alg: Algorithm) -> anyhow::Result<Self> {
+    fn start(alg: Algorithm, scenario: Scenario) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
         let dir = std::env::temp_dir().join(format!("tessera-bench-{}-{}", std::process::id(), crate::now()));
         std::fs::create_dir_all(&dir)?;
@@ -97,6 +107,17 @@ impl ServerProcess {
         if !adding.wait()?.success() {
             bail!("could not add the benchmark user");
         }
+        let client_secret = if scenario == Scenario::ClientCredentials {
+            let mut add = Command::new(&exe);
+            configure(&mut add);
+            let output =
+                add.args(["client", "add", "bench", "--audience", "api", "--scope", "read", "--json"]).output()?;
+            let added: serde_json::Value =
+                serde_json::from_slice(&output.stdout).context("could not add the benchmark client")?;
+            Some(added.get("client_secret").and_then(serde_json::Value::as_str).context("no client secret")?.to_owned())
+        } else {
+            None
+        };
         let mut serve = Command::new(&exe);
         configure(&mut serve);
         let mut child =
@@ -104,7 +125,7 @@ impl ServerProcess {
         let mut line = String::new();
         BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
         let addr = line.trim().strip_prefix("listening on http://").context("the server did not start")?.parse()?;
-        Ok(Self { child, addr, dir })
+        Ok(Self { child, addr, dir, client_secret })
     }
 }
 
@@ -167,24 +188,82 @@ fn refresh_token_of(body: &[u8]) -> anyhow::Result<String> {
     Ok(String::from_utf8(rest.get(..end).unwrap_or_default().to_vec())?)
 }
 
-async fn drive(addr: SocketAddr, scenario: Scenario, load: &LoadArgs) -> anyhow::Result<Outcome> {
+async fn get_bearer(sender: &mut Sender, addr: SocketAddr, path: &str, token: &str) -> anyhow::Result<(u16, Bytes)> {
+    sender.ready().await?;
+    let request = Request::get(path)
+        .header("host", addr.to_string())
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    Ok((status, response.into_body().collect().await?.to_bytes()))
+}
+
+/// What a worker holds between requests: a refresh token, an access token, or the client form.
+async fn prepare(
+    sender: &mut Sender,
+    addr: SocketAddr,
+    scenario: Scenario,
+    client_secret: Option<&str>,
+) -> anyhow::Result<String> {
+    if matches!(scenario, Scenario::Refresh | Scenario::Verify) {
+        let (status, body) = post(sender, addr, "/auth/login", "application/json", login_body("body")).await?;
+        if status != 200 {
+            bail!("login for the benchmark failed: {status}");
+        }
+        if scenario == Scenario::Refresh {
+            return refresh_token_of(&body);
+        }
+        let login: serde_json::Value = serde_json::from_slice(&body)?;
+        return Ok(login
+            .get("access_token")
+            .and_then(serde_json::Value::as_str)
+            .context("no access token")?
+            .to_owned());
+    }
+    Ok(match scenario {
+        Scenario::Login | Scenario::Refresh | Scenario::Verify => String::new(),
+        Scenario::ClientCredentials => {
+            format!(
+                "grant_type=client_credentials&client_id=bench&client_secret={}",
+                client_secret.context("no client")?
+            )
+        }
+    })
+}
+
+/// One request; `Ok(true)` when it succeeded.
+async fn one(sender: &mut Sender, addr: SocketAddr, scenario: Scenario, state: &mut String) -> bool {
+    const FORM: &str = "application/x-www-form-urlencoded";
+    let result = match scenario {
+        Scenario::Refresh => {
+            post(sender, addr, "/oauth2/token", FORM, format!("grant_type=refresh_token&refresh_token={state}")).await
+        }
+        Scenario::Login => post(sender, addr, "/auth/login", "application/json", login_body("body")).await,
+        Scenario::Verify => get_bearer(sender, addr, "/verify", state).await,
+        Scenario::ClientCredentials => post(sender, addr, "/oauth2/token", FORM, state.clone()).await,
+    };
+    match (result, scenario) {
+        (Ok((200, body)), Scenario::Refresh) => refresh_token_of(&body).map(|next| *state = next).is_ok(),
+        (Ok((200, _)), _) => true,
+        _ => false,
+    }
+}
+
+async fn drive(
+    addr: SocketAddr,
+    scenario: Scenario,
+    client_secret: Option<&str>,
+    load: &LoadArgs,
+) -> anyhow::Result<Outcome> {
     let warmup = Duration::from_secs(1);
     let start = Instant::now() + warmup;
     let end = start + load.duration;
     let mut workers = Vec::new();
     for _ in 0..load.concurrency {
         let mut sender = connect(addr).await?;
-        let mut token = match scenario {
-            Scenario::Refresh => {
-                let (status, body) =
-                    post(&mut sender, addr, "/auth/login", "application/json", login_body("body")).await?;
-                if status != 200 {
-                    bail!("login for the benchmark failed: {status}");
-                }
-                refresh_token_of(&body)?
-            }
-            Scenario::Login => String::new(),
-        };
+        let mut state = prepare(&mut sender, addr, scenario, client_secret).await?;
+        let client_secret = client_secret.map(str::to_owned);
         workers.push(tokio::spawn(async move {
             let (mut latencies, mut errors) = (Vec::<u32>::new(), 0usize);
             loop {
@@ -192,22 +271,7 @@ async fn drive(addr: SocketAddr, scenario: Scenario, load: &LoadArgs) -> anyhow:
                 if sent >= end {
                     break;
                 }
-                let result = match scenario {
-                    Scenario::Refresh => {
-                        let form = format!("grant_type=refresh_token&refresh_token={token}");
-                        post(&mut sender, addr, "/oauth2/token", "application/x-www-form-urlencoded", form).await
-                    }
-                    Scenario::Login => {
-                        post(&mut sender, addr, "/auth/login", "application/json", login_body("body")).await
-                    }
-                };
-                let ok = match result {
-                    Ok((200, body)) => match scenario {
-                        Scenario::Refresh => refresh_token_of(&body).map(|next| token = next).is_ok(),
-                        Scenario::Login => true,
-                    },
-                    _ => false,
-                };
+                let ok = one(&mut sender, addr, scenario, &mut state).await;
                 if sent >= start {
                     if ok {
                         latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
@@ -220,10 +284,8 @@ async fn drive(addr: SocketAddr, scenario: Scenario, load: &LoadArgs) -> anyhow:
                     if let Ok(fresh) = connect(addr).await {
                         sender = fresh;
                     }
-                    if let (Scenario::Refresh, Ok((200, body))) =
-                        (scenario, post(&mut sender, addr, "/auth/login", "application/json", login_body("body")).await)
-                    {
-                        token = refresh_token_of(&body).unwrap_or_default();
+                    if let Ok(fresh) = prepare(&mut sender, addr, scenario, client_secret.as_deref()).await {
+                        state = fresh;
                     }
                 }
             }
@@ -249,6 +311,50 @@ async fn drive(addr: SocketAddr, scenario: Scenario, load: &LoadArgs) -> anyhow:
         p50_ms: quantile(0.50),
         p99_ms: quantile(0.99),
     })
+}
+
+/// Signatures per second on one core with a key of `alg` (through the token core's key type).
+fn raw_sign_rate(alg: Algorithm, budget: Duration) -> anyhow::Result<f64> {
+    let key = tessera_jose::SigningKey::generate(alg, tessera_jose::RsaBits::Bits2048)?;
+    let message = [0x5au8; 400];
+    let started = Instant::now();
+    let mut count = 0u32;
+    while started.elapsed() < budget {
+        key.sign(&message)?;
+        count += 1;
+    }
+    Ok(f64::from(count) / started.elapsed().as_secs_f64())
+}
+
+/// Signature verifications per second on one core with a key of `alg`: a token-core verify of a one-key set with
+/// the bare JWS policy, whose cost is the signature check.
+fn raw_verify_rate(alg: Algorithm, budget: Duration) -> anyhow::Result<f64> {
+    let key = tessera_jose::SigningKey::generate(alg, tessera_jose::RsaBits::Bits2048)?;
+    let token = tessera_jose::sign_compact(&key, br#"{"alg":"x"}"#, b"payload")?;
+    let input = token.rsplit_once('.').map(|(i, _)| i.to_owned()).unwrap_or_default();
+    let signature =
+        tessera_jose::base64url::decode(token.rsplit_once('.').map(|(_, s)| s).unwrap_or_default()).unwrap_or_default();
+    let jwk = key.verifying_key().public_jwk().context("no public JWK")?;
+    let decode = |v: &Option<String>| v.as_deref().and_then(tessera_jose::base64url::decode).unwrap_or_default();
+    let public = match alg {
+        Algorithm::RS256 => aws_lc_rs::rsa::PublicKeyComponents { n: decode(&jwk.n), e: decode(&jwk.e) }
+            .to_parsed_public_key(&signature::RSA_PKCS1_2048_8192_SHA256)
+            .map_err(|_| anyhow::anyhow!("bad key"))?,
+        Algorithm::ES256 => signature::ParsedPublicKey::new(
+            &signature::ECDSA_P256_SHA256_FIXED,
+            [vec![4], decode(&jwk.x), decode(&jwk.y)].concat(),
+        )
+        .map_err(|_| anyhow::anyhow!("bad key"))?,
+        _ => signature::ParsedPublicKey::new(&signature::ED25519, decode(&jwk.x))
+            .map_err(|_| anyhow::anyhow!("bad key"))?,
+    };
+    let started = Instant::now();
+    let mut count = 0u32;
+    while started.elapsed() < budget {
+        public.verify_sig(input.as_bytes(), &signature).map_err(|_| anyhow::anyhow!("verify failed"))?;
+        count += 1;
+    }
+    Ok(f64::from(count) / started.elapsed().as_secs_f64())
 }
 
 /// RSA-2048 PKCS#1 v1.5 SHA-256 signatures per second on one core.

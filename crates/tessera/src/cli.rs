@@ -204,6 +204,22 @@ pub(crate) enum BenchCommand {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// Forward-auth checks per second through GET /verify (signature, claims, revocation index).
+    Verify {
+        /// Signing algorithm of the server's key.
+        #[arg(long, default_value = "RS256", value_parser = signing_algorithm)]
+        alg: Algorithm,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Service tokens per second through POST /oauth2/token grant_type=client_credentials.
+    ClientCredentials {
+        /// Signing algorithm of the server's key.
+        #[arg(long, default_value = "ES256", value_parser = signing_algorithm)]
+        alg: Algorithm,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
 }
 
 /// How much load, for how long. Bounded: the run stops by itself.
