@@ -57,7 +57,26 @@ pub(crate) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Clai
 /// The one access-token check: the token core, then the revocation index. `Err` is a metrics label.
 pub(crate) fn verify_access_token(state: &AppState, token: &str) -> Result<Claims, &'static str> {
     let inner = &state.0;
-    let verified = inner.keys.verifier().verify(token, inner.clock.now_secs()).map_err(|err| err.label())?;
+    let now = inner.clock.now_secs();
+    // With trusted issuers configured, the (unverified) `iss` picks the verifier; that verifier then checks
+    // everything, `iss` included. Without them, nothing is parsed twice.
+    let external = if inner.issuers.is_empty() {
+        None
+    } else {
+        let iss = tessera_jose::decode_unverified(token, inner.settings.max_token_bytes)
+            .ok()
+            .and_then(|t| t.payload.claims().and_then(|c| c.iss.clone()));
+        iss.and_then(|iss| inner.issuers.iter().find(|issuer| issuer.config.issuer == iss))
+    };
+    let verified = match external {
+        Some(issuer) => issuer.verifier().verify(token, now).map_err(|err| {
+            if matches!(err, tessera_jose::TokenError::UnknownKey(_)) {
+                issuer.unknown_kid(inner.clock.now_ms());
+            }
+            err.label()
+        })?,
+        None => inner.keys.verifier().verify(token, now).map_err(|err| err.label())?,
+    };
     let claims = verified.payload.claims().cloned().ok_or("invalid_claims")?;
     let sub = claims.sub.as_deref().unwrap_or_default();
     if inner.revocations.is_revoked(claims.sid.as_deref(), sub, claims.iat.unwrap_or(i64::MIN)) {

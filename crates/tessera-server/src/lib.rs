@@ -17,6 +17,7 @@ pub mod clock;
 mod error;
 mod extract;
 mod gateway;
+pub mod issuers;
 pub mod keys;
 mod oauth2;
 mod ops;
@@ -45,7 +46,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 pub use oauth2::client_auth::secret_hash as client_secret_hash;
-pub use settings::{ExchangeRule, RateLimits, RouteRule, Settings};
+pub use settings::{ExchangeRule, RateLimits, RouteRule, Settings, TrustedIssuer};
 pub use state::AppState;
 
 /// The whole service as a router.
@@ -122,8 +123,18 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
 pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandle<()>, tessera_store::StoreError> {
     sync_revocations(state).await?;
     sync_audiences(state).await?;
+    let fetchers: Vec<_> = state
+        .0
+        .issuers
+        .iter()
+        .map(|issuer| {
+            tokio::spawn(issuers::keep_current(std::sync::Arc::clone(issuer), std::sync::Arc::clone(state.clock())))
+        })
+        .collect();
     let state = state.clone();
     Ok(tokio::spawn(async move {
+        // The fetchers live as long as this task: aborting it aborts them.
+        let _fetchers = AbortOnDrop(fetchers);
         let mut tick = tokio::time::interval(state.settings().reload_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -145,6 +156,16 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
             }
         }
     }))
+}
+
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// The audiences tokens of this server may carry: the user audience and every registered client's.

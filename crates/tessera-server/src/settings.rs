@@ -43,6 +43,19 @@ pub struct Settings {
     pub exchange_rules: Vec<ExchangeRule>,
     /// Per-route requirements of `/verify`, first match wins; unmatched routes need only a valid token.
     pub routes: Vec<RouteRule>,
+    /// Other issuers whose access tokens this server also accepts.
+    pub trusted_issuers: Vec<TrustedIssuer>,
+}
+
+/// An issuer whose tokens are verified with its published JWKS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedIssuer {
+    /// Its exact `iss`.
+    pub issuer: String,
+    /// Where its JWKS is published.
+    pub jwks_url: String,
+    /// Audiences its tokens must name (one of).
+    pub audiences: Vec<String>,
 }
 
 /// Token exchange policy for one (client, audience) pair.
@@ -108,6 +121,7 @@ impl Default for Settings {
             tls: false,
             exchange_rules: Vec::new(),
             routes: Vec::new(),
+            trusted_issuers: Vec::new(),
         }
     }
 }

@@ -32,6 +32,7 @@ pub(crate) struct Inner {
     pub(crate) revocations: RevocationIndex,
     pub(crate) limits: Limits,
     pub(crate) metrics: Option<PrometheusHandle>,
+    pub(crate) issuers: Vec<Arc<crate::issuers::ExternalIssuer>>,
 }
 
 impl AppState {
@@ -48,6 +49,17 @@ impl AppState {
     ) -> Result<Self, tessera_keys::KeyringError> {
         let secrets = TokenSecrets::new(&keys.secret("refresh-token-mac")?, &keys.secret("csrf-mac")?);
         let limits = Limits::new(&settings);
+        let issuers = settings
+            .trusted_issuers
+            .iter()
+            .map(|config| {
+                Arc::new(crate::issuers::ExternalIssuer::new(
+                    config.clone(),
+                    settings.leeway_secs,
+                    settings.max_token_bytes,
+                ))
+            })
+            .collect();
         Ok(Self(Arc::new(Inner {
             settings,
             store,
@@ -57,6 +69,7 @@ impl AppState {
             revocations: RevocationIndex::default(),
             limits,
             metrics,
+            issuers,
         })))
     }
 

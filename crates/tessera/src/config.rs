@@ -39,6 +39,20 @@ pub(crate) struct Config {
     pub(crate) token_exchange: Vec<ExchangeRuleConfig>,
     /// Forward authentication (`/verify`).
     pub(crate) gateway: GatewayConfig,
+    /// Other issuers whose access tokens are accepted too, verified with their published JWKS.
+    pub(crate) trusted_issuers: Vec<TrustedIssuerConfig>,
+}
+
+/// A trusted external issuer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TrustedIssuerConfig {
+    /// Its exact `iss`.
+    pub(crate) issuer: String,
+    /// Its JWKS URL (fetched in the background, honouring Cache-Control).
+    pub(crate) jwks_url: String,
+    /// Audiences its tokens must name (one of).
+    pub(crate) audiences: Vec<String>,
 }
 
 /// One token-exchange rule.
@@ -233,6 +247,7 @@ impl Default for Config {
             rate_limits: RateLimitConfig::default(),
             token_exchange: Vec::new(),
             gateway: GatewayConfig::default(),
+            trusted_issuers: Vec::new(),
         }
     }
 }
@@ -356,6 +371,19 @@ impl Config {
         {
             problems
                 .push("server.allowed_origins must be exact origins like https://app.example.com (no *)".to_owned());
+        }
+        for issuer in &self.trusted_issuers {
+            if !(issuer.jwks_url.starts_with("https://") || issuer.jwks_url.starts_with("http://"))
+                || issuer.audiences.is_empty()
+            {
+                problems.push(format!(
+                    "trusted_issuers {:?}: needs an http(s) jwks_url and at least one audience",
+                    issuer.issuer
+                ));
+            }
+            if issuer.issuer == self.issuer {
+                problems.push("trusted_issuers must not include Tessera's own issuer".to_owned());
+            }
         }
         if self.gateway.routes.iter().any(|route| !route.path_prefix.starts_with('/')) {
             problems.push("gateway.routes: every path_prefix must start with /".to_owned());

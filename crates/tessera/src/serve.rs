@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use tessera_jose::Policy;
 use tessera_server::clock::{Clock as _, SystemClock};
 use tessera_server::keys::KeyService;
-use tessera_server::{AppState, ExchangeRule, RateLimits, RouteRule, Settings};
+use tessera_server::{AppState, ExchangeRule, RateLimits, RouteRule, Settings, TrustedIssuer};
 use tessera_store::SqliteStore;
 use tracing_subscriber::EnvFilter;
 
@@ -70,6 +70,15 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
                 client_id: rule.client.clone(),
                 audience: rule.audience.clone(),
                 scopes: rule.scopes.clone(),
+            })
+            .collect(),
+        trusted_issuers: config
+            .trusted_issuers
+            .iter()
+            .map(|i| TrustedIssuer {
+                issuer: i.issuer.clone(),
+                jwks_url: i.jwks_url.clone(),
+                audiences: i.audiences.clone(),
             })
             .collect(),
         routes: config

@@ -1,0 +1,129 @@
+//! Tokens of other issuers (Auth0, Keycloak, Okta, ...): each trusted issuer's JWKS is fetched in the background,
+//! honouring `Cache-Control`, refetched when a token names an unknown `kid` (at most once per 30 s), and the last
+//! good key set is kept when a fetch fails or returns something unusable.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_jose::{KeySet, Policy, Verifier};
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::settings::TrustedIssuer;
+
+/// Largest key set accepted.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+/// Refetches for an unknown `kid` are at most this frequent.
+const MIN_REFETCH_MS: i64 = 30_000;
+/// Refresh bounds when the issuer's `Cache-Control` says nothing usable.
+const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
+const MIN_REFRESH: Duration = Duration::from_secs(60);
+const MAX_REFRESH: Duration = Duration::from_secs(86_400);
+/// Retry delay after a failed fetch.
+const RETRY: Duration = Duration::from_secs(30);
+
+/// One trusted issuer's verifier and fetch state.
+pub struct ExternalIssuer {
+    /// The configuration.
+    pub config: TrustedIssuer,
+    verifier: Verifier,
+    last_fetch_ms: AtomicI64,
+    refetch: Notify,
+}
+
+impl std::fmt::Debug for ExternalIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalIssuer").field("issuer", &self.config.issuer).finish_non_exhaustive()
+    }
+}
+
+impl ExternalIssuer {
+    /// A verifier for `config`, with no keys until the first fetch.
+    #[must_use]
+    pub fn new(config: TrustedIssuer, leeway_secs: i64, max_token_len: usize) -> Self {
+        let mut policy = Policy::access(config.issuer.clone(), config.audiences.clone());
+        policy.leeway_secs = leeway_secs;
+        policy.max_token_len = max_token_len;
+        Self {
+            verifier: Verifier::new(KeySet::new(), policy),
+            config,
+            last_fetch_ms: AtomicI64::new(i64::MIN / 2),
+            refetch: Notify::new(),
+        }
+    }
+
+    /// The verifier.
+    #[must_use]
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// Asks for a refetch because a token named an unknown key; ignored within 30 s of the last fetch.
+    pub fn unknown_kid(&self, now_ms: i64) {
+        if now_ms - self.last_fetch_ms.load(Ordering::SeqCst) >= MIN_REFETCH_MS {
+            self.refetch.notify_one();
+        }
+    }
+
+    /// Fetches the key set once; on success the keys are replaced and the next refresh delay returned.
+    async fn fetch(&self, client: &reqwest::Client, now_ms: i64) -> Result<Duration, String> {
+        self.last_fetch_ms.store(now_ms, Ordering::SeqCst);
+        let response = client.get(&self.config.jwks_url).send().await.map_err(|err| err.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("HTTP {}", response.status()));
+        }
+        let max_age = response
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').find_map(|d| d.trim().strip_prefix("max-age=")?.parse::<u64>().ok()))
+            .map_or(DEFAULT_REFRESH, |secs| Duration::from_secs(secs).clamp(MIN_REFRESH, MAX_REFRESH));
+        if response.content_length().is_some_and(|len| len > MAX_JWKS_BYTES as u64) {
+            return Err("key set larger than 1 MiB".into());
+        }
+        let mut body = Vec::new();
+        let mut response = response;
+        while let Some(chunk) = response.chunk().await.map_err(|err| err.to_string())? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_JWKS_BYTES {
+                return Err("key set larger than 1 MiB".into());
+            }
+        }
+        let keys = KeySet::from_jwks_json(&body).map_err(|err| err.to_string())?;
+        self.verifier.replace_keys(keys);
+        Ok(max_age)
+    }
+}
+
+/// Keeps one issuer's keys current until the task is aborted.
+pub(crate) async fn keep_current(issuer: Arc<ExternalIssuer>, clock: Arc<dyn Clock>) {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot build the JWKS client");
+            return;
+        }
+    };
+    loop {
+        let wait = match issuer.fetch(&client, clock.now_ms()).await {
+            Ok(refresh) => {
+                tracing::debug!(issuer = %issuer.config.issuer, "trusted issuer keys refreshed");
+                refresh
+            }
+            Err(err) => {
+                metrics::counter!("tessera_external_jwks_failures_total").increment(1);
+                tracing::warn!(issuer = %issuer.config.issuer, error = %err, "fetching a trusted issuer's keys failed; keeping the last good set");
+                RETRY
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = issuer.refetch.notified() => {}
+        }
+    }
+}
