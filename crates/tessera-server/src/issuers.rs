@@ -59,9 +59,13 @@ impl ExternalIssuer {
         &self.verifier
     }
 
-    /// Asks for a refetch because a token named an unknown key; ignored within 30 s of the last fetch.
+    /// Asks for a refetch because a token named an unknown key; ignored within 30 s of the last fetch. Concurrent
+    /// callers race for the slot, so one burst of unknown kids causes one fetch.
     pub fn unknown_kid(&self, now_ms: i64) {
-        if now_ms - self.last_fetch_ms.load(Ordering::SeqCst) >= MIN_REFETCH_MS {
+        let last = self.last_fetch_ms.load(Ordering::SeqCst);
+        if now_ms - last >= MIN_REFETCH_MS
+            && self.last_fetch_ms.compare_exchange(last, now_ms, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+        {
             self.refetch.notify_one();
         }
     }

@@ -78,7 +78,16 @@ impl Drop for AttackerServer {
     }
 }
 
+/// Sends one token; a request whose connection broke (e.g. the server closed it after refusing an oversized body)
+/// is retried once on a fresh connection before it counts as unanswered.
 fn send(client: &reqwest::blocking::Client, target: &Target, token: Option<&str>) -> Answer {
+    match send_once(client, target, token) {
+        Answer::Failed(why) if why.starts_with("no answer") => send_once(client, target, token),
+        answer => answer,
+    }
+}
+
+fn send_once(client: &reqwest::blocking::Client, target: &Target, token: Option<&str>) -> Answer {
     let Ok(method) = reqwest::Method::from_bytes(target.method.as_bytes()) else {
         return Answer::Failed(format!("invalid method {:?}", target.method));
     };
