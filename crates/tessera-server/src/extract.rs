@@ -77,7 +77,7 @@ pub(crate) fn verify_access_token(state: &AppState, token: &str) -> Result<Claim
         })?,
         None => inner.keys.verifier().verify(token, now).map_err(|err| err.label())?,
     };
-    let claims = verified.payload.claims().cloned().ok_or("invalid_claims")?;
+    let tessera_jose::Payload::Claims(claims) = verified.payload else { return Err("invalid_claims") };
     let sub = claims.sub.as_deref().unwrap_or_default();
     if inner.revocations.is_revoked(claims.sid.as_deref(), sub, claims.iat.unwrap_or(i64::MIN)) {
         return Err("revoked");
