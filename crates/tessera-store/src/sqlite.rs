@@ -305,6 +305,19 @@ fn load_subject(conn: &Connection, sub: &str) -> Result<SubjectState, StoreError
     Ok(SubjectState { not_before, disabled: disabled.unwrap_or(false) })
 }
 
+/// Runs an UPDATE that must change exactly one existing row.
+fn update_one(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    what: impl FnOnce() -> String,
+) -> Result<(), StoreError> {
+    if conn.prepare_cached(sql)?.execute(params)? == 0 {
+        return Err(StoreError::NotFound(what()));
+    }
+    Ok(())
+}
+
 fn log_revocation(conn: &Connection, now: Millis, revocation: &Revocation) -> Result<(), StoreError> {
     let (kind, value, not_before) = match revocation {
         Revocation::Session { sid } => ("session", sid.as_str(), None),
@@ -377,12 +390,12 @@ impl Store for SqliteStore {
     async fn set_user_disabled(&self, username: &str, disabled: bool, now: Millis) -> Result<(), StoreError> {
         let username = username.to_owned();
         self.write(move |conn| {
-            let changed = conn
-                .prepare_cached("UPDATE users SET disabled = ?2 WHERE username = ?1")?
-                .execute(params![username, disabled])?;
-            if changed == 0 {
-                return Err(StoreError::NotFound(format!("user {username:?}")));
-            }
+            update_one(
+                conn,
+                "UPDATE users SET disabled = ?2 WHERE username = ?1",
+                params![username, disabled],
+                || format!("user {username:?}"),
+            )?;
             if disabled {
                 revoke_subject_in(conn, &username, now)?;
             }
@@ -394,13 +407,12 @@ impl Store for SqliteStore {
     async fn set_password(&self, username: &str, password_hash: String) -> Result<(), StoreError> {
         let username = username.to_owned();
         self.write(move |conn| {
-            let changed = conn
-                .prepare_cached("UPDATE users SET password_hash = ?2 WHERE username = ?1")?
-                .execute(params![username, password_hash])?;
-            if changed == 0 {
-                return Err(StoreError::NotFound(format!("user {username:?}")));
-            }
-            Ok(())
+            update_one(
+                conn,
+                "UPDATE users SET password_hash = ?2 WHERE username = ?1",
+                params![username, password_hash],
+                || format!("user {username:?}"),
+            )
         })
         .await
     }
@@ -450,13 +462,12 @@ impl Store for SqliteStore {
     async fn set_client_disabled(&self, client_id: &str, disabled: bool) -> Result<(), StoreError> {
         let client_id = client_id.to_owned();
         self.write(move |conn| {
-            let changed = conn
-                .prepare_cached("UPDATE clients SET disabled = ?2 WHERE client_id = ?1")?
-                .execute(params![client_id, disabled])?;
-            if changed == 0 {
-                return Err(StoreError::NotFound(format!("client {client_id:?}")));
-            }
-            Ok(())
+            update_one(
+                conn,
+                "UPDATE clients SET disabled = ?2 WHERE client_id = ?1",
+                params![client_id, disabled],
+                || format!("client {client_id:?}"),
+            )
         })
         .await
     }
@@ -464,13 +475,12 @@ impl Store for SqliteStore {
     async fn set_client_secret(&self, client_id: &str, secret_hash: Vec<u8>) -> Result<(), StoreError> {
         let client_id = client_id.to_owned();
         self.write(move |conn| {
-            let changed = conn
-                .prepare_cached("UPDATE clients SET secret_hash = ?2 WHERE client_id = ?1")?
-                .execute(params![client_id, secret_hash])?;
-            if changed == 0 {
-                return Err(StoreError::NotFound(format!("client {client_id:?}")));
-            }
-            Ok(())
+            update_one(
+                conn,
+                "UPDATE clients SET secret_hash = ?2 WHERE client_id = ?1",
+                params![client_id, secret_hash],
+                || format!("client {client_id:?}"),
+            )
         })
         .await
     }

@@ -2,6 +2,8 @@
 //! configuration precedence, and clear errors for bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
+mod common;
+
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -17,11 +19,8 @@ struct Run {
 
 /// Runs `tessera` in `dir` with a clean environment (no inherited TESSERA_* settings).
 fn tessera(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    command.current_dir(dir).args(args);
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("TESSERA_")) {
-        command.env_remove(name);
-    }
+    let mut command = common::tessera(dir);
+    command.args(args);
     command.envs(env.iter().copied());
     let output = command.output().unwrap();
     Run {

@@ -3,6 +3,8 @@
 //! verify in Tessera through a JWKS served over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
+mod common;
+
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::Path;
@@ -20,11 +22,8 @@ fn python(script: &str, args: &[&str]) -> String {
 }
 
 fn tessera(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    command.current_dir(dir).args(args);
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("TESSERA_")) {
-        command.env_remove(name);
-    }
+    let mut command = common::tessera(dir);
+    command.args(args);
     let output = command.output().unwrap();
     (output.status.success(), String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap())
 }

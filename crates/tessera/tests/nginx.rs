@@ -4,13 +4,15 @@
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "correct horse battery";
+use common::{tessera, Server, PASSWORD};
+
+mod common;
 
 struct Killed(Child);
 
@@ -31,15 +33,6 @@ fn nginx_binary() -> PathBuf {
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn tessera(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    command.current_dir(dir);
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("TESSERA_")) {
-        command.env_remove(name);
-    }
-    command
 }
 
 /// An upstream that answers 200 with the identity headers it received, and counts requests.
@@ -108,17 +101,8 @@ fn nginx_auth_request_lets_only_valid_tokens_reach_the_upstream() {
     add.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
     assert!(add.wait().unwrap().success());
 
-    let mut serve = tessera(d)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(serve.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let _serve = Killed(serve);
-    let tessera_addr: SocketAddr = line.trim().strip_prefix("listening on http://").unwrap().parse().unwrap();
+    let server = Server::start(d);
+    let tessera_addr = server.addr;
 
     let (app_addr, hits) = upstream();
     let nginx_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();

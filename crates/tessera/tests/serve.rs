@@ -2,87 +2,17 @@
 //! the middle of a refresh load that loses nothing acknowledged.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{add_user, http, tessera, Server, PASSWORD};
 use serde_json::Value;
 
-const PASSWORD: &str = "correct horse battery";
-
-fn tessera(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    command.current_dir(dir);
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("TESSERA_")) {
-        command.env_remove(name);
-    }
-    command
-}
-
-fn add_user(dir: &Path, name: &str) {
-    let mut child = tessera(dir)
-        .args(["user", "add", name, "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-}
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Self {
-        let mut child = tessera(dir)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected: {line:?}"))
-            .parse()
-            .unwrap();
-        Self { child, addr }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection: (status, body).
-fn http(addr: SocketAddr, method: &str, path: &str, content_type: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response.get(9..12).and_then(|s| s.parse().ok()).ok_or(std::io::ErrorKind::InvalidData)?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).ok_or(std::io::ErrorKind::InvalidData)?;
-    Ok((status, body))
-}
+mod common;
 
 fn login_for_refresh_token(addr: SocketAddr, user: &str) -> String {
     let body =
@@ -262,32 +192,26 @@ fn tesseras_own_verify_and_introspection_pass_the_full_endpoint_probe() {
     assert!(response.starts_with("HTTP/1.1 204"), "{response}");
 
     let valid = access(server.addr);
-    let url = format!("http://{}/verify", server.addr);
     let jwks = format!("http://{}/.well-known/jwks.json", server.addr);
-    let output = tessera(d)
-        .args(["audit", "endpoint", &url, "--token", &valid, "--jwks", &jwks, "--reject", &revoked, "--format", "json"])
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)));
-    assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{report}");
-    assert!(report["not_tested"].as_array().unwrap().is_empty(), "{report}");
-    assert!(report["stats"]["probes_sent"].as_u64().unwrap() >= 25, "{report}");
-    assert_eq!(output.status.code(), Some(0));
-
+    let probe_is_clean = |path: &str, extra: &[&str]| {
+        let url = format!("http://{}{path}", server.addr);
+        let output = tessera(d)
+            .args([
+                "audit", "endpoint", &url, "--token", &valid, "--jwks", &jwks, "--reject", &revoked, "--format", "json",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)));
+        assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{path}: {report}");
+        assert!(report["not_tested"].as_array().unwrap().is_empty(), "{path}: {report}");
+        assert!(report["stats"]["probes_sent"].as_u64().unwrap() >= 25, "{path}: {report}");
+        assert_eq!(output.status.code(), Some(0), "{path}");
+    };
+    probe_is_clean("/verify", &[]);
     // /oauth2/introspect too: a forged token must never come back "active".
-    let introspect = format!("http://{}/oauth2/introspect", server.addr);
-    let output = tessera(d)
-        .args(["audit", "endpoint", &introspect, "--token", &valid, "--jwks", &jwks, "--reject", &revoked])
-        .args(["--introspect-as", "gateway", "--client-secret", &gateway_secret, "--format", "json"])
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)));
-    assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{report}");
-    assert!(report["not_tested"].as_array().unwrap().is_empty(), "{report}");
-    assert!(report["stats"]["probes_sent"].as_u64().unwrap() >= 25, "{report}");
-    assert_eq!(output.status.code(), Some(0));
+    probe_is_clean("/oauth2/introspect", &["--introspect-as", "gateway", "--client-secret", &gateway_secret]);
 
     // And its published key set audits clean, cache headers included.
     let output = tessera(d).args(["audit", "jwks", &jwks, "--format", "json"]).output().unwrap();

@@ -143,6 +143,29 @@ async fn refresh_grant(
     }
 }
 
+/// The authenticated client, if it may use `grant`.
+async fn client_for_grant(
+    state: &AppState,
+    headers: &HeaderMap,
+    pairs: &[(String, String)],
+    grant: &str,
+) -> Result<tessera_store::Client, ApiError> {
+    let client = client_auth::authenticate(state, headers, pairs).await?;
+    if client.grants.iter().any(|g| g == grant) {
+        Ok(client)
+    } else {
+        Err(TokenError::UnauthorizedClient.into())
+    }
+}
+
+/// The target audience: RFC 8707 `resource` or `audience`, not both.
+fn requested_audience(pairs: &[(String, String)]) -> Result<Option<&str>, TokenError> {
+    match (param(pairs, "resource"), param(pairs, "audience")) {
+        (Some(_), Some(_)) => Err(TokenError::InvalidRequest("give resource or audience, not both")),
+        (target @ Some(_), None) | (None, target) => Ok(target),
+    }
+}
+
 /// `client_credentials` (RFC 6749 §4.4): a short-lived service token for exactly one of the client's audiences
 /// (RFC 8707 `resource`, or `audience`), with a subset of its scopes.
 async fn client_credentials(
@@ -150,10 +173,7 @@ async fn client_credentials(
     headers: &HeaderMap,
     pairs: &[(String, String)],
 ) -> Result<Response, ApiError> {
-    let client = client_auth::authenticate(state, headers, pairs).await?;
-    if !client.grants.iter().any(|g| g == "client_credentials") {
-        return Err(TokenError::UnauthorizedClient.into());
-    }
+    let client = client_for_grant(state, headers, pairs, "client_credentials").await?;
     let scopes: Vec<String> = match param(pairs, "scope") {
         Some(requested) => {
             let requested: Vec<String> = requested.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
@@ -164,10 +184,9 @@ async fn client_credentials(
         }
         None => client.scopes.clone(),
     };
-    let audience = match (param(pairs, "resource"), param(pairs, "audience")) {
-        (Some(_), Some(_)) => return Err(TokenError::InvalidRequest("give resource or audience, not both").into()),
-        (Some(target), None) | (None, Some(target)) => target.to_owned(),
-        (None, None) => match client.audiences.as_slice() {
+    let audience = match requested_audience(pairs)? {
+        Some(target) => target.to_owned(),
+        None => match client.audiences.as_slice() {
             [only] => only.clone(),
             _ => return Err(TokenError::InvalidTarget("name the audience (resource or audience parameter)").into()),
         },
@@ -229,10 +248,7 @@ async fn token_exchange(
     headers: &HeaderMap,
     pairs: &[(String, String)],
 ) -> Result<Response, ApiError> {
-    let client = client_auth::authenticate(state, headers, pairs).await?;
-    if !client.grants.iter().any(|g| g == "token_exchange") {
-        return Err(TokenError::UnauthorizedClient.into());
-    }
+    let client = client_for_grant(state, headers, pairs, "token_exchange").await?;
     let subject_token = param(pairs, "subject_token").ok_or(TokenError::InvalidRequest("subject_token is required"))?;
     if param(pairs, "subject_token_type") != Some(ACCESS_TOKEN_TYPE) {
         return Err(TokenError::InvalidRequest(
@@ -243,13 +259,9 @@ async fn token_exchange(
     if param(pairs, "requested_token_type").is_some_and(|t| t != ACCESS_TOKEN_TYPE) {
         return Err(TokenError::InvalidRequest("only access tokens are issued").into());
     }
-    let audience = match (param(pairs, "resource"), param(pairs, "audience")) {
-        (Some(_), Some(_)) => return Err(TokenError::InvalidRequest("give resource or audience, not both").into()),
-        (Some(target), None) | (None, Some(target)) => target.to_owned(),
-        (None, None) => {
-            return Err(TokenError::InvalidTarget("name the audience (resource or audience parameter)").into())
-        }
-    };
+    let audience = requested_audience(pairs)?
+        .ok_or(TokenError::InvalidTarget("name the audience (resource or audience parameter)"))?
+        .to_owned();
     let rule = state
         .settings()
         .exchange_rules
