@@ -292,3 +292,31 @@ async fn verify_applies_route_rules_and_passes_a_request_id() {
     let (_, body, _) = post(&h, "/oauth2/token", "grant_type=client_credentials", Some(("billing", SECRET))).await;
     assert_eq!(verify(&h, body["access_token"].as_str().unwrap(), "/ledger/entries").await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn envoy_ext_authz_sends_the_original_method_and_path_behind_the_prefix() {
+    let h = setup().await;
+    let user = admin_session(&h, "read").await;
+    let admin = admin_session(&h, "read admin").await;
+    let check = |token: String, method: &'static str, path: &'static str| {
+        let app = h.app.clone();
+        async move {
+            let request = Request::builder()
+                .method(method)
+                .uri(path)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap();
+            let response = app.oneshot(request).await.unwrap();
+            (response.status(), response.headers().get("x-user-id").map(|v| v.to_str().unwrap().to_owned()))
+        }
+    };
+    assert_eq!(check(user.clone(), "POST", "/verify/orders/7?x=1").await, (StatusCode::OK, Some("carol".into())));
+    assert_eq!(
+        check(user.clone(), "DELETE", "/verify/admin/users/3").await.0,
+        StatusCode::FORBIDDEN,
+        "the /admin rule applies"
+    );
+    assert_eq!(check(admin, "DELETE", "/verify/admin/users/3").await.0, StatusCode::OK);
+    assert_eq!(check("garbage".into(), "GET", "/verify/orders").await.0, StatusCode::UNAUTHORIZED);
+}

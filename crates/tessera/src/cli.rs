@@ -152,8 +152,8 @@ pub(crate) enum AuditCommand {
         /// a token counts as accepted when the answer says `"active": true`.
         #[arg(long, value_name = "CLIENT_ID", requires = "client_secret")]
         introspect_as: Option<String>,
-        /// The introspecting client's secret.
-        #[arg(long)]
+        /// The introspecting client's secret (generated secrets may begin with `-`, which is accepted here).
+        #[arg(long, allow_hyphen_values = true)]
         client_secret: Option<String>,
         #[command(flatten)]
         format: FormatArgs,

@@ -1,7 +1,9 @@
 //! `/verify`: forward authentication for nginx `auth_request`, Traefik ForwardAuth and Envoy `ext_authz`. The
 //! bearer token is verified (signature, claims, revocation), the original request is matched against the route
-//! rules (`X-Forwarded-Method` / `X-Forwarded-Uri`, or nginx's `X-Original-Method` / `X-Original-URI`), and the
-//! answer is 200 with identity headers for the upstream, 401 `invalid_token`, or 403 `insufficient_scope`.
+//! rules (`X-Forwarded-Method` / `X-Forwarded-Uri`, nginx's `X-Original-Method` / `X-Original-URI`, or — as
+//! Envoy's HTTP `ext_authz` sends it, with `path_prefix: /verify` — the method and path of the check request
+//! itself), and the answer is 200 with identity headers for the upstream, 401 `invalid_token`, or 403
+//! `insufficient_scope`.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -15,7 +17,7 @@ use crate::settings::RouteRule;
 use crate::state::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/verify", get(verify).post(verify))
+    Router::new().route("/verify", get(verify).post(verify)).route("/verify/{*path}", axum::routing::any(verify_envoy))
 }
 
 fn header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
@@ -32,9 +34,25 @@ fn rule_for<'a>(rules: &'a [RouteRule], method: Option<&str>, uri: &str) -> Opti
 }
 
 async fn verify(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let claims = authenticate(&state, &headers)?;
-    let method = header(&headers, &["x-forwarded-method", "x-original-method"]);
-    let uri = header(&headers, &["x-forwarded-uri", "x-original-uri"]).unwrap_or("/");
+    let method = header(&headers, &["x-forwarded-method", "x-original-method"]).map(str::to_owned);
+    let uri = header(&headers, &["x-forwarded-uri", "x-original-uri"]).unwrap_or("/").to_owned();
+    check(&state, &headers, method.as_deref(), &uri)
+}
+
+/// Envoy's HTTP `ext_authz` forwards the original method and path, behind the configured `path_prefix`.
+async fn verify_envoy(
+    State(state): State<AppState>,
+    method: axum::http::Method,
+    axum::extract::OriginalUri(original): axum::extract::OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let path = original.path_and_query().map_or("/", |p| p.as_str());
+    let uri = path.strip_prefix("/verify").unwrap_or(path);
+    check(&state, &headers, Some(method.as_str()), uri)
+}
+
+fn check(state: &AppState, headers: &HeaderMap, method: Option<&str>, uri: &str) -> Result<Response, ApiError> {
+    let claims = authenticate(state, headers)?;
     if let Some(rule) = rule_for(&state.settings().routes, method, uri) {
         if let Some(audience) = &rule.audience {
             if !claims.aud.as_ref().is_some_and(|aud| aud.contains(audience)) {
@@ -53,7 +71,7 @@ async fn verify(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         .and_then(|r| r.as_array())
         .map(|roles| roles.iter().filter_map(|r| r.as_str()).collect::<Vec<_>>().join(","))
         .unwrap_or_default();
-    let request_id = match header(&headers, &["x-request-id"]).filter(|id| id.len() <= 128) {
+    let request_id = match header(headers, &["x-request-id"]).filter(|id| id.len() <= 128) {
         Some(id) => id.to_owned(),
         None => crate::secrets::random_b64::<12>().map_err(|_| ApiError::internal("random number generator failed"))?,
     };
