@@ -78,8 +78,15 @@ pub(crate) fn verify_access_token(state: &AppState, token: &str) -> Result<Claim
         None => inner.keys.verifier().verify(token, now).map_err(|err| err.label())?,
     };
     let tessera_jose::Payload::Claims(claims) = verified.payload else { return Err("invalid_claims") };
-    let sub = claims.sub.as_deref().unwrap_or_default();
-    if inner.revocations.is_revoked(claims.sid.as_deref(), sub, claims.iat.unwrap_or(i64::MIN)) {
+    let token = tessera_revocation::TokenRef {
+        jti: claims.jti.as_deref(),
+        orig_jti: claims.extra.get("orig_jti").and_then(serde_json::Value::as_str),
+        sid: claims.sid.as_deref(),
+        sub: claims.sub.as_deref(),
+        client_id: claims.client_id.as_deref(),
+        iat_secs: claims.iat.unwrap_or(i64::MIN),
+    };
+    if inner.revocations.is_revoked(&token) {
         return Err("revoked");
     }
     Ok(claims)

@@ -13,6 +13,7 @@
 
 mod admin;
 mod auth;
+mod clients;
 pub mod clock;
 mod error;
 mod extract;
@@ -22,7 +23,6 @@ pub mod keys;
 mod oauth2;
 mod ops;
 pub mod password;
-pub mod revocation;
 pub mod secrets;
 mod session;
 pub mod settings;
@@ -114,15 +114,14 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Loads the revocation log into the index (from as far back as any live access token reaches), then keeps the
-/// keys and the index current: changes made by `tessera` commands or other nodes arrive within one
-/// `reload_interval`.
+/// Loads the revocation log into the index (from as far back as any live token reaches) and the registered
+/// clients, then keeps the keys, the index and the clients current: changes made by `tessera` commands or other
+/// nodes arrive within one `reload_interval`.
 ///
 /// # Errors
 /// When the initial load fails.
 pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandle<()>, tessera_store::StoreError> {
-    sync_revocations(state).await?;
-    sync_audiences(state).await?;
+    sync(state).await?;
     let fetchers: Vec<_> = state
         .0
         .issuers
@@ -139,11 +138,8 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(err) = sync_revocations(&state).await {
-                tracing::warn!(error = %err, "revocation sync failed; retrying");
-            }
-            if let Err(err) = sync_audiences(&state).await {
-                tracing::warn!(error = %err, "client sync failed; retrying");
+            if let Err(err) = sync(&state).await {
+                tracing::warn!(error = %err, "revocation and client sync failed; retrying");
             }
             let keys_state = state.clone();
             let now = state.clock().now_secs();
@@ -168,32 +164,47 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// The audiences tokens of this server may carry: the user audience and every registered client's.
-async fn sync_audiences(state: &AppState) -> Result<(), tessera_store::StoreError> {
-    let mut audiences = vec![state.settings().audience.clone()];
+/// Brings this node up to date with the store: applies new revocation log entries to the index, and reloads the
+/// clients (and the audiences tokens may carry) when the log says a client changed, and on the first sync.
+///
+/// # Errors
+/// Store failures; nothing is half-applied (the next sync resumes from the last applied log position).
+pub async fn sync(state: &AppState) -> Result<(), tessera_store::StoreError> {
+    let now = state.clock().now_ms();
+    let index = state.revocations();
+    let clients = &state.0.clients;
+    loop {
+        let after = index.applied_through();
+        let entries = state.store().revocations_after(after, index.retention().horizon(now), 10_000).await?;
+        if entries.iter().any(|entry| matches!(entry.revocation, tessera_store::Revocation::Client { .. })) {
+            clients.mark_stale();
+        }
+        index.apply(&entries, now);
+        if entries.len() < 10_000 {
+            break;
+        }
+    }
+    if clients.take_stale() {
+        reload_clients(state).await.inspect_err(|_| clients.mark_stale())?;
+    }
+    index.prune(now);
+    index.mark_synced(now);
+    Ok(())
+}
+
+/// Loads every registered client, and the audiences tokens of this server may carry: the user audience, every
+/// client's and every token-exchange target.
+async fn reload_clients(state: &AppState) -> Result<(), tessera_store::StoreError> {
     let clients = state.store().clients().await?;
+    let mut audiences = vec![state.settings().audience.clone()];
     let exchanged = state.settings().exchange_rules.iter().map(|rule| rule.audience.clone());
-    for audience in clients.into_iter().flat_map(|client| client.audiences).chain(exchanged) {
+    for audience in clients.iter().flat_map(|client| client.audiences.iter().cloned()).chain(exchanged) {
         if !audiences.contains(&audience) {
             audiences.push(audience);
         }
     }
     state.keys().set_audiences(audiences);
-    Ok(())
-}
-
-async fn sync_revocations(state: &AppState) -> Result<(), tessera_store::StoreError> {
-    let now = state.clock().now_ms();
-    let window = (state.settings().access_ttl_secs + state.settings().leeway_secs).saturating_mul(1000);
-    loop {
-        let after = state.revocations().applied_through();
-        let entries = state.store().revocations_after(after, now - window, 10_000).await?;
-        state.revocations().apply(&entries);
-        if entries.len() < 10_000 {
-            break;
-        }
-    }
-    state.revocations().mark_synced(now);
+    state.0.clients.replace(clients);
     Ok(())
 }
 

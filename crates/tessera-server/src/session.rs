@@ -43,11 +43,13 @@ pub(crate) async fn start(state: &AppState, request: SessionRequest) -> Result<I
             expires_at: now.saturating_add(millis(inner.settings.refresh_ttl)),
         })
         .await?;
-    issue(state, family)
+    issue(state, family).await
 }
 
-fn issue(state: &AppState, family: Family) -> Result<Issued, ApiError> {
-    let access_token = state.0.access_token(&family)?;
+async fn issue(state: &AppState, family: Family) -> Result<Issued, ApiError> {
+    let session = &family.session;
+    let now = state.issue_time(Some(&session.sub), Some(&session.client_id)).await;
+    let access_token = state.sign_access_token(&state.0.session_claims(&family, now)?, "access")?;
     let refresh_token = state
         .0
         .secrets
@@ -82,15 +84,16 @@ pub(crate) async fn refresh(state: &AppState, token: &str) -> Result<Issued, Ref
     match outcome {
         RefreshOutcome::Rotated(family) => {
             metrics::counter!("tessera_refresh_total", "outcome" => "rotated").increment(1);
-            issue(state, family).map_err(RefreshFailure::Unavailable)
+            issue(state, family).await.map_err(RefreshFailure::Unavailable)
         }
         RefreshOutcome::Replayed(family) => {
             metrics::counter!("tessera_refresh_total", "outcome" => "grace_replay").increment(1);
-            issue(state, family).map_err(RefreshFailure::Unavailable)
+            issue(state, family).await.map_err(RefreshFailure::Unavailable)
         }
         RefreshOutcome::TheftDetected(family) => {
             metrics::counter!("tessera_refresh_total", "outcome" => "reuse_detected").increment(1);
-            inner.revocations.apply_local(tessera_store::Revocation::Session { sid: family.session.sid.clone() });
+            let revoked = tessera_store::Revocation::Session { sid: family.session.sid.clone() };
+            inner.revocations.apply_local(&revoked, family.revoked_at.unwrap_or_else(|| inner.clock.now_ms()));
             tracing::warn!(
                 security_event = "refresh_token_reuse",
                 sub = %family.session.sub,

@@ -10,12 +10,12 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::Value;
 use tessera_jose::{encode_jwt, Audience, Claims, ACCESS_TOKEN_TYP};
-use tessera_store::{Family, RefreshRules, Store};
+use tessera_revocation::{Retention, RevocationIndex};
+use tessera_store::{Family, Provenance, RefreshRules, Revocation, Store};
 
 use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::keys::KeyService;
-use crate::revocation::RevocationIndex;
 use crate::secrets::{random_b64, TokenSecrets};
 use crate::settings::Settings;
 
@@ -30,6 +30,7 @@ pub(crate) struct Inner {
     pub(crate) keys: KeyService,
     pub(crate) secrets: TokenSecrets,
     pub(crate) revocations: RevocationIndex,
+    pub(crate) clients: crate::clients::ClientDirectory,
     pub(crate) limits: Limits,
     pub(crate) metrics: Option<PrometheusHandle>,
     pub(crate) issuers: Vec<Arc<crate::issuers::ExternalIssuer>>,
@@ -49,6 +50,10 @@ impl AppState {
     ) -> Result<Self, tessera_keys::KeyringError> {
         let secrets = TokenSecrets::new(&keys.secret("refresh-token-mac")?, &keys.secret("csrf-mac")?);
         let limits = Limits::new(&settings);
+        let retention = Retention {
+            max_token_lifetime_ms: settings.access_ttl_secs.max(settings.service_ttl_secs).saturating_mul(1000),
+            leeway_ms: settings.leeway_secs.saturating_mul(1000),
+        };
         let issuers = settings
             .trusted_issuers
             .iter()
@@ -66,7 +71,8 @@ impl AppState {
             clock,
             keys,
             secrets,
-            revocations: RevocationIndex::default(),
+            revocations: RevocationIndex::new(retention),
+            clients: crate::clients::ClientDirectory::default(),
             limits,
             metrics,
             issuers,
@@ -77,6 +83,40 @@ impl AppState {
     #[must_use]
     pub fn revocations(&self) -> &RevocationIndex {
         &self.0.revocations
+    }
+
+    /// Records a revocation durably and applies it to this node's index before the caller answers, so this
+    /// node's next request already sees it; other nodes follow the log. Whether it changed anything.
+    pub(crate) async fn revoke(&self, revocation: Revocation, provenance: Provenance) -> Result<bool, ApiError> {
+        let now = self.0.clock.now_ms();
+        let changed = self.0.store.revoke(revocation.clone(), provenance, now).await?;
+        self.0.revocations.apply_local(&revocation, now);
+        Ok(changed)
+    }
+
+    /// The `iat` for a new token of `sub` issued to `client_id`: now — or, when a revocation instant of either
+    /// falls in the current second, the next second, after waiting for it. Tokens carry whole seconds and a token
+    /// from an instant's second counts as revoked, so a token minted in that second (a login right after a
+    /// logout-everywhere, a grant right after a secret rotation) would be born dead.
+    pub(crate) async fn issue_time(&self, sub: Option<&str>, client_id: Option<&str>) -> i64 {
+        let now_ms = self.0.clock.now_ms();
+        match self.0.revocations.latest_instant(sub, client_id) {
+            Some(instant) if instant.div_euclid(1000) >= now_ms.div_euclid(1000) => {
+                let next_second = instant.div_euclid(1000) + 1;
+                let wait = next_second.saturating_mul(1000).saturating_sub(now_ms);
+                tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
+                next_second
+            }
+            _ => now_ms.div_euclid(1000),
+        }
+    }
+
+    /// Signs an access token (`typ: at+jwt`) and counts it by kind.
+    pub(crate) fn sign_access_token(&self, claims: &Claims, kind: &'static str) -> Result<String, ApiError> {
+        let token = encode_jwt(&self.0.keys.signing_key(), Some(ACCESS_TOKEN_TYP), claims)
+            .map_err(|err| ApiError::internal(format!("signing failed: {err}")))?;
+        metrics::counter!("tessera_tokens_issued_total", "type" => kind).increment(1);
+        Ok(token)
     }
 
     /// The keys in service.
@@ -109,9 +149,9 @@ impl Inner {
         RefreshRules { grace_ms: millis(self.settings.grace), idle_timeout_ms: millis(self.settings.idle_timeout) }
     }
 
-    /// Signs an access token for a session: RFC 9068 claims plus `sid`, `roles` and the session's extra claims.
-    pub(crate) fn access_token(&self, family: &Family) -> Result<String, ApiError> {
-        let now = self.clock.now_secs();
+    /// The access-token claims of a session, issued at `now` (seconds): RFC 9068 claims plus `sid`, `roles` and
+    /// the session's extra claims.
+    pub(crate) fn session_claims(&self, family: &Family, now: i64) -> Result<Claims, ApiError> {
         let mut extra = family.session.claims.clone();
         if !family.session.roles.is_empty() {
             extra.insert("roles".into(), Value::from(family.session.roles.clone()));
@@ -129,10 +169,7 @@ impl Inner {
             nbf: None,
             extra,
         };
-        let token = encode_jwt(&self.keys.signing_key(), Some(ACCESS_TOKEN_TYP), &claims)
-            .map_err(|err| ApiError::internal(format!("signing failed: {err}")))?;
-        metrics::counter!("tessera_tokens_issued_total", "type" => "access").increment(1);
-        Ok(token)
+        Ok(claims)
     }
 }
 

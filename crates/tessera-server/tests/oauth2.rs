@@ -1,4 +1,5 @@
-//! Service clients: client authentication, the client-credentials grant, and introspection.
+//! Service clients: client authentication, the client-credentials grant, introspection, token exchange, revocation
+//! (RFC 7009 and the admin API), and /verify route rules.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
 mod common;
@@ -8,6 +9,7 @@ use axum::http::{header, Request, StatusCode};
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
 use serde_json::Value;
+use tessera_server::clock::Clock as _;
 use tessera_store::Client;
 use tower::ServiceExt as _;
 
@@ -157,7 +159,8 @@ async fn nothing_is_minted_beyond_policy() {
             assert_eq!(headers[header::WWW_AUTHENTICATE], r#"Basic realm="tessera""#);
         }
     }
-    h.state.store().set_client_disabled("billing", true).await.unwrap();
+    h.state.store().set_client_disabled("billing", true, h.state.clock().now_ms()).await.unwrap();
+    tessera_server::sync(&h.state).await.unwrap(); // what every node does each reload interval
     let (status, _, _) = post(&h, "/oauth2/token", "grant_type=client_credentials", Some(("billing", SECRET))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a disabled client cannot authenticate");
 }
@@ -319,4 +322,172 @@ async fn envoy_ext_authz_sends_the_original_method_and_path_behind_the_prefix() 
     );
     assert_eq!(check(admin, "DELETE", "/verify/admin/users/3").await.0, StatusCode::OK);
     assert_eq!(check("garbage".into(), "GET", "/verify/orders").await.0, StatusCode::UNAUTHORIZED);
+}
+
+async fn admin_revoke(h: &common::Harness, body: Value, credential: &str) -> (StatusCode, Value) {
+    let request = Request::post("/admin/v1/revocations")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {credential}"))
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = h.app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn service_token(h: &common::Harness, client: &str) -> String {
+    let (status, body, _) = post(h, "/oauth2/token", "grant_type=client_credentials", Some((client, SECRET))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn rfc7009_revokes_a_clients_own_tokens_and_nothing_else() {
+    let h = setup().await;
+    let token = service_token(&h, "billing").await;
+    let other = service_token(&h, "billing").await;
+    assert_eq!(verify(&h, &token, "/ledger/1").await.0, StatusCode::OK);
+
+    // Another client may not revoke billing's token: refused, and the token keeps working.
+    let (status, reply, _) = post(&h, "/oauth2/revoke", &format!("token={token}"), Some(("multi", SECRET))).await;
+    assert_eq!((status, reply["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unauthorized_client")));
+    assert_eq!(verify(&h, &token, "/ledger/1").await.0, StatusCode::OK);
+    // Bad client credentials, a missing token, the wrong content type.
+    let (status, _, _) = post(&h, "/oauth2/revoke", &format!("token={token}"), Some(("billing", "wrong"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, reply, _) =
+        post(&h, "/oauth2/revoke", "token_type_hint=access_token", Some(("billing", SECRET))).await;
+    assert_eq!((status, reply["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
+    assert_eq!(verify(&h, &token, "/ledger/1").await.0, StatusCode::OK, "refused requests change nothing");
+
+    let (status, _, headers) =
+        post(&h, "/oauth2/revoke", &format!("token={token}&token_type_hint=refresh_token"), Some(("billing", SECRET)))
+            .await;
+    assert_eq!(status, StatusCode::OK, "a wrong hint does not matter");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(verify(&h, &token, "/ledger/1").await.0, StatusCode::UNAUTHORIZED);
+    let (_, introspected, _) =
+        post(&h, "/oauth2/introspect", &format!("token={token}"), Some(("gateway", SECRET))).await;
+    assert_eq!(introspected, serde_json::json!({"active": false}));
+    assert_eq!(verify(&h, &other, "/ledger/1").await.0, StatusCode::OK, "only that token, by its jti");
+    // Revoking again, or revoking garbage, is a quiet 200 (RFC 7009 §2.2).
+    for token in [token.as_str(), "garbage", "a.b.c"] {
+        let (status, _, _) = post(&h, "/oauth2/revoke", &format!("token={token}"), Some(("billing", SECRET))).await;
+        assert_eq!(status, StatusCode::OK, "{token}");
+    }
+    let log = h.state.store().revocations_after(0, 0, 100).await.unwrap();
+    let entry = log.iter().find(|e| matches!(e.revocation, tessera_store::Revocation::Token { .. })).unwrap();
+    assert_eq!((entry.provenance.actor.as_str(), entry.provenance.reason.as_str()), ("client:billing", "rfc7009"));
+}
+
+#[tokio::test]
+async fn rfc7009_revoking_a_refresh_token_ends_the_session_and_its_access_tokens() {
+    let h = setup().await;
+    let request = Request::post("/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            serde_json::json!({"username": "bob", "password": common::PASSWORD, "refresh_token_delivery": "body"})
+                .to_string(),
+        ))
+        .unwrap();
+    let bytes = h.app.clone().oneshot(request).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+    let login: Value = serde_json::from_slice(&bytes).unwrap();
+    let (access, refresh) = (login["access_token"].as_str().unwrap(), login["refresh_token"].as_str().unwrap());
+    assert_eq!(verify(&h, access, "/").await.0, StatusCode::OK);
+    // A confidential client cannot revoke the first-party session's token; the public client names itself.
+    let (status, _, _) = post(&h, "/oauth2/revoke", &format!("token={refresh}"), Some(("billing", SECRET))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = post(&h, "/oauth2/revoke", &format!("token={refresh}&client_id=tessera"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(verify(&h, access, "/").await.0, StatusCode::UNAUTHORIZED, "the session's access token died too");
+    let (status, reply, _) =
+        post(&h, "/oauth2/token", &format!("grant_type=refresh_token&refresh_token={refresh}"), None).await;
+    assert_eq!((status, reply["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    // Without any client identification the request is refused.
+    let (status, _, _) = post(&h, "/oauth2/revoke", &format!("token={refresh}"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn admin_revocations_by_jti_sid_and_sub_reach_derived_tokens_and_are_kept_for_audit() {
+    let h = setup().await;
+    // By jti: the token and the token derived from it by exchange; a sibling token of the session lives on.
+    let subject = admin_session(&h, "read").await;
+    let (_, body, _) = post(
+        &h,
+        "/oauth2/token",
+        &format!("{EXCHANGE}&subject_token={subject}&audience=ledger"),
+        Some(("exchanger", SECRET)),
+    )
+    .await;
+    let derived = body["access_token"].as_str().unwrap().to_owned();
+    let jti = claims_of(&subject)["jti"].as_str().unwrap().to_owned();
+    let (status, reply) = admin_revoke(&h, serde_json::json!({"jti": jti, "reason": "leaked in a log"}), ADMIN).await;
+    assert_eq!((status, reply["changed"].as_bool()), (StatusCode::OK, Some(true)), "{reply}");
+    assert_eq!(verify(&h, &subject, "/").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(verify(&h, &derived, "/ledger/1").await.0, StatusCode::UNAUTHORIZED, "derived tokens die with it");
+
+    // By sid.
+    let second = admin_session(&h, "read").await;
+    let sid = claims_of(&second)["sid"].as_str().unwrap().to_owned();
+    assert_eq!(admin_revoke(&h, serde_json::json!({"sid": sid}), ADMIN).await.0, StatusCode::OK);
+    assert_eq!(verify(&h, &second, "/").await.0, StatusCode::UNAUTHORIZED);
+    let (_, again) = admin_revoke(&h, serde_json::json!({"sid": sid}), ADMIN).await;
+    assert_eq!(again["changed"].as_bool(), Some(false), "revoking twice changes nothing");
+
+    // By sub, up to an instant: tokens issued before it die, tokens issued after it live.
+    let early = admin_session(&h, "read").await;
+    h.clock.advance_ms(5_000);
+    let late = admin_session(&h, "read").await;
+    let instant = claims_of(&early)["iat"].as_i64().unwrap() + 1;
+    let (status, _) = admin_revoke(&h, serde_json::json!({"sub": "carol", "before": instant}), ADMIN).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(verify(&h, &early, "/").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(verify(&h, &late, "/").await.0, StatusCode::OK);
+
+    // Bad requests are refused and change nothing.
+    let before = h.state.store().revocations_after(0, 0, 1_000).await.unwrap().len();
+    let future = h.clock.now_ms() / 1000 + 60;
+    for body in [
+        serde_json::json!({}),
+        serde_json::json!({"jti": "a", "sid": "b"}),
+        serde_json::json!({"sub": "carol", "before": future}),
+        serde_json::json!({"jti": "a", "before": 1}),
+        serde_json::json!({"jti": ""}),
+        serde_json::json!({"jti": "a", "unknown": 1}),
+        serde_json::json!({"jti": 5}),
+    ] {
+        let (status, reply) = admin_revoke(&h, body.clone(), ADMIN).await;
+        // 400 for a request that names the wrong things, 422 for one that does not parse as a revocation.
+        assert!(matches!(status.as_u16(), 400 | 422), "{body} -> {status} {reply}");
+        assert_eq!(reply["error"], "invalid_request");
+    }
+    assert_eq!(admin_revoke(&h, serde_json::json!({"sub": "carol"}), "wrong").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(verify(&h, &late, "/").await.0, StatusCode::OK);
+    let log = h.state.store().revocations_after(0, 0, 1_000).await.unwrap();
+    assert_eq!(log.len(), before, "nothing was recorded");
+    let by_jti =
+        log.iter().find(|e| matches!(&e.revocation, tessera_store::Revocation::Token { jti: j, .. } if *j == jti));
+    let provenance = &by_jti.unwrap().provenance;
+    assert_eq!((provenance.actor.as_str(), provenance.reason.as_str()), ("admin", "leaked in a log"));
+}
+
+#[tokio::test]
+async fn rotating_a_client_secret_cuts_off_the_old_secret_and_its_tokens() {
+    let h = setup().await;
+    let token = service_token(&h, "billing").await;
+    h.clock.advance_ms(2_000);
+    let rotated = "a-new-secret-with-256-bits-of-entropy-0123456789";
+    let hash = tessera_server::client_secret_hash(rotated);
+    h.state.store().set_client_secret("billing", hash, h.clock.now_ms()).await.unwrap();
+    tessera_server::sync(&h.state).await.unwrap(); // what every node does each reload interval
+    let (status, _, _) = post(&h, "/oauth2/token", "grant_type=client_credentials", Some(("billing", SECRET))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the old secret is refused");
+    assert_eq!(verify(&h, &token, "/ledger/1").await.0, StatusCode::UNAUTHORIZED, "and its tokens are dead");
+    h.clock.advance_ms(1_000);
+    let (status, body, _) =
+        post(&h, "/oauth2/token", "grant_type=client_credentials", Some(("billing", rotated))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(verify(&h, body["access_token"].as_str().unwrap(), "/ledger/1").await.0, StatusCode::OK);
 }

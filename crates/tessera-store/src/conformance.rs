@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use serde_json::Map;
 
-use crate::{Client, NewFamily, RefreshOutcome, RefreshRules, Refusal, Revocation, Store, StoreError, User};
+use crate::{
+    Client, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation, Store, StoreError, User,
+};
 
 const RULES: RefreshRules = RefreshRules { grace_ms: 10_000, idle_timeout_ms: 86_400_000 };
 
@@ -31,6 +33,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     concurrent_presentations_have_one_winner(Arc::clone(&store)).await;
     logout_and_logout_everywhere(&*store).await;
     disabling_a_user_ends_their_sessions(&*store).await;
+    token_revocations_are_logged(&*store).await;
     store.ping().await.unwrap();
 }
 
@@ -66,13 +69,25 @@ async fn clients(store: &dyn Store) {
     store.create_client(client.clone()).await.unwrap();
     assert!(matches!(store.create_client(client.clone()).await, Err(StoreError::AlreadyExists(_))));
     assert_eq!(store.client("svc").await.unwrap(), Some(client));
-    store.set_client_secret("svc", vec![2; 32]).await.unwrap();
-    store.set_client_disabled("svc", true).await.unwrap();
+    let before = store.revocations_after(0, 0, 100).await.unwrap().len();
+    store.set_client_secret("svc", vec![2; 32], 7_000).await.unwrap();
+    store.set_client_disabled("svc", true, 8_000).await.unwrap();
     let changed = store.client("svc").await.unwrap().unwrap();
     assert_eq!((changed.secret_hash, changed.disabled), (vec![2; 32], true));
-    assert!(matches!(store.set_client_disabled("nope", true).await, Err(StoreError::NotFound(_))));
-    assert!(matches!(store.set_client_secret("nope", vec![]).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.set_client_disabled("nope", true, 9).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.set_client_secret("nope", vec![], 9).await, Err(StoreError::NotFound(_))));
     assert_eq!(store.clients().await.unwrap().len(), 1);
+    // Every change reaches verifiers through the log: the creation, the rotation and the disabling.
+    let log = store.revocations_after(0, 0, 100).await.unwrap();
+    let client_entries: Vec<_> = log
+        .iter()
+        .filter_map(|e| match &e.revocation {
+            Revocation::Client { client_id, not_before } => Some((client_id.as_str(), *not_before)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(client_entries, [("svc", 0), ("svc", 7_000), ("svc", 8_000)]);
+    assert_eq!(log.len(), before + 2);
 }
 
 async fn rotation(store: &dyn Store) {
@@ -133,13 +148,17 @@ async fn logout_and_logout_everywhere(store: &dyn Store) {
     store.create_family(family("d1", "dora", 1_000)).await.unwrap();
     store.create_family(family("d2", "dora", 2_000)).await.unwrap();
     assert_eq!(store.live_families("dora", 3_000, RULES).await.unwrap().len(), 2);
-    assert!(store.revoke_family("d1", "logout", 3_000).await.unwrap());
-    assert!(!store.revoke_family("d1", "logout", 3_001).await.unwrap(), "revocation is sticky and idempotent");
+    let logout = || Provenance::new("user:dora", "logout");
+    let d1 = || Revocation::Session { sid: "d1".into() };
+    assert!(store.revoke(d1(), logout(), 3_000).await.unwrap());
+    assert!(!store.revoke(d1(), logout(), 3_001).await.unwrap(), "revocation is sticky and idempotent");
     let live = store.live_families("dora", 3_000, RULES).await.unwrap();
     assert_eq!(live.iter().map(|f| f.session.sid.as_str()).collect::<Vec<_>>(), ["d2"]);
 
-    store.revoke_subject("dora", 4_000).await.unwrap();
-    store.revoke_subject("dora", 3_500).await.unwrap(); // late and older: must not move the instant back
+    let everywhere = |at| Revocation::Subject { sub: "dora".into(), not_before: at };
+    assert!(store.revoke(everywhere(4_000), logout(), 4_000).await.unwrap());
+    // Late and older: must not move the instant back.
+    assert!(!store.revoke(everywhere(3_500), logout(), 4_100).await.unwrap());
     assert_eq!(store.subject("dora").await.unwrap().not_before, Some(4_000));
     assert_eq!(
         store.refresh("d2", 0, 4_500, RULES).await.unwrap(),
@@ -152,8 +171,21 @@ async fn logout_and_logout_everywhere(store: &dyn Store) {
     let log = store.revocations_after(0, 0, 100).await.unwrap();
     assert!(log.windows(2).all(|w| w[0].id < w[1].id), "the log is ordered");
     assert!(log.iter().any(|e| e.revocation == Revocation::Subject { sub: "dora".into(), not_before: 4_000 }));
+    let session_entry = log.iter().find(|e| e.revocation == d1()).unwrap();
+    assert_eq!((session_entry.at, &session_entry.provenance), (3_000, &logout()), "who, when and why are kept");
+    assert_eq!(log.iter().filter(|e| e.revocation == d1()).count(), 1, "a no-op revocation is not logged");
     let after = log.last().unwrap().id;
     assert!(store.revocations_after(after, 0, 100).await.unwrap().is_empty());
+    assert!(store.revocations_after(0, 3_001, 100).await.unwrap().iter().all(|e| e.at >= 3_001), "since filters");
+}
+
+async fn token_revocations_are_logged(store: &dyn Store) {
+    let token = Revocation::Token { jti: "j-1".into(), expires_at: 90_000 };
+    let by = Provenance::new("admin", "leaked in a log file");
+    assert!(store.revoke(token.clone(), by.clone(), 60_000).await.unwrap());
+    let log = store.revocations_after(0, 60_000, 100).await.unwrap();
+    let entry = log.iter().find(|e| e.revocation == token).unwrap();
+    assert_eq!((entry.at, &entry.provenance), (60_000, &by));
 }
 
 async fn disabling_a_user_ends_their_sessions(store: &dyn Store) {

@@ -15,7 +15,7 @@ pub mod conformance;
 
 pub use error::StoreError;
 pub use model::{
-    decide, Client, Decision, Family, Millis, NewFamily, RefreshOutcome, RefreshRules, Refusal, Revocation,
+    decide, Client, Decision, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation,
     RevocationEntry, SecurityEvent, SubjectState, User,
 };
 pub use sqlite::SqliteStore;
@@ -74,17 +74,18 @@ pub trait Store: Send + Sync + 'static {
     /// Backend failures.
     async fn clients(&self) -> Result<Vec<Client>, StoreError>;
 
-    /// Disables or re-enables a client.
+    /// Disables or re-enables a client, and logs a [`Revocation::Client`] so verifiers reload it (disabling at
+    /// `now` also ends its outstanding tokens). Adding a client logs one too.
     ///
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown client.
-    async fn set_client_disabled(&self, client_id: &str, disabled: bool) -> Result<(), StoreError>;
+    async fn set_client_disabled(&self, client_id: &str, disabled: bool, now: Millis) -> Result<(), StoreError>;
 
-    /// Replaces a client's secret hash.
+    /// Replaces a client's secret hash, ending the tokens issued to it up to `now` (a leaked secret's tokens).
     ///
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown client.
-    async fn set_client_secret(&self, client_id: &str, secret_hash: Vec<u8>) -> Result<(), StoreError>;
+    async fn set_client_secret(&self, client_id: &str, secret_hash: Vec<u8>, now: Millis) -> Result<(), StoreError>;
 
     /// Starts a session at generation 0.
     ///
@@ -111,17 +112,13 @@ pub trait Store: Send + Sync + 'static {
         rules: RefreshRules,
     ) -> Result<RefreshOutcome, StoreError>;
 
-    /// Revokes one session (sticky) and logs the revocation for verifiers. Returns whether it was live.
+    /// Applies a revocation and logs it, with who and why, for verifiers and for audit. Sessions are marked
+    /// revoked (sticky), subject instants only move forward, token and client entries are added. Returns whether
+    /// it changed anything (a session that was live, an instant that moved); nothing is logged when it did not.
     ///
     /// # Errors
     /// Backend failures.
-    async fn revoke_family(&self, sid: &str, reason: &str, now: Millis) -> Result<bool, StoreError>;
-
-    /// Ends everything the subject was issued at or before `now`, in O(1): sessions and access tokens alike.
-    ///
-    /// # Errors
-    /// Backend failures.
-    async fn revoke_subject(&self, sub: &str, now: Millis) -> Result<(), StoreError>;
+    async fn revoke(&self, revocation: Revocation, provenance: Provenance, now: Millis) -> Result<bool, StoreError>;
 
     /// The subject's usable sessions at `now`, newest first.
     ///

@@ -207,6 +207,39 @@ pub enum Revocation {
         /// The instant.
         not_before: Millis,
     },
+    /// One access token, by `jti`, and every token derived from it by token exchange (which carries it as
+    /// `orig_jti`). Verifiers may forget it once the token has expired.
+    Token {
+        /// The `jti`.
+        jti: String,
+        /// When the token expires (or a later instant): after it, the entry matches nothing.
+        expires_at: Millis,
+    },
+    /// The client changed (added, disabled, re-enabled, secret rotated): verifiers reload it, and every token
+    /// issued to it at or before the instant is dead — a leaked secret is rotated to cut its tokens off too.
+    Client {
+        /// The `client_id`.
+        client_id: String,
+        /// The instant.
+        not_before: Millis,
+    },
+}
+
+/// Who revoked, and why: kept with every revocation for audit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Provenance {
+    /// Who: `admin`, `cli`, `user:<sub>`, `client:<client_id>`, `tessera` for the server's own decisions.
+    pub actor: String,
+    /// Why, in a few words (`logout`, `refresh_token_reuse`, an operator's note).
+    pub reason: String,
+}
+
+impl Provenance {
+    /// A provenance from its two parts.
+    #[must_use]
+    pub fn new(actor: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { actor: actor.into(), reason: reason.into() }
+    }
 }
 
 /// A revocation with its position in the log.
@@ -218,6 +251,8 @@ pub struct RevocationEntry {
     pub at: Millis,
     /// What it revokes.
     pub revocation: Revocation,
+    /// Who and why.
+    pub provenance: Provenance,
 }
 
 /// A security event kept for audit (reuse detection, ...).

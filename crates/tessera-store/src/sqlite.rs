@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension as _, Row};
 use serde_json::{Map, Value};
 
 use crate::model::{
-    decide, Client, Decision, Family, Millis, NewFamily, RefreshOutcome, RefreshRules, Refusal, Revocation,
+    decide, Client, Decision, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation,
 };
 use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
 
@@ -71,6 +71,23 @@ const MIGRATIONS: &[&str] = &[
         disabled    INTEGER NOT NULL DEFAULT 0,
         created_at  INTEGER NOT NULL
     ) STRICT;
+",
+    // Revocations by token (`jti`) and by client, and who revoked and why, kept for audit.
+    r"
+    CREATE TABLE revocation_log_v3 (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at      INTEGER NOT NULL,
+        kind    TEXT NOT NULL CHECK (kind IN ('session', 'subject', 'token', 'client')),
+        value   TEXT NOT NULL,
+        instant INTEGER,
+        actor   TEXT NOT NULL,
+        reason  TEXT NOT NULL
+    ) STRICT;
+    INSERT INTO revocation_log_v3 (id, at, kind, value, instant, actor, reason)
+        SELECT id, at, kind, value, not_before, 'tessera', '' FROM revocation_log;
+    DROP TABLE revocation_log;
+    ALTER TABLE revocation_log_v3 RENAME TO revocation_log;
+    CREATE INDEX revocation_log_by_time ON revocation_log (at);
 ",
 ];
 
@@ -318,36 +335,87 @@ fn update_one(
     Ok(())
 }
 
-fn log_revocation(conn: &Connection, now: Millis, revocation: &Revocation) -> Result<(), StoreError> {
-    let (kind, value, not_before) = match revocation {
+fn log_revocation(
+    conn: &Connection,
+    now: Millis,
+    revocation: &Revocation,
+    provenance: &Provenance,
+) -> Result<(), StoreError> {
+    let (kind, value, instant) = match revocation {
         Revocation::Session { sid } => ("session", sid.as_str(), None),
         Revocation::Subject { sub, not_before } => ("subject", sub.as_str(), Some(*not_before)),
+        Revocation::Token { jti, expires_at } => ("token", jti.as_str(), Some(*expires_at)),
+        Revocation::Client { client_id, not_before } => ("client", client_id.as_str(), Some(*not_before)),
     };
-    conn.prepare_cached("INSERT INTO revocation_log (at, kind, value, not_before) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![now, kind, value, not_before])?;
+    conn.prepare_cached(
+        "INSERT INTO revocation_log (at, kind, value, instant, actor, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![now, kind, value, instant, provenance.actor, provenance.reason])?;
     Ok(())
 }
 
-fn revoke_family_in(conn: &Connection, sid: &str, reason: &str, now: Millis) -> Result<bool, StoreError> {
-    let changed = conn
-        .prepare_cached(
-            "UPDATE families SET revoked_at = ?2, revoked_reason = ?3 WHERE sid = ?1 AND revoked_at IS NULL",
-        )?
-        .execute(params![sid, now, reason])?;
-    if changed > 0 {
-        log_revocation(conn, now, &Revocation::Session { sid: sid.to_owned() })?;
-    }
-    Ok(changed > 0)
+fn revocation_from_row(row: &Row<'_>) -> rusqlite::Result<RevocationEntry> {
+    let kind: String = row.get(2)?;
+    let value: String = row.get(3)?;
+    let instant = row.get::<_, Option<Millis>>(4)?.unwrap_or(0);
+    let revocation = match kind.as_str() {
+        "session" => Revocation::Session { sid: value },
+        "subject" => Revocation::Subject { sub: value, not_before: instant },
+        "token" => Revocation::Token { jti: value, expires_at: instant },
+        _ => Revocation::Client { client_id: value, not_before: instant },
+    };
+    Ok(RevocationEntry {
+        id: row.get(0)?,
+        at: row.get(1)?,
+        revocation,
+        provenance: Provenance { actor: row.get(5)?, reason: row.get(6)? },
+    })
 }
 
-fn revoke_subject_in(conn: &Connection, sub: &str, now: Millis) -> Result<(), StoreError> {
-    // Instants only move forward: an older instant arriving late never un-revokes anything.
-    conn.prepare_cached(
-        "INSERT INTO subjects (sub, not_before) VALUES (?1, ?2)
-         ON CONFLICT (sub) DO UPDATE SET not_before = max(not_before, excluded.not_before)",
-    )?
-    .execute(params![sub, now])?;
-    log_revocation(conn, now, &Revocation::Subject { sub: sub.to_owned(), not_before: now })
+/// Applies a revocation and logs it, in the caller's transaction. Whether it changed anything: a session that
+/// was live, a subject instant that moved forward, a token or client entry (always new).
+fn revoke_in(
+    conn: &Connection,
+    revocation: &Revocation,
+    provenance: &Provenance,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let changed = match revocation {
+        Revocation::Session { sid } => {
+            conn.prepare_cached(
+                "UPDATE families SET revoked_at = ?2, revoked_reason = ?3 WHERE sid = ?1 AND revoked_at IS NULL",
+            )?
+            .execute(params![sid, now, provenance.reason])?
+                > 0
+        }
+        // Instants only move forward: an older instant arriving late never un-revokes anything.
+        Revocation::Subject { sub, not_before } => {
+            conn.prepare_cached(
+                "INSERT INTO subjects (sub, not_before) VALUES (?1, ?2)
+                 ON CONFLICT (sub) DO UPDATE SET not_before = excluded.not_before
+                 WHERE excluded.not_before > not_before",
+            )?
+            .execute(params![sub, not_before])?
+                > 0
+        }
+        Revocation::Token { .. } | Revocation::Client { .. } => true,
+    };
+    if changed {
+        log_revocation(conn, now, revocation, provenance)?;
+    }
+    Ok(changed)
+}
+
+/// Logs a client change at `now` (see [`Revocation::Client`]), ending its tokens issued up to `not_before`.
+fn client_changed(
+    conn: &Connection,
+    client_id: &str,
+    now: Millis,
+    not_before: Millis,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let revocation = Revocation::Client { client_id: client_id.to_owned(), not_before };
+    revoke_in(conn, &revocation, &Provenance::new("tessera", reason), now).map(drop)
 }
 
 #[async_trait::async_trait]
@@ -397,7 +465,8 @@ impl Store for SqliteStore {
                 || format!("user {username:?}"),
             )?;
             if disabled {
-                revoke_subject_in(conn, &username, now)?;
+                let revocation = Revocation::Subject { sub: username.clone(), not_before: now };
+                revoke_in(conn, &revocation, &Provenance::new("tessera", "user_disabled"), now)?;
             }
             Ok(())
         })
@@ -435,7 +504,8 @@ impl Store for SqliteStore {
             if inserted == 0 {
                 return Err(StoreError::AlreadyExists(format!("client {:?}", client.client_id)));
             }
-            Ok(())
+            // Instant 0: a new client has no tokens to cut off; verifiers only learn that it exists.
+            client_changed(conn, &client.client_id, client.created_at, 0, "client_added")
         })
         .await
     }
@@ -459,7 +529,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_client_disabled(&self, client_id: &str, disabled: bool) -> Result<(), StoreError> {
+    async fn set_client_disabled(&self, client_id: &str, disabled: bool, now: Millis) -> Result<(), StoreError> {
         let client_id = client_id.to_owned();
         self.write(move |conn| {
             update_one(
@@ -467,12 +537,15 @@ impl Store for SqliteStore {
                 "UPDATE clients SET disabled = ?2 WHERE client_id = ?1",
                 params![client_id, disabled],
                 || format!("client {client_id:?}"),
-            )
+            )?;
+            // Re-enabling revives nothing: the tokens from before the disabling stay dead.
+            let (instant, reason) = if disabled { (now, "client_disabled") } else { (0, "client_enabled") };
+            client_changed(conn, &client_id, now, instant, reason)
         })
         .await
     }
 
-    async fn set_client_secret(&self, client_id: &str, secret_hash: Vec<u8>) -> Result<(), StoreError> {
+    async fn set_client_secret(&self, client_id: &str, secret_hash: Vec<u8>, now: Millis) -> Result<(), StoreError> {
         let client_id = client_id.to_owned();
         self.write(move |conn| {
             update_one(
@@ -480,7 +553,8 @@ impl Store for SqliteStore {
                 "UPDATE clients SET secret_hash = ?2 WHERE client_id = ?1",
                 params![client_id, secret_hash],
                 || format!("client {client_id:?}"),
-            )
+            )?;
+            client_changed(conn, &client_id, now, now, "client_secret_rotated")
         })
         .await
     }
@@ -555,7 +629,8 @@ impl Store for SqliteStore {
                 }
                 Decision::Replay => Ok(RefreshOutcome::Replayed(family)),
                 Decision::Theft => {
-                    revoke_family_in(conn, &sid, "reuse_detected", now)?;
+                    let provenance = Provenance::new("tessera", "reuse_detected");
+                    revoke_in(conn, &Revocation::Session { sid: sid.clone() }, &provenance, now)?;
                     conn.prepare_cached("INSERT INTO security_events (at, kind, sub, sid, detail) VALUES (?1, ?2, ?3, ?4, ?5)")?
                         .execute(params![
                             now,
@@ -574,14 +649,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn revoke_family(&self, sid: &str, reason: &str, now: Millis) -> Result<bool, StoreError> {
-        let (sid, reason) = (sid.to_owned(), reason.to_owned());
-        self.write(move |conn| revoke_family_in(conn, &sid, &reason, now)).await
-    }
-
-    async fn revoke_subject(&self, sub: &str, now: Millis) -> Result<(), StoreError> {
-        let sub = sub.to_owned();
-        self.write(move |conn| revoke_subject_in(conn, &sub, now)).await
+    async fn revoke(&self, revocation: Revocation, provenance: Provenance, now: Millis) -> Result<bool, StoreError> {
+        self.write(move |conn| revoke_in(conn, &revocation, &provenance, now)).await
     }
 
     async fn live_families(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Family>, StoreError> {
@@ -614,18 +683,11 @@ impl Store for SqliteStore {
     ) -> Result<Vec<RevocationEntry>, StoreError> {
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT id, at, kind, value, not_before FROM revocation_log WHERE id > ?1 AND at >= ?2 ORDER BY id LIMIT ?3",
+                "SELECT id, at, kind, value, instant, actor, reason FROM revocation_log
+                 WHERE id > ?1 AND at >= ?2 ORDER BY id LIMIT ?3",
             )?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = statement.query_map(params![after_id, since, limit], |row| {
-                let kind: String = row.get(2)?;
-                let value: String = row.get(3)?;
-                let revocation = match kind.as_str() {
-                    "session" => Revocation::Session { sid: value },
-                    _ => Revocation::Subject { sub: value, not_before: row.get::<_, Option<Millis>>(4)?.unwrap_or(0) },
-                };
-                Ok(RevocationEntry { id: row.get(0)?, at: row.get(1)?, revocation })
-            })?;
+            let rows = statement.query_map(params![after_id, since, limit], revocation_from_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
@@ -652,5 +714,44 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)] // a panic here is a failed test
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_revocation_log_survives_the_migration_that_adds_token_and_client_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tessera.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..2] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute_batch(
+                "INSERT INTO revocation_log (at, kind, value, not_before) VALUES (10, 'session', 's1', NULL);
+                 INSERT INTO revocation_log (at, kind, value, not_before) VALUES (20, 'subject', 'u1', 20);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let log = store.revocations_after(0, 0, 10).await.unwrap();
+        let kept: Vec<_> = log.iter().map(|e| (e.id, e.at, e.revocation.clone())).collect();
+        assert_eq!(
+            kept,
+            [
+                (1, 10, Revocation::Session { sid: "s1".into() }),
+                (2, 20, Revocation::Subject { sub: "u1".into(), not_before: 20 })
+            ]
+        );
+        let token = Revocation::Token { jti: "j".into(), expires_at: 99 };
+        store.revoke(token.clone(), Provenance::new("cli", "test"), 30).await.unwrap();
+        let next = store.revocations_after(2, 0, 10).await.unwrap();
+        assert_eq!((next[0].id, &next[0].revocation), (3, &token), "positions continue after the migrated ones");
     }
 }

@@ -38,6 +38,26 @@ pub(crate) enum Command {
     /// Manage signing keys: generate, import, list, rotate, publish.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Revoke a token (by jti), a session (by sid) or everything a subject was issued (by sub), on the store
+    /// directly: a running server applies it within its reload interval. Who and why are kept for audit.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["jti", "sid", "sub"])))]
+    Revoke {
+        /// An access token's `jti` (tokens derived from it by exchange die with it).
+        #[arg(long, value_name = "JTI")]
+        jti: Option<String>,
+        /// A session id (`sid`): its refresh tokens and every access token carrying it.
+        #[arg(long, value_name = "SID")]
+        sid: Option<String>,
+        /// A subject (`sub`): every session and token issued to it until now (or --before).
+        #[arg(long, value_name = "SUB")]
+        sub: Option<String>,
+        /// With --sub: revoke what was issued up to this instant (Unix seconds), not later.
+        #[arg(long, value_name = "UNIX_SECONDS", requires = "sub")]
+        before: Option<i64>,
+        /// Why, kept with the revocation.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// Issue, verify and inspect tokens.
     #[command(subcommand)]
     Token(TokenCommand),

@@ -37,7 +37,7 @@ async fn run_async(config: &Config, command: ClientCommand) -> anyhow::Result<Ex
                 audiences,
                 grants: grant,
                 disabled: false,
-                created_at: tessera_server::clock::Clock::now_ms(&tessera_server::clock::SystemClock),
+                created_at: crate::now_ms(),
             };
             match store.create_client(client).await {
                 Err(StoreError::AlreadyExists(_)) => bail!("client {id:?} already exists"),
@@ -75,7 +75,7 @@ async fn run_async(config: &Config, command: ClientCommand) -> anyhow::Result<Ex
             }
         }
         ClientCommand::Disable { id } => {
-            match store.set_client_disabled(&id, true).await {
+            match store.set_client_disabled(&id, true, crate::now_ms()).await {
                 Err(StoreError::NotFound(_)) => bail!("no client {id:?}"),
                 other => other?,
             }
@@ -84,7 +84,7 @@ async fn run_async(config: &Config, command: ClientCommand) -> anyhow::Result<Ex
         ClientCommand::RotateSecret { id, output } => {
             let secret = tessera_server::secrets::random_b64::<32>()
                 .map_err(|_| anyhow::anyhow!("the OS random number generator failed"))?;
-            match store.set_client_secret(&id, tessera_server::client_secret_hash(&secret)).await {
+            match store.set_client_secret(&id, tessera_server::client_secret_hash(&secret), crate::now_ms()).await {
                 Err(StoreError::NotFound(_)) => bail!("no client {id:?}"),
                 other => other?,
             }

@@ -397,6 +397,15 @@ impl Config {
 
     /// The key rotation policy these settings describe.
     #[must_use]
+    /// How long revocations matter: the longest lifetime of the tokens the server issues, plus leeway.
+    pub(crate) fn retention(&self) -> tessera_revocation::Retention {
+        let t = &self.tokens;
+        tessera_revocation::Retention {
+            max_token_lifetime_ms: secs(t.access_ttl.max(t.service_ttl)).saturating_mul(1000),
+            leeway_ms: secs(t.leeway).saturating_mul(1000),
+        }
+    }
+
     pub(crate) fn rotation_policy(&self) -> RotationPolicy {
         RotationPolicy {
             algorithm: self.keys.algorithm,

@@ -9,6 +9,7 @@ mod fetch;
 mod keys;
 mod output;
 mod probe;
+mod revoke;
 mod serve;
 mod token;
 mod user;
@@ -48,8 +49,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Client(command) => client::run(&config, command),
         Command::Keys(command) => keys::run(&config, command),
         Command::Token(command) => token::run(&config, command),
+        Command::Revoke { jti, sid, sub, before, reason } => revoke::run(&config, jti, sid, sub, before, reason),
         Command::Completions { .. } => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Milliseconds since the epoch, from the system clock.
+pub(crate) fn now_ms() -> i64 {
+    tessera_server::clock::Clock::now_ms(&tessera_server::clock::SystemClock)
 }
 
 /// Seconds since the epoch, from the system clock.

@@ -21,7 +21,7 @@ pub(crate) fn run(config: &Config, command: UserCommand) -> anyhow::Result<ExitC
 
 async fn run_async(config: &Config, command: UserCommand) -> anyhow::Result<ExitCode> {
     let store = crate::serve::open_store(config)?;
-    let now = now_ms();
+    let now = crate::now_ms();
     match command {
         UserCommand::Add { name, roles, password_stdin } => {
             validate_name(&name)?;
@@ -113,8 +113,4 @@ fn read_password(from_stdin: bool, confirm: bool) -> anyhow::Result<String> {
         bail!("the password must be {MIN_PASSWORD} to 1024 characters");
     }
     Ok(password)
-}
-
-fn now_ms() -> i64 {
-    tessera_server::clock::Clock::now_ms(&tessera_server::clock::SystemClock)
 }

@@ -1,5 +1,6 @@
-//! `/admin/v1/*`: for applications that authenticate users themselves. Authenticated by the admin credential
-//! (a bearer token, compared in constant time); disabled unless one is configured.
+//! `/admin/v1/*`: for applications that authenticate users themselves (mint a session) and for operators
+//! (revoke). Authenticated by the admin credential (a bearer token, compared in constant time); disabled unless
+//! one is configured.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -18,7 +19,7 @@ use crate::state::AppState;
 const RESERVED: [&str; 11] = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "sid", "roles"];
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/admin/v1/sessions", post(create_session))
+    Router::new().route("/admin/v1/sessions", post(create_session)).route("/admin/v1/revocations", post(revoke))
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -87,4 +88,36 @@ async fn create_session(
         })),
     )
         .into_response())
+}
+
+/// `POST /admin/v1/revocations`: exactly one of `jti`, `sid`, `sub`; with `sub`, optionally `before` (Unix
+/// seconds, not in the future): everything the subject was issued up to that instant.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewRevocation {
+    jti: Option<String>,
+    sid: Option<String>,
+    sub: Option<String>,
+    before: Option<i64>,
+    reason: Option<String>,
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<NewRevocation>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let now = state.clock().now_ms();
+    let retention = state.revocations().retention();
+    let revocation =
+        tessera_revocation::operator_request(request.jti, request.sid, request.sub, request.before, now, retention)
+            .map_err(|err| ApiError::bad_request(err.to_string()))?;
+    let reason = request.reason.unwrap_or_default();
+    if reason.len() > tessera_revocation::MAX_ID_LEN {
+        return Err(ApiError::bad_request("the reason is too long"));
+    }
+    let changed = state.revoke(revocation.clone(), tessera_store::Provenance::new("admin", reason)).await?;
+    metrics::counter!("tessera_revocations_total", "via" => "admin").increment(1);
+    Ok(Json(serde_json::json!({ "revoked": revocation, "changed": changed })).into_response())
 }

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use tessera_store::Revocation;
+use tessera_store::{Provenance, Revocation};
 
 use super::{cleared_cookie, cookie_token, origin_allowed, CSRF_HEADER};
 use crate::error::ApiError;
@@ -29,7 +29,8 @@ pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) ->
         }
         claim.sid
     };
-    revoke(&state, &sid, "logout").await?;
+    let by = Provenance::new("user", "logout");
+    state.revoke(Revocation::Session { sid }, by).await?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cleared_cookie())]).into_response())
 }
 
@@ -37,9 +38,8 @@ pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) ->
 pub(crate) async fn logout_all(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let claims = authenticate(&state, &headers)?;
     let sub = claims.sub.unwrap_or_default();
-    let now = state.clock().now_ms();
-    state.store().revoke_subject(&sub, now).await?;
-    state.revocations().apply_local(Revocation::Subject { sub, not_before: now });
+    let not_before = state.clock().now_ms();
+    state.revoke(Revocation::Subject { sub, not_before }, Provenance::new("user", "logout_everywhere")).await?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cleared_cookie())]).into_response())
 }
 
@@ -76,15 +76,9 @@ pub(crate) async fn end(
     // Someone else's session is answered exactly like a missing one.
     match family {
         Some(family) if Some(&family.session.sub) == claims.sub.as_ref() => {
-            revoke(&state, &id, "user_ended_session").await?;
+            state.revoke(Revocation::Session { sid: id }, Provenance::new("user", "user_ended_session")).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such session")),
     }
-}
-
-async fn revoke(state: &AppState, sid: &str, reason: &str) -> Result<(), ApiError> {
-    state.store().revoke_family(sid, reason, state.clock().now_ms()).await?;
-    state.revocations().apply_local(Revocation::Session { sid: sid.to_owned() });
-    Ok(())
 }

@@ -5,6 +5,8 @@
 
 use axum::http::{header, HeaderMap, StatusCode};
 use base64::Engine as _;
+use std::sync::Arc;
+
 use tessera_store::Client;
 
 use crate::error::ApiError;
@@ -33,7 +35,7 @@ pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     form: &[(String, String)],
-) -> Result<Client, ApiError> {
+) -> Result<Arc<Client>, ApiError> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -56,10 +58,10 @@ pub(crate) async fn authenticate(
         (None, Some(secret)) => (posted_id.ok_or_else(invalid_client)?, secret),
         (None, None) => return Err(invalid_client()),
     };
-    let client = state.store().client(&client_id).await?;
+    let client = state.0.clients.get(&client_id);
     let presented = secret_hash(&secret);
-    let expected = client.as_ref().map_or_else(|| vec![0u8; 32], |c| c.secret_hash.clone());
-    let matches = aws_lc_rs::constant_time::verify_slices_are_equal(&presented, &expected).is_ok();
+    let expected = client.as_ref().map_or(&[0u8; 32][..], |c| c.secret_hash.as_slice());
+    let matches = aws_lc_rs::constant_time::verify_slices_are_equal(&presented, expected).is_ok();
     match client {
         Some(client) if matches && !client.disabled => Ok(client),
         _ => {

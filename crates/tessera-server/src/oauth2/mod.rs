@@ -1,6 +1,7 @@
 //! `/oauth2/*`: the OAuth 2.0 endpoints, with errors in the RFC 6749 §5.2 shape.
 
 pub(crate) mod client_auth;
+mod revoke;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,7 +16,10 @@ use crate::session::{self, RefreshFailure};
 use crate::state::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/oauth2/token", post(token)).route("/oauth2/introspect", post(introspect))
+    Router::new()
+        .route("/oauth2/token", post(token))
+        .route("/oauth2/introspect", post(introspect))
+        .route("/oauth2/revoke", post(revoke::revoke))
 }
 
 /// Why a token request failed, as RFC 6749 §5.2 names it.
@@ -149,7 +153,7 @@ async fn client_for_grant(
     headers: &HeaderMap,
     pairs: &[(String, String)],
     grant: &str,
-) -> Result<tessera_store::Client, ApiError> {
+) -> Result<std::sync::Arc<tessera_store::Client>, ApiError> {
     let client = client_auth::authenticate(state, headers, pairs).await?;
     if client.grants.iter().any(|g| g == grant) {
         Ok(client)
@@ -195,7 +199,7 @@ async fn client_credentials(
         return Err(TokenError::InvalidTarget("the audience is not allowed for this client").into());
     }
     let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
-    let now = state.clock().now_secs();
+    let now = state.issue_time(Some(&client.client_id), Some(&client.client_id)).await;
     let claims = tessera_jose::Claims {
         iss: Some(state.settings().issuer.clone()),
         sub: Some(client.client_id.clone()),
@@ -209,9 +213,7 @@ async fn client_credentials(
         scope: scope.clone(),
         ..tessera_jose::Claims::default()
     };
-    let token = tessera_jose::encode_jwt(&state.keys().signing_key(), Some(tessera_jose::ACCESS_TOKEN_TYP), &claims)
-        .map_err(|err| ApiError::internal(format!("signing failed: {err}")))?;
-    metrics::counter!("tessera_tokens_issued_total", "type" => "service").increment(1);
+    let token = state.sign_access_token(&claims, "service")?;
     let mut body = serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": state.settings().service_ttl_secs});
     if let (Some(scope), Some(fields)) = (scope, body.as_object_mut()) {
         fields.insert("scope".into(), scope.into());
@@ -294,7 +296,7 @@ async fn token_exchange(
         }
         None => allowed,
     };
-    let now = state.clock().now_secs();
+    let now = state.issue_time(subject.sub.as_deref(), Some(&client.client_id)).await;
     let exp = subject.exp.unwrap_or(now).min(now.saturating_add(EXCHANGE_TTL_SECS));
     let mut act = serde_json::json!({"sub": client.client_id});
     if let (Some(actor), Some(fields)) = (&actor, act.as_object_mut()) {
@@ -325,9 +327,7 @@ async fn token_exchange(
         nbf: None,
         extra,
     };
-    let token = tessera_jose::encode_jwt(&state.keys().signing_key(), Some(tessera_jose::ACCESS_TOKEN_TYP), &claims)
-        .map_err(|err| ApiError::internal(format!("signing failed: {err}")))?;
-    metrics::counter!("tessera_tokens_issued_total", "type" => "exchanged").increment(1);
+    let token = state.sign_access_token(&claims, "exchanged")?;
     let mut body = serde_json::json!({
         "access_token": token, "issued_token_type": ACCESS_TOKEN_TYPE, "token_type": "Bearer", "expires_in": (exp - now).max(0),
     });

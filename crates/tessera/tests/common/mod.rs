@@ -84,3 +84,13 @@ pub fn http(
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).ok_or(std::io::ErrorKind::InvalidData)?;
     Ok((status, body))
 }
+
+/// Waits until `condition` holds, for changes a running server picks up from the store within its reload
+/// interval (250 ms by default); panics naming `what` after 10 s.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "not within 10 s: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+}

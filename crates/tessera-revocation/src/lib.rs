@@ -1,0 +1,421 @@
+//! # tessera-revocation
+//!
+//! The revocation index every Tessera verifier consults in process — no network on the hot path. It holds the
+//! revoked token ids (`jti`), the revoked sessions (`sid`), and per-subject and per-client "not before" instants,
+//! fed from the store's revocation log.
+//!
+//! - **Conflict-free merging.** A revoked token or session stays revoked and instants only move forward, so the
+//!   order in which a node sees updates, and how often, never matters.
+//! - **Bounded memory.** An entry is dropped once no token it could match can still be valid: a token entry after
+//!   its token's expiry, the others after the longest token lifetime (plus leeway). Memory grows with the
+//!   revocations made per token lifetime, not with the number of users.
+//! - **Staleness is visible.** The index records the last log position it applied and when it last synced, so a
+//!   node can tell — and report — that it may be behind.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::RwLock;
+
+use tessera_store::{Millis, Revocation, RevocationEntry};
+
+/// How long entries matter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// The longest lifetime of any token this index guards (access tokens, service tokens), in milliseconds.
+    pub max_token_lifetime_ms: Millis,
+    /// The clock leeway verifiers allow on `exp`, in milliseconds.
+    pub leeway_ms: Millis,
+}
+
+impl Retention {
+    /// How far back in the log an entry can still matter at `now`.
+    #[must_use]
+    pub fn horizon(self, now: Millis) -> Millis {
+        now.saturating_sub(self.max_token_lifetime_ms.saturating_add(self.leeway_ms))
+    }
+}
+
+/// Why an operator's revocation request (admin API, `tessera revoke`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// None or several of `jti`, `sid`, `sub`.
+    #[error("name exactly one of jti, sid, sub")]
+    NotExactlyOne,
+    /// An empty or oversized identifier.
+    #[error("the identifier must be 1 to {MAX_ID_LEN} bytes")]
+    BadIdentifier,
+    /// `before` without `sub`.
+    #[error("an instant applies to a subject (sub) only")]
+    InstantWithoutSubject,
+    /// `before` in the future would lock the subject out of tokens not yet issued.
+    #[error("the instant is in the future")]
+    InstantInFuture,
+}
+
+/// Longest identifier accepted: anything longer was never issued here.
+pub const MAX_ID_LEN: usize = 512;
+
+/// The revocation an operator asked for: exactly one of a token id, a session id or a subject (with an optional
+/// instant in Unix seconds, not in the future; default `now`). A token id is kept until the longest token
+/// lifetime has passed, since its token's expiry is not known here.
+///
+/// # Errors
+/// See [`RequestError`].
+pub fn operator_request(
+    jti: Option<String>,
+    sid: Option<String>,
+    sub: Option<String>,
+    before_secs: Option<i64>,
+    now: Millis,
+    retention: Retention,
+) -> Result<Revocation, RequestError> {
+    let id_ok = |id: &String| !id.is_empty() && id.len() <= MAX_ID_LEN;
+    if [&jti, &sid, &sub].iter().any(|id| id.as_ref().is_some_and(|id| !id_ok(id))) {
+        return Err(RequestError::BadIdentifier);
+    }
+    match (jti, sid, sub, before_secs) {
+        (_, _, None, Some(_)) => Err(RequestError::InstantWithoutSubject),
+        (Some(jti), None, None, None) => {
+            let expires_at = now.saturating_add(retention.max_token_lifetime_ms).saturating_add(retention.leeway_ms);
+            Ok(Revocation::Token { jti, expires_at })
+        }
+        (None, Some(sid), None, None) => Ok(Revocation::Session { sid }),
+        (None, None, Some(sub), before) => {
+            let not_before = before.map_or(now, |secs| secs.saturating_mul(1000));
+            if not_before > now {
+                return Err(RequestError::InstantInFuture);
+            }
+            Ok(Revocation::Subject { sub, not_before })
+        }
+        _ => Err(RequestError::NotExactlyOne),
+    }
+}
+
+/// What the index looks at in a verified token.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenRef<'a> {
+    /// `jti`.
+    pub jti: Option<&'a str>,
+    /// `orig_jti`: the token a token-exchange result was derived from.
+    pub orig_jti: Option<&'a str>,
+    /// `sid`.
+    pub sid: Option<&'a str>,
+    /// `sub`.
+    pub sub: Option<&'a str>,
+    /// `client_id`.
+    pub client_id: Option<&'a str>,
+    /// `iat`, in seconds.
+    pub iat_secs: i64,
+}
+
+/// The in-process index, with the log position applied so far.
+#[derive(Debug)]
+pub struct RevocationIndex {
+    retention: Retention,
+    entries: RwLock<Entries>,
+    applied_through: AtomicI64,
+    last_sync_ms: AtomicI64,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    /// `jti` → when the token expires.
+    tokens: HashMap<String, Millis>,
+    /// `sid` → when it was revoked.
+    sessions: HashMap<String, Millis>,
+    /// `sub` → tokens issued at or before this instant are dead.
+    subjects: HashMap<String, Millis>,
+    /// `client_id` → tokens issued at or before this instant are dead.
+    clients: HashMap<String, Millis>,
+}
+
+/// Keeps the later of the two instants under `key`.
+fn raise(map: &mut HashMap<String, Millis>, key: &str, instant: Millis) {
+    match map.get_mut(key) {
+        Some(current) => *current = (*current).max(instant),
+        None => {
+            map.insert(key.to_owned(), instant);
+        }
+    }
+}
+
+/// Whether a token issued at `iat_secs` is at or before `instant`. Tokens carry whole seconds, so a token from
+/// the same second as the instant counts as before it: the safe side.
+fn issued_by(iat_secs: i64, instant: Millis) -> bool {
+    iat_secs.saturating_mul(1000) <= instant
+}
+
+impl RevocationIndex {
+    /// An empty index.
+    #[must_use]
+    pub fn new(retention: Retention) -> Self {
+        Self {
+            retention,
+            entries: RwLock::default(),
+            applied_through: AtomicI64::new(0),
+            last_sync_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// How long entries matter.
+    #[must_use]
+    pub fn retention(&self) -> Retention {
+        self.retention
+    }
+
+    /// Applies log entries, in any order and any number of times. Entries that can no longer match a valid token
+    /// at `now` are skipped.
+    pub fn apply(&self, log: &[RevocationEntry], now: Millis) {
+        if log.is_empty() {
+            return;
+        }
+        let Ok(mut entries) = self.entries.write() else { return };
+        for entry in log {
+            entries.insert(&entry.revocation, entry.at, self.retention, now);
+            self.applied_through.fetch_max(entry.id, Ordering::SeqCst);
+        }
+    }
+
+    /// Applies one revocation this node recorded itself at `at`, before it answers, so its own next request
+    /// already sees it (the log brings it again later; applying twice changes nothing).
+    pub fn apply_local(&self, revocation: &Revocation, at: Millis) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.insert(revocation, at, self.retention, at);
+        }
+    }
+
+    /// Whether the token is revoked: by its `jti` or the one it was derived from, its session, its subject's or
+    /// its client's instant. A poisoned lock answers "revoked": the index fails closed.
+    #[must_use]
+    pub fn is_revoked(&self, token: &TokenRef<'_>) -> bool {
+        let Ok(entries) = self.entries.read() else { return true };
+        let lookup = |map: &HashMap<String, Millis>, key: Option<&str>| {
+            if map.is_empty() {
+                return None;
+            }
+            key.and_then(|key| map.get(key).copied())
+        };
+        lookup(&entries.tokens, token.jti).is_some()
+            || lookup(&entries.tokens, token.orig_jti).is_some()
+            || lookup(&entries.sessions, token.sid).is_some()
+            || lookup(&entries.subjects, token.sub).is_some_and(|instant| issued_by(token.iat_secs, instant))
+            || lookup(&entries.clients, token.client_id).is_some_and(|instant| issued_by(token.iat_secs, instant))
+    }
+
+    /// The latest "not before" instant of the subject or the client, if either has one: a token issued in that
+    /// instant's second would be born revoked.
+    #[must_use]
+    pub fn latest_instant(&self, sub: Option<&str>, client_id: Option<&str>) -> Option<Millis> {
+        let entries = self.entries.read().ok()?;
+        let of = |map: &HashMap<String, Millis>, key: Option<&str>| key.and_then(|key| map.get(key).copied());
+        of(&entries.subjects, sub).max(of(&entries.clients, client_id))
+    }
+
+    /// Drops every entry that can no longer match a valid token at `now`; returns how many.
+    pub fn prune(&self, now: Millis) -> usize {
+        let Ok(mut guard) = self.entries.write() else { return 0 };
+        let entries = &mut *guard;
+        let before = entries.len();
+        let horizon = self.retention.horizon(now);
+        let token_horizon = now.saturating_sub(self.retention.leeway_ms);
+        entries.tokens.retain(|_, expires_at| *expires_at >= token_horizon);
+        for map in [&mut entries.sessions, &mut entries.subjects, &mut entries.clients] {
+            map.retain(|_, instant| *instant >= horizon);
+        }
+        before - entries.len()
+    }
+
+    /// The last log position applied.
+    #[must_use]
+    pub fn applied_through(&self) -> i64 {
+        self.applied_through.load(Ordering::SeqCst)
+    }
+
+    /// Records a successful sync with the store at `now`.
+    pub fn mark_synced(&self, now: Millis) {
+        self.last_sync_ms.fetch_max(now, Ordering::SeqCst);
+    }
+
+    /// When the index last synced with the store.
+    #[must_use]
+    pub fn last_sync_ms(&self) -> Millis {
+        self.last_sync_ms.load(Ordering::SeqCst)
+    }
+
+    /// Entries held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.read().map_or(0, |entries| entries.len())
+    }
+
+    /// Whether nothing is revoked.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Entries {
+    fn len(&self) -> usize {
+        self.tokens.len() + self.sessions.len() + self.subjects.len() + self.clients.len()
+    }
+
+    fn insert(&mut self, revocation: &Revocation, at: Millis, retention: Retention, now: Millis) {
+        let horizon = retention.horizon(now);
+        match revocation {
+            Revocation::Token { jti, expires_at } => {
+                if *expires_at >= now.saturating_sub(retention.leeway_ms) {
+                    raise(&mut self.tokens, jti, *expires_at);
+                }
+            }
+            // A session's tokens were all issued before its revocation, so they are gone a lifetime after it.
+            Revocation::Session { sid } if at >= horizon => raise(&mut self.sessions, sid, at),
+            Revocation::Subject { sub, not_before } if *not_before >= horizon => {
+                raise(&mut self.subjects, sub, *not_before);
+            }
+            Revocation::Client { client_id, not_before } if *not_before >= horizon => {
+                raise(&mut self.clients, client_id, *not_before);
+            }
+            Revocation::Session { .. } | Revocation::Subject { .. } | Revocation::Client { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a panic here is a failed test
+
+    use proptest::prelude::*;
+    use tessera_store::Provenance;
+
+    use super::*;
+
+    const RETENTION: Retention = Retention { max_token_lifetime_ms: 900_000, leeway_ms: 60_000 };
+
+    fn entry(id: i64, at: Millis, revocation: Revocation) -> RevocationEntry {
+        RevocationEntry { id, at, revocation, provenance: Provenance::new("test", "") }
+    }
+
+    fn token<'a>(jti: &'a str, sid: &'a str, sub: &'a str, client_id: &'a str, iat_secs: i64) -> TokenRef<'a> {
+        TokenRef {
+            jti: Some(jti),
+            orig_jti: None,
+            sid: Some(sid),
+            sub: Some(sub),
+            client_id: Some(client_id),
+            iat_secs,
+        }
+    }
+
+    #[test]
+    fn operator_requests_name_exactly_one_target() {
+        let ask = |jti: Option<&str>, sid: Option<&str>, sub: Option<&str>, before: Option<i64>| {
+            let owned = |v: Option<&str>| v.map(str::to_owned);
+            operator_request(owned(jti), owned(sid), owned(sub), before, 100_000, RETENTION)
+        };
+        assert_eq!(ask(Some("j"), None, None, None), Ok(Revocation::Token { jti: "j".into(), expires_at: 1_060_000 }));
+        assert_eq!(ask(None, Some("s"), None, None), Ok(Revocation::Session { sid: "s".into() }));
+        assert_eq!(ask(None, None, Some("u"), None), Ok(Revocation::Subject { sub: "u".into(), not_before: 100_000 }));
+        assert_eq!(
+            ask(None, None, Some("u"), Some(40)),
+            Ok(Revocation::Subject { sub: "u".into(), not_before: 40_000 })
+        );
+        assert_eq!(ask(None, None, Some("u"), Some(101)), Err(RequestError::InstantInFuture));
+        assert_eq!(ask(None, None, None, None), Err(RequestError::NotExactlyOne));
+        assert_eq!(ask(Some("j"), Some("s"), None, None), Err(RequestError::NotExactlyOne));
+        assert_eq!(ask(Some("j"), None, None, Some(1)), Err(RequestError::InstantWithoutSubject));
+        assert_eq!(ask(Some(""), None, None, None), Err(RequestError::BadIdentifier));
+        assert_eq!(ask(None, Some(&"x".repeat(513)), None, None), Err(RequestError::BadIdentifier));
+    }
+
+    #[test]
+    fn each_kind_of_entry_matches_its_tokens_only() {
+        let index = RevocationIndex::new(RETENTION);
+        index.apply(
+            &[
+                entry(1, 1_000, Revocation::Token { jti: "j1".into(), expires_at: 500_000 }),
+                entry(2, 1_000, Revocation::Session { sid: "s1".into() }),
+                entry(3, 1_000, Revocation::Subject { sub: "u1".into(), not_before: 5_000 }),
+                entry(4, 1_000, Revocation::Client { client_id: "c1".into(), not_before: 7_000 }),
+            ],
+            1_000,
+        );
+        assert!(index.is_revoked(&token("j1", "s", "u", "c", 100)));
+        assert!(index.is_revoked(&TokenRef { orig_jti: Some("j1"), ..token("j2", "s", "u", "c", 100) }));
+        assert!(index.is_revoked(&token("j", "s1", "u", "c", 100)));
+        assert!(index.is_revoked(&token("j", "s", "u1", "c", 5)), "iat 5 s is at the 5,000 ms instant");
+        assert!(!index.is_revoked(&token("j", "s", "u1", "c", 6)), "issued after the instant");
+        assert!(index.is_revoked(&token("j", "s", "u", "c1", 7)));
+        assert!(!index.is_revoked(&token("j", "s", "u", "c1", 8)));
+        assert!(!index.is_revoked(&token("j", "s", "u", "c", 0)));
+        assert!(!index.is_revoked(&TokenRef::default()), "a token without the claims matches nothing");
+        assert_eq!(index.applied_through(), 4);
+    }
+
+    #[test]
+    fn entries_are_dropped_once_nothing_they_match_can_be_valid() {
+        let index = RevocationIndex::new(RETENTION);
+        index.apply(
+            &[
+                entry(1, 0, Revocation::Token { jti: "short".into(), expires_at: 60_000 }),
+                entry(2, 0, Revocation::Session { sid: "s".into() }),
+                entry(3, 0, Revocation::Subject { sub: "u".into(), not_before: 0 }),
+            ],
+            0,
+        );
+        assert_eq!(index.len(), 3);
+        // The token expired at 60 s; with 60 s leeway it matters until 120 s.
+        assert_eq!(index.prune(120_000), 0);
+        assert_eq!(index.prune(120_001), 1);
+        // Session and subject entries matter for a lifetime plus leeway: 960 s.
+        assert_eq!(index.prune(960_000), 0);
+        assert_eq!(index.prune(960_001), 2);
+        assert!(index.is_empty());
+        // Entries already past their use when they arrive are not kept at all.
+        index.apply(&[entry(4, 0, Revocation::Session { sid: "old".into() })], 2_000_000);
+        assert!(index.is_empty());
+        assert_eq!(index.applied_through(), 4, "but their position counts");
+    }
+
+    fn arbitrary_revocation() -> impl Strategy<Value = Revocation> {
+        let key = prop::sample::select(vec!["a", "b", "c"]);
+        let instant = 0i64..20_000;
+        prop_oneof![
+            (key.clone(), instant.clone()).prop_map(|(k, t)| Revocation::Token { jti: k.into(), expires_at: t }),
+            key.clone().prop_map(|k| Revocation::Session { sid: k.into() }),
+            (key.clone(), instant.clone()).prop_map(|(k, t)| Revocation::Subject { sub: k.into(), not_before: t }),
+            (key, instant).prop_map(|(k, t)| Revocation::Client { client_id: k.into(), not_before: t }),
+        ]
+    }
+
+    proptest! {
+        /// Conflict-free: any order, any duplication, gives the same answers.
+        #[test]
+        fn merging_is_order_and_duplicate_independent(
+            revocations in prop::collection::vec(arbitrary_revocation(), 0..24),
+            order in any::<prop::sample::Index>(),
+        ) {
+            let log: Vec<_> =
+                revocations.iter().enumerate().map(|(i, r)| entry(i as i64 + 1, 1_000, r.clone())).collect();
+            let forward = RevocationIndex::new(RETENTION);
+            forward.apply(&log, 1_000);
+            let shuffled = RevocationIndex::new(RETENTION);
+            let mut reordered = log.clone();
+            if !reordered.is_empty() {
+                let pivot = order.index(reordered.len());
+                reordered.rotate_left(pivot);
+                reordered.reverse();
+            }
+            for e in reordered.iter().chain(&log) {
+                shuffled.apply(std::slice::from_ref(e), 1_000);
+            }
+            for key in ["a", "b", "c", "d"] {
+                for iat in [0, 5, 10, 15, 20] {
+                    let t = token(key, key, key, key, iat);
+                    prop_assert_eq!(forward.is_revoked(&t), shuffled.is_revoked(&t));
+                }
+            }
+            prop_assert_eq!(forward.applied_through(), shuffled.applied_through());
+        }
+    }
+}
