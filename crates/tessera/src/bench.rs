@@ -256,13 +256,19 @@ async fn drive(
     client_secret: Option<&str>,
     load: &LoadArgs,
 ) -> anyhow::Result<Outcome> {
+    // Every connection is set up (a login each, for some scenarios) before the clock starts: measuring while
+    // connections still open would count fewer requests in flight than the concurrency asked for.
+    let mut ready = Vec::new();
+    for _ in 0..load.concurrency {
+        let mut sender = connect(addr).await?;
+        let state = prepare(&mut sender, addr, scenario, client_secret).await?;
+        ready.push((sender, state));
+    }
     let warmup = Duration::from_secs(1);
     let start = Instant::now() + warmup;
     let end = start + load.duration;
     let mut workers = Vec::new();
-    for _ in 0..load.concurrency {
-        let mut sender = connect(addr).await?;
-        let mut state = prepare(&mut sender, addr, scenario, client_secret).await?;
+    for (mut sender, mut state) in ready {
         let client_secret = client_secret.map(str::to_owned);
         workers.push(tokio::spawn(async move {
             let (mut latencies, mut errors) = (Vec::<u32>::new(), 0usize);
