@@ -44,6 +44,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub use clients::assertion_keys as client_assertion_keys;
 pub use error::ApiError;
 pub use oauth2::client_auth::secret_hash as client_secret_hash;
 pub use settings::{ExchangeRule, RateLimits, RouteRule, Settings, TrustedIssuer};
@@ -188,6 +189,7 @@ pub async fn sync(state: &AppState) -> Result<(), tessera_store::StoreError> {
         reload_clients(state).await.inspect_err(|_| clients.mark_stale())?;
     }
     index.prune(now);
+    clients.prune_assertions(now);
     index.mark_synced(now);
     Ok(())
 }
@@ -204,7 +206,7 @@ async fn reload_clients(state: &AppState) -> Result<(), tessera_store::StoreErro
         }
     }
     state.keys().set_audiences(audiences);
-    state.0.clients.replace(clients);
+    state.0.clients.replace(clients, &state.settings().issuer, state.settings().leeway_secs);
     Ok(())
 }
 

@@ -76,6 +76,7 @@ async fn setup() -> common::Harness {
                 grants: grants.into_iter().map(str::to_owned).collect(),
                 disabled: false,
                 created_at: 0,
+                jwks: None,
             })
             .await
             .unwrap();
@@ -490,4 +491,94 @@ async fn rotating_a_client_secret_cuts_off_the_old_secret_and_its_tokens() {
         post(&h, "/oauth2/token", "grant_type=client_credentials", Some(("billing", rotated))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(verify(&h, body["access_token"].as_str().unwrap(), "/ledger/1").await.0, StatusCode::OK);
+}
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// `claims` with `name` set to `value`.
+fn with(mut claims: Value, name: &str, value: Value) -> Value {
+    claims[name] = value;
+    claims
+}
+
+fn assertion(key: &tessera_jose::SigningKey, claims: Value) -> String {
+    tessera_jose::encode_jwt(key, None, &claims).unwrap()
+}
+
+#[tokio::test]
+async fn private_key_jwt_accepts_each_fresh_assertion_once() {
+    let h = setup().await;
+    let key =
+        tessera_jose::SigningKey::generate(tessera_jose::Algorithm::ES256, tessera_jose::RsaBits::Bits2048).unwrap();
+    let stranger =
+        tessera_jose::SigningKey::generate(tessera_jose::Algorithm::ES256, tessera_jose::RsaBits::Bits2048).unwrap();
+    let jwks = serde_json::json!({"keys": [key.verifying_key().public_jwk().unwrap()]}).to_string();
+    h.state
+        .store()
+        .create_client(Client {
+            client_id: "signer".into(),
+            secret_hash: vec![],
+            scopes: vec!["read".into()],
+            audiences: vec!["ledger".into()],
+            grants: vec!["client_credentials".into()],
+            disabled: false,
+            created_at: h.clock.now_ms(),
+            jwks: Some(jwks),
+        })
+        .await
+        .unwrap();
+    tessera_server::sync(&h.state).await.unwrap();
+    let now = h.clock.now_ms() / 1000;
+    let issuer = h.state.settings().issuer.clone();
+    let claims = |jti: &str| serde_json::json!({"iss": "signer", "sub": "signer", "aud": format!("{issuer}/oauth2/token"), "exp": now + 60, "iat": now, "jti": jti});
+    let grant = |assertion: &str, extra: &str| {
+        format!(
+            "grant_type=client_credentials&client_assertion_type={ASSERTION_TYPE}&client_assertion={assertion}{extra}"
+        )
+    };
+
+    let good = assertion(&key, claims("a-1"));
+    let (status, body, _) = post(&h, "/oauth2/token", &grant(&good, "&client_id=signer"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(claims_of(body["access_token"].as_str().unwrap())["client_id"], "signer");
+    let (status, _, _) = post(&h, "/oauth2/token", &grant(&good, ""), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a replayed assertion is refused");
+    let with_issuer_audience = assertion(&key, with(claims("a-2"), "aud", serde_json::json!(issuer)));
+    assert_eq!(post(&h, "/oauth2/token", &grant(&with_issuer_audience, ""), None).await.0, StatusCode::OK);
+
+    let mut refused = vec![
+        ("signed by another key", assertion(&stranger, claims("b-1"))),
+        ("wrong audience", assertion(&key, with(claims("b-2"), "aud", serde_json::json!("https://elsewhere")))),
+        ("expired", assertion(&key, with(claims("b-3"), "exp", serde_json::json!(now - 120)))),
+        ("too long-lived", assertion(&key, with(claims("b-4"), "exp", serde_json::json!(now + 3_600)))),
+        ("no exp", assertion(&key, serde_json::json!({"iss": "signer", "sub": "signer", "aud": issuer, "jti": "b-5"}))),
+        (
+            "no jti",
+            assertion(&key, serde_json::json!({"iss": "signer", "sub": "signer", "aud": issuer, "exp": now + 60})),
+        ),
+        ("sub is not the client", assertion(&key, with(claims("b-6"), "sub", serde_json::json!("someone")))),
+        (
+            "unknown client",
+            assertion(
+                &key,
+                with(with(claims("b-7"), "iss", serde_json::json!("nobody")), "sub", serde_json::json!("nobody")),
+            ),
+        ),
+        ("not a JWT", "not.a.jwt".to_owned()),
+    ];
+    let header = tessera_jose::base64url::encode(br#"{"alg":"none"}"#);
+    let payload = tessera_jose::base64url::encode(claims("b-8").to_string().as_bytes());
+    refused.push(("alg none", format!("{header}.{payload}.")));
+    for (why, assertion) in refused {
+        let (status, reply, _) = post(&h, "/oauth2/token", &grant(&assertion, ""), None).await;
+        assert_eq!((status, reply["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "{why}");
+    }
+    let fresh = assertion(&key, claims("c-1"));
+    let (status, _, _) = post(&h, "/oauth2/token", &grant(&fresh, "&client_id=billing"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "client_id must name the assertion's client");
+    let (status, _, _) = post(&h, "/oauth2/token", &grant(&fresh, &format!("&client_secret={SECRET}")), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "two methods at once");
+    let other_type = format!("grant_type=client_credentials&client_assertion_type=urn:x&client_assertion={fresh}");
+    assert_eq!(post(&h, "/oauth2/token", &other_type, None).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(post(&h, "/oauth2/token", &grant(&fresh, ""), None).await.0, StatusCode::OK, "c-1 was never used");
 }

@@ -456,6 +456,9 @@ async fn jwks_and_metadata_are_public_and_cacheable() {
     let meta = h.send(Request::get("/.well-known/oauth-authorization-server").body(Body::empty()).unwrap()).await;
     assert_eq!(meta.body["issuer"], "http://127.0.0.1:8080");
     assert_eq!(meta.body["token_endpoint"], "http://127.0.0.1:8080/oauth2/token");
+    assert_eq!(meta.body["revocation_endpoint"], "http://127.0.0.1:8080/oauth2/revoke");
+    let methods = meta.body["token_endpoint_auth_methods_supported"].as_array().unwrap();
+    assert!(methods.iter().any(|m| m == "private_key_jwt"), "{methods:?}");
     assert_eq!(h.send(Request::get("/healthz").body(Body::empty()).unwrap()).await.status, StatusCode::OK);
 }
 

@@ -65,10 +65,11 @@ async fn clients(store: &dyn Store) {
         grants: vec!["client_credentials".into()],
         disabled: false,
         created_at: 1,
+        jwks: None,
     };
     store.create_client(client.clone()).await.unwrap();
     assert!(matches!(store.create_client(client.clone()).await, Err(StoreError::AlreadyExists(_))));
-    assert_eq!(store.client("svc").await.unwrap(), Some(client));
+    assert_eq!(store.client("svc").await.unwrap(), Some(client.clone()));
     let before = store.revocations_after(0, 0, 100).await.unwrap().len();
     store.set_client_secret("svc", vec![2; 32], 7_000).await.unwrap();
     store.set_client_disabled("svc", true, 8_000).await.unwrap();
@@ -76,7 +77,16 @@ async fn clients(store: &dyn Store) {
     assert_eq!((changed.secret_hash, changed.disabled), (vec![2; 32], true));
     assert!(matches!(store.set_client_disabled("nope", true, 9).await, Err(StoreError::NotFound(_))));
     assert!(matches!(store.set_client_secret("nope", vec![], 9).await, Err(StoreError::NotFound(_))));
-    assert_eq!(store.clients().await.unwrap().len(), 1);
+    assert!(
+        matches!(store.set_client_jwks("svc", "{}".into(), 9).await, Err(StoreError::NotFound(_))),
+        "a secret client"
+    );
+    let keyed = Client { client_id: "keyed".into(), secret_hash: vec![], jwks: Some("{\"keys\":[]}".into()), ..client };
+    store.create_client(keyed).await.unwrap();
+    store.set_client_jwks("keyed", "{\"keys\":[1]}".into(), 8_500).await.unwrap();
+    assert!(matches!(store.set_client_secret("keyed", vec![3; 32], 9).await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.client("keyed").await.unwrap().unwrap().jwks.as_deref(), Some("{\"keys\":[1]}"));
+    assert_eq!(store.clients().await.unwrap().len(), 2);
     // Every change reaches verifiers through the log: the creation, the rotation and the disabling.
     let log = store.revocations_after(0, 0, 100).await.unwrap();
     let client_entries: Vec<_> = log
@@ -86,8 +96,8 @@ async fn clients(store: &dyn Store) {
             _ => None,
         })
         .collect();
-    assert_eq!(client_entries, [("svc", 0), ("svc", 7_000), ("svc", 8_000)]);
-    assert_eq!(log.len(), before + 2);
+    assert_eq!(client_entries, [("svc", 0), ("svc", 7_000), ("svc", 8_000), ("keyed", 0), ("keyed", 8_500)]);
+    assert_eq!(log.len(), before + 4);
 }
 
 async fn rotation(store: &dyn Store) {

@@ -84,8 +84,14 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces a client's secret hash, ending the tokens issued to it up to `now` (a leaked secret's tokens).
     ///
     /// # Errors
-    /// [`StoreError::NotFound`] for an unknown client.
+    /// [`StoreError::NotFound`] for an unknown client or one that authenticates with keys.
     async fn set_client_secret(&self, client_id: &str, secret_hash: Vec<u8>, now: Millis) -> Result<(), StoreError>;
+
+    /// Replaces the public keys of a `private_key_jwt` client, ending the tokens issued to it up to `now`.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown client or one that authenticates with a secret.
+    async fn set_client_jwks(&self, client_id: &str, jwks: String, now: Millis) -> Result<(), StoreError>;
 
     /// Starts a session at generation 0.
     ///

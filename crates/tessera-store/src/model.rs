@@ -60,6 +60,9 @@ pub struct Client {
     pub grants: Vec<String>,
     /// A disabled client cannot authenticate.
     pub disabled: bool,
+    /// The client's public keys (a JWKS document) when it authenticates with `private_key_jwt` (RFC 7523)
+    /// instead of a secret; its `secret_hash` is then empty.
+    pub jwks: Option<String>,
     /// When it was added.
     pub created_at: Millis,
 }

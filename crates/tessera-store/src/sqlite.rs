@@ -89,6 +89,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE revocation_log_v3 RENAME TO revocation_log;
     CREATE INDEX revocation_log_by_time ON revocation_log (at);
 ",
+    // Clients that authenticate with private_key_jwt keep their public keys.
+    r"
+    ALTER TABLE clients ADD COLUMN jwks TEXT;
+",
 ];
 
 /// Changes committed together at most.
@@ -270,7 +274,7 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
-const CLIENT_COLUMNS: &str = "client_id, secret_hash, scopes, audiences, grants, disabled, created_at";
+const CLIENT_COLUMNS: &str = "client_id, secret_hash, scopes, audiences, grants, disabled, created_at, jwks";
 
 fn client_from_row(row: &Row<'_>) -> rusqlite::Result<Client> {
     Ok(Client {
@@ -281,6 +285,7 @@ fn client_from_row(row: &Row<'_>) -> rusqlite::Result<Client> {
         grants: from_json(&row.get::<_, String>(4)?)?,
         disabled: row.get(5)?,
         created_at: row.get(6)?,
+        jwks: row.get(7)?,
     })
 }
 
@@ -490,7 +495,7 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let inserted = conn
                 .prepare_cached(&format!(
-                    "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING"
+                    "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING"
                 ))?
                 .execute(params![
                     client.client_id,
@@ -499,7 +504,8 @@ impl Store for SqliteStore {
                     to_json(&client.audiences)?,
                     to_json(&client.grants)?,
                     client.disabled,
-                    client.created_at
+                    client.created_at,
+                    client.jwks
                 ])?;
             if inserted == 0 {
                 return Err(StoreError::AlreadyExists(format!("client {:?}", client.client_id)));
@@ -550,11 +556,25 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             update_one(
                 conn,
-                "UPDATE clients SET secret_hash = ?2 WHERE client_id = ?1",
+                "UPDATE clients SET secret_hash = ?2 WHERE client_id = ?1 AND jwks IS NULL",
                 params![client_id, secret_hash],
                 || format!("client {client_id:?}"),
             )?;
             client_changed(conn, &client_id, now, now, "client_secret_rotated")
+        })
+        .await
+    }
+
+    async fn set_client_jwks(&self, client_id: &str, jwks: String, now: Millis) -> Result<(), StoreError> {
+        let client_id = client_id.to_owned();
+        self.write(move |conn| {
+            update_one(
+                conn,
+                "UPDATE clients SET jwks = ?2 WHERE client_id = ?1 AND jwks IS NOT NULL",
+                params![client_id, jwks],
+                || format!("private_key_jwt client {client_id:?}"),
+            )?;
+            client_changed(conn, &client_id, now, now, "client_keys_replaced")
         })
         .await
     }

@@ -267,7 +267,8 @@ fn bench_duration(text: &str) -> Result<std::time::Duration, String> {
 /// `tessera client ...`
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClientCommand {
-    /// Add a client; its generated secret (256 bits) is printed once and never again.
+    /// Add a client; its generated secret (256 bits) is printed once and never again. With --jwks it
+    /// authenticates with `private_key_jwt` (RFC 7523) instead and has no secret.
     Add {
         /// `client_id` (letters, digits, `.`, `_`, `-`).
         id: String,
@@ -280,6 +281,9 @@ pub(crate) enum ClientCommand {
         /// Grants, comma-separated: client_credentials, token_exchange.
         #[arg(long, value_delimiter = ',', default_value = "client_credentials", value_parser = ["client_credentials", "token_exchange"])]
         grant: Vec<String>,
+        /// The client's public keys (a JWKS file): it signs client assertions (`private_key_jwt`) with them.
+        #[arg(long, value_name = "FILE")]
+        jwks: Option<std::path::PathBuf>,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -293,7 +297,15 @@ pub(crate) enum ClientCommand {
         /// `client_id`.
         id: String,
     },
-    /// Replace a client's secret; the new one is printed once, the old one stops working at once.
+    /// Replace the public keys of a `private_key_jwt` client; its tokens issued until now stop working.
+    SetJwks {
+        /// `client_id`.
+        id: String,
+        /// The new JWKS file.
+        file: std::path::PathBuf,
+    },
+    /// Replace a client's secret; the new one is printed once, the old one and the tokens issued with it stop
+    /// working (a running server applies it within its reload interval).
     RotateSecret {
         /// `client_id`.
         id: String,

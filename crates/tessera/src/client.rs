@@ -17,7 +17,7 @@ pub(crate) fn run(config: &Config, command: ClientCommand) -> anyhow::Result<Exi
 async fn run_async(config: &Config, command: ClientCommand) -> anyhow::Result<ExitCode> {
     let store = crate::serve::open_store(config)?;
     match command {
-        ClientCommand::Add { id, scope, audiences, grant, output } => {
+        ClientCommand::Add { id, scope, audiences, grant, jwks, output } => {
             if id.is_empty()
                 || id.len() > 128
                 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
@@ -28,22 +28,31 @@ async fn run_async(config: &Config, command: ClientCommand) -> anyhow::Result<Ex
                 bail!("audiences must be non-empty and without spaces");
             }
             let scopes: Vec<String> = scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-            let secret = tessera_server::secrets::random_b64::<32>()
-                .map_err(|_| anyhow::anyhow!("the OS random number generator failed"))?;
+            let (secret, jwks) = match jwks {
+                Some(file) => (None, Some(read_jwks(&file)?)),
+                None => (Some(new_secret()?), None),
+            };
             let client = Client {
                 client_id: id.clone(),
-                secret_hash: tessera_server::client_secret_hash(&secret),
+                secret_hash: secret.as_deref().map(tessera_server::client_secret_hash).unwrap_or_default(),
                 scopes,
                 audiences,
                 grants: grant,
                 disabled: false,
                 created_at: crate::now_ms(),
+                jwks,
             };
             match store.create_client(client).await {
                 Err(StoreError::AlreadyExists(_)) => bail!("client {id:?} already exists"),
                 other => other?,
             }
-            print_secret(&id, &secret, output.json)?;
+            match secret {
+                Some(secret) => print_secret(&id, &secret, output.json)?,
+                None if output.json => {
+                    print_json(&serde_json::json!({"client_id": id, "token_endpoint_auth_method": "private_key_jwt"}))?;
+                }
+                None => println!("added client {id} (private_key_jwt)"),
+            }
         }
         ClientCommand::List { output } => {
             let clients = store.clients().await?;
@@ -82,16 +91,33 @@ async fn run_async(config: &Config, command: ClientCommand) -> anyhow::Result<Ex
             println!("disabled client {id}");
         }
         ClientCommand::RotateSecret { id, output } => {
-            let secret = tessera_server::secrets::random_b64::<32>()
-                .map_err(|_| anyhow::anyhow!("the OS random number generator failed"))?;
+            let secret = new_secret()?;
             match store.set_client_secret(&id, tessera_server::client_secret_hash(&secret), crate::now_ms()).await {
-                Err(StoreError::NotFound(_)) => bail!("no client {id:?}"),
+                Err(StoreError::NotFound(_)) => bail!("no client {id:?} with a secret"),
                 other => other?,
             }
             print_secret(&id, &secret, output.json)?;
         }
+        ClientCommand::SetJwks { id, file } => {
+            match store.set_client_jwks(&id, read_jwks(&file)?, crate::now_ms()).await {
+                Err(StoreError::NotFound(_)) => bail!("no client {id:?} with keys (private_key_jwt)"),
+                other => other?,
+            }
+            println!("replaced the keys of client {id}");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn new_secret() -> anyhow::Result<String> {
+    tessera_server::secrets::random_b64::<32>().map_err(|_| anyhow::anyhow!("the OS random number generator failed"))
+}
+
+/// A JWKS file of public keys, checked as the server will use it.
+fn read_jwks(file: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file).map_err(|err| anyhow::anyhow!("{}: {err}", file.display()))?;
+    tessera_server::client_assertion_keys(&text).map_err(|err| anyhow::anyhow!("{}: {err}", file.display()))?;
+    Ok(text)
 }
 
 fn print_secret(id: &str, secret: &str, json: bool) -> anyhow::Result<()> {

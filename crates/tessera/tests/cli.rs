@@ -454,3 +454,33 @@ fn audit_reports_and_exit_codes() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("missing.json"), "{}", run.stderr);
 }
+
+#[test]
+fn private_key_jwt_clients_are_added_with_public_keys_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let jwks = public_jwks(d, "rfc7515-a3-p256.private.jwk.json");
+    let added = ok(d, &["client", "add", "signer", "--audience", "api", "--jwks", &jwks, "--json"]);
+    let added: Value = serde_json::from_str(&added).unwrap();
+    assert_eq!(added, serde_json::json!({"client_id": "signer", "token_endpoint_auth_method": "private_key_jwt"}));
+    // No secret to rotate; the keys are replaced instead.
+    let rotate = tessera(d, &["client", "rotate-secret", "signer"], &[]);
+    assert!(rotate.code != 0 && rotate.stderr.contains("with a secret"), "{}", rotate.stderr);
+    ok(d, &["client", "set-jwks", "signer", &jwks]);
+
+    // Private members and symmetric keys are refused, and nothing is added.
+    let private = d.join("private.jwks");
+    std::fs::write(&private, format!(r#"{{"keys":[{}]}}"#, fixture_text("rfc7515-a3-p256.private.jwk.json"))).unwrap();
+    let symmetric = d.join("oct.jwks");
+    std::fs::write(
+        &symmetric,
+        r#"{"keys":[{"kty":"oct","alg":"HS256","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0ISE"}]}"#,
+    )
+    .unwrap();
+    for (file, why) in [(&private, "private"), (&symmetric, "symmetric")] {
+        let run = tessera(d, &["client", "add", "bad", "--audience", "api", "--jwks", file.to_str().unwrap()], &[]);
+        assert!(run.code != 0 && run.stderr.contains(why), "{why}: {}", run.stderr);
+    }
+    let listed = ok(d, &["client", "list", "--json"]);
+    assert_eq!(serde_json::from_str::<Value>(&listed).unwrap().as_array().unwrap().len(), 1);
+}

@@ -29,44 +29,86 @@ fn form_decode(text: &str) -> Option<String> {
     pairs.into_iter().next().map(|(_, value)| value)
 }
 
-/// The authenticated client. The same answer, and the same work, whether the client is unknown, disabled or the
-/// secret wrong.
+/// RFC 7523 §2.2: the `client_assertion_type` of `private_key_jwt`.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Longest lifetime accepted for a client assertion: it is single-use, and remembered until it expires.
+const MAX_ASSERTION_LIFETIME_SECS: i64 = 300;
+
+/// The authenticated client: `client_secret_basic`, `client_secret_post` or `private_key_jwt`, exactly one.
+/// Every failure is the same `invalid_client` answer, whether the client is unknown, disabled or the credential
+/// wrong; secret checks do the same work in every case.
 pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     form: &[(String, String)],
 ) -> Result<Arc<Client>, ApiError> {
+    let param = |name: &str| form.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")));
-    let posted_id = form.iter().find(|(n, _)| n == "client_id").map(|(_, v)| v.clone());
-    let posted_secret = form.iter().find(|(n, _)| n == "client_secret").map(|(_, v)| v.clone());
-    let (client_id, secret) = match (basic, posted_secret) {
-        (Some(_), Some(_)) => return Err(ApiError::bad_request("use one client authentication method, not two")),
-        (Some(encoded), None) => {
+    let posted_id = param("client_id");
+    let posted_secret = param("client_secret");
+    let assertion = match (param("client_assertion_type"), param("client_assertion")) {
+        (None, None) => None,
+        (Some(JWT_BEARER), Some(assertion)) => Some(assertion),
+        (Some(JWT_BEARER), None) => return Err(ApiError::bad_request("client_assertion is required")),
+        (Some(_), _) => return Err(ApiError::bad_request("unsupported client_assertion_type")),
+        (None, Some(_)) => return Err(ApiError::bad_request("client_assertion_type is required")),
+    };
+    let methods =
+        usize::from(basic.is_some()) + usize::from(posted_secret.is_some()) + usize::from(assertion.is_some());
+    if methods > 1 {
+        return Err(ApiError::bad_request("use one client authentication method, not two"));
+    }
+    let authenticated = match (basic, posted_secret, assertion) {
+        (Some(encoded), _, _) => {
             let decoded =
                 base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| invalid_client())?;
             let text = String::from_utf8(decoded).map_err(|_| invalid_client())?;
             let (id, secret) = text.split_once(':').ok_or_else(invalid_client)?;
             let id = form_decode(id).ok_or_else(invalid_client)?;
-            if posted_id.as_ref().is_some_and(|posted| posted != &id) {
+            if posted_id.is_some_and(|posted| posted != id) {
                 return Err(ApiError::bad_request("client_id differs from the authenticated client"));
             }
-            (id, form_decode(secret).ok_or_else(invalid_client)?)
+            by_secret(state, &id, &form_decode(secret).ok_or_else(invalid_client)?)
         }
-        (None, Some(secret)) => (posted_id.ok_or_else(invalid_client)?, secret),
-        (None, None) => return Err(invalid_client()),
+        (None, Some(secret), _) => by_secret(state, posted_id.ok_or_else(invalid_client)?, secret),
+        (None, None, Some(assertion)) => by_assertion(state, posted_id, assertion),
+        (None, None, None) => None,
     };
-    let client = state.0.clients.get(&client_id);
-    let presented = secret_hash(&secret);
-    let expected = client.as_ref().map_or(&[0u8; 32][..], |c| c.secret_hash.as_slice());
+    authenticated.ok_or_else(|| {
+        metrics::counter!("tessera_client_auth_failures_total").increment(1);
+        invalid_client()
+    })
+}
+
+fn by_secret(state: &AppState, client_id: &str, secret: &str) -> Option<Arc<Client>> {
+    let registered = state.0.clients.get(client_id);
+    let presented = secret_hash(secret);
+    let expected = registered.as_ref().map_or(&[0u8; 32][..], |r| r.client.secret_hash.as_slice());
     let matches = aws_lc_rs::constant_time::verify_slices_are_equal(&presented, expected).is_ok();
-    match client {
-        Some(client) if matches && !client.disabled => Ok(client),
-        _ => {
-            metrics::counter!("tessera_client_auth_failures_total").increment(1);
-            Err(invalid_client())
-        }
+    registered.filter(|r| matches && !r.client.disabled).map(|r| Arc::clone(&r.client))
+}
+
+/// `private_key_jwt` (RFC 7523 §2.2, §3): a JWT signed with one of the client's registered keys, `iss` and `sub`
+/// the client, `aud` this server's issuer or token endpoint, `exp` within five minutes, and a `jti` never seen
+/// before (replays are refused while the assertion is valid).
+fn by_assertion(state: &AppState, posted_id: Option<&str>, assertion: &str) -> Option<Arc<Client>> {
+    let max_len = state.settings().max_token_bytes;
+    let unverified = tessera_jose::decode_unverified(assertion, max_len).ok()?;
+    let client_id = unverified.payload.claims()?.iss.clone()?;
+    if posted_id.is_some_and(|posted| posted != client_id) {
+        return None;
     }
+    let registered = state.0.clients.get(&client_id)?;
+    let now = state.clock().now_secs();
+    let verified = registered.assertions.as_ref()?.verify(assertion, now).ok()?;
+    let claims = verified.claims()?;
+    let exp = claims.exp?;
+    let well_formed = claims.sub.as_deref() == Some(client_id.as_str())
+        && exp <= now.saturating_add(MAX_ASSERTION_LIFETIME_SECS + state.settings().leeway_secs)
+        && !registered.client.disabled;
+    let jti = claims.jti.as_deref()?;
+    (well_formed && state.0.clients.first_use(&client_id, jti, exp, now)).then(|| Arc::clone(&registered.client))
 }

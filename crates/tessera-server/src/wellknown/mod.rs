@@ -33,8 +33,14 @@ async fn metadata(State(state): State<AppState>) -> Response {
         "issuer": state.settings().issuer,
         "token_endpoint": format!("{issuer}/oauth2/token"),
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "grant_types_supported": ["refresh_token"],
-        "token_endpoint_auth_methods_supported": ["none"],
+        "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
+        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+        "grant_types_supported": ["refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"],
+        // "none" is the first-party public client of /auth/login sessions (refresh and revocation only).
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "response_types_supported": [],
     }))
     .into_response()
