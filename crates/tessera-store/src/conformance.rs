@@ -1,7 +1,11 @@
-//! The behaviour every [`Store`] backend must show. Each backend's tests call [`run_all`] on a fresh store.
+//! The behaviour every [`Store`] backend must show — each backend's tests call [`run_all`] on a fresh store — and
+//! [`Postgres`], a throwaway server for the tests that need one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::Map;
 
@@ -213,4 +217,112 @@ async fn disabling_a_user_ends_their_sessions(store: &dyn Store) {
     );
     store.set_user_disabled("eve", false, 3_000).await.unwrap();
     assert!(!store.subject("eve").await.unwrap().disabled);
+}
+
+/// A throwaway PostgreSQL server, stopped and deleted on drop.
+pub struct Postgres {
+    server: Child,
+    data: PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn server_binaries() -> PathBuf {
+    let from_pg_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        .filter(|dir| dir.join("initdb").exists());
+    let debian = std::fs::read_dir("/usr/lib/postgresql").ok().and_then(|versions| {
+        versions.filter_map(Result::ok).map(|v| v.path().join("bin")).find(|d| d.join("initdb").exists())
+    });
+    from_pg_config.or(debian).unwrap_or_else(|| {
+        panic!("PostgreSQL server binaries (initdb, postgres) not found: install them with `apt-get install postgresql` (scripts/test does)")
+    })
+}
+
+/// PostgreSQL refuses to run as root: as root, run it as the `postgres` system user.
+fn as_server_user(program: &Path) -> Command {
+    let root = Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.starts_with(b"0\n"));
+    if root {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+impl Postgres {
+    /// Starts one; panics naming what to install when PostgreSQL is missing.
+    #[must_use]
+    pub fn start() -> Self {
+        let bin = server_binaries();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        if Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.starts_with(b"0\n")) {
+            assert!(Command::new("chown").args(["-R", "postgres"]).arg(dir.path()).status().unwrap().success());
+        }
+        let initdb = as_server_user(&bin.join("initdb"))
+            .args(["-U", "tessera", "--auth=trust", "-E", "UTF8", "--no-sync", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(initdb.status.success(), "initdb failed: {}", String::from_utf8_lossy(&initdb.stderr));
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let server = as_server_user(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Ready means accepting sessions, not just the port: PostgreSQL listens while it is still starting up.
+        let ready = || {
+            Command::new(bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "tessera", "-d", "postgres"])
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        while !ready() {
+            assert!(Instant::now() < deadline, "PostgreSQL did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { server, port, data, _dir: dir }
+    }
+
+    /// The URL of its `postgres` database.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("postgres://tessera@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A fresh, empty database on this server.
+    /// Creates an empty database and returns its URL.
+    pub async fn database(&self, name: &str) -> String {
+        let (client, connection) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        format!("postgres://tessera@127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGINT to the postmaster (its pid heads postmaster.pid) is PostgreSQL's fast shutdown. It may run as
+        // another user, under `runuser`, which does not pass signals on: ask `kill`, then reap `runuser`.
+        let pid = std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .ok()
+            .and_then(|text| text.lines().next().map(str::to_owned));
+        match pid {
+            Some(pid) => drop(Command::new("kill").args(["-INT", &pid]).status()),
+            None => drop(self.server.kill()),
+        }
+        let _ = self.server.wait();
+    }
 }

@@ -8,6 +8,7 @@
 
 mod error;
 mod model;
+mod postgres;
 mod sqlite;
 
 #[cfg(feature = "conformance")]
@@ -18,6 +19,7 @@ pub use model::{
     decide, Client, Decision, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation,
     RevocationEntry, SecurityEvent, SubjectState, User,
 };
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Authoritative state, shared by every node that uses the same backend.

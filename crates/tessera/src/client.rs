@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use tessera_store::{Client, Store as _, StoreError};
+use tessera_store::{Client, StoreError};
 
 use crate::cli::ClientCommand;
 use crate::config::Config;
@@ -15,7 +15,7 @@ pub(crate) fn run(config: &Config, command: ClientCommand) -> anyhow::Result<Exi
 }
 
 async fn run_async(config: &Config, command: ClientCommand) -> anyhow::Result<ExitCode> {
-    let store = crate::serve::open_store(config)?;
+    let store = crate::serve::open_store(config).await?;
     match command {
         ClientCommand::Add { id, scope, audiences, grant, jwks, output } => {
             if id.is_empty()

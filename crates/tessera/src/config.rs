@@ -25,6 +25,8 @@ pub(crate) struct Config {
     /// The `iss` of every token Tessera issues, and the issuer its verifiers require.
     /// Default `http://127.0.0.1:8080` (the server's default address).
     pub(crate) issuer: String,
+    /// Where users, clients, sessions and revocations live.
+    pub(crate) store: StoreConfig,
     /// Token lifetimes and verification limits.
     pub(crate) tokens: TokenConfig,
     /// Signing keys: algorithm, rotation schedule, encryption at rest.
@@ -117,6 +119,36 @@ pub(crate) struct ServerConfig {
     pub(crate) tls_cert_file: Option<PathBuf>,
     /// PEM private key of `tls_cert_file`.
     pub(crate) tls_key_file: Option<PathBuf>,
+}
+
+/// The storage backend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct StoreConfig {
+    /// `sqlite` (default: embedded, in the data directory, one node) or `postgres` (shared by several nodes).
+    pub(crate) backend: StoreBackend,
+    /// With `postgres`: the connection URL, e.g. `postgres://tessera@db.internal:5432/tessera` (better set as
+    /// `TESSERA_STORE__POSTGRES_URL` when it holds a password). Never logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) postgres_url: Option<String>,
+    /// With `postgres`: connections per node. Default 16.
+    pub(crate) pool_size: usize,
+}
+
+/// See [`StoreConfig::backend`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StoreBackend {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { backend: StoreBackend::Sqlite, postgres_url: None, pool_size: 16 }
+    }
 }
 
 /// Log output format.
@@ -240,6 +272,7 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("./tessera-data"),
             issuer: "http://127.0.0.1:8080".into(),
+            store: StoreConfig::default(),
             tokens: TokenConfig::default(),
             keys: KeyConfig::default(),
             server: ServerConfig::default(),
@@ -334,6 +367,18 @@ impl Config {
         }
         if t.service_ttl.is_zero() || t.service_ttl > t.max_ttl {
             problems.push("tokens.service_ttl must be between 1s and tokens.max_ttl".to_owned());
+        }
+        match (self.store.backend, &self.store.postgres_url) {
+            (StoreBackend::Postgres, None) => {
+                problems.push("store.postgres_url is required with store.backend = \"postgres\"".to_owned());
+            }
+            (StoreBackend::Sqlite, Some(_)) => {
+                problems.push("store.postgres_url is set but store.backend is \"sqlite\"".to_owned());
+            }
+            _ => {}
+        }
+        if !(1..=1024).contains(&self.store.pool_size) {
+            problems.push("store.pool_size must be between 1 and 1024".to_owned());
         }
         if t.leeway > Duration::from_secs(300) {
             problems.push("tokens.leeway must be at most 5m".to_owned());
@@ -506,8 +551,10 @@ mod tests {
         config.tokens.access_ttl = Duration::from_secs(48 * 3600);
         config.keys.rsa_bits = 1024;
         config.keys.algorithm = Algorithm::HS256;
+        config.store.backend = StoreBackend::Postgres;
+        config.store.pool_size = 0;
         let message = config.validate().unwrap_err().to_string();
-        for needle in ["access_ttl", "rsa_bits", "cannot sign"] {
+        for needle in ["access_ttl", "rsa_bits", "cannot sign", "postgres_url is required", "pool_size"] {
             assert!(message.contains(needle), "{message}");
         }
     }

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use tessera_store::{Provenance, Store as _};
+use tessera_store::Provenance;
 
 use crate::config::Config;
 
@@ -20,9 +20,11 @@ pub(crate) fn run(
     if reason.len() > tessera_revocation::MAX_ID_LEN {
         anyhow::bail!("the reason is too long (at most {} bytes)", tessera_revocation::MAX_ID_LEN);
     }
-    let store = crate::serve::open_store(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let changed = runtime.block_on(store.revoke(revocation.clone(), Provenance::new("cli", reason), now))?;
+    let changed = runtime.block_on(async {
+        let store = crate::serve::open_store(config).await?;
+        anyhow::Ok(store.revoke(revocation.clone(), Provenance::new("cli", reason), now).await?)
+    })?;
     let what = serde_json::to_string(&revocation)?;
     if changed {
         println!("revoked: {what}");

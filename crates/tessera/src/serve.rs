@@ -9,7 +9,7 @@ use tessera_jose::Policy;
 use tessera_server::clock::{Clock as _, SystemClock};
 use tessera_server::keys::KeyService;
 use tessera_server::{AppState, ExchangeRule, RateLimits, RouteRule, Settings, TrustedIssuer};
-use tessera_store::SqliteStore;
+use tessera_store::{PostgresStore, SqliteStore, Store};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{secs, Config, LogFormat, MASTER_KEY_ENV};
@@ -35,10 +35,23 @@ fn init_logging(format: LogFormat) {
 }
 
 /// Opens the store in the data directory (creating it), migrating the schema.
-pub(crate) fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let path = config.data_dir.join(DATABASE_FILE);
-    SqliteStore::open(&path).with_context(|| format!("opening the database {}", path.display()))
+/// The configured store: SQLite in the data directory, or PostgreSQL (migrated on connect).
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match (config.store.backend, &config.store.postgres_url) {
+        (crate::config::StoreBackend::Postgres, Some(url)) => {
+            let store =
+                PostgresStore::connect(url, config.store.pool_size).await.context("connecting to PostgreSQL")?;
+            Ok(Arc::new(store))
+        }
+        (crate::config::StoreBackend::Postgres, None) => anyhow::bail!("store.postgres_url is not set"),
+        (crate::config::StoreBackend::Sqlite, _) => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating {}", config.data_dir.display()))?;
+            let path = config.data_dir.join(DATABASE_FILE);
+            let store = SqliteStore::open(&path).with_context(|| format!("opening the database {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
@@ -98,7 +111,7 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
 
 async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let settings = settings(config)?;
-    let store = Arc::new(open_store(config)?);
+    let store = open_store(config).await?;
     let keystore = crate::keys::open(config)?;
     if !keystore.seals() {
         tracing::warn!("no master key ({MASTER_KEY_ENV}): signing keys and server secrets are stored UNENCRYPTED in the data directory");

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use tessera_server::password::hash_password;
-use tessera_store::{Store as _, StoreError, User};
+use tessera_store::{StoreError, User};
 
 use crate::cli::UserCommand;
 use crate::config::Config;
@@ -20,7 +20,7 @@ pub(crate) fn run(config: &Config, command: UserCommand) -> anyhow::Result<ExitC
 }
 
 async fn run_async(config: &Config, command: UserCommand) -> anyhow::Result<ExitCode> {
-    let store = crate::serve::open_store(config)?;
+    let store = crate::serve::open_store(config).await?;
     let now = crate::now_ms();
     match command {
         UserCommand::Add { name, roles, password_stdin } => {
@@ -59,11 +59,11 @@ async fn run_async(config: &Config, command: UserCommand) -> anyhow::Result<Exit
             }
         }
         UserCommand::Disable { name } => {
-            set_disabled(&store, &name, true, now).await?;
+            set_disabled(&*store, &name, true, now).await?;
             println!("disabled user {name}; their sessions and tokens are revoked");
         }
         UserCommand::Enable { name } => {
-            set_disabled(&store, &name, false, now).await?;
+            set_disabled(&*store, &name, false, now).await?;
             println!("enabled user {name}");
         }
         UserCommand::SetPassword { name, password_stdin } => {
@@ -79,7 +79,7 @@ async fn run_async(config: &Config, command: UserCommand) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-async fn set_disabled(store: &tessera_store::SqliteStore, name: &str, disabled: bool, now: i64) -> anyhow::Result<()> {
+async fn set_disabled(store: &dyn tessera_store::Store, name: &str, disabled: bool, now: i64) -> anyhow::Result<()> {
     match store.set_user_disabled(name, disabled, now).await {
         Err(StoreError::NotFound(_)) => bail!("no user {name:?}"),
         other => Ok(other?),

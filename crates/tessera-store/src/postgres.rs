@@ -1,0 +1,599 @@
+//! PostgreSQL, shared by several Tessera nodes: every node reads and writes the same authoritative state, each
+//! change commits (and is durable) before it is acknowledged, and refresh rotation is one transaction holding the
+//! session's row lock, so concurrent presentations of one token — on any node — produce exactly one rotation.
+//!
+//! The revocation log is read by position. PostgreSQL assigns `bigserial` ids at insert time but transactions
+//! commit in any order, so a reader could see id 11 before id 10 commits and skip 10 for ever. Log writers
+//! therefore take one transaction-scoped advisory lock: ids are assigned and committed in order. Revocations are
+//! rare next to refreshes (a rotation logs nothing), so the serialisation costs little.
+
+use deadpool_postgres::GenericClient;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde_json::{Map, Value};
+use tokio_postgres::{NoTls, Row};
+
+use crate::model::{
+    decide, Client, Decision, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation,
+};
+use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
+
+/// Schema migrations, applied in order under an advisory lock (nodes starting together do not race);
+/// `tessera_schema` records how many ran.
+const MIGRATIONS: &[&str] = &[r"
+    CREATE TABLE users (
+        username      TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        roles         TEXT NOT NULL,
+        disabled      BOOLEAN NOT NULL DEFAULT FALSE,
+        created_at    BIGINT NOT NULL
+    );
+    CREATE TABLE subjects (
+        sub        TEXT PRIMARY KEY,
+        not_before BIGINT NOT NULL
+    );
+    CREATE TABLE families (
+        sid                  TEXT PRIMARY KEY,
+        sub                  TEXT NOT NULL,
+        client_id            TEXT NOT NULL,
+        scope                TEXT,
+        roles                TEXT NOT NULL,
+        claims               TEXT NOT NULL,
+        user_agent           TEXT,
+        created_at           BIGINT NOT NULL,
+        expires_at           BIGINT NOT NULL,
+        last_used_at         BIGINT NOT NULL,
+        generation           BIGINT NOT NULL,
+        generation_issued_at BIGINT NOT NULL,
+        revoked_at           BIGINT,
+        revoked_reason       TEXT
+    );
+    CREATE INDEX families_by_sub ON families (sub, created_at);
+    CREATE TABLE revocation_log (
+        id      BIGSERIAL PRIMARY KEY,
+        at      BIGINT NOT NULL,
+        kind    TEXT NOT NULL CHECK (kind IN ('session', 'subject', 'token', 'client')),
+        value   TEXT NOT NULL,
+        instant BIGINT,
+        actor   TEXT NOT NULL,
+        reason  TEXT NOT NULL
+    );
+    CREATE INDEX revocation_log_by_time ON revocation_log (at);
+    CREATE TABLE security_events (
+        id     BIGSERIAL PRIMARY KEY,
+        at     BIGINT NOT NULL,
+        kind   TEXT NOT NULL,
+        sub    TEXT NOT NULL,
+        sid    TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE TABLE clients (
+        client_id   TEXT PRIMARY KEY,
+        secret_hash BYTEA NOT NULL,
+        scopes      TEXT NOT NULL,
+        audiences   TEXT NOT NULL,
+        grants      TEXT NOT NULL,
+        disabled    BOOLEAN NOT NULL DEFAULT FALSE,
+        created_at  BIGINT NOT NULL,
+        jwks        TEXT
+    );
+"];
+
+/// Advisory lock keys (arbitrary constants, namespaced by their value).
+const MIGRATION_LOCK: i64 = 0x7465_7373_0001;
+const LOG_LOCK: i64 = 0x7465_7373_0002;
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        match err.code() {
+            Some(code) if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
+                Self::AlreadyExists(err.to_string())
+            }
+            _ => Self::Backend(err.to_string()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        Self::Backend(format!("PostgreSQL connection pool: {err}"))
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|err| StoreError::Backend(err.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|err| StoreError::Backend(format!("corrupt JSON column: {err}")))
+}
+
+fn generation(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Backend(format!("negative generation {value}")))
+}
+
+fn db_generation(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Backend(format!("generation {value} out of range")))
+}
+
+const USER_COLUMNS: &str = "username, password_hash, roles, disabled, created_at";
+
+fn user_from_row(row: &Row) -> Result<User, StoreError> {
+    Ok(User {
+        username: row.try_get(0)?,
+        password_hash: row.try_get(1)?,
+        roles: from_json(row.try_get(2)?)?,
+        disabled: row.try_get(3)?,
+        created_at: row.try_get(4)?,
+    })
+}
+
+const CLIENT_COLUMNS: &str = "client_id, secret_hash, scopes, audiences, grants, disabled, created_at, jwks";
+
+fn client_from_row(row: &Row) -> Result<Client, StoreError> {
+    Ok(Client {
+        client_id: row.try_get(0)?,
+        secret_hash: row.try_get(1)?,
+        scopes: from_json(row.try_get(2)?)?,
+        audiences: from_json(row.try_get(3)?)?,
+        grants: from_json(row.try_get(4)?)?,
+        disabled: row.try_get(5)?,
+        created_at: row.try_get(6)?,
+        jwks: row.try_get(7)?,
+    })
+}
+
+const FAMILY_COLUMNS: &str = "sid, sub, client_id, scope, roles, claims, user_agent, created_at, expires_at, \
+     last_used_at, generation, generation_issued_at, revoked_at, revoked_reason";
+
+fn family_from_row(row: &Row) -> Result<Family, StoreError> {
+    Ok(Family {
+        session: NewFamily {
+            sid: row.try_get(0)?,
+            sub: row.try_get(1)?,
+            client_id: row.try_get(2)?,
+            scope: row.try_get(3)?,
+            roles: from_json(row.try_get(4)?)?,
+            claims: from_json::<Map<String, Value>>(row.try_get(5)?)?,
+            user_agent: row.try_get(6)?,
+            created_at: row.try_get(7)?,
+            expires_at: row.try_get(8)?,
+        },
+        last_used_at: row.try_get(9)?,
+        generation: generation(row.try_get(10)?)?,
+        generation_issued_at: row.try_get(11)?,
+        revoked_at: row.try_get(12)?,
+        revoked_reason: row.try_get(13)?,
+    })
+}
+
+fn revocation_from_row(row: &Row) -> Result<RevocationEntry, StoreError> {
+    let kind: &str = row.try_get(2)?;
+    let value: String = row.try_get(3)?;
+    let instant = row.try_get::<_, Option<Millis>>(4)?.unwrap_or(0);
+    let revocation = match kind {
+        "session" => Revocation::Session { sid: value },
+        "subject" => Revocation::Subject { sub: value, not_before: instant },
+        "token" => Revocation::Token { jti: value, expires_at: instant },
+        _ => Revocation::Client { client_id: value, not_before: instant },
+    };
+    Ok(RevocationEntry {
+        id: row.try_get(0)?,
+        at: row.try_get(1)?,
+        revocation,
+        provenance: Provenance { actor: row.try_get(5)?, reason: row.try_get(6)? },
+    })
+}
+
+async fn load_subject(db: &impl GenericClient, sub: &str) -> Result<SubjectState, StoreError> {
+    let row = db
+        .query_one(
+            "SELECT (SELECT not_before FROM subjects WHERE sub = $1), (SELECT disabled FROM users WHERE username = $1)",
+            &[&sub],
+        )
+        .await?;
+    Ok(SubjectState { not_before: row.try_get(0)?, disabled: row.try_get::<_, Option<bool>>(1)?.unwrap_or(false) })
+}
+
+/// Runs an UPDATE that must change exactly one existing row.
+async fn update_one(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    what: impl FnOnce() -> String,
+) -> Result<(), StoreError> {
+    if db.execute(sql, params).await? == 0 {
+        return Err(StoreError::NotFound(what()));
+    }
+    Ok(())
+}
+
+/// Applies a revocation and logs it, in the caller's transaction (see [`Store::revoke`]).
+async fn revoke_in(
+    db: &impl GenericClient,
+    revocation: &Revocation,
+    provenance: &Provenance,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let changed = match revocation {
+        Revocation::Session { sid } => {
+            db.execute(
+                "UPDATE families SET revoked_at = $2, revoked_reason = $3 WHERE sid = $1 AND revoked_at IS NULL",
+                &[sid, &now, &provenance.reason],
+            )
+            .await?
+                > 0
+        }
+        // Instants only move forward: an older instant arriving late never un-revokes anything.
+        Revocation::Subject { sub, not_before } => {
+            db.execute(
+                "INSERT INTO subjects (sub, not_before) VALUES ($1, $2)
+                 ON CONFLICT (sub) DO UPDATE SET not_before = excluded.not_before
+                 WHERE excluded.not_before > subjects.not_before",
+                &[sub, not_before],
+            )
+            .await?
+                > 0
+        }
+        Revocation::Token { .. } | Revocation::Client { .. } => true,
+    };
+    if changed {
+        let (kind, value, instant) = match revocation {
+            Revocation::Session { sid } => ("session", sid, None),
+            Revocation::Subject { sub, not_before } => ("subject", sub, Some(*not_before)),
+            Revocation::Token { jti, expires_at } => ("token", jti, Some(*expires_at)),
+            Revocation::Client { client_id, not_before } => ("client", client_id, Some(*not_before)),
+        };
+        db.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).await?;
+        db.execute(
+            "INSERT INTO revocation_log (at, kind, value, instant, actor, reason) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&now, &kind, value, &instant, &provenance.actor, &provenance.reason],
+        )
+        .await?;
+    }
+    Ok(changed)
+}
+
+/// Logs a client change at `now`, ending its tokens issued up to `not_before`.
+async fn client_changed(
+    db: &impl GenericClient,
+    client_id: &str,
+    now: Millis,
+    not_before: Millis,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let revocation = Revocation::Client { client_id: client_id.to_owned(), not_before };
+    revoke_in(db, &revocation, &Provenance::new("tessera", reason), now).await.map(drop)
+}
+
+/// The PostgreSQL backend: a pool of connections to one database.
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host:port/db`, plain TCP on a trusted network or a local socket) with up
+    /// to `pool_size` connections, and runs pending migrations.
+    ///
+    /// # Errors
+    /// A bad URL, an unreachable server, or a failed migration.
+    pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|err| StoreError::Backend(format!("PostgreSQL URL: {err}")))?;
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|err| StoreError::Backend(format!("PostgreSQL connection pool: {err}")))?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut db = self.pool.get().await?;
+        let tx = db.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS tessera_schema (version INTEGER NOT NULL)").await?;
+        let applied: i64 = tx.query_one("SELECT count(*) FROM tessera_schema", &[]).await?.try_get(0)?;
+        let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+        if applied > MIGRATIONS.len() {
+            return Err(StoreError::Backend(format!(
+                "database schema version {applied} is newer than this Tessera ({}); upgrade Tessera",
+                MIGRATIONS.len()
+            )));
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            tx.batch_execute(sql).await?;
+            let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
+            tx.execute("INSERT INTO tessera_schema (version) VALUES ($1)", &[&version]).await?;
+            tracing::info!(version, "applied PostgreSQL migration");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn create_user(&self, user: User) -> Result<(), StoreError> {
+        let db = self.pool.get().await?;
+        let sql = format!("INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING");
+        let roles = to_json(&user.roles)?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&user.username, &user.password_hash, &roles, &user.disabled, &user.created_at];
+        if db.execute(&sql, &params).await? == 0 {
+            return Err(StoreError::AlreadyExists(format!("user {:?}", user.username)));
+        }
+        Ok(())
+    }
+
+    async fn user(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let db = self.pool.get().await?;
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
+        db.query_opt(&sql, &[&username]).await?.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn users(&self) -> Result<Vec<User>, StoreError> {
+        let db = self.pool.get().await?;
+        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY username");
+        db.query(&sql, &[]).await?.iter().map(user_from_row).collect()
+    }
+
+    async fn set_user_disabled(&self, username: &str, disabled: bool, now: Millis) -> Result<(), StoreError> {
+        let mut db = self.pool.get().await?;
+        let tx = db.transaction().await?;
+        update_one(&tx, "UPDATE users SET disabled = $2 WHERE username = $1", &[&username, &disabled], || {
+            format!("user {username:?}")
+        })
+        .await?;
+        if disabled {
+            let revocation = Revocation::Subject { sub: username.to_owned(), not_before: now };
+            revoke_in(&tx, &revocation, &Provenance::new("tessera", "user_disabled"), now).await?;
+        }
+        Ok(tx.commit().await?)
+    }
+
+    async fn set_password(&self, username: &str, password_hash: String) -> Result<(), StoreError> {
+        let db = self.pool.get().await?;
+        update_one(&db, "UPDATE users SET password_hash = $2 WHERE username = $1", &[&username, &password_hash], || {
+            format!("user {username:?}")
+        })
+        .await
+    }
+
+    async fn create_client(&self, client: Client) -> Result<(), StoreError> {
+        let mut db = self.pool.get().await?;
+        let tx = db.transaction().await?;
+        let sql = format!(
+            "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
+        );
+        let (scopes, audiences, grants) =
+            (to_json(&client.scopes)?, to_json(&client.audiences)?, to_json(&client.grants)?);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+            &client.client_id,
+            &client.secret_hash,
+            &scopes,
+            &audiences,
+            &grants,
+            &client.disabled,
+            &client.created_at,
+            &client.jwks,
+        ];
+        if tx.execute(&sql, &params).await? == 0 {
+            return Err(StoreError::AlreadyExists(format!("client {:?}", client.client_id)));
+        }
+        // Instant 0: a new client has no tokens to cut off; verifiers only learn that it exists.
+        client_changed(&tx, &client.client_id, client.created_at, 0, "client_added").await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        let db = self.pool.get().await?;
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = $1");
+        db.query_opt(&sql, &[&client_id]).await?.as_ref().map(client_from_row).transpose()
+    }
+
+    async fn clients(&self) -> Result<Vec<Client>, StoreError> {
+        let db = self.pool.get().await?;
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY client_id");
+        db.query(&sql, &[]).await?.iter().map(client_from_row).collect()
+    }
+
+    async fn set_client_disabled(&self, client_id: &str, disabled: bool, now: Millis) -> Result<(), StoreError> {
+        let mut db = self.pool.get().await?;
+        let tx = db.transaction().await?;
+        update_one(&tx, "UPDATE clients SET disabled = $2 WHERE client_id = $1", &[&client_id, &disabled], || {
+            format!("client {client_id:?}")
+        })
+        .await?;
+        // Re-enabling revives nothing: the tokens from before the disabling stay dead.
+        let (instant, reason) = if disabled { (now, "client_disabled") } else { (0, "client_enabled") };
+        client_changed(&tx, client_id, now, instant, reason).await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn set_client_secret(&self, client_id: &str, secret_hash: Vec<u8>, now: Millis) -> Result<(), StoreError> {
+        let mut db = self.pool.get().await?;
+        let tx = db.transaction().await?;
+        update_one(
+            &tx,
+            "UPDATE clients SET secret_hash = $2 WHERE client_id = $1 AND jwks IS NULL",
+            &[&client_id, &secret_hash],
+            || format!("client {client_id:?}"),
+        )
+        .await?;
+        client_changed(&tx, client_id, now, now, "client_secret_rotated").await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn set_client_jwks(&self, client_id: &str, jwks: String, now: Millis) -> Result<(), StoreError> {
+        let mut db = self.pool.get().await?;
+        let tx = db.transaction().await?;
+        update_one(
+            &tx,
+            "UPDATE clients SET jwks = $2 WHERE client_id = $1 AND jwks IS NOT NULL",
+            &[&client_id, &jwks],
+            || format!("private_key_jwt client {client_id:?}"),
+        )
+        .await?;
+        client_changed(&tx, client_id, now, now, "client_keys_replaced").await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn create_family(&self, family: NewFamily) -> Result<Family, StoreError> {
+        let db = self.pool.get().await?;
+        let family = Family::new(family);
+        let sql = format!(
+            "INSERT INTO families ({FAMILY_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING"
+        );
+        let s = &family.session;
+        let (roles, claims, generation) = (to_json(&s.roles)?, to_json(&s.claims)?, db_generation(family.generation)?);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
+            &s.sid,
+            &s.sub,
+            &s.client_id,
+            &s.scope,
+            &roles,
+            &claims,
+            &s.user_agent,
+            &s.created_at,
+            &s.expires_at,
+            &family.last_used_at,
+            &generation,
+            &family.generation_issued_at,
+            &family.revoked_at,
+            &family.revoked_reason,
+        ];
+        if db.execute(&sql, &params).await? == 0 {
+            return Err(StoreError::AlreadyExists(format!("session {:?}", s.sid)));
+        }
+        Ok(family)
+    }
+
+    async fn family(&self, sid: &str) -> Result<Option<Family>, StoreError> {
+        let db = self.pool.get().await?;
+        let sql = format!("SELECT {FAMILY_COLUMNS} FROM families WHERE sid = $1");
+        db.query_opt(&sql, &[&sid]).await?.as_ref().map(family_from_row).transpose()
+    }
+
+    async fn refresh(
+        &self,
+        sid: &str,
+        presented: u64,
+        now: Millis,
+        rules: RefreshRules,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let mut db = self.pool.get().await?;
+        let tx = db.transaction().await?;
+        // The row lock serialises concurrent presentations of this session on every node: only the first sees
+        // its generation live.
+        let sql = format!("SELECT {FAMILY_COLUMNS} FROM families WHERE sid = $1 FOR UPDATE");
+        let Some(row) = tx.query_opt(&sql, &[&sid]).await? else {
+            return Ok(RefreshOutcome::Refused(Refusal::Unknown));
+        };
+        let mut family = family_from_row(&row)?;
+        let subject = load_subject(&tx, &family.session.sub).await?;
+        let outcome = match decide(&family, presented, &subject, now, rules) {
+            Decision::Rotate => {
+                tx.execute(
+                    "UPDATE families SET generation = generation + 1, generation_issued_at = $2, last_used_at = $2
+                     WHERE sid = $1",
+                    &[&sid, &now],
+                )
+                .await?;
+                family.generation += 1;
+                family.generation_issued_at = now;
+                family.last_used_at = now;
+                RefreshOutcome::Rotated(family)
+            }
+            Decision::Replay => RefreshOutcome::Replayed(family),
+            Decision::Theft => {
+                let provenance = Provenance::new("tessera", "reuse_detected");
+                revoke_in(&tx, &Revocation::Session { sid: sid.to_owned() }, &provenance, now).await?;
+                let detail = format!("generation {presented} presented while generation {} is live", family.generation);
+                tx.execute(
+                    "INSERT INTO security_events (at, kind, sub, sid, detail) VALUES ($1, $2, $3, $4, $5)",
+                    &[&now, &"refresh_token_reuse", &family.session.sub, &sid, &detail],
+                )
+                .await?;
+                family.revoked_at = Some(now);
+                family.revoked_reason = Some("reuse_detected".into());
+                RefreshOutcome::TheftDetected(family)
+            }
+            Decision::Refuse(refusal) => return Ok(RefreshOutcome::Refused(refusal)),
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn revoke(&self, revocation: Revocation, provenance: Provenance, now: Millis) -> Result<bool, StoreError> {
+        let mut db = self.pool.get().await?;
+        let tx = db.transaction().await?;
+        let changed = revoke_in(&tx, &revocation, &provenance, now).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn live_families(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Family>, StoreError> {
+        let db = self.pool.get().await?;
+        let not_before = load_subject(&db, sub).await?.not_before.unwrap_or(Millis::MIN);
+        let sql = format!(
+            "SELECT {FAMILY_COLUMNS} FROM families
+             WHERE sub = $1 AND created_at > $2 AND revoked_at IS NULL AND expires_at > $3 AND last_used_at > $4
+             ORDER BY created_at DESC"
+        );
+        let idle_since = now.saturating_sub(rules.idle_timeout_ms);
+        db.query(&sql, &[&sub, &not_before, &now, &idle_since]).await?.iter().map(family_from_row).collect()
+    }
+
+    async fn subject(&self, sub: &str) -> Result<SubjectState, StoreError> {
+        let db = self.pool.get().await?;
+        load_subject(&db, sub).await
+    }
+
+    async fn revocations_after(
+        &self,
+        after_id: i64,
+        since: Millis,
+        limit: usize,
+    ) -> Result<Vec<RevocationEntry>, StoreError> {
+        let db = self.pool.get().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        db.query(
+            "SELECT id, at, kind, value, instant, actor, reason FROM revocation_log
+             WHERE id > $1 AND at >= $2 ORDER BY id LIMIT $3",
+            &[&after_id, &since, &limit],
+        )
+        .await?
+        .iter()
+        .map(revocation_from_row)
+        .collect()
+    }
+
+    async fn security_events(&self, limit: usize) -> Result<Vec<SecurityEvent>, StoreError> {
+        let db = self.pool.get().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = db
+            .query("SELECT at, kind, sub, sid, detail FROM security_events ORDER BY id DESC LIMIT $1", &[&limit])
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SecurityEvent {
+                    at: row.try_get(0)?,
+                    kind: row.try_get(1)?,
+                    sub: row.try_get(2)?,
+                    sid: row.try_get(3)?,
+                    detail: row.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let db = self.pool.get().await?;
+        db.execute("SELECT 1", &[]).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,90 @@
+//! Three `tessera serve` nodes on one PostgreSQL (started by the test on a free port), sharing a key directory:
+//! a session started on one node rotates on another, reuse of a rotated token is caught on a third and ends the
+//! session on every node, and a revocation made on one node reaches the others.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::{add_user, eventually, http, Server, PASSWORD};
+use serde_json::Value;
+use tessera_store::conformance::Postgres;
+
+mod common;
+
+/// `GET /verify` with a bearer token: the status.
+fn verify(addr: SocketAddr, token: &str) -> u16 {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stream,
+        "GET /verify HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response[9..12].parse().unwrap()
+}
+
+fn form(addr: SocketAddr, path: &str, body: &str) -> (u16, Value) {
+    let (status, body) = http(addr, "POST", path, "application/x-www-form-urlencoded", body).unwrap();
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+fn login(addr: SocketAddr) -> (String, String) {
+    let body =
+        serde_json::json!({"username": "alice", "password": PASSWORD, "refresh_token_delivery": "body"}).to_string();
+    let (status, body) = http(addr, "POST", "/auth/login", "application/json", &body).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    (body["access_token"].as_str().unwrap().to_owned(), body["refresh_token"].as_str().unwrap().to_owned())
+}
+
+fn refresh(addr: SocketAddr, token: &str) -> (u16, Value) {
+    form(addr, "/oauth2/token", &format!("grant_type=refresh_token&refresh_token={token}"))
+}
+
+#[test]
+fn three_nodes_on_postgresql_share_sessions_theft_detection_and_revocations() {
+    let pg = Postgres::start();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = runtime.block_on(pg.database("tessera"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("tessera.toml"),
+        format!("[store]\nbackend = \"postgres\"\npostgres_url = \"{url}\"\n\n[sessions]\ngrace = \"1s\"\n"),
+    )
+    .unwrap();
+    add_user(d, "alice");
+    let nodes = [Server::start(d), Server::start(d), Server::start(d)];
+    let [a, b, c] = [nodes[0].addr, nodes[1].addr, nodes[2].addr];
+
+    // Login on A, refresh on B, reuse of the rotated token on C: theft, the session ends on every node.
+    let (access, first) = login(a);
+    let (status, rotated) = refresh(b, &first);
+    assert_eq!(status, 200, "{rotated}");
+    let second = rotated["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(verify(c, &access), 200);
+    std::thread::sleep(Duration::from_millis(1_100)); // past the (shortened) grace window: the old token is stale
+    let (status, reply) = refresh(c, &first);
+    assert_eq!((status, reply["error"].as_str()), (400, Some("invalid_grant")));
+    let (status, _) = refresh(a, &second);
+    assert_eq!(status, 400, "the live token of a stolen session is dead too");
+    for node in [a, b, c] {
+        eventually("the stolen session's access token is refused on every node", || verify(node, &access) == 401);
+    }
+
+    // A revocation through RFC 7009 on B reaches A and C.
+    let (access, refresh_token) = login(a);
+    for node in [a, b, c] {
+        assert_eq!(verify(node, &access), 200);
+    }
+    let (status, _) = form(b, "/oauth2/revoke", &format!("token={refresh_token}&client_id=tessera"));
+    assert_eq!(status, 200);
+    assert_eq!(verify(b, &access), 401, "at once on the node that revoked");
+    for node in [a, c] {
+        eventually("a revocation on B reaches the other nodes", || verify(node, &access) == 401);
+    }
+}
