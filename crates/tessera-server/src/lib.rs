@@ -117,7 +117,7 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
 
 /// Loads the revocation log into the index (from as far back as any live token reaches) and the registered
 /// clients, then keeps the keys, the index and the clients current: changes made by `tessera` commands or other
-/// nodes arrive within one `reload_interval`.
+/// nodes arrive within one `reload_interval`, or at once when the store pushes log growth.
 ///
 /// # Errors
 /// When the initial load fails.
@@ -137,10 +137,29 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
         let _fetchers = AbortOnDrop(fetchers);
         let mut tick = tokio::time::interval(state.settings().reload_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A backend that pushes log growth (PostgreSQL's LISTEN/NOTIFY) makes revocations from other nodes
+        // apply at once; the tick stays as the fallback and for keys.
+        let mut log_changes = state.store().log_changes();
         loop {
-            tick.tick().await;
+            let pushed = tokio::select! {
+                _ = tick.tick() => false,
+                changed = async {
+                    match &mut log_changes {
+                        Some(changes) => changes.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if !changed {
+                        log_changes = None;
+                    }
+                    true
+                }
+            };
             if let Err(err) = sync(&state).await {
                 tracing::warn!(error = %err, "revocation and client sync failed; retrying");
+            }
+            if pushed {
+                continue;
             }
             let keys_state = state.clone();
             let now = state.clock().now_secs();

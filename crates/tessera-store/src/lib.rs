@@ -162,4 +162,11 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// When it does not.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// A signal that the revocation log may have grown — on any node — for backends that can push it, so
+    /// verifiers sync at once instead of at their next poll. `None` when readers must poll. Only the change
+    /// matters, not the value; a lost connection also signals (readers resync, which is always safe).
+    fn log_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }

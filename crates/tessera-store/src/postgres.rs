@@ -78,6 +78,11 @@ const MIGRATIONS: &[&str] = &[r"
     );
 "];
 
+/// The channel nodes LISTEN on for revocation-log growth.
+const LOG_CHANNEL: &str = "tessera_log";
+/// Wait before reconnecting a lost LISTEN connection.
+const RELISTEN_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Advisory lock keys (arbitrary constants, namespaced by their value).
 const MIGRATION_LOCK: i64 = 0x7465_7373_0001;
 const LOG_LOCK: i64 = 0x7465_7373_0002;
@@ -249,6 +254,8 @@ async fn revoke_in(
             &[&now, &kind, value, &instant, &provenance.actor, &provenance.reason],
         )
         .await?;
+        // Delivered to every listening node when (and only if) the transaction commits.
+        db.execute("SELECT pg_notify($1, '')", &[&LOG_CHANNEL]).await?;
     }
     Ok(changed)
 }
@@ -268,6 +275,54 @@ async fn client_changed(
 /// The PostgreSQL backend: a pool of connections to one database.
 pub struct PostgresStore {
     pool: Pool,
+    log_changes: tokio::sync::watch::Receiver<u64>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// Keeps one connection LISTENing on [`LOG_CHANNEL`] and bumps `changes` on every notification, reconnecting
+/// when the connection is lost (and bumping then too: notifications may have been missed meanwhile).
+async fn listen(config: tokio_postgres::Config, changes: tokio::sync::watch::Sender<u64>) {
+    use futures_util::StreamExt as _;
+    let changes = std::sync::Arc::new(changes);
+    let bump = |changes: &tokio::sync::watch::Sender<u64>| changes.send_modify(|n| *n = n.wrapping_add(1));
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                // The connection delivers notifications as it is driven; the client issues LISTEN meanwhile.
+                let notified = std::sync::Arc::clone(&changes);
+                let mut driver = tokio::spawn(async move {
+                    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(tokio_postgres::AsyncMessage::Notification(_)) => bump(&notified),
+                            Ok(_) => {}
+                            Err(err) => {
+                                tracing::warn!(error = %err, "PostgreSQL LISTEN connection lost; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                });
+                match client.batch_execute(&format!("LISTEN {LOG_CHANNEL}")).await {
+                    Ok(()) => {
+                        bump(&changes);
+                        let _ = (&mut driver).await;
+                    }
+                    Err(err) => tracing::warn!(error = %err, "PostgreSQL LISTEN failed; retrying"),
+                }
+                driver.abort();
+            }
+            Err(err) => tracing::warn!(error = %err, "PostgreSQL LISTEN connection failed; retrying"),
+        }
+        bump(&changes);
+        tokio::time::sleep(RELISTEN_DELAY).await;
+    }
 }
 
 impl PostgresStore {
@@ -279,13 +334,15 @@ impl PostgresStore {
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
         let config: tokio_postgres::Config =
             url.parse().map_err(|err| StoreError::Backend(format!("PostgreSQL URL: {err}")))?;
+        let (changes, log_changes) = tokio::sync::watch::channel(0);
+        let listener = tokio::spawn(listen(config.clone(), changes));
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|err| StoreError::Backend(format!("PostgreSQL connection pool: {err}")))?;
-        let store = Self { pool };
+        let store = Self { pool, log_changes, listener };
         store.migrate().await?;
         Ok(store)
     }
@@ -595,5 +652,9 @@ impl Store for PostgresStore {
         let db = self.pool.get().await?;
         db.execute("SELECT 1", &[]).await?;
         Ok(())
+    }
+
+    fn log_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.log_changes.clone())
     }
 }

@@ -109,6 +109,10 @@ pub(crate) struct ServerConfig {
     /// Longest time a request may take. Default 10 seconds.
     #[serde(with = "duration_text")]
     pub(crate) request_timeout: Duration,
+    /// How often the server polls the store for revocations, client changes and keys made elsewhere (the
+    /// PostgreSQL backend also pushes revocations at once). Default 250 ms.
+    #[serde(with = "duration_text")]
+    pub(crate) reload_interval: Duration,
     /// Log format: `text` (default) or `json`.
     pub(crate) log_format: LogFormat,
     /// A file holding the admin API credential. `TESSERA_ADMIN_TOKEN` takes precedence. Neither: admin API off.
@@ -197,6 +201,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(10),
+            reload_interval: Duration::from_millis(250),
             log_format: LogFormat::Text,
             admin_token_file: None,
             behind_tls: false,
@@ -376,6 +381,11 @@ impl Config {
                 problems.push("store.postgres_url is set but store.backend is \"sqlite\"".to_owned());
             }
             _ => {}
+        }
+        if self.server.reload_interval < Duration::from_millis(10)
+            || self.server.reload_interval > Duration::from_secs(60)
+        {
+            problems.push("server.reload_interval must be between 10ms and 60s".to_owned());
         }
         if !(1..=1024).contains(&self.store.pool_size) {
             problems.push("store.pool_size must be between 1 and 1024".to_owned());

@@ -75,6 +75,7 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
         },
         max_body_bytes: config.server.max_body_bytes,
         request_timeout: config.server.request_timeout,
+        reload_interval: config.server.reload_interval,
         tls: config.server.behind_tls || config.server.tls_cert_file.is_some(),
         exchange_rules: config
             .token_exchange

@@ -1,13 +1,15 @@
 //! Three `tessera serve` nodes on one PostgreSQL (started by the test on a free port), sharing a key directory:
 //! a session started on one node rotates on another, reuse of a rotated token is caught on a third and ends the
-//! session on every node, and a revocation made on one node reaches the others.
+//! session on every node, and a revocation made on one node reaches the others — pushed through LISTEN/NOTIFY,
+//! since the nodes' polling interval is set to a minute. The propagation delay over 200 revocations is printed
+//! (`--no-capture`) for BENCHMARKS.md; it is measured, not asserted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::{add_user, eventually, http, Server, PASSWORD};
+use common::{add_user, claims, eventually, http, Server, PASSWORD};
 use serde_json::Value;
 use tessera_store::conformance::Postgres;
 
@@ -52,11 +54,12 @@ fn three_nodes_on_postgresql_share_sessions_theft_detection_and_revocations() {
     let url = runtime.block_on(pg.database("tessera"));
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(
-        d.join("tessera.toml"),
-        format!("[store]\nbackend = \"postgres\"\npostgres_url = \"{url}\"\n\n[sessions]\ngrace = \"1s\"\n"),
-    )
-    .unwrap();
+    std::fs::write(d.join("admin-token"), ADMIN).unwrap();
+    let config = format!(
+        "[store]\nbackend = \"postgres\"\npostgres_url = \"{url}\"\n\n[sessions]\ngrace = \"1s\"\n\n\
+         [server]\nreload_interval = \"60s\"\nadmin_token_file = \"admin-token\"\n"
+    );
+    std::fs::write(d.join("tessera.toml"), config).unwrap();
     add_user(d, "alice");
     let nodes = [Server::start(d), Server::start(d), Server::start(d)];
     let [a, b, c] = [nodes[0].addr, nodes[1].addr, nodes[2].addr];
@@ -87,4 +90,49 @@ fn three_nodes_on_postgresql_share_sessions_theft_detection_and_revocations() {
     for node in [a, c] {
         eventually("a revocation on B reaches the other nodes", || verify(node, &access) == 401);
     }
+
+    // Propagation: revoke a token by jti on B, time until A refuses it.
+    let mut delays = Vec::new();
+    for _ in 0..200 {
+        let token = admin(a, "/admin/v1/sessions", &serde_json::json!({"sub": "carol"}))["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let jti = claims(&token)["jti"].as_str().unwrap().to_owned();
+        assert_eq!(verify(a, &token), 200);
+        admin(b, "/admin/v1/revocations", &serde_json::json!({"jti": jti}));
+        let revoked = std::time::Instant::now();
+        while verify(a, &token) != 401 {
+            assert!(revoked.elapsed() < Duration::from_secs(10), "a jti revocation on B never reached A");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        delays.push(revoked.elapsed());
+    }
+    delays.sort();
+    eprintln!(
+        "propagation B -> A over {} revocations (PostgreSQL LISTEN/NOTIFY, polling 1 ms on /verify): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        delays.len(),
+        delays[delays.len() / 2].as_secs_f64() * 1e3,
+        delays[delays.len() * 99 / 100].as_secs_f64() * 1e3,
+        delays[delays.len() - 1].as_secs_f64() * 1e3
+    );
+}
+
+const ADMIN: &str = "admin-credential-for-the-multi-node-test-0123456789";
+
+fn admin(addr: SocketAddr, path: &str, body: &Value) -> Value {
+    let body = body.to_string();
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {ADMIN}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(matches!(&response[9..12], "200" | "201"), "{response}");
+    serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap()
 }

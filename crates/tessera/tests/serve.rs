@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{add_user, eventually, http, tessera, Server, PASSWORD};
+use common::{add_user, claims, eventually, http, tessera, Server, PASSWORD};
 use serde_json::Value;
 
 mod common;
@@ -293,10 +293,4 @@ fn clients_from_the_command_line_get_service_tokens_from_a_running_server() {
 
     assert!(tessera(d).args(["client", "disable", "billing"]).status().unwrap().success());
     eventually("a disabled client is refused", || grant(&new_secret).0 == 401);
-}
-
-fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap())
-        .unwrap()
 }

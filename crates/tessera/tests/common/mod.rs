@@ -94,3 +94,10 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
 }
+
+/// The claims of a JWT, decoded without verification.
+pub fn claims(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).unwrap();
+    let json = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap();
+    serde_json::from_slice(&json).unwrap()
+}
