@@ -106,7 +106,6 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
                 scopes: route.scopes.clone(),
             })
             .collect(),
-        ..Settings::default()
     })
 }
 
