@@ -11,12 +11,17 @@
 //!   revocations made per token lifetime, not with the number of users.
 //! - **Staleness is visible.** The index records the last log position it applied and when it last synced, so a
 //!   node can tell — and report — that it may be behind.
+//!
+//! For long-lived tokens, whose revoked ids run into the tens of millions, [`compact`] holds them in a
+//! time-bucketed probabilistic prefilter instead, confirmed by an exact store.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
 
 use tessera_store::{Millis, Revocation, RevocationEntry};
+
+pub mod compact;
 
 /// How long entries matter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
