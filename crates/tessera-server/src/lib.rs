@@ -207,7 +207,7 @@ pub async fn sync(state: &AppState) -> Result<(), tessera_store::StoreError> {
     if clients.take_stale() {
         reload_clients(state).await.inspect_err(|_| clients.mark_stale())?;
     }
-    index.prune(now);
+    index.prune_if_due(now);
     clients.prune_assertions(now);
     index.mark_synced(now);
     Ok(())
