@@ -89,5 +89,14 @@ pub(crate) fn verify_access_token(state: &AppState, token: &str) -> Result<Claim
     if inner.revocations.is_revoked(&token) {
         return Err("revoked");
     }
+    let stale_ms = inner.clock.now_ms().saturating_sub(inner.revocations.last_sync_ms());
+    if stale_ms > crate::state::millis(inner.settings.revocations_stale_after) {
+        match inner.settings.stale_revocations {
+            crate::settings::StalePolicy::FailClosed => return Err("revocations_stale"),
+            crate::settings::StalePolicy::FailOpen => {
+                metrics::counter!("tessera_accepted_while_stale_total").increment(1);
+            }
+        }
+    }
     Ok(claims)
 }

@@ -34,6 +34,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("tessera_revocation_index_entries").set(state.revocations().len() as f64);
+    let age_ms = state.clock().now_ms().saturating_sub(state.revocations().last_sync_ms());
+    metrics::gauge!("tessera_revocation_index_age_seconds").set(age_ms as f64 / 1000.0);
     match &state.0.metrics {
         Some(handle) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response(),
         None => (StatusCode::NOT_FOUND, "metrics are not enabled").into_response(),

@@ -45,6 +45,22 @@ pub struct Settings {
     pub routes: Vec<RouteRule>,
     /// Other issuers whose access tokens this server also accepts.
     pub trusted_issuers: Vec<TrustedIssuer>,
+    /// How long the revocation index may go without a successful sync before it counts as stale.
+    pub revocations_stale_after: Duration,
+    /// What verification does while the index is stale.
+    pub stale_revocations: StalePolicy,
+}
+
+/// What verification does while this node cannot confirm its revocation index is current (the store
+/// unreachable for longer than [`Settings::revocations_stale_after`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StalePolicy {
+    /// Refuse every token: a revocation made elsewhere in the meantime is never ignored. The default, because
+    /// honouring a stolen token that was revoked is the failure this service exists to prevent.
+    FailClosed,
+    /// Accept tokens the index does not know to be revoked, and report it (log, metric): availability over
+    /// revocation freshness.
+    FailOpen,
 }
 
 /// An issuer whose tokens are verified with its published JWKS.
@@ -122,6 +138,8 @@ impl Default for Settings {
             exchange_rules: Vec::new(),
             routes: Vec::new(),
             trusted_issuers: Vec::new(),
+            revocations_stale_after: Duration::from_secs(60),
+            stale_revocations: StalePolicy::FailClosed,
         }
     }
 }

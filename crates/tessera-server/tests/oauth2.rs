@@ -75,7 +75,7 @@ async fn setup() -> common::Harness {
                 audiences: audiences.into_iter().map(str::to_owned).collect(),
                 grants: grants.into_iter().map(str::to_owned).collect(),
                 disabled: false,
-                created_at: 0,
+                created_at: h.clock.now_ms(),
                 jwks: None,
             })
             .await

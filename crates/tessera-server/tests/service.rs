@@ -9,7 +9,7 @@ use common::{harness, harness_with, Harness, PASSWORD, START_MS};
 use http_body_util::BodyExt as _;
 use serde_json::{json, Value};
 use tessera_server::clock::Clock as _;
-use tessera_server::Settings;
+use tessera_server::{Settings, StalePolicy};
 use tower::ServiceExt as _;
 
 struct Reply {
@@ -517,4 +517,26 @@ async fn changes_made_directly_in_the_store_reach_the_running_server() {
     assert_eq!(login.status, StatusCode::UNAUTHORIZED);
     assert_eq!(h.send(Request::get("/readyz").body(Body::empty()).unwrap()).await.status, StatusCode::OK);
     background.abort();
+}
+
+#[tokio::test]
+async fn a_stale_revocation_index_fails_closed_by_default_and_open_when_configured() {
+    for (policy, while_stale) in
+        [(StalePolicy::FailClosed, StatusCode::UNAUTHORIZED), (StalePolicy::FailOpen, StatusCode::OK)]
+    {
+        let settings = Settings {
+            revocations_stale_after: std::time::Duration::from_secs(60),
+            stale_revocations: policy,
+            ..Settings::default()
+        };
+        let h = harness_with(settings).await;
+        let s = h.login("alice").await;
+        h.clock.advance_ms(59_000);
+        assert_eq!(h.verify(&s.access).await, StatusCode::OK, "{policy:?}: synced 59 s ago is current");
+        h.clock.advance_ms(2_000);
+        assert_eq!(h.verify(&s.access).await, while_stale, "{policy:?}: no sync for 61 s");
+        tessera_server::sync(&h.state).await.unwrap();
+        assert_eq!(h.verify(&s.access).await, StatusCode::OK, "{policy:?}: current again after a sync");
+    }
+    assert_eq!(Settings::default().stale_revocations, StalePolicy::FailClosed, "the safe default");
 }

@@ -27,6 +27,8 @@ pub(crate) struct Config {
     pub(crate) issuer: String,
     /// Where users, clients, sessions and revocations live.
     pub(crate) store: StoreConfig,
+    /// What verification does when the revocation index cannot be kept current.
+    pub(crate) revocation: RevocationConfig,
     /// Token lifetimes and verification limits.
     pub(crate) tokens: TokenConfig,
     /// Signing keys: algorithm, rotation schedule, encryption at rest.
@@ -123,6 +125,34 @@ pub(crate) struct ServerConfig {
     pub(crate) tls_cert_file: Option<PathBuf>,
     /// PEM private key of `tls_cert_file`.
     pub(crate) tls_key_file: Option<PathBuf>,
+}
+
+/// The revocation index's staleness bound and policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RevocationConfig {
+    /// How long the index may go without a successful sync with the store before it counts as stale. Default 60s.
+    #[serde(with = "duration_text")]
+    pub(crate) stale_after: Duration,
+    /// While stale: `fail_closed` (default: refuse every token, so no revocation made elsewhere is ignored) or
+    /// `fail_open` (accept, log and count: availability over revocation freshness).
+    pub(crate) stale_policy: StalePolicyConfig,
+}
+
+/// See [`RevocationConfig::stale_policy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StalePolicyConfig {
+    /// Refuse every token while stale.
+    FailClosed,
+    /// Accept tokens not known to be revoked while stale, and report it.
+    FailOpen,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        Self { stale_after: Duration::from_secs(60), stale_policy: StalePolicyConfig::FailClosed }
+    }
 }
 
 /// The storage backend.
@@ -278,6 +308,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./tessera-data"),
             issuer: "http://127.0.0.1:8080".into(),
             store: StoreConfig::default(),
+            revocation: RevocationConfig::default(),
             tokens: TokenConfig::default(),
             keys: KeyConfig::default(),
             server: ServerConfig::default(),
@@ -386,6 +417,9 @@ impl Config {
             || self.server.reload_interval > Duration::from_secs(60)
         {
             problems.push("server.reload_interval must be between 10ms and 60s".to_owned());
+        }
+        if self.revocation.stale_after <= self.server.reload_interval {
+            problems.push("revocation.stale_after must be longer than server.reload_interval".to_owned());
         }
         if !(1..=1024).contains(&self.store.pool_size) {
             problems.push("store.pool_size must be between 1 and 1024".to_owned());

@@ -76,6 +76,11 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
         max_body_bytes: config.server.max_body_bytes,
         request_timeout: config.server.request_timeout,
         reload_interval: config.server.reload_interval,
+        revocations_stale_after: config.revocation.stale_after,
+        stale_revocations: match config.revocation.stale_policy {
+            crate::config::StalePolicyConfig::FailClosed => tessera_server::StalePolicy::FailClosed,
+            crate::config::StalePolicyConfig::FailOpen => tessera_server::StalePolicy::FailOpen,
+        },
         tls: config.server.behind_tls || config.server.tls_cert_file.is_some(),
         exchange_rules: config
             .token_exchange

@@ -57,7 +57,8 @@ fn three_nodes_on_postgresql_share_sessions_theft_detection_and_revocations() {
     std::fs::write(d.join("admin-token"), ADMIN).unwrap();
     let config = format!(
         "[store]\nbackend = \"postgres\"\npostgres_url = \"{url}\"\n\n[sessions]\ngrace = \"1s\"\n\n\
-         [server]\nreload_interval = \"60s\"\nadmin_token_file = \"admin-token\"\n"
+         [server]\nreload_interval = \"60s\"\nadmin_token_file = \"admin-token\"\n\n\
+         [revocation]\nstale_after = \"120s\"\n"
     );
     std::fs::write(d.join("tessera.toml"), config).unwrap();
     add_user(d, "alice");

@@ -34,6 +34,8 @@ pub async fn harness_with(settings: Settings) -> Harness {
     let policy = Policy::access(settings.issuer.clone(), vec![settings.audience.clone()]);
     let keys = KeyService::load(keystore, RotationPolicy::default(), policy, clock.now_secs()).unwrap();
     let state = AppState::new(settings, store, keys, clock.clone(), None).unwrap();
+    // What a serving node does before it answers: load the revocation log and the clients.
+    tessera_server::sync(&state).await.unwrap();
     Harness { app: app(state.clone()), state, clock, dir }
 }
 
