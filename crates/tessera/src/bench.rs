@@ -27,7 +27,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Verify { alg, load } => (alg, load, Scenario::Verify),
         BenchCommand::ClientCredentials { alg, load } => (alg, load, Scenario::ClientCredentials),
     };
-    let server = ServerProcess::start(alg, scenario)?;
+    let server = ServerProcess::start(alg, scenario, load.postgres_url.as_deref())?;
     // The load generator runs on one thread; the server has the machine's cores (the generator shares them).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let result = runtime.block_on(drive(server.addr, scenario, server.client_secret.as_deref(), &load));
@@ -41,6 +41,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     };
     let report = serde_json::json!({
         "scenario": scenario.name(), "alg": alg.as_str(), "concurrency": load.concurrency,
+        "store": if load.postgres_url.is_some() { "postgres" } else { "sqlite" },
         "duration_s": load.duration.as_secs_f64(), "requests": result.count, "errors": result.errors,
         "per_second": result.per_second, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
         "raw_reference": raw_name, "raw_per_second": raw_rate, "ratio_to_raw": result.per_second / raw_rate,
@@ -85,7 +86,7 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn start(alg: Algorithm, scenario: Scenario) -> anyhow::Result<Self> {
+    fn start(alg: Algorithm, scenario: Scenario, postgres_url: Option<&str>) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
         let dir = std::env::temp_dir().join(format!("tessera-bench-{}-{}", std::process::id(), crate::now()));
         std::fs::create_dir_all(&dir)?;
@@ -98,6 +99,9 @@ impl ServerProcess {
                 .env("TESSERA_RATE_LIMITS__LOGIN_PER_USER", "100000000")
                 .env("RUST_LOG", "warn")
                 .env_remove("TESSERA_CONFIG");
+            if let Some(url) = postgres_url {
+                command.env("TESSERA_STORE__BACKEND", "postgres").env("TESSERA_STORE__POSTGRES_URL", url);
+            }
         };
         let mut add = Command::new(&exe);
         configure(&mut add);

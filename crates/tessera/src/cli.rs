@@ -254,6 +254,10 @@ pub(crate) struct LoadArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Run the server on this PostgreSQL database instead of the embedded SQLite. Use an empty, throwaway
+    /// database: the benchmark's user, client and sessions are created in it.
+    #[arg(long, value_name = "URL")]
+    pub(crate) postgres_url: Option<String>,
 }
 
 fn bench_duration(text: &str) -> Result<std::time::Duration, String> {
