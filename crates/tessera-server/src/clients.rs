@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tessera_jose::{KeySet, Policy, Profile, Verifier};
-use tessera_store::{Client, Millis};
+use tessera_store::Client;
 
 /// A registered client, with the verifier of its assertions when it authenticates with `private_key_jwt`.
 pub(crate) struct Registered {
@@ -21,17 +21,11 @@ pub(crate) struct ClientDirectory {
     clients: ArcSwap<HashMap<String, Arc<Registered>>>,
     /// Set when the log announced a change the directory has not loaded yet (and at start).
     stale: AtomicBool,
-    /// Assertion ids seen, by client, until their assertion expires: each assertion is accepted once.
-    seen_assertions: Mutex<HashMap<(String, String), i64>>,
 }
-
-/// Assertion ids remembered at most; past it, expired ones are dropped, and if none has expired new assertions
-/// are refused (fail closed) until some do.
-const MAX_SEEN_ASSERTIONS: usize = 100_000;
 
 impl Default for ClientDirectory {
     fn default() -> Self {
-        Self { clients: ArcSwap::default(), stale: AtomicBool::new(true), seen_assertions: Mutex::default() }
+        Self { clients: ArcSwap::default(), stale: AtomicBool::new(true) }
     }
 }
 
@@ -92,25 +86,5 @@ impl ClientDirectory {
             })
             .collect();
         self.clients.store(Arc::new(map));
-    }
-
-    /// Records assertion `jti` of `client_id`, valid until `exp`; false when it was seen before (a replay) or
-    /// when too many live assertions are remembered to take another.
-    pub(crate) fn first_use(&self, client_id: &str, jti: &str, exp: i64, now_secs: i64) -> bool {
-        let Ok(mut seen) = self.seen_assertions.lock() else { return false };
-        if seen.len() >= MAX_SEEN_ASSERTIONS {
-            seen.retain(|_, until| *until >= now_secs);
-            if seen.len() >= MAX_SEEN_ASSERTIONS {
-                return false;
-            }
-        }
-        seen.insert((client_id.to_owned(), jti.to_owned()), exp).is_none()
-    }
-
-    /// Forgets expired assertion ids.
-    pub(crate) fn prune_assertions(&self, now_ms: Millis) {
-        if let Ok(mut seen) = self.seen_assertions.lock() {
-            seen.retain(|_, until| until.saturating_mul(1000) >= now_ms);
-        }
     }
 }

@@ -208,7 +208,6 @@ pub async fn sync(state: &AppState) -> Result<(), tessera_store::StoreError> {
         reload_clients(state).await.inspect_err(|_| clients.mark_stale())?;
     }
     index.prune_if_due(now);
-    clients.prune_assertions(now);
     index.mark_synced(now);
     Ok(())
 }

@@ -38,6 +38,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     logout_and_logout_everywhere(&*store).await;
     disabling_a_user_ends_their_sessions(&*store).await;
     token_revocations_are_logged(&*store).await;
+    client_assertions_are_used_once(&*store).await;
     store.ping().await.unwrap();
 }
 
@@ -191,6 +192,14 @@ async fn logout_and_logout_everywhere(store: &dyn Store) {
     let after = log.last().unwrap().id;
     assert!(store.revocations_after(after, 0, 100).await.unwrap().is_empty());
     assert!(store.revocations_after(0, 3_001, 100).await.unwrap().iter().all(|e| e.at >= 3_001), "since filters");
+}
+
+async fn client_assertions_are_used_once(store: &dyn Store) {
+    assert!(store.use_assertion("svc", "a-1", 10_000, 1_000).await.unwrap());
+    assert!(!store.use_assertion("svc", "a-1", 10_000, 2_000).await.unwrap(), "a replay");
+    assert!(store.use_assertion("other", "a-1", 10_000, 2_000).await.unwrap(), "ids are per client");
+    // Once expired, the record is dropped (an expired assertion never verifies anyway).
+    assert!(store.use_assertion("svc", "a-1", 30_000, 20_000).await.unwrap());
 }
 
 async fn token_revocations_are_logged(store: &dyn Store) {

@@ -95,6 +95,20 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::NotFound`] for an unknown client or one that authenticates with a secret.
     async fn set_client_jwks(&self, client_id: &str, jwks: String, now: Millis) -> Result<(), StoreError>;
 
+    /// Records the use of client assertion `jti` of `client_id` (RFC 7523), valid until `expires_at`. `false` when
+    /// it was used before: a replay, refused on every node sharing the store. Expired records are dropped along
+    /// the way (an expired assertion fails verification anyway).
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn use_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: Millis,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
+
     /// Starts a session at generation 0.
     ///
     /// # Errors

@@ -19,7 +19,8 @@ use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, Use
 
 /// Schema migrations, applied in order under an advisory lock (nodes starting together do not race);
 /// `tessera_schema` records how many ran.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
     CREATE TABLE users (
         username      TEXT PRIMARY KEY,
         password_hash TEXT NOT NULL,
@@ -76,7 +77,17 @@ const MIGRATIONS: &[&str] = &[r"
         created_at  BIGINT NOT NULL,
         jwks        TEXT
     );
-"];
+",
+    r"
+    CREATE TABLE used_assertions (
+        client_id  TEXT NOT NULL,
+        jti        TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (client_id, jti)
+    );
+    CREATE INDEX used_assertions_by_expiry ON used_assertions (expires_at);
+",
+];
 
 /// The channel nodes LISTEN on for revocation-log growth.
 const LOG_CHANNEL: &str = "tessera_log";
@@ -496,6 +507,24 @@ impl Store for PostgresStore {
         .await?;
         client_changed(&tx, client_id, now, now, "client_keys_replaced").await?;
         Ok(tx.commit().await?)
+    }
+
+    async fn use_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: Millis,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let db = self.pool.get().await?;
+        db.execute("DELETE FROM used_assertions WHERE expires_at < $1", &[&now]).await?;
+        let inserted = db
+            .execute(
+                "INSERT INTO used_assertions (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&client_id, &jti, &expires_at],
+            )
+            .await?;
+        Ok(inserted == 1)
     }
 
     async fn create_family(&self, family: NewFamily) -> Result<Family, StoreError> {

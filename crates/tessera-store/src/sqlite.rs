@@ -93,6 +93,16 @@ const MIGRATIONS: &[&str] = &[
     r"
     ALTER TABLE clients ADD COLUMN jwks TEXT;
 ",
+    // Client assertions (private_key_jwt) already used, until they expire.
+    r"
+    CREATE TABLE used_assertions (
+        client_id  TEXT NOT NULL,
+        jti        TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (client_id, jti)
+    ) STRICT;
+    CREATE INDEX used_assertions_by_expiry ON used_assertions (expires_at);
+",
 ];
 
 /// Changes committed together at most.
@@ -575,6 +585,26 @@ impl Store for SqliteStore {
                 || format!("private_key_jwt client {client_id:?}"),
             )?;
             client_changed(conn, &client_id, now, now, "client_keys_replaced")
+        })
+        .await
+    }
+
+    async fn use_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: Millis,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let (client_id, jti) = (client_id.to_owned(), jti.to_owned());
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM used_assertions WHERE expires_at < ?1")?.execute([now])?;
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO used_assertions (client_id, jti, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![client_id, jti, expires_at])?;
+            Ok(inserted == 1)
         })
         .await
     }

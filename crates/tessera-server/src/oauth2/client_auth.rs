@@ -74,7 +74,7 @@ pub(crate) async fn authenticate(
             by_secret(state, &id, &form_decode(secret).ok_or_else(invalid_client)?)
         }
         (None, Some(secret), _) => by_secret(state, posted_id.ok_or_else(invalid_client)?, secret),
-        (None, None, Some(assertion)) => by_assertion(state, posted_id, assertion),
+        (None, None, Some(assertion)) => by_assertion(state, posted_id, assertion).await?,
         (None, None, None) => None,
     };
     authenticated.ok_or_else(|| {
@@ -93,8 +93,26 @@ fn by_secret(state: &AppState, client_id: &str, secret: &str) -> Option<Arc<Clie
 
 /// `private_key_jwt` (RFC 7523 §2.2, §3): a JWT signed with one of the client's registered keys, `iss` and `sub`
 /// the client, `aud` this server's issuer or token endpoint, `exp` within five minutes, and a `jti` never seen
-/// before (replays are refused while the assertion is valid).
-fn by_assertion(state: &AppState, posted_id: Option<&str>, assertion: &str) -> Option<Arc<Client>> {
+/// before on any node sharing the store (replays are refused while the assertion is valid). `Ok(None)` for every
+/// refusal.
+async fn by_assertion(
+    state: &AppState,
+    posted_id: Option<&str>,
+    assertion: &str,
+) -> Result<Option<Arc<Client>>, ApiError> {
+    let Some((registered, jti, exp)) = check_assertion(state, posted_id, assertion) else { return Ok(None) };
+    let client_id = &registered.client.client_id;
+    let expires_at = exp.saturating_add(state.settings().leeway_secs).saturating_mul(1000);
+    let first_use = state.store().use_assertion(client_id, &jti, expires_at, state.clock().now_ms()).await?;
+    Ok(first_use.then(|| Arc::clone(&registered.client)))
+}
+
+/// The registered client, `jti` and `exp` of a valid assertion, before the replay check.
+fn check_assertion(
+    state: &AppState,
+    posted_id: Option<&str>,
+    assertion: &str,
+) -> Option<(Arc<crate::clients::Registered>, String, i64)> {
     let max_len = state.settings().max_token_bytes;
     let unverified = tessera_jose::decode_unverified(assertion, max_len).ok()?;
     let client_id = unverified.payload.claims()?.iss.clone()?;
@@ -109,6 +127,6 @@ fn by_assertion(state: &AppState, posted_id: Option<&str>, assertion: &str) -> O
     let well_formed = claims.sub.as_deref() == Some(client_id.as_str())
         && exp <= now.saturating_add(MAX_ASSERTION_LIFETIME_SECS + state.settings().leeway_secs)
         && !registered.client.disabled;
-    let jti = claims.jti.as_deref()?;
-    (well_formed && state.0.clients.first_use(&client_id, jti, exp, now)).then(|| Arc::clone(&registered.client))
+    let jti = claims.jti.clone()?;
+    well_formed.then_some((registered, jti, exp))
 }
