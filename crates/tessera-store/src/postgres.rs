@@ -572,6 +572,22 @@ impl Store for PostgresStore {
         rules: RefreshRules,
     ) -> Result<RefreshOutcome, StoreError> {
         let mut db = self.pool.get().await?;
+        // The common case in one statement (one round trip, committed on its own): the presented generation is
+        // live and every condition of `decide`'s rotation holds. Concurrent presentations queue on the row lock
+        // and re-check `generation = $2` on the new row, so only one matches. Anything else — replay, theft,
+        // refusal — takes the transaction below, which applies `decide` itself.
+        let generation_presented = db_generation(presented)?;
+        let fast = format!(
+            "UPDATE families AS f SET generation = generation + 1, generation_issued_at = $3, last_used_at = $3
+             WHERE f.sid = $1 AND f.generation = $2 AND f.revoked_at IS NULL AND $3 < f.expires_at
+               AND $3 - f.last_used_at < $4
+               AND NOT EXISTS (SELECT 1 FROM subjects s WHERE s.sub = f.sub AND f.created_at <= s.not_before)
+               AND NOT EXISTS (SELECT 1 FROM users u WHERE u.username = f.sub AND u.disabled)
+             RETURNING {FAMILY_COLUMNS}"
+        );
+        if let Some(row) = db.query_opt(&fast, &[&sid, &generation_presented, &now, &rules.idle_timeout_ms]).await? {
+            return Ok(RefreshOutcome::Rotated(family_from_row(&row)?));
+        }
         let tx = db.transaction().await?;
         // The row lock serialises concurrent presentations of this session on every node: only the first sees
         // its generation live.
