@@ -57,7 +57,8 @@ pub(crate) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Clai
 /// The one access-token check: the token core, then the revocation index. `Err` is a metrics label.
 pub(crate) fn verify_access_token(state: &AppState, token: &str) -> Result<Claims, &'static str> {
     let inner = &state.0;
-    let now = inner.clock.now_secs();
+    let now_ms = inner.clock.now_ms();
+    let now = now_ms.div_euclid(1000);
     // With trusted issuers configured, the (unverified) `iss` picks the verifier; that verifier then checks
     // everything, `iss` included. Without them, nothing is parsed twice.
     let external = if inner.issuers.is_empty() {
@@ -71,7 +72,7 @@ pub(crate) fn verify_access_token(state: &AppState, token: &str) -> Result<Claim
     let verified = match external {
         Some(issuer) => issuer.verifier().verify(token, now).map_err(|err| {
             if matches!(err, tessera_jose::TokenError::UnknownKey(_)) {
-                issuer.unknown_kid(inner.clock.now_ms());
+                issuer.unknown_kid(now_ms);
             }
             err.label()
         })?,
@@ -89,7 +90,7 @@ pub(crate) fn verify_access_token(state: &AppState, token: &str) -> Result<Claim
     if inner.revocations.is_revoked(&token) {
         return Err("revoked");
     }
-    let stale_ms = inner.clock.now_ms().saturating_sub(inner.revocations.last_sync_ms());
+    let stale_ms = now_ms.saturating_sub(inner.revocations.last_sync_ms());
     if stale_ms > crate::state::millis(inner.settings.revocations_stale_after) {
         match inner.settings.stale_revocations {
             crate::settings::StalePolicy::FailClosed => return Err("revocations_stale"),

@@ -228,6 +228,31 @@ pub enum Revocation {
     },
 }
 
+impl Revocation {
+    /// How backends store it: a kind, the identifier, and the instant (an expiry for tokens), if any.
+    #[must_use]
+    pub fn to_columns(&self) -> (&'static str, &str, Option<Millis>) {
+        match self {
+            Self::Session { sid } => ("session", sid, None),
+            Self::Subject { sub, not_before } => ("subject", sub, Some(*not_before)),
+            Self::Token { jti, expires_at } => ("token", jti, Some(*expires_at)),
+            Self::Client { client_id, not_before } => ("client", client_id, Some(*not_before)),
+        }
+    }
+
+    /// The inverse of [`Self::to_columns`].
+    #[must_use]
+    pub fn from_columns(kind: &str, value: String, instant: Option<Millis>) -> Self {
+        let instant = instant.unwrap_or(0);
+        match kind {
+            "session" => Self::Session { sid: value },
+            "subject" => Self::Subject { sub: value, not_before: instant },
+            "token" => Self::Token { jti: value, expires_at: instant },
+            _ => Self::Client { client_id: value, not_before: instant },
+        }
+    }
+}
+
 /// Who revoked, and why: kept with every revocation for audit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Provenance {

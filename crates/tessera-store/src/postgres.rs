@@ -183,15 +183,7 @@ fn family_from_row(row: &Row) -> Result<Family, StoreError> {
 }
 
 fn revocation_from_row(row: &Row) -> Result<RevocationEntry, StoreError> {
-    let kind: &str = row.try_get(2)?;
-    let value: String = row.try_get(3)?;
-    let instant = row.try_get::<_, Option<Millis>>(4)?.unwrap_or(0);
-    let revocation = match kind {
-        "session" => Revocation::Session { sid: value },
-        "subject" => Revocation::Subject { sub: value, not_before: instant },
-        "token" => Revocation::Token { jti: value, expires_at: instant },
-        _ => Revocation::Client { client_id: value, not_before: instant },
-    };
+    let revocation = Revocation::from_columns(row.try_get(2)?, row.try_get(3)?, row.try_get(4)?);
     Ok(RevocationEntry {
         id: row.try_get(0)?,
         at: row.try_get(1)?,
@@ -253,16 +245,11 @@ async fn revoke_in(
         Revocation::Token { .. } | Revocation::Client { .. } => true,
     };
     if changed {
-        let (kind, value, instant) = match revocation {
-            Revocation::Session { sid } => ("session", sid, None),
-            Revocation::Subject { sub, not_before } => ("subject", sub, Some(*not_before)),
-            Revocation::Token { jti, expires_at } => ("token", jti, Some(*expires_at)),
-            Revocation::Client { client_id, not_before } => ("client", client_id, Some(*not_before)),
-        };
+        let (kind, value, instant) = revocation.to_columns();
         db.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).await?;
         db.execute(
             "INSERT INTO revocation_log (at, kind, value, instant, actor, reason) VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&now, &kind, value, &instant, &provenance.actor, &provenance.reason],
+            &[&now, &kind, &value, &instant, &provenance.actor, &provenance.reason],
         )
         .await?;
         // Delivered to every listening node when (and only if) the transaction commits.

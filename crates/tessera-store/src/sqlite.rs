@@ -356,12 +356,7 @@ fn log_revocation(
     revocation: &Revocation,
     provenance: &Provenance,
 ) -> Result<(), StoreError> {
-    let (kind, value, instant) = match revocation {
-        Revocation::Session { sid } => ("session", sid.as_str(), None),
-        Revocation::Subject { sub, not_before } => ("subject", sub.as_str(), Some(*not_before)),
-        Revocation::Token { jti, expires_at } => ("token", jti.as_str(), Some(*expires_at)),
-        Revocation::Client { client_id, not_before } => ("client", client_id.as_str(), Some(*not_before)),
-    };
+    let (kind, value, instant) = revocation.to_columns();
     conn.prepare_cached(
         "INSERT INTO revocation_log (at, kind, value, instant, actor, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
@@ -371,14 +366,7 @@ fn log_revocation(
 
 fn revocation_from_row(row: &Row<'_>) -> rusqlite::Result<RevocationEntry> {
     let kind: String = row.get(2)?;
-    let value: String = row.get(3)?;
-    let instant = row.get::<_, Option<Millis>>(4)?.unwrap_or(0);
-    let revocation = match kind.as_str() {
-        "session" => Revocation::Session { sid: value },
-        "subject" => Revocation::Subject { sub: value, not_before: instant },
-        "token" => Revocation::Token { jti: value, expires_at: instant },
-        _ => Revocation::Client { client_id: value, not_before: instant },
-    };
+    let revocation = Revocation::from_columns(&kind, row.get(3)?, row.get(4)?);
     Ok(RevocationEntry {
         id: row.get(0)?,
         at: row.get(1)?,
