@@ -172,7 +172,7 @@ fn main() {
     if let (Some(before), Some(after)) = (before, after) {
         let delta = after.saturating_sub(before);
         println!(
-            "Resident memory: +{} ({:.0} bytes per entry; glibc malloc, String keys)",
+            "Resident memory: +{} ({:.0} bytes per entry; glibc malloc)",
             support::megabytes(delta),
             delta as f64 / entries as f64
         );

@@ -15,7 +15,9 @@
 //! For long-lived tokens, whose revoked ids run into the tens of millions, [`compact`] holds them in a
 //! time-bucketed probabilistic prefilter instead, confirmed by an exact store.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
 
@@ -117,6 +119,7 @@ pub struct TokenRef<'a> {
 #[derive(Debug)]
 pub struct RevocationIndex {
     retention: Retention,
+    keys: RandomState,
     entries: RwLock<Entries>,
     applied_through: AtomicI64,
     last_sync_ms: AtomicI64,
@@ -127,26 +130,50 @@ pub struct RevocationIndex {
 /// 5 ms at 1 million entries on a slow VM), so it runs rarely; expired entries only cost memory meanwhile.
 pub const PRUNE_EVERY_MS: Millis = 60_000;
 
+/// Entries keyed by a 64-bit keyed hash of the identifier rather than the identifier itself: a probe compares two
+/// integers in the table instead of following a pointer to a string (one cache miss fewer, at 1 million entries
+/// out of cache), and an entry takes 16 bytes instead of about 80. The key is SipHash with per-process keys from
+/// the OS, so nobody outside can aim a collision; a collision could only make an unrevoked token look revoked
+/// (never the reverse), at odds of about one in 2^64 / entries per check.
 #[derive(Debug, Default)]
 struct Entries {
     /// `jti` → when the token expires.
-    tokens: HashMap<String, Millis>,
+    tokens: HashMap<u64, Millis, PreHashed>,
     /// `sid` → when it was revoked.
-    sessions: HashMap<String, Millis>,
+    sessions: HashMap<u64, Millis, PreHashed>,
     /// `sub` → tokens issued at or before this instant are dead.
-    subjects: HashMap<String, Millis>,
+    subjects: HashMap<u64, Millis, PreHashed>,
     /// `client_id` → tokens issued at or before this instant are dead.
-    clients: HashMap<String, Millis>,
+    clients: HashMap<u64, Millis, PreHashed>,
+}
+
+/// The table's own hash of a key that is already a keyed hash: one multiplication spreads it over the bits the
+/// table uses for bucket and tag.
+type PreHashed = BuildHasherDefault<MixU64>;
+
+#[derive(Debug, Default)]
+struct MixU64(u64);
+
+impl Hasher for MixU64 {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; fold anything else in anyway rather than ignore it.
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = (self.0 ^ key).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 /// Keeps the later of the two instants under `key`.
-fn raise(map: &mut HashMap<String, Millis>, key: &str, instant: Millis) {
-    match map.get_mut(key) {
-        Some(current) => *current = (*current).max(instant),
-        None => {
-            map.insert(key.to_owned(), instant);
-        }
-    }
+fn raise(map: &mut HashMap<u64, Millis, PreHashed>, key: u64, instant: Millis) {
+    map.entry(key).and_modify(|current| *current = (*current).max(instant)).or_insert(instant);
 }
 
 /// Whether a token issued at `iat_secs` is at or before `instant`. Tokens carry whole seconds, so a token from
@@ -161,11 +188,17 @@ impl RevocationIndex {
     pub fn new(retention: Retention) -> Self {
         Self {
             retention,
+            keys: RandomState::new(),
             entries: RwLock::default(),
             applied_through: AtomicI64::new(0),
             last_sync_ms: AtomicI64::new(0),
             last_prune_ms: AtomicI64::new(0),
         }
+    }
+
+    /// The table key of an identifier.
+    fn key(&self, id: &str) -> u64 {
+        self.keys.hash_one(id)
     }
 
     /// How long entries matter.
@@ -182,7 +215,7 @@ impl RevocationIndex {
         }
         let Ok(mut entries) = self.entries.write() else { return };
         for entry in log {
-            entries.insert(&entry.revocation, entry.at, self.retention, now);
+            entries.insert(&entry.revocation, entry.at, self.retention, now, &self.keys);
             self.applied_through.fetch_max(entry.id, Ordering::SeqCst);
         }
     }
@@ -191,7 +224,7 @@ impl RevocationIndex {
     /// already sees it (the log brings it again later; applying twice changes nothing).
     pub fn apply_local(&self, revocation: &Revocation, at: Millis) {
         if let Ok(mut entries) = self.entries.write() {
-            entries.insert(revocation, at, self.retention, at);
+            entries.insert(revocation, at, self.retention, at, &self.keys);
         }
     }
 
@@ -200,11 +233,11 @@ impl RevocationIndex {
     #[must_use]
     pub fn is_revoked(&self, token: &TokenRef<'_>) -> bool {
         let Ok(entries) = self.entries.read() else { return true };
-        let lookup = |map: &HashMap<String, Millis>, key: Option<&str>| {
+        let lookup = |map: &HashMap<u64, Millis, PreHashed>, id: Option<&str>| {
             if map.is_empty() {
                 return None;
             }
-            key.and_then(|key| map.get(key).copied())
+            id.and_then(|id| map.get(&self.key(id)).copied())
         };
         lookup(&entries.tokens, token.jti).is_some()
             || lookup(&entries.tokens, token.orig_jti).is_some()
@@ -218,7 +251,8 @@ impl RevocationIndex {
     #[must_use]
     pub fn latest_instant(&self, sub: Option<&str>, client_id: Option<&str>) -> Option<Millis> {
         let entries = self.entries.read().ok()?;
-        let of = |map: &HashMap<String, Millis>, key: Option<&str>| key.and_then(|key| map.get(key).copied());
+        let of =
+            |map: &HashMap<u64, Millis, PreHashed>, id: Option<&str>| id.and_then(|id| map.get(&self.key(id)).copied());
         of(&entries.subjects, sub).max(of(&entries.clients, client_id))
     }
 
@@ -282,21 +316,22 @@ impl Entries {
         self.tokens.len() + self.sessions.len() + self.subjects.len() + self.clients.len()
     }
 
-    fn insert(&mut self, revocation: &Revocation, at: Millis, retention: Retention, now: Millis) {
+    fn insert(&mut self, revocation: &Revocation, at: Millis, retention: Retention, now: Millis, keys: &RandomState) {
         let horizon = retention.horizon(now);
+        let key = |id: &str| keys.hash_one(id);
         match revocation {
             Revocation::Token { jti, expires_at } => {
                 if *expires_at >= now.saturating_sub(retention.leeway_ms) {
-                    raise(&mut self.tokens, jti, *expires_at);
+                    raise(&mut self.tokens, key(jti), *expires_at);
                 }
             }
             // A session's tokens were all issued before its revocation, so they are gone a lifetime after it.
-            Revocation::Session { sid } if at >= horizon => raise(&mut self.sessions, sid, at),
+            Revocation::Session { sid } if at >= horizon => raise(&mut self.sessions, key(sid), at),
             Revocation::Subject { sub, not_before } if *not_before >= horizon => {
-                raise(&mut self.subjects, sub, *not_before);
+                raise(&mut self.subjects, key(sub), *not_before);
             }
             Revocation::Client { client_id, not_before } if *not_before >= horizon => {
-                raise(&mut self.clients, client_id, *not_before);
+                raise(&mut self.clients, key(client_id), *not_before);
             }
             Revocation::Session { .. } | Revocation::Subject { .. } | Revocation::Client { .. } => {}
         }
