@@ -5,6 +5,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -14,6 +15,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper::Request;
 use tessera_jose::Algorithm;
+use tessera_store::{Millis, NewFamily, Provenance, Revocation, Store};
 
 use crate::cli::{BenchCommand, LoadArgs};
 
@@ -22,6 +24,7 @@ const PASSWORD: &str = "bench password 0123456789";
 
 pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     let (alg, load, scenario) = match command {
+        BenchCommand::Restart { entries, json, postgres_url } => return restart(entries, json, postgres_url),
         BenchCommand::Refresh { alg, load } => (alg, load, Scenario::Refresh),
         BenchCommand::Login { load } => (Algorithm::EdDSA, load, Scenario::Login),
         BenchCommand::Verify { alg, load } => (alg, load, Scenario::Verify),
@@ -77,59 +80,118 @@ impl Scenario {
     }
 }
 
+/// A throwaway data directory, and the environment every `tessera` child of a benchmark runs with.
+struct Sandbox {
+    exe: PathBuf,
+    dir: PathBuf,
+    alg: Algorithm,
+    postgres_url: Option<String>,
+}
+
+impl Sandbox {
+    fn new(alg: Algorithm, postgres_url: Option<String>) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let dir = std::env::temp_dir().join(format!("tessera-bench-{}-{}", std::process::id(), crate::now()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self { exe, dir, alg, postgres_url })
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// `tessera` with the benchmark's configuration (nothing from the caller's environment or files).
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.exe);
+        command
+            .current_dir(&self.dir)
+            .env("TESSERA_DATA_DIR", self.data_dir())
+            .env("TESSERA_KEYS__ALGORITHM", self.alg.as_str())
+            .env("TESSERA_RATE_LIMITS__LOGIN_PER_IP", "100000000")
+            .env("TESSERA_RATE_LIMITS__LOGIN_PER_USER", "100000000")
+            .env("RUST_LOG", "warn")
+            .env_remove("TESSERA_CONFIG");
+        if let Some(url) = &self.postgres_url {
+            command.env("TESSERA_STORE__BACKEND", "postgres").env("TESSERA_STORE__POSTGRES_URL", url);
+        }
+        command
+    }
+
+    /// The store the server will use, opened directly.
+    async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(match &self.postgres_url {
+            Some(url) => Arc::new(tessera_store::PostgresStore::connect(url, 16).await?),
+            None => {
+                std::fs::create_dir_all(self.data_dir())?;
+                Arc::new(tessera_store::SqliteStore::open(&self.data_dir().join(crate::serve::DATABASE_FILE))?)
+            }
+        })
+    }
+
+    /// Starts `tessera serve` on a free port; returns once it listens.
+    fn serve(&self) -> anyhow::Result<(Child, SocketAddr)> {
+        let mut child = self
+            .command()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let addr = line.trim().strip_prefix("listening on http://").context("the server did not start")?.parse();
+        match addr {
+            Ok(addr) => Ok((child, addr)),
+            Err(err) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(err.into())
+            }
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running `tessera serve` with the benchmark's user (and client) set up. Fields drop in order: the server is
+/// stopped before its directory goes.
 struct ServerProcess {
     child: Child,
     addr: SocketAddr,
-    dir: PathBuf,
     /// The benchmark client's secret (client-credentials scenario).
     client_secret: Option<String>,
+    _sandbox: Sandbox,
 }
 
 impl ServerProcess {
     fn start(alg: Algorithm, scenario: Scenario, postgres_url: Option<&str>) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe()?;
-        let dir = std::env::temp_dir().join(format!("tessera-bench-{}-{}", std::process::id(), crate::now()));
-        std::fs::create_dir_all(&dir)?;
-        let configure = |command: &mut Command| {
-            command
-                .current_dir(&dir)
-                .env("TESSERA_DATA_DIR", dir.join("data"))
-                .env("TESSERA_KEYS__ALGORITHM", alg.as_str())
-                .env("TESSERA_RATE_LIMITS__LOGIN_PER_IP", "100000000")
-                .env("TESSERA_RATE_LIMITS__LOGIN_PER_USER", "100000000")
-                .env("RUST_LOG", "warn")
-                .env_remove("TESSERA_CONFIG");
-            if let Some(url) = postgres_url {
-                command.env("TESSERA_STORE__BACKEND", "postgres").env("TESSERA_STORE__POSTGRES_URL", url);
-            }
-        };
-        let mut add = Command::new(&exe);
-        configure(&mut add);
-        let mut adding =
-            add.args(["user", "add", USER, "--password-stdin"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn()?;
+        let sandbox = Sandbox::new(alg, postgres_url.map(str::to_owned))?;
+        let mut adding = sandbox
+            .command()
+            .args(["user", "add", USER, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()?;
         adding.stdin.take().context("stdin")?.write_all(format!("{PASSWORD}\n").as_bytes())?;
         if !adding.wait()?.success() {
             bail!("could not add the benchmark user");
         }
         let client_secret = if scenario == Scenario::ClientCredentials {
-            let mut add = Command::new(&exe);
-            configure(&mut add);
-            let output =
-                add.args(["client", "add", "bench", "--audience", "api", "--scope", "read", "--json"]).output()?;
+            let output = sandbox
+                .command()
+                .args(["client", "add", "bench", "--audience", "api", "--scope", "read", "--json"])
+                .output()?;
             let added: serde_json::Value =
                 serde_json::from_slice(&output.stdout).context("could not add the benchmark client")?;
             Some(added.get("client_secret").and_then(serde_json::Value::as_str).context("no client secret")?.to_owned())
         } else {
             None
         };
-        let mut serve = Command::new(&exe);
-        configure(&mut serve);
-        let mut child =
-            serve.args(["serve", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-        let addr = line.trim().strip_prefix("listening on http://").context("the server did not start")?.parse()?;
-        Ok(Self { child, addr, dir, client_secret })
+        let (child, addr) = sandbox.serve()?;
+        Ok(Self { child, addr, client_secret, _sandbox: sandbox })
     }
 }
 
@@ -137,7 +199,6 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -192,13 +253,13 @@ fn refresh_token_of(body: &[u8]) -> anyhow::Result<String> {
     Ok(String::from_utf8(rest.get(..end).unwrap_or_default().to_vec())?)
 }
 
-async fn get_bearer(sender: &mut Sender, addr: SocketAddr, path: &str, token: &str) -> anyhow::Result<(u16, Bytes)> {
+async fn get(sender: &mut Sender, addr: SocketAddr, path: &str, bearer: Option<&str>) -> anyhow::Result<(u16, Bytes)> {
     sender.ready().await?;
-    let request = Request::get(path)
-        .header("host", addr.to_string())
-        .header("authorization", format!("Bearer {token}"))
-        .body(Full::new(Bytes::new()))?;
-    let response = sender.send_request(request).await?;
+    let mut request = Request::get(path).header("host", addr.to_string());
+    if let Some(token) = bearer {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = sender.send_request(request.body(Full::new(Bytes::new()))?).await?;
     let status = response.status().as_u16();
     Ok((status, response.into_body().collect().await?.to_bytes()))
 }
@@ -244,7 +305,7 @@ async fn one(sender: &mut Sender, addr: SocketAddr, scenario: Scenario, state: &
             post(sender, addr, "/oauth2/token", FORM, format!("grant_type=refresh_token&refresh_token={state}")).await
         }
         Scenario::Login => post(sender, addr, "/auth/login", "application/json", login_body("body")).await,
-        Scenario::Verify => get_bearer(sender, addr, "/verify", state).await,
+        Scenario::Verify => get(sender, addr, "/verify", Some(state)).await,
         Scenario::ClientCredentials => post(sender, addr, "/oauth2/token", FORM, state.clone()).await,
     };
     match (result, scenario) {
@@ -394,4 +455,115 @@ fn raw_argon2_rate(budget: Duration) -> f64 {
         }
     }
     f64::from(count) / started.elapsed().as_secs_f64()
+}
+
+/// Fills a store with `entries` live revocations, restarts a server on it, and reports how long until it is ready.
+fn restart(entries: u64, json: bool, postgres_url: Option<String>) -> anyhow::Result<ExitCode> {
+    let store_name = if postgres_url.is_some() { "postgres" } else { "sqlite" };
+    let sandbox = Sandbox::new(Algorithm::EdDSA, postgres_url)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let seeding = Instant::now();
+    runtime.block_on(seed(&sandbox, entries, crate::now_ms()))?;
+    let seeded_in = seeding.elapsed();
+
+    let starting = Instant::now();
+    let (mut child, addr) = sandbox.serve()?;
+    let listening_in = starting.elapsed();
+    let ready = runtime.block_on(wait_ready(addr));
+    let ready_in = starting.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    let loaded = ready?;
+    if loaded < entries {
+        bail!("the server was ready with {loaded} index entries of the {entries} in the store");
+    }
+    if json {
+        let report = serde_json::json!({
+            "scenario": "restart", "store": store_name, "entries": entries, "index_entries": loaded,
+            "seed_s": seeded_in.as_secs_f64(), "listening_s": listening_in.as_secs_f64(),
+            "ready_s": ready_in.as_secs_f64(),
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "restart ({store_name}): {loaded} index entries; listening after {:.2} s, ready after {:.2} s (store filled in {:.1} s)",
+            listening_in.as_secs_f64(),
+            ready_in.as_secs_f64(),
+            seeded_in.as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the revocations through the store's own API, many at a time (the writes are what a busy cluster's
+/// nodes would have made): token ids expiring within the hour, revoked sessions (created first: revoking an
+/// unknown session logs nothing), and subjects logged out everywhere within the last quarter hour.
+async fn seed(sandbox: &Sandbox, entries: u64, now: Millis) -> anyhow::Result<()> {
+    const IN_FLIGHT: usize = 512;
+    let store = sandbox.store().await?;
+    let sessions = entries / 5;
+    let subjects = entries / 10;
+    let provenance = Provenance::new("bench", "restart benchmark");
+    let mut writes = tokio::task::JoinSet::new();
+    for n in 0..entries {
+        let store = Arc::clone(&store);
+        let provenance = provenance.clone();
+        let spread = i64::try_from(n % 600_000).unwrap_or(0);
+        writes.spawn(async move {
+            let revocation = if n < sessions {
+                let sid = format!("bench-session-{n}");
+                store
+                    .create_family(NewFamily {
+                        sid: sid.clone(),
+                        sub: format!("bench-user-{n}"),
+                        client_id: "tessera".into(),
+                        scope: None,
+                        roles: Vec::new(),
+                        claims: serde_json::Map::new(),
+                        user_agent: None,
+                        created_at: now - 60_000,
+                        expires_at: now + 86_400_000,
+                    })
+                    .await?;
+                Revocation::Session { sid }
+            } else if n < sessions + subjects {
+                Revocation::Subject { sub: format!("bench-subject-{n}"), not_before: now - spread }
+            } else {
+                Revocation::Token { jti: format!("bench-token-{n}"), expires_at: now + 3_600_000 - spread }
+            };
+            store.revoke(revocation, provenance, now).await
+        });
+        while writes.len() >= IN_FLIGHT {
+            if let Some(done) = writes.join_next().await {
+                done??;
+            }
+        }
+    }
+    while let Some(done) = writes.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+/// Polls /readyz until it answers 200 (at most a minute), then reads the index size from /metrics.
+async fn wait_ready(addr: SocketAddr) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut sender = connect(addr).await?;
+    loop {
+        let (status, _) = get(&mut sender, addr, "/readyz", None).await?;
+        if status == 200 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("not ready after a minute (last answer {status})");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (_, metrics) = get(&mut sender, addr, "/metrics", None).await?;
+    let text = std::str::from_utf8(&metrics)?;
+    let gauge = text
+        .lines()
+        .find_map(|line| line.strip_prefix("tessera_revocation_index_entries "))
+        .context("no tessera_revocation_index_entries in /metrics")?;
+    Ok(gauge.trim().parse::<f64>()? as u64)
 }

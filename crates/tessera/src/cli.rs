@@ -240,6 +240,20 @@ pub(crate) enum BenchCommand {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// How soon a restarted node is ready: fills a store with live revocation entries (70% token ids, 20%
+    /// sessions, 10% subjects), then starts `tessera serve` on it and times it until /readyz answers with every
+    /// entry in its index.
+    Restart {
+        /// Live revocation entries in the store.
+        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(10..=10_000_000))]
+        entries: u64,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Use this PostgreSQL database instead of the embedded SQLite (empty and throwaway: it is filled).
+        #[arg(long, value_name = "URL")]
+        postgres_url: Option<String>,
+    },
 }
 
 /// How much load, for how long. Bounded: the run stops by itself.
