@@ -1,5 +1,5 @@
 //! The behaviour every [`Store`] backend must show — each backend's tests call [`run_all`] on a fresh store — and
-//! [`Postgres`], a throwaway server for the tests that need one.
+//! throwaway servers for the tests that need one: [`Postgres`], [`Redis`] and [`RedisCluster`].
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code
 
 use std::path::{Path, PathBuf};
@@ -108,6 +108,9 @@ async fn clients(store: &dyn Store) {
 async fn rotation(store: &dyn Store) {
     store.create_family(family("f1", "bob", 1_000)).await.unwrap();
     assert!(matches!(store.create_family(family("f1", "bob", 1_000)).await, Err(StoreError::AlreadyExists(_))));
+    let taken = store.create_family(family("f1", "mallory", 1_000)).await;
+    assert!(matches!(taken, Err(StoreError::AlreadyExists(_))), "a sid is unique across subjects");
+    assert!(store.live_families("mallory", 1_500, RULES).await.unwrap().is_empty(), "and lists nowhere else");
     let RefreshOutcome::Rotated(f) = store.refresh("f1", 0, 2_000, RULES).await.unwrap() else { panic!("rotate") };
     assert_eq!(f.generation, 1);
     // The previous generation inside the grace window gets the same live generation, without a new one.
@@ -333,5 +336,155 @@ impl Drop for Postgres {
             None => drop(self.server.kill()),
         }
         let _ = self.server.wait();
+    }
+}
+
+/// Panics naming the package to install when a Redis program is missing.
+fn redis_program(name: &str) -> Command {
+    if Command::new(name).arg("--version").stdout(Stdio::null()).status().is_err() {
+        panic!("{name} not found: install the Debian package redis-server (scripts/test does)");
+    }
+    Command::new(name)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs `redis-cli -p PORT ARGS...` and returns what it printed.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli").args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts `redis-server` on a free loopback port with its files in `dir`, and waits until it answers. Nothing is
+/// saved: these servers live for one test.
+fn redis_server(dir: &Path, extra: &[&str]) -> (Child, u16) {
+    drop(redis_program("redis-cli"));
+    std::fs::create_dir_all(dir).unwrap();
+    let port = free_port();
+    let server = redis_program("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .arg("--logfile")
+        .arg(dir.join("redis.log"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while redis_cli(port, &["PING"]).trim() != "PONG" {
+        let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
+        assert!(Instant::now() < deadline, "redis-server did not start on port {port}:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (server, port)
+}
+
+/// A throwaway single Redis, killed on drop.
+pub struct Redis {
+    server: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// Starts one; panics naming what to install when Redis is missing.
+    #[must_use]
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, port) = redis_server(dir.path(), &[]);
+        Self { server, port, _dir: dir }
+    }
+
+    /// Its URL.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+/// A throwaway Redis Cluster of three masters and three replicas, killed on drop.
+pub struct RedisCluster {
+    servers: Vec<Child>,
+    ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    /// Starts six `redis-server --cluster-enabled yes`, joins them with `redis-cli --cluster create
+    /// --cluster-replicas 1`, and waits until every node reports the cluster ok and every replica is in sync.
+    #[must_use]
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut servers, mut ports) = (Vec::new(), Vec::new());
+        for node in 0..6 {
+            let node_dir = dir.path().join(format!("node-{node}"));
+            // The cluster bus gets its own free port (the default, port + 10000, may be taken or out of range).
+            let bus = free_port().to_string();
+            let (server, port) = redis_server(
+                &node_dir,
+                &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", &bus],
+            );
+            servers.push(server);
+            ports.push(port);
+        }
+        let cluster = Self { servers, ports, _dir: dir };
+        let nodes: Vec<String> = cluster.ports.iter().map(|port| format!("127.0.0.1:{port}")).collect();
+        let first = cluster.ports[0];
+        let created = redis_program("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&nodes)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .unwrap();
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&created.stdout),
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let ready = |port: u16| {
+            let info = redis_cli(port, &["CLUSTER", "INFO"]);
+            let replication = redis_cli(port, &["INFO", "replication"]);
+            info.contains("cluster_state:ok")
+                && (replication.contains("role:master") && replication.contains("connected_slaves:1")
+                    || replication.contains("master_link_status:up"))
+        };
+        while !cluster.ports.iter().all(|&port| ready(port)) {
+            assert!(
+                Instant::now() < deadline,
+                "the Redis Cluster did not become ready:\n{}",
+                redis_cli(first, &["CLUSTER", "NODES"])
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    /// The URLs of its nodes.
+    #[must_use]
+    pub fn urls(&self) -> Vec<String> {
+        self.ports.iter().map(|port| format!("redis://127.0.0.1:{port}/")).collect()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for server in &mut self.servers {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
     }
 }

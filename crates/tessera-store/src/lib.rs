@@ -2,18 +2,21 @@
 //!
 //! The storage behind Tessera: users, sessions (refresh-token families), per-subject "not before" instants, the
 //! revocation log verifiers follow, and security events. [`Store`] is the trait the server uses; [`SqliteStore`]
-//! is the embedded, durable default. The refresh-rotation rules live in one pure function, [`decide`], that
+//! is the embedded, durable default; [`PostgresStore`] and [`RedisStore`] (Redis or Redis Cluster) are shared by
+//! several nodes. The refresh-rotation rules live in one pure function, [`decide`], that
 //! every backend applies inside its own atomic step, and the `conformance` feature holds the one test suite every
 //! backend must pass.
 
 mod error;
 mod model;
 mod postgres;
+mod redis;
 mod sqlite;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use crate::redis::RedisStore;
 pub use error::StoreError;
 pub use model::{
     decide, Client, Decision, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation,

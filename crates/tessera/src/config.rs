@@ -159,7 +159,8 @@ impl Default for RevocationConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct StoreConfig {
-    /// `sqlite` (default: embedded, in the data directory, one node) or `postgres` (shared by several nodes).
+    /// `sqlite` (default: embedded, in the data directory, one node), `postgres` or `redis` (shared by several
+    /// nodes).
     pub(crate) backend: StoreBackend,
     /// With `postgres`: the connection URL, e.g. `postgres://tessera@db.internal:5432/tessera` (better set as
     /// `TESSERA_STORE__POSTGRES_URL` when it holds a password). Never logged.
@@ -167,6 +168,17 @@ pub(crate) struct StoreConfig {
     pub(crate) postgres_url: Option<String>,
     /// With `postgres`: connections per node. Default 16.
     pub(crate) pool_size: usize,
+    /// With `redis`: the URL of the one Redis (`redis://:password@cache.internal:6379/0`), or of some nodes of a
+    /// Redis Cluster (the client discovers the others). Better set as `TESSERA_STORE__REDIS_URLS` when they hold a
+    /// password. Never logged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) redis_urls: Vec<String>,
+    /// With `redis`: the URLs are nodes of a Redis Cluster. Default false.
+    pub(crate) redis_cluster: bool,
+    /// With `redis`: replicas that must acknowledge every write (`WAIT`) before Tessera acknowledges it, so an
+    /// acknowledged refresh or revocation survives the loss of a Redis node. Default 1 (one replica per master);
+    /// 0 only for a single development Redis, durable then only with `appendonly yes` and `appendfsync always`.
+    pub(crate) redis_wait_replicas: u32,
 }
 
 /// See [`StoreConfig::backend`].
@@ -177,11 +189,20 @@ pub(crate) enum StoreBackend {
     Sqlite,
     /// PostgreSQL.
     Postgres,
+    /// Redis or Redis Cluster.
+    Redis,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { backend: StoreBackend::Sqlite, postgres_url: None, pool_size: 16 }
+        Self {
+            backend: StoreBackend::Sqlite,
+            postgres_url: None,
+            pool_size: 16,
+            redis_urls: Vec::new(),
+            redis_cluster: false,
+            redis_wait_replicas: 1,
+        }
     }
 }
 
@@ -408,8 +429,21 @@ impl Config {
             (StoreBackend::Postgres, None) => {
                 problems.push("store.postgres_url is required with store.backend = \"postgres\"".to_owned());
             }
-            (StoreBackend::Sqlite, Some(_)) => {
-                problems.push("store.postgres_url is set but store.backend is \"sqlite\"".to_owned());
+            (StoreBackend::Sqlite | StoreBackend::Redis, Some(_)) => {
+                problems.push("store.postgres_url is set but store.backend is not \"postgres\"".to_owned());
+            }
+            _ => {}
+        }
+        let redis_urls = self.store.redis_urls.len();
+        match self.store.backend {
+            StoreBackend::Redis if redis_urls == 0 => {
+                problems.push("store.redis_urls is required with store.backend = \"redis\"".to_owned());
+            }
+            StoreBackend::Redis if redis_urls > 1 && !self.store.redis_cluster => problems.push(
+                "store.redis_urls must hold one URL unless store.redis_cluster = true (a Redis Cluster)".to_owned(),
+            ),
+            StoreBackend::Sqlite | StoreBackend::Postgres if redis_urls > 0 => {
+                problems.push("store.redis_urls is set but store.backend is not \"redis\"".to_owned());
             }
             _ => {}
         }
@@ -601,5 +635,21 @@ mod tests {
         for needle in ["access_ttl", "rsa_bits", "cannot sign", "postgres_url is required", "pool_size"] {
             assert!(message.contains(needle), "{message}");
         }
+    }
+
+    #[test]
+    fn the_redis_store_needs_its_urls_and_one_url_without_a_cluster() {
+        let mut config = Config::default();
+        config.store.backend = StoreBackend::Redis;
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("redis_urls is required"), "{message}");
+        config.store.redis_urls = vec!["redis://a:6379/".into(), "redis://b:6379/".into()];
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("one URL unless store.redis_cluster"), "{message}");
+        config.store.redis_cluster = true;
+        config.validate().unwrap();
+        config.store.backend = StoreBackend::Sqlite;
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("redis_urls is set"), "{message}");
     }
 }

@@ -9,7 +9,7 @@ use tessera_jose::Policy;
 use tessera_server::clock::{Clock as _, SystemClock};
 use tessera_server::keys::KeyService;
 use tessera_server::{AppState, ExchangeRule, RateLimits, RouteRule, Settings, TrustedIssuer};
-use tessera_store::{PostgresStore, SqliteStore, Store};
+use tessera_store::{PostgresStore, RedisStore, SqliteStore, Store};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{secs, Config, LogFormat, MASTER_KEY_ENV};
@@ -34,8 +34,8 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-/// Opens the store in the data directory (creating it), migrating the schema.
-/// The configured store: SQLite in the data directory, or PostgreSQL (migrated on connect).
+/// The configured store: SQLite in the data directory (created and migrated), PostgreSQL (migrated on connect),
+/// or Redis / Redis Cluster.
 pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     match (config.store.backend, &config.store.postgres_url) {
         (crate::config::StoreBackend::Postgres, Some(url)) => {
@@ -44,6 +44,14 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>
             Ok(Arc::new(store))
         }
         (crate::config::StoreBackend::Postgres, None) => anyhow::bail!("store.postgres_url is not set"),
+        (crate::config::StoreBackend::Redis, _) => {
+            let store = &config.store;
+            let what = if store.redis_cluster { "connecting to the Redis Cluster" } else { "connecting to Redis" };
+            let redis = RedisStore::connect(&store.redis_urls, store.redis_cluster, store.redis_wait_replicas)
+                .await
+                .context(what)?;
+            Ok(Arc::new(redis))
+        }
         (crate::config::StoreBackend::Sqlite, _) => {
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("creating {}", config.data_dir.display()))?;

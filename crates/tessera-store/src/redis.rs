@@ -1,0 +1,948 @@
+//! Redis or Redis Cluster, shared by several Tessera nodes (Valkey works the same).
+//!
+//! # Keys
+//!
+//! Every key starts with `tessera:` and carries a hash tag, so that what one atomic step touches sits in one slot:
+//!
+//! | key | what |
+//! | --- | --- |
+//! | `tessera:{user:NAME}` | a user (hash) |
+//! | `tessera:{client:ID}` | a client (hash) |
+//! | `tessera:{client:ID}:assertion:JTI` | a used client assertion, collected once expired |
+//! | `tessera:{sid:SID}` | a session: refresh-token family and rotation state (hash) |
+//! | `tessera:{sub:SUB}:state` | the subject's "not before" instant (hash) |
+//! | `tessera:{sub:SUB}:sids` | the subject's sessions (set) |
+//! | `tessera:{tessera-log}:…` | the revocation log, its position counter, its time index, the security events |
+//! | `tessera:{tessera-index}:users`, `…:clients` | the names, for the listings |
+//!
+//! Names are escaped (`%`, `{`, `}`), so each tag is exactly the name and no two keys can collide.
+//!
+//! # Atomicity
+//!
+//! Each step runs as one Lua script (or one command) on one slot. Refresh rotation is `refresh.lua`, the port of
+//! [`decide`](crate::decide) applied on the family's slot: concurrent presentations of one generation, on any
+//! node, produce exactly one rotation. Steps that span slots are ordered so that a crash between two of them
+//! leaves only harmless states, and the caller, who got an error, may retry (every step is idempotent):
+//!
+//! - a revocation (session, subject, token) is appended to the log *first*, then applied: a crash leaves a logged
+//!   revocation not yet applied (retrying applies it; verifiers already honour it), never an applied one missing
+//!   from the log. Reuse detection works the same way: the script only reports the theft, then the revocation and
+//!   the security event are logged, then the family is marked revoked (a rotation in between is harmless: the mark
+//!   kills the whole family). Concurrent calls may log one revocation twice; merging it is idempotent;
+//! - a client change is applied *first*, then logged: verifiers reload clients when they see the entry, so the
+//!   entry must follow the state it announces (logged first, a verifier would reload and keep the old state);
+//! - a new user, client or session is added to its listing (users, clients, the subject's sessions) first, then
+//!   created: a listed name with nothing behind it is skipped by the listings.
+//!
+//! The subject's state is read just before the rotation script runs (it lives in other slots), as the PostgreSQL
+//! backend's single-statement rotation reads it at the statement's start: a refresh racing a logout-everywhere may
+//! still rotate once, and the family it rotates is dead to every later refresh and to every verifier.
+//!
+//! # Durability
+//!
+//! After every write a caller may acknowledge, `WAIT wait_replicas` on the connection that made it (pipelined
+//! with the write, so in a cluster it goes to the master that took it): fewer replicas within [`WAIT_TIMEOUT_MS`]
+//! and the call fails, nothing acknowledged. With one replica per master (`wait_replicas = 1`), an acknowledged
+//! refresh or revocation survives the loss of any single Redis node. `wait_replicas = 0` skips `WAIT`: a single
+//! Redis is then durable only with `appendonly yes` and `appendfsync always`. Redis replication stays
+//! asynchronous underneath: a write that failed its `WAIT` may still be visible until a failover drops it.
+//!
+//! # Propagation
+//!
+//! Appending to the log publishes its position on [`LOG_CHANNEL`] (classic Pub/Sub, which a cluster delivers to
+//! every node); each store keeps one subscription, on any of the configured nodes, and signals
+//! [`Store::log_changes`] on every message and on every (re)subscription.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ::redis::aio::ConnectionManager;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind, Value};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Client, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation};
+use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
+
+/// How long a write waits for its replicas before it fails.
+const WAIT_TIMEOUT_MS: u64 = 1_000;
+/// The channel log growth is published on.
+const LOG_CHANNEL: &str = "tessera:log";
+/// A reply slower than this is an error (longer than [`WAIT_TIMEOUT_MS`], which it includes).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Giving up on connecting to one node.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+/// Wait before subscribing again after the subscription was lost.
+const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
+/// Log entries read per round trip at most.
+const LOG_PAGE: usize = 1_000;
+
+/// A Lua script, run by hash (`EVALSHA`) and sent whole (`EVAL`) when the node does not know it yet (a fresh node,
+/// a promoted replica).
+struct Lua {
+    code: &'static str,
+    hash: String,
+}
+
+impl Lua {
+    fn new(code: &'static str) -> Self {
+        Self { code, hash: ::redis::Script::new(code).get_hash().to_owned() }
+    }
+
+    fn command(&self, whole: bool, keys: &[String], args: &[String]) -> Cmd {
+        let mut cmd = if whole { ::redis::cmd("EVAL") } else { ::redis::cmd("EVALSHA") };
+        cmd.arg(if whole { self.code } else { self.hash.as_str() }).arg(keys.len()).arg(keys).arg(args);
+        cmd
+    }
+}
+
+/// The scripts, loaded once per store.
+struct Scripts {
+    create: Lua,
+    update: Lua,
+    refresh: Lua,
+    revoke_family: Lua,
+    not_before: Lua,
+    append: Lua,
+    assertion: Lua,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            create: Lua::new(include_str!("redis/create.lua")),
+            update: Lua::new(include_str!("redis/update.lua")),
+            refresh: Lua::new(include_str!("redis/refresh.lua")),
+            revoke_family: Lua::new(include_str!("redis/revoke_family.lua")),
+            not_before: Lua::new(include_str!("redis/not_before.lua")),
+            append: Lua::new(include_str!("redis/append.lua")),
+            assertion: Lua::new(include_str!("redis/assertion.lua")),
+        }
+    }
+}
+
+/// One code path for both deployments: a single node behind a reconnecting multiplexed connection, or a cluster
+/// client that routes each command (and each pipeline) to the master owning its keys' slot.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Connection {
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
+        match self.clone() {
+            Self::Single(mut conn) => cmd.query_async(&mut conn).await,
+            Self::Cluster(mut conn) => cmd.query_async(&mut conn).await,
+        }
+    }
+
+    async fn pipeline(&self, pipe: &Pipeline) -> Result<Vec<Value>, RedisError> {
+        match self.clone() {
+            Self::Single(mut conn) => pipe.query_async(&mut conn).await,
+            Self::Cluster(mut conn) => pipe.query_async(&mut conn).await,
+        }
+    }
+}
+
+impl From<RedisError> for StoreError {
+    fn from(err: RedisError) -> Self {
+        Self::Backend(format!("Redis: {err}"))
+    }
+}
+
+impl From<::redis::ParsingError> for StoreError {
+    fn from(err: ::redis::ParsingError) -> Self {
+        Self::Backend(format!("unexpected Redis reply: {err}"))
+    }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("corrupt Redis data: {what}"))
+}
+
+/// A name inside a hash tag: `%`, `{` and `}` escaped, so the tag ends exactly after the name.
+fn escape(name: &str) -> String {
+    name.replace('%', "%25").replace('{', "%7B").replace('}', "%7D")
+}
+
+fn user_key(name: &str) -> String {
+    format!("tessera:{{user:{}}}", escape(name))
+}
+
+fn client_key(id: &str) -> String {
+    format!("tessera:{{client:{}}}", escape(id))
+}
+
+fn assertion_key(client_id: &str, jti: &str) -> String {
+    format!("tessera:{{client:{}}}:assertion:{jti}", escape(client_id))
+}
+
+fn family_key(sid: &str) -> String {
+    format!("tessera:{{sid:{}}}", escape(sid))
+}
+
+fn subject_key(sub: &str) -> String {
+    format!("tessera:{{sub:{}}}:state", escape(sub))
+}
+
+fn sessions_key(sub: &str) -> String {
+    format!("tessera:{{sub:{}}}:sids", escape(sub))
+}
+
+const USERS_KEY: &str = "tessera:{tessera-index}:users";
+const CLIENTS_KEY: &str = "tessera:{tessera-index}:clients";
+const LOG_SEQ_KEY: &str = "tessera:{tessera-log}:seq";
+const LOG_KEY: &str = "tessera:{tessera-log}:entries";
+const LOG_TIME_KEY: &str = "tessera:{tessera-log}:by-time";
+const LOG_HIGHEST_AT_KEY: &str = "tessera:{tessera-log}:highest-at";
+const EVENTS_KEY: &str = "tessera:{tessera-log}:events";
+
+fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|err| StoreError::Backend(err.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|err| corrupt(format!("JSON: {err}")))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+        let _ = write!(out, "{byte:02x}");
+        out
+    })
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>, StoreError> {
+    if !text.len().is_multiple_of(2) {
+        return Err(corrupt("odd-length hex"));
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|at| {
+            text.get(at..at + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()).ok_or_else(|| corrupt("bad hex"))
+        })
+        .collect()
+}
+
+fn flag(value: bool) -> String {
+    if value { "1" } else { "0" }.to_owned()
+}
+
+/// A stored hash, as its fields.
+struct Fields(HashMap<String, String>);
+
+impl Fields {
+    fn from_value(value: Value) -> Result<Option<Self>, StoreError> {
+        let map: HashMap<String, String> = ::redis::from_redis_value(value)?;
+        Ok((!map.is_empty()).then_some(Self(map)))
+    }
+
+    fn text(&self, name: &str) -> Result<String, StoreError> {
+        self.0.get(name).cloned().ok_or_else(|| corrupt(format!("field {name} missing")))
+    }
+
+    fn optional(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, name: &str) -> Result<T, StoreError> {
+        self.0.get(name).ok_or_else(|| corrupt(format!("field {name} missing")))?.parse().map_err(|_| corrupt(name))
+    }
+
+    fn optional_parsed<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        self.0.get(name).map(|text| text.parse().map_err(|_| corrupt(name))).transpose()
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.text(name)? == "1")
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, StoreError> {
+        from_json(&self.text(name)?)
+    }
+}
+
+/// Field/value pairs, flattened for `HSET`.
+fn pairs<'a>(fields: impl IntoIterator<Item = (&'a str, String)>) -> Vec<String> {
+    fields.into_iter().flat_map(|(name, value)| [name.to_owned(), value]).collect()
+}
+
+fn user_fields(user: &User) -> Result<Vec<String>, StoreError> {
+    Ok(pairs([
+        ("username", user.username.clone()),
+        ("password_hash", user.password_hash.clone()),
+        ("roles", to_json(&user.roles)?),
+        ("disabled", flag(user.disabled)),
+        ("created_at", user.created_at.to_string()),
+    ]))
+}
+
+fn user_from(fields: &Fields) -> Result<User, StoreError> {
+    Ok(User {
+        username: fields.text("username")?,
+        password_hash: fields.text("password_hash")?,
+        roles: fields.json("roles")?,
+        disabled: fields.flag("disabled")?,
+        created_at: fields.parsed("created_at")?,
+    })
+}
+
+fn client_fields(client: &Client) -> Result<Vec<String>, StoreError> {
+    let mut fields = vec![
+        ("client_id", client.client_id.clone()),
+        ("secret_hash", hex(&client.secret_hash)),
+        ("scopes", to_json(&client.scopes)?),
+        ("audiences", to_json(&client.audiences)?),
+        ("grants", to_json(&client.grants)?),
+        ("disabled", flag(client.disabled)),
+        ("created_at", client.created_at.to_string()),
+    ];
+    fields.extend(client.jwks.clone().map(|jwks| ("jwks", jwks)));
+    Ok(pairs(fields))
+}
+
+fn client_from(fields: &Fields) -> Result<Client, StoreError> {
+    Ok(Client {
+        client_id: fields.text("client_id")?,
+        secret_hash: unhex(&fields.text("secret_hash")?)?,
+        scopes: fields.json("scopes")?,
+        audiences: fields.json("audiences")?,
+        grants: fields.json("grants")?,
+        disabled: fields.flag("disabled")?,
+        jwks: fields.optional("jwks"),
+        created_at: fields.parsed("created_at")?,
+    })
+}
+
+/// A new family's fields; the optional ones (scope, user agent, revocation) are absent rather than empty.
+fn family_fields(family: &Family) -> Result<Vec<String>, StoreError> {
+    let s = &family.session;
+    let mut fields = vec![
+        ("sid", s.sid.clone()),
+        ("sub", s.sub.clone()),
+        ("client_id", s.client_id.clone()),
+        ("roles", to_json(&s.roles)?),
+        ("claims", to_json(&s.claims)?),
+        ("created_at", s.created_at.to_string()),
+        ("expires_at", s.expires_at.to_string()),
+        ("last_used_at", family.last_used_at.to_string()),
+        ("generation", family.generation.to_string()),
+        ("generation_issued_at", family.generation_issued_at.to_string()),
+    ];
+    fields.extend(s.scope.clone().map(|scope| ("scope", scope)));
+    fields.extend(s.user_agent.clone().map(|agent| ("user_agent", agent)));
+    fields.extend(family.revoked_at.map(|at| ("revoked_at", at.to_string())));
+    fields.extend(family.revoked_reason.clone().map(|reason| ("revoked_reason", reason)));
+    Ok(pairs(fields))
+}
+
+fn family_from(fields: &Fields) -> Result<Family, StoreError> {
+    Ok(Family {
+        session: NewFamily {
+            sid: fields.text("sid")?,
+            sub: fields.text("sub")?,
+            client_id: fields.text("client_id")?,
+            scope: fields.optional("scope"),
+            roles: fields.json("roles")?,
+            claims: fields.json("claims")?,
+            user_agent: fields.optional("user_agent"),
+            created_at: fields.parsed("created_at")?,
+            expires_at: fields.parsed("expires_at")?,
+        },
+        last_used_at: fields.parsed("last_used_at")?,
+        generation: fields.parsed("generation")?,
+        generation_issued_at: fields.parsed("generation_issued_at")?,
+        revoked_at: fields.optional_parsed("revoked_at")?,
+        revoked_reason: fields.optional("revoked_reason"),
+    })
+}
+
+fn family_from_value(value: Value) -> Result<Family, StoreError> {
+    family_from(&Fields::from_value(value)?.ok_or_else(|| corrupt("a script returned an empty family"))?)
+}
+
+/// A revocation log entry as stored (its position is the member's prefix and the score).
+#[derive(Serialize, Deserialize)]
+struct LogRecord {
+    at: Millis,
+    kind: String,
+    value: String,
+    instant: Option<Millis>,
+    actor: String,
+    reason: String,
+}
+
+/// A security event as stored.
+#[derive(Serialize, Deserialize)]
+struct EventRecord {
+    at: Millis,
+    kind: String,
+    sub: String,
+    sid: String,
+    detail: String,
+}
+
+fn refusal(reason: &str) -> Result<Refusal, StoreError> {
+    Ok(match reason {
+        "unknown" => Refusal::Unknown,
+        "revoked" => Refusal::Revoked,
+        "expired" => Refusal::Expired,
+        "idle" => Refusal::Idle,
+        "logged_out_everywhere" => Refusal::LoggedOutEverywhere,
+        "user_disabled" => Refusal::UserDisabled,
+        other => return Err(corrupt(format!("refresh script refused for {other:?}"))),
+    })
+}
+
+/// The Redis backend: one Redis, or a Redis Cluster, shared by several Tessera nodes. Refresh rotation is one Lua
+/// script on the session's slot; revocations are logged before they are applied; every acknowledged write has
+/// been acknowledged by `wait_replicas` replicas (`WAIT`). The design notes at the top of `redis.rs` give the key
+/// layout and the order of the steps that span slots.
+pub struct RedisStore {
+    conn: Connection,
+    scripts: Scripts,
+    wait_replicas: u32,
+    log_changes: tokio::sync::watch::Receiver<u64>,
+    subscriber: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.subscriber.abort();
+    }
+}
+
+/// Keeps one subscription to [`LOG_CHANNEL`], on the configured nodes in turn, and bumps `changes` on every
+/// message and on every (re)subscription (messages may have been missed meanwhile).
+async fn subscribe(urls: Vec<String>, changes: tokio::sync::watch::Sender<u64>) {
+    let bump = || changes.send_modify(|n| *n = n.wrapping_add(1));
+    for url in urls.iter().cycle() {
+        let subscribed = async {
+            let client = ::redis::Client::open(url.as_str())?;
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(LOG_CHANNEL).await?;
+            Ok::<_, RedisError>(pubsub)
+        };
+        match tokio::time::timeout(CONNECTION_TIMEOUT, subscribed).await {
+            Ok(Ok(pubsub)) => {
+                bump();
+                let mut messages = pubsub.into_on_message();
+                while messages.next().await.is_some() {
+                    bump();
+                }
+                tracing::warn!("Redis subscription to the revocation log lost; subscribing again");
+            }
+            Ok(Err(err)) => tracing::warn!(error = %err, "subscribing to the Redis revocation log failed; retrying"),
+            Err(_) => tracing::warn!("subscribing to the Redis revocation log timed out; retrying"),
+        }
+        bump();
+        tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+    }
+}
+
+impl RedisStore {
+    /// Connects to one Redis (`urls` holds its one URL, `redis://host:port/db`) or to a Redis Cluster (`cluster`;
+    /// `urls` lists some of its nodes, the client discovers the rest). Plain TCP on a trusted network.
+    ///
+    /// `wait_replicas`: how many replicas must acknowledge each write (`WAIT`, one second at most) before the
+    /// store acknowledges it; 1 with a replica per master, so an acknowledged refresh or revocation survives the
+    /// loss of any one node. 0 skips `WAIT`: a single Redis is then durable only when it runs with
+    /// `appendonly yes` and `appendfsync always`.
+    ///
+    /// # Errors
+    /// No URL or several for a single node, a bad URL, or no node answering.
+    pub async fn connect(urls: &[String], cluster: bool, wait_replicas: u32) -> Result<Self, StoreError> {
+        let conn = if cluster {
+            if urls.is_empty() {
+                return Err(StoreError::Backend("Redis Cluster: no node URL".into()));
+            }
+            let client = ::redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+                .connection_timeout(CONNECTION_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT)
+                .build()
+                .map_err(|err| StoreError::Backend(format!("Redis Cluster URLs: {err}")))?;
+            Connection::Cluster(client.get_async_connection().await?)
+        } else {
+            let [url] = urls else {
+                return Err(StoreError::Backend(format!(
+                    "a single Redis takes one URL, not {} (a cluster needs the cluster setting)",
+                    urls.len()
+                )));
+            };
+            let client =
+                ::redis::Client::open(url.as_str()).map_err(|err| StoreError::Backend(format!("Redis URL: {err}")))?;
+            // Few retries per reconnection: a request fails fast while Redis is away, the next one tries again.
+            let config = ::redis::aio::ConnectionManagerConfig::new()
+                .set_number_of_retries(2)
+                .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT));
+            Connection::Single(client.get_connection_manager_with_config(config).await?)
+        };
+        conn.query::<String>(&::redis::cmd("PING")).await?;
+        let (changes, log_changes) = tokio::sync::watch::channel(0);
+        let subscriber = tokio::spawn(subscribe(urls.to_vec(), changes));
+        Ok(Self { conn, scripts: Scripts::new(), wait_replicas, log_changes, subscriber })
+    }
+
+    /// Runs a write command, then (pipelined, on the same connection) `WAIT`s for the replicas. Errors when fewer
+    /// acknowledged it: the caller must not acknowledge the write.
+    async fn write(&self, cmd: Cmd) -> Result<Value, RedisWriteError> {
+        let mut pipe = ::redis::pipe();
+        pipe.add_command(cmd);
+        if self.wait_replicas > 0 {
+            pipe.cmd("WAIT").arg(self.wait_replicas).arg(WAIT_TIMEOUT_MS);
+        }
+        let mut replies = self.conn.pipeline(&pipe).await.map_err(RedisWriteError::Redis)?.into_iter();
+        let reply = replies.next().ok_or_else(|| RedisWriteError::Store(corrupt("empty pipeline reply")))?;
+        if self.wait_replicas > 0 {
+            let acknowledged: i64 = replies
+                .next()
+                .map(::redis::from_redis_value)
+                .transpose()
+                .map_err(|err| RedisWriteError::Store(err.into()))?
+                .unwrap_or(0);
+            if acknowledged < i64::from(self.wait_replicas) {
+                return Err(RedisWriteError::Store(StoreError::Backend(format!(
+                    "only {acknowledged} of {} Redis replicas acknowledged the write within {WAIT_TIMEOUT_MS} ms; \
+                     not acknowledged",
+                    self.wait_replicas
+                ))));
+            }
+        }
+        Ok(reply)
+    }
+
+    /// A write command, durable once it returns.
+    async fn command<T: FromRedisValue>(&self, cmd: Cmd) -> Result<T, StoreError> {
+        let reply = self.write(cmd).await.map_err(StoreError::from)?;
+        Ok(::redis::from_redis_value(reply)?)
+    }
+
+    /// Runs a script on its keys' slot, durable once it returns.
+    async fn script<T: FromRedisValue>(&self, lua: &Lua, keys: &[String], args: &[String]) -> Result<T, StoreError> {
+        let reply = match self.write(lua.command(false, keys, args)).await {
+            Err(RedisWriteError::Redis(err)) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.write(lua.command(true, keys, args)).await
+            }
+            other => other,
+        }
+        .map_err(StoreError::from)?;
+        Ok(::redis::from_redis_value(reply)?)
+    }
+
+    async fn read<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+        Ok(self.conn.query(cmd).await?)
+    }
+
+    async fn hash(&self, key: &str) -> Result<Option<Fields>, StoreError> {
+        Fields::from_value(self.read(::redis::cmd("HGETALL").arg(key)).await?)
+    }
+
+    /// Creates a hash unless it exists: `false` when it did.
+    async fn create(&self, key: String, fields: Vec<String>) -> Result<bool, StoreError> {
+        Ok(self.script::<i64>(&self.scripts.create, &[key], &fields).await? == 1)
+    }
+
+    /// Updates an existing hash, guarded (see `update.lua`): `false` when missing or the guard failed.
+    async fn update(&self, key: String, guard: [&str; 2], fields: Vec<String>) -> Result<bool, StoreError> {
+        let args = guard.iter().map(|part| (*part).to_owned()).chain(fields).collect::<Vec<_>>();
+        Ok(self.script::<i64>(&self.scripts.update, &[key], &args).await? == 1)
+    }
+
+    /// Adds a name to a set (a listing, a subject's sessions).
+    async fn add_to(&self, set: &str, member: &str) -> Result<(), StoreError> {
+        self.command::<i64>(::redis::cmd("SADD").arg(set).arg(member).clone()).await.map(drop)
+    }
+
+    /// Every hash whose name is in `set`, skipping names with nothing behind them.
+    async fn listed<T>(
+        &self,
+        set: &str,
+        key: fn(&str) -> String,
+        parse: fn(&Fields) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let names: Vec<String> = self.read(::redis::cmd("SMEMBERS").arg(set)).await?;
+        let hashes = futures_util::future::try_join_all(names.iter().map(|name| {
+            let key = key(name);
+            async move { self.hash(&key).await }
+        }))
+        .await?;
+        hashes.iter().flatten().map(parse).collect()
+    }
+
+    /// Appends to the revocation log (and the security events), publishing the growth.
+    async fn append(
+        &self,
+        revocation: &Revocation,
+        provenance: &Provenance,
+        now: Millis,
+        event: Option<&EventRecord>,
+    ) -> Result<(), StoreError> {
+        let (kind, value, instant) = revocation.to_columns();
+        let record = LogRecord {
+            at: now,
+            kind: kind.to_owned(),
+            value: value.to_owned(),
+            instant,
+            actor: provenance.actor.clone(),
+            reason: provenance.reason.clone(),
+        };
+        let keys = [LOG_SEQ_KEY, LOG_KEY, LOG_TIME_KEY, LOG_HIGHEST_AT_KEY, EVENTS_KEY].map(str::to_owned);
+        let event = event.map(to_json).transpose()?.unwrap_or_default();
+        let args = [now.to_string(), to_json(&record)?, event, LOG_CHANNEL.to_owned()];
+        self.script::<i64>(&self.scripts.append, &keys, &args).await.map(drop)
+    }
+
+    /// The subject's "not before" instant.
+    async fn not_before(&self, sub: &str) -> Result<Option<Millis>, StoreError> {
+        let value: Option<String> = self.read(::redis::cmd("HGET").arg(subject_key(sub)).arg("not_before")).await?;
+        value.map(|text| text.parse().map_err(|_| corrupt("not_before"))).transpose()
+    }
+
+    /// Marks a family revoked (sticky): whether it changed, and the family after (`None` when unknown).
+    async fn mark_revoked(&self, sid: &str, now: Millis, reason: &str) -> Result<(bool, Option<Family>), StoreError> {
+        let (changed, family): (i64, Value) =
+            self.script(&self.scripts.revoke_family, &[family_key(sid)], &[now.to_string(), reason.to_owned()]).await?;
+        let family = Fields::from_value(family)?.as_ref().map(family_from).transpose()?;
+        Ok((changed == 1, family))
+    }
+
+    /// [`Store::revoke`]: log first, then apply (see the module documentation).
+    async fn revoke_ordered(
+        &self,
+        revocation: &Revocation,
+        provenance: &Provenance,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        match revocation {
+            Revocation::Session { sid } => {
+                let state: (Option<String>, Option<String>) =
+                    self.read(::redis::cmd("HMGET").arg(family_key(sid)).arg("sid").arg("revoked_at")).await?;
+                if !matches!(state, (Some(_), None)) {
+                    return Ok(false);
+                }
+                self.append(revocation, provenance, now, None).await?;
+                Ok(self.mark_revoked(sid, now, &provenance.reason).await?.0)
+            }
+            // Instants only move forward: an older instant arriving late never un-revokes anything.
+            Revocation::Subject { sub, not_before } => {
+                if self.not_before(sub).await?.is_some_and(|current| current >= *not_before) {
+                    return Ok(false);
+                }
+                self.append(revocation, provenance, now, None).await?;
+                let moved: i64 =
+                    self.script(&self.scripts.not_before, &[subject_key(sub)], &[not_before.to_string()]).await?;
+                Ok(moved == 1)
+            }
+            Revocation::Token { .. } | Revocation::Client { .. } => {
+                self.append(revocation, provenance, now, None).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Logs a client change at `now`, ending its tokens issued up to `not_before` — after the change is applied.
+    async fn client_changed(
+        &self,
+        client_id: &str,
+        now: Millis,
+        not_before: Millis,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let revocation = Revocation::Client { client_id: client_id.to_owned(), not_before };
+        self.append(&revocation, &Provenance::new("tessera", reason), now, None).await
+    }
+}
+
+/// Why a write failed: Redis itself (a missing script is retried whole), or the store's own checks.
+enum RedisWriteError {
+    Redis(RedisError),
+    Store(StoreError),
+}
+
+impl From<RedisWriteError> for StoreError {
+    fn from(err: RedisWriteError) -> Self {
+        match err {
+            RedisWriteError::Redis(err) => err.into(),
+            RedisWriteError::Store(err) => err,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for RedisStore {
+    async fn create_user(&self, user: User) -> Result<(), StoreError> {
+        self.add_to(USERS_KEY, &user.username).await?;
+        if !self.create(user_key(&user.username), user_fields(&user)?).await? {
+            return Err(StoreError::AlreadyExists(format!("user {:?}", user.username)));
+        }
+        Ok(())
+    }
+
+    async fn user(&self, username: &str) -> Result<Option<User>, StoreError> {
+        self.hash(&user_key(username)).await?.as_ref().map(user_from).transpose()
+    }
+
+    async fn users(&self) -> Result<Vec<User>, StoreError> {
+        let mut users = self.listed(USERS_KEY, user_key, user_from).await?;
+        users.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(users)
+    }
+
+    async fn set_user_disabled(&self, username: &str, disabled: bool, now: Millis) -> Result<(), StoreError> {
+        let not_found = || StoreError::NotFound(format!("user {username:?}"));
+        if disabled {
+            // The subject revocation first (logged, then applied), the flag last: a crash in between leaves the
+            // user's tokens dead and the user still enabled, which retrying completes.
+            let exists: bool = self.read(::redis::cmd("EXISTS").arg(user_key(username))).await?;
+            if !exists {
+                return Err(not_found());
+            }
+            let revocation = Revocation::Subject { sub: username.to_owned(), not_before: now };
+            self.revoke_ordered(&revocation, &Provenance::new("tessera", "user_disabled"), now).await?;
+        }
+        if !self.update(user_key(username), ["any", ""], pairs([("disabled", flag(disabled))])).await? {
+            return Err(not_found());
+        }
+        Ok(())
+    }
+
+    async fn set_password(&self, username: &str, password_hash: String) -> Result<(), StoreError> {
+        if !self.update(user_key(username), ["any", ""], pairs([("password_hash", password_hash)])).await? {
+            return Err(StoreError::NotFound(format!("user {username:?}")));
+        }
+        Ok(())
+    }
+
+    async fn create_client(&self, client: Client) -> Result<(), StoreError> {
+        self.add_to(CLIENTS_KEY, &client.client_id).await?;
+        if !self.create(client_key(&client.client_id), client_fields(&client)?).await? {
+            return Err(StoreError::AlreadyExists(format!("client {:?}", client.client_id)));
+        }
+        // Instant 0: a new client has no tokens to cut off; verifiers only learn that it exists.
+        self.client_changed(&client.client_id, client.created_at, 0, "client_added").await
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        self.hash(&client_key(client_id)).await?.as_ref().map(client_from).transpose()
+    }
+
+    async fn clients(&self) -> Result<Vec<Client>, StoreError> {
+        let mut clients = self.listed(CLIENTS_KEY, client_key, client_from).await?;
+        clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        Ok(clients)
+    }
+
+    async fn set_client_disabled(&self, client_id: &str, disabled: bool, now: Millis) -> Result<(), StoreError> {
+        if !self.update(client_key(client_id), ["any", ""], pairs([("disabled", flag(disabled))])).await? {
+            return Err(StoreError::NotFound(format!("client {client_id:?}")));
+        }
+        // Re-enabling revives nothing: the tokens from before the disabling stay dead.
+        let (instant, reason) = if disabled { (now, "client_disabled") } else { (0, "client_enabled") };
+        self.client_changed(client_id, now, instant, reason).await
+    }
+
+    async fn set_client_secret(&self, client_id: &str, secret_hash: Vec<u8>, now: Millis) -> Result<(), StoreError> {
+        let fields = pairs([("secret_hash", hex(&secret_hash))]);
+        if !self.update(client_key(client_id), ["without", "jwks"], fields).await? {
+            return Err(StoreError::NotFound(format!("client {client_id:?}")));
+        }
+        self.client_changed(client_id, now, now, "client_secret_rotated").await
+    }
+
+    async fn set_client_jwks(&self, client_id: &str, jwks: String, now: Millis) -> Result<(), StoreError> {
+        if !self.update(client_key(client_id), ["with", "jwks"], pairs([("jwks", jwks)])).await? {
+            return Err(StoreError::NotFound(format!("private_key_jwt client {client_id:?}")));
+        }
+        self.client_changed(client_id, now, now, "client_keys_replaced").await
+    }
+
+    async fn use_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: Millis,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        // Redis only collects the record; whether it still counts is decided by the caller's clock.
+        // At most a century: Redis refuses expiry times past its clock's range.
+        let ttl = expires_at.saturating_sub(now).saturating_add(1).clamp(1, 100 * 365 * 86_400_000);
+        let args = [expires_at.to_string(), now.to_string(), ttl.to_string()];
+        let first: i64 = self.script(&self.scripts.assertion, &[assertion_key(client_id, jti)], &args).await?;
+        Ok(first == 1)
+    }
+
+    async fn create_family(&self, family: NewFamily) -> Result<Family, StoreError> {
+        let family = Family::new(family);
+        let (sid, sub) = (&family.session.sid, &family.session.sub);
+        self.add_to(&sessions_key(sub), sid).await?;
+        if !self.create(family_key(sid), family_fields(&family)?).await? {
+            return Err(StoreError::AlreadyExists(format!("session {sid:?}")));
+        }
+        Ok(family)
+    }
+
+    async fn family(&self, sid: &str) -> Result<Option<Family>, StoreError> {
+        self.hash(&family_key(sid)).await?.as_ref().map(family_from).transpose()
+    }
+
+    async fn refresh(
+        &self,
+        sid: &str,
+        presented: u64,
+        now: Millis,
+        rules: RefreshRules,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let key = family_key(sid);
+        let sub: Option<String> = self.read(::redis::cmd("HGET").arg(&key).arg("sub")).await?;
+        let Some(sub) = sub else {
+            return Ok(RefreshOutcome::Refused(Refusal::Unknown));
+        };
+        // Read after this call began, so a logout-everywhere acknowledged before it is seen (module docs).
+        let subject = self.subject(&sub).await?;
+        let args = [
+            presented.to_string(),
+            now.to_string(),
+            rules.grace_ms.to_string(),
+            rules.idle_timeout_ms.to_string(),
+            subject.not_before.map(|at| at.to_string()).unwrap_or_default(),
+            flag(subject.disabled),
+        ];
+        let (outcome, detail): (String, Value) = self.script(&self.scripts.refresh, &[key], &args).await?;
+        match outcome.as_str() {
+            "rotated" => Ok(RefreshOutcome::Rotated(family_from_value(detail)?)),
+            "replayed" => Ok(RefreshOutcome::Replayed(family_from_value(detail)?)),
+            "refused" => Ok(RefreshOutcome::Refused(refusal(&::redis::from_redis_value::<String>(detail)?)?)),
+            "theft" => {
+                let family = family_from_value(detail)?;
+                // Logged (with the security event) first, then marked: never revoked without its log entry.
+                let event = EventRecord {
+                    at: now,
+                    kind: "refresh_token_reuse".into(),
+                    sub: family.session.sub.clone(),
+                    sid: sid.to_owned(),
+                    detail: format!("generation {presented} presented while generation {} is live", family.generation),
+                };
+                let provenance = Provenance::new("tessera", "reuse_detected");
+                self.append(&Revocation::Session { sid: sid.to_owned() }, &provenance, now, Some(&event)).await?;
+                let (_, revoked) = self.mark_revoked(sid, now, "reuse_detected").await?;
+                Ok(RefreshOutcome::TheftDetected(revoked.unwrap_or(family)))
+            }
+            other => Err(corrupt(format!("refresh script answered {other:?}"))),
+        }
+    }
+
+    async fn revoke(&self, revocation: Revocation, provenance: Provenance, now: Millis) -> Result<bool, StoreError> {
+        self.revoke_ordered(&revocation, &provenance, now).await
+    }
+
+    async fn live_families(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Family>, StoreError> {
+        let not_before = self.not_before(sub).await?.unwrap_or(Millis::MIN);
+        let idle_since = now.saturating_sub(rules.idle_timeout_ms);
+        let mut families = self.listed(&sessions_key(sub), family_key, family_from).await?;
+        // The list may name a session that was never created, or a duplicate `sid` refused under another subject.
+        families.retain(|f| {
+            f.session.sub == sub
+                && f.session.created_at > not_before
+                && f.revoked_at.is_none()
+                && f.session.expires_at > now
+                && f.last_used_at > idle_since
+        });
+        families.sort_by_key(|family| std::cmp::Reverse(family.session.created_at));
+        Ok(families)
+    }
+
+    async fn subject(&self, sub: &str) -> Result<SubjectState, StoreError> {
+        // The instant and the user's flag live in two slots; the two reads go out together.
+        let disabled_cmd = ::redis::cmd("HGET").arg(user_key(sub)).arg("disabled").clone();
+        let (not_before, disabled) =
+            tokio::try_join!(self.not_before(sub), self.read::<Option<String>>(&disabled_cmd))?;
+        Ok(SubjectState { not_before, disabled: disabled.as_deref() == Some("1") })
+    }
+
+    async fn revocations_after(
+        &self,
+        after_id: i64,
+        since: Millis,
+        limit: usize,
+    ) -> Result<Vec<RevocationEntry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // The first position whose running highest `at` reaches `since` bounds every match from below.
+        let first: Vec<String> = self
+            .read(::redis::cmd("ZRANGEBYSCORE").arg(LOG_TIME_KEY).arg(since).arg("+inf").arg("LIMIT").arg(0).arg(1))
+            .await?;
+        let Some(first) = first.first() else {
+            return Ok(Vec::new());
+        };
+        let first: i64 = first.parse().map_err(|_| corrupt("log time index"))?;
+        let mut cursor = after_id.max(first.saturating_sub(1));
+        let page = limit.min(LOG_PAGE);
+        let mut entries = Vec::new();
+        loop {
+            let members: Vec<String> = self
+                .read(
+                    ::redis::cmd("ZRANGEBYSCORE")
+                        .arg(LOG_KEY)
+                        .arg(format!("({cursor}"))
+                        .arg("+inf")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(page),
+                )
+                .await?;
+            for member in &members {
+                let (id, json) = member.split_once(' ').ok_or_else(|| corrupt("log entry"))?;
+                let id: i64 = id.parse().map_err(|_| corrupt("log position"))?;
+                cursor = id;
+                let record: LogRecord = from_json(json)?;
+                if record.at >= since {
+                    entries.push(RevocationEntry {
+                        id,
+                        at: record.at,
+                        revocation: Revocation::from_columns(&record.kind, record.value, record.instant),
+                        provenance: Provenance { actor: record.actor, reason: record.reason },
+                    });
+                    if entries.len() == limit {
+                        return Ok(entries);
+                    }
+                }
+            }
+            if members.len() < page {
+                return Ok(entries);
+            }
+        }
+    }
+
+    async fn security_events(&self, limit: usize) -> Result<Vec<SecurityEvent>, StoreError> {
+        let Some(last) = limit.checked_sub(1) else {
+            return Ok(Vec::new());
+        };
+        let events: Vec<String> = self.read(::redis::cmd("LRANGE").arg(EVENTS_KEY).arg(0).arg(last)).await?;
+        events
+            .iter()
+            .map(|json| {
+                let event: EventRecord = from_json(json)?;
+                Ok(SecurityEvent {
+                    at: event.at,
+                    kind: event.kind,
+                    sub: event.sub,
+                    sid: event.sid,
+                    detail: event.detail,
+                })
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read::<String>(&::redis::cmd("PING")).await.map(drop)
+    }
+
+    fn log_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.log_changes.clone())
+    }
+}

@@ -1,0 +1,25 @@
+-- Appends one entry to the revocation log, and optionally a security event, then tells every node.
+--
+-- KEYS: the position counter, the entries (ZSET: score = position, member = '<position> <entry JSON>'), the
+--       time index (ZSET: score = the highest `at` up to that position, member = the position zero-padded to 20
+--       digits, so equal scores sort by position), the highest `at` so far, the security events (LIST, newest
+--       first). All under one hash tag: one slot, so positions are gap-free and in commit order.
+-- ARGV: at, entry JSON, security event JSON ('' for none), the notification channel.
+-- Returns the new position.
+--
+-- The time index is non-decreasing in position, so the first position whose score is >= `since` bounds from
+-- below every entry recorded at or after `since`, whatever order the nodes' clocks put them in.
+local id = redis.call('INCR', KEYS[1])
+local position = string.format('%d', id)
+redis.call('ZADD', KEYS[2], position, position .. ' ' .. ARGV[2])
+local highest = redis.call('GET', KEYS[4])
+if not highest or tonumber(ARGV[1]) > tonumber(highest) then
+  highest = ARGV[1]
+  redis.call('SET', KEYS[4], highest)
+end
+redis.call('ZADD', KEYS[3], highest, string.format('%020d', id))
+if ARGV[3] ~= '' then
+  redis.call('LPUSH', KEYS[5], ARGV[3])
+end
+redis.call('PUBLISH', ARGV[4], position)
+return id
