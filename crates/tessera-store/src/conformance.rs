@@ -404,6 +404,12 @@ impl Redis {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
+
+    /// Runs one `redis-cli` command against it; its output.
+    #[must_use]
+    pub fn cli(&self, args: &[&str]) -> String {
+        redis_cli(self.port, args)
+    }
 }
 
 impl Drop for Redis {

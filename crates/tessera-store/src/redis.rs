@@ -49,7 +49,7 @@
 //!
 //! # Propagation
 //!
-//! Appending to the log publishes its position on [`LOG_CHANNEL`] (classic Pub/Sub, which a cluster delivers to
+//! Appending to the log publishes the committed position on [`LOG_CHANNEL`] (classic Pub/Sub, which a cluster delivers to
 //! every node); each store keeps one subscription, on any of the configured nodes, and signals
 //! [`Store::log_changes`] on every message and on every (re)subscription.
 
@@ -105,6 +105,7 @@ struct Scripts {
     revoke_family: Lua,
     not_before: Lua,
     append: Lua,
+    commit: Lua,
     assertion: Lua,
 }
 
@@ -117,6 +118,7 @@ impl Scripts {
             revoke_family: Lua::new(include_str!("redis/revoke_family.lua")),
             not_before: Lua::new(include_str!("redis/not_before.lua")),
             append: Lua::new(include_str!("redis/append.lua")),
+            commit: Lua::new(include_str!("redis/commit.lua")),
             assertion: Lua::new(include_str!("redis/assertion.lua")),
         }
     }
@@ -198,6 +200,8 @@ const LOG_KEY: &str = "tessera:{tessera-log}:entries";
 const LOG_TIME_KEY: &str = "tessera:{tessera-log}:by-time";
 const LOG_HIGHEST_AT_KEY: &str = "tessera:{tessera-log}:highest-at";
 const EVENTS_KEY: &str = "tessera:{tessera-log}:events";
+/// The highest log position whose write the replicas acknowledged: readers never read past it (`commit.lua`).
+const LOG_COMMITTED_KEY: &str = "tessera:{tessera-log}:committed";
 
 fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|err| StoreError::Backend(err.to_string()))
@@ -592,8 +596,13 @@ impl RedisStore {
         };
         let keys = [LOG_SEQ_KEY, LOG_KEY, LOG_TIME_KEY, LOG_HIGHEST_AT_KEY, EVENTS_KEY].map(str::to_owned);
         let event = event.map(to_json).transpose()?.unwrap_or_default();
-        let args = [now.to_string(), to_json(&record)?, event, LOG_CHANNEL.to_owned()];
-        self.script::<i64>(&self.scripts.append, &keys, &args).await.map(drop)
+        let args = [now.to_string(), to_json(&record)?, event];
+        // Two steps, each acknowledged by the replicas: the entry, then the committed position that lets readers
+        // see it. A failover can lose an entry that was appended but not yet acknowledged, and the next append
+        // then reuses its position; readers never saw it, so they skip nothing.
+        let position: i64 = self.script(&self.scripts.append, &keys, &args).await?;
+        let commit = [position.to_string(), LOG_CHANNEL.to_owned()];
+        self.script::<i64>(&self.scripts.commit, &[LOG_COMMITTED_KEY.to_owned()], &commit).await.map(drop)
     }
 
     /// The subject's "not before" instant.
@@ -872,6 +881,11 @@ impl Store for RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        // Only what the replicas acknowledged (see `commit.lua`).
+        let committed: Option<i64> = self.read(::redis::cmd("GET").arg(LOG_COMMITTED_KEY)).await?;
+        let Some(committed) = committed.filter(|&committed| committed > after_id) else {
+            return Ok(Vec::new());
+        };
         // The first position whose running highest `at` reaches `since` bounds every match from below.
         let first: Vec<String> = self
             .read(::redis::cmd("ZRANGEBYSCORE").arg(LOG_TIME_KEY).arg(since).arg("+inf").arg("LIMIT").arg(0).arg(1))
@@ -889,7 +903,7 @@ impl Store for RedisStore {
                     ::redis::cmd("ZRANGEBYSCORE")
                         .arg(LOG_KEY)
                         .arg(format!("({cursor}"))
-                        .arg("+inf")
+                        .arg(committed)
                         .arg("LIMIT")
                         .arg(0)
                         .arg(page),

@@ -172,3 +172,26 @@ async fn an_unreachable_redis_is_a_clear_error() {
     let Err(err) = RedisStore::connect(&two, false, 0).await else { panic!("took two URLs for one node") };
     assert!(err.to_string().contains("one URL"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_never_see_a_log_entry_the_replicas_have_not_acknowledged() {
+    let redis = Redis::start();
+    let store = RedisStore::connect(&[redis.url()], false, 0).await.unwrap();
+    let token = |jti: &str| Revocation::Token { jti: jti.into(), expires_at: 10_000 };
+    assert!(store.revoke(token("first"), Provenance::new("t", ""), 1_000).await.unwrap());
+    assert_eq!(store.revocations_after(0, 0, 10).await.unwrap().len(), 1);
+
+    // What a failover can leave behind: an entry appended on the master whose replicas never acknowledged it
+    // (its position may be reused once the master is gone), so it was never committed.
+    let first = redis.cli(&["ZRANGE", "tessera:{tessera-log}:entries", "0", "0"]);
+    let unacknowledged = first.trim().replacen("1 ", "2 ", 1).replace("first", "unacknowledged");
+    assert_eq!(redis.cli(&["INCR", "tessera:{tessera-log}:seq"]).trim(), "2");
+    assert_eq!(redis.cli(&["ZADD", "tessera:{tessera-log}:entries", "2", &unacknowledged]).trim(), "1");
+    assert!(store.revocations_after(1, 0, 10).await.unwrap().is_empty(), "no reader sees an uncommitted entry");
+
+    // The next acknowledged append commits past it.
+    assert!(store.revoke(token("third"), Provenance::new("t", ""), 1_001).await.unwrap());
+    let log = store.revocations_after(1, 0, 10).await.unwrap();
+    assert_eq!(log.iter().map(|e| e.id).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(log[1].revocation, token("third"));
+}

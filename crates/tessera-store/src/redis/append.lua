@@ -1,10 +1,11 @@
--- Appends one entry to the revocation log, and optionally a security event, then tells every node.
+-- Appends one entry to the revocation log, and optionally a security event. Readers do not see it yet: the
+-- caller publishes it with commit.lua once replicas have acknowledged it (see RedisStore::append).
 --
 -- KEYS: the position counter, the entries (ZSET: score = position, member = '<position> <entry JSON>'), the
 --       time index (ZSET: score = the highest `at` up to that position, member = the position zero-padded to 20
 --       digits, so equal scores sort by position), the highest `at` so far, the security events (LIST, newest
 --       first). All under one hash tag: one slot, so positions are gap-free and in commit order.
--- ARGV: at, entry JSON, security event JSON ('' for none), the notification channel.
+-- ARGV: at, entry JSON, security event JSON ('' for none).
 -- Returns the new position.
 --
 -- The time index is non-decreasing in position, so the first position whose score is >= `since` bounds from
@@ -21,5 +22,4 @@ redis.call('ZADD', KEYS[3], highest, string.format('%020d', id))
 if ARGV[3] ~= '' then
   redis.call('LPUSH', KEYS[5], ARGV[3])
 end
-redis.call('PUBLISH', ARGV[4], position)
 return id
