@@ -16,20 +16,20 @@ use tessera_store::{Millis, NewFamily, Provenance, Revocation, Store};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::cli::{BenchCommand, LoadArgs};
+use crate::cli::{BenchCommand, BenchStore, LoadArgs};
 
 const USER: &str = "bench";
 const PASSWORD: &str = "bench password 0123456789";
 
 pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     let (alg, load, scenario) = match command {
-        BenchCommand::Restart { entries, json, postgres_url } => return restart(entries, json, postgres_url),
+        BenchCommand::Restart { entries, json, store } => return restart(entries, json, store),
         BenchCommand::Refresh { alg, load } => (alg, load, Scenario::Refresh),
         BenchCommand::Login { load } => (Algorithm::EdDSA, load, Scenario::Login),
         BenchCommand::Verify { alg, load } => (alg, load, Scenario::Verify),
         BenchCommand::ClientCredentials { alg, load } => (alg, load, Scenario::ClientCredentials),
     };
-    let server = ServerProcess::start(alg, scenario, load.postgres_url.as_deref())?;
+    let server = ServerProcess::start(alg, scenario, &load.store)?;
     // The load generator runs on one thread; the server has the machine's cores (the generator shares them).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let result = runtime.block_on(drive(server.addr, scenario, server.client_secret.as_deref(), &load));
@@ -43,7 +43,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     };
     let report = serde_json::json!({
         "scenario": scenario.name(), "alg": alg.as_str(), "concurrency": load.concurrency,
-        "store": if load.postgres_url.is_some() { "postgres" } else { "sqlite" },
+        "store": store_name(&load.store),
         "duration_s": load.duration.as_secs_f64(), "requests": result.count, "errors": result.errors,
         "per_second": result.per_second, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
         "raw_reference": raw_name, "raw_per_second": raw_rate, "ratio_to_raw": result.per_second / raw_rate,
@@ -84,15 +84,42 @@ struct Sandbox {
     exe: PathBuf,
     dir: PathBuf,
     alg: Algorithm,
-    postgres_url: Option<String>,
+    store: BenchStore,
+}
+
+fn store_name(store: &BenchStore) -> &'static str {
+    match (&store.postgres_url, store.redis_url.is_empty(), store.redis_cluster) {
+        (Some(_), _, _) => "postgres",
+        (None, true, _) => "sqlite",
+        (None, false, false) => "redis",
+        (None, false, true) => "redis-cluster",
+    }
 }
 
 impl Sandbox {
-    fn new(alg: Algorithm, postgres_url: Option<String>) -> anyhow::Result<Self> {
+    fn new(alg: Algorithm, store: BenchStore) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
         let dir = std::env::temp_dir().join(format!("tessera-bench-{}-{}", std::process::id(), crate::now()));
         std::fs::create_dir_all(&dir)?;
-        Ok(Self { exe, dir, alg, postgres_url })
+        // A shared store is configured in the sandbox's own configuration file (the children run in its
+        // directory, and read ./tessera.toml).
+        let section = match (&store.postgres_url, store.redis_url.is_empty()) {
+            (Some(url), _) => Some(format!("backend = \"postgres\"\npostgres_url = {}\n", toml_string(url))),
+            (None, false) => {
+                let urls: Vec<String> = store.redis_url.iter().map(|url| toml_string(url)).collect();
+                let wait = u8::from(store.redis_cluster);
+                Some(format!(
+                    "backend = \"redis\"\nredis_urls = [{}]\nredis_cluster = {}\nredis_wait_replicas = {wait}\n",
+                    urls.join(", "),
+                    store.redis_cluster
+                ))
+            }
+            (None, true) => None,
+        };
+        if let Some(section) = section {
+            std::fs::write(dir.join("tessera.toml"), format!("[store]\n{section}"))?;
+        }
+        Ok(Self { exe, dir, alg, store })
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -110,17 +137,23 @@ impl Sandbox {
             .env("TESSERA_RATE_LIMITS__LOGIN_PER_USER", "100000000")
             .env("RUST_LOG", "warn")
             .env_remove("TESSERA_CONFIG");
-        if let Some(url) = &self.postgres_url {
-            command.env("TESSERA_STORE__BACKEND", "postgres").env("TESSERA_STORE__POSTGRES_URL", url);
-        }
         command
     }
 
     /// The store the server will use, opened directly.
     async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
-        Ok(match &self.postgres_url {
-            Some(url) => Arc::new(tessera_store::PostgresStore::connect(url, 16).await?),
-            None => {
+        let store = &self.store;
+        Ok(match (&store.postgres_url, store.redis_url.is_empty()) {
+            (Some(url), _) => Arc::new(tessera_store::PostgresStore::connect(url, 16).await?),
+            (None, false) => Arc::new(
+                tessera_store::RedisStore::connect(
+                    &store.redis_url,
+                    store.redis_cluster,
+                    u32::from(store.redis_cluster),
+                )
+                .await?,
+            ),
+            (None, true) => {
                 std::fs::create_dir_all(self.data_dir())?;
                 Arc::new(tessera_store::SqliteStore::open(&self.data_dir().join(crate::serve::DATABASE_FILE))?)
             }
@@ -166,8 +199,8 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn start(alg: Algorithm, scenario: Scenario, postgres_url: Option<&str>) -> anyhow::Result<Self> {
-        let sandbox = Sandbox::new(alg, postgres_url.map(str::to_owned))?;
+    fn start(alg: Algorithm, scenario: Scenario, store: &BenchStore) -> anyhow::Result<Self> {
+        let sandbox = Sandbox::new(alg, store.clone())?;
         let mut adding = sandbox
             .command()
             .args(["user", "add", USER, "--password-stdin"])
@@ -483,9 +516,9 @@ fn raw_argon2_rate(budget: Duration) -> f64 {
 }
 
 /// Fills a store with `entries` live revocations, restarts a server on it, and reports how long until it is ready.
-fn restart(entries: u64, json: bool, postgres_url: Option<String>) -> anyhow::Result<ExitCode> {
-    let store_name = if postgres_url.is_some() { "postgres" } else { "sqlite" };
-    let sandbox = Sandbox::new(Algorithm::EdDSA, postgres_url)?;
+fn restart(entries: u64, json: bool, store: BenchStore) -> anyhow::Result<ExitCode> {
+    let store_name = store_name(&store);
+    let sandbox = Sandbox::new(Algorithm::EdDSA, store)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let seeding = Instant::now();
     runtime.block_on(seed(&sandbox, entries, crate::now_ms()))?;
@@ -591,4 +624,9 @@ async fn wait_ready(addr: SocketAddr) -> anyhow::Result<u64> {
         .find_map(|line| line.strip_prefix("tessera_revocation_index_entries "))
         .context("no tessera_revocation_index_entries in /metrics")?;
     Ok(gauge.trim().parse::<f64>()? as u64)
+}
+
+/// A TOML basic string.
+fn toml_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
 }

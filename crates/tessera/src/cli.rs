@@ -250,10 +250,24 @@ pub(crate) enum BenchCommand {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
-        /// Use this PostgreSQL database instead of the embedded SQLite (empty and throwaway: it is filled).
-        #[arg(long, value_name = "URL")]
-        postgres_url: Option<String>,
+        #[command(flatten)]
+        store: BenchStore,
     },
+}
+
+/// The store a benchmark's server runs on: the embedded SQLite unless a shared one is named. Use an empty,
+/// throwaway database: the benchmark's user, client and sessions are created in it.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BenchStore {
+    /// Run the server on this PostgreSQL database.
+    #[arg(long, value_name = "URL", conflicts_with = "redis_url")]
+    pub(crate) postgres_url: Option<String>,
+    /// Run the server on this Redis (repeat for several nodes of a Redis Cluster).
+    #[arg(long, value_name = "URL")]
+    pub(crate) redis_url: Vec<String>,
+    /// The Redis URLs are nodes of a Redis Cluster (writes then wait for one replica).
+    #[arg(long, requires = "redis_url")]
+    pub(crate) redis_cluster: bool,
 }
 
 /// How much load, for how long. Bounded: the run stops by itself.
@@ -268,10 +282,8 @@ pub(crate) struct LoadArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Run the server on this PostgreSQL database instead of the embedded SQLite. Use an empty, throwaway
-    /// database: the benchmark's user, client and sessions are created in it.
-    #[arg(long, value_name = "URL")]
-    pub(crate) postgres_url: Option<String>,
+    #[command(flatten)]
+    pub(crate) store: BenchStore,
 }
 
 fn bench_duration(text: &str) -> Result<std::time::Duration, String> {
