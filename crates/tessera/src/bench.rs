@@ -28,33 +28,46 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Login { load } => (Algorithm::EdDSA, load, Scenario::Login),
         BenchCommand::Verify { alg, load } => (alg, load, Scenario::Verify),
         BenchCommand::ClientCredentials { alg, load } => (alg, load, Scenario::ClientCredentials),
+        BenchCommand::Revoke { load } => (Algorithm::EdDSA, load, Scenario::Revoke),
     };
     let server = ServerProcess::start(alg, scenario, &load.store)?;
     // The load generator runs on one thread; the server has the machine's cores (the generator shares them).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let result = runtime.block_on(drive(server.addr, scenario, server.client_secret.as_deref(), &load));
+    let result = runtime.block_on(drive(server.addr, scenario, server.credential.as_deref(), &load));
     drop(server);
     let result = result?;
-    let (raw_name, raw_rate) = match scenario {
-        Scenario::Refresh => ("2 × raw RSA-2048 sign/s", 2.0 * raw_rsa_sign_rate(Duration::from_secs(2))?),
-        Scenario::Login => ("2 × raw argon2id hash/s", 2.0 * raw_argon2_rate(Duration::from_secs(3))),
-        Scenario::Verify => ("2 × raw signature verify/s", 2.0 * raw_verify_rate(alg, Duration::from_secs(2))?),
-        Scenario::ClientCredentials => ("2 × raw signing/s", 2.0 * raw_sign_rate(alg, Duration::from_secs(2))?),
+    let raw = match scenario {
+        Scenario::Refresh => Some(("2 × raw RSA-2048 sign/s", 2.0 * raw_rsa_sign_rate(Duration::from_secs(2))?)),
+        Scenario::Login => Some(("2 × raw argon2id hash/s", 2.0 * raw_argon2_rate(Duration::from_secs(3)))),
+        Scenario::Verify => Some(("2 × raw signature verify/s", 2.0 * raw_verify_rate(alg, Duration::from_secs(2))?)),
+        Scenario::ClientCredentials => Some(("2 × raw signing/s", 2.0 * raw_sign_rate(alg, Duration::from_secs(2))?)),
+        // A revocation signs nothing: its cost is the store's durable write.
+        Scenario::Revoke => None,
     };
     let report = serde_json::json!({
         "scenario": scenario.name(), "alg": alg.as_str(), "concurrency": load.concurrency,
         "store": store_name(&load.store),
         "duration_s": load.duration.as_secs_f64(), "requests": result.count, "errors": result.errors,
         "per_second": result.per_second, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
-        "raw_reference": raw_name, "raw_per_second": raw_rate, "ratio_to_raw": result.per_second / raw_rate,
+        "raw_reference": raw.map(|(name, _)| name), "raw_per_second": raw.map(|(_, rate)| rate),
+        "ratio_to_raw": raw.map(|(_, rate)| result.per_second / rate),
     });
     if load.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        let reference = raw.map_or_else(String::new, |(name, rate)| {
+            format!(" | {name}: {rate:.0} (ratio {:.2})", result.per_second / rate)
+        });
         println!(
-            "{} {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} requests, {} errors, concurrency {} | {raw_name}: {raw_rate:.0} (ratio {:.2})",
-            scenario.name(), alg, result.per_second, result.p50_ms, result.p99_ms, result.count, result.errors, load.concurrency,
-            result.per_second / raw_rate
+            "{} {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} requests, {} errors, concurrency {}{reference}",
+            scenario.name(),
+            alg,
+            result.per_second,
+            result.p50_ms,
+            result.p99_ms,
+            result.count,
+            result.errors,
+            load.concurrency,
         );
     }
     Ok(if result.errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -66,6 +79,7 @@ enum Scenario {
     Login,
     Verify,
     ClientCredentials,
+    Revoke,
 }
 
 impl Scenario {
@@ -75,6 +89,7 @@ impl Scenario {
             Self::Login => "login",
             Self::Verify => "verify",
             Self::ClientCredentials => "client_credentials",
+            Self::Revoke => "revoke",
         }
     }
 }
@@ -85,6 +100,8 @@ struct Sandbox {
     dir: PathBuf,
     alg: Algorithm,
     store: BenchStore,
+    /// The admin API credential of this sandbox's server (random per run).
+    admin_token: String,
 }
 
 fn store_name(store: &BenchStore) -> &'static str {
@@ -119,7 +136,10 @@ impl Sandbox {
         if let Some(section) = section {
             std::fs::write(dir.join("tessera.toml"), format!("[store]\n{section}"))?;
         }
-        Ok(Self { exe, dir, alg, store })
+        let mut secret = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut secret).map_err(|_| anyhow::anyhow!("no random numbers"))?;
+        let admin_token = secret.iter().map(|byte| format!("{byte:02x}")).collect();
+        Ok(Self { exe, dir, alg, store, admin_token })
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -135,6 +155,7 @@ impl Sandbox {
             .env("TESSERA_KEYS__ALGORITHM", self.alg.as_str())
             .env("TESSERA_RATE_LIMITS__LOGIN_PER_IP", "100000000")
             .env("TESSERA_RATE_LIMITS__LOGIN_PER_USER", "100000000")
+            .env("TESSERA_ADMIN_TOKEN", &self.admin_token)
             .env("RUST_LOG", "warn")
             .env_remove("TESSERA_CONFIG");
         command
@@ -193,8 +214,9 @@ impl Drop for Sandbox {
 struct ServerProcess {
     child: Child,
     addr: SocketAddr,
-    /// The benchmark client's secret (client-credentials scenario).
-    client_secret: Option<String>,
+    /// What the scenario authenticates with: the benchmark client's secret (client credentials) or the admin
+    /// API's credential (revocations).
+    credential: Option<String>,
     _sandbox: Sandbox,
 }
 
@@ -211,7 +233,9 @@ impl ServerProcess {
         if !adding.wait()?.success() {
             bail!("could not add the benchmark user");
         }
-        let client_secret = if scenario == Scenario::ClientCredentials {
+        let credential = if scenario == Scenario::Revoke {
+            Some(sandbox.admin_token.clone())
+        } else if scenario == Scenario::ClientCredentials {
             let output = sandbox
                 .command()
                 .args(["client", "add", "bench", "--audience", "api", "--scope", "read", "--json"])
@@ -223,7 +247,7 @@ impl ServerProcess {
             None
         };
         let (child, addr) = sandbox.serve()?;
-        Ok(Self { child, addr, client_secret, _sandbox: sandbox })
+        Ok(Self { child, addr, credential, _sandbox: sandbox })
     }
 }
 
@@ -249,6 +273,8 @@ struct Outcome {
 struct Wire {
     stream: TcpStream,
     addr: SocketAddr,
+    /// Sent with every POST (the admin API's credential).
+    bearer: Option<String>,
     request: Vec<u8>,
     response: Vec<u8>,
 }
@@ -257,17 +283,16 @@ impl Wire {
     async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(Self { stream, addr, request: Vec::with_capacity(1024), response: Vec::with_capacity(4096) })
+        Ok(Self { stream, addr, bearer: None, request: Vec::with_capacity(1024), response: Vec::with_capacity(4096) })
     }
 
     async fn post(&mut self, path: &str, content_type: &str, body: &str) -> anyhow::Result<(u16, &[u8])> {
         self.request.clear();
-        write!(
-            self.request,
-            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        )?;
+        write!(self.request, "POST {path} HTTP/1.1\r\nhost: {}\r\n", self.addr)?;
+        if let Some(token) = &self.bearer {
+            write!(self.request, "authorization: Bearer {token}\r\n")?;
+        }
+        write!(self.request, "content-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}", body.len())?;
         self.exchange().await
     }
 
@@ -326,8 +351,8 @@ fn refresh_token_of(body: &[u8]) -> anyhow::Result<String> {
     Ok(String::from_utf8(rest.get(..end).unwrap_or_default().to_vec())?)
 }
 
-/// What a worker holds between requests: a refresh token, an access token, or the client form.
-async fn prepare(wire: &mut Wire, scenario: Scenario, client_secret: Option<&str>) -> anyhow::Result<String> {
+/// What a worker holds between requests: a refresh token, an access token, the client form, or a counter.
+async fn prepare(wire: &mut Wire, scenario: Scenario, credential: Option<&str>) -> anyhow::Result<String> {
     if matches!(scenario, Scenario::Refresh | Scenario::Verify) {
         let (status, body) = wire.post("/auth/login", "application/json", &login_body("body")).await?;
         if status != 200 {
@@ -346,13 +371,16 @@ async fn prepare(wire: &mut Wire, scenario: Scenario, client_secret: Option<&str
     Ok(match scenario {
         Scenario::Login | Scenario::Refresh | Scenario::Verify => String::new(),
         Scenario::ClientCredentials => {
-            format!(
-                "grant_type=client_credentials&client_id=bench&client_secret={}",
-                client_secret.context("no client")?
-            )
+            format!("grant_type=client_credentials&client_id=bench&client_secret={}", credential.context("no client")?)
+        }
+        Scenario::Revoke => {
+            wire.bearer = Some(credential.context("no admin credential")?.to_owned());
+            String::new()
         }
     })
 }
+
+static NEXT_REVOCATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// One request; `Ok(true)` when it succeeded.
 async fn one(wire: &mut Wire, scenario: Scenario, state: &mut String) -> bool {
@@ -365,10 +393,16 @@ async fn one(wire: &mut Wire, scenario: Scenario, state: &mut String) -> bool {
         Scenario::Login => wire.post("/auth/login", "application/json", &login_body("body")).await,
         Scenario::Verify => wire.get("/verify", Some(state)).await,
         Scenario::ClientCredentials => wire.post("/oauth2/token", FORM, state).await,
+        Scenario::Revoke => {
+            // A token id never revoked before, so that every request is a new durable write.
+            let n = NEXT_REVOCATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let body = format!(r#"{{"jti":"bench-{n}","reason":"benchmark"}}"#);
+            wire.post("/admin/v1/revocations", "application/json", &body).await
+        }
     };
     match (result, scenario) {
         (Ok((200, body)), Scenario::Refresh) => refresh_token_of(body).map(|next| *state = next).is_ok(),
-        (Ok((200, _)), _) => true,
+        (Ok((200 | 201, _)), _) => true,
         _ => false,
     }
 }
@@ -376,7 +410,7 @@ async fn one(wire: &mut Wire, scenario: Scenario, state: &mut String) -> bool {
 async fn drive(
     addr: SocketAddr,
     scenario: Scenario,
-    client_secret: Option<&str>,
+    credential: Option<&str>,
     load: &LoadArgs,
 ) -> anyhow::Result<Outcome> {
     // Every connection is set up (a login each, for some scenarios) before the clock starts: measuring while
@@ -384,7 +418,7 @@ async fn drive(
     let mut ready = Vec::new();
     for _ in 0..load.concurrency {
         let mut wire = Wire::connect(addr).await?;
-        let state = prepare(&mut wire, scenario, client_secret).await?;
+        let state = prepare(&mut wire, scenario, credential).await?;
         ready.push((wire, state));
     }
     let warmup = Duration::from_secs(1);
@@ -392,7 +426,7 @@ async fn drive(
     let end = start + load.duration;
     let mut workers = Vec::new();
     for (mut wire, mut state) in ready {
-        let client_secret = client_secret.map(str::to_owned);
+        let credential = credential.map(str::to_owned);
         workers.push(tokio::spawn(async move {
             let (mut latencies, mut errors) = (Vec::<u32>::new(), 0usize);
             loop {
@@ -413,7 +447,7 @@ async fn drive(
                     if let Ok(fresh) = Wire::connect(addr).await {
                         wire = fresh;
                     }
-                    if let Ok(fresh) = prepare(&mut wire, scenario, client_secret.as_deref()).await {
+                    if let Ok(fresh) = prepare(&mut wire, scenario, credential.as_deref()).await {
                         state = fresh;
                     }
                 }

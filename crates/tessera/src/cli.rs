@@ -240,6 +240,11 @@ pub(crate) enum BenchCommand {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// Revocations per second through POST /admin/v1/revocations, each a new token id (a durable write each).
+    Revoke {
+        #[command(flatten)]
+        load: LoadArgs,
+    },
     /// How soon a restarted node is ready: fills a store with live revocation entries (70% token ids, 20%
     /// sessions, 10% subjects), then starts `tessera serve` on it and times it until /readyz answers with every
     /// entry in its index.
