@@ -23,7 +23,9 @@ const PASSWORD: &str = "bench password 0123456789";
 
 pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     let (alg, load, scenario) = match command {
-        BenchCommand::Restart { entries, json, store } => return restart(entries, json, store),
+        BenchCommand::Restart { entries, json, already_filled, store } => {
+            return restart(entries, json, already_filled, store)
+        }
         BenchCommand::Refresh { alg, load } => (alg, load, Scenario::Refresh),
         BenchCommand::Login { load } => (Algorithm::EdDSA, load, Scenario::Login),
         BenchCommand::Verify { alg, load } => (alg, load, Scenario::Verify),
@@ -550,12 +552,14 @@ fn raw_argon2_rate(budget: Duration) -> f64 {
 }
 
 /// Fills a store with `entries` live revocations, restarts a server on it, and reports how long until it is ready.
-fn restart(entries: u64, json: bool, store: BenchStore) -> anyhow::Result<ExitCode> {
+fn restart(entries: u64, json: bool, already_filled: bool, store: BenchStore) -> anyhow::Result<ExitCode> {
     let store_name = store_name(&store);
     let sandbox = Sandbox::new(Algorithm::EdDSA, store)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let seeding = Instant::now();
-    runtime.block_on(seed(&sandbox, entries, crate::now_ms()))?;
+    if !already_filled {
+        runtime.block_on(seed(&sandbox, entries, crate::now_ms()))?;
+    }
     let seeded_in = seeding.elapsed();
 
     let starting = Instant::now();

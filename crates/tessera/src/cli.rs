@@ -255,6 +255,9 @@ pub(crate) enum BenchCommand {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// The store already holds the entries (filled by other means, e.g. SQL): only restart and check.
+        #[arg(long)]
+        already_filled: bool,
         #[command(flatten)]
         store: BenchStore,
     },
