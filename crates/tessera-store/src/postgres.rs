@@ -222,7 +222,24 @@ async fn revoke_in(
     provenance: &Provenance,
     now: Millis,
 ) -> Result<bool, StoreError> {
-    let changed = match revocation {
+    let changed = apply_revocation(db, revocation, provenance, now).await?;
+    if changed {
+        db.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).await?;
+        log_revocation(db, revocation, provenance, now).await?;
+        // Delivered to every listening node when (and only if) the transaction commits.
+        db.execute("SELECT pg_notify($1, '')", &[&LOG_CHANNEL]).await?;
+    }
+    Ok(changed)
+}
+
+/// Applies a revocation to the state it changes; whether it changed anything (and so must be logged).
+async fn apply_revocation(
+    db: &impl GenericClient,
+    revocation: &Revocation,
+    provenance: &Provenance,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    Ok(match revocation {
         Revocation::Session { sid } => {
             db.execute(
                 "UPDATE families SET revoked_at = $2, revoked_reason = $3 WHERE sid = $1 AND revoked_at IS NULL",
@@ -243,19 +260,101 @@ async fn revoke_in(
                 > 0
         }
         Revocation::Token { .. } | Revocation::Client { .. } => true,
-    };
-    if changed {
-        let (kind, value, instant) = revocation.to_columns();
-        db.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).await?;
-        db.execute(
-            "INSERT INTO revocation_log (at, kind, value, instant, actor, reason) VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&now, &kind, &value, &instant, &provenance.actor, &provenance.reason],
+    })
+}
+
+/// Appends to the log; the caller holds [`LOG_LOCK`] for the rest of its transaction.
+async fn log_revocation(
+    db: &impl GenericClient,
+    revocation: &Revocation,
+    provenance: &Provenance,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let (kind, value, instant) = revocation.to_columns();
+    db.execute(
+        "INSERT INTO revocation_log (at, kind, value, instant, actor, reason) VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&now, &kind, &value, &instant, &provenance.actor, &provenance.reason],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Most revocations one transaction writes.
+const REVOCATION_BATCH: usize = 100;
+
+/// A [`Store::revoke`] call waiting for its batch.
+struct PendingRevocation {
+    revocation: Revocation,
+    provenance: Provenance,
+    now: Millis,
+    reply: tokio::sync::oneshot::Sender<Result<bool, StoreError>>,
+}
+
+/// Writes revocations in batches: whatever has queued while the previous batch committed (up to
+/// [`REVOCATION_BATCH`]) goes into one transaction, its statements pipelined, with one commit and one take of the
+/// log lock. One transaction per revocation serialised every revocation on the log lock and a WAL flush; nothing
+/// waits for a batch to fill, so a lone revocation costs no more than before.
+async fn write_revocations(pool: Pool, mut queue: tokio::sync::mpsc::Receiver<PendingRevocation>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < REVOCATION_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        match revoke_batch(&pool, &batch).await {
+            Ok(changed) => {
+                for (pending, changed) in batch.into_iter().zip(changed) {
+                    let _ = pending.reply.send(Ok(changed));
+                }
+            }
+            Err(err) => {
+                // Nothing in the batch committed: every caller gets the error, none is acknowledged.
+                let why = err.to_string();
+                tracing::warn!(error = %why, size = batch.len(), "revocation batch failed; none acknowledged");
+                for pending in batch {
+                    let _ = pending.reply.send(Err(StoreError::Backend(why.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for a batch of revocations: every change, then the log entries of those that changed
+/// something, in batch order, under the log lock; whether each changed anything.
+async fn revoke_batch(pool: &Pool, batch: &[PendingRevocation]) -> Result<Vec<bool>, StoreError> {
+    // Rows are locked in one global order (kind, then identifier), so two nodes' batches touching the same
+    // sessions or subjects wait for each other instead of deadlocking.
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by_key(|&i| batch.get(i).map(|pending| pending.revocation.to_columns()));
+    let ordered: Vec<&PendingRevocation> = order.iter().filter_map(|&i| batch.get(i)).collect();
+    let mut db = pool.get().await?;
+    let tx = db.transaction().await?;
+    // Issued together, the statements are pipelined on the connection and run in this order on the server: a
+    // second revocation of the same session in the batch finds it revoked and logs nothing.
+    let changed = futures_util::future::try_join_all(
+        ordered.iter().map(|pending| apply_revocation(&tx, &pending.revocation, &pending.provenance, pending.now)),
+    )
+    .await?;
+    if changed.contains(&true) {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).await?;
+        let logged = ordered.iter().zip(&changed).filter(|(_, &changed)| changed);
+        futures_util::future::try_join_all(
+            logged.map(|(pending, _)| log_revocation(&tx, &pending.revocation, &pending.provenance, pending.now)),
         )
         .await?;
-        // Delivered to every listening node when (and only if) the transaction commits.
-        db.execute("SELECT pg_notify($1, '')", &[&LOG_CHANNEL]).await?;
+        tx.execute("SELECT pg_notify($1, '')", &[&LOG_CHANNEL]).await?;
     }
-    Ok(changed)
+    tx.commit().await?;
+    // Back in the callers' order.
+    let mut answers = vec![false; batch.len()];
+    for (&i, changed) in order.iter().zip(changed) {
+        if let Some(answer) = answers.get_mut(i) {
+            *answer = changed;
+        }
+    }
+    Ok(answers)
 }
 
 /// Logs a client change at `now`, ending its tokens issued up to `not_before`.
@@ -275,11 +374,14 @@ pub struct PostgresStore {
     pool: Pool,
     log_changes: tokio::sync::watch::Receiver<u64>,
     listener: tokio::task::JoinHandle<()>,
+    revocations: tokio::sync::mpsc::Sender<PendingRevocation>,
+    revocation_writer: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.listener.abort();
+        self.revocation_writer.abort();
     }
 }
 
@@ -340,7 +442,9 @@ impl PostgresStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|err| StoreError::Backend(format!("PostgreSQL connection pool: {err}")))?;
-        let store = Self { pool, log_changes, listener };
+        let (revocations, queue) = tokio::sync::mpsc::channel(4 * REVOCATION_BATCH);
+        let revocation_writer = tokio::spawn(write_revocations(pool.clone(), queue));
+        let store = Self { pool, log_changes, listener, revocations, revocation_writer };
         store.migrate().await?;
         Ok(store)
     }
@@ -618,11 +722,10 @@ impl Store for PostgresStore {
     }
 
     async fn revoke(&self, revocation: Revocation, provenance: Provenance, now: Millis) -> Result<bool, StoreError> {
-        let mut db = self.pool.get().await?;
-        let tx = db.transaction().await?;
-        let changed = revoke_in(&tx, &revocation, &provenance, now).await?;
-        tx.commit().await?;
-        Ok(changed)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let pending = PendingRevocation { revocation, provenance, now, reply };
+        self.revocations.send(pending).await.map_err(|_| StoreError::Unavailable)?;
+        answer.await.map_err(|_| StoreError::Unavailable)?
     }
 
     async fn live_families(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Family>, StoreError> {
