@@ -18,7 +18,11 @@ async fn healthz() -> &'static str {
 }
 
 /// Ready when the store answers and the revocation index synced recently (so tokens revoked elsewhere are known).
+/// A store known to be down (Redis behind an open circuit breaker) is not asked: it is not ready, and says why.
 async fn readyz(State(state): State<AppState>) -> Response {
+    if let Some(reason) = state.store().health() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {reason}")).into_response();
+    }
     let store = state.store().ping().await;
     let age_ms = state.clock().now_ms() - state.revocations().last_sync_ms();
     let fresh = age_ms <= (crate::state::millis(state.settings().reload_interval) * 20).max(5_000);
@@ -36,6 +40,7 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("tessera_revocation_index_entries").set(state.revocations().len() as f64);
     let age_ms = state.clock().now_ms().saturating_sub(state.revocations().last_sync_ms());
     metrics::gauge!("tessera_revocation_index_age_seconds").set(age_ms as f64 / 1000.0);
+    state.store().record_metrics();
     match &state.0.metrics {
         Some(handle) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response(),
         None => (StatusCode::NOT_FOUND, "metrics are not enabled").into_response(),

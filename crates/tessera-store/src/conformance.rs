@@ -357,36 +357,76 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Starts `redis-server` on a free loopback port with its files in `dir`, and waits until it answers. Nothing is
-/// saved: these servers live for one test.
-fn redis_server(dir: &Path, extra: &[&str]) -> (Child, u16) {
-    drop(redis_program("redis-cli"));
-    std::fs::create_dir_all(dir).unwrap();
-    let port = free_port();
-    let server = redis_program("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .arg("--logfile")
-        .arg(dir.join("redis.log"))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while redis_cli(port, &["PING"]).trim() != "PONG" {
-        let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
-        assert!(Instant::now() < deadline, "redis-server did not start on port {port}:\n{log}");
-        std::thread::sleep(Duration::from_millis(20));
+/// One `redis-server` on a loopback port with its files in `dir`: started, killed (SIGKILL) and restarted on the
+/// same port with the same files, killed on drop.
+struct RedisProcess {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl RedisProcess {
+    /// Starts one on a free port and waits until it answers. Nothing is saved unless `args` say otherwise
+    /// (later arguments override earlier ones).
+    fn start(dir: &Path, args: &[&str]) -> Self {
+        drop(redis_program("redis-cli"));
+        std::fs::create_dir_all(dir).unwrap();
+        let mut process = Self {
+            child: None,
+            port: free_port(),
+            dir: dir.to_owned(),
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+        };
+        process.restart();
+        process
     }
-    (server, port)
+
+    /// Starts it again (after [`kill`](Self::kill)) on its port, with its files; waits until it answers.
+    fn restart(&mut self) {
+        assert!(self.child.is_none(), "redis-server on port {} is running", self.port);
+        let child = redis_program("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(self.dir.join("redis.log"))
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while redis_cli(self.port, &["PING"]).trim() != "PONG" {
+            let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "redis-server did not start on port {}:\n{log}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no shutdown, no final save, connections cut.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// A throwaway single Redis, killed on drop.
 pub struct Redis {
-    server: Child,
-    port: u16,
+    process: RedisProcess,
     _dir: tempfile::TempDir,
 }
 
@@ -395,62 +435,87 @@ impl Redis {
     #[must_use]
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (server, port) = redis_server(dir.path(), &[]);
-        Self { server, port, _dir: dir }
+        Self { process: RedisProcess::start(dir.path(), &[]), _dir: dir }
+    }
+
+    /// Starts one that writes every change to its append-only file before answering (`appendfsync always`), so
+    /// what it acknowledged survives [`kill`](Self::kill) and [`restart`](Self::restart).
+    #[must_use]
+    pub fn start_durable() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let process = RedisProcess::start(dir.path(), &["--appendonly", "yes", "--appendfsync", "always"]);
+        Self { process, _dir: dir }
     }
 
     /// Its URL.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        format!("redis://127.0.0.1:{}/", self.process.port)
     }
 
     /// Runs one `redis-cli` command against it; its output.
     #[must_use]
     pub fn cli(&self, args: &[&str]) -> String {
-        redis_cli(self.port, args)
+        redis_cli(self.process.port, args)
     }
-}
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
+    /// Kills it with SIGKILL.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts it again on the same port with the same files, and waits until it answers.
+    pub fn restart(&mut self) {
+        self.process.restart();
     }
 }
 
 /// A throwaway Redis Cluster of three masters and three replicas, killed on drop.
 pub struct RedisCluster {
-    servers: Vec<Child>,
-    ports: Vec<u16>,
+    nodes: Vec<RedisProcess>,
     _dir: tempfile::TempDir,
 }
 
 impl RedisCluster {
     /// Starts six `redis-server --cluster-enabled yes`, joins them with `redis-cli --cluster create
     /// --cluster-replicas 1`, and waits until every node reports the cluster ok and every replica is in sync.
+    /// Nodes count one as failed after Redis's default 15 s.
     #[must_use]
     pub fn start() -> Self {
+        Self::start_with_node_timeout(Duration::from_secs(15))
+    }
+
+    /// [`start`](Self::start), with nodes counting one as failed after `node_timeout` (`cluster-node-timeout`):
+    /// a replica takes over from a dead master within a few of these.
+    #[must_use]
+    pub fn start_with_node_timeout(node_timeout: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (mut servers, mut ports) = (Vec::new(), Vec::new());
-        for node in 0..6 {
-            let node_dir = dir.path().join(format!("node-{node}"));
-            // The cluster bus gets its own free port (the default, port + 10000, may be taken or out of range).
-            let bus = free_port().to_string();
-            let (server, port) = redis_server(
-                &node_dir,
-                &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", &bus],
-            );
-            servers.push(server);
-            ports.push(port);
-        }
-        let cluster = Self { servers, ports, _dir: dir };
-        let nodes: Vec<String> = cluster.ports.iter().map(|port| format!("127.0.0.1:{port}")).collect();
-        let first = cluster.ports[0];
+        let timeout = node_timeout.as_millis().to_string();
+        let nodes = (0..6)
+            .map(|node| {
+                // The cluster bus gets its own free port (the default, port + 10000, may be taken or out of range).
+                let bus = free_port().to_string();
+                RedisProcess::start(
+                    &dir.path().join(format!("node-{node}")),
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-port",
+                        &bus,
+                        "--cluster-node-timeout",
+                        &timeout,
+                    ],
+                )
+            })
+            .collect();
+        let cluster = Self { nodes, _dir: dir };
+        let addresses: Vec<String> = cluster.nodes.iter().map(|node| format!("127.0.0.1:{}", node.port)).collect();
         let created = redis_program("redis-cli")
             .arg("--cluster")
             .arg("create")
-            .args(&nodes)
+            .args(&addresses)
             .args(["--cluster-replicas", "1", "--cluster-yes"])
             .output()
             .unwrap();
@@ -460,37 +525,93 @@ impl RedisCluster {
             String::from_utf8_lossy(&created.stdout),
             String::from_utf8_lossy(&created.stderr)
         );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let ready = |port: u16| {
-            let info = redis_cli(port, &["CLUSTER", "INFO"]);
-            let replication = redis_cli(port, &["INFO", "replication"]);
-            info.contains("cluster_state:ok")
-                && (replication.contains("role:master") && replication.contains("connected_slaves:1")
-                    || replication.contains("master_link_status:up"))
-        };
-        while !cluster.ports.iter().all(|&port| ready(port)) {
-            assert!(
-                Instant::now() < deadline,
-                "the Redis Cluster did not become ready:\n{}",
-                redis_cli(first, &["CLUSTER", "NODES"])
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        cluster.wait_until_replicated();
         cluster
     }
 
     /// The URLs of its nodes.
     #[must_use]
     pub fn urls(&self) -> Vec<String> {
-        self.ports.iter().map(|port| format!("redis://127.0.0.1:{port}/")).collect()
+        self.nodes.iter().map(|node| format!("redis://127.0.0.1:{}/", node.port)).collect()
     }
-}
 
-impl Drop for RedisCluster {
-    fn drop(&mut self) {
-        for server in &mut self.servers {
-            let _ = server.kill();
-            let _ = server.wait();
+    fn any_alive(&self) -> u16 {
+        self.nodes.iter().find(|node| node.alive()).expect("every node is dead").port
+    }
+
+    /// The node (an index into [`urls`](Self::urls)) of the master that owns `key`'s slot now.
+    #[must_use]
+    pub fn master_of(&self, key: &str) -> usize {
+        let port = self.any_alive();
+        let slot: u16 = redis_cli(port, &["CLUSTER", "KEYSLOT", key]).trim().parse().unwrap();
+        let nodes = redis_cli(port, &["CLUSTER", "NODES"]);
+        // `<id> <ip:port@bus> <flags> <master> <ping> <pong> <epoch> <link> <slot or range>...`
+        let owner = nodes
+            .lines()
+            .map(|line| line.split(' ').collect::<Vec<_>>())
+            .find(|fields| {
+                fields.len() > 8
+                    && fields[2].contains("master")
+                    && fields[8..].iter().any(|range| {
+                        let (from, to) = range.split_once('-').unwrap_or((range, range));
+                        matches!((from.parse::<u16>(), to.parse::<u16>()), (Ok(from), Ok(to)) if (from..=to).contains(&slot))
+                    })
+            })
+            .unwrap_or_else(|| panic!("no master owns slot {slot}:\n{nodes}"));
+        let owner_port: u16 = owner[1].split(['@', ':']).nth(1).unwrap().parse().unwrap();
+        self.nodes.iter().position(|node| node.port == owner_port).unwrap()
+    }
+
+    /// Kills node `node` with SIGKILL.
+    pub fn kill(&mut self, node: usize) {
+        self.nodes[node].kill();
+    }
+
+    /// Starts a killed node again on its port with its files: it rejoins the cluster (as a replica, if its slots
+    /// were taken over meanwhile) and resynchronises from its master.
+    pub fn restart(&mut self, node: usize) {
+        self.nodes[node].restart();
+    }
+
+    /// Waits (60 s at most) until every live node reports the cluster ok, every slot is served by a live master
+    /// (a replica was promoted in place of a dead one) and every live replica is in sync with its master.
+    pub fn wait_until_ok(&self) {
+        let dead: Vec<String> =
+            self.nodes.iter().filter(|node| !node.alive()).map(|node| format!("127.0.0.1:{}@", node.port)).collect();
+        let ready = |port: u16| {
+            let info = redis_cli(port, &["CLUSTER", "INFO"]);
+            let replication = redis_cli(port, &["INFO", "replication"]);
+            let serves_no_dead_slot = redis_cli(port, &["CLUSTER", "NODES"]).lines().all(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                !(fields.len() > 8 && dead.iter().any(|dead| fields[1].starts_with(dead.as_str())))
+            });
+            info.contains("cluster_state:ok")
+                && serves_no_dead_slot
+                && (replication.contains("role:master") || replication.contains("master_link_status:up"))
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.nodes.iter().filter(|node| node.alive()).all(|node| ready(node.port)) {
+            assert!(
+                Instant::now() < deadline,
+                "the Redis Cluster did not become ready:\n{}",
+                redis_cli(self.any_alive(), &["CLUSTER", "NODES"])
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Waits (60 s at most) until every master with slots has a replica in sync: writes waiting for one replica
+    /// (`WAIT 1`) succeed everywhere again.
+    pub fn wait_until_replicated(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let replicated = |port: u16| {
+            let replication = redis_cli(port, &["INFO", "replication"]);
+            !replication.contains("role:master") || replication.contains("connected_slaves:1")
+        };
+        while !self.nodes.iter().filter(|node| node.alive()).all(|node| replicated(node.port)) {
+            assert!(Instant::now() < deadline, "a Redis master stayed without a replica");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_until_ok();
     }
 }

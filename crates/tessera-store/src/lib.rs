@@ -16,7 +16,7 @@ mod sqlite;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use crate::redis::RedisStore;
+pub use crate::redis::{BreakerSettings, BreakerState, RedisStore};
 pub use error::StoreError;
 pub use model::{
     decide, Client, Decision, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation,
@@ -186,4 +186,14 @@ pub trait Store: Send + Sync + 'static {
     fn log_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
+
+    /// Why the backend is known to be unusable right now without asking it — an open circuit breaker — so
+    /// `/readyz` can say so at once. `None` when nothing is known against it (then [`ping`](Self::ping) decides).
+    fn health(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Sets the backend's own gauges (the Redis circuit breaker's state). Called on every metrics scrape, so they
+    /// show from the first scrape on, whichever of the store and the metrics recorder was set up first.
+    fn record_metrics(&self) {}
 }

@@ -52,9 +52,15 @@
 //! Appending to the log publishes the committed position on [`LOG_CHANNEL`] (classic Pub/Sub, which a cluster delivers to
 //! every node); each store keeps one subscription, on any of the configured nodes, and signals
 //! [`Store::log_changes`] on every message and on every (re)subscription.
+//!
+//! # Faults
+//!
+//! Every command goes through a circuit breaker ([`breaker`]): once Redis stops answering, calls fail at once
+//! with [`StoreError::Unavailable`] (the server answers 503) instead of each waiting out the timeouts, and verifiers
+//! keep answering from their in-process index. The log subscription reconnects on its own and is not guarded.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::redis::aio::ConnectionManager;
 use ::redis::cluster_async::ClusterConnection;
@@ -62,8 +68,12 @@ use ::redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorK
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
+use self::breaker::{Breaker, Outcome};
+pub use self::breaker::{BreakerSettings, BreakerState};
 use crate::model::{Client, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation};
 use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
+
+mod breaker;
 
 /// How long a write waits for its replicas before it fails.
 const WAIT_TIMEOUT_MS: u64 = 1_000;
@@ -157,6 +167,31 @@ impl From<RedisError> for StoreError {
 impl From<::redis::ParsingError> for StoreError {
     fn from(err: ::redis::ParsingError) -> Self {
         Self::Backend(format!("unexpected Redis reply: {err}"))
+    }
+}
+
+/// What a failed call shows about Redis, for the breaker: unreachable (refused, dropped, timed out, a cluster or
+/// a master down, a server still loading its data), or reached (any other error is Redis answering: a script
+/// error, a wrong type, a missing script).
+fn outcome(err: &RedisError) -> Outcome {
+    let unreachable = err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || matches!(
+            err.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::BusyLoading
+                )
+        );
+    if unreachable {
+        Outcome::Unreachable
+    } else {
+        Outcome::Reached
     }
 }
 
@@ -407,6 +442,7 @@ fn refusal(reason: &str) -> Result<Refusal, StoreError> {
 /// layout and the order of the steps that span slots.
 pub struct RedisStore {
     conn: Connection,
+    breaker: Breaker,
     scripts: Scripts,
     wait_replicas: u32,
     log_changes: tokio::sync::watch::Receiver<u64>,
@@ -456,9 +492,24 @@ impl RedisStore {
     /// loss of any one node. 0 skips `WAIT`: a single Redis is then durable only when it runs with
     /// `appendonly yes` and `appendfsync always`.
     ///
+    /// The circuit breaker has its [default settings](BreakerSettings::default).
+    ///
     /// # Errors
     /// No URL or several for a single node, a bad URL, or no node answering.
     pub async fn connect(urls: &[String], cluster: bool, wait_replicas: u32) -> Result<Self, StoreError> {
+        Self::connect_with_breaker(urls, cluster, wait_replicas, BreakerSettings::default()).await
+    }
+
+    /// [`connect`](Self::connect), with these circuit-breaker settings.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn connect_with_breaker(
+        urls: &[String],
+        cluster: bool,
+        wait_replicas: u32,
+        breaker: BreakerSettings,
+    ) -> Result<Self, StoreError> {
         let conn = if cluster {
             if urls.is_empty() {
                 return Err(StoreError::Backend("Redis Cluster: no node URL".into()));
@@ -488,7 +539,25 @@ impl RedisStore {
         conn.query::<String>(&::redis::cmd("PING")).await?;
         let (changes, log_changes) = tokio::sync::watch::channel(0);
         let subscriber = tokio::spawn(subscribe(urls.to_vec(), changes));
-        Ok(Self { conn, scripts: Scripts::new(), wait_replicas, log_changes, subscriber })
+        let breaker = Breaker::new(breaker);
+        Ok(Self { conn, breaker, scripts: Scripts::new(), wait_replicas, log_changes, subscriber })
+    }
+
+    /// The circuit breaker's state (see [`BreakerSettings`]).
+    #[must_use]
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state(Instant::now())
+    }
+
+    /// Runs one call to Redis through the breaker: refused at once while it is open, its outcome reported.
+    async fn guarded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, RedisWriteError> {
+        let permit = self.breaker.admit(Instant::now()).map_err(RedisWriteError::Store)?;
+        let result = call.await;
+        permit.record(result.as_ref().map_or_else(outcome, |_| Outcome::Reached), Instant::now());
+        result.map_err(RedisWriteError::Redis)
     }
 
     /// Runs a write command, then (pipelined, on the same connection) `WAIT`s for the replicas. Errors when fewer
@@ -499,7 +568,7 @@ impl RedisStore {
         if self.wait_replicas > 0 {
             pipe.cmd("WAIT").arg(self.wait_replicas).arg(WAIT_TIMEOUT_MS);
         }
-        let mut replies = self.conn.pipeline(&pipe).await.map_err(RedisWriteError::Redis)?.into_iter();
+        let mut replies = self.guarded(self.conn.pipeline(&pipe)).await?.into_iter();
         let reply = replies.next().ok_or_else(|| RedisWriteError::Store(corrupt("empty pipeline reply")))?;
         if self.wait_replicas > 0 {
             let acknowledged: i64 = replies
@@ -538,7 +607,7 @@ impl RedisStore {
     }
 
     async fn read<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
-        Ok(self.conn.query(cmd).await?)
+        Ok(self.guarded(self.conn.query(cmd)).await?)
     }
 
     async fn hash(&self, key: &str) -> Result<Option<Fields>, StoreError> {
@@ -666,7 +735,8 @@ impl RedisStore {
     }
 }
 
-/// Why a write failed: Redis itself (a missing script is retried whole), or the store's own checks.
+/// Why a call failed: Redis itself (a missing script is retried whole), or the store's own checks (too few
+/// replicas, an open circuit breaker).
 enum RedisWriteError {
     Redis(RedisError),
     Store(StoreError),
@@ -958,5 +1028,16 @@ impl Store for RedisStore {
 
     fn log_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         Some(self.log_changes.clone())
+    }
+
+    fn health(&self) -> Option<&'static str> {
+        match self.breaker_state() {
+            BreakerState::Open => Some("Redis circuit breaker open"),
+            BreakerState::Closed | BreakerState::HalfOpen => None,
+        }
+    }
+
+    fn record_metrics(&self) {
+        metrics::gauge!("tessera_redis_breaker_state").set(self.breaker_state().gauge());
     }
 }

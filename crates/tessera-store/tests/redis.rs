@@ -5,12 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tessera_store::conformance::{Redis, RedisCluster};
 use tessera_store::{
-    conformance, decide, Decision, NewFamily, Provenance, RedisStore, RefreshOutcome, RefreshRules, Revocation, Store,
-    User,
+    conformance, decide, BreakerSettings, BreakerState, Decision, NewFamily, Provenance, RedisStore, RefreshOutcome,
+    RefreshRules, Revocation, Store, StoreError, User,
 };
 
 fn session(sid: &str, sub: &str, created_at: i64) -> NewFamily {
@@ -194,4 +194,33 @@ async fn readers_never_see_a_log_entry_the_replicas_have_not_acknowledged() {
     let log = store.revocations_after(1, 0, 10).await.unwrap();
     assert_eq!(log.iter().map(|e| e.id).collect::<Vec<_>>(), [2, 3]);
     assert_eq!(log[1].revocation, token("third"));
+}
+
+/// Against a real Redis that goes away: the errors the client gives for a dead server count as unreachable, the
+/// breaker opens and then refuses without the network, and the first probe after the restart closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_opens_when_redis_is_gone_and_closes_when_it_is_back() {
+    let mut redis = Redis::start_durable();
+    let settings = BreakerSettings { failure_threshold: 3, cool_down: Duration::from_millis(200) };
+    let store = RedisStore::connect_with_breaker(&[redis.url()], false, 0, settings).await.unwrap();
+    store.create_family(session("s", "u", 1)).await.unwrap();
+    assert_eq!((store.breaker_state(), store.health()), (BreakerState::Closed, None));
+
+    redis.kill();
+    for _ in 0..3 {
+        assert!(matches!(store.family("s").await, Err(StoreError::Backend(_))));
+    }
+    assert_eq!(store.breaker_state(), BreakerState::Open);
+    assert_eq!(store.health(), Some("Redis circuit breaker open"));
+    assert!(matches!(store.family("s").await, Err(StoreError::Unavailable)), "fails fast while open");
+    assert!(matches!(store.ping().await, Err(StoreError::Unavailable)));
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.family("s").await.is_err() {
+        assert!(Instant::now() < deadline, "the breaker never closed: {:?}", store.breaker_state());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.breaker_state(), BreakerState::Closed);
+    assert_eq!(store.family("s").await.unwrap().unwrap().generation, 0, "acknowledged before the outage");
 }

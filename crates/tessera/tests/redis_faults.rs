@@ -1,0 +1,349 @@
+//! Redis faults under `tessera serve`, with real processes on loopback ports:
+//!
+//! - a Redis Cluster (3 masters, 3 replicas, writes waiting for one replica) loses the master of the revocation
+//!   log to SIGKILL under load: no refresh or revocation acknowledged with a 2xx is lost, and no request ever gets
+//!   a wrong answer (only 503s while the cluster fails over). Requests, errors, the length of the disturbance and
+//!   the failover time are printed (`--no-capture`) for BENCHMARKS.md: measured, not asserted;
+//! - a single Redis goes away entirely: `/verify` keeps answering from the in-process index, writes answer a clean
+//!   503, the circuit breaker opens (`/metrics`, `/readyz`) and closes again once Redis is back.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{add_user, claims, eventually, http, Server, PASSWORD};
+use serde_json::Value;
+use tessera_store::conformance::{Redis, RedisCluster};
+
+mod common;
+
+const ADMIN: &str = "admin-credential-for-the-redis-fault-tests-0123456789";
+
+/// A request's answer: `Err` when the connection failed or timed out.
+type Answer = std::io::Result<(u16, String)>;
+
+/// One request with optional headers, on a fresh connection.
+fn request(addr: SocketAddr, method: &str, path: &str, headers: &str, body: &str) -> Answer {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.get(9..12).and_then(|s| s.parse().ok()).ok_or(std::io::ErrorKind::InvalidData)?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).ok_or(std::io::ErrorKind::InvalidData)?;
+    Ok((status, body))
+}
+
+/// `GET /verify` with a bearer token: the status.
+fn verify(addr: SocketAddr, token: &str) -> u16 {
+    request(addr, "GET", "/verify", &format!("authorization: Bearer {token}\r\n"), "").unwrap().0
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    request(addr, "GET", path, "", "").unwrap()
+}
+
+fn admin(addr: SocketAddr, path: &str, body: &Value) -> Answer {
+    let headers = format!("authorization: Bearer {ADMIN}\r\ncontent-type: application/json\r\n");
+    request(addr, "POST", path, &headers, &body.to_string())
+}
+
+fn login(addr: SocketAddr, user: &str) -> Answer {
+    let body =
+        serde_json::json!({"username": user, "password": PASSWORD, "refresh_token_delivery": "body"}).to_string();
+    http(addr, "POST", "/auth/login", "application/json", &body)
+}
+
+fn refresh(addr: SocketAddr, token: &str) -> Answer {
+    let body = format!("grant_type=refresh_token&refresh_token={token}");
+    http(addr, "POST", "/oauth2/token", "application/x-www-form-urlencoded", &body)
+}
+
+fn field(body: &str, name: &str) -> String {
+    serde_json::from_str::<Value>(body).unwrap()[name].as_str().unwrap().to_owned()
+}
+
+/// The Redis circuit breaker's state on a node, from `/metrics`: 0 closed, 1 half-open, 2 open.
+fn breaker_state(addr: SocketAddr) -> Option<u8> {
+    let (_, metrics) = get(addr, "/metrics");
+    metrics.lines().find_map(|line| line.strip_prefix("tessera_redis_breaker_state ")).map(|v| v.parse().unwrap())
+}
+
+/// A node's breaker transitions to `to`, from `/metrics`.
+fn transitions(addr: SocketAddr, to: &str) -> u64 {
+    let (_, metrics) = get(addr, "/metrics");
+    let prefix = format!("tessera_redis_breaker_transitions_total{{to=\"{to}\"}} ");
+    metrics.lines().find_map(|line| line.strip_prefix(prefix.as_str())).map_or(0, |v| v.parse().unwrap())
+}
+
+/// A configuration on Redis, limits raised for load, an admin credential.
+fn configure(dir: &Path, urls: &[String], cluster: bool, wait_replicas: u32, stale_after: &str) {
+    std::fs::write(dir.join("admin-token"), ADMIN).unwrap();
+    let urls = urls.iter().map(|url| format!("{url:?}")).collect::<Vec<_>>().join(", ");
+    let config = format!(
+        "[store]\nbackend = \"redis\"\nredis_urls = [{urls}]\nredis_cluster = {cluster}\n\
+         redis_wait_replicas = {wait_replicas}\n\n\
+         [server]\nadmin_token_file = \"admin-token\"\n\n\
+         [rate_limits]\nlogin_per_ip = 100000\nlogin_per_user = 100000\nfailed_refresh_per_ip = 100000\n\n\
+         [revocation]\nstale_after = \"{stale_after}\"\n"
+    );
+    std::fs::write(dir.join("tessera.toml"), config).unwrap();
+}
+
+/// A request slower than this counts as disturbed, like a failed one: during a failover, requests to the dead
+/// master's slots wait (the cluster client retries) rather than fail.
+const SLOW: Duration = Duration::from_secs(1);
+
+/// One request of the load: when it started and ended (since the test started), and whether it failed.
+struct Sample {
+    start: Duration,
+    end: Duration,
+    failed: bool,
+}
+
+impl Sample {
+    fn disturbed(&self) -> bool {
+        self.failed || self.end - self.start >= SLOW
+    }
+}
+
+/// What the load saw: every request, and the wrong answers.
+#[derive(Default)]
+struct Record {
+    requests: Vec<Sample>,
+    wrong: Vec<String>,
+}
+
+impl Record {
+    /// Notes an answer that must be `ok` or a failure (503, or no answer); anything else is a wrong answer.
+    fn note(&mut self, start: Duration, end: Duration, what: &str, answer: &Answer, ok: &[u16]) {
+        let failed = !matches!(answer, Ok((status, _)) if ok.contains(status));
+        self.requests.push(Sample { start, end, failed });
+        if let Ok((status, body)) = answer {
+            if failed && *status != 503 {
+                self.wrong.push(format!("{what} at {end:?}: {status} {body}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn sigkill_of_the_revocation_log_master_under_load_loses_no_acknowledged_refresh_or_revocation() {
+    let mut cluster = RedisCluster::start_with_node_timeout(Duration::from_millis(2_000));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    configure(d, &cluster.urls(), true, 1, "120s");
+    add_user(d, "alice");
+    let nodes = [Server::start(d), Server::start(d)];
+    let addrs = [nodes[0].addr, nodes[1].addr];
+    let log_master = cluster.master_of("tessera:{tessera-log}:seq");
+
+    let started = Instant::now();
+    let record = Mutex::new(Record::default());
+    let stop = AtomicBool::new(false);
+    // Per session: the last refresh token a 200 acknowledged, and the access token that came with it.
+    let sessions: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    // Tokens whose revocation a 2xx acknowledged.
+    let revoked: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let (mut killed_at, mut failed_over_at, mut replicated_at) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+
+    std::thread::scope(|scope| {
+        for worker in 0..3 {
+            let (record, stop, sessions) = (&record, &stop, &sessions);
+            scope.spawn(move || {
+                let (_, body) = login(addrs[worker % 2], "alice").unwrap();
+                let mut last = (field(&body, "refresh_token"), field(&body, "access_token"));
+                let mut turn = worker;
+                while !stop.load(Ordering::Relaxed) {
+                    turn += 1;
+                    let start = started.elapsed();
+                    let answer = refresh(addrs[turn % 2], &last.0);
+                    let end = started.elapsed();
+                    if let Ok((200, body)) = &answer {
+                        last = (field(body, "refresh_token"), field(body, "access_token"));
+                    }
+                    let failed = !matches!(answer, Ok((200, _)));
+                    record.lock().unwrap().note(
+                        start,
+                        end,
+                        "refresh with the last acknowledged token",
+                        &answer,
+                        &[200],
+                    );
+                    // Paced, so that two cores also run six Redis servers, the nodes and the other test.
+                    std::thread::sleep(Duration::from_millis(if failed { 20 } else { 5 }));
+                }
+                sessions.lock().unwrap().push(last);
+            });
+        }
+        let (record, stop, revoked) = (&record, &stop, &revoked);
+        scope.spawn(move || {
+            let mut turn = 0;
+            while !stop.load(Ordering::Relaxed) {
+                turn += 1;
+                let node = addrs[turn % 2];
+                let start = started.elapsed();
+                let minted = admin(node, "/admin/v1/sessions", &serde_json::json!({"sub": format!("user-{turn}")}));
+                let end = started.elapsed();
+                record.lock().unwrap().note(start, end, "mint", &minted, &[201]);
+                let Ok((201, body)) = minted else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let token = field(&body, "access_token");
+                let jti = claims(&token)["jti"].as_str().unwrap().to_owned();
+                let start = started.elapsed();
+                let answer = admin(node, "/admin/v1/revocations", &serde_json::json!({"jti": jti}));
+                let end = started.elapsed();
+                record.lock().unwrap().note(start, end, "revoke", &answer, &[200]);
+                if matches!(answer, Ok((200, _))) {
+                    // Acknowledged: refused at once by the node that acknowledged it.
+                    let status = verify(node, &token);
+                    if status != 401 {
+                        record.lock().unwrap().wrong.push(format!("/verify of an acknowledged revocation: {status}"));
+                    }
+                    revoked.lock().unwrap().push(token);
+                } else {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        });
+
+        // The chaos: the revocation log's master dies 2 s in; once a replica has taken over, the dead node comes
+        // back (as a replica of the new master, so writes waiting for a replica succeed on that shard again).
+        std::thread::sleep(Duration::from_secs(2));
+        killed_at = started.elapsed();
+        cluster.kill(log_master);
+        cluster.wait_until_ok();
+        failed_over_at = started.elapsed();
+        cluster.restart(log_master);
+        cluster.wait_until_replicated();
+        replicated_at = started.elapsed();
+        std::thread::sleep(Duration::from_secs(12).saturating_sub(started.elapsed()).max(Duration::from_secs(3)));
+        stop.store(true, Ordering::Relaxed);
+    });
+
+    let record = record.into_inner().unwrap();
+    let (sessions, revoked) = (sessions.into_inner().unwrap(), revoked.into_inner().unwrap());
+    let requests = &record.requests;
+    let errors = requests.iter().filter(|r| r.failed).count();
+    let slow = requests.iter().filter(|r| !r.failed && r.end - r.start >= SLOW).count();
+    let longest = requests.iter().map(|r| r.end - r.start).max().unwrap_or_default();
+    // From the start of the first failed or slow request to the end of the last one.
+    let disturbed: Vec<&Sample> = requests.iter().filter(|r| r.disturbed()).collect();
+    let disturbance = match (disturbed.iter().map(|r| r.start).min(), disturbed.iter().map(|r| r.end).max()) {
+        (Some(first), Some(last)) => format!("{:.2} s (from {first:.2?} to {last:.2?})", (last - first).as_secs_f64()),
+        _ => "none".to_owned(),
+    };
+    eprintln!(
+        "SIGKILL of the revocation log's Redis master under load (3+3 cluster, WAIT 1, cluster-node-timeout 2 s, \
+         2 tessera nodes, 3 refresh loops + 1 mint-and-revoke loop, debug build):\n  \
+         requests {}, errors {errors} ({:.2}%), slow (>= 1 s) but successful {slow}, longest {longest:.2?}\n  \
+         disturbance (failed or slow requests) {disturbance}\n  \
+         killed at {killed_at:.2?}; failover (replica promoted, cluster ok) {:.2} s after the kill; dead node \
+         back as an in-sync replica {:.2} s after the kill\n  \
+         acknowledged revocations {}, sessions {}; breaker transitions to open: {}",
+        requests.len(),
+        100.0 * errors as f64 / requests.len().max(1) as f64,
+        (failed_over_at - killed_at).as_secs_f64(),
+        (replicated_at - killed_at).as_secs_f64(),
+        revoked.len(),
+        sessions.len(),
+        addrs.iter().map(|&addr| transitions(addr, "open")).sum::<u64>(),
+    );
+    assert!(record.wrong.is_empty(), "wrong answers: {:#?}", record.wrong);
+    assert!(!disturbed.is_empty(), "the fault was felt (or the test proves nothing)");
+    assert!(!revoked.is_empty() && sessions.len() == 3);
+
+    // No acknowledged rotation lost: every session's last acknowledged token refreshes.
+    for (refresh_token, _) in &sessions {
+        let answer = refresh(addrs[0], refresh_token);
+        assert!(matches!(answer, Ok((200, _))), "an acknowledged rotation was lost: {answer:?}");
+    }
+    // No acknowledged revocation lost: refused on every node, and on a node started now, whose index is rebuilt
+    // from the log as the failover left it.
+    let fresh = Server::start(d);
+    for node in [addrs[0], addrs[1], fresh.addr] {
+        for token in &revoked {
+            eventually("an acknowledged revocation is refused on every node", || verify(node, token) == 401);
+        }
+        for (_, access) in &sessions {
+            assert_eq!(verify(node, access), 200, "a live session's access token");
+        }
+    }
+}
+
+#[test]
+fn with_redis_down_verify_answers_from_the_index_writes_fail_cleanly_and_the_breaker_closes_when_it_returns() {
+    // A single Redis that fsyncs every write, so it comes back with everything it acknowledged.
+    let mut redis = Redis::start_durable();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Long enough that the index does not go stale during the test, even on a busy machine.
+    configure(d, &[redis.url()], false, 0, "60s");
+    add_user(d, "alice");
+    let node = Server::start(d);
+    let addr = node.addr;
+
+    let (_, body) = login(addr, "alice").unwrap();
+    let (valid, refresh_token) = (field(&body, "access_token"), field(&body, "refresh_token"));
+    let (status, body) = admin(addr, "/admin/v1/sessions", &serde_json::json!({"sub": "bob"})).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let revoked = field(&body, "access_token");
+    let jti = claims(&revoked)["jti"].as_str().unwrap().to_owned();
+    assert_eq!(admin(addr, "/admin/v1/revocations", &serde_json::json!({"jti": jti})).unwrap().0, 200);
+    assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401));
+    assert_eq!(get(addr, "/readyz").0, 200);
+
+    redis.kill();
+    let down = Instant::now();
+    // Writes answer a clean 503 (the API's JSON error, never a 500); the node's own polling and these requests
+    // open the breaker.
+    for _ in 0..5 {
+        let (status, body) = refresh(addr, &refresh_token).unwrap();
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(field(&body, "error"), "temporarily_unavailable");
+        let (status, body) = login(addr, "alice").unwrap();
+        assert_eq!(status, 503, "{body}");
+    }
+    eventually("the breaker opens", || breaker_state(addr) == Some(2));
+    let opened = down.elapsed();
+    let (status, body) = get(addr, "/readyz");
+    assert_eq!(status, 503);
+    assert!(body.contains("breaker open"), "{body}");
+    // While open, a write fails without touching the network.
+    let fast = Instant::now();
+    assert_eq!(refresh(addr, &refresh_token).unwrap().0, 503);
+    let fail_fast = fast.elapsed();
+    // Verification answers from the index all along.
+    for _ in 0..20 {
+        assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    redis.restart();
+    let back = Instant::now();
+    eventually("the breaker closes once Redis is back", || breaker_state(addr) == Some(0));
+    let closed = back.elapsed();
+    let (status, body) = refresh(addr, &refresh_token).unwrap();
+    assert_eq!(status, 200, "the refresh token from before the outage: {body}");
+    assert_eq!(login(addr, "alice").unwrap().0, 200);
+    eventually("ready again", || get(addr, "/readyz").0 == 200);
+    assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401));
+    assert!(transitions(addr, "open") >= 1 && transitions(addr, "closed") >= 1);
+    eprintln!(
+        "Redis fully down: breaker open {:.2} s after the kill, a refresh while open answered 503 in {:.1} ms, \
+         closed {:.2} s after Redis came back",
+        opened.as_secs_f64(),
+        fail_fast.as_secs_f64() * 1e3,
+        closed.as_secs_f64()
+    );
+}
