@@ -179,6 +179,12 @@ pub(crate) struct StoreConfig {
     /// acknowledged refresh or revocation survives the loss of a Redis node. Default 1 (one replica per master);
     /// 0 only for a single development Redis, durable then only with `appendonly yes` and `appendfsync always`.
     pub(crate) redis_wait_replicas: u32,
+    /// With `redis`: consecutive calls that cannot reach Redis before the circuit breaker opens and calls fail at
+    /// once (503) instead of waiting out their timeouts. Default 5.
+    pub(crate) redis_breaker_failures: u32,
+    /// With `redis`: how long an open breaker fails calls before one probe may try Redis again. Default 2 s.
+    #[serde(with = "duration_text")]
+    pub(crate) redis_breaker_cool_down: Duration,
 }
 
 /// See [`StoreConfig::backend`].
@@ -202,6 +208,8 @@ impl Default for StoreConfig {
             redis_urls: Vec::new(),
             redis_cluster: false,
             redis_wait_replicas: 1,
+            redis_breaker_failures: 5,
+            redis_breaker_cool_down: Duration::from_secs(2),
         }
     }
 }
@@ -447,6 +455,9 @@ impl Config {
             }
             _ => {}
         }
+        if self.store.redis_breaker_failures == 0 {
+            problems.push("store.redis_breaker_failures must be at least 1".to_owned());
+        }
         if self.server.reload_interval < Duration::from_millis(10)
             || self.server.reload_interval > Duration::from_secs(60)
         {
@@ -631,8 +642,11 @@ mod tests {
         config.keys.algorithm = Algorithm::HS256;
         config.store.backend = StoreBackend::Postgres;
         config.store.pool_size = 0;
+        config.store.redis_breaker_failures = 0;
         let message = config.validate().unwrap_err().to_string();
-        for needle in ["access_ttl", "rsa_bits", "cannot sign", "postgres_url is required", "pool_size"] {
+        for needle in
+            ["access_ttl", "rsa_bits", "cannot sign", "postgres_url is required", "pool_size", "redis_breaker"]
+        {
             assert!(message.contains(needle), "{message}");
         }
     }

@@ -47,9 +47,18 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>
         (crate::config::StoreBackend::Redis, _) => {
             let store = &config.store;
             let what = if store.redis_cluster { "connecting to the Redis Cluster" } else { "connecting to Redis" };
-            let redis = RedisStore::connect(&store.redis_urls, store.redis_cluster, store.redis_wait_replicas)
-                .await
-                .context(what)?;
+            let breaker = tessera_store::BreakerSettings {
+                failure_threshold: store.redis_breaker_failures,
+                cool_down: store.redis_breaker_cool_down,
+            };
+            let redis = RedisStore::connect_with_breaker(
+                &store.redis_urls,
+                store.redis_cluster,
+                store.redis_wait_replicas,
+                breaker,
+            )
+            .await
+            .context(what)?;
             Ok(Arc::new(redis))
         }
         (crate::config::StoreBackend::Sqlite, _) => {
