@@ -158,6 +158,54 @@ impl Connection {
     }
 }
 
+/// Connections per store for writes (see [`RedisStore`]'s `writers`).
+const WRITE_CONNECTIONS: usize = 8;
+
+/// Opens connections to the configured Redis or Redis Cluster.
+enum Opener {
+    Single(::redis::Client),
+    Cluster(Box<::redis::cluster::ClusterClient>),
+}
+
+impl Opener {
+    fn new(urls: &[String], cluster: bool) -> Result<Self, StoreError> {
+        if cluster {
+            if urls.is_empty() {
+                return Err(StoreError::Backend("Redis Cluster: no node URL".into()));
+            }
+            let client = ::redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+                .connection_timeout(CONNECTION_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT)
+                .build()
+                .map_err(|err| StoreError::Backend(format!("Redis Cluster URLs: {err}")))?;
+            return Ok(Self::Cluster(Box::new(client)));
+        }
+        let [url] = urls else {
+            return Err(StoreError::Backend(format!(
+                "a single Redis takes one URL, not {} (a cluster needs the cluster setting)",
+                urls.len()
+            )));
+        };
+        let client =
+            ::redis::Client::open(url.as_str()).map_err(|err| StoreError::Backend(format!("Redis URL: {err}")))?;
+        Ok(Self::Single(client))
+    }
+
+    async fn connection(&self) -> Result<Connection, StoreError> {
+        Ok(match self {
+            Self::Cluster(client) => Connection::Cluster(client.get_async_connection().await?),
+            Self::Single(client) => {
+                // Few retries per reconnection: a request fails fast while Redis is away, the next one tries again.
+                let config = ::redis::aio::ConnectionManagerConfig::new()
+                    .set_number_of_retries(2)
+                    .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT));
+                Connection::Single(client.get_connection_manager_with_config(config).await?)
+            }
+        })
+    }
+}
+
 impl From<RedisError> for StoreError {
     fn from(err: RedisError) -> Self {
         Self::Backend(format!("Redis: {err}"))
@@ -441,7 +489,13 @@ fn refusal(reason: &str) -> Result<Refusal, StoreError> {
 /// been acknowledged by `wait_replicas` replicas (`WAIT`). The design notes at the top of `redis.rs` give the key
 /// layout and the order of the steps that span slots.
 pub struct RedisStore {
-    conn: Connection,
+    /// Writes, spread over several connections: Redis serves one connection's commands in order, and a `WAIT`
+    /// holds its connection until the replicas answer, so on one connection every write would queue behind the
+    /// previous write's replication (and behind a full second whenever a replica is away).
+    writers: Vec<Connection>,
+    next_writer: std::sync::atomic::AtomicUsize,
+    /// Reads, on a connection of their own: never behind a `WAIT`.
+    reader: Connection,
     breaker: Breaker,
     scripts: Scripts,
     wait_replicas: u32,
@@ -510,37 +564,26 @@ impl RedisStore {
         wait_replicas: u32,
         breaker: BreakerSettings,
     ) -> Result<Self, StoreError> {
-        let conn = if cluster {
-            if urls.is_empty() {
-                return Err(StoreError::Backend("Redis Cluster: no node URL".into()));
-            }
-            let client = ::redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
-                .connection_timeout(CONNECTION_TIMEOUT)
-                .response_timeout(RESPONSE_TIMEOUT)
-                .build()
-                .map_err(|err| StoreError::Backend(format!("Redis Cluster URLs: {err}")))?;
-            Connection::Cluster(client.get_async_connection().await?)
-        } else {
-            let [url] = urls else {
-                return Err(StoreError::Backend(format!(
-                    "a single Redis takes one URL, not {} (a cluster needs the cluster setting)",
-                    urls.len()
-                )));
-            };
-            let client =
-                ::redis::Client::open(url.as_str()).map_err(|err| StoreError::Backend(format!("Redis URL: {err}")))?;
-            // Few retries per reconnection: a request fails fast while Redis is away, the next one tries again.
-            let config = ::redis::aio::ConnectionManagerConfig::new()
-                .set_number_of_retries(2)
-                .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-                .set_response_timeout(Some(RESPONSE_TIMEOUT));
-            Connection::Single(client.get_connection_manager_with_config(config).await?)
-        };
-        conn.query::<String>(&::redis::cmd("PING")).await?;
+        let open = Opener::new(urls, cluster)?;
+        let reader = open.connection().await?;
+        reader.query::<String>(&::redis::cmd("PING")).await?;
+        let mut writers = Vec::with_capacity(WRITE_CONNECTIONS);
+        for _ in 0..WRITE_CONNECTIONS {
+            writers.push(open.connection().await?);
+        }
         let (changes, log_changes) = tokio::sync::watch::channel(0);
         let subscriber = tokio::spawn(subscribe(urls.to_vec(), changes));
         let breaker = Breaker::new(breaker);
-        Ok(Self { conn, breaker, scripts: Scripts::new(), wait_replicas, log_changes, subscriber })
+        Ok(Self {
+            writers,
+            next_writer: std::sync::atomic::AtomicUsize::new(0),
+            reader,
+            breaker,
+            scripts: Scripts::new(),
+            wait_replicas,
+            log_changes,
+            subscriber,
+        })
     }
 
     /// The circuit breaker's state (see [`BreakerSettings`]).
@@ -556,8 +599,25 @@ impl RedisStore {
     ) -> Result<T, RedisWriteError> {
         let permit = self.breaker.admit(Instant::now()).map_err(RedisWriteError::Store)?;
         let result = call.await;
-        permit.record(result.as_ref().map_or_else(outcome, |_| Outcome::Reached), Instant::now());
+        if permit.record(result.as_ref().map_or_else(outcome, |_| Outcome::Reached), Instant::now()) {
+            self.reconnect_all().await;
+        }
         result.map_err(RedisWriteError::Redis)
+    }
+
+    /// Brings every connection back after an outage, before the call that closed the breaker returns: a
+    /// connection learns that its socket died only when it is next used, and that use fails; left alone, the
+    /// first request after the outage on each writer would fail. A failed PING starts the reconnection, the
+    /// second waits for it.
+    async fn reconnect_all(&self) {
+        let ping = ::redis::cmd("PING");
+        let connections = self.writers.iter().chain(std::iter::once(&self.reader));
+        futures_util::future::join_all(connections.map(|connection| async {
+            if connection.query::<String>(&ping).await.is_err() {
+                let _ = connection.query::<String>(&ping).await;
+            }
+        }))
+        .await;
     }
 
     /// Runs a write command, then (pipelined, on the same connection) `WAIT`s for the replicas. Errors when fewer
@@ -568,7 +628,9 @@ impl RedisStore {
         if self.wait_replicas > 0 {
             pipe.cmd("WAIT").arg(self.wait_replicas).arg(WAIT_TIMEOUT_MS);
         }
-        let mut replies = self.guarded(self.conn.pipeline(&pipe)).await?.into_iter();
+        let turn = self.next_writer.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let writer = self.writers.get(turn % self.writers.len().max(1)).unwrap_or(&self.reader);
+        let mut replies = self.guarded(writer.pipeline(&pipe)).await?.into_iter();
         let reply = replies.next().ok_or_else(|| RedisWriteError::Store(corrupt("empty pipeline reply")))?;
         if self.wait_replicas > 0 {
             let acknowledged: i64 = replies
@@ -607,7 +669,7 @@ impl RedisStore {
     }
 
     async fn read<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
-        Ok(self.guarded(self.conn.query(cmd)).await?)
+        Ok(self.guarded(self.reader.query(cmd)).await?)
     }
 
     async fn hash(&self, key: &str) -> Result<Option<Fields>, StoreError> {

@@ -144,7 +144,8 @@ impl Breaker {
         }
     }
 
-    fn record(&self, probe: bool, outcome: Outcome, now: Instant) {
+    /// Records a call's outcome; whether it closed the breaker.
+    fn record(&self, probe: bool, outcome: Outcome, now: Instant) -> bool {
         let threshold = self.settings.failure_threshold;
         let transition = {
             let mut phase = self.lock();
@@ -190,6 +191,7 @@ impl Breaker {
             Some((to, _)) => self.announce(to, "the probe reached Redis"),
             None => {}
         }
+        matches!(transition, Some((BreakerState::Closed, _)))
     }
 
     /// Frees the probe slot of a probe that was cancelled before it finished.
@@ -215,9 +217,10 @@ impl Breaker {
 
 impl Permit<'_> {
     /// Reports what the call showed about Redis.
-    pub(crate) fn record(mut self, outcome: Outcome, now: Instant) {
+    /// Whether this call closed the breaker.
+    pub(crate) fn record(mut self, outcome: Outcome, now: Instant) -> bool {
         self.reported = true;
-        self.breaker.record(self.probe, outcome, now);
+        self.breaker.record(self.probe, outcome, now)
     }
 }
 
@@ -293,8 +296,9 @@ mod tests {
     fn a_probe_that_reaches_redis_closes_the_breaker() {
         let (b, t0) = opened();
         let at = t0 + COOL_DOWN;
-        call(&b, Outcome::Reached, at);
+        assert!(b.admit(at).unwrap().record(Outcome::Reached, at), "the probe's call is told it closed the breaker");
         assert_eq!(b.state(at), BreakerState::Closed);
+        assert!(!b.admit(at).unwrap().record(Outcome::Reached, at), "later calls close nothing");
         assert!(b.admit(at).is_ok() && b.admit(at).is_ok(), "every call goes through again");
         call(&b, Outcome::Unreachable, at);
         call(&b, Outcome::Unreachable, at);
