@@ -181,8 +181,11 @@ impl VerifyingKey {
     }
 
     /// Checks `signature` over `message`. For ES256, r and s must lie in [1, n−1] and the signature must be the
-    /// 64-byte raw form; HMAC tags are compared in constant time.
-    pub(crate) fn verify_signature(&self, message: &[u8], signature: &[u8]) -> bool {
+    /// 64-byte raw form; HMAC tags are compared in constant time. Token verification goes through
+    /// [`Verifier`](crate::Verifier), which applies the policy first; this is public for work that must cost what
+    /// a verification costs (a decoy check that keeps failures for unknown callers as slow as for known ones).
+    #[must_use]
+    pub fn verify_signature(&self, message: &[u8], signature: &[u8]) -> bool {
         match &self.material {
             VerifyMaterial::Public { key, signature_len } => {
                 if signature.len() != *signature_len {

@@ -5,8 +5,9 @@
 
 use axum::http::{header, HeaderMap, StatusCode};
 use base64::Engine as _;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
+use tessera_jose::Algorithm;
 use tessera_store::Client;
 
 use crate::error::ApiError;
@@ -119,7 +120,12 @@ fn check_assertion(
     if posted_id.is_some_and(|posted| posted != client_id) {
         return None;
     }
-    let registered = state.0.clients.get(&client_id)?;
+    let Some(registered) = state.0.clients.get(&client_id).filter(|registered| registered.assertions.is_some()) else {
+        // Unknown, or a client without keys: the same signature work as a known client's check, so the time
+        // taken does not tell which client ids exist.
+        let _ = decoy_verification(&unverified.header.alg, assertion);
+        return None;
+    };
     let now = state.clock().now_secs();
     let verified = registered.assertions.as_ref()?.verify(assertion, now).ok()?;
     let claims = verified.claims()?;
@@ -129,4 +135,50 @@ fn check_assertion(
         && !registered.client.disabled;
     let jti = claims.jti.clone()?;
     well_formed.then_some((registered, jti, exp))
+}
+
+/// One signature verification of `assertion` with a throwaway key of its algorithm (RS256, ES256 or EdDSA; other
+/// algorithms are refused by every client's verifier before any signature work). The check always fails;
+/// returns whether the signature arithmetic was done.
+fn decoy_verification(alg: &str, assertion: &str) -> bool {
+    static DECOYS: LazyLock<Vec<tessera_jose::VerifyingKey>> = LazyLock::new(|| {
+        [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]
+            .into_iter()
+            .filter_map(|alg| tessera_jose::SigningKey::generate(alg, tessera_jose::RsaBits::Bits2048).ok())
+            .map(|key| key.verifying_key().clone())
+            .collect()
+    });
+    let Some(decoy) = DECOYS.iter().find(|key| key.algorithm().as_str() == alg) else { return false };
+    let Some((message, signature)) = assertion.rsplit_once('.') else { return false };
+    let mut signature = tessera_jose::base64url::decode(signature).unwrap_or_default();
+    // A signature of the wrong length would be refused before the arithmetic: use one of the right length.
+    let expected_len = match decoy.algorithm() {
+        Algorithm::RS256 => 256,
+        _ => 64,
+    };
+    signature.resize(expected_len, 1);
+    let _ = decoy.verify_signature(message.as_bytes(), &signature);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assertions_for_unknown_clients_cost_a_signature_check_for_every_client_key_algorithm() {
+        for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
+            let key = tessera_jose::SigningKey::generate(alg, tessera_jose::RsaBits::Bits2048).unwrap();
+            let claims = tessera_jose::Claims { iss: Some("nobody".into()), ..tessera_jose::Claims::default() };
+            let assertion = tessera_jose::encode_jwt(&key, None, &claims).unwrap();
+            assert!(decoy_verification(alg.as_str(), &assertion), "{alg}: no decoy signature work");
+            assert!(
+                decoy_verification(alg.as_str(), "e30.e30.AAAA"),
+                "{alg}: a short signature is padded, not skipped"
+            );
+        }
+        // Algorithms no client key can have are refused before any signature work, for known clients too.
+        assert!(!decoy_verification("HS256", "e30.e30.AAAA"));
+        assert!(!decoy_verification("none", "e30.e30."));
+    }
 }
