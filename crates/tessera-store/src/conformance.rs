@@ -236,7 +236,7 @@ pub struct Postgres {
     server: Child,
     data: PathBuf,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn server_binaries() -> PathBuf {
@@ -266,6 +266,32 @@ fn as_server_user(program: &Path) -> Command {
     }
 }
 
+/// Starts `postgres` on `data` and waits until it accepts sessions.
+fn launch_postgres(bin: &Path, data: &Path, socket_dir: &Path, port: u16) -> Child {
+    let server = as_server_user(&bin.join("postgres"))
+        .arg("-D")
+        .arg(data)
+        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"])
+        .arg(socket_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Ready means accepting sessions, not just the port: PostgreSQL listens while it is still starting up.
+    let ready = || {
+        Command::new(bin.join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "tessera", "-d", "postgres"])
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    while !ready() {
+        assert!(Instant::now() < deadline, "PostgreSQL did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
 impl Postgres {
     /// Starts one; panics naming what to install when PostgreSQL is missing.
     #[must_use]
@@ -284,28 +310,27 @@ impl Postgres {
             .unwrap();
         assert!(initdb.status.success(), "initdb failed: {}", String::from_utf8_lossy(&initdb.stderr));
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let server = as_server_user(&bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        // Ready means accepting sessions, not just the port: PostgreSQL listens while it is still starting up.
-        let ready = || {
-            Command::new(bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "tessera", "-d", "postgres"])
-                .status()
-                .is_ok_and(|status| status.success())
-        };
-        while !ready() {
-            assert!(Instant::now() < deadline, "PostgreSQL did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(50));
+        let server = launch_postgres(&bin, &data, dir.path(), port);
+        Self { server, port, data, dir }
+    }
+
+    /// Stops the server (fast shutdown): clients see their connections closed and new ones refused.
+    pub fn stop(&mut self) {
+        // SIGINT to the postmaster (its pid heads postmaster.pid) is PostgreSQL's fast shutdown. It may run as
+        // another user, under `runuser`, which does not pass signals on: ask `kill`, then reap `runuser`.
+        let pid = std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .ok()
+            .and_then(|text| text.lines().next().map(str::to_owned));
+        match pid {
+            Some(pid) => drop(Command::new("kill").args(["-INT", &pid]).status()),
+            None => drop(self.server.kill()),
         }
-        Self { server, port, data, _dir: dir }
+        let _ = self.server.wait();
+    }
+
+    /// Starts it again after [`stop`](Self::stop), on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.server = launch_postgres(&server_binaries(), &self.data, self.dir.path(), self.port);
     }
 
     /// The URL of its `postgres` database.
@@ -326,16 +351,7 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        // SIGINT to the postmaster (its pid heads postmaster.pid) is PostgreSQL's fast shutdown. It may run as
-        // another user, under `runuser`, which does not pass signals on: ask `kill`, then reap `runuser`.
-        let pid = std::fs::read_to_string(self.data.join("postmaster.pid"))
-            .ok()
-            .and_then(|text| text.lines().next().map(str::to_owned));
-        match pid {
-            Some(pid) => drop(Command::new("kill").args(["-INT", &pid]).status()),
-            None => drop(self.server.kill()),
-        }
-        let _ = self.server.wait();
+        self.stop();
     }
 }
 

@@ -1,11 +1,12 @@
-//! Redis faults under `tessera serve`, with real processes on loopback ports:
+//! Store faults under `tessera serve`, with real processes on loopback ports:
 //!
 //! - a Redis Cluster (3 masters, 3 replicas, writes waiting for one replica) loses the master of the revocation
 //!   log to SIGKILL under load: no refresh or revocation acknowledged with a 2xx is lost, and no request ever gets
 //!   a wrong answer (only 503s while the cluster fails over). Requests, errors, the length of the disturbance and
 //!   the failover time are printed (`--no-capture`) for BENCHMARKS.md: measured, not asserted;
 //! - a single Redis goes away entirely: `/verify` keeps answering from the in-process index, writes answer a clean
-//!   503, the circuit breaker opens (`/metrics`, `/readyz`) and closes again once Redis is back.
+//!   503, the circuit breaker opens (`/metrics`, `/readyz`) and closes again once Redis is back;
+//! - PostgreSQL goes away and comes back: the same, without a breaker (the pool drops closed connections).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
 use std::io::{Read as _, Write as _};
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::{add_user, claims, eventually, http, Server, PASSWORD};
 use serde_json::Value;
-use tessera_store::conformance::{Redis, RedisCluster};
+use tessera_store::conformance::{Postgres, Redis, RedisCluster};
 
 mod common;
 
@@ -86,11 +87,18 @@ fn transitions(addr: SocketAddr, to: &str) -> u64 {
 
 /// A configuration on Redis, limits raised for load, an admin credential.
 fn configure(dir: &Path, urls: &[String], cluster: bool, wait_replicas: u32, stale_after: &str) {
-    std::fs::write(dir.join("admin-token"), ADMIN).unwrap();
     let urls = urls.iter().map(|url| format!("{url:?}")).collect::<Vec<_>>().join(", ");
+    let store = format!(
+        "backend = \"redis\"\nredis_urls = [{urls}]\nredis_cluster = {cluster}\nredis_wait_replicas = {wait_replicas}\n"
+    );
+    configure_store(dir, &store, stale_after);
+}
+
+/// A configuration on the given `[store]` section, limits raised for load, an admin credential.
+fn configure_store(dir: &Path, store: &str, stale_after: &str) {
+    std::fs::write(dir.join("admin-token"), ADMIN).unwrap();
     let config = format!(
-        "[store]\nbackend = \"redis\"\nredis_urls = [{urls}]\nredis_cluster = {cluster}\n\
-         redis_wait_replicas = {wait_replicas}\n\n\
+        "[store]\n{store}\n\
          [server]\nadmin_token_file = \"admin-token\"\n\n\
          [rate_limits]\nlogin_per_ip = 100000\nlogin_per_user = 100000\nfailed_refresh_per_ip = 100000\n\n\
          [revocation]\nstale_after = \"{stale_after}\"\n"
@@ -346,4 +354,46 @@ fn with_redis_down_verify_answers_from_the_index_writes_fail_cleanly_and_the_bre
         fail_fast.as_secs_f64() * 1e3,
         closed.as_secs_f64()
     );
+}
+
+#[test]
+fn with_postgresql_down_verify_answers_from_the_index_writes_fail_cleanly_and_all_recovers_when_it_returns() {
+    let mut pg = Postgres::start();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = runtime.block_on(pg.database("tessera"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    configure_store(d, &format!("backend = \"postgres\"\npostgres_url = {url:?}\n"), "60s");
+    add_user(d, "alice");
+    let node = Server::start(d);
+    let addr = node.addr;
+
+    let (_, body) = login(addr, "alice").unwrap();
+    let (valid, refresh_token) = (field(&body, "access_token"), field(&body, "refresh_token"));
+    let (status, body) = admin(addr, "/admin/v1/sessions", &serde_json::json!({"sub": "bob"})).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let revoked = field(&body, "access_token");
+    let jti = claims(&revoked)["jti"].as_str().unwrap().to_owned();
+    assert_eq!(admin(addr, "/admin/v1/revocations", &serde_json::json!({"jti": jti})).unwrap().0, 200);
+    assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401));
+
+    pg.stop();
+    for _ in 0..3 {
+        let (status, body) = refresh(addr, &refresh_token).unwrap();
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(field(&body, "error"), "temporarily_unavailable");
+        assert_eq!(login(addr, "alice").unwrap().0, 503);
+    }
+    eventually("not ready while PostgreSQL is down", || get(addr, "/readyz").0 == 503);
+    for _ in 0..20 {
+        assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401), "verification from the index");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    pg.restart();
+    eventually("ready again once PostgreSQL is back", || get(addr, "/readyz").0 == 200);
+    let (status, body) = refresh(addr, &refresh_token).unwrap();
+    assert_eq!(status, 200, "the refresh token from before the outage: {body}");
+    assert_eq!(login(addr, "alice").unwrap().0, 200);
+    assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401));
 }
