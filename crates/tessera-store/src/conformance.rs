@@ -15,7 +15,9 @@ use crate::{
 
 const RULES: RefreshRules = RefreshRules { grace_ms: 10_000, idle_timeout_ms: 86_400_000 };
 
-fn family(sid: &str, sub: &str, created_at: i64) -> NewFamily {
+/// A session of `sub` created at `created_at`, valid for a week: the tests' usual session.
+#[must_use]
+pub fn family(sid: &str, sub: &str, created_at: i64) -> NewFamily {
     NewFamily {
         sid: sid.into(),
         sub: sub.into(),
@@ -27,6 +29,39 @@ fn family(sid: &str, sub: &str, created_at: i64) -> NewFamily {
         created_at,
         expires_at: created_at + 7 * 86_400_000,
     }
+}
+
+/// Two nodes on one store: 32 concurrent presentations of one generation, half on each, rotate it once; a
+/// revocation on one node wakes the other's log subscription.
+pub async fn two_nodes_share_one_store(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let rules = RefreshRules { grace_ms: 10_000, idle_timeout_ms: 86_400_000 };
+    a.create_family(family("shared", "u", 1_000)).await.unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let node = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+            tokio::spawn(async move { node.refresh("shared", 0, 2_000, rules).await.unwrap() })
+        })
+        .collect();
+    let mut rotated = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            RefreshOutcome::Rotated(_) => rotated += 1,
+            RefreshOutcome::Replayed(f) => assert_eq!(f.generation, 1),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(rotated, 1, "one rotation across both nodes");
+    assert_eq!(b.family("shared").await.unwrap().unwrap().generation, 1);
+
+    let mut changes = b.log_changes().expect("Redis pushes log growth");
+    // The subscription signals once it is up; then the other node's revocation must signal again.
+    tokio::time::timeout(Duration::from_secs(10), changes.changed()).await.unwrap().unwrap();
+    changes.borrow_and_update();
+    let revocation = Revocation::Session { sid: "shared".into() };
+    assert!(a.revoke(revocation.clone(), Provenance::new("admin", "test"), 3_000).await.unwrap());
+    tokio::time::timeout(Duration::from_secs(10), changes.changed()).await.expect("no notification").unwrap();
+    let log = b.revocations_after(0, 0, 100).await.unwrap();
+    assert!(log.iter().any(|e| e.revocation == revocation));
 }
 
 /// Runs every conformance check against `store`, which must be empty.

@@ -6,9 +6,7 @@
 use std::sync::Arc;
 
 use tessera_store::conformance::Postgres;
-use tessera_store::{
-    conformance, NewFamily, PostgresStore, Provenance, RefreshOutcome, RefreshRules, Revocation, Store,
-};
+use tessera_store::{conformance, PostgresStore, Provenance, Revocation, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_passes_the_conformance_suite_and_serves_two_nodes() {
@@ -21,42 +19,13 @@ async fn postgres_passes_the_conformance_suite_and_serves_two_nodes() {
     let url = pg.database("nodes").await;
     let (a, b) = tokio::join!(PostgresStore::connect(&url, 8), PostgresStore::connect(&url, 8));
     let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
-    let rules = RefreshRules { grace_ms: 10_000, idle_timeout_ms: 86_400_000 };
-    a.create_family(NewFamily {
-        sid: "shared".into(),
-        sub: "u".into(),
-        client_id: "c".into(),
-        scope: None,
-        roles: vec![],
-        claims: serde_json::Map::new(),
-        user_agent: None,
-        created_at: 1_000,
-        expires_at: 1_000_000,
-    })
-    .await
-    .unwrap();
-    let tasks: Vec<_> = (0..32)
-        .map(|i| {
-            let node = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
-            tokio::spawn(async move { node.refresh("shared", 0, 2_000, rules).await.unwrap() })
-        })
-        .collect();
-    let mut rotated = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            RefreshOutcome::Rotated(_) => rotated += 1,
-            RefreshOutcome::Replayed(f) => assert_eq!(f.generation, 1),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(rotated, 1, "one rotation across both nodes");
-    assert_eq!(b.family("shared").await.unwrap().unwrap().generation, 1);
+    conformance::two_nodes_share_one_store(Arc::clone(&a), Arc::clone(&b)).await;
 
     // Many revocations in flight at once, from both nodes: they are written in batches, and each still answers
     // for itself — a session revoked twice concurrently changes (and is logged) once, a subject's instant only
     // moves forward, every token is logged, and the log stays gap-free.
     for n in 0..20 {
-        a.create_family(NewFamily { sid: format!("s{n}"), ..session_template() }).await.unwrap();
+        a.create_family(conformance::family(&format!("s{n}"), "u", 1_000)).await.unwrap();
     }
     // Each session goes to both nodes, in opposite orders (batches lock rows in one global order, so two nodes'
     // overlapping batches wait for each other rather than deadlock).
@@ -95,20 +64,6 @@ async fn postgres_passes_the_conformance_suite_and_serves_two_nodes() {
     }
     assert_eq!(log.iter().filter(|e| matches!(e.revocation, Revocation::Token { .. })).count(), 100);
     assert_eq!(b.subject("batched").await.unwrap().not_before, Some(5_300), "the latest instant wins");
-}
-
-fn session_template() -> NewFamily {
-    NewFamily {
-        sid: String::new(),
-        sub: "u".into(),
-        client_id: "c".into(),
-        scope: None,
-        roles: vec![],
-        claims: serde_json::Map::new(),
-        user_agent: None,
-        created_at: 1_000,
-        expires_at: 1_000_000,
-    }
 }
 
 #[tokio::test]

@@ -13,53 +13,6 @@ use tessera_store::{
     RefreshRules, Revocation, Store, StoreError, User,
 };
 
-fn session(sid: &str, sub: &str, created_at: i64) -> NewFamily {
-    NewFamily {
-        sid: sid.into(),
-        sub: sub.into(),
-        client_id: "c".into(),
-        scope: None,
-        roles: vec![],
-        claims: serde_json::Map::new(),
-        user_agent: None,
-        created_at,
-        expires_at: created_at + 1_000_000,
-    }
-}
-
-/// Two nodes on one store: 32 concurrent presentations of one generation, half on each, rotate it once; a
-/// revocation on one node wakes the other's log subscription.
-async fn two_nodes_share_one_store(a: Arc<dyn Store>, b: Arc<dyn Store>) {
-    let rules = RefreshRules { grace_ms: 10_000, idle_timeout_ms: 86_400_000 };
-    a.create_family(session("shared", "u", 1_000)).await.unwrap();
-    let tasks: Vec<_> = (0..32)
-        .map(|i| {
-            let node = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
-            tokio::spawn(async move { node.refresh("shared", 0, 2_000, rules).await.unwrap() })
-        })
-        .collect();
-    let mut rotated = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            RefreshOutcome::Rotated(_) => rotated += 1,
-            RefreshOutcome::Replayed(f) => assert_eq!(f.generation, 1),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(rotated, 1, "one rotation across both nodes");
-    assert_eq!(b.family("shared").await.unwrap().unwrap().generation, 1);
-
-    let mut changes = b.log_changes().expect("Redis pushes log growth");
-    // The subscription signals once it is up; then the other node's revocation must signal again.
-    tokio::time::timeout(Duration::from_secs(10), changes.changed()).await.unwrap().unwrap();
-    changes.borrow_and_update();
-    let revocation = Revocation::Session { sid: "shared".into() };
-    assert!(a.revoke(revocation.clone(), Provenance::new("admin", "test"), 3_000).await.unwrap());
-    tokio::time::timeout(Duration::from_secs(10), changes.changed()).await.expect("no notification").unwrap();
-    let log = b.revocations_after(0, 0, 100).await.unwrap();
-    assert!(log.iter().any(|e| e.revocation == revocation));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_passes_the_conformance_suite_and_serves_two_nodes() {
     let redis = Redis::start();
@@ -70,7 +23,7 @@ async fn redis_passes_the_conformance_suite_and_serves_two_nodes() {
     let other = Redis::start();
     let url = vec![other.url()];
     let (a, b) = tokio::join!(RedisStore::connect(&url, false, 0), RedisStore::connect(&url, false, 0));
-    two_nodes_share_one_store(Arc::new(a.unwrap()), Arc::new(b.unwrap())).await;
+    conformance::two_nodes_share_one_store(Arc::new(a.unwrap()), Arc::new(b.unwrap())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -81,7 +34,7 @@ async fn redis_cluster_passes_the_conformance_suite_waiting_for_a_replica_and_se
     conformance::run_all(Arc::new(store)).await;
     // A second pair of stores, on the same (now non-empty) cluster: names below are fresh.
     let (a, b) = tokio::join!(RedisStore::connect(&urls[..1], true, 1), RedisStore::connect(&urls[3..], true, 1));
-    two_nodes_share_one_store(Arc::new(a.unwrap()), Arc::new(b.unwrap())).await;
+    conformance::two_nodes_share_one_store(Arc::new(a.unwrap()), Arc::new(b.unwrap())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,7 +42,7 @@ async fn writes_fail_when_too_few_replicas_acknowledge_them() {
     let redis = Redis::start();
     // A single Redis has no replica: asking for one must refuse to acknowledge.
     let store = RedisStore::connect(&[redis.url()], false, 1).await.unwrap();
-    let err = store.create_family(session("s", "u", 1)).await.unwrap_err();
+    let err = store.create_family(conformance::family("s", "u", 1)).await.unwrap_err();
     assert!(err.to_string().contains("replicas acknowledged"), "{err}");
 }
 
@@ -117,7 +70,7 @@ async fn the_rotation_script_decides_exactly_as_decide() {
         let sub = format!("user-{}", case % 7);
         let created_at = 100_000 + i64::try_from(next(1_000)).unwrap();
         store
-            .create_family(NewFamily { expires_at: created_at + 60_000, ..session(&sid, &sub, created_at) })
+            .create_family(NewFamily { expires_at: created_at + 60_000, ..conformance::family(&sid, &sub, created_at) })
             .await
             .unwrap();
         let mut now = created_at;
@@ -203,7 +156,7 @@ async fn the_breaker_opens_when_redis_is_gone_and_closes_when_it_is_back() {
     let mut redis = Redis::start_durable();
     let settings = BreakerSettings { failure_threshold: 3, cool_down: Duration::from_millis(200) };
     let store = RedisStore::connect_with_breaker(&[redis.url()], false, 0, settings).await.unwrap();
-    store.create_family(session("s", "u", 1)).await.unwrap();
+    store.create_family(conformance::family("s", "u", 1)).await.unwrap();
     assert_eq!((store.breaker_state(), store.health()), (BreakerState::Closed, None));
 
     redis.kill();

@@ -21,17 +21,7 @@ async fn committed_rotations_survive_a_reopen() {
         let store = Arc::new(SqliteStore::open(&path).unwrap());
         for i in 0..200 {
             store
-                .create_family(NewFamily {
-                    sid: format!("s{i}"),
-                    sub: "u".into(),
-                    client_id: "c".into(),
-                    scope: None,
-                    roles: vec![],
-                    claims: serde_json::Map::new(),
-                    user_agent: None,
-                    created_at: 1,
-                    expires_at: i64::MAX / 2,
-                })
+                .create_family(NewFamily { expires_at: i64::MAX / 2, ..conformance::family(&format!("s{i}"), "u", 1) })
                 .await
                 .unwrap();
         }

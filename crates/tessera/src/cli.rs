@@ -43,13 +43,15 @@ pub(crate) enum Command {
     #[command(group(clap::ArgGroup::new("target").required(true).args(["jti", "sid", "sub"])))]
     Revoke {
         /// An access token's `jti` (tokens derived from it by exchange die with it).
-        #[arg(long, value_name = "JTI")]
+        // Identifiers are base64url: one random identifier in 64 starts with '-', and must not be taken for a
+        // flag.
+        #[arg(long, value_name = "JTI", allow_hyphen_values = true)]
         jti: Option<String>,
         /// A session id (`sid`): its refresh tokens and every access token carrying it.
-        #[arg(long, value_name = "SID")]
+        #[arg(long, value_name = "SID", allow_hyphen_values = true)]
         sid: Option<String>,
         /// A subject (`sub`): every session and token issued to it until now (or --before).
-        #[arg(long, value_name = "SUB")]
+        #[arg(long, value_name = "SUB", allow_hyphen_values = true)]
         sub: Option<String>,
         /// With --sub: revoke what was issued up to this instant (Unix seconds), not later.
         #[arg(long, value_name = "UNIX_SECONDS", requires = "sub")]

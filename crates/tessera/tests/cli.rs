@@ -496,3 +496,11 @@ fn a_restarted_server_loads_every_live_revocation_before_it_is_ready() {
     assert_eq!(report["index_entries"], 200, "70% token ids, 20% sessions, 10% subjects: {report}");
     assert!(report["ready_s"].as_f64().unwrap() >= report["listening_s"].as_f64().unwrap());
 }
+
+#[test]
+fn revoking_an_identifier_that_starts_with_a_dash_works() {
+    // Random base64url identifiers start with '-' one time in 64: `--jti -x...` is a value, not a flag.
+    let dir = tempfile::tempdir().unwrap();
+    ok(dir.path(), &["revoke", "--jti", "-tAbCdEfGhIjKlMnOpQrStU", "--reason", "test"]);
+    ok(dir.path(), &["revoke", "--sid", "-session"]);
+}

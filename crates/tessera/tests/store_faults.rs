@@ -9,14 +9,13 @@
 //! - PostgreSQL goes away and comes back: the same, without a breaker (the pool drops closed connections).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{add_user, claims, eventually, http, Server, PASSWORD};
+use common::{add_user, claims, eventually, http, request, Server, PASSWORD};
 use serde_json::Value;
 use tessera_store::conformance::{Postgres, Redis, RedisCluster};
 
@@ -26,22 +25,6 @@ const ADMIN: &str = "admin-credential-for-the-redis-fault-tests-0123456789";
 
 /// A request's answer: `Err` when the connection failed or timed out.
 type Answer = std::io::Result<(u16, String)>;
-
-/// One request with optional headers, on a fresh connection.
-fn request(addr: SocketAddr, method: &str, path: &str, headers: &str, body: &str) -> Answer {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response.get(9..12).and_then(|s| s.parse().ok()).ok_or(std::io::ErrorKind::InvalidData)?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).ok_or(std::io::ErrorKind::InvalidData)?;
-    Ok((status, body))
-}
 
 /// `GET /verify` with a bearer token: the status.
 fn verify(addr: SocketAddr, token: &str) -> u16 {
@@ -289,6 +272,20 @@ fn sigkill_of_the_revocation_log_master_under_load_loses_no_acknowledged_refresh
     }
 }
 
+/// Before an outage: alice's access and refresh tokens, and a token revoked by `jti` — checked to verify 200
+/// and 401.
+fn before_the_outage(addr: SocketAddr) -> (String, String, String) {
+    let (_, body) = login(addr, "alice").unwrap();
+    let (valid, refresh_token) = (field(&body, "access_token"), field(&body, "refresh_token"));
+    let (status, body) = admin(addr, "/admin/v1/sessions", &serde_json::json!({"sub": "bob"})).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let revoked = field(&body, "access_token");
+    let jti = claims(&revoked)["jti"].as_str().unwrap().to_owned();
+    assert_eq!(admin(addr, "/admin/v1/revocations", &serde_json::json!({"jti": jti})).unwrap().0, 200);
+    assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401));
+    (valid, refresh_token, revoked)
+}
+
 #[test]
 fn with_redis_down_verify_answers_from_the_index_writes_fail_cleanly_and_the_breaker_closes_when_it_returns() {
     // A single Redis that fsyncs every write, so it comes back with everything it acknowledged.
@@ -301,14 +298,7 @@ fn with_redis_down_verify_answers_from_the_index_writes_fail_cleanly_and_the_bre
     let node = Server::start(d);
     let addr = node.addr;
 
-    let (_, body) = login(addr, "alice").unwrap();
-    let (valid, refresh_token) = (field(&body, "access_token"), field(&body, "refresh_token"));
-    let (status, body) = admin(addr, "/admin/v1/sessions", &serde_json::json!({"sub": "bob"})).unwrap();
-    assert_eq!(status, 201, "{body}");
-    let revoked = field(&body, "access_token");
-    let jti = claims(&revoked)["jti"].as_str().unwrap().to_owned();
-    assert_eq!(admin(addr, "/admin/v1/revocations", &serde_json::json!({"jti": jti})).unwrap().0, 200);
-    assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401));
+    let (valid, refresh_token, revoked) = before_the_outage(addr);
     assert_eq!(get(addr, "/readyz").0, 200);
 
     redis.kill();
@@ -368,14 +358,7 @@ fn with_postgresql_down_verify_answers_from_the_index_writes_fail_cleanly_and_al
     let node = Server::start(d);
     let addr = node.addr;
 
-    let (_, body) = login(addr, "alice").unwrap();
-    let (valid, refresh_token) = (field(&body, "access_token"), field(&body, "refresh_token"));
-    let (status, body) = admin(addr, "/admin/v1/sessions", &serde_json::json!({"sub": "bob"})).unwrap();
-    assert_eq!(status, 201, "{body}");
-    let revoked = field(&body, "access_token");
-    let jti = claims(&revoked)["jti"].as_str().unwrap().to_owned();
-    assert_eq!(admin(addr, "/admin/v1/revocations", &serde_json::json!({"jti": jti})).unwrap().0, 200);
-    assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401));
+    let (valid, refresh_token, revoked) = before_the_outage(addr);
 
     pg.stop();
     for _ in 0..3 {

@@ -71,11 +71,22 @@ pub fn http(
     content_type: &str,
     body: &str,
 ) -> std::io::Result<(u16, String)> {
+    request(addr, method, path, &format!("content-type: {content_type}\r\n"), body)
+}
+
+/// One HTTP/1.1 request with extra header lines (each ending in CRLF) on a fresh connection: (status, body).
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut response = String::new();
