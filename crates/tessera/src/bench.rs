@@ -35,7 +35,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     let server = ServerProcess::start(alg, scenario, &load.store)?;
     // The load generator runs on one thread; the server has the machine's cores (the generator shares them).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let result = runtime.block_on(drive(server.addr, scenario, server.credential.as_deref(), &load));
+    let result = runtime.block_on(until_stopped(drive(server.addr, scenario, server.credential.as_deref(), &load)));
     drop(server);
     let result = result?;
     let raw = match scenario {
@@ -582,14 +582,14 @@ fn restart(entries: u64, json: bool, already_filled: bool, store: BenchStore) ->
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let seeding = Instant::now();
     if !already_filled {
-        runtime.block_on(seed(&sandbox, entries, crate::now_ms()))?;
+        runtime.block_on(until_stopped(seed(&sandbox, entries, crate::now_ms())))?;
     }
     let seeded_in = seeding.elapsed();
 
     let starting = Instant::now();
     let (mut child, addr) = sandbox.serve()?;
     let listening_in = starting.elapsed();
-    let ready = runtime.block_on(wait_ready(addr));
+    let ready = runtime.block_on(until_stopped(wait_ready(addr)));
     let ready_in = starting.elapsed();
     let _ = child.kill();
     let _ = child.wait();
@@ -686,6 +686,16 @@ async fn wait_ready(addr: SocketAddr) -> anyhow::Result<u64> {
         .find_map(|line| line.strip_prefix("tessera_revocation_index_entries "))
         .context("no tessera_revocation_index_entries in /metrics")?;
     Ok(gauge.trim().parse::<f64>()? as u64)
+}
+
+/// `work`, or an error as soon as the command is interrupted (Ctrl-C, SIGTERM): returning lets the server child
+/// be stopped and the throwaway data directory (with its unencrypted keys) be removed, which an exit on the
+/// signal would skip.
+async fn until_stopped<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::select! {
+        result = work => result,
+        () = tessera_server::shutdown_signal() => bail!("interrupted; the benchmark's server was stopped"),
+    }
 }
 
 /// A TOML basic string.
