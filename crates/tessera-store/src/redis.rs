@@ -161,6 +161,17 @@ impl Connection {
 /// Connections per store for writes (see [`RedisStore`]'s `writers`).
 const WRITE_CONNECTIONS: usize = 8;
 
+/// Most revocations one append writes.
+const REVOCATION_BATCH: usize = 100;
+
+/// A [`Store::revoke`] call waiting for its turn.
+struct PendingRevocation {
+    revocation: Revocation,
+    provenance: Provenance,
+    now: Millis,
+    reply: tokio::sync::oneshot::Sender<Result<bool, StoreError>>,
+}
+
 /// Opens connections to the configured Redis or Redis Cluster.
 enum Opener {
     Single(::redis::Client),
@@ -496,6 +507,9 @@ pub struct RedisStore {
     next_writer: std::sync::atomic::AtomicUsize,
     /// Reads, on a connection of their own: never behind a `WAIT`.
     reader: Connection,
+    /// Revocations waiting to be written, and the turn to write them (see [`Store::revoke`]).
+    revocations: std::sync::Mutex<Vec<PendingRevocation>>,
+    revocation_turn: tokio::sync::Mutex<()>,
     breaker: Breaker,
     scripts: Scripts,
     wait_replicas: u32,
@@ -578,6 +592,8 @@ impl RedisStore {
             writers,
             next_writer: std::sync::atomic::AtomicUsize::new(0),
             reader,
+            revocations: std::sync::Mutex::default(),
+            revocation_turn: tokio::sync::Mutex::default(),
             breaker,
             scripts: Scripts::new(),
             wait_replicas,
@@ -716,21 +732,33 @@ impl RedisStore {
         now: Millis,
         event: Option<&EventRecord>,
     ) -> Result<(), StoreError> {
-        let (kind, value, instant) = revocation.to_columns();
-        let record = LogRecord {
-            at: now,
-            kind: kind.to_owned(),
-            value: value.to_owned(),
-            instant,
-            actor: provenance.actor.clone(),
-            reason: provenance.reason.clone(),
-        };
+        self.append_all(&[(revocation, provenance, now)], event).await
+    }
+
+    /// Appends entries to the revocation log in one step (and the security event, if any), publishing the growth.
+    async fn append_all(
+        &self,
+        entries: &[(&Revocation, &Provenance, Millis)],
+        event: Option<&EventRecord>,
+    ) -> Result<(), StoreError> {
         let keys = [LOG_SEQ_KEY, LOG_KEY, LOG_TIME_KEY, LOG_HIGHEST_AT_KEY, EVENTS_KEY].map(str::to_owned);
-        let event = event.map(to_json).transpose()?.unwrap_or_default();
-        let args = [now.to_string(), to_json(&record)?, event];
-        // Two steps, each acknowledged by the replicas: the entry, then the committed position that lets readers
-        // see it. A failover can lose an entry that was appended but not yet acknowledged, and the next append
-        // then reuses its position; readers never saw it, so they skip nothing.
+        let mut args = vec![event.map(to_json).transpose()?.unwrap_or_default()];
+        for (revocation, provenance, at) in entries {
+            let (kind, value, instant) = revocation.to_columns();
+            let record = LogRecord {
+                at: *at,
+                kind: kind.to_owned(),
+                value: value.to_owned(),
+                instant,
+                actor: provenance.actor.clone(),
+                reason: provenance.reason.clone(),
+            };
+            args.push(at.to_string());
+            args.push(to_json(&record)?);
+        }
+        // Two steps, each acknowledged by the replicas: the entries, then the committed position that lets readers
+        // see them. A failover can lose entries that were appended but not yet acknowledged, and the next append
+        // then reuses their positions; readers never saw them, so they skip nothing.
         let position: i64 = self.script(&self.scripts.append, &keys, &args).await?;
         let commit = [position.to_string(), LOG_CHANNEL.to_owned()];
         self.script::<i64>(&self.scripts.commit, &[LOG_COMMITTED_KEY.to_owned()], &commit).await.map(drop)
@@ -750,37 +778,65 @@ impl RedisStore {
         Ok((changed == 1, family))
     }
 
-    /// [`Store::revoke`]: log first, then apply (see the module documentation).
-    async fn revoke_ordered(
-        &self,
-        revocation: &Revocation,
-        provenance: &Provenance,
-        now: Millis,
-    ) -> Result<bool, StoreError> {
-        match revocation {
+    /// Whether a revocation would change anything: a live session, an instant that moves forward, or a token or
+    /// client entry (always added).
+    async fn would_change(&self, revocation: &Revocation) -> Result<bool, StoreError> {
+        Ok(match revocation {
             Revocation::Session { sid } => {
                 let state: (Option<String>, Option<String>) =
                     self.read(::redis::cmd("HMGET").arg(family_key(sid)).arg("sid").arg("revoked_at")).await?;
-                if !matches!(state, (Some(_), None)) {
-                    return Ok(false);
-                }
-                self.append(revocation, provenance, now, None).await?;
-                Ok(self.mark_revoked(sid, now, &provenance.reason).await?.0)
+                matches!(state, (Some(_), None))
             }
             // Instants only move forward: an older instant arriving late never un-revokes anything.
             Revocation::Subject { sub, not_before } => {
-                if self.not_before(sub).await?.is_some_and(|current| current >= *not_before) {
-                    return Ok(false);
-                }
-                self.append(revocation, provenance, now, None).await?;
+                self.not_before(sub).await?.is_none_or(|current| current < *not_before)
+            }
+            Revocation::Token { .. } | Revocation::Client { .. } => true,
+        })
+    }
+
+    /// Applies a logged revocation to the state it changes; whether it changed it.
+    async fn apply(&self, revocation: &Revocation, provenance: &Provenance, now: Millis) -> Result<bool, StoreError> {
+        match revocation {
+            Revocation::Session { sid } => Ok(self.mark_revoked(sid, now, &provenance.reason).await?.0),
+            Revocation::Subject { sub, not_before } => {
                 let moved: i64 =
                     self.script(&self.scripts.not_before, &[subject_key(sub)], &[not_before.to_string()]).await?;
                 Ok(moved == 1)
             }
-            Revocation::Token { .. } | Revocation::Client { .. } => {
-                self.append(revocation, provenance, now, None).await?;
-                Ok(true)
+            Revocation::Token { .. } | Revocation::Client { .. } => Ok(true),
+        }
+    }
+
+    /// [`Store::revoke`] for a batch: log first (every revocation that would change something, in one append),
+    /// then apply (see the module documentation); each caller gets its own answer.
+    async fn revoke_batch(&self, batch: Vec<PendingRevocation>) {
+        let wanted = futures_util::future::join_all(batch.iter().map(|p| self.would_change(&p.revocation))).await;
+        let mut logged = Vec::new();
+        for (pending, wanted) in batch.into_iter().zip(wanted) {
+            match wanted {
+                Ok(true) => logged.push(pending),
+                Ok(false) => drop(pending.reply.send(Ok(false))),
+                Err(err) => drop(pending.reply.send(Err(err))),
             }
+        }
+        if logged.is_empty() {
+            return;
+        }
+        let entries: Vec<_> = logged.iter().map(|p| (&p.revocation, &p.provenance, p.now)).collect();
+        if let Err(err) = self.append_all(&entries, None).await {
+            // Nothing acknowledged: every caller in the batch gets the error and may retry.
+            let why = err.to_string();
+            for pending in logged {
+                let _ = pending.reply.send(Err(StoreError::Backend(why.clone())));
+            }
+            return;
+        }
+        let applied =
+            futures_util::future::join_all(logged.iter().map(|p| self.apply(&p.revocation, &p.provenance, p.now)))
+                .await;
+        for (pending, applied) in logged.into_iter().zip(applied) {
+            let _ = pending.reply.send(applied);
         }
     }
 
@@ -843,7 +899,7 @@ impl Store for RedisStore {
                 return Err(not_found());
             }
             let revocation = Revocation::Subject { sub: username.to_owned(), not_before: now };
-            self.revoke_ordered(&revocation, &Provenance::new("tessera", "user_disabled"), now).await?;
+            self.revoke(revocation, Provenance::new("tessera", "user_disabled"), now).await?;
         }
         if !self.update(user_key(username), ["any", ""], pairs([("disabled", flag(disabled))])).await? {
             return Err(not_found());
@@ -977,7 +1033,32 @@ impl Store for RedisStore {
     }
 
     async fn revoke(&self, revocation: Revocation, provenance: Provenance, now: Millis) -> Result<bool, StoreError> {
-        self.revoke_ordered(&revocation, &provenance, now).await
+        // Group commit: revocations queue; callers take turns, and whoever has the turn writes everything queued
+        // (up to REVOCATION_BATCH per append) — its own revocation and those that arrived meanwhile — so under
+        // load many revocations share one append, one commit and their WAITs, and a lone one waits for nothing.
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        self.revocations.lock().map_err(|_| StoreError::Unavailable)?.push(PendingRevocation {
+            revocation,
+            provenance,
+            now,
+            reply,
+        });
+        let _turn = self.revocation_turn.lock().await;
+        loop {
+            if let Ok(answered) = answer.try_recv() {
+                return answered;
+            }
+            let batch: Vec<PendingRevocation> = {
+                let mut queue = self.revocations.lock().map_err(|_| StoreError::Unavailable)?;
+                let take = queue.len().min(REVOCATION_BATCH);
+                queue.drain(..take).collect()
+            };
+            if batch.is_empty() {
+                // Our revocation left the queue with an earlier turn, whose answer is on its way.
+                return answer.await.map_err(|_| StoreError::Unavailable)?;
+            }
+            self.revoke_batch(batch).await;
+        }
     }
 
     async fn live_families(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Family>, StoreError> {

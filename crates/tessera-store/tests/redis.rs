@@ -23,7 +23,9 @@ async fn redis_passes_the_conformance_suite_and_serves_two_nodes() {
     let other = Redis::start();
     let url = vec![other.url()];
     let (a, b) = tokio::join!(RedisStore::connect(&url, false, 0), RedisStore::connect(&url, false, 0));
-    conformance::two_nodes_share_one_store(Arc::new(a.unwrap()), Arc::new(b.unwrap())).await;
+    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
+    conformance::two_nodes_share_one_store(Arc::clone(&a), Arc::clone(&b)).await;
+    conformance::many_revocations_at_once_on_two_nodes(a, b, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -34,7 +36,9 @@ async fn redis_cluster_passes_the_conformance_suite_waiting_for_a_replica_and_se
     conformance::run_all(Arc::new(store)).await;
     // A second pair of stores, on the same (now non-empty) cluster: names below are fresh.
     let (a, b) = tokio::join!(RedisStore::connect(&urls[..1], true, 1), RedisStore::connect(&urls[3..], true, 1));
-    conformance::two_nodes_share_one_store(Arc::new(a.unwrap()), Arc::new(b.unwrap())).await;
+    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
+    conformance::two_nodes_share_one_store(Arc::clone(&a), Arc::clone(&b)).await;
+    conformance::many_revocations_at_once_on_two_nodes(a, b, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

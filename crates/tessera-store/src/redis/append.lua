@@ -1,25 +1,30 @@
--- Appends one entry to the revocation log, and optionally a security event. Readers do not see it yet: the
--- caller publishes it with commit.lua once replicas have acknowledged it (see RedisStore::append).
+-- Appends entries to the revocation log, and optionally a security event. Readers do not see them yet: the
+-- caller publishes them with commit.lua once replicas have acknowledged them (see RedisStore::append).
 --
 -- KEYS: the position counter, the entries (ZSET: score = position, member = '<position> <entry JSON>'), the
 --       time index (ZSET: score = the highest `at` up to that position, member = the position zero-padded to 20
 --       digits, so equal scores sort by position), the highest `at` so far, the security events (LIST, newest
 --       first). All under one hash tag: one slot, so positions are gap-free and in commit order.
--- ARGV: at, entry JSON, security event JSON ('' for none).
--- Returns the new position.
+-- ARGV: security event JSON ('' for none), then for each entry: at, entry JSON.
+-- Returns the last new position.
 --
 -- The time index is non-decreasing in position, so the first position whose score is >= `since` bounds from
 -- below every entry recorded at or after `since`, whatever order the nodes' clocks put them in.
-local id = redis.call('INCR', KEYS[1])
-local position = string.format('%d', id)
-redis.call('ZADD', KEYS[2], position, position .. ' ' .. ARGV[2])
+local id = 0
 local highest = redis.call('GET', KEYS[4])
-if not highest or tonumber(ARGV[1]) > tonumber(highest) then
-  highest = ARGV[1]
+for i = 2, #ARGV, 2 do
+  id = redis.call('INCR', KEYS[1])
+  local position = string.format('%d', id)
+  redis.call('ZADD', KEYS[2], position, position .. ' ' .. ARGV[i + 1])
+  if not highest or tonumber(ARGV[i]) > tonumber(highest) then
+    highest = ARGV[i]
+  end
+  redis.call('ZADD', KEYS[3], highest, string.format('%020d', id))
+end
+if highest then
   redis.call('SET', KEYS[4], highest)
 end
-redis.call('ZADD', KEYS[3], highest, string.format('%020d', id))
-if ARGV[3] ~= '' then
-  redis.call('LPUSH', KEYS[5], ARGV[3])
+if ARGV[1] ~= '' then
+  redis.call('LPUSH', KEYS[5], ARGV[1])
 end
 return id
