@@ -161,6 +161,9 @@ impl Connection {
 /// Connections per store for writes (see [`RedisStore`]'s `writers`).
 const WRITE_CONNECTIONS: usize = 8;
 
+/// Sessions whose subject a store remembers, at most (about 100 bytes each).
+const REMEMBERED_SUBJECTS: usize = 100_000;
+
 /// Most revocations one append writes.
 const REVOCATION_BATCH: usize = 100;
 
@@ -507,6 +510,8 @@ pub struct RedisStore {
     next_writer: std::sync::atomic::AtomicUsize,
     /// Reads, on a connection of their own: never behind a `WAIT`.
     reader: Connection,
+    /// Sessions' subjects, as read (see `subject_of`).
+    subjects: std::sync::Mutex<HashMap<String, String>>,
     /// Revocations waiting to be written, and the turn to write them (see [`Store::revoke`]).
     revocations: std::sync::Mutex<Vec<PendingRevocation>>,
     revocation_turn: tokio::sync::Mutex<()>,
@@ -592,6 +597,7 @@ impl RedisStore {
             writers,
             next_writer: std::sync::atomic::AtomicUsize::new(0),
             reader,
+            subjects: std::sync::Mutex::default(),
             revocations: std::sync::Mutex::default(),
             revocation_turn: tokio::sync::Mutex::default(),
             breaker,
@@ -776,6 +782,22 @@ impl RedisStore {
             self.script(&self.scripts.revoke_family, &[family_key(sid)], &[now.to_string(), reason.to_owned()]).await?;
         let family = Fields::from_value(family)?.as_ref().map(family_from).transpose()?;
         Ok((changed == 1, family))
+    }
+
+    /// The subject of session `sid` (whose hash is `key`), remembered once read: a session's subject never
+    /// changes, so a refresh saves a round trip. The memory is bounded: it starts over when full.
+    async fn subject_of(&self, sid: &str, key: &str) -> Result<Option<String>, StoreError> {
+        if let Some(sub) = self.subjects.lock().ok().and_then(|known| known.get(sid).cloned()) {
+            return Ok(Some(sub));
+        }
+        let sub: Option<String> = self.read(::redis::cmd("HGET").arg(key).arg("sub")).await?;
+        if let (Some(sub), Ok(mut known)) = (&sub, self.subjects.lock()) {
+            if known.len() >= REMEMBERED_SUBJECTS {
+                known.clear();
+            }
+            known.insert(sid.to_owned(), sub.clone());
+        }
+        Ok(sub)
     }
 
     /// Whether a revocation would change anything: a live session, an instant that moves forward, or a token or
@@ -994,8 +1016,7 @@ impl Store for RedisStore {
         rules: RefreshRules,
     ) -> Result<RefreshOutcome, StoreError> {
         let key = family_key(sid);
-        let sub: Option<String> = self.read(::redis::cmd("HGET").arg(&key).arg("sub")).await?;
-        let Some(sub) = sub else {
+        let Some(sub) = self.subject_of(sid, &key).await? else {
             return Ok(RefreshOutcome::Refused(Refusal::Unknown));
         };
         // Read after this call began, so a logout-everywhere acknowledged before it is seen (module docs).
