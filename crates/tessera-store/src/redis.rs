@@ -800,6 +800,33 @@ impl RedisStore {
         Ok(sub)
     }
 
+    /// Waits for the turn to write queued revocations and writes them until `answer` has come: `None` when it was
+    /// dropped unanswered (the turn that took it was cancelled).
+    async fn take_turns(
+        &self,
+        mut answer: tokio::sync::oneshot::Receiver<Result<bool, StoreError>>,
+    ) -> Result<Option<Result<bool, StoreError>>, StoreError> {
+        let _turn = self.revocation_turn.lock().await;
+        loop {
+            match answer.try_recv() {
+                Ok(answered) => return Ok(Some(answered)),
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => return Ok(None),
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+            }
+            let batch: Vec<PendingRevocation> = {
+                let mut queue = self.revocations.lock().map_err(|_| StoreError::Unavailable)?;
+                let take = queue.len().min(REVOCATION_BATCH);
+                queue.drain(..take).collect()
+            };
+            if batch.is_empty() {
+                // Taken by a turn that is still writing it (answers arrive before a turn ends, so this turn
+                // only comes after that one was cancelled): wait for the answer or its loss.
+                return Ok(answer.await.ok());
+            }
+            self.revoke_batch(batch).await;
+        }
+    }
+
     /// Whether a revocation would change anything: a live session, an instant that moves forward, or a token or
     /// client entry (always added).
     async fn would_change(&self, revocation: &Revocation) -> Result<bool, StoreError> {
@@ -1057,31 +1084,19 @@ impl Store for RedisStore {
         // Group commit: revocations queue; callers take turns, and whoever has the turn writes everything queued
         // (up to REVOCATION_BATCH per append) — its own revocation and those that arrived meanwhile — so under
         // load many revocations share one append, one commit and their WAITs, and a lone one waits for nothing.
-        let (reply, mut answer) = tokio::sync::oneshot::channel();
-        self.revocations.lock().map_err(|_| StoreError::Unavailable)?.push(PendingRevocation {
-            revocation,
-            provenance,
-            now,
-            reply,
-        });
-        let _turn = self.revocation_turn.lock().await;
-        loop {
-            if let Ok(answered) = answer.try_recv() {
+        // A caller whose turn is cancelled (its client went away) drops the answers of the batch it held; their
+        // callers submit again (revoking twice is harmless), a few times at most.
+        for _ in 0..3 {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let pending =
+                PendingRevocation { revocation: revocation.clone(), provenance: provenance.clone(), now, reply };
+            self.revocations.lock().map_err(|_| StoreError::Unavailable)?.push(pending);
+            if let Some(answered) = self.take_turns(answer).await? {
                 return answered;
             }
-            let batch: Vec<PendingRevocation> = {
-                let mut queue = self.revocations.lock().map_err(|_| StoreError::Unavailable)?;
-                let take = queue.len().min(REVOCATION_BATCH);
-                queue.drain(..take).collect()
-            };
-            if batch.is_empty() {
-                // Our revocation left the queue with an earlier turn, whose answer is on its way.
-                return answer.await.map_err(|_| StoreError::Unavailable)?;
-            }
-            self.revoke_batch(batch).await;
         }
+        Err(StoreError::Unavailable)
     }
-
     async fn live_families(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Family>, StoreError> {
         let not_before = self.not_before(sub).await?.unwrap_or(Millis::MIN);
         let idle_since = now.saturating_sub(rules.idle_timeout_ms);
