@@ -7,6 +7,7 @@
 //! every backend applies inside its own atomic step, and the `conformance` feature holds the one test suite every
 //! backend must pass.
 
+mod batch;
 mod error;
 mod model;
 mod postgres;

@@ -12,6 +12,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde_json::{Map, Value};
 use tokio_postgres::{NoTls, Row};
 
+use crate::batch::{PendingRevocation, REVOCATION_BATCH};
 use crate::model::{
     decide, Client, Decision, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation,
 };
@@ -277,17 +278,6 @@ async fn log_revocation(
     )
     .await?;
     Ok(())
-}
-
-/// Most revocations one transaction writes.
-const REVOCATION_BATCH: usize = 100;
-
-/// A [`Store::revoke`] call waiting for its batch.
-struct PendingRevocation {
-    revocation: Revocation,
-    provenance: Provenance,
-    now: Millis,
-    reply: tokio::sync::oneshot::Sender<Result<bool, StoreError>>,
 }
 
 /// Writes revocations in batches: whatever has queued while the previous batch committed (up to

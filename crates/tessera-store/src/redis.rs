@@ -70,6 +70,7 @@ use serde::{Deserialize, Serialize};
 
 use self::breaker::{Breaker, Outcome};
 pub use self::breaker::{BreakerSettings, BreakerState};
+use crate::batch::{PendingRevocation, REVOCATION_BATCH};
 use crate::model::{Client, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation};
 use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
 
@@ -163,17 +164,6 @@ const WRITE_CONNECTIONS: usize = 8;
 
 /// Sessions whose subject a store remembers, at most (about 100 bytes each).
 const REMEMBERED_SUBJECTS: usize = 100_000;
-
-/// Most revocations one append writes.
-const REVOCATION_BATCH: usize = 100;
-
-/// A [`Store::revoke`] call waiting for its turn.
-struct PendingRevocation {
-    revocation: Revocation,
-    provenance: Provenance,
-    now: Millis,
-    reply: tokio::sync::oneshot::Sender<Result<bool, StoreError>>,
-}
 
 /// Opens connections to the configured Redis or Redis Cluster.
 enum Opener {
