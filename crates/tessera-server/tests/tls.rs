@@ -56,3 +56,47 @@ fn bad_certificate_files_are_named() {
     let err = tessera_server::tls::acceptor(&cert, &key).err().unwrap().to_string();
     assert!(err.contains("TLS configuration"), "a key that does not match its certificate: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_renewal_is_ignored() {
+    let h = common::harness_with(Settings { tls: true, ..Settings::default() }).await;
+    let (cert_path, key_path) = (h.dir.path().join("cert.pem"), h.dir.path().join("key.pem"));
+    let write = |certified: &rcgen::CertifiedKey<rcgen::KeyPair>| {
+        std::fs::write(&cert_path, certified.cert.pem()).unwrap();
+        std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
+    };
+    let first = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    write(&first);
+    // Checked on every handshake here; 10 s in service.
+    let acceptor =
+        tessera_server::tls::acceptor_checking_every(&cert_path, &key_path, std::time::Duration::ZERO).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(tessera_server::serve(listener, h.state.clone(), Some(acceptor), async {
+        let _ = stopped.await;
+    }));
+    // A fresh client per request: a new handshake each time.
+    let served_to = |certified: &rcgen::CertifiedKey<rcgen::KeyPair>| {
+        let trusted = reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap();
+        let client = reqwest::Client::builder()
+            .tls_certs_only([trusted])
+            .resolve("localhost", ([127, 0, 0, 1], port).into())
+            .build()
+            .unwrap();
+        async move { client.get(format!("https://localhost:{port}/healthz")).send().await.is_ok() }
+    };
+    assert!(served_to(&first).await);
+
+    // A broken renewal (a half-written file) is ignored: the certificate in service stays.
+    std::fs::write(&cert_path, "-----BEGIN CERTIFICATE-----\ngarbage").unwrap();
+    assert!(served_to(&first).await, "the old certificate is kept");
+
+    let renewed = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    write(&renewed);
+    assert!(served_to(&renewed).await, "the renewed certificate is served");
+    assert!(!served_to(&first).await, "and the old one no longer");
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
