@@ -2,6 +2,7 @@
 //! generic message for internal failures (details go to the log, never to the client).
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -72,10 +73,16 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
     }
 
-    /// 503 for a storage failure; `detail` goes to the log only.
+    /// 503 for a storage failure; `detail` goes to the log only — at most one line a second: during an outage
+    /// every request fails alike, and a line each would bury everything else (the count is in
+    /// `tessera_storage_unavailable_total`).
     #[must_use]
     pub fn unavailable(detail: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %detail, "storage unavailable");
+        metrics::counter!("tessera_storage_unavailable_total").increment(1);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if first_in_its_second(&LAST_UNAVAILABLE_LOG, now) {
+            tracing::error!(error = %detail, "storage unavailable (further failures this second are only counted)");
+        }
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "storage is unavailable; retry")
     }
 
@@ -91,6 +98,14 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+}
+
+/// The second (Unix time) of the last "storage unavailable" log line.
+static LAST_UNAVAILABLE_LOG: AtomicU64 = AtomicU64::new(0);
+
+/// Whether `now_secs` is a new second for `last`, recording it: one caller per second gets `true`.
+fn first_in_its_second(last: &AtomicU64, now_secs: u64) -> bool {
+    last.swap(now_secs, Ordering::Relaxed) != now_secs
 }
 
 impl From<tessera_store::StoreError> for ApiError {
@@ -112,5 +127,19 @@ impl IntoResponse for ApiError {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_storage_failure_a_second_is_logged() {
+        let last = AtomicU64::new(0);
+        assert!(first_in_its_second(&last, 100));
+        assert!(!first_in_its_second(&last, 100), "the rest of that second is only counted");
+        assert!(!first_in_its_second(&last, 100));
+        assert!(first_in_its_second(&last, 101));
     }
 }
