@@ -1,5 +1,6 @@
 //! The one verification path every verifier in Tessera uses.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -83,22 +84,59 @@ impl Verified {
 }
 
 /// Verifies tokens against a key set and a policy that can both be replaced while verifications run.
-#[derive(Debug)]
+///
+/// A verifier built with [`Verifier::remembering`] also keeps the outcome of its last successful verifications,
+/// keyed by the token's exact text: a token presented again (a gateway sees each access token many times in its
+/// lifetime) skips the signature check and the claim parsing, and only the checks that depend on the instant
+/// (`exp`, `nbf`, `iat`) are made again. Replacing the key set or the policy forgets everything remembered, so a
+/// key withdrawn from the set is never honoured through the cache. Failures are never remembered.
 pub struct Verifier {
     keys: ArcSwap<KeySet>,
     policy: ArcSwap<Policy>,
+    /// Bumped after every replacement of the keys or the policy; a remembered outcome counts only under the
+    /// generation it was reached in.
+    generation: AtomicU64,
+    remembered: Option<quick_cache::sync::Cache<Box<str>, Arc<Remembered>>>,
+}
+
+/// A successful verification and the generation of keys and policy it was made under.
+struct Remembered {
+    generation: u64,
+    verified: Verified,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &self.keys)
+            .field("policy", &self.policy)
+            .field("remembered", &self.remembered.as_ref().map(quick_cache::sync::Cache::len))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Verifier {
     /// A verifier over `keys` with `policy`.
     #[must_use]
     pub fn new(keys: KeySet, policy: Policy) -> Self {
-        Self { keys: ArcSwap::from_pointee(keys), policy: ArcSwap::from_pointee(policy) }
+        Self {
+            keys: ArcSwap::from_pointee(keys),
+            policy: ArcSwap::from_pointee(policy),
+            generation: AtomicU64::new(0),
+            remembered: None,
+        }
+    }
+
+    /// A verifier that remembers up to `entries` successfully verified tokens (none when `entries` is 0).
+    #[must_use]
+    pub fn remembering(keys: KeySet, policy: Policy, entries: usize) -> Self {
+        Self { remembered: (entries > 0).then(|| quick_cache::sync::Cache::new(entries)), ..Self::new(keys, policy) }
     }
 
     /// Replaces the key set atomically: verifications in flight finish with the set they started with.
     pub fn replace_keys(&self, keys: KeySet) {
         self.keys.store(Arc::new(keys));
+        self.forget();
     }
 
     /// The current key set.
@@ -116,6 +154,17 @@ impl Verifier {
     /// Replaces the policy atomically (e.g. when the set of accepted audiences changes).
     pub fn replace_policy(&self, policy: Policy) {
         self.policy.store(Arc::new(policy));
+        self.forget();
+    }
+
+    /// Invalidates every remembered verification. The generation moves *after* the new keys or policy are in
+    /// place: a verification that read the new generation also reads the new keys, so nothing verified under the
+    /// old ones can be remembered under the new generation.
+    fn forget(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Some(remembered) = &self.remembered {
+            remembered.clear();
+        }
     }
 
     /// Verifies `token` at the instant `now` (seconds since the epoch).
@@ -126,6 +175,21 @@ impl Verifier {
     /// # Errors
     /// A [`TokenError`] saying exactly why the token is refused.
     pub fn verify(&self, token: &str, now: i64) -> Result<Verified, TokenError> {
+        let Some(remembered) = &self.remembered else { return self.verify_fully(token, now) };
+        // Read before the keys and the policy (see `forget`).
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Some(hit) = remembered.get(token).filter(|hit| hit.generation == generation) {
+            if let Some(claims) = hit.verified.claims() {
+                check_claims(&self.policy.load(), claims, now)?;
+            }
+            return Ok(hit.verified.clone());
+        }
+        let verified = self.verify_fully(token, now)?;
+        remembered.insert(token.into(), Arc::new(Remembered { generation, verified: verified.clone() }));
+        Ok(verified)
+    }
+
+    fn verify_fully(&self, token: &str, now: i64) -> Result<Verified, TokenError> {
         let policy = self.policy.load();
         let parts = split_compact(token, policy.max_token_len)?;
         let keys = self.keys.load();

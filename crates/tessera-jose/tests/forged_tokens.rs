@@ -28,9 +28,14 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_remembering(0)
+}
+
+/// The same keys and policy, with a verifier that remembers up to `entries` verified tokens.
+fn setup_remembering(entries: usize) -> Setup {
     let [rsa, ec, ed] = rfc_keys();
     let keys = KeySet::from_keys([&rsa, &ec, &ed].map(|key| key.verifying_key().clone())).unwrap();
-    let verifier = Verifier::new(keys, Policy::access(ISSUER, vec![AUDIENCE.into()]));
+    let verifier = Verifier::remembering(keys, Policy::access(ISSUER, vec![AUDIENCE.into()]), entries);
     Setup { rsa, ec, ed, verifier }
 }
 
@@ -468,8 +473,25 @@ fn the_untampered_tokens_verify() {
 
 #[test]
 fn every_forged_or_malformed_token_is_refused_for_the_expected_reason() {
-    let s = setup();
-    let cases = cases(&s);
+    refuse_every_case(&setup());
+}
+
+/// A remembering verifier that has already verified the genuine tokens (most cases are derived from them) still
+/// refuses every case, each for the same reason: nothing near a remembered token is taken for it.
+#[test]
+fn a_verifier_remembering_the_genuine_tokens_refuses_every_forgery_alike() {
+    let s = setup_remembering(1024);
+    for (key, alg, kid) in [(&s.rsa, "RS256", "rsa-1"), (&s.ec, "ES256", "ec-1"), (&s.ed, "EdDSA", "ed-1")] {
+        let token = signed_claims(key, &header(alg, kid), &claims());
+        for _ in 0..2 {
+            s.verifier.verify(&token, NOW).unwrap_or_else(|e| panic!("{alg}: {e}"));
+        }
+    }
+    refuse_every_case(&s);
+}
+
+fn refuse_every_case(s: &Setup) {
+    let cases = cases(s);
     assert!(cases.len() >= 40, "the table must hold at least 40 cases, has {}", cases.len());
     let mut failures = Vec::new();
     for case in &cases {

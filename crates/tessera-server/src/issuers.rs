@@ -41,12 +41,12 @@ impl std::fmt::Debug for ExternalIssuer {
 impl ExternalIssuer {
     /// A verifier for `config`, with no keys until the first fetch.
     #[must_use]
-    pub fn new(config: TrustedIssuer, leeway_secs: i64, max_token_len: usize) -> Self {
+    pub fn new(config: TrustedIssuer, leeway_secs: i64, max_token_len: usize, remembered: usize) -> Self {
         let mut policy = Policy::access(config.issuer.clone(), config.audiences.clone());
         policy.leeway_secs = leeway_secs;
         policy.max_token_len = max_token_len;
         Self {
-            verifier: Verifier::new(KeySet::new(), policy),
+            verifier: Verifier::remembering(KeySet::new(), policy, remembered),
             config,
             last_fetch_ms: AtomicI64::new(i64::MIN / 2),
             refetch: Notify::new(),

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use tessera_jose::{Policy, SigningKey, Verifier};
+use tessera_jose::{SigningKey, Verifier};
 use tessera_keys::{KeyStore, KeyringError, RotationPolicy};
 
 /// Keys in service.
@@ -33,14 +33,15 @@ impl std::fmt::Debug for KeyService {
 }
 
 impl KeyService {
-    /// Loads the keyring (creating the first key on an empty one) and builds the verifier.
+    /// Loads the keyring (creating the first key on an empty one) and gives its verifying keys to `verifier`,
+    /// which brings the policy (and how many verifications it remembers).
     ///
     /// # Errors
     /// Keyring errors: unreadable, wrong master key, ...
     pub fn load(
         store: KeyStore,
         rotation: RotationPolicy,
-        policy: Policy,
+        verifier: Verifier,
         now_secs: i64,
     ) -> Result<Self, KeyringError> {
         let (ring, _) = store.load_maintained(now_secs, &rotation)?;
@@ -49,11 +50,12 @@ impl KeyService {
         let loaded =
             Loaded { mtime: modified(&store.path()), next_change: ring.next_change_after(now_secs, &rotation) };
         let signing = ring.into_active(now_secs)?;
+        verifier.replace_keys(keys);
         Ok(Self {
             store,
             rotation,
             signing: ArcSwap::from_pointee(signing),
-            verifier: Verifier::new(keys, policy),
+            verifier,
             jwks: ArcSwap::from_pointee(jwks),
             loaded: Mutex::new(loaded),
         })

@@ -23,6 +23,8 @@ pub struct Settings {
     pub leeway_secs: i64,
     /// Longest token accepted, bytes.
     pub max_token_bytes: usize,
+    /// Verified access tokens each verifier remembers (0: none); see [`tessera_jose::Verifier::remembering`].
+    pub remembered_verifications: usize,
     /// `client_id` of sessions started by `/auth/login`.
     pub client_id: String,
     /// Origins allowed to call the browser endpoints besides the server's own (CORS and the CSRF origin check).
@@ -127,6 +129,7 @@ impl Default for Settings {
             grace: Duration::from_secs(10),
             leeway_secs: 30,
             max_token_bytes: tessera_jose::DEFAULT_MAX_TOKEN_LEN,
+            remembered_verifications: 10_000,
             client_id: "tessera".into(),
             allowed_origins: Vec::new(),
             admin_token: None,

@@ -62,6 +62,7 @@ impl AppState {
                     config.clone(),
                     settings.leeway_secs,
                     settings.max_token_bytes,
+                    settings.remembered_verifications,
                 ))
             })
             .collect();

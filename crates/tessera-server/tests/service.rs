@@ -256,6 +256,24 @@ async fn logout_ends_this_session_and_logout_all_ends_every_session() {
     assert_eq!(h.refresh(&after.cookie, &after.csrf).await.status, StatusCode::OK);
 }
 
+/// The verifier remembers tokens it has verified (see `docs/security.md`); a remembered token must still expire
+/// on time. (Revocation after a remembered verification is covered by the logout tests above.)
+#[tokio::test]
+async fn a_remembered_access_token_still_expires_on_time() {
+    let h = harness().await;
+    let s = h.login("alice").await;
+    assert_eq!(h.verify(&s.access).await, StatusCode::OK);
+    let settings = Settings::default();
+    let last_valid_ms = (settings.access_ttl_secs + settings.leeway_secs - 1) * 1000;
+    h.clock.advance_ms(last_valid_ms);
+    // The revocation index is brought up to date at the new instant, so only the token's own `exp` can refuse it.
+    tessera_server::sync(&h.state).await.unwrap();
+    assert_eq!(h.verify(&s.access).await, StatusCode::OK, "still inside its lifetime and the leeway");
+    h.clock.advance_ms(1_000);
+    tessera_server::sync(&h.state).await.unwrap();
+    assert_eq!(h.verify(&s.access).await, StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test]
 async fn logout_by_cookie_needs_the_csrf_token() {
     let h = harness().await;

@@ -308,6 +308,10 @@ pub(crate) struct TokenConfig {
     pub(crate) leeway: Duration,
     /// Tokens longer than this are refused unread. Default 8192 bytes.
     pub(crate) max_token_bytes: usize,
+    /// How many verified access tokens each verifier remembers by their exact text, so that a token presented
+    /// again skips the signature check (expiry and revocation are still checked every time). 0 turns it off.
+    /// Default 10000 (at most a few tens of MB).
+    pub(crate) remembered_verifications: usize,
     /// `client_id` of tokens issued from the command line. Default `tessera-cli`.
     pub(crate) cli_client_id: String,
 }
@@ -359,6 +363,7 @@ impl Default for TokenConfig {
             max_ttl: Duration::from_secs(24 * 3600),
             leeway: Duration::from_secs(30),
             max_token_bytes: tessera_jose::DEFAULT_MAX_TOKEN_LEN,
+            remembered_verifications: 10_000,
             cli_client_id: "tessera-cli".into(),
         }
     }
@@ -474,6 +479,9 @@ impl Config {
         }
         if !(1024..=65_536).contains(&t.max_token_bytes) {
             problems.push("tokens.max_token_bytes must be between 1024 and 65536".to_owned());
+        }
+        if t.remembered_verifications > 1_000_000 {
+            problems.push("tokens.remembered_verifications must be at most 1000000".to_owned());
         }
         if !k.algorithm.can_sign() {
             problems.push(format!("keys.algorithm {} cannot sign; use EdDSA, ES256 or RS256", k.algorithm));

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tessera_jose::Policy;
+use tessera_jose::{KeySet, Policy};
 use tessera_server::clock::{Clock as _, SystemClock};
 use tessera_server::keys::KeyService;
 use tessera_server::{AppState, ExchangeRule, RateLimits, RouteRule, Settings, TrustedIssuer};
@@ -86,6 +86,7 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
         grace: config.sessions.grace,
         leeway_secs: secs(config.tokens.leeway),
         max_token_bytes: config.tokens.max_token_bytes,
+        remembered_verifications: config.tokens.remembered_verifications,
         client_id: config.sessions.client_id.clone(),
         allowed_origins: config.server.allowed_origins.clone(),
         admin_token: config.admin_token()?,
@@ -146,7 +147,8 @@ async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<()
     let mut policy = Policy::access(settings.issuer.clone(), vec![settings.audience.clone()]);
     policy.leeway_secs = settings.leeway_secs;
     policy.max_token_len = settings.max_token_bytes;
-    let keys = KeyService::load(keystore, config.rotation_policy(), policy, clock.now_secs())
+    let verifier = tessera_jose::Verifier::remembering(KeySet::new(), policy, settings.remembered_verifications);
+    let keys = KeyService::load(keystore, config.rotation_policy(), verifier, clock.now_secs())
         .context("loading signing keys")?;
     let state = AppState::new(settings, store, keys, clock, tessera_server::metrics_handle())?;
     let background = tessera_server::start_background(&state).await.context("loading the revocation log")?;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use tessera_jose::Policy;
+use tessera_jose::{KeySet, Policy, Verifier};
 use tessera_keys::{KeyStore, RotationPolicy};
 use tessera_server::clock::{Clock as _, ManualClock};
 use tessera_server::keys::KeyService;
@@ -32,7 +32,10 @@ pub async fn harness_with(settings: Settings) -> Harness {
     let clock = Arc::new(ManualClock::new(START_MS));
     let keystore = KeyStore::open(dir.path(), None).unwrap();
     let policy = Policy::access(settings.issuer.clone(), vec![settings.audience.clone()]);
-    let keys = KeyService::load(keystore, RotationPolicy::default(), policy, clock.now_secs()).unwrap();
+    // Remembering, as `tessera serve` is by default: every test that verifies a token twice, then revokes it or
+    // lets it expire, also proves that a remembered verification does not outlive either.
+    let verifier = Verifier::remembering(KeySet::new(), policy, settings.remembered_verifications);
+    let keys = KeyService::load(keystore, RotationPolicy::default(), verifier, clock.now_secs()).unwrap();
     let state = AppState::new(settings, store, keys, clock.clone(), None).unwrap();
     // What a serving node does before it answers: load the revocation log and the clients.
     tessera_server::sync(&state).await.unwrap();
