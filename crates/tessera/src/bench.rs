@@ -28,7 +28,10 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         }
         BenchCommand::Refresh { alg, load } => (alg, load, Scenario::Refresh),
         BenchCommand::Login { load } => (Algorithm::EdDSA, load, Scenario::Login),
-        BenchCommand::Verify { alg, load } => (alg, load, Scenario::Verify),
+        BenchCommand::Verify { alg, tokens, load } => {
+            let tokens = tokens.map_or(usize::from(load.concurrency), |n| n as usize);
+            (alg, load, Scenario::Verify { tokens })
+        }
         BenchCommand::ClientCredentials { alg, load } => (alg, load, Scenario::ClientCredentials),
         BenchCommand::Revoke { load } => (Algorithm::EdDSA, load, Scenario::Revoke),
     };
@@ -36,12 +39,18 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     // The load generator runs on one thread; the server has the machine's cores (the generator shares them).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let result = runtime.block_on(until_stopped(drive(server.addr, scenario, server.credential.as_deref(), &load)));
+    let tokens = match scenario {
+        Scenario::Verify { tokens } => Some(tokens),
+        _ => None,
+    };
     drop(server);
     let result = result?;
     let raw = match scenario {
         Scenario::Refresh => Some(("2 × raw RSA-2048 sign/s", 2.0 * raw_rsa_sign_rate(Duration::from_secs(2))?)),
         Scenario::Login => Some(("2 × raw argon2id hash/s", 2.0 * raw_argon2_rate(Duration::from_secs(3)))),
-        Scenario::Verify => Some(("2 × raw signature verify/s", 2.0 * raw_verify_rate(alg, Duration::from_secs(2))?)),
+        Scenario::Verify { .. } => {
+            Some(("2 × raw signature verify/s", 2.0 * raw_verify_rate(alg, Duration::from_secs(2))?))
+        }
         Scenario::ClientCredentials => Some(("2 × raw signing/s", 2.0 * raw_sign_rate(alg, Duration::from_secs(2))?)),
         // A revocation signs nothing: its cost is the store's durable write.
         Scenario::Revoke => None,
@@ -53,7 +62,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let report = serde_json::json!({
-        "scenario": scenario.name(), "alg": alg.as_str(), "concurrency": load.concurrency,
+        "scenario": scenario.name(), "alg": alg.as_str(), "concurrency": load.concurrency, "tokens": tokens,
         "store": store_name(&load.store),
         "duration_s": load.duration.as_secs_f64(), "requests": result.count, "errors": result.errors,
         "per_second": result.per_second, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
@@ -74,8 +83,9 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
                 result.per_second / rate
             ));
         }
+        let tokens = tokens.map_or_else(String::new, |n| format!(", {n} distinct tokens"));
         println!(
-            "{} {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} requests, {} errors, concurrency {}{reference}",
+            "{} {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} requests, {} errors, concurrency {}{tokens}{reference}",
             scenario.name(),
             alg,
             result.per_second,
@@ -93,7 +103,10 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
 enum Scenario {
     Refresh,
     Login,
-    Verify,
+    /// `tokens` distinct access tokens, each of its own user, presented in turn.
+    Verify {
+        tokens: usize,
+    },
     ClientCredentials,
     Revoke,
 }
@@ -103,7 +116,7 @@ impl Scenario {
         match self {
             Self::Refresh => "refresh",
             Self::Login => "login",
-            Self::Verify => "verify",
+            Self::Verify { .. } => "verify",
             Self::ClientCredentials => "client_credentials",
             Self::Revoke => "revoke",
         }
@@ -249,7 +262,7 @@ impl ServerProcess {
         if !adding.wait()?.success() {
             bail!("could not add the benchmark user");
         }
-        let credential = if scenario == Scenario::Revoke {
+        let credential = if matches!(scenario, Scenario::Revoke | Scenario::Verify { .. }) {
             Some(sandbox.admin_token.clone())
         } else if scenario == Scenario::ClientCredentials {
             let output = sandbox
@@ -367,31 +380,52 @@ fn refresh_token_of(body: &[u8]) -> anyhow::Result<String> {
     Ok(String::from_utf8(rest.get(..end).unwrap_or_default().to_vec())?)
 }
 
-/// What a worker holds between requests: a refresh token, an access token, the client form, or a counter.
-async fn prepare(wire: &mut Wire, scenario: Scenario, credential: Option<&str>) -> anyhow::Result<String> {
-    if matches!(scenario, Scenario::Refresh | Scenario::Verify) {
-        let (status, body) = wire.post("/auth/login", "application/json", &login_body("body")).await?;
-        if status != 200 {
-            bail!("login for the benchmark failed: {status}");
-        }
-        if scenario == Scenario::Refresh {
-            return refresh_token_of(body);
-        }
-        let login: serde_json::Value = serde_json::from_slice(body)?;
-        return Ok(login
-            .get("access_token")
-            .and_then(serde_json::Value::as_str)
-            .context("no access token")?
-            .to_owned());
-    }
+/// What worker `worker` of `workers` holds between requests, used in turn: a refresh token, its share of the
+/// access tokens, the client form, or nothing.
+async fn prepare(
+    wire: &mut Wire,
+    scenario: Scenario,
+    credential: Option<&str>,
+    (worker, workers): (usize, usize),
+) -> anyhow::Result<Vec<String>> {
     Ok(match scenario {
-        Scenario::Login | Scenario::Refresh | Scenario::Verify => String::new(),
+        Scenario::Refresh => {
+            let (status, body) = wire.post("/auth/login", "application/json", &login_body("body")).await?;
+            if status != 200 {
+                bail!("login for the benchmark failed: {status}");
+            }
+            vec![refresh_token_of(body)?]
+        }
+        Scenario::Verify { tokens } => {
+            // Tokens of distinct users, minted through the admin API (a login each would spend minutes in
+            // argon2). Worker w presents tokens w, w + workers, ...; with fewer tokens than workers, they share.
+            let admin = Some(credential.context("no admin credential")?.to_owned());
+            let saved = std::mem::replace(&mut wire.bearer, admin);
+            let mut held = Vec::new();
+            for user in (worker..tokens.max(worker + 1)).step_by(workers.max(1)) {
+                let body = format!(r#"{{"sub":"bench-user-{}"}}"#, user % tokens.max(1));
+                let (status, body) = wire.post("/admin/v1/sessions", "application/json", &body).await?;
+                if status != 200 && status != 201 {
+                    bail!("minting a token for the benchmark failed: {status}");
+                }
+                let minted: serde_json::Value = serde_json::from_slice(body)?;
+                let token =
+                    minted.get("access_token").and_then(serde_json::Value::as_str).context("no access token")?;
+                held.push(token.to_owned());
+            }
+            wire.bearer = saved;
+            held
+        }
+        Scenario::Login => vec![String::new()],
         Scenario::ClientCredentials => {
-            format!("grant_type=client_credentials&client_id=bench&client_secret={}", credential.context("no client")?)
+            vec![format!(
+                "grant_type=client_credentials&client_id=bench&client_secret={}",
+                credential.context("no client")?
+            )]
         }
         Scenario::Revoke => {
             wire.bearer = Some(credential.context("no admin credential")?.to_owned());
-            String::new()
+            vec![String::new()]
         }
     })
 }
@@ -407,7 +441,7 @@ async fn one(wire: &mut Wire, scenario: Scenario, state: &mut String) -> bool {
             wire.post("/oauth2/token", FORM, &form).await
         }
         Scenario::Login => wire.post("/auth/login", "application/json", &login_body("body")).await,
-        Scenario::Verify => wire.get("/verify", Some(state)).await,
+        Scenario::Verify { .. } => wire.get("/verify", Some(state)).await,
         Scenario::ClientCredentials => wire.post("/oauth2/token", FORM, state).await,
         Scenario::Revoke => {
             // A token id never revoked before, so that every request is a new durable write.
@@ -432,25 +466,30 @@ async fn drive(
     // Every connection is set up (a login each, for some scenarios) before the clock starts: measuring while
     // connections still open would count fewer requests in flight than the concurrency asked for.
     let mut ready = Vec::new();
-    for _ in 0..load.concurrency {
+    let connections = usize::from(load.concurrency);
+    for worker in 0..connections {
         let mut wire = Wire::connect(addr).await?;
-        let state = prepare(&mut wire, scenario, credential).await?;
-        ready.push((wire, state));
+        let held = prepare(&mut wire, scenario, credential, (worker, connections)).await?;
+        ready.push((worker, wire, held));
     }
     let warmup = Duration::from_secs(1);
     let start = Instant::now() + warmup;
     let end = start + load.duration;
     let mut workers = Vec::new();
-    for (mut wire, mut state) in ready {
+    for (worker, mut wire, mut held) in ready {
         let credential = credential.map(str::to_owned);
         workers.push(tokio::spawn(async move {
             let (mut latencies, mut errors) = (Vec::<u32>::new(), 0usize);
+            let mut turn = 0usize;
             loop {
                 let sent = Instant::now();
                 if sent >= end {
                     break;
                 }
-                let ok = one(&mut wire, scenario, &mut state).await;
+                let count = held.len();
+                let Some(state) = held.get_mut(turn % count.max(1)) else { break };
+                turn = turn.wrapping_add(1);
+                let ok = one(&mut wire, scenario, state).await;
                 if sent >= start {
                     if ok {
                         latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
@@ -463,8 +502,9 @@ async fn drive(
                     if let Ok(fresh) = Wire::connect(addr).await {
                         wire = fresh;
                     }
-                    if let Ok(fresh) = prepare(&mut wire, scenario, credential.as_deref()).await {
-                        state = fresh;
+                    if let Ok(fresh) = prepare(&mut wire, scenario, credential.as_deref(), (worker, connections)).await
+                    {
+                        held = fresh;
                     }
                 }
             }

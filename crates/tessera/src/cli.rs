@@ -231,6 +231,10 @@ pub(crate) enum BenchCommand {
         /// Signing algorithm of the server's key.
         #[arg(long, default_value = "RS256", value_parser = signing_algorithm)]
         alg: Algorithm,
+        /// Distinct access tokens (of distinct users) presented in turn, spread over the connections
+        /// [default: one per connection].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        tokens: Option<u32>,
         #[command(flatten)]
         load: LoadArgs,
     },
