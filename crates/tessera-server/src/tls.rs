@@ -18,7 +18,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::ServerConfig;
-pub use tokio_rustls::TlsAcceptor;
+use tokio_rustls::TlsAcceptor;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -125,25 +125,6 @@ pub(crate) struct ServerConfig {
     pub(crate) tls_cert_file: Option<PathBuf>,
     /// PEM private key of `tls_cert_file`.
     pub(crate) tls_key_file: Option<PathBuf>,
-    /// How HTTP connections are served: `per_core` runs one single-threaded event loop per CPU core, each
-    /// taking connections from the one listening socket and serving them to the end, so a request never moves
-    /// between threads; `shared` serves them on the work-stealing runtime that also drives the store's network
-    /// connections. `auto` (default): `per_core` on the embedded SQLite store (7–15% more RS256 refreshes and
-    /// remembered `/verify`s), `shared` on PostgreSQL and Redis, whose every reply would otherwise cross threads
-    /// (20% fewer refreshes per core on PostgreSQL).
-    pub(crate) event_loops: EventLoops,
-}
-
-/// See [`ServerConfig::event_loops`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum EventLoops {
-    /// `per_core` on SQLite, `shared` on a network store.
-    Auto,
-    /// One single-threaded event loop per core.
-    PerCore,
-    /// One multi-threaded work-stealing runtime.
-    Shared,
 }
 
 /// The revocation index's staleness bound and policy.
@@ -285,7 +266,6 @@ impl Default for ServerConfig {
             behind_tls: false,
             tls_cert_file: None,
             tls_key_file: None,
-            event_loops: EventLoops::Auto,
         }
     }
 }

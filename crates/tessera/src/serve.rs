@@ -12,7 +12,7 @@ use tessera_server::{AppState, ExchangeRule, RateLimits, RouteRule, Settings, Tr
 use tessera_store::{PostgresStore, RedisStore, SqliteStore, Store};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{secs, Config, EventLoops, LogFormat, MASTER_KEY_ENV};
+use crate::config::{secs, Config, LogFormat, MASTER_KEY_ENV};
 
 /// The database file in the data directory.
 pub(crate) const DATABASE_FILE: &str = "tessera.db";
@@ -164,63 +164,7 @@ async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<()
     tracing::info!(address = %local, issuer = %state.settings().issuer, "tessera is serving");
     // A line on stdout for scripts and tests that start the server on port 0.
     println!("listening on {scheme}://{local}");
-    let per_core = match config.server.event_loops {
-        EventLoops::PerCore => true,
-        EventLoops::Shared => false,
-        EventLoops::Auto => config.store.backend == crate::config::StoreBackend::Sqlite,
-    };
-    if per_core {
-        serve_per_core(listener, state, tls).await?;
-    } else {
-        tessera_server::serve(listener, state, tls, tessera_server::shutdown_signal()).await?;
-    }
+    tessera_server::serve(listener, state, tls, tessera_server::shutdown_signal()).await?;
     background.abort();
-    Ok(())
-}
-
-/// Serves on one single-threaded event loop per core. Every loop accepts from the same listening socket, so a
-/// connection goes to whichever loop is free to take it, and stays there: its requests are never handed from
-/// one thread to another (a work-stealing runtime pays for those hand-offs in wake-ups and cross-core traffic).
-/// Background work (revocation sync, key refresh, the store's connections) stays on the calling runtime.
-async fn serve_per_core(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    tls: Option<tessera_server::tls::TlsAcceptor>,
-) -> anyhow::Result<()> {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let listener = listener.into_std().context("taking the listening socket")?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut loops = Vec::with_capacity(cores);
-    for index in 0..cores {
-        let listener = listener.try_clone().context("sharing the listening socket")?;
-        let (state, tls, mut stopped) = (state.clone(), tls.clone(), stopped.clone());
-        let serving = move || -> std::io::Result<()> {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener)?;
-                let stop = async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                };
-                tessera_server::serve(listener, state, tls, stop).await
-            })
-        };
-        let thread = std::thread::Builder::new().name(format!("tessera-http-{index}")).spawn(serving);
-        loops.push(thread.context("starting an event loop")?);
-    }
-    drop(listener);
-    tessera_server::shutdown_signal().await;
-    let _ = stop.send(true);
-    // Each loop finishes its requests in flight; waiting for them must not block this runtime's other work.
-    tokio::task::spawn_blocking(move || {
-        for thread in loops {
-            match thread.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::error!(error = %err, "an event loop failed"),
-                Err(_) => tracing::error!("an event loop panicked"),
-            }
-        }
-    })
-    .await
-    .context("waiting for the event loops")?;
     Ok(())
 }

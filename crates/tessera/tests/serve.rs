@@ -95,53 +95,47 @@ fn acknowledged_refreshes_survive_sigkill_and_restart() {
     login_for_refresh_token(restarted.addr, "alice");
 }
 
-/// SIGTERM: requests in flight are answered in full, then the server exits cleanly and stops listening — with
-/// either way of serving HTTP.
+/// SIGTERM: requests in flight are answered in full, then the server exits cleanly and stops listening.
 #[test]
 fn sigterm_finishes_requests_in_flight_then_exits() {
-    for event_loops in ["per_core", "shared"] {
-        let dir = tempfile::tempdir().unwrap();
-        add_user(dir.path(), "alice");
-        let mut server = Server::start_with(dir.path(), &[("TESSERA_SERVER__EVENT_LOOPS", event_loops)]);
-        let addr = server.addr;
-        // Logins spend tens of milliseconds each in argon2 on two cores: several are still running at SIGTERM.
-        let body = format!(r#"{{"username":"alice","password":"{PASSWORD}","refresh_token_delivery":"body"}}"#);
-        let in_flight: Vec<TcpStream> = (0..8)
-            .map(|_| {
-                let mut stream = TcpStream::connect(addr).unwrap();
-                stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-                write!(
-                    stream,
-                    "POST /auth/login HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-                .unwrap();
-                stream
-            })
-            .collect();
-        std::thread::sleep(Duration::from_millis(30));
-        let pid = server.child.id().to_string();
-        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        for (i, mut stream) in in_flight.into_iter().enumerate() {
-            let mut response = String::new();
-            stream.read_to_string(&mut response).unwrap();
-            assert!(
-                response.starts_with("HTTP/1.1 200"),
-                "{event_loops}: login {i} in flight at SIGTERM: {response:?}"
-            );
-            assert!(response.contains("access_token"), "{event_loops}: login {i} answered in full");
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "{event_loops}: still running 10 s after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(status.success(), "{event_loops}: exit status {status}");
-        assert!(TcpStream::connect(addr).is_err(), "{event_loops}: still listening after exit");
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "alice");
+    let mut server = Server::start(dir.path());
+    let addr = server.addr;
+    // Logins spend tens of milliseconds each in argon2 on two cores: several are still running at SIGTERM.
+    let body = format!(r#"{{"username":"alice","password":"{PASSWORD}","refresh_token_delivery":"body"}}"#);
+    let in_flight: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            write!(
+                stream,
+                "POST /auth/login HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(30));
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    for (i, mut stream) in in_flight.into_iter().enumerate() {
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "login {i} in flight at SIGTERM: {response:?}");
+        assert!(response.contains("access_token"), "login {i} answered in full");
     }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "still running 10 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+    assert!(TcpStream::connect(addr).is_err(), "still listening after exit");
 }
 
 #[test]

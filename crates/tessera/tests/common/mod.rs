@@ -37,14 +37,8 @@ pub struct Server {
 
 impl Server {
     pub fn start(dir: &Path) -> Self {
-        Self::start_with(dir, &[])
-    }
-
-    /// A server with extra environment variables (configuration, e.g. `TESSERA_SERVER__EVENT_LOOPS`).
-    pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = tessera(dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
