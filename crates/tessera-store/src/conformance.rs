@@ -132,7 +132,37 @@ pub async fn run_all(store: Arc<dyn Store>) {
     disabling_a_user_ends_their_sessions(&*store).await;
     token_revocations_are_logged(&*store).await;
     client_assertions_are_used_once(&*store).await;
+    documents_are_replaced_only_at_the_version_read(Arc::clone(&store)).await;
     store.ping().await.unwrap();
+}
+
+/// The keyring and the server secrets are documents that several nodes may write at once: a write names the
+/// version it read, and only one writer of each version wins.
+async fn documents_are_replaced_only_at_the_version_read(store: Arc<dyn Store>) {
+    assert_eq!(store.document("keyring").await.unwrap(), None);
+    assert!(!store.replace_document("keyring", Some(1), "never".into()).await.unwrap(), "no version 1 yet");
+    assert!(store.replace_document("keyring", None, "first".into()).await.unwrap());
+    assert!(!store.replace_document("keyring", None, "again".into()).await.unwrap(), "it exists now");
+    let first = store.document("keyring").await.unwrap().unwrap();
+    assert_eq!((first.version, first.contents.as_str()), (1, "first"));
+
+    // Sixteen writers all read version 1: exactly one replaces it.
+    let writers = (0..16).map(|i| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.replace_document("keyring", Some(1), format!("writer {i}")).await.unwrap() })
+    });
+    let won: Vec<bool> = futures_util::future::join_all(writers).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(won.iter().filter(|won| **won).count(), 1, "{won:?}");
+    let second = store.document("keyring").await.unwrap().unwrap();
+    assert_eq!(second.version, 2);
+    let winner = won.iter().position(|won| *won).unwrap();
+    assert_eq!(second.contents, format!("writer {winner}"));
+
+    // Names are independent, and text (JSON: escapes, non-ASCII, braces) survives the round trip.
+    let text = "{\"k\": \"\u{e9}\\n\"}\n{tag}";
+    assert!(store.replace_document("secrets", None, text.into()).await.unwrap());
+    assert_eq!(store.document("secrets").await.unwrap().unwrap().contents, text);
+    assert_eq!(store.document("keyring").await.unwrap().unwrap().version, 2);
 }
 
 async fn users(store: &dyn Store) {

@@ -20,8 +20,8 @@ pub mod conformance;
 pub use crate::redis::{BreakerSettings, BreakerState, RedisStore};
 pub use error::StoreError;
 pub use model::{
-    decide, Client, Decision, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation,
-    RevocationEntry, SecurityEvent, SubjectState, User,
+    decide, Client, Decision, Document, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal,
+    Revocation, RevocationEntry, SecurityEvent, SubjectState, User,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -180,6 +180,20 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// When it does not.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The small named document `name` (the keyring, the server secrets: text, sealed by its owner)
+    /// and its version, if it exists.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn document(&self, name: &str) -> Result<Option<Document>, StoreError>;
+
+    /// Writes document `name` if its version is still `expected` (`None`: only if it does not exist yet), as
+    /// version `expected + 1` (or 1). `Ok(false)` when another writer got there first: nothing was written.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn replace_document(&self, name: &str, expected: Option<u64>, contents: String) -> Result<bool, StoreError>;
 
     /// A signal that the revocation log may have grown — on any node — for backends that can push it, so
     /// verifiers sync at once instead of at their next poll. `None` when readers must poll. Only the change

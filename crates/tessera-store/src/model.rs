@@ -283,6 +283,15 @@ pub struct RevocationEntry {
     pub provenance: Provenance,
 }
 
+/// A small named document kept for its owner (the keyring, the server secrets), versioned for compare-and-swap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// 1 for the first write, one more for each replacement.
+    pub version: u64,
+    /// Text (JSON), opaque to the store.
+    pub contents: String,
+}
+
 /// A security event kept for audit (reuse detection, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SecurityEvent {

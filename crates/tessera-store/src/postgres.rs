@@ -14,7 +14,8 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::batch::{PendingRevocation, REVOCATION_BATCH};
 use crate::model::{
-    decide, Client, Decision, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation,
+    decide, Client, Decision, Document, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal,
+    Revocation,
 };
 use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
 
@@ -87,6 +88,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (client_id, jti)
     );
     CREATE INDEX used_assertions_by_expiry ON used_assertions (expires_at);
+",
+    r"
+    CREATE TABLE documents (
+        name     TEXT PRIMARY KEY,
+        version  BIGINT NOT NULL,
+        contents TEXT NOT NULL
+    );
 ",
 ];
 
@@ -777,6 +785,40 @@ impl Store for PostgresStore {
         let db = self.pool.get().await?;
         db.execute("SELECT 1", &[]).await?;
         Ok(())
+    }
+
+    async fn document(&self, name: &str) -> Result<Option<Document>, StoreError> {
+        let db = self.pool.get().await?;
+        let row = db.query_opt("SELECT version, contents FROM documents WHERE name = $1", &[&name]).await?;
+        row.map(|row| {
+            let version = u64::try_from(row.try_get::<_, i64>(0)?)
+                .map_err(|_| StoreError::Backend("document version out of range".into()))?;
+            Ok(Document { version, contents: row.try_get(1)? })
+        })
+        .transpose()
+    }
+
+    async fn replace_document(&self, name: &str, expected: Option<u64>, contents: String) -> Result<bool, StoreError> {
+        let db = self.pool.get().await?;
+        let written = match expected {
+            None => {
+                db.execute(
+                    "INSERT INTO documents (name, version, contents) VALUES ($1, 1, $2) ON CONFLICT (name) DO NOTHING",
+                    &[&name, &contents],
+                )
+                .await?
+            }
+            Some(version) => {
+                let version =
+                    i64::try_from(version).map_err(|_| StoreError::Backend("document version out of range".into()))?;
+                db.execute(
+                    "UPDATE documents SET version = version + 1, contents = $3 WHERE name = $1 AND version = $2",
+                    &[&name, &version, &contents],
+                )
+                .await?
+            }
+        };
+        Ok(written == 1)
     }
 
     fn log_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {

@@ -71,7 +71,9 @@ use serde::{Deserialize, Serialize};
 use self::breaker::{Breaker, Outcome};
 pub use self::breaker::{BreakerSettings, BreakerState};
 use crate::batch::{PendingRevocation, REVOCATION_BATCH};
-use crate::model::{Client, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation};
+use crate::model::{
+    Client, Document, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation,
+};
 use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
 
 mod breaker;
@@ -118,6 +120,7 @@ struct Scripts {
     append: Lua,
     commit: Lua,
     assertion: Lua,
+    document: Lua,
 }
 
 impl Scripts {
@@ -131,6 +134,7 @@ impl Scripts {
             append: Lua::new(include_str!("redis/append.lua")),
             commit: Lua::new(include_str!("redis/commit.lua")),
             assertion: Lua::new(include_str!("redis/assertion.lua")),
+            document: Lua::new(include_str!("redis/document.lua")),
         }
     }
 }
@@ -262,6 +266,10 @@ fn user_key(name: &str) -> String {
 
 fn client_key(id: &str) -> String {
     format!("tessera:{{client:{}}}", escape(id))
+}
+
+fn document_key(name: &str) -> String {
+    format!("tessera:{{document:{}}}", escape(name))
 }
 
 fn assertion_key(client_id: &str, jti: &str) -> String {
@@ -1193,6 +1201,17 @@ impl Store for RedisStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.read::<String>(&::redis::cmd("PING")).await.map(drop)
+    }
+
+    async fn document(&self, name: &str) -> Result<Option<Document>, StoreError> {
+        let Some(fields) = self.hash(&document_key(name)).await? else { return Ok(None) };
+        Ok(Some(Document { version: fields.parsed("version")?, contents: fields.text("contents")? }))
+    }
+
+    async fn replace_document(&self, name: &str, expected: Option<u64>, contents: String) -> Result<bool, StoreError> {
+        let expected = expected.map_or_else(String::new, |version| version.to_string());
+        let written = self.script::<i64>(&self.scripts.document, &[document_key(name)], &[expected, contents]).await?;
+        Ok(written == 1)
     }
 
     fn log_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {

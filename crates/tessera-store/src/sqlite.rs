@@ -9,7 +9,8 @@ use rusqlite::{params, Connection, OptionalExtension as _, Row};
 use serde_json::{Map, Value};
 
 use crate::model::{
-    decide, Client, Decision, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation,
+    decide, Client, Decision, Document, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal,
+    Revocation,
 };
 use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
 
@@ -102,6 +103,15 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (client_id, jti)
     ) STRICT;
     CREATE INDEX used_assertions_by_expiry ON used_assertions (expires_at);
+",
+    // Named documents kept for their owners: the keyring and the server secrets, when a deployment keeps them
+    // in the store rather than in the data directory.
+    r"
+    CREATE TABLE documents (
+        name     TEXT PRIMARY KEY,
+        version  INTEGER NOT NULL,
+        contents TEXT NOT NULL
+    ) STRICT;
 ",
 ];
 
@@ -753,6 +763,47 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
     }
+
+    async fn document(&self, name: &str) -> Result<Option<Document>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let row = conn
+                .prepare_cached("SELECT version, contents FROM documents WHERE name = ?1")?
+                .query_row([name], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))
+                .optional()?;
+            row.map(|(version, contents)| Ok(Document { version: document_version(version)?, contents })).transpose()
+        })
+        .await
+    }
+
+    async fn replace_document(&self, name: &str, expected: Option<u64>, contents: String) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        let expected = expected.map(i64::try_from).transpose().map_err(|_| bad_version())?;
+        self.write(move |conn| {
+            let written = match expected {
+                None => conn
+                    .prepare_cached(
+                        "INSERT INTO documents (name, version, contents) VALUES (?1, 1, ?2) ON CONFLICT (name) DO NOTHING",
+                    )?
+                    .execute(params![name, contents])?,
+                Some(version) => conn
+                    .prepare_cached(
+                        "UPDATE documents SET version = version + 1, contents = ?3 WHERE name = ?1 AND version = ?2",
+                    )?
+                    .execute(params![name, version, contents])?,
+            };
+            Ok(written == 1)
+        })
+        .await
+    }
+}
+
+fn document_version(stored: i64) -> Result<u64, StoreError> {
+    u64::try_from(stored).map_err(|_| bad_version())
+}
+
+fn bad_version() -> StoreError {
+    StoreError::Backend("document version out of range".into())
 }
 
 #[cfg(test)]
