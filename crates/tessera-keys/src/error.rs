@@ -24,6 +24,9 @@ pub enum KeyringError {
         /// What is wrong.
         reason: String,
     },
+    /// The shared store holding the keyring failed, or a write kept losing to other nodes.
+    #[error("the store holding the signing keys: {0}")]
+    Store(String),
     /// The keyring is encrypted and no master key was given.
     #[error("the signing keys are encrypted; give the master key (TESSERA_MASTER_KEY or keys.master_key_file)")]
     MasterKeyRequired,

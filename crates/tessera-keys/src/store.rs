@@ -4,6 +4,8 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use tessera_jose::{base64url, Algorithm, SigningKey};
@@ -59,10 +61,61 @@ struct StoredSecret {
     value: String,
 }
 
-/// The keyring file in a data directory.
+/// Where the keyring and the server secrets live when they are not files: a store shared by every node of a
+/// deployment, so that all of them sign with the same keys and accept each other's refresh tokens. Contents are
+/// the same JSON as the files, private keys and secrets sealed the same way.
+///
+/// Calls block; an implementation bridges to whatever its store needs.
+pub trait Documents: Send + Sync + std::fmt::Debug {
+    /// Document `name` as `(version, contents)`, if it exists.
+    ///
+    /// # Errors
+    /// [`KeyringError::Store`] when the store cannot be read.
+    fn read(&self, name: &str) -> Result<Option<(u64, String)>, KeyringError>;
+
+    /// Writes `contents` as document `name` if its version is still `expected` (`None`: only if it does not exist
+    /// yet). `Ok(false)` when another writer got there first and nothing was written.
+    ///
+    /// # Errors
+    /// [`KeyringError::Store`] when the store cannot be written.
+    fn replace(&self, name: &str, expected: Option<u64>, contents: String) -> Result<bool, KeyringError>;
+}
+
+/// One state of the keyring, to notice cheaply that it changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revision {
+    /// No keyring yet.
+    Absent,
+    /// The file's modification time.
+    Modified(SystemTime),
+    /// The shared document's version.
+    Version(u64),
+}
+
+#[derive(Debug)]
+enum Backing {
+    /// `keys.json` and `secrets.json` in a data directory, changed under a lock file.
+    Files(PathBuf),
+    /// Documents in a shared store, changed by compare-and-swap.
+    Shared(Arc<dyn Documents>),
+}
+
+/// One of the two documents: its file name, and its name in a shared store.
+#[derive(Clone, Copy)]
+struct Doc {
+    file: &'static str,
+    document: &'static str,
+}
+
+const KEYRING: Doc = Doc { file: FILE_NAME, document: "keyring" };
+const SECRETS: Doc = Doc { file: SECRETS_NAME, document: "secrets" };
+/// Compare-and-swap attempts before a write that keeps losing to other nodes gives up.
+const ATTEMPTS: usize = 16;
+
+/// The keyring and the server secrets: files in the data directory, or documents in a shared store.
 #[derive(Debug)]
 pub struct KeyStore {
-    dir: PathBuf,
+    backing: Backing,
     master: Option<MasterKey>,
 }
 
@@ -73,7 +126,36 @@ impl KeyStore {
     /// [`KeyringError::Io`] when the directory cannot be created.
     pub fn open(data_dir: &Path, master: Option<MasterKey>) -> Result<Self, KeyringError> {
         create_private_dir(data_dir)?;
-        Ok(Self { dir: data_dir.to_owned(), master })
+        Ok(Self { backing: Backing::Files(data_dir.to_owned()), master })
+    }
+
+    /// The keyring kept in a shared store.
+    #[must_use]
+    pub fn shared(documents: Arc<dyn Documents>, master: Option<MasterKey>) -> Self {
+        Self { backing: Backing::Shared(documents), master }
+    }
+
+    /// Copies the keyring and the secrets of `data_dir` into the shared store, each only if the store has none
+    /// yet: a deployment that moves from files to a shared store keeps its keys (the first node to start wins).
+    /// Returns the documents copied. Does nothing for a file-backed store.
+    ///
+    /// # Errors
+    /// I/O errors reading the files, store errors writing them.
+    pub fn import_files(&self, data_dir: &Path) -> Result<Vec<&'static str>, KeyringError> {
+        let Backing::Shared(documents) = &self.backing else { return Ok(Vec::new()) };
+        let mut imported = Vec::new();
+        for doc in [KEYRING, SECRETS] {
+            let path = data_dir.join(doc.file);
+            let text = match fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(KeyringError::Io { path, source }),
+            };
+            if documents.read(doc.document)?.is_none() && documents.replace(doc.document, None, text)? {
+                imported.push(doc.file);
+            }
+        }
+        Ok(imported)
     }
 
     /// Whether keys written by this store are encrypted.
@@ -82,25 +164,103 @@ impl KeyStore {
         self.master.is_some()
     }
 
-    /// The keyring file's path.
+    /// Where the keyring is: the file's path, or `store:keyring` for the shared store (for messages).
     #[must_use]
     pub fn path(&self) -> PathBuf {
-        self.dir.join(FILE_NAME)
+        self.location(KEYRING)
     }
 
-    /// Reads the keyring (empty when the file does not exist yet). Needs no lock: writes replace the file whole.
+    fn location(&self, doc: Doc) -> PathBuf {
+        match &self.backing {
+            Backing::Files(dir) => dir.join(doc.file),
+            Backing::Shared(_) => PathBuf::from(format!("store:{}", doc.document)),
+        }
+    }
+
+    /// The keyring's current revision: compare two to know whether anyone changed it in between.
     ///
     /// # Errors
-    /// [`KeyringError::Io`], [`KeyringError::Corrupt`], or a master-key error.
+    /// Store errors (a file that cannot be examined counts as absent).
+    pub fn revision(&self) -> Result<Revision, KeyringError> {
+        Ok(match &self.backing {
+            Backing::Files(dir) => fs::metadata(dir.join(FILE_NAME))
+                .and_then(|m| m.modified())
+                .map_or(Revision::Absent, Revision::Modified),
+            Backing::Shared(documents) => {
+                documents.read(KEYRING.document)?.map_or(Revision::Absent, |(version, _)| Revision::Version(version))
+            }
+        })
+    }
+
+    /// The text of `doc` and, in a shared store, its version; `None` when it does not exist yet.
+    fn read(&self, doc: Doc) -> Result<Option<(Option<u64>, String)>, KeyringError> {
+        match &self.backing {
+            Backing::Files(dir) => {
+                let path = dir.join(doc.file);
+                match fs::read(&path) {
+                    Ok(bytes) => String::from_utf8(bytes)
+                        .map(|text| Some((None, text)))
+                        .map_err(|_| KeyringError::Corrupt { path, reason: "not UTF-8".into() }),
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(KeyringError::Io { path, source }),
+                }
+            }
+            Backing::Shared(documents) => {
+                Ok(documents.read(doc.document)?.map(|(version, text)| (Some(version), text)))
+            }
+        }
+    }
+
+    /// Changes `doc`: `change` gets its current text and returns the new text (`None`: nothing to write) and a
+    /// result. Files are changed under an exclusive lock, so concurrent commands and servers never lose each
+    /// other's changes; a shared document by compare-and-swap, calling `change` again on the newer text when
+    /// another node wrote in between.
+    fn change<T>(
+        &self,
+        doc: Doc,
+        mut change: impl FnMut(Option<&str>) -> Result<(Option<String>, T), KeyringError>,
+    ) -> Result<T, KeyringError> {
+        match &self.backing {
+            Backing::Files(dir) => {
+                let _lock = lock(dir)?;
+                let current = self.read(doc)?;
+                let (new, result) = change(current.as_ref().map(|(_, text)| text.as_str()))?;
+                if let Some(new) = new {
+                    write_atomically(&dir.join(doc.file), new.as_bytes())?;
+                }
+                Ok(result)
+            }
+            Backing::Shared(documents) => {
+                for _ in 0..ATTEMPTS {
+                    let current = documents.read(doc.document)?;
+                    let (new, result) = change(current.as_ref().map(|(_, text)| text.as_str()))?;
+                    let Some(new) = new else { return Ok(result) };
+                    if documents.replace(doc.document, current.map(|(version, _)| version), new)? {
+                        return Ok(result);
+                    }
+                }
+                Err(KeyringError::Store(format!(
+                    "document {} kept changing under {ATTEMPTS} attempts to write it",
+                    doc.document
+                )))
+            }
+        }
+    }
+
+    /// Reads the keyring (empty when there is none yet). Needs no lock: writes replace it whole.
+    ///
+    /// # Errors
+    /// [`KeyringError::Io`], [`KeyringError::Corrupt`], [`KeyringError::Store`], or a master-key error.
     pub fn load(&self) -> Result<KeyRing, KeyringError> {
-        let path = self.path();
-        let text = match fs::read(&path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(KeyRing::default()),
-            Err(source) => return Err(KeyringError::Io { path, source }),
-        };
-        let corrupt = |reason: String| KeyringError::Corrupt { path: path.clone(), reason };
-        let file: KeyringFile = serde_json::from_slice(&text).map_err(|err| corrupt(err.to_string()))?;
+        match self.read(KEYRING)? {
+            Some((_, text)) => self.parse_ring(&text),
+            None => Ok(KeyRing::default()),
+        }
+    }
+
+    fn parse_ring(&self, text: &str) -> Result<KeyRing, KeyringError> {
+        let corrupt = |reason: String| KeyringError::Corrupt { path: self.path(), reason };
+        let file: KeyringFile = serde_json::from_str(text).map_err(|err| corrupt(err.to_string()))?;
         if file.format != FORMAT {
             return Err(corrupt(format!("format {} is not supported (expected {FORMAT})", file.format)));
         }
@@ -145,14 +305,23 @@ impl KeyStore {
     }
 
     /// The 256-bit server secret `name` (e.g. the refresh-token MAC key), created from the OS CSPRNG on first use
-    /// and kept in `secrets.json` beside the keyring, sealed like the private keys.
+    /// and kept beside the keyring (`secrets.json`, or the shared store), sealed like the private keys.
     ///
     /// # Errors
-    /// I/O, format or master-key errors.
+    /// I/O, store, format or master-key errors.
     pub fn secret(&self, name: &str) -> Result<[u8; 32], KeyringError> {
-        let path = self.dir.join(SECRETS_NAME);
+        let path = self.location(SECRETS);
         let context = format!("tessera-secret-v1|{name}");
-        let read = |file: &SecretsFile| -> Result<Option<[u8; 32]>, KeyringError> {
+        let parse = |text: Option<&str>| -> Result<SecretsFile, KeyringError> {
+            text.map_or_else(
+                || Ok(SecretsFile::default()),
+                |text| {
+                    serde_json::from_str(text)
+                        .map_err(|err| KeyringError::Corrupt { path: path.clone(), reason: err.to_string() })
+                },
+            )
+        };
+        let find = |file: &SecretsFile| -> Result<Option<[u8; 32]>, KeyringError> {
             let Some(stored) = file.secrets.get(name) else { return Ok(None) };
             let corrupt =
                 || KeyringError::Corrupt { path: path.clone(), reason: format!("secret {name} is malformed") };
@@ -166,64 +335,51 @@ impl KeyStore {
             };
             bytes.try_into().map(Some).map_err(|_| corrupt())
         };
-        let load = || -> Result<SecretsFile, KeyringError> {
-            match fs::read(&path) {
-                Ok(text) => serde_json::from_slice(&text)
-                    .map_err(|err| KeyringError::Corrupt { path: path.clone(), reason: err.to_string() }),
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(SecretsFile::default()),
-                Err(source) => Err(KeyringError::Io { path: path.clone(), source }),
-            }
-        };
-        if let Some(secret) = read(&load()?)? {
+        if let Some(secret) = find(&parse(self.read(SECRETS)?.as_ref().map(|(_, text)| text.as_str()))?)? {
             return Ok(secret);
         }
-        let _lock = self.lock()?;
-        let mut file = load()?;
-        if let Some(secret) = read(&file)? {
-            return Ok(secret);
-        }
-        let mut bytes = [0u8; 32];
-        aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes)
-            .map_err(|_| tessera_jose::KeyError::Crypto)?;
-        let stored = match &self.master {
-            Some(master) => {
-                StoredSecret { sealing: Sealing::Aes256Gcm, value: base64url::encode(master.seal(&context, &bytes)?) }
+        self.change(SECRETS, |text| {
+            let mut file = parse(text)?;
+            if let Some(secret) = find(&file)? {
+                return Ok((None, secret));
             }
-            None => StoredSecret { sealing: Sealing::None, value: base64url::encode(bytes) },
-        };
-        file.secrets.insert(name.to_owned(), stored);
-        let json = serde_json::to_vec_pretty(&file)
-            .map_err(|err| KeyringError::Corrupt { path: path.clone(), reason: err.to_string() })?;
-        write_atomically(&path, &json)?;
-        Ok(bytes)
+            let mut bytes = [0u8; 32];
+            aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes)
+                .map_err(|_| tessera_jose::KeyError::Crypto)?;
+            let stored = match &self.master {
+                Some(master) => StoredSecret {
+                    sealing: Sealing::Aes256Gcm,
+                    value: base64url::encode(master.seal(&context, &bytes)?),
+                },
+                None => StoredSecret { sealing: Sealing::None, value: base64url::encode(bytes) },
+            };
+            file.secrets.insert(name.to_owned(), stored);
+            let json = serde_json::to_string_pretty(&file)
+                .map_err(|err| KeyringError::Corrupt { path: path.clone(), reason: err.to_string() })?;
+            Ok((Some(json), bytes))
+        })
     }
 
-    fn lock(&self) -> Result<File, KeyringError> {
-        let lock_path = self.dir.join(LOCK_NAME);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|source| KeyringError::Io { path: lock_path.clone(), source })?;
-        lock.lock().map_err(|source| KeyringError::Io { path: lock_path, source })?;
-        Ok(lock)
-    }
-
-    /// Changes the keyring under an exclusive lock (so concurrent commands and servers never lose each other's
-    /// changes) and writes it back atomically — only if `change` succeeds.
+    /// Changes the keyring and writes it back — only if `change` succeeds. With a shared store `change` may run
+    /// more than once, each time on the newest keyring, when other nodes change it at the same moment.
     ///
     /// # Errors
-    /// Whatever `change` returns, or an I/O, format or master-key error.
-    pub fn update<T>(&self, change: impl FnOnce(&mut KeyRing) -> Result<T, KeyringError>) -> Result<T, KeyringError> {
-        let _lock = self.lock()?;
-        let mut ring = self.load()?;
-        let result = change(&mut ring)?;
-        self.save(&ring)?;
-        Ok(result)
+    /// Whatever `change` returns, or an I/O, store, format or master-key error.
+    pub fn update<T>(
+        &self,
+        mut change: impl FnMut(&mut KeyRing) -> Result<T, KeyringError>,
+    ) -> Result<T, KeyringError> {
+        self.change(KEYRING, |text| {
+            let mut ring = match text {
+                Some(text) => self.parse_ring(text)?,
+                None => KeyRing::default(),
+            };
+            let result = change(&mut ring)?;
+            Ok((Some(self.serialize(&ring)?), result))
+        })
     }
 
-    fn save(&self, ring: &KeyRing) -> Result<(), KeyringError> {
+    fn serialize(&self, ring: &KeyRing) -> Result<String, KeyringError> {
         let keys = ring
             .keys()
             .iter()
@@ -244,10 +400,21 @@ impl KeyStore {
             .collect::<Result<Vec<_>, KeyringError>>()?;
         let sealing = if self.master.is_some() { Sealing::Aes256Gcm } else { Sealing::None };
         let file = KeyringFile { format: FORMAT, sealing, keys };
-        let json = serde_json::to_vec_pretty(&file)
-            .map_err(|err| KeyringError::Corrupt { path: self.path(), reason: err.to_string() })?;
-        write_atomically(&self.path(), &json)
+        serde_json::to_string_pretty(&file)
+            .map_err(|err| KeyringError::Corrupt { path: self.path(), reason: err.to_string() })
     }
+}
+
+fn lock(dir: &Path) -> Result<File, KeyringError> {
+    let lock_path = dir.join(LOCK_NAME);
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| KeyringError::Io { path: lock_path.clone(), source })?;
+    lock.lock().map_err(|source| KeyringError::Io { path: lock_path, source })?;
+    Ok(lock)
 }
 
 /// What each sealed key is bound to, so a sealed key cannot be moved to another entry.
@@ -392,6 +559,96 @@ mod tests {
             let err = store.load().unwrap_err().to_string();
             assert!(err.contains(needle), "{content}: {err}");
         }
+    }
+
+    /// A shared store in memory; `interfere` runs once, just before the first write, as another node would.
+    #[derive(Default)]
+    struct Memory {
+        documents: std::sync::Mutex<std::collections::HashMap<String, (u64, String)>>,
+        interfere: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    }
+
+    impl std::fmt::Debug for Memory {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Memory").field("documents", &self.documents).finish_non_exhaustive()
+        }
+    }
+
+    impl Documents for Memory {
+        fn read(&self, name: &str) -> Result<Option<(u64, String)>, KeyringError> {
+            Ok(self.documents.lock().unwrap().get(name).cloned())
+        }
+
+        fn replace(&self, name: &str, expected: Option<u64>, contents: String) -> Result<bool, KeyringError> {
+            let interference = self.interfere.lock().unwrap().take();
+            if let Some(interfere) = interference {
+                interfere();
+            }
+            let mut documents = self.documents.lock().unwrap();
+            let current = documents.get(name).map(|(version, _)| *version);
+            if current != expected {
+                return Ok(false);
+            }
+            documents.insert(name.to_owned(), (current.unwrap_or(0) + 1, contents));
+            Ok(true)
+        }
+    }
+
+    #[test]
+    fn nodes_sharing_a_store_share_keys_and_secrets() {
+        let memory = Arc::new(Memory::default());
+        let (master, text) = MasterKey::generate().unwrap();
+        let a = KeyStore::shared(memory.clone(), Some(master));
+        let b = KeyStore::shared(memory.clone(), Some(MasterKey::parse(&text).unwrap()));
+        assert_eq!(a.revision().unwrap(), Revision::Absent);
+        let (ring, _) = a.load_maintained(1, &policy(Algorithm::ES256)).unwrap();
+        let kid = ring.active(1).unwrap().kid().to_owned();
+        assert_eq!(b.load().unwrap().active(1).unwrap().kid(), kid);
+        assert_eq!(b.revision().unwrap(), Revision::Version(1));
+        assert_eq!(a.secret("refresh").unwrap(), b.secret("refresh").unwrap());
+        let stored = memory.read("keyring").unwrap().unwrap().1;
+        assert!(stored.contains("aes-256-gcm"), "sealed in the store as in a file");
+        assert!(matches!(KeyStore::shared(memory, None).load(), Err(KeyringError::MasterKeyRequired)));
+    }
+
+    #[test]
+    fn a_change_racing_another_node_is_made_again_on_top_of_it() {
+        let memory = Arc::new(Memory::default());
+        let a = KeyStore::shared(memory.clone(), None);
+        a.update(|ring| ring.maintain(1, &policy(Algorithm::EdDSA))).unwrap();
+        // Node B rotates between A's read and A's write: A's write fails, and A rotates again on B's keyring.
+        let b = KeyStore::shared(memory.clone(), None);
+        *memory.interfere.lock().unwrap() = Some(Box::new(move || {
+            b.update(|ring| ring.rotate(2, &policy(Algorithm::EdDSA), Activation::Scheduled)).unwrap();
+        }));
+        let mut attempts = 0;
+        let outcome = a.update(|ring| {
+            attempts += 1;
+            ring.rotate(3, &policy(Algorithm::EdDSA), Activation::Immediate)
+        });
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(attempts, 2, "the first attempt lost to B and was made again");
+        let ring = a.load().unwrap();
+        assert_eq!(ring.keys().len(), 2, "B's scheduled key was activated at once, not lost");
+        assert_eq!(memory.read("keyring").unwrap().unwrap().0, 3);
+    }
+
+    #[test]
+    fn local_files_are_imported_once_into_an_empty_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = KeyStore::open(dir.path(), None).unwrap();
+        let (ring, _) = files.load_maintained(1, &policy(Algorithm::EdDSA)).unwrap();
+        let secret = files.secret("refresh").unwrap();
+        let memory = Arc::new(Memory::default());
+        let shared = KeyStore::shared(memory.clone(), None);
+        assert_eq!(shared.import_files(dir.path()).unwrap(), vec![FILE_NAME, SECRETS_NAME]);
+        assert_eq!(shared.load().unwrap().active(1).unwrap().kid(), ring.active(1).unwrap().kid());
+        assert_eq!(shared.secret("refresh").unwrap(), secret);
+        // Another node's different files do not replace what the store already holds.
+        let other = tempfile::tempdir().unwrap();
+        KeyStore::open(other.path(), None).unwrap().load_maintained(1, &policy(Algorithm::EdDSA)).unwrap();
+        assert!(shared.import_files(other.path()).unwrap().is_empty());
+        assert_eq!(shared.load().unwrap().active(1).unwrap().kid(), ring.active(1).unwrap().kid());
     }
 
     #[cfg(unix)]

@@ -1,13 +1,12 @@
 //! The signing key and the verifier's key set, reloaded from the keyring while the server runs: keys added or
-//! rotated by `tessera keys` commands, and the scheduled rotation itself, take effect without a restart.
+//! rotated by `tessera keys` commands or by another node, and the scheduled rotation itself, take effect without
+//! a restart.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use tessera_jose::{SigningKey, Verifier};
-use tessera_keys::{KeyStore, KeyringError, RotationPolicy};
+use tessera_keys::{KeyStore, KeyringError, Revision, RotationPolicy};
 
 /// Keys in service.
 pub struct KeyService {
@@ -16,13 +15,13 @@ pub struct KeyService {
     signing: ArcSwap<SigningKey>,
     verifier: Verifier,
     jwks: ArcSwap<String>,
-    /// The keyring file's modification time and the next scheduled change, as of the last load.
+    /// The keyring's revision and the next scheduled change, as of the last load.
     loaded: Mutex<Loaded>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Loaded {
-    mtime: Option<SystemTime>,
+    revision: Revision,
     next_change: Option<i64>,
 }
 
@@ -44,11 +43,11 @@ impl KeyService {
         verifier: Verifier,
         now_secs: i64,
     ) -> Result<Self, KeyringError> {
+        let revision = store.revision()?;
         let (ring, _) = store.load_maintained(now_secs, &rotation)?;
         let keys = ring.verifying_keys(now_secs, &rotation);
         let jwks = jwks_json(&ring.jwks(now_secs, &rotation));
-        let loaded =
-            Loaded { mtime: modified(&store.path()), next_change: ring.next_change_after(now_secs, &rotation) };
+        let loaded = Loaded { revision, next_change: ring.next_change_after(now_secs, &rotation) };
         let signing = ring.into_active(now_secs)?;
         verifier.replace_keys(keys);
         Ok(Self {
@@ -61,15 +60,16 @@ impl KeyService {
         })
     }
 
-    /// Re-reads the keyring when the file changed or scheduled work is due; returns whether anything changed.
+    /// Re-reads the keyring when it changed or scheduled work is due; returns whether anything changed.
     ///
     /// # Errors
     /// Keyring errors; the keys in service stay as they were.
     pub fn refresh(&self, now_secs: i64) -> Result<bool, KeyringError> {
-        let path = self.store.path();
         let Ok(last) = self.loaded.lock().map(|loaded| *loaded) else { return Ok(false) };
         let due = last.next_change.is_some_and(|at| now_secs >= at);
-        if modified(&path) == last.mtime && !due {
+        // Read before loading: a change made in between is then seen again at the next refresh, never missed.
+        let revision = self.store.revision()?;
+        if revision == last.revision && !due {
             return Ok(false);
         }
         let current_kid = self.signing.load().kid().to_owned();
@@ -86,7 +86,7 @@ impl KeyService {
         }
         self.signing.store(Arc::new(signing));
         if let Ok(mut loaded) = self.loaded.lock() {
-            *loaded = Loaded { mtime: modified(&path), next_change };
+            *loaded = Loaded { revision, next_change };
         }
         Ok(true)
     }
@@ -134,8 +134,4 @@ impl KeyService {
 
 fn jwks_json(jwks: &tessera_jose::Jwks) -> String {
     serde_json::to_string(jwks).unwrap_or_else(|_| r#"{"keys":[]}"#.to_owned())
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }

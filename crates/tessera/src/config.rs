@@ -20,7 +20,8 @@ pub(crate) const MASTER_KEY_ENV: &str = "TESSERA_MASTER_KEY";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct Config {
-    /// Where signing keys (and the service's database) live. Default `./tessera-data`.
+    /// Where signing keys and the embedded database live (with a shared store, keys live there). Default
+    /// `./tessera-data`.
     pub(crate) data_dir: PathBuf,
     /// The `iss` of every token Tessera issues, and the issuer its verifiers require.
     /// Default `http://127.0.0.1:8080` (the server's default address).

@@ -1,13 +1,15 @@
-//! `tessera keys`: signing keys in the data directory.
+//! `tessera keys`: the signing keys, in the data directory or, with a shared store, in the store.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tessera_jose::{Jwk, RsaBits, SigningKey};
-use tessera_keys::{Activation, Change, KeyStore, MasterKey};
+use tessera_keys::{Activation, Change, Documents, KeyStore, KeyringError, MasterKey};
+use tessera_store::Store;
 
 use crate::cli::{ActivationArgs, KeysCommand};
-use crate::config::{Config, MASTER_KEY_ENV};
+use crate::config::{Config, StoreBackend, MASTER_KEY_ENV};
 use crate::output::{print_json, relative, timestamp};
 
 pub(crate) fn run(config: &Config, command: KeysCommand) -> anyhow::Result<ExitCode> {
@@ -17,9 +19,7 @@ pub(crate) fn run(config: &Config, command: KeysCommand) -> anyhow::Result<ExitC
         KeysCommand::Generate { alg, bits, activation, output } => {
             let rsa_bits = if bits == 3072 { RsaBits::Bits3072 } else { RsaBits::Bits2048 };
             let key = SigningKey::generate(alg, rsa_bits)?;
-            let store = open_for_writing(config)?;
-            let change = store.update(|ring| ring.add(key, now, &policy, activation_of(&activation)))?;
-            report(&[change], output.json, now)
+            add(config, &key, now, &activation, output.json)
         }
         KeysCommand::Import { file, activation, output } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -36,9 +36,7 @@ pub(crate) fn run(config: &Config, command: KeysCommand) -> anyhow::Result<ExitC
                 file.display(),
                 key.algorithm()
             );
-            let store = open_for_writing(config)?;
-            let change = store.update(|ring| ring.add(key, now, &policy, activation_of(&activation)))?;
-            report(&[change], output.json, now)
+            add(config, &key, now, &activation, output.json)
         }
         KeysCommand::Rotate { activation, output } => {
             let store = open_for_writing(config)?;
@@ -81,6 +79,25 @@ pub(crate) fn run(config: &Config, command: KeysCommand) -> anyhow::Result<ExitC
     }
 }
 
+/// Adds `key` to the keyring. (With a shared store the change may be made again on a newer keyring, so each
+/// attempt adds its own copy of the key.)
+fn add(
+    config: &Config,
+    key: &SigningKey,
+    now: i64,
+    activation: &ActivationArgs,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (alg, der) = (key.algorithm(), key.to_pkcs8()?);
+    let policy = config.rotation_policy();
+    let store = open_for_writing(config)?;
+    let change = store.update(|ring| {
+        let copy = SigningKey::from_pkcs8(alg, &der, None)?;
+        ring.add(copy, now, &policy, activation_of(activation))
+    })?;
+    report(&[change], json, now)
+}
+
 fn activation_of(args: &ActivationArgs) -> Activation {
     if args.now {
         Activation::Immediate
@@ -89,9 +106,76 @@ fn activation_of(args: &ActivationArgs) -> Activation {
     }
 }
 
-/// The data directory's keyring, unlocked with the master key if one is configured.
+/// The keyring, unlocked with the master key if one is configured: in the data directory on the embedded store;
+/// in the shared store on PostgreSQL or Redis, so that every node signs with the same keys and accepts the same
+/// refresh tokens (see [`shared`]).
 pub(crate) fn open(config: &Config) -> anyhow::Result<KeyStore> {
-    Ok(KeyStore::open(&config.data_dir, config.master_key()?)?)
+    if config.store.backend == StoreBackend::Sqlite {
+        return Ok(KeyStore::open(&config.data_dir, config.master_key()?)?);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let store = runtime.block_on(crate::serve::open_store(config))?;
+    shared(config, store, Bridge::Owned(runtime))
+}
+
+/// [`open`] for `tessera serve`, whose store is already open on the runtime it runs on.
+pub(crate) fn open_in_server(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<KeyStore> {
+    if config.store.backend == StoreBackend::Sqlite {
+        return Ok(KeyStore::open(&config.data_dir, config.master_key()?)?);
+    }
+    shared(config, Arc::clone(store), Bridge::Borrowed(tokio::runtime::Handle::current()))
+}
+
+/// The keyring in the shared store. A deployment that used the data directory before keeps its keys: they are
+/// copied into a store that has none yet.
+fn shared(config: &Config, store: Arc<dyn Store>, bridge: Bridge) -> anyhow::Result<KeyStore> {
+    let keystore = KeyStore::shared(Arc::new(StoreDocuments { store, bridge }), config.master_key()?);
+    for file in keystore.import_files(&config.data_dir)? {
+        tracing::info!(file, "copied from the data directory into the shared store");
+    }
+    Ok(keystore)
+}
+
+/// The keyring's documents in a [`Store`], for the keyring's blocking calls.
+struct StoreDocuments {
+    store: Arc<dyn Store>,
+    bridge: Bridge,
+}
+
+/// How blocking code reaches the async store.
+enum Bridge {
+    /// A command's own runtime (the command itself runs outside any runtime).
+    Owned(tokio::runtime::Runtime),
+    /// The server's multi-threaded runtime: a worker steps aside (`block_in_place`) while it waits.
+    Borrowed(tokio::runtime::Handle),
+}
+
+impl Bridge {
+    fn block_on<F: std::future::Future>(&self, work: F) -> F::Output {
+        match self {
+            Self::Owned(runtime) => runtime.block_on(work),
+            Self::Borrowed(handle) => tokio::task::block_in_place(|| handle.block_on(work)),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreDocuments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreDocuments")
+    }
+}
+
+impl Documents for StoreDocuments {
+    fn read(&self, name: &str) -> Result<Option<(u64, String)>, KeyringError> {
+        let document = self.bridge.block_on(self.store.document(name));
+        Ok(document.map_err(|err| KeyringError::Store(err.to_string()))?.map(|d| (d.version, d.contents)))
+    }
+
+    fn replace(&self, name: &str, expected: Option<u64>, contents: String) -> Result<bool, KeyringError> {
+        self.bridge
+            .block_on(self.store.replace_document(name, expected, contents))
+            .map_err(|err| KeyringError::Store(err.to_string()))
+    }
 }
 
 /// Like [`open`], and says loudly when keys will be written unencrypted.

@@ -139,7 +139,7 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
 async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let settings = settings(config)?;
     let store = open_store(config).await?;
-    let keystore = crate::keys::open(config)?;
+    let keystore = crate::keys::open_in_server(config, &store)?;
     if !keystore.seals() {
         tracing::warn!("no master key ({MASTER_KEY_ENV}): signing keys and server secrets are stored UNENCRYPTED in the data directory");
     }

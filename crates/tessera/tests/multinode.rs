@@ -1,6 +1,7 @@
 //! Three `tessera serve` nodes on one shared store — PostgreSQL, and a Redis Cluster of three masters and three
-//! replicas, each started by the test on free loopback ports — sharing a key directory: a session started on one
-//! node rotates on another, reuse of a rotated token is caught on a third and ends the session on every node, and
+//! replicas, each started by the test on free loopback ports — each with its own data directory, so the signing
+//! keys and the refresh-token MAC key they share come from the store: a session started on one node rotates on
+//! another, reuse of a rotated token is caught on a third and ends the session on every node, and
 //! a revocation made on one node reaches the others — pushed (LISTEN/NOTIFY, Redis Pub/Sub), since the nodes'
 //! polling interval is set to a minute. The propagation delay over 1,000 revocations is printed (`--no-capture`)
 //! for BENCHMARKS.md; it is measured, not asserted.
@@ -10,7 +11,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::{add_user, claims, eventually, http, Server, PASSWORD};
+use common::{add_user, claims, eventually, http, tessera, Server, PASSWORD};
 use serde_json::Value;
 use tessera_store::conformance::{Postgres, RedisCluster};
 
@@ -73,17 +74,14 @@ fn three_nodes_on_a_redis_cluster_share_sessions_theft_detection_and_revocations
 }
 
 fn three_nodes_share_sessions_theft_detection_and_revocations(store: &str, label: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(d.join("admin-token"), ADMIN).unwrap();
     let config = format!(
         "[store]\n{store}\n[sessions]\ngrace = \"1s\"\n\n\
          [server]\nreload_interval = \"60s\"\nadmin_token_file = \"admin-token\"\n\n\
          [revocation]\nstale_after = \"120s\"\n"
     );
-    std::fs::write(d.join("tessera.toml"), config).unwrap();
-    add_user(d, "alice");
-    let nodes = [Server::start(d), Server::start(d), Server::start(d)];
+    let dirs = node_dirs(&config);
+    add_user(dirs[0].path(), "alice");
+    let nodes = dirs.each_ref().map(|dir| Server::start(dir.path()));
     let [a, b, c] = [nodes[0].addr, nodes[1].addr, nodes[2].addr];
 
     // Login on A, refresh on B, reuse of the rotated token on C: theft, the session ends on every node.
@@ -138,6 +136,72 @@ fn three_nodes_share_sessions_theft_detection_and_revocations(store: &str, label
         delays[delays.len() * 99 / 100].as_secs_f64() * 1e3,
         delays[delays.len() - 1].as_secs_f64() * 1e3
     );
+}
+
+/// Signing keys live in the shared store: a keyring a node had in its data directory is copied in when the store
+/// has none, every node signs with it, and a rotation made from the command line anywhere reaches every node.
+#[test]
+fn nodes_on_postgresql_share_signing_keys_through_the_store() {
+    let pg = Postgres::start();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = runtime.block_on(pg.database("tessera"));
+    let dirs = node_dirs(&format!("[store]\nbackend = \"postgres\"\npostgres_url = \"{url}\"\n"));
+    // Node A used local files before: its keyring is made without the shared store, then the store is configured.
+    let config = std::fs::read(dirs[0].path().join("tessera.toml")).unwrap();
+    std::fs::remove_file(dirs[0].path().join("tessera.toml")).unwrap();
+    let generated =
+        tessera(dirs[0].path()).args(["keys", "generate", "--alg", "ES256", "--now", "--json"]).output().unwrap();
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    let local_kid = serde_json::from_slice::<Value>(&generated.stdout).unwrap()[0]["kid"].as_str().unwrap().to_owned();
+    std::fs::write(dirs[0].path().join("tessera.toml"), config).unwrap();
+    add_user(dirs[0].path(), "alice");
+
+    let nodes = dirs.each_ref().map(|dir| Server::start(dir.path()));
+    for node in &nodes {
+        assert_eq!(
+            published_kids(node.addr),
+            std::slice::from_ref(&local_kid),
+            "every node publishes A's imported key"
+        );
+        assert_eq!(kid_of(&login(node.addr).0), local_kid, "and signs with it");
+    }
+    // A rotation from the command line, in a fourth directory, reaches every node within its reload interval.
+    let operator = tempfile::tempdir().unwrap();
+    std::fs::copy(dirs[1].path().join("tessera.toml"), operator.path().join("tessera.toml")).unwrap();
+    let rotated = tessera(operator.path()).args(["keys", "rotate", "--now", "--json"]).output().unwrap();
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    let new_kid = serde_json::from_slice::<Value>(&rotated.stdout).unwrap()[0]["kid"].as_str().unwrap().to_owned();
+    assert!(!operator.path().join("tessera-data/keys.json").exists(), "the operator's rotation went to the store");
+    for node in &nodes {
+        eventually("the rotated key signs on every node", || kid_of(&login(node.addr).0) == new_kid);
+        assert!(published_kids(node.addr).contains(&local_kid), "the old key stays published while its tokens live");
+    }
+    // A token signed on one node after the rotation verifies on the others.
+    let (access, _) = login(nodes[0].addr);
+    for node in &nodes {
+        assert_eq!(verify(node.addr, &access), 200);
+    }
+}
+
+/// Three data directories with the same configuration (and the admin credential file it names).
+fn node_dirs(config: &str) -> [tempfile::TempDir; 3] {
+    std::array::from_fn(|_| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("admin-token"), ADMIN).unwrap();
+        std::fs::write(dir.path().join("tessera.toml"), config).unwrap();
+        dir
+    })
+}
+
+fn published_kids(addr: SocketAddr) -> Vec<String> {
+    let jwks: Value =
+        serde_json::from_str(&http(addr, "GET", "/.well-known/jwks.json", "text/plain", "").unwrap().1).unwrap();
+    jwks["keys"].as_array().unwrap().iter().map(|key| key["kid"].as_str().unwrap().to_owned()).collect()
+}
+
+fn kid_of(token: &str) -> String {
+    let header = tessera_jose::base64url::decode(token.split('.').next().unwrap()).unwrap();
+    serde_json::from_slice::<Value>(&header).unwrap()["kid"].as_str().unwrap().to_owned()
 }
 
 const ADMIN: &str = "admin-credential-for-the-multi-node-test-0123456789";
