@@ -451,6 +451,38 @@ impl Postgres {
         let _ = self.server.wait();
     }
 
+    /// Freezes the server — the postmaster and every backend — with SIGSTOP: connections stay up and the kernel
+    /// keeps accepting bytes, but nothing answers, as with a stuck or partitioned database.
+    pub fn pause(&self) {
+        self.signal_all("-STOP");
+    }
+
+    /// Lets a [`pause`](Self::pause)d server run on.
+    pub fn resume(&self) {
+        self.signal_all("-CONT");
+    }
+
+    fn signal_all(&self, signal: &str) {
+        let postmaster = std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .ok()
+            .and_then(|text| text.lines().next().map(str::to_owned))
+            .expect("postmaster.pid names the server's process");
+        // The process the test started too: `runuser`, when it runs PostgreSQL as another user, stops itself when
+        // its child stops (job-control style) and must be continued as well, or it never reaps the server.
+        let mut pids = vec![postmaster.clone(), self.server.id().to_string()];
+        // The postmaster's children from /proc (`pid (comm) state ppid ...`; comm may hold spaces: parse after
+        // the last ')').
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if ppid == Some(postmaster.as_str()) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        let status = Command::new("kill").arg(signal).args(&pids).status().expect("kill");
+        assert!(status.success(), "kill {signal} {pids:?}");
+    }
+
     /// Starts it again after [`stop`](Self::stop), on the same port with the same data.
     pub fn restart(&mut self) {
         self.server = launch_postgres(&server_binaries(), &self.data, self.dir.path(), self.port);

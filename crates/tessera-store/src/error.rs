@@ -16,6 +16,9 @@ pub enum StoreError {
     /// The backend is shutting down or its worker has stopped.
     #[error("storage is unavailable")]
     Unavailable,
+    /// The backend did not answer in time (see [`crate::Deadline`]); the call's outcome is unknown.
+    #[error("storage did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
 }
 
 impl From<rusqlite::Error> for StoreError {

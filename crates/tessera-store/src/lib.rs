@@ -8,6 +8,7 @@
 //! backend must pass.
 
 mod batch;
+mod deadline;
 mod error;
 mod model;
 mod postgres;
@@ -18,6 +19,7 @@ mod sqlite;
 pub mod conformance;
 
 pub use crate::redis::{BreakerSettings, BreakerState, RedisStore};
+pub use deadline::Deadline;
 pub use error::StoreError;
 pub use model::{
     decide, Client, Decision, Document, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal,

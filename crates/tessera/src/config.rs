@@ -186,6 +186,11 @@ pub(crate) struct StoreConfig {
     /// With `redis`: how long an open breaker fails calls before one probe may try Redis again. Default 2 s.
     #[serde(with = "duration_text")]
     pub(crate) redis_breaker_cool_down: Duration,
+    /// With `postgres` or `redis`: the longest any one store call may take; a store that stops answering (paused,
+    /// partitioned with connections still up) then fails calls with 503 instead of holding every request until
+    /// the HTTP timeout, and the background sync reports it. Default 5 s.
+    #[serde(with = "duration_text")]
+    pub(crate) timeout: Duration,
 }
 
 /// See [`StoreConfig::backend`].
@@ -211,6 +216,7 @@ impl Default for StoreConfig {
             redis_wait_replicas: 1,
             redis_breaker_failures: 5,
             redis_breaker_cool_down: Duration::from_secs(2),
+            timeout: Duration::from_secs(5),
         }
     }
 }
@@ -463,6 +469,9 @@ impl Config {
         }
         if self.store.redis_breaker_failures == 0 {
             problems.push("store.redis_breaker_failures must be at least 1".to_owned());
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&self.store.timeout) {
+            problems.push("store.timeout must be between 100ms and 1m".to_owned());
         }
         if self.server.reload_interval < Duration::from_millis(10)
             || self.server.reload_interval > Duration::from_secs(60)

@@ -9,7 +9,7 @@ use tessera_jose::{KeySet, Policy};
 use tessera_server::clock::{Clock as _, SystemClock};
 use tessera_server::keys::KeyService;
 use tessera_server::{AppState, ExchangeRule, RateLimits, RouteRule, Settings, TrustedIssuer};
-use tessera_store::{PostgresStore, RedisStore, SqliteStore, Store};
+use tessera_store::{Deadline, PostgresStore, RedisStore, SqliteStore, Store};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{secs, Config, LogFormat, MASTER_KEY_ENV};
@@ -45,7 +45,7 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>
         (crate::config::StoreBackend::Postgres, Some(url)) => {
             let store =
                 PostgresStore::connect(url, config.store.pool_size).await.context("connecting to PostgreSQL")?;
-            Ok(Arc::new(store))
+            Ok(Arc::new(Deadline::new(store, config.store.timeout)))
         }
         (crate::config::StoreBackend::Postgres, None) => anyhow::bail!("store.postgres_url is not set"),
         (crate::config::StoreBackend::Redis, _) => {
@@ -63,7 +63,7 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>
             )
             .await
             .context(what)?;
-            Ok(Arc::new(redis))
+            Ok(Arc::new(Deadline::new(redis, config.store.timeout)))
         }
         (crate::config::StoreBackend::Sqlite, _) => {
             std::fs::create_dir_all(&config.data_dir)

@@ -6,7 +6,9 @@
 //!   the failover time are printed (`--no-capture`) for BENCHMARKS.md: measured, not asserted;
 //! - a single Redis goes away entirely: `/verify` keeps answering from the in-process index, writes answer a clean
 //!   503, the circuit breaker opens (`/metrics`, `/readyz`) and closes again once Redis is back;
-//! - PostgreSQL goes away and comes back: the same, without a breaker (the pool drops closed connections).
+//! - PostgreSQL goes away and comes back: the same, without a breaker (the pool drops closed connections);
+//! - PostgreSQL freezes (SIGSTOP: connections up, no answers): writes answer 503 once `store.timeout` passes,
+//!   not when the HTTP timeout does, verification goes on, and a refresh retried after the freeze succeeds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
 use std::net::SocketAddr;
@@ -379,4 +381,55 @@ fn with_postgresql_down_verify_answers_from_the_index_writes_fail_cleanly_and_al
     assert_eq!(status, 200, "the refresh token from before the outage: {body}");
     assert_eq!(login(addr, "alice").unwrap().0, 200);
     assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401));
+}
+
+#[test]
+fn with_postgresql_frozen_writes_fail_after_the_store_timeout_and_a_retried_refresh_succeeds_after() {
+    let pg = Postgres::start();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = runtime.block_on(pg.database("tessera"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    configure_store(d, &format!("backend = \"postgres\"\npostgres_url = {url:?}\ntimeout = \"1s\"\n"), "60s");
+    add_user(d, "alice");
+    let node = Server::start(d);
+    let addr = node.addr;
+    let (valid, refresh_token, revoked) = before_the_outage(addr);
+
+    pg.pause();
+    // Thawed on the way out even if an assertion fails, or stopping the server would wait for ever.
+    let frozen = Thaw(&pg);
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let (status, body) = refresh(addr, &refresh_token).unwrap();
+        let waited = asked.elapsed();
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(field(&body, "error"), "temporarily_unavailable");
+        // The store's 1 s bound answered, not the 10 s HTTP request timeout (which would be a 408).
+        assert!(waited < Duration::from_secs(8), "a frozen store held the request {waited:?}");
+    }
+    assert_eq!(get(addr, "/readyz").0, 503, "not ready while PostgreSQL does not answer");
+    for _ in 0..10 {
+        assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401), "verification from the index");
+    }
+
+    drop(frozen);
+    eventually("ready again once PostgreSQL answers", || get(addr, "/readyz").0 == 200);
+    // The refreshes cut off by the timeout may have rotated once PostgreSQL ran on: retrying the same token is
+    // then a replay inside the grace window, which hands out that same successor.
+    let (status, body) = refresh(addr, &refresh_token).unwrap();
+    assert_eq!(status, 200, "the refresh token from before the freeze: {body}");
+    let successor = field(&body, "refresh_token");
+    assert_eq!(refresh(addr, &successor).unwrap().0, 200, "and its successor is live");
+    assert_eq!(login(addr, "alice").unwrap().0, 200);
+    assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401));
+}
+
+/// Resumes a paused PostgreSQL when dropped.
+struct Thaw<'a>(&'a Postgres);
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        self.0.resume();
+    }
 }
