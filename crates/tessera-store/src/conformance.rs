@@ -415,6 +415,26 @@ fn launch_postgres(bin: &Path, data: &Path, socket_dir: &Path, port: u16) -> Chi
     server
 }
 
+/// `pid (comm) state ppid ...` from /proc; comm may hold spaces and parentheses, so fields are read after the
+/// last ')'.
+fn proc_stat_fields(pid: &str) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat.rsplit_once(')')?.1.split_whitespace().map(str::to_owned).collect())
+}
+
+fn parent_of(pid: &str) -> Option<String> {
+    proc_stat_fields(pid)?.get(1).cloned()
+}
+
+fn process_state(pid: &str) -> Option<char> {
+    proc_stat_fields(pid)?.first()?.chars().next()
+}
+
+fn signal(pids: &[String], signal: &str) {
+    let status = Command::new("kill").arg(signal).args(pids).status().expect("kill");
+    assert!(status.success(), "kill {signal} {pids:?}");
+}
+
 impl Postgres {
     /// Starts one; panics naming what to install when PostgreSQL is missing.
     #[must_use]
@@ -454,33 +474,46 @@ impl Postgres {
     /// Freezes the server — the postmaster and every backend — with SIGSTOP: connections stay up and the kernel
     /// keeps accepting bytes, but nothing answers, as with a stuck or partitioned database.
     pub fn pause(&self) {
-        self.signal_all("-STOP");
+        // `runuser` (when PostgreSQL runs as another user) stops itself when it sees its child stop, and later
+        // misses the child's continuation: it is stopped first and continued last, so it never sees either.
+        signal(&[self.launcher()], "-STOP");
+        signal(&self.server_processes(), "-STOP");
     }
 
     /// Lets a [`pause`](Self::pause)d server run on.
     pub fn resume(&self) {
-        self.signal_all("-CONT");
+        signal(&self.server_processes(), "-CONT");
+        let launcher = self.launcher();
+        // Continue the launcher until it stays running, in case it saw the stop after all.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            signal(std::slice::from_ref(&launcher), "-CONT");
+            std::thread::sleep(Duration::from_millis(50));
+            if process_state(&launcher) != Some('T') || Instant::now() > deadline {
+                break;
+            }
+        }
     }
 
-    fn signal_all(&self, signal: &str) {
+    /// The process the test started: the postmaster itself, or `runuser` around it.
+    fn launcher(&self) -> String {
+        self.server.id().to_string()
+    }
+
+    /// The postmaster and its children (backends and background workers), from /proc.
+    fn server_processes(&self) -> Vec<String> {
         let postmaster = std::fs::read_to_string(self.data.join("postmaster.pid"))
             .ok()
             .and_then(|text| text.lines().next().map(str::to_owned))
             .expect("postmaster.pid names the server's process");
-        // The process the test started too: `runuser`, when it runs PostgreSQL as another user, stops itself when
-        // its child stops (job-control style) and must be continued as well, or it never reaps the server.
-        let mut pids = vec![postmaster.clone(), self.server.id().to_string()];
-        // The postmaster's children from /proc (`pid (comm) state ppid ...`; comm may hold spaces: parse after
-        // the last ')').
+        let mut pids = vec![postmaster.clone()];
         for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
-            if ppid == Some(postmaster.as_str()) {
-                pids.push(entry.file_name().to_string_lossy().into_owned());
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            if pid.parse::<u32>().is_ok() && parent_of(&pid).as_deref() == Some(postmaster.as_str()) {
+                pids.push(pid);
             }
         }
-        let status = Command::new("kill").arg(signal).args(&pids).status().expect("kill");
-        assert!(status.success(), "kill {signal} {pids:?}");
+        pids
     }
 
     /// Starts it again after [`stop`](Self::stop), on the same port with the same data.

@@ -350,14 +350,7 @@ fn with_redis_down_verify_answers_from_the_index_writes_fail_cleanly_and_the_bre
 
 #[test]
 fn with_postgresql_down_verify_answers_from_the_index_writes_fail_cleanly_and_all_recovers_when_it_returns() {
-    let mut pg = Postgres::start();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let url = runtime.block_on(pg.database("tessera"));
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    configure_store(d, &format!("backend = \"postgres\"\npostgres_url = {url:?}\n"), "60s");
-    add_user(d, "alice");
-    let node = Server::start(d);
+    let (mut pg, _dir, node) = node_on_postgres("");
     let addr = node.addr;
 
     let (valid, refresh_token, revoked) = before_the_outage(addr);
@@ -385,14 +378,7 @@ fn with_postgresql_down_verify_answers_from_the_index_writes_fail_cleanly_and_al
 
 #[test]
 fn with_postgresql_frozen_writes_fail_after_the_store_timeout_and_a_retried_refresh_succeeds_after() {
-    let pg = Postgres::start();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let url = runtime.block_on(pg.database("tessera"));
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    configure_store(d, &format!("backend = \"postgres\"\npostgres_url = {url:?}\ntimeout = \"1s\"\n"), "60s");
-    add_user(d, "alice");
-    let node = Server::start(d);
+    let (pg, _dir, node) = node_on_postgres("timeout = \"1s\"\n");
     let addr = node.addr;
     let (valid, refresh_token, revoked) = before_the_outage(addr);
 
@@ -432,4 +418,16 @@ impl Drop for Thaw<'_> {
     fn drop(&mut self) {
         self.0.resume();
     }
+}
+
+/// A throwaway PostgreSQL and one node on it (with `store_extra` in its `[store]` section), user alice added.
+fn node_on_postgres(store_extra: &str) -> (Postgres, tempfile::TempDir, Server) {
+    let pg = Postgres::start();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = runtime.block_on(pg.database("tessera"));
+    let dir = tempfile::tempdir().unwrap();
+    configure_store(dir.path(), &format!("backend = \"postgres\"\npostgres_url = {url:?}\n{store_extra}"), "60s");
+    add_user(dir.path(), "alice");
+    let node = Server::start(dir.path());
+    (pg, dir, node)
 }
