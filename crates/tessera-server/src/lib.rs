@@ -23,6 +23,7 @@ pub mod keys;
 mod oauth2;
 mod ops;
 pub mod password;
+mod repeated;
 pub mod secrets;
 mod session;
 pub mod settings;
@@ -140,6 +141,9 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
         // A backend that pushes log growth (PostgreSQL's LISTEN/NOTIFY) makes revocations from other nodes
         // apply at once; the tick stays as the fallback and for keys.
         let mut log_changes = state.store().log_changes();
+        // While the store is down every tick fails: say so once, then every so often, and when it recovers.
+        let mut sync_failures = repeated::Repeated::new("revocation and client sync");
+        let mut key_failures = repeated::Repeated::new("reloading signing keys (the current ones stay in service)");
         loop {
             let pushed = tokio::select! {
                 _ = tick.tick() => false,
@@ -155,21 +159,17 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
                     true
                 }
             };
-            if let Err(err) = sync(&state).await {
-                tracing::warn!(error = %err, "revocation and client sync failed; retrying");
-            }
+            sync_failures.record(sync(&state).await.map(drop));
             if pushed {
                 continue;
             }
             let keys_state = state.clone();
             let now = state.clock().now_secs();
-            match tokio::task::spawn_blocking(move || keys_state.keys().refresh(now)).await {
-                Ok(Err(err)) => {
-                    tracing::error!(error = %err, "reloading signing keys failed; keeping the current ones")
-                }
-                Err(err) => tracing::error!(error = %err, "key reload task failed"),
-                Ok(Ok(_)) => {}
-            }
+            let reloaded = tokio::task::spawn_blocking(move || keys_state.keys().refresh(now)).await;
+            key_failures.record(match reloaded {
+                Ok(outcome) => outcome.map(drop).map_err(|err| err.to_string()),
+                Err(err) => Err(err.to_string()),
+            });
         }
     }))
 }
