@@ -620,6 +620,13 @@ impl RedisProcess {
     fn alive(&self) -> bool {
         self.child.is_some()
     }
+
+    /// Sends `signal` (`-STOP`, `-CONT`) to the server, if it runs.
+    fn signal(&self, signal_name: &str) {
+        if let Some(child) = &self.child {
+            signal(&[child.id().to_string()], signal_name);
+        }
+    }
 }
 
 impl Drop for RedisProcess {
@@ -671,6 +678,16 @@ impl Redis {
     /// Starts it again on the same port with the same files, and waits until it answers.
     pub fn restart(&mut self) {
         self.process.restart();
+    }
+
+    /// Freezes it (SIGSTOP): connections stay up, nothing answers.
+    pub fn pause(&self) {
+        self.process.signal("-STOP");
+    }
+
+    /// Lets a [`pause`](Self::pause)d server run on.
+    pub fn resume(&self) {
+        self.process.signal("-CONT");
     }
 }
 

@@ -82,8 +82,6 @@ mod breaker;
 const WAIT_TIMEOUT_MS: u64 = 1_000;
 /// The channel log growth is published on.
 const LOG_CHANNEL: &str = "tessera:log";
-/// A reply slower than this is an error (longer than [`WAIT_TIMEOUT_MS`], which it includes).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Giving up on connecting to one node.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 /// Wait before subscribing again after the subscription was lost.
@@ -171,19 +169,20 @@ const REMEMBERED_SUBJECTS: usize = 100_000;
 
 /// Opens connections to the configured Redis or Redis Cluster.
 enum Opener {
-    Single(::redis::Client),
+    Single(::redis::Client, Duration),
     Cluster(Box<::redis::cluster::ClusterClient>),
 }
 
 impl Opener {
-    fn new(urls: &[String], cluster: bool) -> Result<Self, StoreError> {
+    /// Replies slower than `response_timeout` fail (it includes a write's wait for its replicas).
+    fn new(urls: &[String], cluster: bool, response_timeout: Duration) -> Result<Self, StoreError> {
         if cluster {
             if urls.is_empty() {
                 return Err(StoreError::Backend("Redis Cluster: no node URL".into()));
             }
             let client = ::redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
                 .connection_timeout(CONNECTION_TIMEOUT)
-                .response_timeout(RESPONSE_TIMEOUT)
+                .response_timeout(response_timeout)
                 .build()
                 .map_err(|err| StoreError::Backend(format!("Redis Cluster URLs: {err}")))?;
             return Ok(Self::Cluster(Box::new(client)));
@@ -196,18 +195,18 @@ impl Opener {
         };
         let client =
             ::redis::Client::open(url.as_str()).map_err(|err| StoreError::Backend(format!("Redis URL: {err}")))?;
-        Ok(Self::Single(client))
+        Ok(Self::Single(client, response_timeout))
     }
 
     async fn connection(&self) -> Result<Connection, StoreError> {
         Ok(match self {
             Self::Cluster(client) => Connection::Cluster(client.get_async_connection().await?),
-            Self::Single(client) => {
+            Self::Single(client, response_timeout) => {
                 // Few retries per reconnection: a request fails fast while Redis is away, the next one tries again.
                 let config = ::redis::aio::ConnectionManagerConfig::new()
                     .set_number_of_retries(2)
                     .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-                    .set_response_timeout(Some(RESPONSE_TIMEOUT));
+                    .set_response_timeout(Some(*response_timeout));
                 Connection::Single(client.get_connection_manager_with_config(config).await?)
             }
         })
@@ -581,7 +580,7 @@ impl RedisStore {
         wait_replicas: u32,
         breaker: BreakerSettings,
     ) -> Result<Self, StoreError> {
-        let open = Opener::new(urls, cluster)?;
+        let open = Opener::new(urls, cluster, breaker.response_timeout)?;
         let reader = open.connection().await?;
         reader.query::<String>(&::redis::cmd("PING")).await?;
         let mut writers = Vec::with_capacity(WRITE_CONNECTIONS);

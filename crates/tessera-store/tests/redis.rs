@@ -158,7 +158,8 @@ async fn readers_never_see_a_log_entry_the_replicas_have_not_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_breaker_opens_when_redis_is_gone_and_closes_when_it_is_back() {
     let mut redis = Redis::start_durable();
-    let settings = BreakerSettings { failure_threshold: 3, cool_down: Duration::from_millis(200) };
+    let settings =
+        BreakerSettings { failure_threshold: 3, cool_down: Duration::from_millis(200), ..BreakerSettings::default() };
     let store = RedisStore::connect_with_breaker(&[redis.url()], false, 0, settings).await.unwrap();
     store.create_family(conformance::family("s", "u", 1)).await.unwrap();
     assert_eq!((store.breaker_state(), store.health()), (BreakerState::Closed, None));

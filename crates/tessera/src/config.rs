@@ -188,7 +188,8 @@ pub(crate) struct StoreConfig {
     pub(crate) redis_breaker_cool_down: Duration,
     /// With `postgres` or `redis`: the longest any one store call may take; a store that stops answering (paused,
     /// partitioned with connections still up) then fails calls with 503 instead of holding every request until
-    /// the HTTP timeout, and the background sync reports it. Default 5 s.
+    /// the HTTP timeout, and the background sync reports it. With Redis it is the reply timeout, which counts
+    /// against the circuit breaker (at least 2 s, since a write may wait 1 s for its replicas). Default 5 s.
     #[serde(with = "duration_text")]
     pub(crate) timeout: Duration,
 }
@@ -472,6 +473,11 @@ impl Config {
         }
         if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&self.store.timeout) {
             problems.push("store.timeout must be between 100ms and 1m".to_owned());
+        }
+        if self.store.backend == StoreBackend::Redis && self.store.timeout < Duration::from_secs(2) {
+            problems.push(
+                "with Redis, store.timeout must be at least 2s (a write may wait 1 s for its replicas)".to_owned(),
+            );
         }
         if self.server.reload_interval < Duration::from_millis(10)
             || self.server.reload_interval > Duration::from_secs(60)

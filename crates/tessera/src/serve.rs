@@ -14,6 +14,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{secs, Config, LogFormat, MASTER_KEY_ENV};
 
+/// How much longer than `store.timeout` a Redis call may take in all before the deadline cuts it off.
+const REDIS_DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The database file in the data directory.
 pub(crate) const DATABASE_FILE: &str = "tessera.db";
 
@@ -54,6 +57,7 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>
             let breaker = tessera_store::BreakerSettings {
                 failure_threshold: store.redis_breaker_failures,
                 cool_down: store.redis_breaker_cool_down,
+                response_timeout: store.timeout,
             };
             let redis = RedisStore::connect_with_breaker(
                 &store.redis_urls,
@@ -63,7 +67,9 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>
             )
             .await
             .context(what)?;
-            Ok(Arc::new(Deadline::new(redis, config.store.timeout)))
+            // Redis fails a slow reply itself at store.timeout, where the breaker counts it; the deadline is only
+            // the backstop for whatever else could wait (a connection, a turn in the revocation batch).
+            Ok(Arc::new(Deadline::new(redis, config.store.timeout + REDIS_DEADLINE_MARGIN)))
         }
         (crate::config::StoreBackend::Sqlite, _) => {
             std::fs::create_dir_all(&config.data_dir)

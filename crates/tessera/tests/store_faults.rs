@@ -8,7 +8,9 @@
 //!   503, the circuit breaker opens (`/metrics`, `/readyz`) and closes again once Redis is back;
 //! - PostgreSQL goes away and comes back: the same, without a breaker (the pool drops closed connections);
 //! - PostgreSQL freezes (SIGSTOP: connections up, no answers): writes answer 503 once `store.timeout` passes,
-//!   not when the HTTP timeout does, verification goes on, and a refresh retried after the freeze succeeds.
+//!   not when the HTTP timeout does, verification goes on, and a refresh retried after the freeze succeeds;
+//! - a single Redis freezes: slow replies count against the breaker, which opens as for a dead Redis, and closes
+//!   once Redis runs on.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
 use std::net::SocketAddr;
@@ -383,8 +385,7 @@ fn with_postgresql_frozen_writes_fail_after_the_store_timeout_and_a_retried_refr
     let (valid, refresh_token, revoked) = before_the_outage(addr);
 
     pg.pause();
-    // Thawed on the way out even if an assertion fails, or stopping the server would wait for ever.
-    let frozen = Thaw(&pg);
+    let frozen = Thaw(|| pg.resume());
     for _ in 0..3 {
         let asked = Instant::now();
         let (status, body) = refresh(addr, &refresh_token).unwrap();
@@ -411,12 +412,13 @@ fn with_postgresql_frozen_writes_fail_after_the_store_timeout_and_a_retried_refr
     assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401));
 }
 
-/// Resumes a paused PostgreSQL when dropped.
-struct Thaw<'a>(&'a Postgres);
+/// Runs its closure when dropped: resumes a frozen server even when an assertion fails, or the test would hang
+/// stopping it.
+struct Thaw<F: FnMut()>(F);
 
-impl Drop for Thaw<'_> {
+impl<F: FnMut()> Drop for Thaw<F> {
     fn drop(&mut self) {
-        self.0.resume();
+        (self.0)();
     }
 }
 
@@ -430,4 +432,46 @@ fn node_on_postgres(store_extra: &str) -> (Postgres, tempfile::TempDir, Server) 
     add_user(dir.path(), "alice");
     let node = Server::start(dir.path());
     (pg, dir, node)
+}
+
+#[test]
+fn with_redis_frozen_slow_replies_open_the_breaker_and_it_closes_when_redis_runs_on() {
+    let redis = Redis::start_durable();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    configure(d, &[redis.url()], false, 0, "60s");
+    let config = std::fs::read_to_string(d.join("tessera.toml")).unwrap();
+    std::fs::write(d.join("tessera.toml"), config.replace("[store]\n", "[store]\ntimeout = \"2s\"\n")).unwrap();
+    add_user(d, "alice");
+    let node = Server::start(d);
+    let addr = node.addr;
+    let (valid, refresh_token, revoked) = before_the_outage(addr);
+
+    redis.pause();
+    let thaw = Thaw(|| redis.resume());
+    // Each write waits out the 2 s reply timeout and answers 503; with the node's own polling they open the
+    // breaker, after which writes fail at once.
+    let asked = Instant::now();
+    let (status, body) = refresh(addr, &refresh_token).unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(asked.elapsed() < Duration::from_secs(8), "a frozen Redis held the request {:?}", asked.elapsed());
+    eventually("the breaker opens on slow replies", || {
+        let _ = login(addr, "alice");
+        breaker_state(addr) == Some(2)
+    });
+    let fast = Instant::now();
+    assert_eq!(refresh(addr, &refresh_token).unwrap().0, 503);
+    assert!(fast.elapsed() < Duration::from_secs(1), "an open breaker answers without waiting for Redis");
+    assert_eq!(get(addr, "/readyz").0, 503);
+    for _ in 0..10 {
+        assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401), "verification from the index");
+    }
+
+    drop(thaw);
+    eventually("the breaker closes once Redis runs on", || breaker_state(addr) == Some(0));
+    // The first refresh may have rotated once Redis ran on: the retry is then a grace-window replay.
+    let (status, body) = refresh(addr, &refresh_token).unwrap();
+    assert_eq!(status, 200, "the refresh token from before the freeze: {body}");
+    assert_eq!(login(addr, "alice").unwrap().0, 200);
+    eventually("ready again", || get(addr, "/readyz").0 == 200);
 }

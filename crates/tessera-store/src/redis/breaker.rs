@@ -21,20 +21,23 @@ use std::time::{Duration, Instant};
 
 use crate::StoreError;
 
-/// When the breaker opens and for how long.
+/// What counts as a failure, when the breaker opens, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerSettings {
     /// Consecutive calls that could not reach Redis before the breaker opens (at least 1).
     pub failure_threshold: u32,
     /// How long an open breaker fails calls before it lets a probe through.
     pub cool_down: Duration,
+    /// A reply slower than this fails its call and counts as not reaching Redis, so a frozen Redis opens the
+    /// breaker like a dead one. It must exceed the 1 s a write may wait for its replicas.
+    pub response_timeout: Duration,
 }
 
 impl Default for BreakerSettings {
-    /// 5 failures, 2 s: a Redis restart or a cluster failover (a few seconds) opens it once or twice, a single
-    /// dropped connection never does.
+    /// 5 failures, 2 s, 5 s: a Redis restart or a cluster failover (a few seconds) opens it once or twice, a
+    /// single dropped connection never does.
     fn default() -> Self {
-        Self { failure_threshold: 5, cool_down: Duration::from_secs(2) }
+        Self { failure_threshold: 5, cool_down: Duration::from_secs(2), response_timeout: Duration::from_secs(5) }
     }
 }
 
@@ -241,7 +244,7 @@ mod tests {
     const COOL_DOWN: Duration = Duration::from_secs(2);
 
     fn breaker() -> Breaker {
-        Breaker::new(BreakerSettings { failure_threshold: 3, cool_down: COOL_DOWN })
+        Breaker::new(BreakerSettings { failure_threshold: 3, cool_down: COOL_DOWN, ..BreakerSettings::default() })
     }
 
     fn call(breaker: &Breaker, outcome: Outcome, now: Instant) {
