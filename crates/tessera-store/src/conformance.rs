@@ -783,6 +783,17 @@ impl RedisCluster {
         self.nodes.iter().position(|node| node.port == owner_port).unwrap()
     }
 
+    /// The live nodes that are replicas now.
+    #[must_use]
+    pub fn replicas(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&node| {
+                self.nodes[node].alive()
+                    && redis_cli(self.nodes[node].port, &["INFO", "replication"]).contains("role:slave")
+            })
+            .collect()
+    }
+
     /// Kills node `node` with SIGKILL.
     pub fn kill(&mut self, node: usize) {
         self.nodes[node].kill();

@@ -9,6 +9,9 @@
 //! - PostgreSQL goes away and comes back: the same, without a breaker (the pool drops closed connections);
 //! - PostgreSQL freezes (SIGSTOP: connections up, no answers): writes answer 503 once `store.timeout` passes,
 //!   not when the HTTP timeout does, verification goes on, and a refresh retried after the freeze succeeds;
+//! - a Redis Cluster loses half its nodes, every replica: no write is acknowledged while it cannot be
+//!   replicated (503s), verification goes on, and once the replicas are back writes succeed and nothing
+//!   acknowledged before is missing;
 //! - a single Redis freezes: slow replies count against the breaker, which opens as for a dead Redis, and closes
 //!   once Redis runs on.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
@@ -474,4 +477,49 @@ fn with_redis_frozen_slow_replies_open_the_breaker_and_it_closes_when_redis_runs
     assert_eq!(status, 200, "the refresh token from before the freeze: {body}");
     assert_eq!(login(addr, "alice").unwrap().0, 200);
     eventually("ready again", || get(addr, "/readyz").0 == 200);
+}
+
+#[test]
+fn with_half_the_redis_cluster_gone_no_write_is_acknowledged_unreplicated_and_all_resumes_with_it() {
+    let mut cluster = RedisCluster::start_with_node_timeout(Duration::from_secs(2));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    configure(d, &cluster.urls(), true, 1, "60s");
+    // A refresh that failed its WAIT may have rotated on the master; the retry after the outage is then a replay,
+    // which must still fall inside the grace window however long the replicas take to come back.
+    let mut config = std::fs::read_to_string(d.join("tessera.toml")).unwrap();
+    config.push_str("\n[sessions]\ngrace = \"2m\"\n");
+    std::fs::write(d.join("tessera.toml"), config).unwrap();
+    add_user(d, "alice");
+    let node = Server::start(d);
+    let addr = node.addr;
+    let (valid, refresh_token, revoked) = before_the_outage(addr);
+
+    let replicas = cluster.replicas();
+    assert_eq!(replicas.len(), 3, "three masters, three replicas");
+    for &replica in &replicas {
+        cluster.kill(replica);
+    }
+    // Every write now lacks its replica's acknowledgement: it fails rather than being acknowledged unreplicated.
+    for _ in 0..3 {
+        let (status, body) = refresh(addr, &refresh_token).unwrap();
+        assert_eq!(status, 503, "{body}");
+        let (status, body) = admin(addr, "/admin/v1/revocations", &serde_json::json!({"sub": "carol"})).unwrap();
+        assert_eq!(status, 503, "{body}");
+    }
+    for _ in 0..10 {
+        assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401), "verification from the index");
+    }
+
+    for &replica in &replicas {
+        cluster.restart(replica);
+    }
+    cluster.wait_until_replicated();
+    // Writes that failed their WAIT may still have been applied: the refresh retried with the same token is then a
+    // grace-window replay. Either way it succeeds, and what was acknowledged before the outage is all there.
+    eventually("writes succeed once the replicas are back", || {
+        refresh(addr, &refresh_token).is_ok_and(|(s, _)| s == 200)
+    });
+    assert_eq!(login(addr, "alice").unwrap().0, 200);
+    assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401));
 }
