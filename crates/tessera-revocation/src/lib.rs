@@ -256,6 +256,12 @@ impl RevocationIndex {
         of(&entries.subjects, sub).max(of(&entries.clients, client_id))
     }
 
+    /// Forgets how far the log was applied (the entries stay): the next sync reads the whole log again, for a log
+    /// that went back (see `Store::log_head`). Applying entries again changes nothing.
+    pub fn rewind(&self) {
+        self.applied_through.store(0, Ordering::SeqCst);
+    }
+
     /// [`Self::prune`], at most once per [`PRUNE_EVERY_MS`]; how many entries were dropped, if it ran.
     pub fn prune_if_due(&self, now: Millis) -> Option<usize> {
         let last = self.last_prune_ms.load(Ordering::SeqCst);

@@ -193,6 +193,19 @@ pub async fn sync(state: &AppState) -> Result<(), tessera_store::StoreError> {
     let now = state.clock().now_ms();
     let index = state.revocations();
     let clients = &state.0.clients;
+    // A log that went back (a restore from an older backup, a Redis shard lost with its replica) would hand out
+    // positions this node has passed, and their entries would be skipped for good: read it all again instead.
+    let head = state.store().log_head().await?;
+    if head < index.applied_through() {
+        tracing::error!(
+            head,
+            applied = index.applied_through(),
+            "the revocation log went back (restored or lost): reading it again from the start"
+        );
+        metrics::counter!("tessera_revocation_log_rewound_total").increment(1);
+        index.rewind();
+        clients.mark_stale();
+    }
     loop {
         let after = index.applied_through();
         let entries = state.store().revocations_after(after, index.retention().horizon(now), 10_000).await?;

@@ -10,6 +10,7 @@ use http_body_util::BodyExt as _;
 use serde_json::{json, Value};
 use tessera_server::clock::Clock as _;
 use tessera_server::{Settings, StalePolicy};
+use tessera_store::{Provenance, Revocation};
 use tower::ServiceExt as _;
 
 struct Reply {
@@ -254,6 +255,31 @@ async fn logout_ends_this_session_and_logout_all_ends_every_session() {
     let after = h.login("alice").await;
     assert_eq!(h.verify(&after.access).await, StatusCode::OK, "a login after logout-all works");
     assert_eq!(h.refresh(&after.cookie, &after.csrf).await.status, StatusCode::OK);
+}
+
+/// A revocation log that went back (the database restored from an older backup) is read again from the start:
+/// a revocation written after the restore reuses a position this node had already passed, and must still apply.
+#[tokio::test]
+async fn a_revocation_log_that_went_back_is_read_again_from_the_start() {
+    let h = harness().await;
+    let by = Provenance::new("admin", "before the backup was restored");
+    for jti in ["old-1", "old-2"] {
+        let revocation = Revocation::Token { jti: jti.into(), expires_at: START_MS + 3_600_000 };
+        h.state.store().revoke(revocation, by.clone(), START_MS).await.unwrap();
+    }
+    tessera_server::sync(&h.state).await.unwrap();
+    let db = rusqlite::Connection::open(h.dir.path().join("tessera.db")).unwrap();
+    db.execute_batch("DELETE FROM revocation_log; DELETE FROM sqlite_sequence WHERE name = 'revocation_log';").unwrap();
+
+    let s = h.login("alice").await;
+    assert_eq!(h.verify(&s.access).await, StatusCode::OK);
+    h.clock.advance_ms(1_000);
+    let now = h.clock.now_ms();
+    let everything = Revocation::Subject { sub: "alice".into(), not_before: now };
+    h.state.store().revoke(everything, Provenance::new("admin", "after the restore"), now).await.unwrap();
+    assert_eq!(h.state.store().log_head().await.unwrap(), 1, "the restored log hands out position 1 again");
+    tessera_server::sync(&h.state).await.unwrap();
+    assert_eq!(h.verify(&s.access).await, StatusCode::UNAUTHORIZED, "the revocation made after the restore applies");
 }
 
 /// The verifier remembers tokens it has verified (see `docs/security.md`); a remembered token must still expire

@@ -335,6 +335,9 @@ async fn token_revocations_are_logged(store: &dyn Store) {
     let log = store.revocations_after(0, 60_000, 100).await.unwrap();
     let entry = log.iter().find(|e| e.revocation == token).unwrap();
     assert_eq!((entry.at, &entry.provenance), (60_000, &by));
+    // The head is the newest position a reader sees: the whole log's last entry.
+    let everything = store.revocations_after(0, i64::MIN, 100_000).await.unwrap();
+    assert_eq!(store.log_head().await.unwrap(), everything.last().unwrap().id);
 }
 
 async fn disabling_a_user_ends_their_sessions(store: &dyn Store) {

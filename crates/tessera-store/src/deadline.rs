@@ -124,6 +124,10 @@ impl<S: Store> Store for Deadline<S> {
         self.bounded(self.inner.revocations_after(after_id, since, limit)).await
     }
 
+    async fn log_head(&self) -> Result<i64, StoreError> {
+        self.bounded(self.inner.log_head()).await
+    }
+
     async fn security_events(&self, limit: usize) -> Result<Vec<SecurityEvent>, StoreError> {
         self.bounded(self.inner.security_events(limit)).await
     }

@@ -171,6 +171,15 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<RevocationEntry>, StoreError>;
 
+    /// The position of the newest entry of the revocation log a reader can see (0 when the log is empty). A
+    /// reader that has applied more than this reads a log that went back — a database restored from an older
+    /// backup, a Redis shard lost with its replica — whose next entries would reuse positions it has passed, and
+    /// must read it again from the start.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn log_head(&self) -> Result<i64, StoreError>;
+
     /// The latest security events, newest first.
     ///
     /// # Errors

@@ -762,6 +762,11 @@ impl Store for PostgresStore {
         .collect()
     }
 
+    async fn log_head(&self) -> Result<i64, StoreError> {
+        let db = self.pool.get().await?;
+        Ok(db.query_one("SELECT coalesce(max(id), 0) FROM revocation_log", &[]).await?.try_get(0)?)
+    }
+
     async fn security_events(&self, limit: usize) -> Result<Vec<SecurityEvent>, StoreError> {
         let db = self.pool.get().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

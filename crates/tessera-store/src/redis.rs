@@ -1178,6 +1178,12 @@ impl Store for RedisStore {
         }
     }
 
+    async fn log_head(&self) -> Result<i64, StoreError> {
+        // Readers see only committed positions (see `commit.lua`).
+        let committed: Option<i64> = self.read(::redis::cmd("GET").arg(LOG_COMMITTED_KEY)).await?;
+        Ok(committed.unwrap_or(0))
+    }
+
     async fn security_events(&self, limit: usize) -> Result<Vec<SecurityEvent>, StoreError> {
         let Some(last) = limit.checked_sub(1) else {
             return Ok(Vec::new());

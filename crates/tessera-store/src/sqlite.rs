@@ -741,6 +741,15 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn log_head(&self) -> Result<i64, StoreError> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT coalesce(max(id), 0) FROM revocation_log")?
+                .query_row([], |row| row.get(0))?)
+        })
+        .await
+    }
+
     async fn security_events(&self, limit: usize) -> Result<Vec<SecurityEvent>, StoreError> {
         self.read(move |conn| {
             let mut statement = conn
