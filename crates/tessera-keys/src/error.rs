@@ -27,6 +27,13 @@ pub enum KeyringError {
     /// The shared store holding the keyring failed, or a write kept losing to other nodes.
     #[error("the store holding the signing keys: {0}")]
     Store(String),
+    /// The keyring disappeared while keys loaded from it were in service (a deleted file, a store that lost its
+    /// data): they stay in service, and no new key is generated in place of them.
+    #[error("{}: the keyring disappeared while its keys were in service; they stay in service and no new key is made (restore it, or restart to start a new keyring)", path.display())]
+    Vanished {
+        /// Where it was.
+        path: PathBuf,
+    },
     /// The keyring is encrypted and no master key was given.
     #[error("the signing keys are encrypted; give the master key (TESSERA_MASTER_KEY or keys.master_key_file)")]
     MasterKeyRequired,

@@ -72,6 +72,11 @@ impl KeyService {
         if revision == last.revision && !due {
             return Ok(false);
         }
+        // Maintenance would fill an empty keyring with a new key, and every token signed so far would stop
+        // verifying. A keyring that existed and is gone was lost, not emptied on purpose: keep what is in service.
+        if revision == Revision::Absent && last.revision != Revision::Absent {
+            return Err(KeyringError::Vanished { path: self.store.path() });
+        }
         let current_kid = self.signing.load().kid().to_owned();
         let (ring, changes) = self.store.load_maintained(now_secs, &self.rotation)?;
         for change in &changes {

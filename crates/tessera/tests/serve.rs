@@ -207,6 +207,35 @@ fn key_rotation_from_the_command_line_reaches_a_running_server() {
     assert_eq!(header["kid"], new_kid.as_str(), "new tokens are signed with the rotated key");
 }
 
+/// A keyring lost under a running server (deleted, or gone with a store's data) is not silently replaced by a new
+/// key, which would make every token issued so far fail: the keys in service stay, and nothing is written.
+#[test]
+fn a_keyring_that_vanishes_under_a_running_server_is_not_replaced_by_a_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_user(d, "erin");
+    let server = Server::start(d);
+    let kids = |addr| -> Vec<String> {
+        let jwks: Value =
+            serde_json::from_str(&http(addr, "GET", "/.well-known/jwks.json", "text/plain", "").unwrap().1).unwrap();
+        jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
+    };
+    let before = kids(server.addr);
+    // Past the first reload (which picks up the keyring written at start), then the keyring goes.
+    std::thread::sleep(Duration::from_millis(750));
+    let keyring = d.join("tessera-data/keys.json");
+    std::fs::remove_file(&keyring).unwrap();
+    // Several reload intervals (250 ms each) pass.
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(!keyring.exists(), "no new keyring was generated");
+    assert_eq!(kids(server.addr), before, "the keys in service are still published");
+    let body = serde_json::json!({"username": "erin", "password": PASSWORD}).to_string();
+    let (_, login) = http(server.addr, "POST", "/auth/login", "application/json", &body).unwrap();
+    let access = serde_json::from_str::<Value>(&login).unwrap()["access_token"].as_str().unwrap().to_owned();
+    let header: Value = serde_json::from_slice(&tessera_jose_header(&access)).unwrap();
+    assert_eq!(header["kid"], before[0].as_str(), "and still sign");
+}
+
 fn tessera_jose_header(token: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()
