@@ -11,7 +11,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::{add_user, claims, eventually, http, tessera, Server, PASSWORD};
+use common::{add_user, claims, eventually, http, kid_of, published_kids, tessera, Server, PASSWORD};
 use serde_json::Value;
 use tessera_store::conformance::{Postgres, RedisCluster};
 
@@ -191,17 +191,6 @@ fn node_dirs(config: &str) -> [tempfile::TempDir; 3] {
         std::fs::write(dir.path().join("tessera.toml"), config).unwrap();
         dir
     })
-}
-
-fn published_kids(addr: SocketAddr) -> Vec<String> {
-    let jwks: Value =
-        serde_json::from_str(&http(addr, "GET", "/.well-known/jwks.json", "text/plain", "").unwrap().1).unwrap();
-    jwks["keys"].as_array().unwrap().iter().map(|key| key["kid"].as_str().unwrap().to_owned()).collect()
-}
-
-fn kid_of(token: &str) -> String {
-    let header = tessera_jose::base64url::decode(token.split('.').next().unwrap()).unwrap();
-    serde_json::from_slice::<Value>(&header).unwrap()["kid"].as_str().unwrap().to_owned()
 }
 
 const ADMIN: &str = "admin-credential-for-the-multi-node-test-0123456789";

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{add_user, claims, eventually, http, tessera, Server, PASSWORD};
+use common::{add_user, claims, eventually, http, kid_of, published_kids, tessera, Server, PASSWORD};
 use serde_json::Value;
 
 mod common;
@@ -184,27 +184,18 @@ fn key_rotation_from_the_command_line_reaches_a_running_server() {
     let d = dir.path();
     add_user(d, "erin");
     let server = Server::start(d);
-    let kids = |addr| -> Vec<String> {
-        let jwks: Value =
-            serde_json::from_str(&http(addr, "GET", "/.well-known/jwks.json", "text/plain", "").unwrap().1).unwrap();
-        jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
-    };
-    let before = kids(server.addr);
+    let before = published_kids(server.addr);
     assert_eq!(before.len(), 1, "one key generated on first start");
     let rotated = tessera(d).args(["keys", "rotate", "--now", "--json"]).output().unwrap();
     assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
     let new_kid = serde_json::from_slice::<Value>(&rotated.stdout).unwrap()[0]["kid"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !kids(server.addr).contains(&new_kid) {
+    while !published_kids(server.addr).contains(&new_kid) {
         assert!(Instant::now() < deadline, "the running server never published the new key");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(kids(server.addr).contains(&before[0]), "the old key stays published while its tokens live");
-    let body = serde_json::json!({"username": "erin", "password": PASSWORD}).to_string();
-    let (_, login) = http(server.addr, "POST", "/auth/login", "application/json", &body).unwrap();
-    let access = serde_json::from_str::<Value>(&login).unwrap()["access_token"].as_str().unwrap().to_owned();
-    let header: Value = serde_json::from_slice(&tessera_jose_header(&access)).unwrap();
-    assert_eq!(header["kid"], new_kid.as_str(), "new tokens are signed with the rotated key");
+    assert!(published_kids(server.addr).contains(&before[0]), "the old key stays published while its tokens live");
+    assert_eq!(kid_of(&login_access(server.addr, "erin")), new_kid, "new tokens are signed with the rotated key");
 }
 
 /// A keyring lost under a running server (deleted, or gone with a store's data) is not silently replaced by a new
@@ -215,12 +206,7 @@ fn a_keyring_that_vanishes_under_a_running_server_is_not_replaced_by_a_new_key()
     let d = dir.path();
     add_user(d, "erin");
     let server = Server::start(d);
-    let kids = |addr| -> Vec<String> {
-        let jwks: Value =
-            serde_json::from_str(&http(addr, "GET", "/.well-known/jwks.json", "text/plain", "").unwrap().1).unwrap();
-        jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
-    };
-    let before = kids(server.addr);
+    let before = published_kids(server.addr);
     // Past the first reload (which picks up the keyring written at start), then the keyring goes.
     std::thread::sleep(Duration::from_millis(750));
     let keyring = d.join("tessera-data/keys.json");
@@ -228,17 +214,15 @@ fn a_keyring_that_vanishes_under_a_running_server_is_not_replaced_by_a_new_key()
     // Several reload intervals (250 ms each) pass.
     std::thread::sleep(Duration::from_millis(1_500));
     assert!(!keyring.exists(), "no new keyring was generated");
-    assert_eq!(kids(server.addr), before, "the keys in service are still published");
-    let body = serde_json::json!({"username": "erin", "password": PASSWORD}).to_string();
-    let (_, login) = http(server.addr, "POST", "/auth/login", "application/json", &body).unwrap();
-    let access = serde_json::from_str::<Value>(&login).unwrap()["access_token"].as_str().unwrap().to_owned();
-    let header: Value = serde_json::from_slice(&tessera_jose_header(&access)).unwrap();
-    assert_eq!(header["kid"], before[0].as_str(), "and still sign");
+    assert_eq!(published_kids(server.addr), before, "the keys in service are still published");
+    assert_eq!(kid_of(&login_access(server.addr, "erin")), before[0], "and still sign");
 }
 
-fn tessera_jose_header(token: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()
+/// A login's access token.
+fn login_access(addr: SocketAddr, user: &str) -> String {
+    let body = serde_json::json!({"username": user, "password": PASSWORD}).to_string();
+    let (_, login) = http(addr, "POST", "/auth/login", "application/json", &body).unwrap();
+    serde_json::from_str::<Value>(&login).unwrap()["access_token"].as_str().unwrap().to_owned()
 }
 
 #[test]

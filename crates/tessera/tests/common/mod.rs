@@ -108,7 +108,24 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 
 /// The claims of a JWT, decoded without verification.
 pub fn claims(token: &str) -> serde_json::Value {
-    let payload = token.split('.').nth(1).unwrap();
-    let json = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap();
+    segment(token, 1)
+}
+
+/// The `kid` a token's header names.
+pub fn kid_of(token: &str) -> String {
+    segment(token, 0)["kid"].as_str().unwrap().to_owned()
+}
+
+/// Segment `index` of a compact token, decoded as JSON (unverified: tests only look).
+fn segment(token: &str, index: usize) -> serde_json::Value {
+    let part = token.split('.').nth(index).unwrap();
+    let json = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, part).unwrap();
     serde_json::from_slice(&json).unwrap()
+}
+
+/// The `kid`s a server publishes in its JWKS.
+pub fn published_kids(addr: SocketAddr) -> Vec<String> {
+    let (_, body) = http(addr, "GET", "/.well-known/jwks.json", "text/plain", "").unwrap();
+    let jwks: serde_json::Value = serde_json::from_str(&body).unwrap();
+    jwks["keys"].as_array().unwrap().iter().map(|key| key["kid"].as_str().unwrap().to_owned()).collect()
 }
