@@ -3,9 +3,9 @@
 //! The storage behind Tessera: users, sessions (refresh-token families), per-subject "not before" instants, the
 //! revocation log verifiers follow, and security events. [`Store`] is the trait the server uses; [`SqliteStore`]
 //! is the embedded, durable default; [`PostgresStore`] and [`RedisStore`] (Redis or Redis Cluster) are shared by
-//! several nodes. The refresh-rotation rules live in one pure function, [`decide`], that
-//! every backend applies inside its own atomic step, and the `conformance` feature holds the one test suite every
-//! backend must pass.
+//! several nodes; [`TieredStore`] puts Redis, for rotations, in front of PostgreSQL, for everything else. The
+//! refresh-rotation rules live in one pure function, [`decide`], that every backend applies inside its own atomic
+//! step, and the `conformance` feature holds the one test suite every backend must pass.
 
 mod batch;
 mod deadline;
@@ -14,6 +14,7 @@ mod model;
 mod postgres;
 mod redis;
 mod sqlite;
+mod tiered;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -27,6 +28,7 @@ pub use model::{
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use tiered::TieredStore;
 
 /// Authoritative state, shared by every node that uses the same backend.
 ///

@@ -241,6 +241,23 @@ async fn revoke_in(
     Ok(changed)
 }
 
+/// Revokes `family`, whose rotated generation `presented` came back, with its log entry and security event, in the
+/// caller's transaction; `family` then says so.
+async fn theft_in(db: &impl GenericClient, family: &mut Family, presented: u64, now: Millis) -> Result<(), StoreError> {
+    let sid = family.session.sid.clone();
+    let provenance = Provenance::new("tessera", "reuse_detected");
+    revoke_in(db, &Revocation::Session { sid: sid.clone() }, &provenance, now).await?;
+    let detail = format!("generation {presented} presented while generation {} is live", family.generation);
+    db.execute(
+        "INSERT INTO security_events (at, kind, sub, sid, detail) VALUES ($1, $2, $3, $4, $5)",
+        &[&now, &"refresh_token_reuse", &family.session.sub, &sid, &detail],
+    )
+    .await?;
+    family.revoked_at = Some(now);
+    family.revoked_reason = Some("reuse_detected".into());
+    Ok(())
+}
+
 /// Applies a revocation to the state it changes; whether it changed anything (and so must be logged).
 async fn apply_revocation(
     db: &impl GenericClient,
@@ -466,6 +483,40 @@ impl PostgresStore {
             tx.execute("INSERT INTO tessera_schema (version) VALUES ($1)", &[&version]).await?;
             tracing::info!(version, "applied PostgreSQL migration");
         }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Session `sid` as recorded here (who, when, whether revoked) and its subject's state, in one round trip:
+    /// what the tiered store checks before Redis rotates the session.
+    pub(crate) async fn session_and_subject(&self, sid: &str) -> Result<Option<(Family, SubjectState)>, StoreError> {
+        let db = self.pool.get().await?;
+        let sql = format!(
+            "SELECT {FAMILY_COLUMNS},
+                    (SELECT s.not_before FROM subjects s WHERE s.sub = f.sub),
+                    (SELECT u.disabled FROM users u WHERE u.username = f.sub)
+             FROM families f WHERE f.sid = $1"
+        );
+        let Some(row) = db.query_opt(&sql, &[&sid]).await? else { return Ok(None) };
+        let subject = SubjectState {
+            not_before: row.try_get(14)?,
+            disabled: row.try_get::<_, Option<bool>>(15)?.unwrap_or(false),
+        };
+        Ok(Some((family_from_row(&row)?, subject)))
+    }
+
+    /// Records that `family`'s rotated generation `presented` came back — reuse found where the rotation state
+    /// lives (tiered mode's Redis): the session is revoked and logged with its security event; `family` then says
+    /// so.
+    pub(crate) async fn record_theft(
+        &self,
+        family: &mut Family,
+        presented: u64,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let mut db = self.pool.get().await?;
+        let tx = db.transaction().await?;
+        theft_in(&tx, family, presented, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -701,16 +752,7 @@ impl Store for PostgresStore {
             }
             Decision::Replay => RefreshOutcome::Replayed(family),
             Decision::Theft => {
-                let provenance = Provenance::new("tessera", "reuse_detected");
-                revoke_in(&tx, &Revocation::Session { sid: sid.to_owned() }, &provenance, now).await?;
-                let detail = format!("generation {presented} presented while generation {} is live", family.generation);
-                tx.execute(
-                    "INSERT INTO security_events (at, kind, sub, sid, detail) VALUES ($1, $2, $3, $4, $5)",
-                    &[&now, &"refresh_token_reuse", &family.session.sub, &sid, &detail],
-                )
-                .await?;
-                family.revoked_at = Some(now);
-                family.revoked_reason = Some("reuse_detected".into());
+                theft_in(&tx, &mut family, presented, now).await?;
                 RefreshOutcome::TheftDetected(family)
             }
             Decision::Refuse(refusal) => return Ok(RefreshOutcome::Refused(refusal)),

@@ -527,6 +527,14 @@ impl Drop for RedisStore {
 
 /// Keeps one subscription to [`LOG_CHANNEL`], on the configured nodes in turn, and bumps `changes` on every
 /// message and on every (re)subscription (messages may have been missed meanwhile).
+/// What the rotation script found (see [`RedisStore::rotate`]).
+pub(crate) enum Rotation {
+    /// Rotated, replayed or refused: the answer as it stands.
+    Decided(RefreshOutcome),
+    /// A rotated generation came back: nothing changed yet; the family as the script read it.
+    Theft(Family),
+}
+
 async fn subscribe(urls: Vec<String>, changes: tokio::sync::watch::Sender<u64>) {
     let bump = || changes.send_modify(|n| *n = n.wrapping_add(1));
     for url in urls.iter().cycle() {
@@ -670,6 +678,37 @@ impl RedisStore {
     }
 
     /// A write command, durable once it returns.
+    /// Applies [`decide`](crate::decide) to session `sid` in one script on its slot, given its subject's state:
+    /// the rotation, replay or refusal, or — changing nothing — the reuse of a rotated generation, which the
+    /// caller records and answers. The tiered store calls this with the subject's state from PostgreSQL.
+    pub(crate) async fn rotate(
+        &self,
+        sid: &str,
+        presented: u64,
+        now: Millis,
+        rules: RefreshRules,
+        subject: &SubjectState,
+    ) -> Result<Rotation, StoreError> {
+        let args = [
+            presented.to_string(),
+            now.to_string(),
+            rules.grace_ms.to_string(),
+            rules.idle_timeout_ms.to_string(),
+            subject.not_before.map(|at| at.to_string()).unwrap_or_default(),
+            flag(subject.disabled),
+        ];
+        let (outcome, detail): (String, Value) = self.script(&self.scripts.refresh, &[family_key(sid)], &args).await?;
+        Ok(match outcome.as_str() {
+            "rotated" => Rotation::Decided(RefreshOutcome::Rotated(family_from_value(detail)?)),
+            "replayed" => Rotation::Decided(RefreshOutcome::Replayed(family_from_value(detail)?)),
+            "refused" => {
+                Rotation::Decided(RefreshOutcome::Refused(refusal(&::redis::from_redis_value::<String>(detail)?)?))
+            }
+            "theft" => Rotation::Theft(family_from_value(detail)?),
+            other => return Err(corrupt(format!("refresh script answered {other:?}"))),
+        })
+    }
+
     async fn command<T: FromRedisValue>(&self, cmd: Cmd) -> Result<T, StoreError> {
         let reply = self.write(cmd).await.map_err(StoreError::from)?;
         Ok(::redis::from_redis_value(reply)?)
@@ -1045,21 +1084,9 @@ impl Store for RedisStore {
         };
         // Read after this call began, so a logout-everywhere acknowledged before it is seen (module docs).
         let subject = self.subject(&sub).await?;
-        let args = [
-            presented.to_string(),
-            now.to_string(),
-            rules.grace_ms.to_string(),
-            rules.idle_timeout_ms.to_string(),
-            subject.not_before.map(|at| at.to_string()).unwrap_or_default(),
-            flag(subject.disabled),
-        ];
-        let (outcome, detail): (String, Value) = self.script(&self.scripts.refresh, &[key], &args).await?;
-        match outcome.as_str() {
-            "rotated" => Ok(RefreshOutcome::Rotated(family_from_value(detail)?)),
-            "replayed" => Ok(RefreshOutcome::Replayed(family_from_value(detail)?)),
-            "refused" => Ok(RefreshOutcome::Refused(refusal(&::redis::from_redis_value::<String>(detail)?)?)),
-            "theft" => {
-                let family = family_from_value(detail)?;
+        match self.rotate(sid, presented, now, rules, &subject).await? {
+            Rotation::Decided(outcome) => Ok(outcome),
+            Rotation::Theft(family) => {
                 // Logged (with the security event) first, then marked: never revoked without its log entry.
                 let event = EventRecord {
                     at: now,
@@ -1073,7 +1100,6 @@ impl Store for RedisStore {
                 let (_, revoked) = self.mark_revoked(sid, now, "reuse_detected").await?;
                 Ok(RefreshOutcome::TheftDetected(revoked.unwrap_or(family)))
             }
-            other => Err(corrupt(format!("refresh script answered {other:?}"))),
         }
     }
 

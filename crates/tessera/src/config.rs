@@ -161,32 +161,33 @@ impl Default for RevocationConfig {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct StoreConfig {
     /// `sqlite` (default: embedded, in the data directory, one node), `postgres` or `redis` (shared by several
-    /// nodes).
+    /// nodes), or `tiered`: Redis for refresh rotations in front of PostgreSQL for everything else, which keeps
+    /// verification, revocation and `client_credentials` working while Redis is away (docs/scaling.md).
     pub(crate) backend: StoreBackend,
-    /// With `postgres`: the connection URL, e.g. `postgres://tessera@db.internal:5432/tessera` (better set as
+    /// With `postgres` or `tiered`: the connection URL, e.g. `postgres://tessera@db.internal:5432/tessera` (better set as
     /// `TESSERA_STORE__POSTGRES_URL` when it holds a password). Never logged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) postgres_url: Option<String>,
-    /// With `postgres`: connections per node. Default 16.
+    /// With `postgres` or `tiered`: PostgreSQL connections per node. Default 16.
     pub(crate) pool_size: usize,
-    /// With `redis`: the URL of the one Redis (`redis://:password@cache.internal:6379/0`), or of some nodes of a
+    /// With `redis` or `tiered`: the URL of the one Redis (`redis://:password@cache.internal:6379/0`), or of some nodes of a
     /// Redis Cluster (the client discovers the others). Better set as `TESSERA_STORE__REDIS_URLS` when they hold a
     /// password. Never logged.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) redis_urls: Vec<String>,
-    /// With `redis`: the URLs are nodes of a Redis Cluster. Default false.
+    /// With `redis` or `tiered`: the URLs are nodes of a Redis Cluster. Default false.
     pub(crate) redis_cluster: bool,
-    /// With `redis`: replicas that must acknowledge every write (`WAIT`) before Tessera acknowledges it, so an
+    /// With `redis` or `tiered`: replicas that must acknowledge every write (`WAIT`) before Tessera acknowledges it, so an
     /// acknowledged refresh or revocation survives the loss of a Redis node. Default 1 (one replica per master);
     /// 0 only for a single development Redis, durable then only with `appendonly yes` and `appendfsync always`.
     pub(crate) redis_wait_replicas: u32,
-    /// With `redis`: consecutive calls that cannot reach Redis before the circuit breaker opens and calls fail at
+    /// With `redis` or `tiered`: consecutive calls that cannot reach Redis before the circuit breaker opens and calls fail at
     /// once (503) instead of waiting out their timeouts. Default 5.
     pub(crate) redis_breaker_failures: u32,
-    /// With `redis`: how long an open breaker fails calls before one probe may try Redis again. Default 2 s.
+    /// With `redis` or `tiered`: how long an open breaker fails calls before one probe may try Redis again. Default 2 s.
     #[serde(with = "duration_text")]
     pub(crate) redis_breaker_cool_down: Duration,
-    /// With `postgres` or `redis`: the longest any one store call may take; a store that stops answering (paused,
+    /// With a shared backend: the longest any one store call may take; a store that stops answering (paused,
     /// partitioned with connections still up) then fails calls with 503 instead of holding every request until
     /// the HTTP timeout, and the background sync reports it. With Redis it is the reply timeout, which counts
     /// against the circuit breaker (at least 2 s, since a write may wait 1 s for its replicas). Default 5 s.
@@ -204,6 +205,20 @@ pub(crate) enum StoreBackend {
     Postgres,
     /// Redis or Redis Cluster.
     Redis,
+    /// Redis (rotations) in front of PostgreSQL (everything else).
+    Tiered,
+}
+
+impl StoreBackend {
+    /// The name configuration files use.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+            Self::Redis => "redis",
+            Self::Tiered => "tiered",
+        }
+    }
 }
 
 impl Default for StoreConfig {
@@ -446,26 +461,29 @@ impl Config {
         if t.service_ttl.is_zero() || t.service_ttl > t.max_ttl {
             problems.push("tokens.service_ttl must be between 1s and tokens.max_ttl".to_owned());
         }
-        match (self.store.backend, &self.store.postgres_url) {
-            (StoreBackend::Postgres, None) => {
-                problems.push("store.postgres_url is required with store.backend = \"postgres\"".to_owned());
+        let backend = self.store.backend;
+        let (uses_postgres, uses_redis) = (
+            matches!(backend, StoreBackend::Postgres | StoreBackend::Tiered),
+            matches!(backend, StoreBackend::Redis | StoreBackend::Tiered),
+        );
+        match (uses_postgres, &self.store.postgres_url) {
+            (true, None) => {
+                problems.push(format!("store.postgres_url is required with store.backend = {:?}", backend.name()))
             }
-            (StoreBackend::Sqlite | StoreBackend::Redis, Some(_)) => {
-                problems.push("store.postgres_url is set but store.backend is not \"postgres\"".to_owned());
-            }
+            (false, Some(_)) => problems
+                .push("store.postgres_url is set but store.backend is neither \"postgres\" nor \"tiered\"".to_owned()),
             _ => {}
         }
         let redis_urls = self.store.redis_urls.len();
-        match self.store.backend {
-            StoreBackend::Redis if redis_urls == 0 => {
-                problems.push("store.redis_urls is required with store.backend = \"redis\"".to_owned());
+        match uses_redis {
+            true if redis_urls == 0 => {
+                problems.push(format!("store.redis_urls is required with store.backend = {:?}", backend.name()));
             }
-            StoreBackend::Redis if redis_urls > 1 && !self.store.redis_cluster => problems.push(
+            true if redis_urls > 1 && !self.store.redis_cluster => problems.push(
                 "store.redis_urls must hold one URL unless store.redis_cluster = true (a Redis Cluster)".to_owned(),
             ),
-            StoreBackend::Sqlite | StoreBackend::Postgres if redis_urls > 0 => {
-                problems.push("store.redis_urls is set but store.backend is not \"redis\"".to_owned());
-            }
+            false if redis_urls > 0 => problems
+                .push("store.redis_urls is set but store.backend is neither \"redis\" nor \"tiered\"".to_owned()),
             _ => {}
         }
         if self.store.redis_breaker_failures == 0 {
@@ -474,7 +492,7 @@ impl Config {
         if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&self.store.timeout) {
             problems.push("store.timeout must be between 100ms and 1m".to_owned());
         }
-        if self.store.backend == StoreBackend::Redis && self.store.timeout < Duration::from_secs(2) {
+        if uses_redis && self.store.timeout < Duration::from_secs(2) {
             problems.push(
                 "with Redis, store.timeout must be at least 2s (a write may wait 1 s for its replicas)".to_owned(),
             );
@@ -673,6 +691,21 @@ mod tests {
         {
             assert!(message.contains(needle), "{message}");
         }
+    }
+
+    #[test]
+    fn tiered_needs_both_postgresql_and_redis() {
+        let mut config = Config::default();
+        config.store.backend = StoreBackend::Tiered;
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("postgres_url is required with store.backend = \"tiered\""), "{message}");
+        assert!(message.contains("redis_urls is required with store.backend = \"tiered\""), "{message}");
+        config.store.postgres_url = Some("postgres://tessera@127.0.0.1/tessera".into());
+        config.store.redis_urls = vec!["redis://127.0.0.1:6379".into()];
+        config.validate().unwrap();
+        config.store.backend = StoreBackend::Postgres;
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("redis_urls is set but store.backend is neither"), "{message}");
     }
 
     #[test]

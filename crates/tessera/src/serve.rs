@@ -9,10 +9,10 @@ use tessera_jose::{KeySet, Policy};
 use tessera_server::clock::{Clock as _, SystemClock};
 use tessera_server::keys::KeyService;
 use tessera_server::{AppState, ExchangeRule, RateLimits, RouteRule, Settings, TrustedIssuer};
-use tessera_store::{Deadline, PostgresStore, RedisStore, SqliteStore, Store};
+use tessera_store::{Deadline, PostgresStore, RedisStore, SqliteStore, Store, TieredStore};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{secs, Config, LogFormat, MASTER_KEY_ENV};
+use crate::config::{secs, Config, LogFormat, StoreBackend, MASTER_KEY_ENV};
 
 /// How much longer than `store.timeout` a Redis call may take in all before the deadline cuts it off.
 const REDIS_DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
@@ -42,36 +42,25 @@ fn init_logging(format: LogFormat) {
 }
 
 /// The configured store: SQLite in the data directory (created and migrated), PostgreSQL (migrated on connect),
-/// or Redis / Redis Cluster.
+/// Redis / Redis Cluster, or Redis in front of PostgreSQL.
 pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    match (config.store.backend, &config.store.postgres_url) {
-        (crate::config::StoreBackend::Postgres, Some(url)) => {
-            let store =
-                PostgresStore::connect(url, config.store.pool_size).await.context("connecting to PostgreSQL")?;
-            Ok(Arc::new(Deadline::new(store, config.store.timeout)))
+    let store = &config.store;
+    match store.backend {
+        StoreBackend::Postgres => {
+            let postgres = connect_postgres(config).await?;
+            Ok(Arc::new(Deadline::new(postgres, store.timeout)))
         }
-        (crate::config::StoreBackend::Postgres, None) => anyhow::bail!("store.postgres_url is not set"),
-        (crate::config::StoreBackend::Redis, _) => {
-            let store = &config.store;
-            let what = if store.redis_cluster { "connecting to the Redis Cluster" } else { "connecting to Redis" };
-            let breaker = tessera_store::BreakerSettings {
-                failure_threshold: store.redis_breaker_failures,
-                cool_down: store.redis_breaker_cool_down,
-                response_timeout: store.timeout,
-            };
-            let redis = RedisStore::connect_with_breaker(
-                &store.redis_urls,
-                store.redis_cluster,
-                store.redis_wait_replicas,
-                breaker,
-            )
-            .await
-            .context(what)?;
-            // Redis fails a slow reply itself at store.timeout, where the breaker counts it; the deadline is only
-            // the backstop for whatever else could wait (a connection, a turn in the revocation batch).
-            Ok(Arc::new(Deadline::new(redis, config.store.timeout + REDIS_DEADLINE_MARGIN)))
+        // Redis fails a slow reply itself at store.timeout, where the breaker counts it; the deadline is only the
+        // backstop for whatever else could wait (a connection, a turn in the revocation batch).
+        StoreBackend::Redis => {
+            let redis = connect_redis(config).await?;
+            Ok(Arc::new(Deadline::new(redis, store.timeout + REDIS_DEADLINE_MARGIN)))
         }
-        (crate::config::StoreBackend::Sqlite, _) => {
+        StoreBackend::Tiered => {
+            let (redis, postgres) = tokio::try_join!(connect_redis(config), connect_postgres(config))?;
+            Ok(Arc::new(Deadline::new(TieredStore::new(redis, postgres), store.timeout + REDIS_DEADLINE_MARGIN)))
+        }
+        StoreBackend::Sqlite => {
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("creating {}", config.data_dir.display()))?;
             let path = config.data_dir.join(DATABASE_FILE);
@@ -79,6 +68,24 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>
             Ok(Arc::new(store))
         }
     }
+}
+
+async fn connect_postgres(config: &Config) -> anyhow::Result<PostgresStore> {
+    let url = config.store.postgres_url.as_deref().context("store.postgres_url is not set")?;
+    PostgresStore::connect(url, config.store.pool_size).await.context("connecting to PostgreSQL")
+}
+
+async fn connect_redis(config: &Config) -> anyhow::Result<RedisStore> {
+    let store = &config.store;
+    let what = if store.redis_cluster { "connecting to the Redis Cluster" } else { "connecting to Redis" };
+    let breaker = tessera_store::BreakerSettings {
+        failure_threshold: store.redis_breaker_failures,
+        cool_down: store.redis_breaker_cool_down,
+        response_timeout: store.timeout,
+    };
+    RedisStore::connect_with_breaker(&store.redis_urls, store.redis_cluster, store.redis_wait_replicas, breaker)
+        .await
+        .context(what)
 }
 
 pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {

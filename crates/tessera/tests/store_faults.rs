@@ -13,7 +13,9 @@
 //!   replicated (503s), verification goes on, and once the replicas are back writes succeed and nothing
 //!   acknowledged before is missing;
 //! - a single Redis freezes: slow replies count against the breaker, which opens as for a dead Redis, and closes
-//!   once Redis runs on.
+//!   once Redis runs on;
+//! - in tiered mode (Redis in front of PostgreSQL), Redis goes away: only logins and refreshes fail, revocations
+//!   still reach every node through PostgreSQL and are still in force once Redis is back.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
 use std::net::SocketAddr;
@@ -413,6 +415,59 @@ fn with_postgresql_frozen_writes_fail_after_the_store_timeout_and_a_retried_refr
     assert_eq!(refresh(addr, &successor).unwrap().0, 200, "and its successor is live");
     assert_eq!(login(addr, "alice").unwrap().0, 200);
     assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401));
+}
+
+/// Tiered mode (Redis for rotations in front of PostgreSQL), two nodes, Redis killed: logins and refreshes answer
+/// 503 and the breaker opens, but the node stays ready, verification goes on, and a session revoked on one node
+/// is refused on the other through PostgreSQL's log. Redis back: the breaker closes, sessions from before rotate
+/// where they were, and the one revoked meanwhile stays revoked, though Redis never heard of it.
+#[test]
+fn tiered_with_redis_down_revocations_still_reach_every_node_and_stay_in_force_when_it_returns() {
+    let pg = Postgres::start();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = runtime.block_on(pg.database("tessera"));
+    let mut redis = Redis::start_durable();
+    let store = format!(
+        "backend = \"tiered\"\npostgres_url = {url:?}\nredis_urls = [{:?}]\nredis_wait_replicas = 0\n",
+        redis.url()
+    );
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for dir in &dirs {
+        configure_store(dir.path(), &store, "60s");
+    }
+    add_user(dirs[0].path(), "alice");
+    let (a, b) = (Server::start(dirs[0].path()), Server::start(dirs[1].path()));
+    let (a, b) = (a.addr, b.addr);
+
+    let (valid, refresh_token, revoked) = before_the_outage(a);
+    eventually("B follows A's revocation", || (verify(b, &valid), verify(b, &revoked)) == (200, 401));
+    let (_, body) = login(a, "alice").unwrap();
+    let (doomed, doomed_refresh) = (field(&body, "access_token"), field(&body, "refresh_token"));
+
+    redis.kill();
+    for _ in 0..5 {
+        let (status, body) = refresh(a, &refresh_token).unwrap();
+        assert_eq!((status, field(&body, "error").as_str()), (503, "temporarily_unavailable"), "{body}");
+        assert_eq!(login(a, "alice").unwrap().0, 503);
+    }
+    eventually("the breaker opens", || breaker_state(a) == Some(2));
+    eventually("the breaker opens on the quiet node too (it pings Redis)", || breaker_state(b) == Some(2));
+    assert_eq!(get(a, "/readyz").0, 200, "ready: all but logins and refreshes work without Redis");
+    let sid = claims(&doomed)["sid"].as_str().unwrap().to_owned();
+    let (status, body) = admin(a, "/admin/v1/revocations", &serde_json::json!({"sid": sid})).unwrap();
+    assert_eq!(status, 200, "a revocation is acknowledged once PostgreSQL has it: {body}");
+    eventually("B refuses the session revoked on A", || verify(b, &doomed) == 401);
+    assert_eq!((verify(b, &valid), verify(b, &revoked)), (200, 401));
+
+    redis.restart();
+    // Nothing but logins and refreshes calls Redis in tiered mode: the first one after the cool-down probes it.
+    eventually("the breakers close once Redis is back", || (breaker_state(a), breaker_state(b)) == (Some(0), Some(0)));
+    let (status, body) = refresh(b, &refresh_token).unwrap();
+    assert_eq!(status, 200, "the refresh token from before the outage: {body}");
+    let (status, body) = refresh(b, &doomed_refresh).unwrap();
+    assert_eq!((status, field(&body, "error").as_str()), (400, "invalid_grant"), "revoked during the outage");
+    assert_eq!(login(a, "alice").unwrap().0, 200);
+    assert!(transitions(a, "open") >= 1 && transitions(a, "closed") >= 1);
 }
 
 /// Runs its closure when dropped: resumes a frozen server even when an assertion fails, or the test would hang
