@@ -204,11 +204,17 @@ fn revocation_from_row(row: &Row) -> Result<RevocationEntry, StoreError> {
 async fn load_subject(db: &impl GenericClient, sub: &str) -> Result<SubjectState, StoreError> {
     let row = db
         .query_one(
-            "SELECT (SELECT not_before FROM subjects WHERE sub = $1), (SELECT disabled FROM users WHERE username = $1)",
+            &prepared(db, "SELECT (SELECT not_before FROM subjects WHERE sub = $1), (SELECT disabled FROM users WHERE username = $1)").await?,
             &[&sub],
         )
         .await?;
     Ok(SubjectState { not_before: row.try_get(0)?, disabled: row.try_get::<_, Option<bool>>(1)?.unwrap_or(false) })
+}
+
+/// `sql` prepared once per connection and then reused: sent as text, a statement is prepared again on every
+/// call, which costs a second round trip and a parse.
+async fn prepared(db: &impl GenericClient, sql: &str) -> Result<tokio_postgres::Statement, StoreError> {
+    Ok(db.prepare_cached(sql).await?)
 }
 
 /// Runs an UPDATE that must change exactly one existing row.
@@ -218,7 +224,7 @@ async fn update_one(
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     what: impl FnOnce() -> String,
 ) -> Result<(), StoreError> {
-    if db.execute(sql, params).await? == 0 {
+    if db.execute(&prepared(db, sql).await?, params).await? == 0 {
         return Err(StoreError::NotFound(what()));
     }
     Ok(())
@@ -233,10 +239,10 @@ async fn revoke_in(
 ) -> Result<bool, StoreError> {
     let changed = apply_revocation(db, revocation, provenance, now).await?;
     if changed {
-        db.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).await?;
+        db.execute(&prepared(db, "SELECT pg_advisory_xact_lock($1)").await?, &[&LOG_LOCK]).await?;
         log_revocation(db, revocation, provenance, now).await?;
         // Delivered to every listening node when (and only if) the transaction commits.
-        db.execute("SELECT pg_notify($1, '')", &[&LOG_CHANNEL]).await?;
+        db.execute(&prepared(db, "SELECT pg_notify($1, '')").await?, &[&LOG_CHANNEL]).await?;
     }
     Ok(changed)
 }
@@ -249,7 +255,7 @@ async fn theft_in(db: &impl GenericClient, family: &mut Family, presented: u64, 
     revoke_in(db, &Revocation::Session { sid: sid.clone() }, &provenance, now).await?;
     let detail = format!("generation {presented} presented while generation {} is live", family.generation);
     db.execute(
-        "INSERT INTO security_events (at, kind, sub, sid, detail) VALUES ($1, $2, $3, $4, $5)",
+        &prepared(db, "INSERT INTO security_events (at, kind, sub, sid, detail) VALUES ($1, $2, $3, $4, $5)").await?,
         &[&now, &"refresh_token_reuse", &family.session.sub, &sid, &detail],
     )
     .await?;
@@ -268,7 +274,11 @@ async fn apply_revocation(
     Ok(match revocation {
         Revocation::Session { sid } => {
             db.execute(
-                "UPDATE families SET revoked_at = $2, revoked_reason = $3 WHERE sid = $1 AND revoked_at IS NULL",
+                &prepared(
+                    db,
+                    "UPDATE families SET revoked_at = $2, revoked_reason = $3 WHERE sid = $1 AND revoked_at IS NULL",
+                )
+                .await?,
                 &[sid, &now, &provenance.reason],
             )
             .await?
@@ -277,9 +287,13 @@ async fn apply_revocation(
         // Instants only move forward: an older instant arriving late never un-revokes anything.
         Revocation::Subject { sub, not_before } => {
             db.execute(
-                "INSERT INTO subjects (sub, not_before) VALUES ($1, $2)
+                &prepared(
+                    db,
+                    "INSERT INTO subjects (sub, not_before) VALUES ($1, $2)
                  ON CONFLICT (sub) DO UPDATE SET not_before = excluded.not_before
                  WHERE excluded.not_before > subjects.not_before",
+                )
+                .await?,
                 &[sub, not_before],
             )
             .await?
@@ -298,7 +312,11 @@ async fn log_revocation(
 ) -> Result<(), StoreError> {
     let (kind, value, instant) = revocation.to_columns();
     db.execute(
-        "INSERT INTO revocation_log (at, kind, value, instant, actor, reason) VALUES ($1, $2, $3, $4, $5, $6)",
+        &prepared(
+            db,
+            "INSERT INTO revocation_log (at, kind, value, instant, actor, reason) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?,
         &[&now, &kind, &value, &instant, &provenance.actor, &provenance.reason],
     )
     .await?;
@@ -353,13 +371,13 @@ async fn revoke_batch(pool: &Pool, batch: &[PendingRevocation]) -> Result<Vec<bo
     )
     .await?;
     if changed.contains(&true) {
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).await?;
+        tx.execute(&prepared(&tx, "SELECT pg_advisory_xact_lock($1)").await?, &[&LOG_LOCK]).await?;
         let logged = ordered.iter().zip(&changed).filter(|(_, &changed)| changed);
         futures_util::future::try_join_all(
             logged.map(|(pending, _)| log_revocation(&tx, &pending.revocation, &pending.provenance, pending.now)),
         )
         .await?;
-        tx.execute("SELECT pg_notify($1, '')", &[&LOG_CHANNEL]).await?;
+        tx.execute(&prepared(&tx, "SELECT pg_notify($1, '')").await?, &[&LOG_CHANNEL]).await?;
     }
     tx.commit().await?;
     // Back in the callers' order.
@@ -497,7 +515,7 @@ impl PostgresStore {
                     (SELECT u.disabled FROM users u WHERE u.username = f.sub)
              FROM families f WHERE f.sid = $1"
         );
-        let Some(row) = db.query_opt(&sql, &[&sid]).await? else { return Ok(None) };
+        let Some(row) = db.query_opt(&prepared(&db, &sql).await?, &[&sid]).await? else { return Ok(None) };
         let subject = SubjectState {
             not_before: row.try_get(14)?,
             disabled: row.try_get::<_, Option<bool>>(15)?.unwrap_or(false),
@@ -530,7 +548,7 @@ impl Store for PostgresStore {
         let roles = to_json(&user.roles)?;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
             [&user.username, &user.password_hash, &roles, &user.disabled, &user.created_at];
-        if db.execute(&sql, &params).await? == 0 {
+        if db.execute(&prepared(&db, &sql).await?, &params).await? == 0 {
             return Err(StoreError::AlreadyExists(format!("user {:?}", user.username)));
         }
         Ok(())
@@ -539,13 +557,13 @@ impl Store for PostgresStore {
     async fn user(&self, username: &str) -> Result<Option<User>, StoreError> {
         let db = self.pool.get().await?;
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
-        db.query_opt(&sql, &[&username]).await?.as_ref().map(user_from_row).transpose()
+        db.query_opt(&prepared(&db, &sql).await?, &[&username]).await?.as_ref().map(user_from_row).transpose()
     }
 
     async fn users(&self) -> Result<Vec<User>, StoreError> {
         let db = self.pool.get().await?;
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY username");
-        db.query(&sql, &[]).await?.iter().map(user_from_row).collect()
+        db.query(&prepared(&db, &sql).await?, &[]).await?.iter().map(user_from_row).collect()
     }
 
     async fn set_user_disabled(&self, username: &str, disabled: bool, now: Millis) -> Result<(), StoreError> {
@@ -588,7 +606,7 @@ impl Store for PostgresStore {
             &client.created_at,
             &client.jwks,
         ];
-        if tx.execute(&sql, &params).await? == 0 {
+        if tx.execute(&prepared(&tx, &sql).await?, &params).await? == 0 {
             return Err(StoreError::AlreadyExists(format!("client {:?}", client.client_id)));
         }
         // Instant 0: a new client has no tokens to cut off; verifiers only learn that it exists.
@@ -599,13 +617,13 @@ impl Store for PostgresStore {
     async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
         let db = self.pool.get().await?;
         let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = $1");
-        db.query_opt(&sql, &[&client_id]).await?.as_ref().map(client_from_row).transpose()
+        db.query_opt(&prepared(&db, &sql).await?, &[&client_id]).await?.as_ref().map(client_from_row).transpose()
     }
 
     async fn clients(&self) -> Result<Vec<Client>, StoreError> {
         let db = self.pool.get().await?;
         let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY client_id");
-        db.query(&sql, &[]).await?.iter().map(client_from_row).collect()
+        db.query(&prepared(&db, &sql).await?, &[]).await?.iter().map(client_from_row).collect()
     }
 
     async fn set_client_disabled(&self, client_id: &str, disabled: bool, now: Millis) -> Result<(), StoreError> {
@@ -657,10 +675,10 @@ impl Store for PostgresStore {
         now: Millis,
     ) -> Result<bool, StoreError> {
         let db = self.pool.get().await?;
-        db.execute("DELETE FROM used_assertions WHERE expires_at < $1", &[&now]).await?;
+        db.execute(&prepared(&db, "DELETE FROM used_assertions WHERE expires_at < $1").await?, &[&now]).await?;
         let inserted = db
             .execute(
-                "INSERT INTO used_assertions (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &prepared(&db, "INSERT INTO used_assertions (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING").await?,
                 &[&client_id, &jti, &expires_at],
             )
             .await?;
@@ -692,7 +710,7 @@ impl Store for PostgresStore {
             &family.revoked_at,
             &family.revoked_reason,
         ];
-        if db.execute(&sql, &params).await? == 0 {
+        if db.execute(&prepared(&db, &sql).await?, &params).await? == 0 {
             return Err(StoreError::AlreadyExists(format!("session {:?}", s.sid)));
         }
         Ok(family)
@@ -701,7 +719,7 @@ impl Store for PostgresStore {
     async fn family(&self, sid: &str) -> Result<Option<Family>, StoreError> {
         let db = self.pool.get().await?;
         let sql = format!("SELECT {FAMILY_COLUMNS} FROM families WHERE sid = $1");
-        db.query_opt(&sql, &[&sid]).await?.as_ref().map(family_from_row).transpose()
+        db.query_opt(&prepared(&db, &sql).await?, &[&sid]).await?.as_ref().map(family_from_row).transpose()
     }
 
     async fn refresh(
@@ -725,6 +743,7 @@ impl Store for PostgresStore {
                AND NOT EXISTS (SELECT 1 FROM users u WHERE u.username = f.sub AND u.disabled)
              RETURNING {FAMILY_COLUMNS}"
         );
+        let fast = prepared(&db, &fast).await?;
         if let Some(row) = db.query_opt(&fast, &[&sid, &generation_presented, &now, &rules.idle_timeout_ms]).await? {
             return Ok(RefreshOutcome::Rotated(family_from_row(&row)?));
         }
@@ -732,7 +751,7 @@ impl Store for PostgresStore {
         // The row lock serialises concurrent presentations of this session on every node: only the first sees
         // its generation live.
         let sql = format!("SELECT {FAMILY_COLUMNS} FROM families WHERE sid = $1 FOR UPDATE");
-        let Some(row) = tx.query_opt(&sql, &[&sid]).await? else {
+        let Some(row) = tx.query_opt(&prepared(&tx, &sql).await?, &[&sid]).await? else {
             return Ok(RefreshOutcome::Refused(Refusal::Unknown));
         };
         let mut family = family_from_row(&row)?;
@@ -740,8 +759,12 @@ impl Store for PostgresStore {
         let outcome = match decide(&family, presented, &subject, now, rules) {
             Decision::Rotate => {
                 tx.execute(
-                    "UPDATE families SET generation = generation + 1, generation_issued_at = $2, last_used_at = $2
+                    &prepared(
+                        &tx,
+                        "UPDATE families SET generation = generation + 1, generation_issued_at = $2, last_used_at = $2
                      WHERE sid = $1",
+                    )
+                    .await?,
                     &[&sid, &now],
                 )
                 .await?;
@@ -777,7 +800,11 @@ impl Store for PostgresStore {
              ORDER BY created_at DESC"
         );
         let idle_since = now.saturating_sub(rules.idle_timeout_ms);
-        db.query(&sql, &[&sub, &not_before, &now, &idle_since]).await?.iter().map(family_from_row).collect()
+        db.query(&prepared(&db, &sql).await?, &[&sub, &not_before, &now, &idle_since])
+            .await?
+            .iter()
+            .map(family_from_row)
+            .collect()
     }
 
     async fn subject(&self, sub: &str) -> Result<SubjectState, StoreError> {
@@ -794,8 +821,12 @@ impl Store for PostgresStore {
         let db = self.pool.get().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         db.query(
-            "SELECT id, at, kind, value, instant, actor, reason FROM revocation_log
+            &prepared(
+                &db,
+                "SELECT id, at, kind, value, instant, actor, reason FROM revocation_log
              WHERE id > $1 AND at >= $2 ORDER BY id LIMIT $3",
+            )
+            .await?,
             &[&after_id, &since, &limit],
         )
         .await?
@@ -806,14 +837,21 @@ impl Store for PostgresStore {
 
     async fn log_head(&self) -> Result<i64, StoreError> {
         let db = self.pool.get().await?;
-        Ok(db.query_one("SELECT coalesce(max(id), 0) FROM revocation_log", &[]).await?.try_get(0)?)
+        Ok(db
+            .query_one(&prepared(&db, "SELECT coalesce(max(id), 0) FROM revocation_log").await?, &[])
+            .await?
+            .try_get(0)?)
     }
 
     async fn security_events(&self, limit: usize) -> Result<Vec<SecurityEvent>, StoreError> {
         let db = self.pool.get().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = db
-            .query("SELECT at, kind, sub, sid, detail FROM security_events ORDER BY id DESC LIMIT $1", &[&limit])
+            .query(
+                &prepared(&db, "SELECT at, kind, sub, sid, detail FROM security_events ORDER BY id DESC LIMIT $1")
+                    .await?,
+                &[&limit],
+            )
             .await?;
         rows.iter()
             .map(|row| {
@@ -830,13 +868,15 @@ impl Store for PostgresStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         let db = self.pool.get().await?;
-        db.execute("SELECT 1", &[]).await?;
+        db.execute(&prepared(&db, "SELECT 1").await?, &[]).await?;
         Ok(())
     }
 
     async fn document(&self, name: &str) -> Result<Option<Document>, StoreError> {
         let db = self.pool.get().await?;
-        let row = db.query_opt("SELECT version, contents FROM documents WHERE name = $1", &[&name]).await?;
+        let row = db
+            .query_opt(&prepared(&db, "SELECT version, contents FROM documents WHERE name = $1").await?, &[&name])
+            .await?;
         row.map(|row| {
             let version = u64::try_from(row.try_get::<_, i64>(0)?)
                 .map_err(|_| StoreError::Backend("document version out of range".into()))?;
@@ -850,7 +890,7 @@ impl Store for PostgresStore {
         let written = match expected {
             None => {
                 db.execute(
-                    "INSERT INTO documents (name, version, contents) VALUES ($1, 1, $2) ON CONFLICT (name) DO NOTHING",
+                    &prepared(&db, "INSERT INTO documents (name, version, contents) VALUES ($1, 1, $2) ON CONFLICT (name) DO NOTHING").await?,
                     &[&name, &contents],
                 )
                 .await?
@@ -859,7 +899,7 @@ impl Store for PostgresStore {
                 let version =
                     i64::try_from(version).map_err(|_| StoreError::Backend("document version out of range".into()))?;
                 db.execute(
-                    "UPDATE documents SET version = version + 1, contents = $3 WHERE name = $1 AND version = $2",
+                    &prepared(&db, "UPDATE documents SET version = version + 1, contents = $3 WHERE name = $1 AND version = $2").await?,
                     &[&name, &version, &contents],
                 )
                 .await?
