@@ -19,7 +19,7 @@ mod tiered;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use crate::redis::{BreakerSettings, BreakerState, RedisStore};
+pub use crate::redis::{BreakerSettings, BreakerState, RedisSettings, RedisStore};
 pub use deadline::Deadline;
 pub use error::StoreError;
 pub use model::{

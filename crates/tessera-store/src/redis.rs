@@ -161,8 +161,27 @@ impl Connection {
     }
 }
 
-/// Connections per store for writes (see [`RedisStore`]'s `writers`).
-const WRITE_CONNECTIONS: usize = 8;
+/// How a store uses Redis, besides where it is (see [`RedisStore::connect_with`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RedisSettings {
+    /// The URLs are nodes of a Redis Cluster.
+    pub cluster: bool,
+    /// Replicas that must acknowledge each write (see [`RedisStore::connect`]).
+    pub wait_replicas: u32,
+    /// Connections for writes, used in turn. Redis serves one connection's commands in order and `WAIT` holds
+    /// the connection until the replicas answer, so one connection would make every write wait for the one
+    /// before it to be replicated.
+    pub write_connections: usize,
+    /// The circuit breaker around every call.
+    pub breaker: BreakerSettings,
+}
+
+impl Default for RedisSettings {
+    /// One Redis, writes waiting for one replica, 8 write connections, the breaker's defaults.
+    fn default() -> Self {
+        Self { cluster: false, wait_replicas: 1, write_connections: 8, breaker: BreakerSettings::default() }
+    }
+}
 
 /// Sessions whose subject a store remembers, at most (about 100 bytes each).
 const REMEMBERED_SUBJECTS: usize = 100_000;
@@ -575,24 +594,20 @@ impl RedisStore {
     /// # Errors
     /// No URL or several for a single node, a bad URL, or no node answering.
     pub async fn connect(urls: &[String], cluster: bool, wait_replicas: u32) -> Result<Self, StoreError> {
-        Self::connect_with_breaker(urls, cluster, wait_replicas, BreakerSettings::default()).await
+        Self::connect_with(urls, RedisSettings { cluster, wait_replicas, ..RedisSettings::default() }).await
     }
 
-    /// [`connect`](Self::connect), with these circuit-breaker settings.
+    /// [`connect`](Self::connect), with all of these settings.
     ///
     /// # Errors
     /// As [`connect`](Self::connect).
-    pub async fn connect_with_breaker(
-        urls: &[String],
-        cluster: bool,
-        wait_replicas: u32,
-        breaker: BreakerSettings,
-    ) -> Result<Self, StoreError> {
+    pub async fn connect_with(urls: &[String], settings: RedisSettings) -> Result<Self, StoreError> {
+        let RedisSettings { cluster, wait_replicas, write_connections, breaker } = settings;
         let open = Opener::new(urls, cluster, breaker.response_timeout)?;
         let reader = open.connection().await?;
         reader.query::<String>(&::redis::cmd("PING")).await?;
-        let mut writers = Vec::with_capacity(WRITE_CONNECTIONS);
-        for _ in 0..WRITE_CONNECTIONS {
+        let mut writers = Vec::with_capacity(write_connections.max(1));
+        for _ in 0..write_connections.max(1) {
             writers.push(open.connection().await?);
         }
         let (changes, log_changes) = tokio::sync::watch::channel(0);

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use tessera_store::conformance::{Redis, RedisCluster};
 use tessera_store::{
-    conformance, decide, BreakerSettings, BreakerState, Decision, NewFamily, Provenance, RedisStore, RefreshOutcome,
-    RefreshRules, Revocation, Store, StoreError, User,
+    conformance, decide, BreakerSettings, BreakerState, Decision, NewFamily, Provenance, RedisSettings, RedisStore,
+    RefreshOutcome, RefreshRules, Revocation, Store, StoreError, User,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -160,7 +160,8 @@ async fn the_breaker_opens_when_redis_is_gone_and_closes_when_it_is_back() {
     let mut redis = Redis::start_durable();
     let settings =
         BreakerSettings { failure_threshold: 3, cool_down: Duration::from_millis(200), ..BreakerSettings::default() };
-    let store = RedisStore::connect_with_breaker(&[redis.url()], false, 0, settings).await.unwrap();
+    let settings = RedisSettings { wait_replicas: 0, breaker: settings, ..RedisSettings::default() };
+    let store = RedisStore::connect_with(&[redis.url()], settings).await.unwrap();
     store.create_family(conformance::family("s", "u", 1)).await.unwrap();
     assert_eq!((store.breaker_state(), store.health()), (BreakerState::Closed, None));
 

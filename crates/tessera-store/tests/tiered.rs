@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use tessera_store::conformance::{Postgres, Redis};
 use tessera_store::{
-    conformance, BreakerSettings, PostgresStore, Provenance, RedisStore, RefreshOutcome, RefreshRules, Refusal,
-    Revocation, Store, StoreError, TieredStore,
+    conformance, BreakerSettings, PostgresStore, Provenance, RedisSettings, RedisStore, RefreshOutcome, RefreshRules,
+    Refusal, Revocation, Store, StoreError, TieredStore,
 };
 
 const RULES: RefreshRules = RefreshRules { grace_ms: 10_000, idle_timeout_ms: 86_400_000 };
 
 async fn tiered(redis: &Redis, postgres_url: &str, breaker: BreakerSettings) -> TieredStore {
-    let rotations = RedisStore::connect_with_breaker(&[redis.url()], false, 0, breaker).await.unwrap();
+    let settings = RedisSettings { wait_replicas: 0, breaker, ..RedisSettings::default() };
+    let rotations = RedisStore::connect_with(&[redis.url()], settings).await.unwrap();
     TieredStore::new(rotations, PostgresStore::connect(postgres_url, 8).await.unwrap())
 }
 

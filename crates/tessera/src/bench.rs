@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::cli::{BenchCommand, BenchStore, LoadArgs};
+use crate::config::{Config, StoreBackend, StoreConfig};
 
 const USER: &str = "bench";
 const PASSWORD: &str = "bench password 0123456789";
@@ -133,12 +134,29 @@ struct Sandbox {
     admin_token: String,
 }
 
+/// The store configuration a benchmark runs on: SQLite; PostgreSQL; Redis (a cluster's writes wait for one
+/// replica); both, tiered.
+fn store_config(store: &BenchStore) -> StoreConfig {
+    let backend = match (store.postgres_url.is_some(), store.redis_url.is_empty()) {
+        (true, false) => StoreBackend::Tiered,
+        (true, true) => StoreBackend::Postgres,
+        (false, false) => StoreBackend::Redis,
+        (false, true) => StoreBackend::Sqlite,
+    };
+    StoreConfig {
+        backend,
+        postgres_url: store.postgres_url.clone(),
+        redis_urls: store.redis_url.clone(),
+        redis_cluster: store.redis_cluster,
+        redis_wait_replicas: u32::from(store.redis_cluster),
+        ..StoreConfig::default()
+    }
+}
+
 fn store_name(store: &BenchStore) -> &'static str {
-    match (&store.postgres_url, store.redis_url.is_empty(), store.redis_cluster) {
-        (Some(_), _, _) => "postgres",
-        (None, true, _) => "sqlite",
-        (None, false, false) => "redis",
-        (None, false, true) => "redis-cluster",
+    match store_config(store).backend {
+        StoreBackend::Redis if store.redis_cluster => "redis-cluster",
+        backend => backend.name(),
     }
 }
 
@@ -149,21 +167,22 @@ impl Sandbox {
         std::fs::create_dir_all(&dir)?;
         // A shared store is configured in the sandbox's own configuration file (the children run in its
         // directory, and read ./tessera.toml).
-        let section = match (&store.postgres_url, store.redis_url.is_empty()) {
-            (Some(url), _) => Some(format!("backend = \"postgres\"\npostgres_url = {}\n", toml_string(url))),
-            (None, false) => {
-                let urls: Vec<String> = store.redis_url.iter().map(|url| toml_string(url)).collect();
-                let wait = u8::from(store.redis_cluster);
-                Some(format!(
-                    "backend = \"redis\"\nredis_urls = [{}]\nredis_cluster = {}\nredis_wait_replicas = {wait}\n",
-                    urls.join(", "),
-                    store.redis_cluster
-                ))
+        let config = store_config(&store);
+        if config.backend != StoreBackend::Sqlite {
+            let mut section = format!("[store]\nbackend = {}\n", toml_string(config.backend.name()));
+            if let Some(url) = &config.postgres_url {
+                section += &format!("postgres_url = {}\n", toml_string(url));
             }
-            (None, true) => None,
-        };
-        if let Some(section) = section {
-            std::fs::write(dir.join("tessera.toml"), format!("[store]\n{section}"))?;
+            if !config.redis_urls.is_empty() {
+                let urls: Vec<String> = config.redis_urls.iter().map(|url| toml_string(url)).collect();
+                section += &format!(
+                    "redis_urls = [{}]\nredis_cluster = {}\nredis_wait_replicas = {}\n",
+                    urls.join(", "),
+                    config.redis_cluster,
+                    config.redis_wait_replicas
+                );
+            }
+            std::fs::write(dir.join("tessera.toml"), section)?;
         }
         let mut secret = [0u8; 32];
         aws_lc_rs::rand::fill(&mut secret).map_err(|_| anyhow::anyhow!("no random numbers"))?;
@@ -192,22 +211,8 @@ impl Sandbox {
 
     /// The store the server will use, opened directly.
     async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
-        let store = &self.store;
-        Ok(match (&store.postgres_url, store.redis_url.is_empty()) {
-            (Some(url), _) => Arc::new(tessera_store::PostgresStore::connect(url, 16).await?),
-            (None, false) => Arc::new(
-                tessera_store::RedisStore::connect(
-                    &store.redis_url,
-                    store.redis_cluster,
-                    u32::from(store.redis_cluster),
-                )
-                .await?,
-            ),
-            (None, true) => {
-                std::fs::create_dir_all(self.data_dir())?;
-                Arc::new(tessera_store::SqliteStore::open(&self.data_dir().join(crate::serve::DATABASE_FILE))?)
-            }
-        })
+        let config = Config { data_dir: self.data_dir(), store: store_config(&self.store), ..Config::default() };
+        crate::serve::open_store(&config).await
     }
 
     /// Starts `tessera serve` on a free port; returns once it listens.

@@ -273,8 +273,8 @@ pub(crate) enum BenchCommand {
 /// throwaway database: the benchmark's user, client and sessions are created in it.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct BenchStore {
-    /// Run the server on this PostgreSQL database.
-    #[arg(long, value_name = "URL", conflicts_with = "redis_url")]
+    /// Run the server on this PostgreSQL database (with --redis-url too: tiered, Redis in front of it).
+    #[arg(long, value_name = "URL")]
     pub(crate) postgres_url: Option<String>,
     /// Run the server on this Redis (repeat for several nodes of a Redis Cluster).
     #[arg(long, value_name = "URL")]

@@ -177,6 +177,9 @@ pub(crate) struct StoreConfig {
     pub(crate) redis_urls: Vec<String>,
     /// With `redis` or `tiered`: the URLs are nodes of a Redis Cluster. Default false.
     pub(crate) redis_cluster: bool,
+    /// With `redis` or `tiered`: connections per node for writes, used in turn (reads have one more). A write
+    /// holds its connection while it waits for its replicas, so this bounds the writes in flight. Default 8.
+    pub(crate) redis_connections: usize,
     /// With `redis` or `tiered`: replicas that must acknowledge every write (`WAIT`) before Tessera acknowledges it, so an
     /// acknowledged refresh or revocation survives the loss of a Redis node. Default 1 (one replica per master);
     /// 0 only for a single development Redis, durable then only with `appendonly yes` and `appendfsync always`.
@@ -211,7 +214,7 @@ pub(crate) enum StoreBackend {
 
 impl StoreBackend {
     /// The name configuration files use.
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Sqlite => "sqlite",
             Self::Postgres => "postgres",
@@ -229,6 +232,7 @@ impl Default for StoreConfig {
             pool_size: 16,
             redis_urls: Vec::new(),
             redis_cluster: false,
+            redis_connections: 8,
             redis_wait_replicas: 1,
             redis_breaker_failures: 5,
             redis_breaker_cool_down: Duration::from_secs(2),
@@ -508,6 +512,9 @@ impl Config {
         if !(1..=1024).contains(&self.store.pool_size) {
             problems.push("store.pool_size must be between 1 and 1024".to_owned());
         }
+        if !(1..=256).contains(&self.store.redis_connections) {
+            problems.push("store.redis_connections must be between 1 and 256".to_owned());
+        }
         if t.leeway > Duration::from_secs(300) {
             problems.push("tokens.leeway must be at most 5m".to_owned());
         }
@@ -685,10 +692,17 @@ mod tests {
         config.store.backend = StoreBackend::Postgres;
         config.store.pool_size = 0;
         config.store.redis_breaker_failures = 0;
+        config.store.redis_connections = 0;
         let message = config.validate().unwrap_err().to_string();
-        for needle in
-            ["access_ttl", "rsa_bits", "cannot sign", "postgres_url is required", "pool_size", "redis_breaker"]
-        {
+        for needle in [
+            "access_ttl",
+            "rsa_bits",
+            "cannot sign",
+            "postgres_url is required",
+            "pool_size",
+            "redis_breaker",
+            "redis_connections",
+        ] {
             assert!(message.contains(needle), "{message}");
         }
     }

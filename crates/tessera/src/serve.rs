@@ -78,14 +78,17 @@ async fn connect_postgres(config: &Config) -> anyhow::Result<PostgresStore> {
 async fn connect_redis(config: &Config) -> anyhow::Result<RedisStore> {
     let store = &config.store;
     let what = if store.redis_cluster { "connecting to the Redis Cluster" } else { "connecting to Redis" };
-    let breaker = tessera_store::BreakerSettings {
-        failure_threshold: store.redis_breaker_failures,
-        cool_down: store.redis_breaker_cool_down,
-        response_timeout: store.timeout,
+    let settings = tessera_store::RedisSettings {
+        cluster: store.redis_cluster,
+        wait_replicas: store.redis_wait_replicas,
+        write_connections: store.redis_connections,
+        breaker: tessera_store::BreakerSettings {
+            failure_threshold: store.redis_breaker_failures,
+            cool_down: store.redis_breaker_cool_down,
+            response_timeout: store.timeout,
+        },
     };
-    RedisStore::connect_with_breaker(&store.redis_urls, store.redis_cluster, store.redis_wait_replicas, breaker)
-        .await
-        .context(what)
+    RedisStore::connect_with(&store.redis_urls, settings).await.context(what)
 }
 
 pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
