@@ -328,10 +328,17 @@ async fn client_assertions_are_used_once(store: &dyn Store) {
     assert!(store.use_assertion("svc", "a-1", 30_000, 20_000).await.unwrap());
 }
 
+/// A token revocation is logged with who and why, and the exact lookup compact mode relies on finds it — that
+/// `jti` only, not one that differs by a character nor a session with the same identifier.
 async fn token_revocations_are_logged(store: &dyn Store) {
     let token = Revocation::Token { jti: "j-1".into(), expires_at: 90_000 };
     let by = Provenance::new("admin", "leaked in a log file");
+    assert!(!store.token_revoked("j-1").await.unwrap());
     assert!(store.revoke(token.clone(), by.clone(), 60_000).await.unwrap());
+    assert!(store.revoke(Revocation::Session { sid: "j-2".into() }, by.clone(), 60_000).await.is_ok());
+    assert!(store.token_revoked("j-1").await.unwrap());
+    assert!(!store.token_revoked("j-").await.unwrap());
+    assert!(!store.token_revoked("j-2").await.unwrap(), "a session of that name is not a token");
     let log = store.revocations_after(0, 60_000, 100).await.unwrap();
     let entry = log.iter().find(|e| e.revocation == token).unwrap();
     assert_eq!((entry.at, &entry.provenance), (60_000, &by));

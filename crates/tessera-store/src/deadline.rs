@@ -124,6 +124,10 @@ impl<S: Store> Store for Deadline<S> {
         self.bounded(self.inner.revocations_after(after_id, since, limit)).await
     }
 
+    async fn token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        self.bounded(self.inner.token_revoked(jti)).await
+    }
+
     async fn log_head(&self) -> Result<i64, StoreError> {
         self.bounded(self.inner.log_head()).await
     }

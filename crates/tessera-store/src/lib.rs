@@ -173,6 +173,14 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<RevocationEntry>, StoreError>;
 
+    /// Whether access token `jti` is revoked: a [`Revocation::Token`] of it is in the log, whatever its expiry
+    /// (an expired token fails verification anyway). The exact answer compact mode confirms its prefilter's
+    /// positives with; it sees at least every entry [`revocations_after`](Self::revocations_after) has shown.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+
     /// The position of the newest entry of the revocation log a reader can see (0 when the log is empty). A
     /// reader that has applied more than this reads a log that went back — a database restored from an older
     /// backup, a Redis shard lost with its replica — whose next entries would reuse positions it has passed, and

@@ -12,7 +12,7 @@
 //! | `tessera:{sid:SID}` | a session: refresh-token family and rotation state (hash) |
 //! | `tessera:{sub:SUB}:state` | the subject's "not before" instant (hash) |
 //! | `tessera:{sub:SUB}:sids` | the subject's sessions (set) |
-//! | `tessera:{tessera-log}:…` | the revocation log, its position counter, its time index, the security events |
+//! | `tessera:{tessera-log}:…` | the revocation log, its position counter, its time index, the security events, the revoked tokens |
 //! | `tessera:{tessera-index}:users`, `…:clients` | the names, for the listings |
 //!
 //! Names are escaped (`%`, `{`, `}`), so each tag is exactly the name and no two keys can collide.
@@ -315,6 +315,8 @@ const LOG_HIGHEST_AT_KEY: &str = "tessera:{tessera-log}:highest-at";
 const EVENTS_KEY: &str = "tessera:{tessera-log}:events";
 /// The highest log position whose write the replicas acknowledged: readers never read past it (`commit.lua`).
 const LOG_COMMITTED_KEY: &str = "tessera:{tessera-log}:committed";
+/// The `jti`s of revoked access tokens (a hash, `jti` → 1), written with their log entries.
+const REVOKED_TOKENS_KEY: &str = "tessera:{tessera-log}:revoked-tokens";
 
 fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|err| StoreError::Backend(err.to_string()))
@@ -798,7 +800,8 @@ impl RedisStore {
         entries: &[(&Revocation, &Provenance, Millis)],
         event: Option<&EventRecord>,
     ) -> Result<(), StoreError> {
-        let keys = [LOG_SEQ_KEY, LOG_KEY, LOG_TIME_KEY, LOG_HIGHEST_AT_KEY, EVENTS_KEY].map(str::to_owned);
+        let keys =
+            [LOG_SEQ_KEY, LOG_KEY, LOG_TIME_KEY, LOG_HIGHEST_AT_KEY, EVENTS_KEY, REVOKED_TOKENS_KEY].map(str::to_owned);
         let mut args = vec![event.map(to_json).transpose()?.unwrap_or_default()];
         for (revocation, provenance, at) in entries {
             let (kind, value, instant) = revocation.to_columns();
@@ -812,6 +815,10 @@ impl RedisStore {
             };
             args.push(at.to_string());
             args.push(to_json(&record)?);
+            args.push(match revocation {
+                Revocation::Token { jti, .. } => jti.clone(),
+                _ => String::new(),
+            });
         }
         // Two steps, each acknowledged by the replicas: the entries, then the committed position that lets readers
         // see them. A failover can lose entries that were appended but not yet acknowledged, and the next append
@@ -1217,6 +1224,10 @@ impl Store for RedisStore {
                 return Ok(entries);
             }
         }
+    }
+
+    async fn token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        self.read(::redis::cmd("HEXISTS").arg(REVOKED_TOKENS_KEY).arg(jti)).await
     }
 
     async fn log_head(&self) -> Result<i64, StoreError> {

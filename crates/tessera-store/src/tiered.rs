@@ -218,6 +218,10 @@ impl Store for TieredStore {
         self.records.revocations_after(after_id, since, limit).await
     }
 
+    async fn token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        self.records.token_revoked(jti).await
+    }
+
     async fn log_head(&self) -> Result<i64, StoreError> {
         self.records.log_head().await
     }

@@ -4,18 +4,24 @@
 -- KEYS: the position counter, the entries (ZSET: score = position, member = '<position> <entry JSON>'), the
 --       time index (ZSET: score = the highest `at` up to that position, member = the position zero-padded to 20
 --       digits, so equal scores sort by position), the highest `at` so far, the security events (LIST, newest
---       first). All under one hash tag: one slot, so positions are gap-free and in commit order.
--- ARGV: security event JSON ('' for none), then for each entry: at, entry JSON.
+--       first), the revoked access tokens (HASH: jti -> 1, what compact mode confirms its positives with). All
+--       under one hash tag: one slot, so positions are gap-free and in commit order, and a token is found revoked
+--       exactly when its entry exists.
+-- ARGV: security event JSON ('' for none), then for each entry: at, entry JSON, the revoked token's jti ('' when
+--       the entry revokes something else).
 -- Returns the last new position.
 --
 -- The time index is non-decreasing in position, so the first position whose score is >= `since` bounds from
 -- below every entry recorded at or after `since`, whatever order the nodes' clocks put them in.
 local id = 0
 local highest = redis.call('GET', KEYS[4])
-for i = 2, #ARGV, 2 do
+for i = 2, #ARGV, 3 do
   id = redis.call('INCR', KEYS[1])
   local position = string.format('%d', id)
   redis.call('ZADD', KEYS[2], position, position .. ' ' .. ARGV[i + 1])
+  if ARGV[i + 2] ~= '' then
+    redis.call('HSET', KEYS[6], ARGV[i + 2], 1)
+  end
   if not highest or tonumber(ARGV[i]) > tonumber(highest) then
     highest = ARGV[i]
   end
