@@ -12,8 +12,9 @@
 //! - **Staleness is visible.** The index records the last log position it applied and when it last synced, so a
 //!   node can tell — and report — that it may be behind.
 //!
-//! For long-lived tokens, whose revoked ids run into the tens of millions, [`compact`] holds them in a
-//! time-bucketed probabilistic prefilter instead, confirmed by an exact store.
+//! For long-lived tokens, whose revoked ids run into the tens of millions, compact mode
+//! ([`RevocationIndex::compact`]) holds them in a time-bucketed probabilistic prefilter instead
+//! ([`compact::Prefilter`]); [`RevocationIndex::check`] then names the ids the exact store must confirm.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -24,6 +25,8 @@ use std::sync::RwLock;
 use tessera_store::{Millis, Revocation, RevocationEntry};
 
 pub mod compact;
+
+use compact::{CompactError, Prefilter, PrefilterConfig, Verdict};
 
 /// How long entries matter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +87,7 @@ pub fn operator_request(
         (_, _, None, Some(_)) => Err(RequestError::InstantWithoutSubject),
         (Some(jti), None, None, None) => {
             let expires_at = now.saturating_add(retention.max_token_lifetime_ms).saturating_add(retention.leeway_ms);
-            Ok(Revocation::Token { jti, expires_at })
+            Ok(Revocation::TokenById { jti, expires_at })
         }
         (None, Some(sid), None, None) => Ok(Revocation::Session { sid }),
         (None, None, Some(sub), before) => {
@@ -113,6 +116,22 @@ pub struct TokenRef<'a> {
     pub client_id: Option<&'a str>,
     /// `iat`, in seconds.
     pub iat_secs: i64,
+    /// `exp`, in seconds: where compact mode looks the `jti` up.
+    pub exp_secs: i64,
+}
+
+/// What the index says about a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Check<'a> {
+    /// Not revoked.
+    Valid,
+    /// Revoked.
+    Revoked,
+    /// Compact mode: the prefilter may hold these `jti`s (the token's own, the one it was derived from), and
+    /// nothing else revokes the token. The exact store decides ([`tessera_store::Store::token_revoked`]); when it
+    /// cannot answer, the token must be refused.
+    Confirm([Option<&'a str>; 2]),
 }
 
 /// The in-process index, with the log position applied so far.
@@ -145,6 +164,8 @@ struct Entries {
     subjects: HashMap<u64, Millis, PreHashed>,
     /// `client_id` → tokens issued at or before this instant are dead.
     clients: HashMap<u64, Millis, PreHashed>,
+    /// Compact mode: revoked `jti`s, filed by their tokens' expiry, instead of `tokens`.
+    prefilter: Option<Prefilter>,
 }
 
 /// The table's own hash of a key that is already a keyed hash: one multiplication spreads it over the bits the
@@ -186,10 +207,29 @@ impl RevocationIndex {
     /// An empty index.
     #[must_use]
     pub fn new(retention: Retention) -> Self {
+        Self::with_entries(retention, Entries::default())
+    }
+
+    /// An empty index in compact mode: revoked `jti`s go into a prefilter with buckets `bucket_width_ms` wide,
+    /// each sized for `bucket_capacity` revocations (see [`compact`]); [`Self::check`] may then ask for an exact
+    /// confirmation.
+    ///
+    /// # Errors
+    /// A zero width or capacity.
+    pub fn compact(
+        retention: Retention,
+        bucket_width_ms: Millis,
+        bucket_capacity: usize,
+    ) -> Result<Self, CompactError> {
+        let prefilter = Prefilter::new(PrefilterConfig { retention, bucket_width_ms, bucket_capacity })?;
+        Ok(Self::with_entries(retention, Entries { prefilter: Some(prefilter), ..Entries::default() }))
+    }
+
+    fn with_entries(retention: Retention, entries: Entries) -> Self {
         Self {
             retention,
             keys: RandomState::new(),
-            entries: RwLock::default(),
+            entries: RwLock::new(entries),
             applied_through: AtomicI64::new(0),
             last_sync_ms: AtomicI64::new(0),
             last_prune_ms: AtomicI64::new(0),
@@ -229,21 +269,37 @@ impl RevocationIndex {
     }
 
     /// Whether the token is revoked: by its `jti` or the one it was derived from, its session, its subject's or
-    /// its client's instant. A poisoned lock answers "revoked": the index fails closed.
-    #[must_use]
-    pub fn is_revoked(&self, token: &TokenRef<'_>) -> bool {
-        let Ok(entries) = self.entries.read() else { return true };
+    /// its client's instant. In compact mode a `jti` the prefilter may hold is [`Check::Confirm`]ed by the caller.
+    /// A poisoned lock answers "revoked": the index fails closed.
+    pub fn check<'a>(&self, token: &TokenRef<'a>) -> Check<'a> {
+        let Ok(entries) = self.entries.read() else { return Check::Revoked };
         let lookup = |map: &HashMap<u64, Millis, PreHashed>, id: Option<&str>| {
             if map.is_empty() {
                 return None;
             }
             id.and_then(|id| map.get(&self.key(id)).copied())
         };
-        lookup(&entries.tokens, token.jti).is_some()
+        let revoked = lookup(&entries.tokens, token.jti).is_some()
             || lookup(&entries.tokens, token.orig_jti).is_some()
             || lookup(&entries.sessions, token.sid).is_some()
             || lookup(&entries.subjects, token.sub).is_some_and(|instant| issued_by(token.iat_secs, instant))
-            || lookup(&entries.clients, token.client_id).is_some_and(|instant| issued_by(token.iat_secs, instant))
+            || lookup(&entries.clients, token.client_id).is_some_and(|instant| issued_by(token.iat_secs, instant));
+        if revoked {
+            return Check::Revoked;
+        }
+        let Some(prefilter) = &entries.prefilter else { return Check::Valid };
+        let exp = token.exp_secs.saturating_mul(1000);
+        let maybe = |jti: Option<&'a str>| jti.filter(|jti| prefilter.check(jti, exp..=exp) == Verdict::Maybe);
+        match [maybe(token.jti), maybe(token.orig_jti)] {
+            [None, None] => Check::Valid,
+            unconfirmed => Check::Confirm(unconfirmed),
+        }
+    }
+
+    /// [`Self::check`] without an exact store: a `jti` the prefilter may hold counts as revoked.
+    #[must_use]
+    pub fn is_revoked(&self, token: &TokenRef<'_>) -> bool {
+        self.check(token) != Check::Valid
     }
 
     /// The latest "not before" instant of the subject or the client, if either has one: a token issued in that
@@ -284,7 +340,10 @@ impl RevocationIndex {
         for map in [&mut entries.sessions, &mut entries.subjects, &mut entries.clients] {
             map.retain(|_, instant| *instant >= horizon);
         }
-        before - entries.len()
+        if let Some(prefilter) = &mut entries.prefilter {
+            prefilter.drop_expired(now);
+        }
+        before.saturating_sub(entries.len())
     }
 
     /// The last log position applied.
@@ -318,16 +377,27 @@ impl RevocationIndex {
 }
 
 impl Entries {
+    /// Entries held; in compact mode a `jti` filed under several expiry buckets counts in each.
     fn len(&self) -> usize {
-        self.tokens.len() + self.sessions.len() + self.subjects.len() + self.clients.len()
+        let filtered = self.prefilter.as_ref().map_or(0, Prefilter::len);
+        self.tokens.len() + self.sessions.len() + self.subjects.len() + self.clients.len() + filtered
     }
 
     fn insert(&mut self, revocation: &Revocation, at: Millis, retention: Retention, now: Millis, keys: &RandomState) {
         let horizon = retention.horizon(now);
         let key = |id: &str| keys.hash_one(id);
         match revocation {
-            Revocation::Token { jti, expires_at } => {
-                if *expires_at >= now.saturating_sub(retention.leeway_ms) {
+            Revocation::Token { jti, expires_at } | Revocation::TokenById { jti, expires_at }
+                if *expires_at >= now.saturating_sub(retention.leeway_ms) =>
+            {
+                // The token's own expiry files it in one bucket; a bound on it, in every bucket from when the
+                // token may still have been valid (at the revocation, within the leeway) up to the bound.
+                let exp = match revocation {
+                    Revocation::TokenById { .. } => at.saturating_sub(retention.leeway_ms)..=*expires_at,
+                    _ => *expires_at..=*expires_at,
+                };
+                // A range the prefilter refuses (a bound from a longer lifetime than today's) is kept exactly.
+                if self.prefilter.as_mut().is_none_or(|prefilter| prefilter.insert(jti, exp).is_err()) {
                     raise(&mut self.tokens, key(jti), *expires_at);
                 }
             }
@@ -339,7 +409,11 @@ impl Entries {
             Revocation::Client { client_id, not_before } if *not_before >= horizon => {
                 raise(&mut self.clients, key(client_id), *not_before);
             }
-            Revocation::Session { .. } | Revocation::Subject { .. } | Revocation::Client { .. } => {}
+            Revocation::Token { .. }
+            | Revocation::TokenById { .. }
+            | Revocation::Session { .. }
+            | Revocation::Subject { .. }
+            | Revocation::Client { .. } => {}
         }
     }
 }
@@ -367,6 +441,7 @@ mod tests {
             sub: Some(sub),
             client_id: Some(client_id),
             iat_secs,
+            exp_secs: iat_secs + 900,
         }
     }
 
@@ -376,7 +451,10 @@ mod tests {
             let owned = |v: Option<&str>| v.map(str::to_owned);
             operator_request(owned(jti), owned(sid), owned(sub), before, 100_000, RETENTION)
         };
-        assert_eq!(ask(Some("j"), None, None, None), Ok(Revocation::Token { jti: "j".into(), expires_at: 1_060_000 }));
+        assert_eq!(
+            ask(Some("j"), None, None, None),
+            Ok(Revocation::TokenById { jti: "j".into(), expires_at: 1_060_000 })
+        );
         assert_eq!(ask(None, Some("s"), None, None), Ok(Revocation::Session { sid: "s".into() }));
         assert_eq!(ask(None, None, Some("u"), None), Ok(Revocation::Subject { sub: "u".into(), not_before: 100_000 }));
         assert_eq!(
@@ -442,6 +520,53 @@ mod tests {
         index.apply(&[entry(4, 0, Revocation::Session { sid: "old".into() })], 2_000_000);
         assert!(index.is_empty());
         assert_eq!(index.applied_through(), 4, "but their position counts");
+    }
+
+    /// Compact mode with one-minute buckets, for tokens that live up to 900 s.
+    fn compact_index() -> RevocationIndex {
+        RevocationIndex::compact(RETENTION, 60_000, 1_000).unwrap()
+    }
+
+    #[test]
+    fn compact_mode_asks_to_confirm_a_revoked_jti_and_answers_the_rest_itself() {
+        let index = compact_index();
+        index.apply(
+            &[
+                entry(1, 1_000, Revocation::Token { jti: "j1".into(), expires_at: 500_000 }),
+                entry(2, 1_000, Revocation::Session { sid: "s1".into() }),
+            ],
+            1_000,
+        );
+        let revoked = TokenRef { exp_secs: 500, ..token("j1", "s", "u", "c", 100) };
+        assert_eq!(index.check(&revoked), Check::Confirm([Some("j1"), None]), "a prefilter never misses");
+        let derived = TokenRef { orig_jti: Some("j1"), exp_secs: 500, ..token("j2", "s", "u", "c", 100) };
+        assert!(matches!(index.check(&derived), Check::Confirm([_, Some("j1")])));
+        assert!(index.is_revoked(&revoked), "without an exact store, a maybe counts as revoked");
+        // Another expiry bucket holds nothing: certain, no lookup.
+        assert_eq!(index.check(&TokenRef { exp_secs: 700, ..token("j1", "s", "u", "c", 100) }), Check::Valid);
+        // Sessions, subjects and clients stay exact.
+        assert_eq!(index.check(&TokenRef { exp_secs: 700, ..token("j", "s1", "u", "c", 100) }), Check::Revoked);
+        // The bucket goes once its tokens have expired (the bucket ends at 540 s, plus 60 s of leeway).
+        assert_eq!(index.len(), 2);
+        index.prune(600_001);
+        assert_eq!(index.len(), 1, "the session entry stays a lifetime");
+        assert_eq!(index.check(&revoked), Check::Valid);
+    }
+
+    #[test]
+    fn compact_mode_files_a_jti_revoked_by_id_under_every_expiry_its_token_may_have() {
+        let index = compact_index();
+        // Revoked at 100 s by an operator: its token may expire anywhere from 40 s (leeway) to 1,060 s.
+        let by_id = operator_request(Some("j1".into()), None, None, None, 100_000, RETENTION).unwrap();
+        index.apply(&[entry(1, 100_000, by_id)], 100_000);
+        for exp_secs in [40, 100, 500, 999, 1_060] {
+            let presented = TokenRef { exp_secs, ..token("j1", "s", "u", "c", 0) };
+            assert_eq!(index.check(&presented), Check::Confirm([Some("j1"), None]), "exp {exp_secs} s");
+        }
+        // A bound from a longer lifetime than the prefilter spans is kept exactly instead of dropped.
+        let wide = Revocation::TokenById { jti: "j2".into(), expires_at: 100_000 + 10 * 900_000 };
+        index.apply(&[entry(2, 100_000, wide)], 100_000);
+        assert_eq!(index.check(&TokenRef { exp_secs: 500, ..token("j2", "s", "u", "c", 0) }), Check::Revoked);
     }
 
     fn arbitrary_revocation() -> impl Strategy<Value = Revocation> {

@@ -78,11 +78,7 @@ impl ApiError {
     /// `tessera_storage_unavailable_total`).
     #[must_use]
     pub fn unavailable(detail: impl std::fmt::Display) -> Self {
-        metrics::counter!("tessera_storage_unavailable_total").increment(1);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if first_in_its_second(&LAST_UNAVAILABLE_LOG, now) {
-            tracing::error!(error = %detail, "storage unavailable (further failures this second are only counted)");
-        }
+        note_storage_failure(detail);
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "storage is unavailable; retry")
     }
 
@@ -97,6 +93,15 @@ impl ApiError {
     #[must_use]
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+}
+
+/// Counts a storage failure and logs it — at most one line a second (see [`ApiError::unavailable`]).
+pub(crate) fn note_storage_failure(detail: impl std::fmt::Display) {
+    metrics::counter!("tessera_storage_unavailable_total").increment(1);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if first_in_its_second(&LAST_UNAVAILABLE_LOG, now) {
+        tracing::error!(error = %detail, "storage unavailable (further failures this second are only counted)");
     }
 }
 

@@ -48,7 +48,7 @@ use tower_http::trace::TraceLayer;
 pub use clients::assertion_keys as client_assertion_keys;
 pub use error::ApiError;
 pub use oauth2::client_auth::secret_hash as client_secret_hash;
-pub use settings::{ExchangeRule, RateLimits, RouteRule, Settings, StalePolicy, TrustedIssuer};
+pub use settings::{CompactRevocations, ExchangeRule, RateLimits, RouteRule, Settings, StalePolicy, TrustedIssuer};
 pub use state::AppState;
 
 /// The whole service as a router.

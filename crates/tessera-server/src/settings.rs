@@ -51,6 +51,18 @@ pub struct Settings {
     pub revocations_stale_after: Duration,
     /// What verification does while the index is stale.
     pub stale_revocations: StalePolicy,
+    /// Compact mode for the revocation index: revoked `jti`s in a time-bucketed prefilter, whose positives the
+    /// store confirms. `None` (the default): the exact index.
+    pub compact_revocations: Option<CompactRevocations>,
+}
+
+/// The shape of compact mode's prefilter (see `tessera_revocation::compact`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactRevocations {
+    /// How wide an expiry bucket is; a bucket is dropped whole once its tokens have expired.
+    pub bucket_width: Duration,
+    /// The revocations one bucket is sized for; beyond it the bucket grows and its false-positive rate with it.
+    pub bucket_capacity: usize,
 }
 
 /// What verification does while this node cannot confirm its revocation index is current (the store
@@ -143,6 +155,7 @@ impl Default for Settings {
             trusted_issuers: Vec::new(),
             revocations_stale_after: Duration::from_secs(60),
             stale_revocations: StalePolicy::FailClosed,
+            compact_revocations: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::Value;
 use tessera_jose::{encode_jwt, Audience, Claims, ACCESS_TOKEN_TYP};
 use tessera_revocation::{Retention, RevocationIndex};
-use tessera_store::{Family, Provenance, RefreshRules, Revocation, Store};
+use tessera_store::{Family, Millis, Provenance, RefreshRules, Revocation, Store};
 
 use crate::clock::Clock;
 use crate::error::ApiError;
@@ -66,13 +66,24 @@ impl AppState {
                 ))
             })
             .collect();
+        let revocations = match settings.compact_revocations {
+            None => RevocationIndex::new(retention),
+            Some(compact) => {
+                let width_ms = Millis::try_from(compact.bucket_width.as_millis()).unwrap_or(Millis::MAX);
+                RevocationIndex::compact(retention, width_ms, compact.bucket_capacity).unwrap_or_else(|err| {
+                    // Configuration validation rules this out; the exact index is the safe way to carry on.
+                    tracing::error!(error = %err, "compact revocation index not possible; using the exact index");
+                    RevocationIndex::new(retention)
+                })
+            }
+        };
         Ok(Self(Arc::new(Inner {
             settings,
             store,
             clock,
             keys,
             secrets,
-            revocations: RevocationIndex::new(retention),
+            revocations,
             clients: crate::clients::ClientDirectory::default(),
             limits,
             metrics,

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 use tessera_server::clock::Clock as _;
-use tessera_store::Client;
+use tessera_store::{Client, Revocation};
 use tower::ServiceExt as _;
 
 const SECRET: &str = "s3cr3t-generated-with-256-bits-of-entropy-xyz";
@@ -36,6 +36,11 @@ async fn post(
 const ADMIN: &str = "admin-credential-for-tests-0123456789abcdef";
 
 async fn setup() -> common::Harness {
+    setup_with(tessera_server::Settings::default()).await
+}
+
+/// The clients and rules of these tests, on `base` settings.
+async fn setup_with(base: tessera_server::Settings) -> common::Harness {
     let settings = tessera_server::Settings {
         admin_token: Some(ADMIN.into()),
         exchange_rules: vec![tessera_server::ExchangeRule {
@@ -57,7 +62,7 @@ async fn setup() -> common::Harness {
                 scopes: vec![],
             },
         ],
-        ..tessera_server::Settings::default()
+        ..base
     };
     let h = common::harness_with(settings).await;
     for (id, grants, audiences) in [
@@ -343,6 +348,42 @@ async fn service_token(h: &common::Harness, client: &str) -> String {
     body["access_token"].as_str().unwrap().to_owned()
 }
 
+/// Compact mode: revoked `jti`s are held in a prefilter, and what it may hold is looked up in the store. Tokens
+/// revoked through RFC 7009 (their expiry known) and by an operator (by `jti` alone) are refused; a positive the
+/// store does not confirm — which is all a false positive is — is accepted.
+#[tokio::test]
+async fn compact_mode_refuses_revoked_tokens_and_accepts_what_the_store_does_not_confirm() {
+    let compact =
+        tessera_server::CompactRevocations { bucket_width: std::time::Duration::from_secs(60), bucket_capacity: 100 };
+    let h = setup_with(tessera_server::Settings {
+        compact_revocations: Some(compact),
+        ..tessera_server::Settings::default()
+    })
+    .await;
+    let by_client = service_token(&h, "billing").await;
+    let by_operator = service_token(&h, "billing").await;
+    let kept = service_token(&h, "billing").await;
+    let lookalike = service_token(&h, "billing").await;
+    for token in [&by_client, &by_operator, &kept, &lookalike] {
+        assert_eq!(verify(&h, token, "/ledger/1").await.0, StatusCode::OK);
+    }
+    let (status, _, _) = post(&h, "/oauth2/revoke", &format!("token={by_client}"), Some(("billing", SECRET))).await;
+    assert_eq!(status, StatusCode::OK);
+    let jti = claims_of(&by_operator)["jti"].as_str().unwrap().to_owned();
+    assert_eq!(admin_revoke(&h, serde_json::json!({ "jti": jti }), ADMIN).await.0, StatusCode::OK);
+    // In the index but not in the store: the prefilter answers "maybe", the store "no".
+    let claims = claims_of(&lookalike);
+    let planted = Revocation::Token {
+        jti: claims["jti"].as_str().unwrap().to_owned(),
+        expires_at: claims["exp"].as_i64().unwrap() * 1000,
+    };
+    h.state.revocations().apply_local(&planted, h.clock.now_ms());
+    assert_eq!(verify(&h, &by_client, "/ledger/1").await.0, StatusCode::UNAUTHORIZED, "revoked by its client");
+    assert_eq!(verify(&h, &by_operator, "/ledger/1").await.0, StatusCode::UNAUTHORIZED, "revoked by jti alone");
+    assert_eq!(verify(&h, &kept, "/ledger/1").await.0, StatusCode::OK);
+    assert_eq!(verify(&h, &lookalike, "/ledger/1").await.0, StatusCode::OK, "the store's answer stands");
+}
+
 #[tokio::test]
 async fn rfc7009_revokes_a_clients_own_tokens_and_nothing_else() {
     let h = setup().await;
@@ -468,8 +509,7 @@ async fn admin_revocations_by_jti_sid_and_sub_reach_derived_tokens_and_are_kept_
     assert_eq!(verify(&h, &late, "/").await.0, StatusCode::OK);
     let log = h.state.store().revocations_after(0, 0, 1_000).await.unwrap();
     assert_eq!(log.len(), before, "nothing was recorded");
-    let by_jti =
-        log.iter().find(|e| matches!(&e.revocation, tessera_store::Revocation::Token { jti: j, .. } if *j == jti));
+    let by_jti = log.iter().find(|e| matches!(&e.revocation, Revocation::TokenById { jti: j, .. } if *j == jti));
     let provenance = &by_jti.unwrap().provenance;
     assert_eq!((provenance.actor.as_str(), provenance.reason.as_str()), ("admin", "leaked in a log"));
 }

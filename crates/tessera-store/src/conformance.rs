@@ -339,6 +339,12 @@ async fn token_revocations_are_logged(store: &dyn Store) {
     assert!(store.token_revoked("j-1").await.unwrap());
     assert!(!store.token_revoked("j-").await.unwrap());
     assert!(!store.token_revoked("j-2").await.unwrap(), "a session of that name is not a token");
+    // By `jti` alone, as an operator revokes: logged as such, and found.
+    let by_id = Revocation::TokenById { jti: "j-3".into(), expires_at: 1_020_000 };
+    assert!(store.revoke(by_id.clone(), by.clone(), 60_000).await.unwrap());
+    assert!(store.token_revoked("j-3").await.unwrap());
+    let log = store.revocations_after(0, 60_000, 100).await.unwrap();
+    assert!(log.iter().any(|e| e.revocation == by_id), "{log:?}");
     let log = store.revocations_after(0, 60_000, 100).await.unwrap();
     let entry = log.iter().find(|e| e.revocation == token).unwrap();
     assert_eq!((entry.at, &entry.provenance), (60_000, &by));

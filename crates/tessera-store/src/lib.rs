@@ -173,9 +173,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<RevocationEntry>, StoreError>;
 
-    /// Whether access token `jti` is revoked: a [`Revocation::Token`] of it is in the log, whatever its expiry
-    /// (an expired token fails verification anyway). The exact answer compact mode confirms its prefilter's
-    /// positives with; it sees at least every entry [`revocations_after`](Self::revocations_after) has shown.
+    /// Whether access token `jti` is revoked: a [`Revocation::Token`] or [`Revocation::TokenById`] of it is in the
+    /// log, whatever its expiry (an expired token fails verification anyway). The exact answer compact mode
+    /// confirms its prefilter's positives with; it sees at least every entry
+    /// [`revocations_after`](Self::revocations_after) has shown.
     ///
     /// # Errors
     /// Backend failures.

@@ -218,6 +218,15 @@ pub enum Revocation {
         /// When the token expires (or a later instant): after it, the entry matches nothing.
         expires_at: Millis,
     },
+    /// One access token named by its `jti` alone, its expiry unknown (an operator's revocation), and every token
+    /// derived from it. Matched like [`Token`](Self::Token), but `expires_at` is only a bound — the longest
+    /// lifetime from the revocation — so compact mode files it under every expiry up to it, not under one.
+    TokenById {
+        /// The `jti`.
+        jti: String,
+        /// A bound on when the token expires: after it, the entry matches nothing.
+        expires_at: Millis,
+    },
     /// The client changed (added, disabled, re-enabled, secret rotated): verifiers reload it, and every token
     /// issued to it at or before the instant is dead — a leaked secret is rotated to cut its tokens off too.
     Client {
@@ -236,6 +245,7 @@ impl Revocation {
             Self::Session { sid } => ("session", sid, None),
             Self::Subject { sub, not_before } => ("subject", sub, Some(*not_before)),
             Self::Token { jti, expires_at } => ("token", jti, Some(*expires_at)),
+            Self::TokenById { jti, expires_at } => ("token_by_id", jti, Some(*expires_at)),
             Self::Client { client_id, not_before } => ("client", client_id, Some(*not_before)),
         }
     }
@@ -248,6 +258,7 @@ impl Revocation {
             "session" => Self::Session { sid: value },
             "subject" => Self::Subject { sub: value, not_before: instant },
             "token" => Self::Token { jti: value, expires_at: instant },
+            "token_by_id" => Self::TokenById { jti: value, expires_at: instant },
             _ => Self::Client { client_id: value, not_before: instant },
         }
     }

@@ -96,8 +96,12 @@ const MIGRATIONS: &[&str] = &[
         contents TEXT NOT NULL
     );
 ",
-    // Compact mode confirms its prefilter's positives by looking a token's `jti` up in the log.
+    // Revocations of a token by `jti` alone (its expiry unknown), and an index by identifier: compact mode
+    // confirms its prefilter's positives by looking a `jti` up in the log.
     r"
+    ALTER TABLE revocation_log DROP CONSTRAINT revocation_log_kind_check;
+    ALTER TABLE revocation_log ADD CONSTRAINT revocation_log_kind_check
+        CHECK (kind IN ('session', 'subject', 'token', 'token_by_id', 'client'));
     CREATE INDEX revocation_log_by_value ON revocation_log (value, kind);
 ",
 ];
@@ -303,7 +307,7 @@ async fn apply_revocation(
             .await?
                 > 0
         }
-        Revocation::Token { .. } | Revocation::Client { .. } => true,
+        Revocation::Token { .. } | Revocation::TokenById { .. } | Revocation::Client { .. } => true,
     })
 }
 
@@ -841,7 +845,7 @@ impl Store for PostgresStore {
 
     async fn token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
         let db = self.pool.get().await?;
-        let sql = "SELECT EXISTS (SELECT 1 FROM revocation_log WHERE value = $1 AND kind = 'token')";
+        let sql = "SELECT EXISTS (SELECT 1 FROM revocation_log WHERE value = $1 AND kind IN ('token', 'token_by_id'))";
         Ok(db.query_one(&prepared(&db, sql).await?, &[&jti]).await?.try_get(0)?)
     }
 

@@ -816,7 +816,7 @@ impl RedisStore {
             args.push(at.to_string());
             args.push(to_json(&record)?);
             args.push(match revocation {
-                Revocation::Token { jti, .. } => jti.clone(),
+                Revocation::Token { jti, .. } | Revocation::TokenById { jti, .. } => jti.clone(),
                 _ => String::new(),
             });
         }
@@ -898,7 +898,7 @@ impl RedisStore {
             Revocation::Subject { sub, not_before } => {
                 self.not_before(sub).await?.is_none_or(|current| current < *not_before)
             }
-            Revocation::Token { .. } | Revocation::Client { .. } => true,
+            Revocation::Token { .. } | Revocation::TokenById { .. } | Revocation::Client { .. } => true,
         })
     }
 
@@ -911,7 +911,7 @@ impl RedisStore {
                     self.script(&self.scripts.not_before, &[subject_key(sub)], &[not_before.to_string()]).await?;
                 Ok(moved == 1)
             }
-            Revocation::Token { .. } | Revocation::Client { .. } => Ok(true),
+            Revocation::Token { .. } | Revocation::TokenById { .. } | Revocation::Client { .. } => Ok(true),
         }
     }
 

@@ -113,8 +113,23 @@ const MIGRATIONS: &[&str] = &[
         contents TEXT NOT NULL
     ) STRICT;
 ",
-    // Compact mode confirms its prefilter's positives by looking a token's `jti` up in the log.
+    // Revocations of a token by `jti` alone (its expiry unknown), and an index by identifier: compact mode
+    // confirms its prefilter's positives by looking a `jti` up in the log.
     r"
+    CREATE TABLE revocation_log_next (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at      INTEGER NOT NULL,
+        kind    TEXT NOT NULL CHECK (kind IN ('session', 'subject', 'token', 'token_by_id', 'client')),
+        value   TEXT NOT NULL,
+        instant INTEGER,
+        actor   TEXT NOT NULL,
+        reason  TEXT NOT NULL
+    ) STRICT;
+    INSERT INTO revocation_log_next (id, at, kind, value, instant, actor, reason)
+        SELECT id, at, kind, value, instant, actor, reason FROM revocation_log;
+    DROP TABLE revocation_log;
+    ALTER TABLE revocation_log_next RENAME TO revocation_log;
+    CREATE INDEX revocation_log_by_time ON revocation_log (at);
     CREATE INDEX revocation_log_by_value ON revocation_log (value, kind);
 ",
 ];
@@ -415,7 +430,7 @@ fn revoke_in(
             .execute(params![sub, not_before])?
                 > 0
         }
-        Revocation::Token { .. } | Revocation::Client { .. } => true,
+        Revocation::Token { .. } | Revocation::TokenById { .. } | Revocation::Client { .. } => true,
     };
     if changed {
         log_revocation(conn, now, revocation, provenance)?;
@@ -749,7 +764,7 @@ impl Store for SqliteStore {
         let jti = jti.to_owned();
         self.read(move |conn| {
             Ok(conn
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM revocation_log WHERE value = ?1 AND kind = 'token')")?
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM revocation_log WHERE value = ?1 AND kind IN ('token', 'token_by_id'))")?
                 .query_row([&jti], |row| row.get(0))?)
         })
         .await

@@ -119,6 +119,10 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
             crate::config::StalePolicyConfig::FailClosed => tessera_server::StalePolicy::FailClosed,
             crate::config::StalePolicyConfig::FailOpen => tessera_server::StalePolicy::FailOpen,
         },
+        compact_revocations: config.revocation.compact.then_some(tessera_server::CompactRevocations {
+            bucket_width: config.revocation.compact_bucket_width,
+            bucket_capacity: config.revocation.compact_bucket_capacity,
+        }),
         tls: config.server.behind_tls || config.server.tls_cert_file.is_some(),
         exchange_rules: config
             .token_exchange

@@ -15,7 +15,10 @@ use crate::state::AppState;
 /// (with its CSRF token). Clears the cookie.
 pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let sid = if bearer(&headers).is_some() {
-        authenticate(&state, &headers)?.sid.ok_or_else(|| ApiError::bad_request("the access token names no session"))?
+        authenticate(&state, &headers)
+            .await?
+            .sid
+            .ok_or_else(|| ApiError::bad_request("the access token names no session"))?
     } else {
         if !origin_allowed(&state, &headers) {
             return Err(ApiError::new(StatusCode::FORBIDDEN, "invalid_request", "cross-origin request refused"));
@@ -36,7 +39,7 @@ pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) ->
 
 /// `POST /auth/logout-all`: everything the user was issued until now stops working, in O(1).
 pub(crate) async fn logout_all(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let claims = authenticate(&state, &headers)?;
+    let claims = authenticate(&state, &headers).await?;
     let sub = claims.sub.unwrap_or_default();
     let not_before = state.clock().now_ms();
     state.revoke(Revocation::Subject { sub, not_before }, Provenance::new("user", "logout_everywhere")).await?;
@@ -45,7 +48,7 @@ pub(crate) async fn logout_all(State(state): State<AppState>, headers: HeaderMap
 
 /// `GET /auth/sessions`: the user's live sessions.
 pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let claims = authenticate(&state, &headers)?;
+    let claims = authenticate(&state, &headers).await?;
     let sub = claims.sub.unwrap_or_default();
     let families = state.store().live_families(&sub, state.clock().now_ms(), state.0.refresh_rules()).await?;
     let sessions: Vec<_> = families
@@ -71,7 +74,7 @@ pub(crate) async fn end(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let claims = authenticate(&state, &headers)?;
+    let claims = authenticate(&state, &headers).await?;
     let family = state.store().family(&id).await?;
     // Someone else's session is answered exactly like a missing one.
     match family {

@@ -36,7 +36,7 @@ fn rule_for<'a>(rules: &'a [RouteRule], method: Option<&str>, uri: &str) -> Opti
 async fn verify(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let method = header(&headers, &["x-forwarded-method", "x-original-method"]).map(str::to_owned);
     let uri = header(&headers, &["x-forwarded-uri", "x-original-uri"]).unwrap_or("/").to_owned();
-    check(&state, &headers, method.as_deref(), &uri)
+    check(&state, &headers, method.as_deref(), &uri).await
 }
 
 /// Envoy's HTTP `ext_authz` forwards the original method and path, behind the configured `path_prefix`.
@@ -48,11 +48,11 @@ async fn verify_envoy(
 ) -> Result<Response, ApiError> {
     let path = original.path_and_query().map_or("/", |p| p.as_str());
     let uri = path.strip_prefix("/verify").unwrap_or(path);
-    check(&state, &headers, Some(method.as_str()), uri)
+    check(&state, &headers, Some(method.as_str()), uri).await
 }
 
-fn check(state: &AppState, headers: &HeaderMap, method: Option<&str>, uri: &str) -> Result<Response, ApiError> {
-    let claims = authenticate(state, headers)?;
+async fn check(state: &AppState, headers: &HeaderMap, method: Option<&str>, uri: &str) -> Result<Response, ApiError> {
+    let claims = authenticate(state, headers).await?;
     if let Some(rule) = rule_for(&state.settings().routes, method, uri) {
         if let Some(audience) = &rule.audience {
             if !claims.aud.as_ref().is_some_and(|aud| aud.contains(audience)) {

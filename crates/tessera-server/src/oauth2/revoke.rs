@@ -27,7 +27,7 @@ pub(super) async fn revoke(
             Some(family) => Some((family.session.client_id, Revocation::Session { sid: claim.sid })),
             None => None,
         },
-        None => access_token_revocation(&state, token),
+        None => access_token_revocation(&state, token).await,
     };
     if let Some((owner, revocation)) = revocation {
         if owner != caller {
@@ -50,8 +50,8 @@ async fn caller(state: &AppState, headers: &HeaderMap, pairs: &[(String, String)
 }
 
 /// An access token of this server, still valid: its client and its `jti` revocation.
-fn access_token_revocation(state: &AppState, token: &str) -> Option<(String, Revocation)> {
-    let claims = crate::extract::verify_access_token(state, token).ok()?;
+async fn access_token_revocation(state: &AppState, token: &str) -> Option<(String, Revocation)> {
+    let claims = crate::extract::verify_access_token(state, token).await.ok()?;
     if claims.iss.as_deref() != Some(state.settings().issuer.as_str()) {
         return None;
     }
