@@ -268,6 +268,15 @@ impl RevocationIndex {
         }
     }
 
+    /// Records that the store confirmed `jti`, of a token expiring at `expires_at`, revoked: compact mode then
+    /// refuses it from the exact table, without asking the store each time it comes back. Revoked is sticky, so
+    /// remembering it can never be wrong; the entry goes at expiry like any other.
+    pub fn confirmed_revoked(&self, jti: &str, expires_at: Millis) {
+        if let Ok(mut entries) = self.entries.write() {
+            raise(&mut entries.tokens, self.key(jti), expires_at);
+        }
+    }
+
     /// Whether the token is revoked: by its `jti` or the one it was derived from, its session, its subject's or
     /// its client's instant. In compact mode a `jti` the prefilter may hold is [`Check::Confirm`]ed by the caller.
     /// A poisoned lock answers "revoked": the index fails closed.
@@ -546,8 +555,12 @@ mod tests {
         assert_eq!(index.check(&TokenRef { exp_secs: 700, ..token("j1", "s", "u", "c", 100) }), Check::Valid);
         // Sessions, subjects and clients stay exact.
         assert_eq!(index.check(&TokenRef { exp_secs: 700, ..token("j", "s1", "u", "c", 100) }), Check::Revoked);
-        // The bucket goes once its tokens have expired (the bucket ends at 540 s, plus 60 s of leeway).
-        assert_eq!(index.len(), 2);
+        // Once the store has confirmed it, the index answers alone.
+        index.confirmed_revoked("j1", 500_000);
+        assert_eq!(index.check(&revoked), Check::Revoked);
+        // The bucket and the confirmed entry go once their tokens have expired (the bucket ends at 540 s, plus 60 s
+        // of leeway).
+        assert_eq!(index.len(), 3);
         index.prune(600_001);
         assert_eq!(index.len(), 1, "the session entry stays a lifetime");
         assert_eq!(index.check(&revoked), Check::Valid);

@@ -93,7 +93,9 @@ pub(crate) async fn verify_access_token(state: &AppState, token: &str) -> Result
     match inner.revocations.check(&token) {
         Check::Valid => {}
         Check::Revoked => return Err("revoked"),
-        Check::Confirm(jtis) => confirm_not_revoked(state, jtis.into_iter().flatten()).await?,
+        Check::Confirm(jtis) => {
+            confirm_not_revoked(state, jtis.into_iter().flatten(), token.exp_secs.saturating_mul(1000)).await?;
+        }
     }
     let stale_ms = now_ms.saturating_sub(inner.revocations.last_sync_ms());
     if stale_ms > crate::state::millis(inner.settings.revocations_stale_after) {
@@ -109,8 +111,13 @@ pub(crate) async fn verify_access_token(state: &AppState, token: &str) -> Result
 
 /// Compact mode's exact lookup of the `jti`s its prefilter may hold: a false positive (about 0.1% of valid
 /// tokens) costs one store read and is accepted; a store that cannot answer refuses the token, as a stale index
-/// under the default policy does.
-async fn confirm_not_revoked<'a>(state: &AppState, jtis: impl Iterator<Item = &'a str>) -> Result<(), &'static str> {
+/// under the default policy does. A `jti` found revoked is remembered exactly (until `expires_at`), so a revoked
+/// token presented again is refused without a read.
+async fn confirm_not_revoked<'a>(
+    state: &AppState,
+    jtis: impl Iterator<Item = &'a str>,
+    expires_at: tessera_store::Millis,
+) -> Result<(), &'static str> {
     for jti in jtis {
         let outcome = match state.0.store.token_revoked(jti).await {
             Ok(false) => "valid",
@@ -123,7 +130,10 @@ async fn confirm_not_revoked<'a>(state: &AppState, jtis: impl Iterator<Item = &'
         metrics::counter!("tessera_revocation_confirmations_total", "outcome" => outcome).increment(1);
         match outcome {
             "valid" => {}
-            "revoked" => return Err("revoked"),
+            "revoked" => {
+                state.0.revocations.confirmed_revoked(jti, expires_at);
+                return Err("revoked");
+            }
             _ => return Err("revocation_unconfirmed"),
         }
     }

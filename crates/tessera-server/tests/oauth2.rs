@@ -382,6 +382,14 @@ async fn compact_mode_refuses_revoked_tokens_and_accepts_what_the_store_does_not
     assert_eq!(verify(&h, &by_operator, "/ledger/1").await.0, StatusCode::UNAUTHORIZED, "revoked by jti alone");
     assert_eq!(verify(&h, &kept, "/ledger/1").await.0, StatusCode::OK);
     assert_eq!(verify(&h, &lookalike, "/ledger/1").await.0, StatusCode::OK, "the store's answer stands");
+    // A "revoked" from the store is remembered: the index now refuses that token by itself.
+    let revoked = claims_of(&by_client);
+    let presented = tessera_revocation::TokenRef {
+        jti: revoked["jti"].as_str(),
+        exp_secs: revoked["exp"].as_i64().unwrap(),
+        ..tessera_revocation::TokenRef::default()
+    };
+    assert_eq!(h.state.revocations().check(&presented), tessera_revocation::Check::Revoked);
 }
 
 #[tokio::test]
