@@ -1,5 +1,6 @@
-//! Three `tessera serve` nodes on one shared store — PostgreSQL, and a Redis Cluster of three masters and three
-//! replicas, each started by the test on free loopback ports — each with its own data directory, so the signing
+//! Three `tessera serve` nodes on one shared store — PostgreSQL; a Redis Cluster of three masters and three
+//! replicas; Redis in front of PostgreSQL (tiered) with the compact revocation index — each started by the test on
+//! free loopback ports, each node with its own data directory, so the signing
 //! keys and the refresh-token MAC key they share come from the store: a session started on one node rotates on
 //! another, reuse of a rotated token is caught on a third and ends the session on every node, and
 //! a revocation made on one node reaches the others — pushed (LISTEN/NOTIFY, Redis Pub/Sub), since the nodes'
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use common::{add_user, claims, eventually, http, kid_of, published_kids, tessera, Server, PASSWORD};
 use serde_json::Value;
-use tessera_store::conformance::{Postgres, RedisCluster};
+use tessera_store::conformance::{Postgres, Redis, RedisCluster};
 
 mod common;
 
@@ -56,6 +57,7 @@ fn three_nodes_on_postgresql_share_sessions_theft_detection_and_revocations() {
     let url = runtime.block_on(pg.database("tessera"));
     three_nodes_share_sessions_theft_detection_and_revocations(
         &format!("backend = \"postgres\"\npostgres_url = \"{url}\"\n"),
+        "",
         "PostgreSQL LISTEN/NOTIFY",
     );
 }
@@ -69,15 +71,35 @@ fn three_nodes_on_a_redis_cluster_share_sessions_theft_detection_and_revocations
             "backend = \"redis\"\nredis_urls = [{}]\nredis_cluster = true\nredis_wait_replicas = 1\n",
             urls.join(", ")
         ),
+        "",
         "Redis Cluster 3+3, Pub/Sub, WAIT 1",
     );
 }
 
-fn three_nodes_share_sessions_theft_detection_and_revocations(store: &str, label: &str) {
+/// Tiered (Redis for rotations in front of PostgreSQL) with the compact revocation index: theft found in Redis
+/// reaches every node through PostgreSQL, and revocations by `jti` alone are found by every node's prefilter and
+/// confirmed with PostgreSQL.
+#[test]
+fn three_tiered_nodes_in_compact_mode_share_sessions_theft_detection_and_revocations() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = runtime.block_on(pg.database("tessera"));
+    three_nodes_share_sessions_theft_detection_and_revocations(
+        &format!(
+            "backend = \"tiered\"\npostgres_url = \"{url}\"\nredis_urls = [\"{}\"]\nredis_wait_replicas = 0\n",
+            redis.url()
+        ),
+        "compact = true\n",
+        "tiered, compact index",
+    );
+}
+
+fn three_nodes_share_sessions_theft_detection_and_revocations(store: &str, revocation: &str, label: &str) {
     let config = format!(
         "[store]\n{store}\n[sessions]\ngrace = \"1s\"\n\n\
          [server]\nreload_interval = \"60s\"\nadmin_token_file = \"admin-token\"\n\n\
-         [revocation]\nstale_after = \"120s\"\n"
+         [revocation]\nstale_after = \"120s\"\n{revocation}"
     );
     let dirs = node_dirs(&config);
     add_user(dirs[0].path(), "alice");
