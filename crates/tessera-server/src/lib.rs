@@ -124,7 +124,7 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
 /// When the initial load fails.
 pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandle<()>, tessera_store::StoreError> {
     sync(state).await?;
-    let fetchers: Vec<_> = state
+    let mut fetchers: Vec<_> = state
         .0
         .issuers
         .iter()
@@ -132,6 +132,7 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
             tokio::spawn(issuers::keep_current(std::sync::Arc::clone(issuer), std::sync::Arc::clone(state.clock())))
         })
         .collect();
+    fetchers.push(tokio::spawn(keep_forgetting_expired_sessions(state.clone())));
     let state = state.clone();
     Ok(tokio::spawn(async move {
         // The fetchers live as long as this task: aborting it aborts them.
@@ -172,6 +173,46 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
             });
         }
     }))
+}
+
+/// How often a node forgets expired sessions.
+const FORGET_SESSIONS_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Sessions forgotten per store call, and calls per round at most: a store with a backlog (the first round after
+/// an upgrade) catches up over a few rounds instead of holding its writer for long.
+const FORGET_BATCH: usize = 10_000;
+const FORGET_BATCHES_PER_ROUND: usize = 10;
+
+/// Forgets sessions that expired more than [`tessera_store::EXPIRED_SESSION_KEPT_MS`] ago, in batches; how many. Without it, a
+/// store would keep every session ever started. Every node runs it (each deletion is idempotent).
+///
+/// # Errors
+/// Store failures (what was forgotten before one stays forgotten).
+pub async fn forget_expired_sessions(state: &AppState) -> Result<usize, tessera_store::StoreError> {
+    let before = state.clock().now_ms().saturating_sub(tessera_store::EXPIRED_SESSION_KEPT_MS);
+    let mut forgotten = 0;
+    for _ in 0..FORGET_BATCHES_PER_ROUND {
+        let batch = state.store().forget_sessions_expired_before(before, FORGET_BATCH).await?;
+        forgotten += batch;
+        if batch < FORGET_BATCH {
+            break;
+        }
+    }
+    Ok(forgotten)
+}
+
+async fn keep_forgetting_expired_sessions(state: AppState) {
+    let mut tick = tokio::time::interval(FORGET_SESSIONS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = repeated::Repeated::new("forgetting expired sessions");
+    loop {
+        tick.tick().await;
+        let outcome = forget_expired_sessions(&state).await;
+        if let Ok(forgotten) = &outcome {
+            metrics::counter!("tessera_sessions_forgotten_total").increment(u64::try_from(*forgotten).unwrap_or(0));
+        }
+        failures.record(outcome.map(drop));
+    }
 }
 
 struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);

@@ -64,6 +64,33 @@ pub async fn two_nodes_share_one_store(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert!(log.iter().any(|e| e.revocation == revocation));
 }
 
+/// Sessions expired before the instant are forgotten, a batch at a time; live ones stay. For the backends that
+/// forget on request (SQLite, PostgreSQL, and so tiered); Redis expires its keys by itself.
+pub async fn expired_sessions_are_forgotten_on_request(store: &dyn Store) {
+    const DAY: i64 = 86_400_000;
+    // Later than every session the store held before (so their forgetting does not blur the counts).
+    let start = 1_000 * DAY;
+    while store.forget_sessions_expired_before(start, 1_000).await.unwrap() > 0 {}
+    for sid in ["gone-1", "gone-2", "gone-3"] {
+        store.create_family(family(sid, "forgetful", start)).await.unwrap();
+    }
+    store.create_family(family("kept", "forgetful", start + 2 * DAY)).await.unwrap();
+    // The first three expire at 7 days; the fourth lives until 9 days.
+    let later = start + 8 * DAY;
+    assert_eq!(store.forget_sessions_expired_before(later, 2).await.unwrap(), 2, "a batch of at most 2");
+    assert_eq!(store.forget_sessions_expired_before(later, 2).await.unwrap(), 1);
+    assert_eq!(store.forget_sessions_expired_before(later, 2).await.unwrap(), 0);
+    for sid in ["gone-1", "gone-2", "gone-3"] {
+        assert_eq!(store.family(sid).await.unwrap(), None);
+        assert_eq!(
+            store.refresh(sid, 0, later, RULES).await.unwrap(),
+            RefreshOutcome::Refused(Refusal::Unknown),
+            "still refused"
+        );
+    }
+    assert!(store.family("kept").await.unwrap().is_some());
+}
+
 /// Many revocations in flight at once on two nodes of one store (backends batch them): each still answers for
 /// itself — a session revoked twice concurrently, on both nodes, changes once — a subject's instant only moves
 /// forward, every token is logged and the log stays gap-free. With `logs_only_changes`, exactly the revocations

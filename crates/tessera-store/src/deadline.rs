@@ -124,6 +124,10 @@ impl<S: Store> Store for Deadline<S> {
         self.bounded(self.inner.revocations_after(after_id, since, limit)).await
     }
 
+    async fn forget_sessions_expired_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError> {
+        self.bounded(self.inner.forget_sessions_expired_before(before, limit)).await
+    }
+
     async fn token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
         self.bounded(self.inner.token_revoked(jti)).await
     }

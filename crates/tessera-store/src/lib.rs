@@ -30,6 +30,11 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use tiered::TieredStore;
 
+/// How long a session is kept after it expires before it is forgotten (see
+/// [`Store::forget_sessions_expired_before`]): a late refresh still finds it and is refused as expired, which the
+/// metrics tell apart from an unknown session.
+pub const EXPIRED_SESSION_KEPT_MS: Millis = 86_400_000;
+
 /// Authoritative state, shared by every node that uses the same backend.
 ///
 /// Every method that changes something returns only after the change is durable: a caller may acknowledge it.
@@ -141,6 +146,14 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
         rules: RefreshRules,
     ) -> Result<RefreshOutcome, StoreError>;
+
+    /// Forgets up to `limit` sessions that expired before `before`; how many. Their refresh tokens were refused
+    /// already (expired) and still are (unknown); revocations and security events about them stay in the log.
+    /// Redis forgets expired sessions by itself (each key expires with its session) and answers 0.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn forget_sessions_expired_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError>;
 
     /// Applies a revocation and logs it, with who and why, for verifiers and for audit. Sessions are marked
     /// revoked (sticky), subject instants only move forward, token and client entries are added. Returns whether

@@ -104,6 +104,10 @@ const MIGRATIONS: &[&str] = &[
         CHECK (kind IN ('session', 'subject', 'token', 'token_by_id', 'client'));
     CREATE INDEX revocation_log_by_value ON revocation_log (value, kind);
 ",
+    // Expired sessions are forgotten in batches.
+    r"
+    CREATE INDEX families_by_expiry ON families (expires_at);
+",
 ];
 
 /// The channel nodes LISTEN on for revocation-log growth.
@@ -841,6 +845,14 @@ impl Store for PostgresStore {
         .iter()
         .map(revocation_from_row)
         .collect()
+    }
+
+    async fn forget_sessions_expired_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError> {
+        let db = self.pool.get().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = "DELETE FROM families WHERE sid IN (SELECT sid FROM families WHERE expires_at < $1 LIMIT $2)";
+        let deleted = db.execute(&prepared(&db, sql).await?, &[&before, &limit]).await?;
+        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
     }
 
     async fn token_revoked(&self, jti: &str) -> Result<bool, StoreError> {

@@ -9,9 +9,9 @@
 //! | `tessera:{user:NAME}` | a user (hash) |
 //! | `tessera:{client:ID}` | a client (hash) |
 //! | `tessera:{client:ID}:assertion:JTI` | a used client assertion, collected once expired |
-//! | `tessera:{sid:SID}` | a session: refresh-token family and rotation state (hash) |
+//! | `tessera:{sid:SID}` | a session: refresh-token family and rotation state (hash), expiring a day after it does |
 //! | `tessera:{sub:SUB}:state` | the subject's "not before" instant (hash) |
-//! | `tessera:{sub:SUB}:sids` | the subject's sessions (set) |
+//! | `tessera:{sub:SUB}:sids` | the subject's sessions (set), expiring with the longest-lived of them |
 //! | `tessera:{tessera-log}:…` | the revocation log, its position counter, its time index, the security events, the revoked tokens |
 //! | `tessera:{tessera-index}:users`, `…:clients` | the names, for the listings |
 //!
@@ -74,7 +74,7 @@ use crate::batch::{PendingRevocation, REVOCATION_BATCH};
 use crate::model::{
     Client, Document, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation,
 };
-use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
+use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User, EXPIRED_SESSION_KEPT_MS};
 
 mod breaker;
 
@@ -111,6 +111,7 @@ impl Lua {
 /// The scripts, loaded once per store.
 struct Scripts {
     create: Lua,
+    add_session: Lua,
     update: Lua,
     refresh: Lua,
     revoke_family: Lua,
@@ -125,6 +126,7 @@ impl Scripts {
     fn new() -> Self {
         Self {
             create: Lua::new(include_str!("redis/create.lua")),
+            add_session: Lua::new(include_str!("redis/add_session.lua")),
             update: Lua::new(include_str!("redis/update.lua")),
             refresh: Lua::new(include_str!("redis/refresh.lua")),
             revoke_family: Lua::new(include_str!("redis/revoke_family.lua")),
@@ -182,6 +184,9 @@ impl Default for RedisSettings {
         Self { cluster: false, wait_replicas: 1, write_connections: 8, breaker: BreakerSettings::default() }
     }
 }
+
+/// The longest a session key may live (ten years): a bound for Redis's expiry arithmetic, not a policy.
+const MAX_SESSION_TTL_MS: Millis = 10 * 365 * 86_400_000;
 
 /// Sessions whose subject a store remembers, at most (about 100 bytes each).
 const REMEMBERED_SUBJECTS: usize = 100_000;
@@ -752,8 +757,9 @@ impl RedisStore {
     }
 
     /// Creates a hash unless it exists: `false` when it did.
-    async fn create(&self, key: String, fields: Vec<String>) -> Result<bool, StoreError> {
-        Ok(self.script::<i64>(&self.scripts.create, &[key], &fields).await? == 1)
+    async fn create(&self, key: String, ttl_ms: Option<Millis>, fields: Vec<String>) -> Result<bool, StoreError> {
+        let args: Vec<String> = std::iter::once(ttl_ms.unwrap_or(0).to_string()).chain(fields).collect();
+        Ok(self.script::<i64>(&self.scripts.create, &[key], &args).await? == 1)
     }
 
     /// Updates an existing hash, guarded (see `update.lua`): `false` when missing or the guard failed.
@@ -980,7 +986,7 @@ impl From<RedisWriteError> for StoreError {
 impl Store for RedisStore {
     async fn create_user(&self, user: User) -> Result<(), StoreError> {
         self.add_to(USERS_KEY, &user.username).await?;
-        if !self.create(user_key(&user.username), user_fields(&user)?).await? {
+        if !self.create(user_key(&user.username), None, user_fields(&user)?).await? {
             return Err(StoreError::AlreadyExists(format!("user {:?}", user.username)));
         }
         Ok(())
@@ -1023,7 +1029,7 @@ impl Store for RedisStore {
 
     async fn create_client(&self, client: Client) -> Result<(), StoreError> {
         self.add_to(CLIENTS_KEY, &client.client_id).await?;
-        if !self.create(client_key(&client.client_id), client_fields(&client)?).await? {
+        if !self.create(client_key(&client.client_id), None, client_fields(&client)?).await? {
             return Err(StoreError::AlreadyExists(format!("client {:?}", client.client_id)));
         }
         // Instant 0: a new client has no tokens to cut off; verifiers only learn that it exists.
@@ -1082,8 +1088,13 @@ impl Store for RedisStore {
     async fn create_family(&self, family: NewFamily) -> Result<Family, StoreError> {
         let family = Family::new(family);
         let (sid, sub) = (&family.session.sid, &family.session.sub);
-        self.add_to(&sessions_key(sub), sid).await?;
-        if !self.create(family_key(sid), family_fields(&family)?).await? {
+        // Redis forgets a session by itself (see `Store::forget_sessions_expired_before`), a while after it expires.
+        let ttl =
+            family.session.expires_at.saturating_sub(family.session.created_at).saturating_add(EXPIRED_SESSION_KEPT_MS);
+        let ttl = ttl.clamp(1, MAX_SESSION_TTL_MS);
+        let args = [sid.clone(), ttl.to_string()];
+        self.script::<i64>(&self.scripts.add_session, &[sessions_key(sub)], &args).await?;
+        if !self.create(family_key(sid), Some(ttl), family_fields(&family)?).await? {
             return Err(StoreError::AlreadyExists(format!("session {sid:?}")));
         }
         Ok(family)
@@ -1224,6 +1235,11 @@ impl Store for RedisStore {
                 return Ok(entries);
             }
         }
+    }
+
+    async fn forget_sessions_expired_before(&self, _before: Millis, _limit: usize) -> Result<usize, StoreError> {
+        // Every session key, and every subject's session set, expires by itself (see `create_family`).
+        Ok(0)
     }
 
     async fn token_revoked(&self, jti: &str) -> Result<bool, StoreError> {

@@ -132,6 +132,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX revocation_log_by_time ON revocation_log (at);
     CREATE INDEX revocation_log_by_value ON revocation_log (value, kind);
 ",
+    // Expired sessions are forgotten in batches.
+    r"
+    CREATE INDEX families_by_expiry ON families (expires_at);
+",
 ];
 
 /// Changes committed together at most.
@@ -622,6 +626,18 @@ impl Store for SqliteStore {
                 )?
                 .execute(params![client_id, jti, expires_at])?;
             Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn forget_sessions_expired_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.write(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "DELETE FROM families WHERE sid IN (SELECT sid FROM families WHERE expires_at < ?1 LIMIT ?2)",
+                )?
+                .execute(params![before, limit])?)
         })
         .await
     }

@@ -218,6 +218,11 @@ impl Store for TieredStore {
         self.records.revocations_after(after_id, since, limit).await
     }
 
+    async fn forget_sessions_expired_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError> {
+        // Redis's copies expire by themselves.
+        self.records.forget_sessions_expired_before(before, limit).await
+    }
+
     async fn token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
         self.records.token_revoked(jti).await
     }

@@ -19,6 +19,17 @@ async fn redis_passes_the_conformance_suite_and_serves_two_nodes() {
     let url = vec![redis.url()];
     let store = RedisStore::connect(&url, false, 0).await.unwrap();
     conformance::run_all(Arc::new(store)).await;
+    // Redis forgets sessions by itself: each session key, and the subject's set, expires a day after the session.
+    let ttl = |key: &str| redis.cli(&["PTTL", key]).trim().parse::<i64>().unwrap();
+    let session = conformance::family("expiring", "ttl-subject", 1_000);
+    let lifetime = session.expires_at - session.created_at;
+    let store = RedisStore::connect(&url, false, 0).await.unwrap();
+    store.create_family(session).await.unwrap();
+    for key in ["tessera:{sid:expiring}", "tessera:{sub:ttl-subject}:sids"] {
+        let left = ttl(key);
+        assert!(lifetime < left && left <= lifetime + 86_400_000, "{key} expires in {left} ms");
+    }
+    assert_eq!(store.forget_sessions_expired_before(i64::MAX, 100).await.unwrap(), 0, "nothing to do on request");
 
     let other = Redis::start();
     let url = vec![other.url()];

@@ -9,7 +9,9 @@ use tessera_store::{conformance, NewFamily, RefreshOutcome, RefreshRules, Sqlite
 async fn sqlite_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("tessera.db")).unwrap();
-    conformance::run_all(Arc::new(store)).await;
+    let store = Arc::new(store);
+    conformance::run_all(Arc::clone(&store) as Arc<dyn Store>).await;
+    conformance::expired_sessions_are_forgotten_on_request(&*store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -25,8 +25,9 @@ async fn tiered(redis: &Redis, postgres_url: &str, breaker: BreakerSettings) -> 
 async fn tiered_passes_the_conformance_suite_and_serves_two_nodes() {
     let pg = Postgres::start();
     let redis = Redis::start();
-    let store = tiered(&redis, &pg.database("conformance").await, BreakerSettings::default()).await;
-    conformance::run_all(Arc::new(store)).await;
+    let store = Arc::new(tiered(&redis, &pg.database("conformance").await, BreakerSettings::default()).await);
+    conformance::run_all(Arc::clone(&store) as Arc<dyn Store>).await;
+    conformance::expired_sessions_are_forgotten_on_request(&*store).await;
 
     let other = Redis::start();
     let url = pg.database("nodes").await;
