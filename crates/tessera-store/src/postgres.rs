@@ -276,6 +276,14 @@ async fn theft_in(db: &impl GenericClient, family: &mut Family, presented: u64, 
     Ok(())
 }
 
+const REVOKE_SESSION: &str =
+    "UPDATE families SET revoked_at = $2, revoked_reason = $3 WHERE sid = $1 AND revoked_at IS NULL";
+const RAISE_SUBJECT_INSTANT: &str = "INSERT INTO subjects (sub, not_before) VALUES ($1, $2)
+     ON CONFLICT (sub) DO UPDATE SET not_before = excluded.not_before
+     WHERE excluded.not_before > subjects.not_before";
+const LOG_REVOCATION: &str =
+    "INSERT INTO revocation_log (at, kind, value, instant, actor, reason) VALUES ($1, $2, $3, $4, $5, $6)";
+
 /// Applies a revocation to the state it changes; whether it changed anything (and so must be logged).
 async fn apply_revocation(
     db: &impl GenericClient,
@@ -285,31 +293,11 @@ async fn apply_revocation(
 ) -> Result<bool, StoreError> {
     Ok(match revocation {
         Revocation::Session { sid } => {
-            db.execute(
-                &prepared(
-                    db,
-                    "UPDATE families SET revoked_at = $2, revoked_reason = $3 WHERE sid = $1 AND revoked_at IS NULL",
-                )
-                .await?,
-                &[sid, &now, &provenance.reason],
-            )
-            .await?
-                > 0
+            db.execute(&prepared(db, REVOKE_SESSION).await?, &[sid, &now, &provenance.reason]).await? > 0
         }
         // Instants only move forward: an older instant arriving late never un-revokes anything.
         Revocation::Subject { sub, not_before } => {
-            db.execute(
-                &prepared(
-                    db,
-                    "INSERT INTO subjects (sub, not_before) VALUES ($1, $2)
-                 ON CONFLICT (sub) DO UPDATE SET not_before = excluded.not_before
-                 WHERE excluded.not_before > subjects.not_before",
-                )
-                .await?,
-                &[sub, not_before],
-            )
-            .await?
-                > 0
+            db.execute(&prepared(db, RAISE_SUBJECT_INSTANT).await?, &[sub, not_before]).await? > 0
         }
         Revocation::Token { .. } | Revocation::TokenById { .. } | Revocation::Client { .. } => true,
     })
@@ -324,11 +312,7 @@ async fn log_revocation(
 ) -> Result<(), StoreError> {
     let (kind, value, instant) = revocation.to_columns();
     db.execute(
-        &prepared(
-            db,
-            "INSERT INTO revocation_log (at, kind, value, instant, actor, reason) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .await?,
+        &prepared(db, LOG_REVOCATION).await?,
         &[&now, &kind, &value, &instant, &provenance.actor, &provenance.reason],
     )
     .await?;
@@ -376,6 +360,11 @@ async fn revoke_batch(pool: &Pool, batch: &[PendingRevocation]) -> Result<Vec<bo
     let ordered: Vec<&PendingRevocation> = order.iter().filter_map(|&i| batch.get(i)).collect();
     let mut db = pool.get().await?;
     let tx = db.transaction().await?;
+    // Prepared first, one after the other: a statement still to be prepared would wait a round trip while cached
+    // ones went ahead, and the rows would no longer be locked in the order above.
+    for sql in [REVOKE_SESSION, RAISE_SUBJECT_INSTANT, LOG_REVOCATION] {
+        prepared(&tx, sql).await?;
+    }
     // Issued together, the statements are pipelined on the connection and run in this order on the server: a
     // second revocation of the same session in the batch finds it revoked and logs nothing.
     let changed = futures_util::future::try_join_all(
