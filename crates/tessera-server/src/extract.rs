@@ -51,8 +51,30 @@ pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap) -> Resul
     let token = bearer(headers).ok_or_else(ApiError::invalid_token)?;
     verify_access_token(state, token).await.map_err(|reason| {
         metrics::counter!("tessera_token_rejections_total", "reason" => reason).increment(1);
-        ApiError::invalid_token()
+        unconfirmed_or(reason, ApiError::invalid_token())
     })
+}
+
+/// Why [`verify_access_token`] could not decide: compact mode's store confirmation failed.
+pub(crate) const UNCONFIRMED: &str = "revocation_unconfirmed";
+
+/// The answer to a token [`verify_access_token`] did not accept: 503 when the store could not confirm (the
+/// caller may retry; the token was neither accepted nor found revoked), `otherwise` for a real refusal.
+pub(crate) fn unconfirmed_or(reason: &str, otherwise: impl Into<ApiError>) -> ApiError {
+    if reason == UNCONFIRMED {
+        unconfirmed()
+    } else {
+        otherwise.into()
+    }
+}
+
+/// 503 for a token whose revocation state the store could not confirm.
+pub(crate) fn unconfirmed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "the revocation state could not be confirmed; retry",
+    )
 }
 
 /// The one access-token check: the token core, then the revocation index (in compact mode, with the store
@@ -134,7 +156,7 @@ async fn confirm_not_revoked<'a>(
                 state.0.revocations.confirmed_revoked(jti, expires_at);
                 return Err("revoked");
             }
-            _ => return Err("revocation_unconfirmed"),
+            _ => return Err(UNCONFIRMED),
         }
     }
     Ok(())

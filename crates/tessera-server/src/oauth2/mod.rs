@@ -228,7 +228,12 @@ async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Byt
     let client = client_auth::authenticate(&state, &headers, &pairs).await?;
     let token = param(&pairs, "token").ok_or(TokenError::InvalidRequest("token is required"))?;
     let inactive = || Json(serde_json::json!({"active": false})).into_response();
-    let Ok(claims) = crate::extract::verify_access_token(&state, token).await else { return Ok(inactive()) };
+    let claims = match crate::extract::verify_access_token(&state, token).await {
+        Ok(claims) => claims,
+        // Not knowing is not "inactive": a resource server would drop a valid caller.
+        Err(crate::extract::UNCONFIRMED) => return Err(crate::extract::unconfirmed()),
+        Err(_) => return Ok(inactive()),
+    };
     let for_client = claims.aud.as_ref().is_some_and(|aud| client.audiences.iter().any(|a| aud.contains(a)));
     if !for_client {
         return Ok(inactive());
@@ -270,8 +275,9 @@ async fn token_exchange(
         .iter()
         .find(|rule| rule.client_id == client.client_id && rule.audience == audience)
         .ok_or(TokenError::InvalidTarget("this client may not exchange tokens for that audience"))?;
-    let subject =
-        crate::extract::verify_access_token(state, subject_token).await.map_err(|_| TokenError::InvalidGrant)?;
+    let subject = crate::extract::verify_access_token(state, subject_token)
+        .await
+        .map_err(|reason| crate::extract::unconfirmed_or(reason, TokenError::InvalidGrant))?;
     let actor = match param(pairs, "actor_token") {
         Some(token) => {
             if param(pairs, "actor_token_type") != Some(ACCESS_TOKEN_TYPE) {
@@ -280,7 +286,11 @@ async fn token_exchange(
                 )
                 .into());
             }
-            Some(crate::extract::verify_access_token(state, token).await.map_err(|_| TokenError::InvalidGrant)?)
+            Some(
+                crate::extract::verify_access_token(state, token)
+                    .await
+                    .map_err(|reason| crate::extract::unconfirmed_or(reason, TokenError::InvalidGrant))?,
+            )
         }
         None => None,
     };

@@ -27,7 +27,7 @@ pub(super) async fn revoke(
             Some(family) => Some((family.session.client_id, Revocation::Session { sid: claim.sid })),
             None => None,
         },
-        None => access_token_revocation(&state, token).await,
+        None => access_token_revocation(&state, token).await?,
     };
     if let Some((owner, revocation)) = revocation {
         if owner != caller {
@@ -49,12 +49,17 @@ async fn caller(state: &AppState, headers: &HeaderMap, pairs: &[(String, String)
     }
 }
 
-/// An access token of this server, still valid: its client and its `jti` revocation.
-async fn access_token_revocation(state: &AppState, token: &str) -> Option<(String, Revocation)> {
-    let claims = crate::extract::verify_access_token(state, token).await.ok()?;
+/// An access token of this server, still valid: its client and its `jti` revocation. `None` for anything else
+/// (RFC 7009 answers those alike); an error when the store could not confirm whether it is already revoked.
+async fn access_token_revocation(state: &AppState, token: &str) -> Result<Option<(String, Revocation)>, ApiError> {
+    let claims = match crate::extract::verify_access_token(state, token).await {
+        Ok(claims) => claims,
+        Err(crate::extract::UNCONFIRMED) => return Err(crate::extract::unconfirmed()),
+        Err(_) => return Ok(None),
+    };
     if claims.iss.as_deref() != Some(state.settings().issuer.as_str()) {
-        return None;
+        return Ok(None);
     }
-    let expires_at = claims.exp?.saturating_mul(1000);
-    Some((claims.client_id?, Revocation::Token { jti: claims.jti?, expires_at }))
+    let (Some(client_id), Some(jti), Some(exp)) = (claims.client_id, claims.jti, claims.exp) else { return Ok(None) };
+    Ok(Some((client_id, Revocation::Token { jti, expires_at: exp.saturating_mul(1000) })))
 }
