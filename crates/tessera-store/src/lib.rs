@@ -31,9 +31,10 @@ pub use sqlite::SqliteStore;
 pub use tiered::TieredStore;
 
 /// How long a session is kept after it expires before it is forgotten (see
-/// [`Store::forget_sessions_expired_before`]): a late refresh still finds it and is refused as expired, which the
-/// metrics tell apart from an unknown session.
-pub const EXPIRED_SESSION_KEPT_MS: Millis = 86_400_000;
+/// [`Store::forget_sessions_expired_before`]): two days, so the access tokens issued by its last refresh (a day at
+/// most, `tokens.access_ttl` is bounded so) have expired too — revoking a session that is no longer there would
+/// log nothing and leave them valid — and a late refresh is refused as expired, not unknown.
+pub const EXPIRED_SESSION_KEPT_MS: Millis = 2 * 86_400_000;
 
 /// Authoritative state, shared by every node that uses the same backend.
 ///

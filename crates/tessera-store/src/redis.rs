@@ -9,7 +9,7 @@
 //! | `tessera:{user:NAME}` | a user (hash) |
 //! | `tessera:{client:ID}` | a client (hash) |
 //! | `tessera:{client:ID}:assertion:JTI` | a used client assertion, collected once expired |
-//! | `tessera:{sid:SID}` | a session: refresh-token family and rotation state (hash), expiring a day after it does |
+//! | `tessera:{sid:SID}` | a session: refresh-token family and rotation state (hash), expiring two days after it does |
 //! | `tessera:{sub:SUB}:state` | the subject's "not before" instant (hash) |
 //! | `tessera:{sub:SUB}:sids` | the subject's sessions (set), expiring with the longest-lived of them |
 //! | `tessera:{tessera-log}:…` | the revocation log, its position counter, its time index, the security events, the revoked tokens |
