@@ -11,8 +11,10 @@
 //! A refresh reads the session's record and its subject's state from PostgreSQL (one indexed read), then lets
 //! Redis rotate with those facts. So a revocation committed before a refresh began is always seen, whether or not
 //! Redis was reachable when it was made, and Redis never needs to be told about revocations or caught up after an
-//! outage. A refresh that read PostgreSQL just before a revocation committed may still rotate; its new tokens
-//! belong to a revoked session and are refused everywhere, as if the rotation came first.
+//! outage. A refresh that read PostgreSQL just before a revocation committed may still rotate, as if it came
+//! first: after a session revocation its new tokens are refused everywhere (they carry the `sid`); after a
+//! logout-everywhere its new access token lives out its lifetime, as with the other backends' in-flight refreshes,
+//! while its refresh token is refused.
 //!
 //! When Redis is unreachable (its circuit breaker open), only logins and refreshes fail, with a clean 503:
 //! verification (the in-process index fed by PostgreSQL's log), logout, revocation, introspection and
