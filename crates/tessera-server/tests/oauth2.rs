@@ -392,6 +392,41 @@ async fn compact_mode_refuses_revoked_tokens_and_accepts_what_the_store_does_not
     assert_eq!(h.state.revocations().check(&presented), tessera_revocation::Check::Revoked);
 }
 
+/// Compact mode, with the store unable to answer the confirming read (its revocation log gone from under it): a
+/// token the prefilter may hold is neither accepted nor called revoked or inactive — every entry point answers 503,
+/// so callers retry instead of acting on a guess.
+#[tokio::test]
+async fn compact_mode_answers_503_when_the_store_cannot_confirm() {
+    let compact =
+        tessera_server::CompactRevocations { bucket_width: std::time::Duration::from_secs(60), bucket_capacity: 100 };
+    let h = setup_with(tessera_server::Settings {
+        compact_revocations: Some(compact),
+        ..tessera_server::Settings::default()
+    })
+    .await;
+    let revoked = service_token(&h, "billing").await;
+    let (status, _, _) = post(&h, "/oauth2/revoke", &format!("token={revoked}"), Some(("billing", SECRET))).await;
+    assert_eq!(status, StatusCode::OK);
+    let db = rusqlite::Connection::open(h.dir.path().join("tessera.db")).unwrap();
+    db.execute_batch("ALTER TABLE revocation_log RENAME TO revocation_log_elsewhere;").unwrap();
+
+    let send = |request: Request<Body>| async { h.app.clone().oneshot(request).await.unwrap().status() };
+    let verify = Request::get("/verify").header(header::AUTHORIZATION, format!("Bearer {revoked}"));
+    assert_eq!(send(verify.body(Body::empty()).unwrap()).await, StatusCode::SERVICE_UNAVAILABLE);
+    for (path, client) in [("/oauth2/introspect", "gateway"), ("/oauth2/revoke", "billing")] {
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::AUTHORIZATION, basic_of(client))
+            .body(Body::from(format!("token={revoked}")))
+            .unwrap();
+        assert_eq!(send(request).await, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+    }
+}
+
+fn basic_of(client: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{client}:{SECRET}")))
+}
+
 #[tokio::test]
 async fn rfc7009_revokes_a_clients_own_tokens_and_nothing_else() {
     let h = setup().await;
