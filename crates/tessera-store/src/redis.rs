@@ -11,7 +11,7 @@
 //! | `tessera:{client:ID}:assertion:JTI` | a used client assertion, collected once expired |
 //! | `tessera:{sid:SID}` | a session: refresh-token family and rotation state (hash), expiring two days after it does |
 //! | `tessera:{sub:SUB}:state` | the subject's "not before" instant (hash) |
-//! | `tessera:{sub:SUB}:sids` | the subject's sessions (set), expiring with the longest-lived of them |
+//! | `tessera:{sub:SUB}:sids` | the subject's sessions (sorted set, by when each may be forgotten), expiring with the longest-lived |
 //! | `tessera:{tessera-log}:…` | the revocation log, its position counter, its time index, the security events, the revoked tokens |
 //! | `tessera:{tessera-index}:users`, `…:clients` | the names, for the listings |
 //!
@@ -773,14 +773,14 @@ impl RedisStore {
         self.command::<i64>(::redis::cmd("SADD").arg(set).arg(member).clone()).await.map(drop)
     }
 
-    /// Every hash whose name is in `set`, skipping names with nothing behind them.
+    /// Every hash whose name `members` lists, skipping names with nothing behind them.
     async fn listed<T>(
         &self,
-        set: &str,
+        members: &Cmd,
         key: fn(&str) -> String,
         parse: fn(&Fields) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        let names: Vec<String> = self.read(::redis::cmd("SMEMBERS").arg(set)).await?;
+        let names: Vec<String> = self.read(members).await?;
         let hashes = futures_util::future::try_join_all(names.iter().map(|name| {
             let key = key(name);
             async move { self.hash(&key).await }
@@ -997,7 +997,7 @@ impl Store for RedisStore {
     }
 
     async fn users(&self) -> Result<Vec<User>, StoreError> {
-        let mut users = self.listed(USERS_KEY, user_key, user_from).await?;
+        let mut users = self.listed(&::redis::cmd("SMEMBERS").arg(USERS_KEY).clone(), user_key, user_from).await?;
         users.sort_by(|a, b| a.username.cmp(&b.username));
         Ok(users)
     }
@@ -1041,7 +1041,8 @@ impl Store for RedisStore {
     }
 
     async fn clients(&self) -> Result<Vec<Client>, StoreError> {
-        let mut clients = self.listed(CLIENTS_KEY, client_key, client_from).await?;
+        let mut clients =
+            self.listed(&::redis::cmd("SMEMBERS").arg(CLIENTS_KEY).clone(), client_key, client_from).await?;
         clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         Ok(clients)
     }
@@ -1092,7 +1093,8 @@ impl Store for RedisStore {
         let ttl =
             family.session.expires_at.saturating_sub(family.session.created_at).saturating_add(EXPIRED_SESSION_KEPT_MS);
         let ttl = ttl.clamp(1, MAX_SESSION_TTL_MS);
-        let args = [sid.clone(), ttl.to_string()];
+        let forgettable_at = family.session.expires_at.saturating_add(EXPIRED_SESSION_KEPT_MS);
+        let args = [sid.clone(), family.session.created_at.to_string(), forgettable_at.to_string(), ttl.to_string()];
         self.script::<i64>(&self.scripts.add_session, &[sessions_key(sub)], &args).await?;
         if !self.create(family_key(sid), Some(ttl), family_fields(&family)?).await? {
             return Err(StoreError::AlreadyExists(format!("session {sid:?}")));
@@ -1156,7 +1158,8 @@ impl Store for RedisStore {
     async fn live_families(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Family>, StoreError> {
         let not_before = self.not_before(sub).await?.unwrap_or(Millis::MIN);
         let idle_since = now.saturating_sub(rules.idle_timeout_ms);
-        let mut families = self.listed(&sessions_key(sub), family_key, family_from).await?;
+        let sessions = ::redis::cmd("ZRANGE").arg(sessions_key(sub)).arg(0).arg(-1).clone();
+        let mut families = self.listed(&sessions, family_key, family_from).await?;
         // The list may name a session that was never created, or a duplicate `sid` refused under another subject.
         families.retain(|f| {
             f.session.sub == sub

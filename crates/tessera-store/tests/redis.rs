@@ -30,6 +30,10 @@ async fn redis_passes_the_conformance_suite_and_serves_two_nodes() {
         assert!(lifetime < left && left <= lifetime + EXPIRED_SESSION_KEPT_MS, "{key} expires in {left} ms");
     }
     assert_eq!(store.forget_sessions_expired_before(i64::MAX, 100).await.unwrap(), 0, "nothing to do on request");
+    // A subject who keeps logging in: each new session drops the names of those already forgettable.
+    let later = conformance::family("later", "ttl-subject", 1_000 + lifetime + EXPIRED_SESSION_KEPT_MS + 1);
+    store.create_family(later).await.unwrap();
+    assert_eq!(redis.cli(&["ZRANGE", "tessera:{sub:ttl-subject}:sids", "0", "-1"]).trim(), "later");
 
     let other = Redis::start();
     let url = vec![other.url()];

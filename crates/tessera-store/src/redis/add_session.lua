@@ -1,8 +1,10 @@
--- Adds session ARGV[1] to the subject's session set KEYS[1], and makes the set live at least ARGV[2] more
--- milliseconds, as long as its longest-lived session: a subject's list goes once all its sessions have.
--- (PTTL is -1 for a set without an expiry yet, so the first session always sets one.)
-redis.call('SADD', KEYS[1], ARGV[1])
-local ttl = tonumber(ARGV[2])
+-- Adds session ARGV[1] to the subject's sessions KEYS[1] (a sorted set scored by when each may be forgotten,
+-- ARGV[3], in the caller's clock), drops the members already forgettable at ARGV[2] (the caller's now), and makes
+-- the set live at least ARGV[4] more milliseconds, as long as its longest-lived session: a subject's list holds
+-- its recent sessions only, and goes once all of them have. (PTTL is -1 for a set without an expiry yet.)
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])
+local ttl = tonumber(ARGV[4])
 if redis.call('PTTL', KEYS[1]) < ttl then
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
