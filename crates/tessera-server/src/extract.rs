@@ -141,22 +141,23 @@ async fn confirm_not_revoked<'a>(
     expires_at: tessera_store::Millis,
 ) -> Result<(), &'static str> {
     for jti in jtis {
-        let outcome = match state.0.store.token_revoked(jti).await {
+        let answer = state.0.store.token_revoked(jti).await;
+        let outcome = match &answer {
             Ok(false) => "valid",
             Ok(true) => "revoked",
-            Err(err) => {
-                crate::error::note_storage_failure(err);
-                "unavailable"
-            }
+            Err(_) => "unavailable",
         };
         metrics::counter!("tessera_revocation_confirmations_total", "outcome" => outcome).increment(1);
-        match outcome {
-            "valid" => {}
-            "revoked" => {
+        match answer {
+            Ok(false) => {}
+            Ok(true) => {
                 state.0.revocations.confirmed_revoked(jti, expires_at);
                 return Err("revoked");
             }
-            _ => return Err(UNCONFIRMED),
+            Err(err) => {
+                crate::error::note_storage_failure(err);
+                return Err(UNCONFIRMED);
+            }
         }
     }
     Ok(())

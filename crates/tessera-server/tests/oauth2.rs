@@ -23,8 +23,7 @@ async fn post(
 ) -> (StatusCode, Value, axum::http::HeaderMap) {
     let mut request = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
     if let Some((id, secret)) = basic {
-        let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
-        request = request.header(header::AUTHORIZATION, format!("Basic {credentials}"));
+        request = request.header(header::AUTHORIZATION, basic_auth(id, secret));
     }
     let response = h.app.clone().oneshot(request.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
     let (status, headers) = (response.status(), response.headers().clone());
@@ -348,18 +347,20 @@ async fn service_token(h: &common::Harness, client: &str) -> String {
     body["access_token"].as_str().unwrap().to_owned()
 }
 
+/// These tests' clients and rules, with the compact revocation index (one-minute buckets).
+async fn compact_setup() -> common::Harness {
+    let compact =
+        tessera_server::CompactRevocations { bucket_width: std::time::Duration::from_secs(60), bucket_capacity: 100 };
+    setup_with(tessera_server::Settings { compact_revocations: Some(compact), ..tessera_server::Settings::default() })
+        .await
+}
+
 /// Compact mode: revoked `jti`s are held in a prefilter, and what it may hold is looked up in the store. Tokens
 /// revoked through RFC 7009 (their expiry known) and by an operator (by `jti` alone) are refused; a positive the
 /// store does not confirm — which is all a false positive is — is accepted.
 #[tokio::test]
 async fn compact_mode_refuses_revoked_tokens_and_accepts_what_the_store_does_not_confirm() {
-    let compact =
-        tessera_server::CompactRevocations { bucket_width: std::time::Duration::from_secs(60), bucket_capacity: 100 };
-    let h = setup_with(tessera_server::Settings {
-        compact_revocations: Some(compact),
-        ..tessera_server::Settings::default()
-    })
-    .await;
+    let h = compact_setup().await;
     let by_client = service_token(&h, "billing").await;
     let by_operator = service_token(&h, "billing").await;
     let kept = service_token(&h, "billing").await;
@@ -397,13 +398,7 @@ async fn compact_mode_refuses_revoked_tokens_and_accepts_what_the_store_does_not
 /// so callers retry instead of acting on a guess.
 #[tokio::test]
 async fn compact_mode_answers_503_when_the_store_cannot_confirm() {
-    let compact =
-        tessera_server::CompactRevocations { bucket_width: std::time::Duration::from_secs(60), bucket_capacity: 100 };
-    let h = setup_with(tessera_server::Settings {
-        compact_revocations: Some(compact),
-        ..tessera_server::Settings::default()
-    })
-    .await;
+    let h = compact_setup().await;
     let revoked = service_token(&h, "billing").await;
     let (status, _, _) = post(&h, "/oauth2/revoke", &format!("token={revoked}"), Some(("billing", SECRET))).await;
     assert_eq!(status, StatusCode::OK);
@@ -416,15 +411,15 @@ async fn compact_mode_answers_503_when_the_store_cannot_confirm() {
     for (path, client) in [("/oauth2/introspect", "gateway"), ("/oauth2/revoke", "billing")] {
         let request = Request::post(path)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::AUTHORIZATION, basic_of(client))
+            .header(header::AUTHORIZATION, basic_auth(client, SECRET))
             .body(Body::from(format!("token={revoked}")))
             .unwrap();
         assert_eq!(send(request).await, StatusCode::SERVICE_UNAVAILABLE, "{path}");
     }
 }
 
-fn basic_of(client: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{client}:{SECRET}")))
+fn basic_auth(id: &str, secret: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
 }
 
 #[tokio::test]
