@@ -387,13 +387,17 @@ pub(crate) enum UserCommand {
         /// Login name.
         name: String,
     },
-    /// Set a user's password.
+    /// Set a user's password and end every session and access token they hold (a changed password usually
+    /// means the old one leaked).
     SetPassword {
         /// Login name.
         name: String,
         /// Read the password from standard input (one line).
         #[arg(long)]
         password_stdin: bool,
+        /// Leave the user's sessions and access tokens alive.
+        #[arg(long)]
+        keep_sessions: bool,
     },
 }
 

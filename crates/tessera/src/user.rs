@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use tessera_server::password::hash_password;
-use tessera_store::{StoreError, User};
+use tessera_store::{Provenance, Revocation, StoreError, User};
 
 use crate::cli::UserCommand;
 use crate::config::Config;
@@ -66,14 +66,20 @@ async fn run_async(config: &Config, command: UserCommand) -> anyhow::Result<Exit
             set_disabled(&*store, &name, false, now).await?;
             println!("enabled user {name}");
         }
-        UserCommand::SetPassword { name, password_stdin } => {
+        UserCommand::SetPassword { name, password_stdin, keep_sessions } => {
             let password = read_password(password_stdin, true)?;
             let password_hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
             match store.set_password(&name, password_hash).await {
                 Err(StoreError::NotFound(_)) => bail!("no user {name:?}"),
                 other => other?,
             }
-            println!("password of {name} changed");
+            if keep_sessions {
+                println!("password of {name} changed; their sessions stay");
+            } else {
+                let everything = Revocation::Subject { sub: name.clone(), not_before: now };
+                store.revoke(everything, Provenance::new("operator", "password_changed"), now).await?;
+                println!("password of {name} changed; their sessions and tokens are revoked");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
