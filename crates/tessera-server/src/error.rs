@@ -53,6 +53,16 @@ impl ApiError {
         }
     }
 
+    /// 401 for a request without any bearer token: RFC 6750 §3.1 says the challenge then carries no error code,
+    /// since the client may not know the route needs one.
+    #[must_use]
+    pub fn missing_token() -> Self {
+        Self {
+            www_authenticate: Some("Bearer"),
+            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_token", "a bearer access token is required")
+        }
+    }
+
     /// 403 for a valid token without the scopes the route needs (RFC 6750 §3.1).
     #[must_use]
     pub fn insufficient_scope() -> Self {
@@ -133,6 +143,33 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Gives the error responses that do not come from a handler (413 from the body limit, 408 from the timeout, 405
+/// for a wrong method, axum's plain-text rejections) the JSON body every handler error has, keeping their headers
+/// (`Allow`, say).
+pub(crate) async fn json_error_bodies(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == b"application/json");
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let description = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large",
+        StatusCode::REQUEST_TIMEOUT => "the request took too long",
+        StatusCode::METHOD_NOT_ALLOWED => "this endpoint does not take that method",
+        _ => status.canonical_reason().unwrap_or("the request was refused"),
+    };
+    let code = if status.is_server_error() { "server_error" } else { "invalid_request" };
+    let (parts, _) = response.into_parts();
+    let mut answer = ApiError::new(status, code, description).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().entry(name).or_insert_with(|| value.clone());
+        }
+    }
+    answer
 }
 
 #[cfg(test)]

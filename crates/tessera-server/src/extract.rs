@@ -48,11 +48,31 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Verifies the request's bearer access token: signature, claims, and this server's revocation state.
 pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
-    let token = bearer(headers).ok_or_else(ApiError::invalid_token)?;
+    let token = bearer(headers).ok_or_else(ApiError::missing_token)?;
     verify_access_token(state, token).await.map_err(|reason| {
         metrics::counter!("tessera_token_rejections_total", "reason" => reason).increment(1);
         unconfirmed_or(reason, ApiError::invalid_token())
     })
+}
+
+/// [`authenticate`], for the routes that act on the user's own sessions: only an access token this server issued
+/// to a user session is accepted. Every other token it verifies is refused here, although `/verify` takes it: a
+/// token-exchange token (it carries `act`: a service acting for the user), a `client_credentials` token (no
+/// session) and a trusted external issuer's token (whose `sub` merely names the same user elsewhere).
+pub(crate) async fn authenticate_session(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
+    let claims = authenticate(state, headers).await?;
+    let settings = state.settings();
+    let own_session = claims.iss.as_deref() == Some(settings.issuer.as_str())
+        && claims.aud.as_ref().is_some_and(|aud| aud.contains(&settings.audience))
+        && claims.sid.is_some()
+        && claims.sub.is_some()
+        && !claims.extra.contains_key("act");
+    if own_session {
+        Ok(claims)
+    } else {
+        metrics::counter!("tessera_token_rejections_total", "reason" => "not_a_session_token").increment(1);
+        Err(ApiError::invalid_token())
+    }
 }
 
 /// Why [`verify_access_token`] could not decide: compact mode's store confirmation failed.

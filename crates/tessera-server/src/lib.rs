@@ -63,10 +63,12 @@ pub fn app(state: AppState) -> Router {
         .merge(ops::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
-        .layer(axum::middleware::from_fn(ops::record))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.request_timeout));
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.request_timeout))
+        .layer(axum::middleware::from_fn(error::json_error_bodies))
+        // Outside the limits, so requests they refuse are counted too.
+        .layer(axum::middleware::from_fn(ops::record));
     for (name, value) in [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
@@ -133,6 +135,7 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
         })
         .collect();
     fetchers.push(tokio::spawn(keep_forgetting_expired_sessions(state.clone())));
+    fetchers.push(tokio::spawn(keep_forgetting_idle_rate_limits(state.clone())));
     let state = state.clone();
     Ok(tokio::spawn(async move {
         // The fetchers live as long as this task: aborting it aborts them.
@@ -199,6 +202,19 @@ pub async fn forget_expired_sessions(state: &AppState) -> Result<usize, tessera_
         }
     }
     Ok(forgotten)
+}
+
+/// How often the rate limiters drop the addresses and usernames whose budget is full again: the budgets are per
+/// minute, so a key idle for longer is the same as one never seen.
+const FORGET_IDLE_RATE_LIMITS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn keep_forgetting_idle_rate_limits(state: AppState) {
+    let mut tick = tokio::time::interval(FORGET_IDLE_RATE_LIMITS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        state.0.limits.forget_idle();
+    }
 }
 
 async fn keep_forgetting_expired_sessions(state: AppState) {

@@ -1,10 +1,9 @@
 //! Everything a request handler needs, shared behind one `Arc`.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -194,13 +193,7 @@ pub(crate) struct Limits {
     login_by_ip: DefaultKeyedRateLimiter<IpAddr>,
     login_by_user: DefaultKeyedRateLimiter<String>,
     failed_refresh_by_ip: DefaultKeyedRateLimiter<IpAddr>,
-    /// IPs that spent their failed-refresh budget, until when. Successful refreshes are never counted: many users
-    /// share one NAT address.
-    refresh_penalty: Mutex<HashMap<IpAddr, Instant>>,
 }
-
-/// Most penalised IPs remembered; past it, expired entries are dropped.
-const MAX_PENALTIES: usize = 100_000;
 
 fn per_minute(n: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
@@ -213,7 +206,6 @@ impl Limits {
             login_by_ip: RateLimiter::keyed(per_minute(r.login_per_ip)),
             login_by_user: RateLimiter::keyed(per_minute(r.login_per_user)),
             failed_refresh_by_ip: RateLimiter::keyed(per_minute(r.failed_refresh_per_ip)),
-            refresh_penalty: Mutex::new(HashMap::new()),
         }
     }
 
@@ -227,27 +219,25 @@ impl Limits {
         self.login_by_user.check_key(&username.to_lowercase()).map_err(wait)
     }
 
-    /// Whether `ip` may attempt a refresh now; `Err(seconds)` while it is penalised.
-    pub(crate) fn refresh_allowed(&self, ip: IpAddr) -> Result<(), u64> {
-        let Ok(penalties) = self.refresh_penalty.lock() else { return Ok(()) };
-        match penalties.get(&ip) {
-            Some(until) if *until > Instant::now() => Err(until.duration_since(Instant::now()).as_secs().max(1)),
-            _ => Ok(()),
-        }
+    /// Counts a failed refresh from `ip`; `Some(seconds)` to wait once `ip` is over its budget, so its failing
+    /// refreshes are answered 429. Only failures are limited: a valid refresh token is honoured from any address,
+    /// since many users share one NAT address and one of them failing must not lock the others out.
+    pub(crate) fn refresh_failed(&self, ip: IpAddr) -> Option<u64> {
+        let clock = governor::clock::DefaultClock::default();
+        self.failed_refresh_by_ip
+            .check_key(&ip)
+            .err()
+            .map(|not_until| not_until.wait_time_from(governor::clock::Clock::now(&clock)).as_secs().max(1))
     }
 
-    /// Counts a failed refresh from `ip`, penalising it once over budget.
-    pub(crate) fn refresh_failed(&self, ip: IpAddr) {
-        let clock = governor::clock::DefaultClock::default();
-        if let Err(not_until) = self.failed_refresh_by_ip.check_key(&ip) {
-            let until = Instant::now() + not_until.wait_time_from(governor::clock::Clock::now(&clock));
-            if let Ok(mut penalties) = self.refresh_penalty.lock() {
-                if penalties.len() >= MAX_PENALTIES {
-                    let now = Instant::now();
-                    penalties.retain(|_, until| *until > now);
-                }
-                penalties.insert(ip, until);
-            }
+    /// Forgets the keys whose budget is full again. Keys are client addresses and attacker-chosen usernames, so
+    /// without this the limiters would grow with every address and name ever seen.
+    pub(crate) fn forget_idle(&self) {
+        for limiter in [&self.login_by_ip, &self.failed_refresh_by_ip] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
         }
+        self.login_by_user.retain_recent();
+        self.login_by_user.shrink_to_fit();
     }
 }

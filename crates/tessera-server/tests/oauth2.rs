@@ -660,3 +660,66 @@ async fn private_key_jwt_accepts_each_fresh_assertion_once() {
     assert_eq!(post(&h, "/oauth2/token", &other_type, None).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(post(&h, "/oauth2/token", &grant(&fresh, ""), None).await.0, StatusCode::OK, "c-1 was never used");
 }
+
+/// A user-session access token as this server signs them, with `act` added: a service acting for the user.
+fn acting_for_the_user(h: &common::Harness, session_token: &str) -> String {
+    let session = claims_of(session_token);
+    let text = |name: &str| session[name].as_str().map(str::to_owned);
+    let mut extra = serde_json::Map::new();
+    extra.insert("act".into(), serde_json::json!({"sub": "exchanger"}));
+    let claims = tessera_jose::Claims {
+        iss: text("iss"),
+        sub: text("sub"),
+        aud: text("aud").map(tessera_jose::Audience::One),
+        exp: session["exp"].as_i64(),
+        iat: session["iat"].as_i64(),
+        jti: Some("acting-1".into()),
+        client_id: Some("exchanger".into()),
+        scope: None,
+        sid: text("sid"),
+        nbf: None,
+        extra,
+    };
+    tessera_jose::encode_jwt(&h.state.keys().signing_key(), Some(tessera_jose::ACCESS_TOKEN_TYP), &claims).unwrap()
+}
+
+#[tokio::test]
+async fn session_routes_take_only_the_users_own_session_tokens() {
+    let h = setup().await;
+    let subject = admin_session(&h, "read write").await;
+    let (status, body, _) = post(
+        &h,
+        "/oauth2/token",
+        &format!("{EXCHANGE}&subject_token={subject}&audience=ledger"),
+        Some(("exchanger", SECRET)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let exchanged = body["access_token"].as_str().unwrap().to_owned();
+    let acting = acting_for_the_user(&h, &subject);
+    let service = service_token(&h, "billing").await;
+    let send = |method: &str, path: &str, token: &str| {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let app = h.app.clone();
+        async move { app.oneshot(request).await.unwrap().status() }
+    };
+    // Each is a valid token: gateways accept it.
+    assert_eq!(verify(&h, &exchanged, "/ledger/1").await.0, StatusCode::OK);
+    assert_eq!(verify(&h, &acting, "/orders/1").await.0, StatusCode::OK);
+    assert_eq!(verify(&h, &service, "/ledger/1").await.0, StatusCode::OK);
+    for (token, what) in [(&exchanged, "exchanged"), (&acting, "acting for the user"), (&service, "service")] {
+        for (method, path) in [("GET", "/auth/sessions"), ("POST", "/auth/logout-all"), ("POST", "/auth/logout")] {
+            assert_eq!(send(method, path, token).await, StatusCode::UNAUTHORIZED, "{what} token on {method} {path}");
+        }
+        let sid = claims_of(&subject)["sid"].as_str().unwrap().to_owned();
+        assert_eq!(send("DELETE", &format!("/auth/sessions/{sid}"), token).await, StatusCode::UNAUTHORIZED, "{what}");
+    }
+    // None of it touched the user's session.
+    assert_eq!(verify(&h, &subject, "/orders/1").await.0, StatusCode::OK);
+    assert_eq!(send("GET", "/auth/sessions", &subject).await, StatusCode::OK);
+}

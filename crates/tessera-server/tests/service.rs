@@ -233,6 +233,27 @@ async fn csrf_and_origin_failures_are_403_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn over_http2_the_origin_is_compared_with_the_authority() {
+    // HTTP/2 requests carry `:authority` (the URI's) and no Host header.
+    let h = harness().await;
+    let s = h.login("alice").await;
+    let refresh = |origin: &str, csrf: &str| {
+        Request::post("https://tessera.example/auth/refresh")
+            .version(axum::http::Version::HTTP_2)
+            .header(header::COOKIE, format!("__Secure-tessera-refresh={}", s.cookie))
+            .header("x-csrf-token", csrf)
+            .header(header::ORIGIN, origin)
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(h.send(refresh("https://evil.example", &s.csrf)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(h.generation(&s.access).await, 0);
+    let same_origin = h.send(refresh("https://tessera.example", &s.csrf)).await;
+    assert_eq!(same_origin.status, StatusCode::OK, "{}", same_origin.body);
+    assert_eq!(h.generation(&s.access).await, 1);
+}
+
+#[tokio::test]
 async fn logout_ends_this_session_and_logout_all_ends_every_session() {
     let h = harness().await;
     let a = h.login("alice").await;
@@ -428,6 +449,15 @@ async fn the_admin_api_is_off_by_default_and_mints_sessions_with_the_credential(
             .unwrap()
     };
     assert_eq!(h.send(request("wrong", json!({"sub": "ext-1"}))).await.status, StatusCode::UNAUTHORIZED);
+    // Without the credential the body is not even read: a caller learns nothing of its shape.
+    let unauthenticated_garbage = Request::post("/admin/v1/sessions")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from("not json"))
+        .unwrap();
+    assert_eq!(h.send(unauthenticated_garbage).await.status, StatusCode::UNAUTHORIZED);
+    h.state.store().set_user_disabled("bob", true, START_MS).await.unwrap();
+    let disabled = h.send(request(&token, json!({"sub": "bob"}))).await;
+    assert_eq!(disabled.status, StatusCode::FORBIDDEN, "{}", disabled.body);
     let reply = h
         .send(request(
             &token,
@@ -435,6 +465,7 @@ async fn the_admin_api_is_off_by_default_and_mints_sessions_with_the_credential(
         ))
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
     let claims = claims_of(reply.body["access_token"].as_str().unwrap());
     assert_eq!(
         (claims["sub"].as_str(), claims["tenant"].as_str(), claims["scope"].as_str()),
@@ -462,19 +493,36 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         (raw("application/json", &"x".repeat(100_000)), StatusCode::PAYLOAD_TOO_LARGE),
         (raw("application/json", r#"{"username":"","password":"x"}"#), StatusCode::BAD_REQUEST),
     ];
+    // What real clients send: a Content-Length the body limit refuses before reading, a wrong method.
+    let declared_too_large = Request::post("/oauth2/token")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::CONTENT_LENGTH, "100000")
+        .body(Body::from("x".repeat(100_000)))
+        .unwrap();
+    let cases = cases.into_iter().chain([
+        (declared_too_large, StatusCode::PAYLOAD_TOO_LARGE),
+        (Request::get("/auth/login").body(Body::empty()).unwrap(), StatusCode::METHOD_NOT_ALLOWED),
+    ]);
     for (request, status) in cases {
         let reply = h.send(request).await;
         assert_eq!(reply.status, status, "{}", reply.body);
         assert!(reply.body["error"].is_string(), "JSON error body: {}", reply.body);
+        assert!(reply.body["error_description"].is_string(), "JSON error body: {}", reply.body);
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            assert_eq!(reply.headers[header::ALLOW], "POST");
+        }
     }
     let no_cookie = Request::post("/auth/refresh").body(Body::empty()).unwrap();
     assert_eq!(h.send(no_cookie).await.status, StatusCode::UNAUTHORIZED);
     let stale = h.refresh("AAAA", "x").await;
     assert_eq!(stale.status, StatusCode::UNAUTHORIZED);
     assert_eq!(h.send(Request::get("/nope").body(Body::empty()).unwrap()).await.status, StatusCode::NOT_FOUND);
+    // RFC 6750 §3.1: no token, no error code in the challenge; a bad one is `invalid_token`.
     let verify = h.send(Request::get("/verify").body(Body::empty()).unwrap()).await;
     assert_eq!(verify.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(verify.headers[header::WWW_AUTHENTICATE], r#"Bearer error="invalid_token""#);
+    assert_eq!(verify.headers[header::WWW_AUTHENTICATE], "Bearer");
+    let bad = h.verify("not.a.token").await;
+    assert_eq!(bad, StatusCode::UNAUTHORIZED);
     assert!(h
         .state
         .store()
@@ -500,6 +548,28 @@ async fn login_attempts_are_rate_limited_per_username() {
         h.send(json_post("/auth/login", &json!({"username": "bob", "password": PASSWORD}))).await.status,
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn failed_refreshes_are_rate_limited_per_address_and_valid_ones_are_not() {
+    let settings = Settings {
+        rate_limits: tessera_server::RateLimits { failed_refresh_per_ip: 3, ..Settings::default().rate_limits },
+        ..Settings::default()
+    };
+    let h = harness_with(settings).await;
+    let s = h.login("alice").await;
+    // In-process requests all come from one address, as users behind one NAT do.
+    for _ in 0..3 {
+        assert_eq!(h.refresh("AAAA", "x").await.status, StatusCode::UNAUTHORIZED);
+    }
+    let limited = h.refresh("AAAA", "x").await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    let form = format!("grant_type=refresh_token&refresh_token={}", "B".repeat(43));
+    assert_eq!(h.send(form_post("/oauth2/token", &form)).await.status, StatusCode::TOO_MANY_REQUESTS);
+    // Another user's valid refresh from the same address goes through.
+    let valid = h.refresh(&s.cookie, &s.csrf).await;
+    assert_eq!(valid.status, StatusCode::OK, "{}", valid.body);
 }
 
 #[tokio::test]

@@ -2,8 +2,8 @@
 //! (revoke). Authenticated by the admin credential (a bearer token, compared in constant time); disabled unless
 //! one is configured.
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequest as _, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -39,6 +39,16 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// The request's JSON body, read only once the admin credential is checked: an unauthenticated caller learns
+/// nothing about what the body should be.
+async fn authorized_body<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    request: Request,
+) -> Result<JsonBody<T>, ApiError> {
+    authorize(state, request.headers())?;
+    JsonBody::from_request(request, state).await
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewSession {
@@ -53,14 +63,14 @@ pub(crate) struct NewSession {
 
 /// `POST /admin/v1/sessions {sub, claims?, roles?, scope?, client_id?}`: mints a token pair for a user the
 /// application authenticated.
-async fn create_session(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    JsonBody(request): JsonBody<NewSession>,
-) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
+async fn create_session(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let JsonBody(request) = authorized_body::<NewSession>(&state, request).await?;
     if request.sub.is_empty() || request.sub.len() > 256 {
         return Err(ApiError::bad_request("sub must be 1-256 bytes"));
+    }
+    // A disabled local user gets no session from here either (the application may not know of the disabling).
+    if state.store().user(&request.sub).await?.is_some_and(|user| user.disabled) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "access_denied", "the user is disabled"));
     }
     if let Some(name) = request.claims.keys().find(|name| RESERVED.contains(&name.as_str())) {
         return Err(ApiError::bad_request(format!("claim {name:?} is set by the issuer")));
@@ -79,6 +89,7 @@ async fn create_session(
     .await?;
     Ok((
         StatusCode::CREATED,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
         Json(serde_json::json!({
             "access_token": issued.access_token,
             "token_type": "Bearer",
@@ -102,12 +113,8 @@ pub(crate) struct NewRevocation {
     reason: Option<String>,
 }
 
-async fn revoke(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    JsonBody(request): JsonBody<NewRevocation>,
-) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
+async fn revoke(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let JsonBody(request) = authorized_body::<NewRevocation>(&state, request).await?;
     let now = state.clock().now_ms();
     let retention = state.revocations().retention();
     let revocation =

@@ -9,7 +9,7 @@ mod login;
 mod refresh;
 mod sessions;
 
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::routing::{delete, get, post};
 use axum::Router;
 
@@ -55,12 +55,17 @@ pub(crate) fn cookie_token(headers: &HeaderMap) -> Option<&str> {
 
 /// Whether a cookie-authenticated request comes from the server's own origin or an allowed one. Browsers send
 /// `Origin` and `Sec-Fetch-Site` on such requests; a request with neither is not from a browser page (and still
-/// needs the CSRF token).
-pub(crate) fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+/// needs the CSRF token). The request's own host is its `Host` header, or over HTTP/2, which has none, the
+/// `:authority` (the URI's).
+pub(crate) fn origin_allowed(state: &AppState, headers: &HeaderMap, uri: &Uri) -> bool {
     let allowed = &state.settings().allowed_origins;
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if let Some(origin) = origin {
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| uri.authority().map(axum::http::uri::Authority::as_str))
+            .unwrap_or_default();
         let own = ["http", "https"].iter().any(|scheme| origin == format!("{scheme}://{host}"));
         return (own && !host.is_empty()) || allowed.iter().any(|a| a == origin);
     }

@@ -1,7 +1,7 @@
 //! `POST /auth/refresh`: the browser's refresh, by cookie, with CSRF and origin checks.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -14,16 +14,13 @@ use crate::state::AppState;
 pub(crate) async fn refresh(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    state.0.limits.refresh_allowed(ip).map_err(ApiError::too_many)?;
-    if !origin_allowed(&state, &headers) {
+    if !origin_allowed(&state, &headers, &uri) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "invalid_request", "cross-origin request refused"));
     }
-    let failed = |error: ApiError| {
-        state.0.limits.refresh_failed(ip);
-        error
-    };
+    let failed = |error: ApiError| state.0.limits.refresh_failed(ip).map_or(error, ApiError::too_many);
     let token = cookie_token(&headers)
         .ok_or_else(|| failed(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "no refresh cookie")))?;
     // The CSRF token is bound to the session the cookie names: check it before anything is changed.

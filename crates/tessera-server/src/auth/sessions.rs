@@ -1,26 +1,23 @@
 //! Logout, logout everywhere, and the user's session list.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tessera_store::{Provenance, Revocation};
 
 use super::{cleared_cookie, cookie_token, origin_allowed, CSRF_HEADER};
 use crate::error::ApiError;
-use crate::extract::{authenticate, bearer};
+use crate::extract::{authenticate_session, bearer};
 use crate::state::AppState;
 
 /// `POST /auth/logout`: ends the session named by the bearer access token's `sid`, or by the refresh cookie
 /// (with its CSRF token). Clears the cookie.
-pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(crate) async fn logout(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
     let sid = if bearer(&headers).is_some() {
-        authenticate(&state, &headers)
-            .await?
-            .sid
-            .ok_or_else(|| ApiError::bad_request("the access token names no session"))?
+        authenticate_session(&state, &headers).await?.sid.ok_or_else(ApiError::invalid_token)?
     } else {
-        if !origin_allowed(&state, &headers) {
+        if !origin_allowed(&state, &headers, &uri) {
             return Err(ApiError::new(StatusCode::FORBIDDEN, "invalid_request", "cross-origin request refused"));
         }
         let claim = cookie_token(&headers)
@@ -39,7 +36,7 @@ pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) ->
 
 /// `POST /auth/logout-all`: everything the user was issued until now stops working, in O(1).
 pub(crate) async fn logout_all(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let claims = authenticate(&state, &headers).await?;
+    let claims = authenticate_session(&state, &headers).await?;
     let sub = claims.sub.unwrap_or_default();
     let not_before = state.clock().now_ms();
     state.revoke(Revocation::Subject { sub, not_before }, Provenance::new("user", "logout_everywhere")).await?;
@@ -48,7 +45,7 @@ pub(crate) async fn logout_all(State(state): State<AppState>, headers: HeaderMap
 
 /// `GET /auth/sessions`: the user's live sessions.
 pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let claims = authenticate(&state, &headers).await?;
+    let claims = authenticate_session(&state, &headers).await?;
     let sub = claims.sub.unwrap_or_default();
     let families = state.store().live_families(&sub, state.clock().now_ms(), state.0.refresh_rules()).await?;
     let sessions: Vec<_> = families
@@ -74,7 +71,7 @@ pub(crate) async fn end(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let claims = authenticate(&state, &headers).await?;
+    let claims = authenticate_session(&state, &headers).await?;
     let family = state.store().family(&id).await?;
     // Someone else's session is answered exactly like a missing one.
     match family {

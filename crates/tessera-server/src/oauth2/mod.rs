@@ -112,7 +112,8 @@ async fn refresh_grant(
     ip: std::net::IpAddr,
     pairs: &[(String, String)],
 ) -> Result<Response, ApiError> {
-    state.0.limits.refresh_allowed(ip).map_err(ApiError::too_many)?;
+    let failed =
+        || state.0.limits.refresh_failed(ip).map_or_else(|| TokenError::InvalidGrant.into(), ApiError::too_many);
     let token = param(pairs, "refresh_token").ok_or(TokenError::InvalidRequest("refresh_token is required"))?;
     if let Some(client_id) = param(pairs, "client_id") {
         // A token presented by another client than the one it was issued to is refused before it is consumed.
@@ -121,8 +122,7 @@ async fn refresh_grant(
             None => None,
         };
         if owner.as_deref() != Some(client_id) {
-            state.0.limits.refresh_failed(ip);
-            return Err(TokenError::InvalidGrant.into());
+            return Err(failed());
         }
     }
     match session::refresh(state, token).await {
@@ -140,10 +140,7 @@ async fn refresh_grant(
             Ok((no_store, Json(body)).into_response())
         }
         Err(RefreshFailure::Unavailable(error)) => Err(error),
-        Err(_) => {
-            state.0.limits.refresh_failed(ip);
-            Err(TokenError::InvalidGrant.into())
-        }
+        Err(_) => Err(failed()),
     }
 }
 
