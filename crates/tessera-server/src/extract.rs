@@ -11,18 +11,45 @@ use tessera_revocation::Check;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The peer's IP address (the TCP connection's; 0.0.0.0 where there is none, as in in-process tests).
+/// The client's IP address: the TCP peer's (0.0.0.0 where there is none, as in in-process tests), or behind a
+/// trusted reverse proxy, the one `X-Forwarded-For` names.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientIp(pub(crate) IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip =
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer =
             parts.extensions.get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-        Ok(Self(ip))
+        Ok(Self(client_address(peer, &parts.headers, &state.settings().trusted_proxies)))
     }
+}
+
+/// `peer`, unless it is a trusted proxy: then the right-most `X-Forwarded-For` hop that is not one. Hops are
+/// read from the right because each proxy appends the address it saw; everything left of the last trusted
+/// proxy's entry may have been written by the client. A hop that is not an address ends the walk there.
+fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else { break };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
 }
 
 /// A JSON body: `Content-Type: application/json`, valid JSON, the expected fields — or a 4xx saying which.
@@ -181,4 +208,36 @@ async fn confirm_not_revoked<'a>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded(hops: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for hop in hops {
+            headers.append("x-forwarded-for", hop.parse().unwrap());
+        }
+        headers
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_behind_a_trusted_proxy_and_from_the_right() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let client = |peer: &str, hops: &[&str]| client_address(ip(peer), &forwarded(hops), &trusted);
+        // A client talking to Tessera directly cannot pick its address.
+        assert_eq!(client("198.51.100.9", &["203.0.113.1"]), ip("198.51.100.9"));
+        assert_eq!(client("10.0.0.2", &[]), ip("10.0.0.2"));
+        assert_eq!(client("10.0.0.2", &["203.0.113.1"]), ip("203.0.113.1"));
+        // What the client wrote itself (left of the proxy's entry) is ignored; chained proxies are skipped.
+        assert_eq!(client("10.0.0.2", &["1.1.1.1, 203.0.113.1"]), ip("203.0.113.1"));
+        assert_eq!(client("10.0.0.2", &["1.1.1.1", "203.0.113.1, 10.0.0.3"]), ip("203.0.113.1"));
+        // A hop that is not an address stops the walk at the last proxy.
+        assert_eq!(client("10.0.0.2", &["203.0.113.1, unknown"]), ip("10.0.0.2"));
+    }
 }

@@ -29,6 +29,9 @@ pub struct Settings {
     pub client_id: String,
     /// Origins allowed to call the browser endpoints besides the server's own (CORS and the CSRF origin check).
     pub allowed_origins: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (rate limits are per client address). Empty by
+    /// default: the header is then ignored, since any client can write it.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The credential of `/admin/v1/*` (sent as a bearer token). `None` disables the admin API.
     pub admin_token: Option<String>,
     /// Rate limits.
@@ -144,6 +147,7 @@ impl Default for Settings {
             remembered_verifications: 10_000,
             client_id: "tessera".into(),
             allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             admin_token: None,
             rate_limits: RateLimits::default(),
             max_body_bytes: 64 * 1024,

@@ -195,6 +195,18 @@ pub(crate) struct Limits {
     failed_refresh_by_ip: DefaultKeyedRateLimiter<IpAddr>,
 }
 
+/// The key an address is limited under: an IPv6 client usually holds a whole /64 and can pick any address in
+/// it, so the /64 is limited as one; an IPv4-mapped IPv6 address is the IPv4 address.
+fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+        IpAddr::V4(_) => ip,
+    }
+}
+
 fn per_minute(n: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
 }
@@ -215,7 +227,7 @@ impl Limits {
         let wait = |not_until: governor::NotUntil<_>| {
             not_until.wait_time_from(governor::clock::Clock::now(&clock)).as_secs().max(1)
         };
-        self.login_by_ip.check_key(&ip).map_err(wait)?;
+        self.login_by_ip.check_key(&rate_key(ip)).map_err(wait)?;
         self.login_by_user.check_key(&username.to_lowercase()).map_err(wait)
     }
 
@@ -225,7 +237,7 @@ impl Limits {
     pub(crate) fn refresh_failed(&self, ip: IpAddr) -> Option<u64> {
         let clock = governor::clock::DefaultClock::default();
         self.failed_refresh_by_ip
-            .check_key(&ip)
+            .check_key(&rate_key(ip))
             .err()
             .map(|not_until| not_until.wait_time_from(governor::clock::Clock::now(&clock)).as_secs().max(1))
     }
@@ -239,5 +251,19 @@ impl Limits {
         }
         self.login_by_user.retain_recent();
         self.login_by_user.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_limited_by_its_64_and_a_mapped_ipv4_by_its_address() {
+        let key = |text: &str| rate_key(text.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+        assert_ne!(key("192.0.2.1"), key("192.0.2.2"));
     }
 }

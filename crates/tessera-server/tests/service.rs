@@ -573,6 +573,36 @@ async fn failed_refreshes_are_rate_limited_per_address_and_valid_ones_are_not() 
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_login_budget() {
+    let limits = tessera_server::RateLimits { login_per_ip: 2, ..Settings::default().rate_limits };
+    let login_from = |forwarded_for: &str| {
+        Request::post("/auth/login")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("x-forwarded-for", forwarded_for)
+            .body(Body::from(json!({"username": "nobody", "password": "wrong password"}).to_string()))
+            .unwrap()
+    };
+    // In-process requests come from 0.0.0.0: here that is the proxy.
+    let proxied = harness_with(Settings {
+        rate_limits: limits,
+        trusted_proxies: vec!["0.0.0.0/32".parse().unwrap()],
+        ..Settings::default()
+    })
+    .await;
+    for _ in 0..2 {
+        assert_eq!(proxied.send(login_from("203.0.113.1")).await.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(proxied.send(login_from("203.0.113.1")).await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(proxied.send(login_from("203.0.113.2")).await.status, StatusCode::UNAUTHORIZED, "another client");
+    // Without the proxy trusted, the header is the client's own words: everyone shares the peer's budget.
+    let direct = harness_with(Settings { rate_limits: limits, ..Settings::default() }).await;
+    for _ in 0..2 {
+        assert_eq!(direct.send(login_from("203.0.113.1")).await.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(direct.send(login_from("203.0.113.2")).await.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
 async fn jwks_and_metadata_are_public_and_cacheable() {
     let h = harness().await;
     let jwks =

@@ -107,6 +107,9 @@ pub(crate) struct ServerConfig {
     pub(crate) listen: String,
     /// Origins (besides the server's own) allowed to call the browser endpoints: CORS and the CSRF origin check.
     pub(crate) allowed_origins: Vec<String>,
+    /// Addresses or ranges (`10.0.0.0/8`) of reverse proxies in front of Tessera, whose `X-Forwarded-For` then
+    /// names the client for the per-address rate limits. Default none: the header is ignored.
+    pub(crate) trusted_proxies: Vec<String>,
     /// Largest request body. Default 65536 bytes.
     pub(crate) max_body_bytes: usize,
     /// Longest time a request may take. Default 10 seconds.
@@ -301,6 +304,7 @@ impl Default for ServerConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(10),
             reload_interval: Duration::from_millis(250),
@@ -581,6 +585,11 @@ impl Config {
             problems
                 .push("server.allowed_origins must be exact origins like https://app.example.com (no *)".to_owned());
         }
+        for proxy in &self.server.trusted_proxies {
+            if let Err(why) = parse_proxy(proxy) {
+                problems.push(why);
+            }
+        }
         for issuer in &self.trusted_issuers {
             if !(issuer.jwks_url.starts_with("https://") || issuer.jwks_url.starts_with("http://"))
                 || issuer.audiences.is_empty()
@@ -692,6 +701,13 @@ mod duration_text {
     }
 }
 
+/// A trusted proxy: one address (`10.1.2.3`) or a range (`10.0.0.0/8`).
+pub(crate) fn parse_proxy(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("server.trusted_proxies: {text:?} is not an IP address or a range like 10.0.0.0/8"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -762,5 +778,15 @@ mod tests {
         config.store.backend = StoreBackend::Sqlite;
         let message = config.validate().unwrap_err().to_string();
         assert!(message.contains("redis_urls is set"), "{message}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges() {
+        let mut config = Config::default();
+        config.server.trusted_proxies = vec!["10.0.0.0/8".into(), "192.0.2.7".into(), "2001:db8::/32".into()];
+        config.validate().unwrap();
+        config.server.trusted_proxies.push("proxy.internal".into());
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains(r#""proxy.internal" is not an IP address"#), "{message}");
     }
 }

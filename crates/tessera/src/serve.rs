@@ -105,6 +105,13 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
         remembered_verifications: config.tokens.remembered_verifications,
         client_id: config.sessions.client_id.clone(),
         allowed_origins: config.server.allowed_origins.clone(),
+        trusted_proxies: config
+            .server
+            .trusted_proxies
+            .iter()
+            .map(|proxy| crate::config::parse_proxy(proxy))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?,
         admin_token: config.admin_token()?,
         rate_limits: RateLimits {
             login_per_ip: config.rate_limits.login_per_ip,
