@@ -98,8 +98,11 @@ pub fn app(state: AppState) -> Router {
                 ]),
         );
     }
-    // TraceLayer logs method, path and status; never headers, cookies or bodies.
-    router.layer(TraceLayer::new_for_http())
+    // Requests are logged (at debug) with method, path and status: never headers, cookies, bodies, or the query
+    // string, where a client may have put a token (`?access_token=`, RFC 6750 §2.3).
+    router.layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+        tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+    }))
 }
 
 /// The process-wide Prometheus recorder (installed on first use).

@@ -43,9 +43,13 @@ pub(crate) async fn start(state: &AppState, request: SessionRequest) -> Result<I
             expires_at: now.saturating_add(millis(inner.settings.refresh_ttl)),
         })
         .await?;
-    issue(state, family).await
+    let issued = issue(state, family).await?;
+    metrics::counter!("tessera_tokens_issued_total", "type" => "refresh").increment(1);
+    Ok(issued)
 }
 
+/// A new access token for `family` and its live refresh token (derived again: the caller counts it as issued
+/// only when it is new).
 async fn issue(state: &AppState, family: Family) -> Result<Issued, ApiError> {
     let session = &family.session;
     let now = state.issue_time(Some(&session.sub), Some(&session.client_id)).await;
@@ -55,7 +59,6 @@ async fn issue(state: &AppState, family: Family) -> Result<Issued, ApiError> {
         .secrets
         .refresh_token(&family.session.sid, family.generation)
         .ok_or_else(|| ApiError::internal("session id is not one this server made"))?;
-    metrics::counter!("tessera_tokens_issued_total", "type" => "refresh").increment(1);
     Ok(Issued { family, access_token, refresh_token })
 }
 
@@ -84,7 +87,9 @@ pub(crate) async fn refresh(state: &AppState, token: &str) -> Result<Issued, Ref
     match outcome {
         RefreshOutcome::Rotated(family) => {
             metrics::counter!("tessera_refresh_total", "outcome" => "rotated").increment(1);
-            issue(state, family).await.map_err(RefreshFailure::Unavailable)
+            let issued = issue(state, family).await.map_err(RefreshFailure::Unavailable)?;
+            metrics::counter!("tessera_tokens_issued_total", "type" => "refresh").increment(1);
+            Ok(issued)
         }
         RefreshOutcome::Replayed(family) => {
             metrics::counter!("tessera_refresh_total", "outcome" => "grace_replay").increment(1);

@@ -2,14 +2,14 @@
 //! the middle of a refresh load that loses nothing acknowledged.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
-use std::io::{Read as _, Write as _};
+use std::io::{BufRead as _, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{add_user, claims, eventually, http, kid_of, published_kids, tessera, Server, PASSWORD};
+use common::{add_user, claims, eventually, http, kid_of, published_kids, request, tessera, Server, PASSWORD};
 use serde_json::Value;
 
 mod common;
@@ -374,4 +374,91 @@ fn clients_from_the_command_line_get_service_tokens_from_a_running_server() {
 
     assert!(tessera(d).args(["client", "disable", "billing"]).status().unwrap().success());
     eventually("a disabled client is refused", || grant(&new_secret).0 == 401);
+}
+
+/// A login, refreshes (a grace replay and a reuse among them), a verification with the token also in the query, a
+/// failed login and a cookie logout: the logs, at their most verbose and as JSON, hold no token, cookie value or
+/// password, and the metrics the issue names count each of these.
+#[test]
+fn a_session_is_logged_without_secrets_and_counted_in_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_user(d, "lena");
+    std::fs::write(d.join("tessera.toml"), "[server]\nlog_format = \"json\"\n").unwrap();
+    let log_path = d.join("server.log");
+    let mut child = tessera(d)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr: SocketAddr = line.trim().strip_prefix("listening on http://").unwrap().parse().unwrap();
+    let server = Server { child, addr };
+
+    let body = serde_json::json!({"username": "lena", "password": PASSWORD, "refresh_token_delivery": "body"});
+    let (status, reply) = http(addr, "POST", "/auth/login", "application/json", &body.to_string()).unwrap();
+    assert_eq!(status, 200, "{reply}");
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    let access = reply["access_token"].as_str().unwrap().to_owned();
+    let first = reply["refresh_token"].as_str().unwrap().to_owned();
+    let (status, second) = refresh(addr, &first).unwrap();
+    assert_eq!(status, 200);
+    let second = second.unwrap();
+    let (status, third) = refresh(addr, &second).unwrap();
+    assert_eq!(status, 200);
+    // A lost response: the same token again inside the grace window gets the same successor (no new token).
+    let (status, again) = refresh(addr, &second).unwrap();
+    assert_eq!((status, &again), (200, &third));
+    let verify = format!("/verify?access_token={access}");
+    let (status, _) = request(addr, "GET", &verify, &format!("authorization: Bearer {access}\r\n"), "").unwrap();
+    assert_eq!(status, 200);
+    let wrong = "a wrong password that must not be logged";
+    let failed = serde_json::json!({"username": "lena", "password": wrong}).to_string();
+    assert_eq!(http(addr, "POST", "/auth/login", "application/json", &failed).unwrap().0, 401);
+    // Reuse of a rotated token: a security event is logged, naming the session, not the token.
+    assert_eq!(refresh(addr, &first).unwrap().0, 400);
+    let third = third.unwrap();
+    let cookie = format!("cookie: __Secure-tessera-refresh={third}\r\nx-csrf-token: whatever\r\n");
+    request(addr, "POST", "/auth/logout", &cookie, "").unwrap();
+    // What happened is in the metrics the issue names.
+    let (status, metrics) = request(addr, "GET", "/metrics", "", "").unwrap();
+    assert_eq!(status, 200);
+    for series in [
+        r#"tessera_http_requests_total{route="/auth/login",method="POST",status="200"} 1"#,
+        r#"tessera_http_requests_total{route="/auth/login",method="POST",status="401"} 1"#,
+        r#"tessera_http_request_duration_seconds_bucket{route="/oauth2/token""#,
+        r#"tessera_tokens_issued_total{type="access"} 4"#,
+        r#"tessera_tokens_issued_total{type="refresh"} 3"#,
+        r#"tessera_refresh_total{outcome="rotated"} 2"#,
+        r#"tessera_refresh_total{outcome="grace_replay"} 1"#,
+        r#"tessera_refresh_total{outcome="reuse_detected"} 1"#,
+        r#"tessera_login_failures_total{reason="invalid_credentials"} 1"#,
+        "tessera_argon2_seconds_count 2",
+    ] {
+        assert!(metrics.contains(series), "{series} missing from:\n{metrics}");
+    }
+    drop(server);
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() > 10, "the server logged at trace level: {log}");
+    for line in &lines {
+        assert!(serde_json::from_str::<Value>(line).is_ok(), "not a JSON line: {line}");
+    }
+    assert!(log.contains("refresh_token_reuse"), "the reuse was logged as a security event");
+    let signature = access.rsplit('.').next().unwrap();
+    for (secret, what) in [
+        (access.as_str(), "the access token"),
+        (signature, "the access token's signature"),
+        (first.as_str(), "a refresh token"),
+        (second.as_str(), "a refresh token"),
+        (third.as_str(), "the refresh cookie"),
+        (PASSWORD, "the password"),
+        (wrong, "a wrong password"),
+    ] {
+        assert!(!log.contains(secret), "{what} is in the log");
+    }
 }
