@@ -603,6 +603,56 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_login_budget()
 }
 
 #[tokio::test]
+async fn every_answer_carries_the_security_headers_and_hsts_only_with_tls() {
+    let h = harness().await;
+    for request in [
+        Request::get("/healthz").body(Body::empty()).unwrap(),
+        json_post("/auth/login", &json!({"username": "alice", "password": "wrong password"})),
+    ] {
+        let reply = h.send(request).await;
+        assert_eq!(reply.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(reply.headers[header::CONTENT_SECURITY_POLICY], "default-src 'none'; frame-ancestors 'none'");
+        assert_eq!(reply.headers[header::REFERRER_POLICY], "no-referrer");
+        assert_eq!(reply.headers[header::X_FRAME_OPTIONS], "DENY");
+        assert!(reply.headers.get(header::STRICT_TRANSPORT_SECURITY).is_none(), "no HSTS over plain HTTP");
+    }
+}
+
+#[tokio::test]
+async fn cors_answers_only_the_allowed_origins() {
+    let h = harness_with(Settings { allowed_origins: vec!["https://app.example".into()], ..Settings::default() }).await;
+    let preflight = |origin: &str| {
+        Request::options("/auth/refresh")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "x-csrf-token")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let allowed = h.send(preflight("https://app.example")).await;
+    assert_eq!(allowed.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example");
+    assert_eq!(allowed.headers[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+    assert!(allowed.headers[header::ACCESS_CONTROL_ALLOW_HEADERS].to_str().unwrap().contains("x-csrf-token"));
+    let refused = h.send(preflight("https://evil.example")).await;
+    assert!(refused.headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none(), "{:?}", refused.headers);
+}
+
+#[tokio::test]
+async fn a_request_that_outlasts_the_timeout_gets_a_json_408() {
+    let h =
+        harness_with(Settings { request_timeout: std::time::Duration::from_millis(200), ..Settings::default() }).await;
+    // A body that never arrives: the handler waits for it until the timeout answers.
+    let stalled = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+    let request = Request::post("/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stalled))
+        .unwrap();
+    let reply = h.send(request).await;
+    assert_eq!(reply.status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(reply.body["error"], "invalid_request", "{}", reply.body);
+}
+
+#[tokio::test]
 async fn jwks_and_metadata_are_public_and_cacheable() {
     let h = harness().await;
     let jwks =
