@@ -168,6 +168,28 @@ async fn refresh_rotates_and_a_replay_within_grace_gets_the_same_successor() {
 }
 
 #[tokio::test]
+async fn rotation_never_extends_the_absolute_lifetime_and_an_idle_session_ends() {
+    const HOUR_MS: i64 = 3_600_000;
+    let h = harness().await;
+    // Refreshed every 12 hours (inside the 1-day idle timeout) for the whole 7-day lifetime.
+    let s = h.login("alice").await;
+    let mut cookie = s.cookie.clone();
+    for _ in 0..13 {
+        h.clock.advance_ms(12 * HOUR_MS);
+        let reply = h.refresh(&cookie, &s.csrf).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        cookie = cookie_of(&reply).unwrap();
+    }
+    h.clock.advance_ms(12 * HOUR_MS + 1_000);
+    let expired = h.refresh(&cookie, &s.csrf).await;
+    assert_eq!(expired.status, StatusCode::UNAUTHORIZED, "7 days after login, however recently used");
+
+    let idle = h.login("bob").await;
+    h.clock.advance_ms(24 * HOUR_MS + 1_000);
+    assert_eq!(h.refresh(&idle.cookie, &idle.csrf).await.status, StatusCode::UNAUTHORIZED, "idle for a day");
+}
+
+#[tokio::test]
 async fn reuse_after_the_grace_window_revokes_the_whole_family_and_its_access_tokens() {
     let h = harness().await;
     let s = h.login("alice").await;
@@ -367,6 +389,12 @@ async fn sessions_are_listed_and_ended_one_by_one_by_their_owner_only() {
     let list = h.with_bearer("GET", "/auth/sessions", &a1.access).await;
     let sessions = list.body["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2);
+    for session in sessions {
+        for field in ["id", "created_at", "last_used_at", "expires_at", "client_id"] {
+            assert!(!session[field].is_null(), "{field} missing: {session}");
+        }
+        assert_eq!(session["created_at"], START_MS / 1000);
+    }
     assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
     let a2_sid = claims_of(&a2.access)["sid"].as_str().unwrap().to_owned();
     let b_sid = claims_of(&b.access)["sid"].as_str().unwrap().to_owned();
@@ -382,6 +410,26 @@ async fn sessions_are_listed_and_ended_one_by_one_by_their_owner_only() {
     assert_eq!(h.verify(&a2.access).await, StatusCode::UNAUTHORIZED);
     assert_eq!(h.with_bearer("GET", "/auth/sessions", &a1.access).await.body["sessions"].as_array().unwrap().len(), 1);
     assert_eq!(h.with_bearer("GET", "/auth/sessions", "junk").await.status, StatusCode::UNAUTHORIZED);
+
+    // A session started later, from a browser that named itself, and used after a while.
+    h.clock.advance_ms(60_000);
+    let mut request = json_post("/auth/login", &json!({"username": "alice", "password": PASSWORD}));
+    request.headers_mut().insert(header::USER_AGENT, "Firefox/140.0".parse().unwrap());
+    let firefox = h.send(request).await;
+    let (cookie, csrf) = (cookie_of(&firefox).unwrap(), firefox.body["csrf_token"].as_str().unwrap().to_owned());
+    h.clock.advance_ms(60_000);
+    assert_eq!(h.refresh(&cookie, &csrf).await.status, StatusCode::OK);
+    // What a node's background task does every reload interval; without it the index would count as stale.
+    tessera_server::sync(&h.state).await.unwrap();
+    let list = h.with_bearer("GET", "/auth/sessions", &a1.access).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    let session =
+        list.body["sessions"].as_array().unwrap().iter().find(|s| s["user_agent"] == "Firefox/140.0").cloned();
+    let session = session.unwrap_or_else(|| panic!("no session with the user agent: {}", list.body));
+    assert_eq!(
+        (session["created_at"].as_i64(), session["last_used_at"].as_i64()),
+        (Some(START_MS / 1000 + 60), Some(START_MS / 1000 + 120))
+    );
 }
 
 #[tokio::test]
