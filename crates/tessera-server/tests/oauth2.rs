@@ -221,6 +221,16 @@ async fn admin_session(h: &common::Harness, scope: &str) -> String {
     serde_json::from_slice::<Value>(&bytes).unwrap()["access_token"].as_str().unwrap().to_owned()
 }
 
+fn bearer_request(method: &str, path: &str, token: &str) -> Request<Body> {
+    let authorization = format!("Bearer {token}");
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, authorization)
+        .body(Body::empty())
+        .unwrap()
+}
+
 async fn verify(h: &common::Harness, token: &str, uri: &str) -> (StatusCode, axum::http::HeaderMap) {
     let request = Request::get("/verify")
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
@@ -234,18 +244,19 @@ async fn verify(h: &common::Harness, token: &str, uri: &str) -> (StatusCode, axu
 
 const EXCHANGE: &str = "grant_type=urn:ietf:params:oauth:grant-type:token-exchange&subject_token_type=urn:ietf:params:oauth:token-type:access_token";
 
+/// The token endpoint's answer to the `exchanger` client exchanging `subject` for the `ledger` audience.
+async fn exchanged_for_the_ledger(h: &common::Harness, subject: &str) -> Value {
+    let exchange = format!("{EXCHANGE}&subject_token={subject}&audience=ledger");
+    let (status, body, _) = post(h, "/oauth2/token", &exchange, Some(("exchanger", SECRET))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
 #[tokio::test]
 async fn token_exchange_narrows_the_subject_token_for_one_audience() {
     let h = setup().await;
     let subject = admin_session(&h, "read write").await;
-    let (status, body, _) = post(
-        &h,
-        "/oauth2/token",
-        &format!("{EXCHANGE}&subject_token={subject}&audience=ledger"),
-        Some(("exchanger", SECRET)),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = exchanged_for_the_ledger(&h, &subject).await;
     assert_eq!(body["issued_token_type"], "urn:ietf:params:oauth:token-type:access_token");
     let derived = body["access_token"].as_str().unwrap().to_owned();
     let (claims, original) = (claims_of(&derived), claims_of(&subject));
@@ -309,13 +320,7 @@ async fn envoy_ext_authz_sends_the_original_method_and_path_behind_the_prefix() 
     let check = |token: String, method: &'static str, path: &'static str| {
         let app = h.app.clone();
         async move {
-            let request = Request::builder()
-                .method(method)
-                .uri(path)
-                .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                .body(Body::empty())
-                .unwrap();
-            let response = app.oneshot(request).await.unwrap();
+            let response = app.oneshot(bearer_request(method, path, &token)).await.unwrap();
             (response.status(), response.headers().get("x-user-id").map(|v| v.to_str().unwrap().to_owned()))
         }
     };
@@ -687,25 +692,12 @@ fn acting_for_the_user(h: &common::Harness, session_token: &str) -> String {
 async fn session_routes_take_only_the_users_own_session_tokens() {
     let h = setup().await;
     let subject = admin_session(&h, "read write").await;
-    let (status, body, _) = post(
-        &h,
-        "/oauth2/token",
-        &format!("{EXCHANGE}&subject_token={subject}&audience=ledger"),
-        Some(("exchanger", SECRET)),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = exchanged_for_the_ledger(&h, &subject).await;
     let exchanged = body["access_token"].as_str().unwrap().to_owned();
     let acting = acting_for_the_user(&h, &subject);
     let service = service_token(&h, "billing").await;
     let send = |method: &str, path: &str, token: &str| {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .body(Body::empty())
-            .unwrap();
-        let app = h.app.clone();
+        let (app, request) = (h.app.clone(), bearer_request(method, path, token));
         async move { app.oneshot(request).await.unwrap().status() }
     };
     // Each is a valid token: gateways accept it.

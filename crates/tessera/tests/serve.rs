@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{add_user, claims, eventually, http, kid_of, published_kids, request, tessera, Server, PASSWORD};
+use common::{
+    add_user, claims, eventually, http, kid_of, published_kids, request, tessera, with_password, Server, PASSWORD,
+};
 use serde_json::Value;
 
 mod common;
@@ -176,23 +178,11 @@ fn user_commands_work_on_the_store_and_a_running_server_sees_them() {
     assert_eq!(http(server.addr, "POST", "/auth/login", "application/json", &body).unwrap().0, 200);
 
     // A new password ends the user's sessions unless the operator asks to keep them.
-    let set_password = |password: &str, extra: &[&str]| {
-        let mut child = tessera(d)
-            .args(["user", "set-password", "bob", "--password-stdin"])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
-        let output = child.wait_with_output().unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    };
     let (first, second) = (login_for_refresh_token(server.addr, "bob"), login_for_refresh_token(server.addr, "bob"));
-    set_password(PASSWORD, &["--keep-sessions"]);
+    with_password(d, &["user", "set-password", "bob", "--keep-sessions"], PASSWORD);
     let (status, kept) = refresh(server.addr, &first).unwrap();
     assert_eq!(status, 200, "--keep-sessions keeps them");
-    set_password("a brand new password", &[]);
+    with_password(d, &["user", "set-password", "bob"], "a brand new password");
     for token in [kept.unwrap(), second] {
         assert_eq!(refresh(server.addr, &token).unwrap().0, 400, "sessions from before the change are over");
     }

@@ -19,13 +19,14 @@ pub fn tessera(dir: &Path) -> Command {
 }
 
 pub fn add_user(dir: &Path, name: &str) {
-    let mut child = tessera(dir)
-        .args(["user", "add", name, "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+    with_password(dir, &["user", "add", name], PASSWORD);
+}
+
+/// Runs `tessera ARGS --password-stdin` with `password` on standard input; panics unless it succeeds.
+pub fn with_password(dir: &Path, args: &[&str], password: &str) {
+    let mut child =
+        tessera(dir).args(args).arg("--password-stdin").stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
