@@ -145,14 +145,14 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Gives the error responses that do not come from a handler (413 from the body limit, 408 from the timeout, 405
+/// Gives the client errors that do not come from a handler (413 from the body limit, 408 from the timeout, 405
 /// for a wrong method, axum's plain-text rejections) the JSON body every handler error has, keeping their headers
-/// (`Allow`, say).
+/// (`Allow`, say). Server-side answers keep their own bodies: `/readyz` says in plain text why it is not ready.
 pub(crate) async fn json_error_bodies(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
     let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == b"application/json");
-    if is_json || !(status.is_client_error() || status.is_server_error()) {
+    if is_json || !status.is_client_error() {
         return response;
     }
     let description = match status {
@@ -161,9 +161,8 @@ pub(crate) async fn json_error_bodies(request: axum::extract::Request, next: axu
         StatusCode::METHOD_NOT_ALLOWED => "this endpoint does not take that method",
         _ => status.canonical_reason().unwrap_or("the request was refused"),
     };
-    let code = if status.is_server_error() { "server_error" } else { "invalid_request" };
     let (parts, _) = response.into_parts();
-    let mut answer = ApiError::new(status, code, description).into_response();
+    let mut answer = ApiError::new(status, "invalid_request", description).into_response();
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             answer.headers_mut().entry(name).or_insert_with(|| value.clone());

@@ -795,6 +795,11 @@ async fn a_stale_revocation_index_fails_closed_by_default_and_open_when_configur
         assert_eq!(h.verify(&s.access).await, StatusCode::OK, "{policy:?}: synced 59 s ago is current");
         h.clock.advance_ms(2_000);
         assert_eq!(h.verify(&s.access).await, while_stale, "{policy:?}: no sync for 61 s");
+        // Not ready either way, and /readyz says why in plain text (orchestrators show it).
+        let readyz = h.app.clone().oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(readyz.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let reason = readyz.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&reason[..], b"revocation index not synced");
         tessera_server::sync(&h.state).await.unwrap();
         assert_eq!(h.verify(&s.access).await, StatusCode::OK, "{policy:?}: current again after a sync");
     }
