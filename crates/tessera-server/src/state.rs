@@ -207,6 +207,12 @@ fn rate_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Whole seconds until a refused key may try again, at least 1 (for `Retry-After`).
+fn seconds_to_wait(not_until: governor::NotUntil<governor::clock::QuantaInstant>) -> u64 {
+    let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
+    not_until.wait_time_from(now).as_secs().max(1)
+}
+
 fn per_minute(n: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
 }
@@ -223,23 +229,15 @@ impl Limits {
 
     /// Counts a login attempt; `Err(seconds)` to wait when over budget.
     pub(crate) fn login(&self, ip: IpAddr, username: &str) -> Result<(), u64> {
-        let clock = governor::clock::DefaultClock::default();
-        let wait = |not_until: governor::NotUntil<_>| {
-            not_until.wait_time_from(governor::clock::Clock::now(&clock)).as_secs().max(1)
-        };
-        self.login_by_ip.check_key(&rate_key(ip)).map_err(wait)?;
-        self.login_by_user.check_key(&username.to_lowercase()).map_err(wait)
+        self.login_by_ip.check_key(&rate_key(ip)).map_err(seconds_to_wait)?;
+        self.login_by_user.check_key(&username.to_lowercase()).map_err(seconds_to_wait)
     }
 
     /// Counts a failed refresh from `ip`; `Some(seconds)` to wait once `ip` is over its budget, so its failing
     /// refreshes are answered 429. Only failures are limited: a valid refresh token is honoured from any address,
     /// since many users share one NAT address and one of them failing must not lock the others out.
     pub(crate) fn refresh_failed(&self, ip: IpAddr) -> Option<u64> {
-        let clock = governor::clock::DefaultClock::default();
-        self.failed_refresh_by_ip
-            .check_key(&rate_key(ip))
-            .err()
-            .map(|not_until| not_until.wait_time_from(governor::clock::Clock::now(&clock)).as_secs().max(1))
+        self.failed_refresh_by_ip.check_key(&rate_key(ip)).err().map(seconds_to_wait)
     }
 
     /// Forgets the keys whose budget is full again. Keys are client addresses and attacker-chosen usernames, so

@@ -307,6 +307,10 @@ fn subject_key(sub: &str) -> String {
     format!("tessera:{{sub:{}}}:state", escape(sub))
 }
 
+fn set_members(key: &str) -> Cmd {
+    ::redis::cmd("SMEMBERS").arg(key).clone()
+}
+
 fn sessions_key(sub: &str) -> String {
     format!("tessera:{{sub:{}}}:sids", escape(sub))
 }
@@ -997,7 +1001,7 @@ impl Store for RedisStore {
     }
 
     async fn users(&self) -> Result<Vec<User>, StoreError> {
-        let mut users = self.listed(&::redis::cmd("SMEMBERS").arg(USERS_KEY).clone(), user_key, user_from).await?;
+        let mut users = self.listed(&set_members(USERS_KEY), user_key, user_from).await?;
         users.sort_by(|a, b| a.username.cmp(&b.username));
         Ok(users)
     }
@@ -1041,8 +1045,7 @@ impl Store for RedisStore {
     }
 
     async fn clients(&self) -> Result<Vec<Client>, StoreError> {
-        let mut clients =
-            self.listed(&::redis::cmd("SMEMBERS").arg(CLIENTS_KEY).clone(), client_key, client_from).await?;
+        let mut clients = self.listed(&set_members(CLIENTS_KEY), client_key, client_from).await?;
         clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         Ok(clients)
     }
@@ -1090,10 +1093,8 @@ impl Store for RedisStore {
         let family = Family::new(family);
         let (sid, sub) = (&family.session.sid, &family.session.sub);
         // Redis forgets a session by itself (see `Store::forget_sessions_expired_before`), a while after it expires.
-        let ttl =
-            family.session.expires_at.saturating_sub(family.session.created_at).saturating_add(EXPIRED_SESSION_KEPT_MS);
-        let ttl = ttl.clamp(1, MAX_SESSION_TTL_MS);
         let forgettable_at = family.session.expires_at.saturating_add(EXPIRED_SESSION_KEPT_MS);
+        let ttl = forgettable_at.saturating_sub(family.session.created_at).clamp(1, MAX_SESSION_TTL_MS);
         let args = [sid.clone(), family.session.created_at.to_string(), forgettable_at.to_string(), ttl.to_string()];
         self.script::<i64>(&self.scripts.add_session, &[sessions_key(sub)], &args).await?;
         if !self.create(family_key(sid), Some(ttl), family_fields(&family)?).await? {
@@ -1158,7 +1159,13 @@ impl Store for RedisStore {
     async fn live_families(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Family>, StoreError> {
         let not_before = self.not_before(sub).await?.unwrap_or(Millis::MIN);
         let idle_since = now.saturating_sub(rules.idle_timeout_ms);
-        let sessions = ::redis::cmd("ZRANGE").arg(sessions_key(sub)).arg(0).arg(-1).clone();
+        let key = sessions_key(sub);
+        // A list not touched since sessions were scored is still a plain set (`add_session.lua` converts it).
+        let sessions = if self.read::<String>(::redis::cmd("TYPE").arg(&key)).await? == "set" {
+            set_members(&key)
+        } else {
+            ::redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).clone()
+        };
         let mut families = self.listed(&sessions, family_key, family_from).await?;
         // The list may name a session that was never created, or a duplicate `sid` refused under another subject.
         families.retain(|f| {

@@ -35,6 +35,25 @@ async fn redis_passes_the_conformance_suite_and_serves_two_nodes() {
     store.create_family(later).await.unwrap();
     assert_eq!(redis.cli(&["ZRANGE", "tessera:{sub:ttl-subject}:sids", "0", "-1"]).trim(), "later");
 
+    // A subject's list written before sessions were scored is a plain set: it is listed as it is, and the next
+    // login turns it into the sorted set, keeping its sessions.
+    let rules = RefreshRules { grace_ms: 0, idle_timeout_ms: 1 << 40 };
+    let legacy = "tessera:{sub:legacy-subject}:sids";
+    store.create_family(conformance::family("old-1", "legacy-subject", 2_000)).await.unwrap();
+    assert_eq!(redis.cli(&["DEL", legacy]).trim(), "1");
+    assert_eq!(redis.cli(&["SADD", legacy, "old-1"]).trim(), "1");
+    let listed = |now| {
+        let store = &store;
+        async move {
+            let families = store.live_families("legacy-subject", now, rules).await.unwrap();
+            families.into_iter().map(|f| f.session.sid).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(2_001).await, ["old-1"]);
+    store.create_family(conformance::family("new-1", "legacy-subject", 3_000)).await.unwrap();
+    assert_eq!(redis.cli(&["TYPE", legacy]).trim(), "zset");
+    assert_eq!(listed(3_001).await, ["new-1", "old-1"]);
+
     let other = Redis::start();
     let url = vec![other.url()];
     let (a, b) = tokio::join!(RedisStore::connect(&url, false, 0), RedisStore::connect(&url, false, 0));
