@@ -34,15 +34,14 @@ fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -
     if !is_trusted(&peer) {
         return peer;
     }
-    let hops: Vec<&str> = headers
+    let hops = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .collect();
+        .map(str::trim);
     let mut client = peer;
-    for hop in hops.iter().rev() {
+    for hop in hops.rev() {
         let Ok(ip) = hop.parse::<IpAddr>() else { break };
         client = ip;
         if !is_trusted(&ip) {
