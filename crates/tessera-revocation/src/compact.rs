@@ -50,10 +50,11 @@
 //!
 //! ## Limits
 //!
-//! A check needs the token's exact `exp` to pick its bucket. When only bounds are known — an operator revoking a
-//! `jti` alone, or the `orig_jti` of a token-exchange result — insert and check take an `exp` range: an insert then
-//! lands in every bucket of the range (memory per such entry grows with the range), and a check reads every live
-//! bucket of the range (its false-positive rate adds up over them).
+//! A check needs the token's exact `exp` to pick its bucket. When only bounds are known — the `orig_jti` of a
+//! token-exchange result — insert and check take an `exp` range: an insert then lands in every bucket of the range
+//! (memory per such entry grows with the range), and a check reads every live bucket of the range (its
+//! false-positive rate adds up over them). A `jti` revoked alone by an operator has no known `exp`; the index
+//! keeps those exactly, outside the prefilter.
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};

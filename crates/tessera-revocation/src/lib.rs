@@ -409,14 +409,14 @@ impl Entries {
             // Compact mode files a token under its own expiry. A token revoked by `jti` alone has none known, and
             // any range guessed for it (from this node's clock, from today's lifetimes — not an external
             // issuer's) could miss; operators revoke few that way, so those are kept exactly.
-            Revocation::Token { jti, expires_at } if *expires_at >= now.saturating_sub(retention.leeway_ms) => {
-                let exp = *expires_at..=*expires_at;
-                if self.prefilter.as_mut().is_none_or(|prefilter| prefilter.insert(jti, exp).is_err()) {
+            Revocation::Token { jti, expires_at } | Revocation::TokenById { jti, expires_at }
+                if *expires_at >= now.saturating_sub(retention.leeway_ms) =>
+            {
+                let filed = matches!(revocation, Revocation::Token { .. })
+                    && self.prefilter.as_mut().is_some_and(|p| p.insert(jti, *expires_at..=*expires_at).is_ok());
+                if !filed {
                     raise(&mut self.tokens, key(jti), *expires_at);
                 }
-            }
-            Revocation::TokenById { jti, expires_at } if *expires_at >= now.saturating_sub(retention.leeway_ms) => {
-                raise(&mut self.tokens, key(jti), *expires_at);
             }
             // A session's tokens were all issued before its revocation, so they are gone a lifetime after it.
             Revocation::Session { sid } if at >= horizon => raise(&mut self.sessions, key(sid), at),

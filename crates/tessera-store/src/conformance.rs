@@ -372,7 +372,6 @@ async fn token_revocations_are_logged(store: &dyn Store) {
     assert!(store.token_revoked("j-3").await.unwrap());
     let log = store.revocations_after(0, 60_000, 100).await.unwrap();
     assert!(log.iter().any(|e| e.revocation == by_id), "{log:?}");
-    let log = store.revocations_after(0, 60_000, 100).await.unwrap();
     let entry = log.iter().find(|e| e.revocation == token).unwrap();
     assert_eq!((entry.at, &entry.provenance), (60_000, &by));
     // The head is the newest position a reader sees: the whole log's last entry.

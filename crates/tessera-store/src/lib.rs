@@ -36,6 +36,10 @@ pub use tiered::TieredStore;
 /// log nothing and leave them valid — and a late refresh is refused as expired, not unknown.
 pub const EXPIRED_SESSION_KEPT_MS: Millis = 2 * 86_400_000;
 
+/// The longest access-token lifetime a server may configure: its tokens carry the `sid` of a session that must
+/// still be known (as revoked or not) while they live, so they must be gone well before the session is forgotten.
+pub const MAX_ACCESS_TTL_MS: Millis = EXPIRED_SESSION_KEPT_MS / 2;
+
 /// Authoritative state, shared by every node that uses the same backend.
 ///
 /// Every method that changes something returns only after the change is durable: a caller may acknowledge it.

@@ -220,7 +220,7 @@ pub enum Revocation {
     },
     /// One access token named by its `jti` alone, its expiry unknown (an operator's revocation), and every token
     /// derived from it. Matched like [`Token`](Self::Token), but `expires_at` is only a bound — the longest
-    /// lifetime from the revocation — so compact mode files it under every expiry up to it, not under one.
+    /// lifetime from the revocation — so compact mode cannot file it under its expiry and keeps it exactly.
     TokenById {
         /// The `jti`.
         jti: String,

@@ -482,9 +482,13 @@ impl Config {
                 humantime::format_duration(t.max_ttl)
             ));
         }
-        if t.access_ttl > Duration::from_secs(86_400) {
-            // Sessions are forgotten two days after they expire; their access tokens must be gone by then.
-            problems.push("tokens.access_ttl must be at most 1d".to_owned());
+        if t.access_ttl.as_millis() > u128::try_from(tessera_store::MAX_ACCESS_TTL_MS).unwrap_or(0) {
+            problems.push(format!(
+                "tokens.access_ttl must be at most {}",
+                humantime::format_duration(Duration::from_millis(
+                    u64::try_from(tessera_store::MAX_ACCESS_TTL_MS).unwrap_or(0)
+                ))
+            ));
         }
         if t.service_ttl.is_zero() || t.service_ttl > t.max_ttl {
             problems.push("tokens.service_ttl must be between 1s and tokens.max_ttl".to_owned());
