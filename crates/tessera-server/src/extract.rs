@@ -75,9 +75,9 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Verifies the request's bearer access token: signature, claims, and this server's revocation state.
 pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
     let token = bearer(headers).ok_or_else(ApiError::missing_token)?;
-    verify_access_token(state, token).await.map_err(|reason| {
-        metrics::counter!("tessera_token_rejections_total", "reason" => reason).increment(1);
-        unconfirmed_or(reason, ApiError::invalid_token())
+    verify_access_token(state, token).await.map_err(|rejection| {
+        metrics::counter!("tessera_token_rejections_total", "reason" => rejection.label()).increment(1);
+        rejection.or(ApiError::invalid_token())
     })
 }
 
@@ -101,16 +101,30 @@ pub(crate) async fn authenticate_session(state: &AppState, headers: &HeaderMap) 
     }
 }
 
-/// Why [`verify_access_token`] could not decide: compact mode's store confirmation failed.
-pub(crate) const UNCONFIRMED: &str = "revocation_unconfirmed";
+/// Why [`verify_access_token`] did not accept a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    /// The token is refused, for the reason the metrics label names.
+    Refused(&'static str),
+    /// Compact mode's store confirmation failed: the token was neither accepted nor found revoked.
+    Unconfirmed,
+}
 
-/// The answer to a token [`verify_access_token`] did not accept: 503 when the store could not confirm (the
-/// caller may retry; the token was neither accepted nor found revoked), `otherwise` for a real refusal.
-pub(crate) fn unconfirmed_or(reason: &str, otherwise: impl Into<ApiError>) -> ApiError {
-    if reason == UNCONFIRMED {
-        unconfirmed()
-    } else {
-        otherwise.into()
+impl Rejection {
+    /// The `reason` label of `tessera_token_rejections_total`.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Refused(label) => label,
+            Self::Unconfirmed => "revocation_unconfirmed",
+        }
+    }
+
+    /// The answer: 503 when the store could not confirm (the caller may retry), `refused` for a real refusal.
+    pub(crate) fn or(self, refused: impl Into<ApiError>) -> ApiError {
+        match self {
+            Self::Refused(_) => refused.into(),
+            Self::Unconfirmed => unconfirmed(),
+        }
     }
 }
 
@@ -124,8 +138,8 @@ pub(crate) fn unconfirmed() -> ApiError {
 }
 
 /// The one access-token check: the token core, then the revocation index (in compact mode, with the store
-/// confirming what the prefilter may hold). `Err` is a metrics label.
-pub(crate) async fn verify_access_token(state: &AppState, token: &str) -> Result<Claims, &'static str> {
+/// confirming what the prefilter may hold).
+pub(crate) async fn verify_access_token(state: &AppState, token: &str) -> Result<Claims, Rejection> {
     let inner = &state.0;
     let now_ms = inner.clock.now_ms();
     let now = now_ms.div_euclid(1000);
@@ -144,11 +158,13 @@ pub(crate) async fn verify_access_token(state: &AppState, token: &str) -> Result
             if matches!(err, tessera_jose::TokenError::UnknownKey(_)) {
                 issuer.unknown_kid(now_ms);
             }
-            err.label()
+            Rejection::Refused(err.label())
         })?,
-        None => inner.keys.verifier().verify(token, now).map_err(|err| err.label())?,
+        None => inner.keys.verifier().verify(token, now).map_err(|err| Rejection::Refused(err.label()))?,
     };
-    let tessera_jose::Payload::Claims(claims) = verified.payload else { return Err("invalid_claims") };
+    let tessera_jose::Payload::Claims(claims) = verified.payload else {
+        return Err(Rejection::Refused("invalid_claims"));
+    };
     let token = tessera_revocation::TokenRef {
         jti: claims.jti.as_deref(),
         orig_jti: claims.extra.get("orig_jti").and_then(serde_json::Value::as_str),
@@ -160,7 +176,7 @@ pub(crate) async fn verify_access_token(state: &AppState, token: &str) -> Result
     };
     match inner.revocations.check(&token) {
         Check::Valid => {}
-        Check::Revoked => return Err("revoked"),
+        Check::Revoked => return Err(Rejection::Refused("revoked")),
         Check::Confirm(jtis) => {
             confirm_not_revoked(state, jtis.into_iter().flatten(), token.exp_secs.saturating_mul(1000)).await?;
         }
@@ -168,7 +184,7 @@ pub(crate) async fn verify_access_token(state: &AppState, token: &str) -> Result
     let stale_ms = now_ms.saturating_sub(inner.revocations.last_sync_ms());
     if stale_ms > crate::state::millis(inner.settings.revocations_stale_after) {
         match inner.settings.stale_revocations {
-            crate::settings::StalePolicy::FailClosed => return Err("revocations_stale"),
+            crate::settings::StalePolicy::FailClosed => return Err(Rejection::Refused("revocations_stale")),
             crate::settings::StalePolicy::FailOpen => {
                 metrics::counter!("tessera_accepted_while_stale_total").increment(1);
             }
@@ -185,7 +201,7 @@ async fn confirm_not_revoked<'a>(
     state: &AppState,
     jtis: impl Iterator<Item = &'a str>,
     expires_at: tessera_store::Millis,
-) -> Result<(), &'static str> {
+) -> Result<(), Rejection> {
     for jti in jtis {
         let answer = state.0.store.token_revoked(jti).await;
         let outcome = match &answer {
@@ -198,11 +214,11 @@ async fn confirm_not_revoked<'a>(
             Ok(false) => {}
             Ok(true) => {
                 state.0.revocations.confirmed_revoked(jti, expires_at);
-                return Err("revoked");
+                return Err(Rejection::Refused("revoked"));
             }
             Err(err) => {
                 crate::error::note_storage_failure(err);
-                return Err(UNCONFIRMED);
+                return Err(Rejection::Unconfirmed);
             }
         }
     }

@@ -228,7 +228,7 @@ async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Byt
     let claims = match crate::extract::verify_access_token(&state, token).await {
         Ok(claims) => claims,
         // Not knowing is not "inactive": a resource server would drop a valid caller.
-        Err(crate::extract::UNCONFIRMED) => return Err(crate::extract::unconfirmed()),
+        Err(crate::extract::Rejection::Unconfirmed) => return Err(crate::extract::unconfirmed()),
         Err(_) => return Ok(inactive()),
     };
     let for_client = claims.aud.as_ref().is_some_and(|aud| client.audiences.iter().any(|a| aud.contains(a)));
@@ -274,7 +274,7 @@ async fn token_exchange(
         .ok_or(TokenError::InvalidTarget("this client may not exchange tokens for that audience"))?;
     let subject = crate::extract::verify_access_token(state, subject_token)
         .await
-        .map_err(|reason| crate::extract::unconfirmed_or(reason, TokenError::InvalidGrant))?;
+        .map_err(|rejection| rejection.or(TokenError::InvalidGrant))?;
     let actor = match param(pairs, "actor_token") {
         Some(token) => {
             if param(pairs, "actor_token_type") != Some(ACCESS_TOKEN_TYPE) {
@@ -286,7 +286,7 @@ async fn token_exchange(
             Some(
                 crate::extract::verify_access_token(state, token)
                     .await
-                    .map_err(|reason| crate::extract::unconfirmed_or(reason, TokenError::InvalidGrant))?,
+                    .map_err(|rejection| rejection.or(TokenError::InvalidGrant))?,
             )
         }
         None => None,

@@ -54,7 +54,7 @@ async fn caller(state: &AppState, headers: &HeaderMap, pairs: &[(String, String)
 async fn access_token_revocation(state: &AppState, token: &str) -> Result<Option<(String, Revocation)>, ApiError> {
     let claims = match crate::extract::verify_access_token(state, token).await {
         Ok(claims) => claims,
-        Err(crate::extract::UNCONFIRMED) => return Err(crate::extract::unconfirmed()),
+        Err(crate::extract::Rejection::Unconfirmed) => return Err(crate::extract::unconfirmed()),
         Err(_) => return Ok(None),
     };
     if claims.iss.as_deref() != Some(state.settings().issuer.as_str()) {
