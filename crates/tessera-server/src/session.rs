@@ -1,6 +1,8 @@
 //! Starting and refreshing sessions, independent of how the request arrived (browser cookie, OAuth form,
 //! admin API).
 
+use std::net::IpAddr;
+
 use tessera_store::{Family, NewFamily, RefreshOutcome, Refusal};
 
 use crate::error::ApiError;
@@ -114,6 +116,18 @@ pub(crate) async fn refresh(state: &AppState, token: &str) -> Result<Issued, Ref
             Err(RefreshFailure::Rejected)
         }
     }
+}
+
+/// Counts a failed refresh against the caller's address and, when `token` names a session of this server, against
+/// that session's user (a store read, on the failure path only); the answer is `refusal`, or 429 with the time to
+/// wait once either budget is spent.
+pub(crate) async fn refused(state: &AppState, ip: IpAddr, token: Option<&str>, refusal: ApiError) -> ApiError {
+    let user = match token.and_then(|token| state.0.secrets.open_refresh_token(token)) {
+        // A store that cannot answer leaves only the address's budget: the refusal stands either way.
+        Some(claim) => state.0.store.family(&claim.sid).await.ok().flatten().map(|family| family.session.sub),
+        None => None,
+    };
+    state.0.limits.refresh_failed(ip, user.as_deref()).map_or(refusal, ApiError::too_many)
 }
 
 fn refusal_label(refusal: Refusal) -> &'static str {

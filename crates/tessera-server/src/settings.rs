@@ -124,11 +124,13 @@ pub struct RateLimits {
     pub login_per_user: u32,
     /// Failed refreshes per client IP.
     pub failed_refresh_per_ip: u32,
+    /// Failed refreshes per user, counted when the refresh token names one of their sessions.
+    pub failed_refresh_per_user: u32,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
-        Self { login_per_ip: 60, login_per_user: 10, failed_refresh_per_ip: 60 }
+        Self { login_per_ip: 60, login_per_user: 10, failed_refresh_per_ip: 60, failed_refresh_per_user: 30 }
     }
 }
 

@@ -193,6 +193,7 @@ pub(crate) struct Limits {
     login_by_ip: DefaultKeyedRateLimiter<IpAddr>,
     login_by_user: DefaultKeyedRateLimiter<String>,
     failed_refresh_by_ip: DefaultKeyedRateLimiter<IpAddr>,
+    failed_refresh_by_user: DefaultKeyedRateLimiter<String>,
 }
 
 /// The key an address is limited under: an IPv6 client usually holds a whole /64 and can pick any address in
@@ -224,6 +225,7 @@ impl Limits {
             login_by_ip: RateLimiter::keyed(per_minute(r.login_per_ip)),
             login_by_user: RateLimiter::keyed(per_minute(r.login_per_user)),
             failed_refresh_by_ip: RateLimiter::keyed(per_minute(r.failed_refresh_per_ip)),
+            failed_refresh_by_user: RateLimiter::keyed(per_minute(r.failed_refresh_per_user)),
         }
     }
 
@@ -233,11 +235,15 @@ impl Limits {
         self.login_by_user.check_key(&username.to_lowercase()).map_err(seconds_to_wait)
     }
 
-    /// Counts a failed refresh from `ip`; `Some(seconds)` to wait once `ip` is over its budget, so its failing
-    /// refreshes are answered 429. Only failures are limited: a valid refresh token is honoured from any address,
-    /// since many users share one NAT address and one of them failing must not lock the others out.
-    pub(crate) fn refresh_failed(&self, ip: IpAddr) -> Option<u64> {
-        self.failed_refresh_by_ip.check_key(&rate_key(ip)).err().map(seconds_to_wait)
+    /// Counts a failed refresh from `ip`, and against `user` when the token named a session of theirs;
+    /// `Some(seconds)` to wait once either is over its budget, so the failing refreshes are answered 429. Only
+    /// failures are limited: a valid refresh token is honoured from any address and for any user, since many users
+    /// share one NAT address, and someone replaying a user's stolen token must not lock that user out.
+    pub(crate) fn refresh_failed(&self, ip: IpAddr, user: Option<&str>) -> Option<u64> {
+        let by_ip = self.failed_refresh_by_ip.check_key(&rate_key(ip)).err().map(seconds_to_wait);
+        let by_user =
+            user.and_then(|user| self.failed_refresh_by_user.check_key(&user.to_owned()).err().map(seconds_to_wait));
+        by_ip.max(by_user)
     }
 
     /// Forgets the keys whose budget is full again. Keys are client addresses and attacker-chosen usernames, so
@@ -247,8 +253,10 @@ impl Limits {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
-        self.login_by_user.retain_recent();
-        self.login_by_user.shrink_to_fit();
+        for limiter in [&self.login_by_user, &self.failed_refresh_by_user] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
     }
 }
 

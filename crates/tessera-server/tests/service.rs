@@ -621,6 +621,40 @@ async fn failed_refreshes_are_rate_limited_per_address_and_valid_ones_are_not() 
 }
 
 #[tokio::test]
+async fn failed_refreshes_of_one_users_sessions_are_limited_across_addresses_and_valid_ones_are_not() {
+    let settings = Settings {
+        rate_limits: tessera_server::RateLimits { failed_refresh_per_user: 3, ..Settings::default().rate_limits },
+        // In-process requests come from 0.0.0.0: trusted as a proxy, each request names its own client address.
+        trusted_proxies: vec!["0.0.0.0/32".parse().unwrap()],
+        ..Settings::default()
+    };
+    let h = harness_with(settings).await;
+    let stolen = h.login("alice").await;
+    let own = h.login("alice").await;
+    let bob = h.login("bob").await;
+    let refresh_from = |address: &str, session: &Session, csrf: &str| {
+        Request::post("/auth/refresh")
+            .header(header::COOKIE, format!("__Secure-tessera-refresh={}", session.cookie))
+            .header("x-csrf-token", csrf)
+            .header("x-forwarded-for", address)
+            .body(Body::empty())
+            .unwrap()
+    };
+    // Someone holding one of alice's cookies, but not its CSRF token, tries from a new address each time.
+    for i in 0..3 {
+        let reply = h.send(refresh_from(&format!("203.0.113.{i}"), &stolen, "wrong")).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    }
+    let limited = h.send(refresh_from("203.0.113.9", &stolen, "wrong")).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS, "{}", limited.body);
+    assert!(limited.headers[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    // Alice's own valid refresh is never limited, and another user's failure still gets the plain refusal.
+    let valid = h.send(refresh_from("203.0.113.10", &own, &own.csrf)).await;
+    assert_eq!(valid.status, StatusCode::OK, "{}", valid.body);
+    assert_eq!(h.send(refresh_from("203.0.113.11", &bob, "wrong")).await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
 async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_login_budget() {
     let limits = tessera_server::RateLimits { login_per_ip: 2, ..Settings::default().rate_limits };
     let login_from = |forwarded_for: &str| {

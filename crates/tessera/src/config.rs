@@ -297,6 +297,9 @@ pub(crate) struct RateLimitConfig {
     pub(crate) login_per_user: u32,
     /// Failed refreshes per client IP (successful ones are never limited). Default 60.
     pub(crate) failed_refresh_per_ip: u32,
+    /// Failed refreshes per user, counted when the refresh token names one of their sessions (a replayed
+    /// stolen or revoked token, a wrong CSRF token); successful ones are never limited. Default 30.
+    pub(crate) failed_refresh_per_user: u32,
 }
 
 impl Default for ServerConfig {
@@ -330,7 +333,7 @@ impl Default for SessionConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        Self { login_per_ip: 60, login_per_user: 10, failed_refresh_per_ip: 60 }
+        Self { login_per_ip: 60, login_per_user: 10, failed_refresh_per_ip: 60, failed_refresh_per_user: 30 }
     }
 }
 
@@ -577,7 +580,7 @@ impl Config {
             problems.push("server.tls_cert_file and server.tls_key_file go together".to_owned());
         }
         let r = &self.rate_limits;
-        if r.login_per_ip == 0 || r.login_per_user == 0 || r.failed_refresh_per_ip == 0 {
+        if [r.login_per_ip, r.login_per_user, r.failed_refresh_per_ip, r.failed_refresh_per_user].contains(&0) {
             problems.push("rate_limits must be at least 1 per minute".to_owned());
         }
         if self

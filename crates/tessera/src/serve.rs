@@ -117,6 +117,7 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
             login_per_ip: config.rate_limits.login_per_ip,
             login_per_user: config.rate_limits.login_per_user,
             failed_refresh_per_ip: config.rate_limits.failed_refresh_per_ip,
+            failed_refresh_per_user: config.rate_limits.failed_refresh_per_user,
         },
         max_body_bytes: config.server.max_body_bytes,
         request_timeout: config.server.request_timeout,

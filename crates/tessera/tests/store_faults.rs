@@ -92,7 +92,7 @@ fn configure_store(dir: &Path, store: &str, stale_after: &str) {
     let config = format!(
         "[store]\n{store}\n\
          [server]\nadmin_token_file = \"admin-token\"\n\n\
-         [rate_limits]\nlogin_per_ip = 100000\nlogin_per_user = 100000\nfailed_refresh_per_ip = 100000\n\n\
+         [rate_limits]\nlogin_per_ip = 100000\nlogin_per_user = 100000\nfailed_refresh_per_ip = 100000\nfailed_refresh_per_user = 100000\n\n\
          [revocation]\nstale_after = \"{stale_after}\"\n"
     );
     std::fs::write(dir.join("tessera.toml"), config).unwrap();

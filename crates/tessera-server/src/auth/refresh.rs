@@ -20,22 +20,19 @@ pub(crate) async fn refresh(
     if !origin_allowed(&state, &headers, &uri) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "invalid_request", "cross-origin request refused"));
     }
-    let failed = |error: ApiError| state.0.limits.refresh_failed(ip).map_or(error, ApiError::too_many);
-    let token = cookie_token(&headers)
-        .ok_or_else(|| failed(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "no refresh cookie")))?;
+    let Some(token) = cookie_token(&headers) else {
+        let refusal = ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "no refresh cookie");
+        return Err(session::refused(&state, ip, None, refusal).await);
+    };
     // The CSRF token is bound to the session the cookie names: check it before anything is changed.
-    let claim = state.0.secrets.open_refresh_token(token);
     let csrf = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    match &claim {
-        Some(claim) if state.0.secrets.csrf_matches(&claim.sid, csrf) => {}
-        Some(_) => {
-            return Err(failed(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "invalid_request",
-                "missing or wrong X-CSRF-Token",
-            )))
-        }
-        None => return Err(failed(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "invalid refresh token"))),
+    let refusal = match state.0.secrets.open_refresh_token(token) {
+        Some(claim) if state.0.secrets.csrf_matches(&claim.sid, csrf) => None,
+        Some(_) => Some(ApiError::new(StatusCode::FORBIDDEN, "invalid_request", "missing or wrong X-CSRF-Token")),
+        None => Some(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "invalid refresh token")),
+    };
+    if let Some(refusal) = refusal {
+        return Err(session::refused(&state, ip, Some(token), refusal).await);
     }
     match session::refresh(&state, token).await {
         Ok(issued) => {
@@ -52,10 +49,13 @@ pub(crate) async fn refresh(
             Ok((StatusCode::OK, headers, Json(body)).into_response())
         }
         Err(RefreshFailure::Unavailable(error)) => Err(error),
-        Err(_) => Err(failed(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_grant",
-            "the refresh token is invalid, expired or revoked",
-        ))),
+        Err(RefreshFailure::Rejected) => {
+            let refusal = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_grant",
+                "the refresh token is invalid, expired or revoked",
+            );
+            Err(session::refused(&state, ip, Some(token), refusal).await)
+        }
     }
 }

@@ -112,9 +112,8 @@ async fn refresh_grant(
     ip: std::net::IpAddr,
     pairs: &[(String, String)],
 ) -> Result<Response, ApiError> {
-    let failed =
-        || state.0.limits.refresh_failed(ip).map_or_else(|| TokenError::InvalidGrant.into(), ApiError::too_many);
     let token = param(pairs, "refresh_token").ok_or(TokenError::InvalidRequest("refresh_token is required"))?;
+    let failed = || session::refused(state, ip, Some(token), TokenError::InvalidGrant.into());
     if let Some(client_id) = param(pairs, "client_id") {
         // A token presented by another client than the one it was issued to is refused before it is consumed.
         let owner = match state.0.secrets.open_refresh_token(token) {
@@ -122,7 +121,7 @@ async fn refresh_grant(
             None => None,
         };
         if owner.as_deref() != Some(client_id) {
-            return Err(failed());
+            return Err(failed().await);
         }
     }
     match session::refresh(state, token).await {
@@ -140,7 +139,7 @@ async fn refresh_grant(
             Ok((no_store, Json(body)).into_response())
         }
         Err(RefreshFailure::Unavailable(error)) => Err(error),
-        Err(_) => Err(failed()),
+        Err(RefreshFailure::Rejected) => Err(failed().await),
     }
 }
 
