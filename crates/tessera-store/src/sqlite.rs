@@ -898,10 +898,14 @@ mod tests {
     /// The writer must not preempt request handlers (see `never_preempt_request_handlers`): its thread is
     /// `SCHED_BATCH` (policy 3, field 41 of `/proc/<tid>/stat`) while the opener's thread keeps the default (0).
     #[cfg(target_os = "linux")]
-    #[test]
-    fn the_writer_thread_runs_under_sched_batch_and_leaves_other_threads_alone() {
+    #[tokio::test]
+    async fn the_writer_thread_runs_under_sched_batch_and_leaves_other_threads_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let _store = SqliteStore::open(&dir.path().join("tessera.db")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("tessera.db")).unwrap();
+        // The thread names itself and sets its policy once it runs: a committed change shows it has.
+        let user =
+            User { username: "u".into(), password_hash: "h".into(), roles: vec![], disabled: false, created_at: 0 };
+        store.create_user(user).await.unwrap();
         let policy_of = |task: &std::path::Path| {
             let stat = std::fs::read_to_string(task.join("stat")).unwrap();
             let after_name = stat.rsplit_once(')').unwrap().1;
