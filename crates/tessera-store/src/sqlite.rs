@@ -269,8 +269,8 @@ fn never_preempt_request_handlers() {
             set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadSchedulePolicy,
         };
         use thread_priority::{ThreadPriority, ThreadPriorityOsValue};
-        // Priority 0 is "keep nice 0"; a process started with a higher nice keeps it (lowering it is refused,
-        // after the policy is already set).
+        // The crate also sets the thread's nice value: 0, the default. Under `nice -n N` an unprivileged process
+        // keeps N (lowering it is refused, after the policy is set); a privileged one gets 0 for this thread.
         let batch = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
         let same_nice = ThreadPriority::Os(ThreadPriorityOsValue::default());
         if let Err(err) = set_thread_priority_and_policy(thread_native_id(), same_nice, batch) {
