@@ -127,7 +127,12 @@ pub(crate) async fn refused(state: &AppState, ip: IpAddr, token: Option<&str>, r
         Some(claim) => state.0.store.family(&claim.sid).await.ok().flatten().map(|family| family.session.sub),
         None => None,
     };
-    state.0.limits.refresh_failed(ip, user.as_deref()).map_or(refusal, ApiError::too_many)
+    refused_for(state, ip, user.as_deref(), refusal)
+}
+
+/// [`refused`], for a caller that already knows whose session failed (`None`: nobody's).
+pub(crate) fn refused_for(state: &AppState, ip: IpAddr, user: Option<&str>, refusal: ApiError) -> ApiError {
+    state.0.limits.refresh_failed(ip, user).map_or(refusal, ApiError::too_many)
 }
 
 fn refusal_label(refusal: Refusal) -> &'static str {

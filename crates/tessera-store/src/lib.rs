@@ -252,3 +252,29 @@ pub trait Store: Send + Sync + 'static {
     /// show from the first scrape on, whichever of the store and the metrics recorder was set up first.
     fn record_metrics(&self) {}
 }
+
+/// Puts the calling thread under Linux's `SCHED_BATCH` policy: a wake-up of it no longer preempts the thread
+/// running on that core, it waits until a core frees up (at once if one is idle). For threads that serve others
+/// in batches and should not interrupt the request handlers: the SQLite writer, a load generator beside the
+/// server it measures.
+///
+/// # Errors
+/// When the kernel refuses, or off Linux, where the thread keeps its policy.
+pub fn sched_batch_for_this_thread() -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::unix::{
+            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadSchedulePolicy,
+        };
+        use thread_priority::{ThreadPriority, ThreadPriorityOsValue};
+        // The crate also sets the thread's nice value: 0, the default. Under `nice -n N` an unprivileged process
+        // keeps N (lowering it is refused, after the policy is set); a privileged one gets 0 for this thread.
+        let batch = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
+        set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Os(ThreadPriorityOsValue::default()), batch)
+            .map_err(|err| format!("{err:?}"))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err("SCHED_BATCH exists only on Linux".to_owned())
+    }
+}

@@ -206,7 +206,12 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("tessera-sqlite-writer".into())
             .spawn(move || {
-                never_preempt_request_handlers();
+                // Woken by a change, the writer no longer preempts a request handler in the middle of its work (a
+                // token signature) but runs when a core frees up: at once on an idle machine; under load, changes
+                // queue meanwhile and more of them share one commit's fsync. Without it, it merely preempts more.
+                if let Err(why) = crate::sched_batch_for_this_thread() {
+                    tracing::debug!(error = %why, "the SQLite writer keeps the default scheduling policy");
+                }
                 write_loop(&writer_conn, &jobs);
             })
             .map_err(|err| StoreError::Backend(format!("cannot start the writer thread: {err}")))?;
@@ -255,27 +260,6 @@ impl SqliteStore {
         })
         .await
         .map_err(|_| StoreError::Unavailable)?
-    }
-}
-
-/// Puts the writer thread under `SCHED_BATCH`: woken by a change, it no longer preempts a request handler in the
-/// middle of its work (a token signature) but runs when a core frees up. An idle core still runs it at once; under
-/// load, changes queue meanwhile and more of them share one commit's fsync. Best effort: without it the writer
-/// merely preempts more often.
-fn never_preempt_request_handlers() {
-    #[cfg(target_os = "linux")]
-    {
-        use thread_priority::unix::{
-            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadSchedulePolicy,
-        };
-        use thread_priority::{ThreadPriority, ThreadPriorityOsValue};
-        // The crate also sets the thread's nice value: 0, the default. Under `nice -n N` an unprivileged process
-        // keeps N (lowering it is refused, after the policy is set); a privileged one gets 0 for this thread.
-        let batch = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
-        let same_nice = ThreadPriority::Os(ThreadPriorityOsValue::default());
-        if let Err(err) = set_thread_priority_and_policy(thread_native_id(), same_nice, batch) {
-            tracing::debug!(error = ?err, "the SQLite writer keeps the default scheduling policy");
-        }
     }
 }
 
@@ -895,7 +879,7 @@ mod tests {
 
     use super::*;
 
-    /// The writer must not preempt request handlers (see `never_preempt_request_handlers`): its thread is
+    /// The writer must not preempt request handlers (see `SqliteStore::open`): its thread is
     /// `SCHED_BATCH` (policy 3, field 41 of `/proc/<tid>/stat`) while the opener's thread keeps the default (0).
     #[cfg(target_os = "linux")]
     #[tokio::test]

@@ -43,7 +43,12 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     let result = std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                never_preempt_the_server();
+                // A response arriving must not preempt the server it measures in the middle of a request (on the
+                // same two cores each such preemption is a context switch the server pays for): the generator
+                // runs when a core is free and then reads every response that arrived meanwhile.
+                if let Err(why) = tessera_store::sched_batch_for_this_thread() {
+                    eprintln!("load generator: SCHED_BATCH refused ({why}); it runs under the default policy");
+                }
                 // The load generator runs on one thread; the server has the machine's cores (the generator shares
                 // them).
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -59,7 +64,9 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     drop(server);
     let result = result?;
     let raw_after = raw_reference(scenario, alg)?;
-    let raw = raw_before.zip(raw_after).map(|((name, before), (_, after))| (name, (before + after) / 2.0));
+    // (name, before, after, mean)
+    let raw =
+        raw_before.zip(raw_after).map(|((name, before), (_, after))| (name, before, after, (before + after) / 2.0));
     // The reference is twice one core's rate; signing on both cores at once shows what two cores really
     // sustain (on this kind of VM about 94% of twice one core), measured after it so the two do not compete.
     let both_cores = match scenario {
@@ -71,9 +78,9 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         "store": store_name(&load.store),
         "duration_s": load.duration.as_secs_f64(), "requests": result.count, "errors": result.errors,
         "per_second": result.per_second, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
-        "raw_reference": raw.map(|(name, _)| name), "raw_per_second": raw.map(|(_, rate)| rate),
-        "raw_per_second_before_and_after": raw_before.zip(raw_after).map(|((_, before), (_, after))| [before, after]),
-        "ratio_to_raw": raw.map(|(_, rate)| result.per_second / rate),
+        "raw_reference": raw.map(|(name, ..)| name), "raw_per_second": raw.map(|(.., rate)| rate),
+        "raw_per_second_before_and_after": raw.map(|(_, before, after, _)| [before, after]),
+        "ratio_to_raw": raw.map(|(.., rate)| result.per_second / rate),
         "raw_rsa_sign_both_cores_per_second": both_cores,
         "ratio_to_both_cores": both_cores.map(|rate| result.per_second / rate),
         "rsa_avx512_ifma": both_cores.map(|_| rsa_avx512_ifma()),
@@ -81,8 +88,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     if load.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        let mut reference = raw.zip(raw_before.zip(raw_after)).map_or_else(String::new, |((name, rate), sides)| {
-            let ((_, before), (_, after)) = sides;
+        let mut reference = raw.map_or_else(String::new, |(name, before, after, rate)| {
             format!(
                 " | {name}: {rate:.0} (before {before:.0}, after {after:.0}; ratio {:.2})",
                 result.per_second / rate
@@ -565,28 +571,6 @@ fn raw_reference(scenario: Scenario, alg: Algorithm) -> anyhow::Result<Option<(&
         // A revocation signs nothing: its cost is the store's durable write.
         Scenario::Revoke => None,
     })
-}
-
-/// Puts the load generator's thread under `SCHED_BATCH`, so that a response arriving does not preempt the server
-/// it measures in the middle of a request (on the same two cores, each such preemption is a context switch the
-/// server pays for); it runs when a core is free and then reads every response that arrived meanwhile. Best
-/// effort: a refusal is printed and the load runs anyway.
-fn never_preempt_the_server() {
-    #[cfg(target_os = "linux")]
-    {
-        use thread_priority::unix::{
-            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadSchedulePolicy,
-        };
-        use thread_priority::{ThreadPriority, ThreadPriorityOsValue};
-        let batch = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
-        if let Err(err) = set_thread_priority_and_policy(
-            thread_native_id(),
-            ThreadPriority::Os(ThreadPriorityOsValue::default()),
-            batch,
-        ) {
-            eprintln!("load generator: SCHED_BATCH refused ({err:?}); it runs under the default policy");
-        }
-    }
 }
 
 /// Signatures per second on one core with a key of `alg` (through the token core's key type).

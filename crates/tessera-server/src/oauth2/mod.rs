@@ -113,15 +113,15 @@ async fn refresh_grant(
     pairs: &[(String, String)],
 ) -> Result<Response, ApiError> {
     let token = param(pairs, "refresh_token").ok_or(TokenError::InvalidRequest("refresh_token is required"))?;
-    let failed = || session::refused(state, ip, Some(token), TokenError::InvalidGrant.into());
     if let Some(client_id) = param(pairs, "client_id") {
         // A token presented by another client than the one it was issued to is refused before it is consumed.
-        let owner = match state.0.secrets.open_refresh_token(token) {
-            Some(claim) => state.store().family(&claim.sid).await?.map(|f| f.session.client_id),
+        let family = match state.0.secrets.open_refresh_token(token) {
+            Some(claim) => state.store().family(&claim.sid).await?,
             None => None,
         };
-        if owner.as_deref() != Some(client_id) {
-            return Err(failed().await);
+        if family.as_ref().map(|f| f.session.client_id.as_str()) != Some(client_id) {
+            let user = family.map(|f| f.session.sub);
+            return Err(session::refused_for(state, ip, user.as_deref(), TokenError::InvalidGrant.into()));
         }
     }
     match session::refresh(state, token).await {
@@ -139,7 +139,9 @@ async fn refresh_grant(
             Ok((no_store, Json(body)).into_response())
         }
         Err(RefreshFailure::Unavailable(error)) => Err(error),
-        Err(RefreshFailure::Rejected) => Err(failed().await),
+        Err(RefreshFailure::Rejected) => {
+            Err(session::refused(state, ip, Some(token), TokenError::InvalidGrant.into()).await)
+        }
     }
 }
 
