@@ -59,6 +59,9 @@ pub struct Finding {
     pub fix: &'static str,
     /// Impact 1 (negligible) to 5 (severe), for the risk matrix.
     pub impact: u8,
+    /// The weakness in the CWE catalogue, e.g. `CWE-290` (omitted when none is named).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub cwe: &'static [&'static str],
 }
 
 impl Finding {
@@ -71,7 +74,21 @@ impl Finding {
         evidence: impl Into<String>,
         fix: &'static str,
     ) -> Self {
-        Self { id, severity, title: title.into(), evidence: evidence.into(), fix, impact: severity.likelihood() }
+        Self {
+            id,
+            severity,
+            title: title.into(),
+            evidence: evidence.into(),
+            fix,
+            impact: severity.likelihood(),
+            cwe: &[],
+        }
+    }
+
+    /// The same finding, naming its weakness in the CWE catalogue.
+    #[must_use]
+    pub fn with_cwe(self, cwe: &'static [&'static str]) -> Self {
+        Self { cwe, ..self }
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod crack;
 mod finding;
+pub mod gateway;
 mod jwks;
 pub mod probe;
 pub mod render;

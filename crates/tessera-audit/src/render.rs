@@ -18,11 +18,11 @@ pub fn table(report: &Report) -> String {
     if report.findings.is_empty() {
         out.push_str("No findings.\n");
     } else {
-        let _ = writeln!(out, "{:<9} {:<26} FINDING", "SEVERITY", "ID");
+        let _ = writeln!(out, "{:<9} {:<30} FINDING", "SEVERITY", "ID");
         for f in &report.findings {
             let _ = writeln!(
                 out,
-                "{:<9} {:<26} {}\n{:36}evidence: {}\n{:36}fix: {}",
+                "{:<9} {:<30} {}\n{:41}evidence: {}\n{:41}fix: {}",
                 f.severity.as_str(),
                 f.id,
                 f.title,
@@ -31,6 +31,9 @@ pub fn table(report: &Report) -> String {
                 "",
                 f.fix
             );
+            if !f.cwe.is_empty() {
+                let _ = writeln!(out, "{:41}weakness: {}", "", f.cwe.join(", "));
+            }
         }
     }
     let summary: Vec<String> =
@@ -61,7 +64,7 @@ pub fn sarif(report: &Report) -> String {
                 "id": f.id,
                 "shortDescription": {"text": f.title},
                 "help": {"text": f.fix},
-                "properties": {"security-severity": security_severity(f.severity), "tags": ["security", "jwt"]},
+                "properties": {"security-severity": security_severity(f.severity), "tags": tags(f.cwe)},
             }));
         }
     }
@@ -87,6 +90,13 @@ pub fn sarif(report: &Report) -> String {
         }],
     });
     serde_json::to_string_pretty(&document).unwrap_or_default()
+}
+
+/// Code-scanning tags: CWE ids in the `external/cwe/cwe-N` form dashboards link to the catalogue.
+fn tags(cwe: &[&str]) -> Vec<String> {
+    let mut tags = vec!["security".to_owned(), "jwt".to_owned()];
+    tags.extend(cwe.iter().map(|id| format!("external/cwe/{}", id.to_ascii_lowercase())));
+    tags
 }
 
 fn security_severity(severity: Severity) -> &'static str {
@@ -132,6 +142,9 @@ pub fn markdown(report: &Report) -> String {
         let _ = writeln!(out, "\n### {}\n", severity.as_str());
         for f in report.findings.iter().filter(|f| f.severity == *severity) {
             let _ = writeln!(out, "- **{}** `{}`\n  - Evidence: {}\n  - Fix: {}", f.title, f.id, f.evidence, f.fix);
+            if !f.cwe.is_empty() {
+                let _ = writeln!(out, "  - Weakness: {}", f.cwe.join(", "));
+            }
         }
     }
     out.push_str("\n## Risk matrix (likelihood × impact)\n\n| likelihood \\ impact | 1 | 2 | 3 | 4 | 5 |\n|---|---|---|---|---|---|\n");

@@ -239,3 +239,22 @@ fn reports_render_in_every_format() {
     let table = render::table(&report);
     assert!(table.contains("JWT-WEAK-HMAC-SECRET") && table.contains("NOT TESTED"));
 }
+
+#[test]
+fn a_findings_cwe_is_shown_in_every_format() {
+    let mut report = Report::new("endpoint", "http://gateway.test/verify");
+    report.add(
+        tessera_audit::Finding::new("ENDPOINT-PATH-SPELLING", Severity::Critical, "title", "evidence", "fix")
+            .with_cwe(&["CWE-22", "CWE-41"]),
+    );
+    report.add(tessera_audit::Finding::new("ENDPOINT-ALG-NONE", Severity::Critical, "title", "evidence", "fix"));
+    assert!(render::table(&report).contains("weakness: CWE-22, CWE-41"));
+    assert!(render::markdown(&report).contains("  - Weakness: CWE-22, CWE-41"));
+    let sarif: Value = serde_json::from_str(&render::sarif(&report)).unwrap();
+    let tags = &sarif["runs"][0]["tool"]["driver"]["rules"][0]["properties"]["tags"];
+    assert_eq!(tags, &json!(["security", "jwt", "external/cwe/cwe-22", "external/cwe/cwe-41"]));
+    let json: Value = serde_json::from_str(&render::json(&report)).unwrap();
+    assert_eq!(json["findings"][0]["cwe"], json!(["CWE-22", "CWE-41"]));
+    // A finding that names no weakness has no empty member.
+    assert!(json["findings"][1].get("cwe").is_none());
+}

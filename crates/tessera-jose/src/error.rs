@@ -203,6 +203,12 @@ pub enum KeyError {
         /// The private member found.
         member: &'static str,
     },
+    /// A published key set carries a symmetric key (`kty: oct` or a `k` member): a secret shared with every reader.
+    #[error("key {kid:?} is symmetric (a shared secret): a published key set must hold public keys only")]
+    SymmetricKey {
+        /// The key's id.
+        kid: String,
+    },
     /// Two keys in one set have the same `kid`.
     #[error("duplicate kid {0:?} in key set")]
     DuplicateKid(String),

@@ -39,7 +39,32 @@ impl KeySet {
     /// [`KeyError::InvalidJwk`] for bad JSON (duplicate members included); the first key's error otherwise, with
     /// its position.
     pub fn from_jwks_json(json: &[u8]) -> Result<Self, KeyError> {
-        let jwks: Jwks = serde_json::from_slice(json).map_err(|err| KeyError::InvalidJwk(err.to_string()))?;
+        Self::from_jwks(&parse_jwks(json)?)
+    }
+
+    /// Parses a JWKS document published by someone else (a trusted issuer, a client's `private_key_jwt` keys):
+    /// public, asymmetric keys only. A symmetric key (`kty: oct`, or any key carrying a `k` member) is a shared
+    /// secret handed to everyone who can read the document, and a private member means the publisher leaked its
+    /// key: either would let any reader mint tokens, so either refuses the whole set.
+    ///
+    /// # Errors
+    /// [`KeyError::SymmetricKey`] or [`KeyError::PrivateMaterial`] for the first such key (naming the member,
+    /// never its value); otherwise as [`Self::from_jwks_json`].
+    pub fn from_public_jwks_json(json: &[u8]) -> Result<Self, KeyError> {
+        let jwks = parse_jwks(json)?;
+        for jwk in &jwks.keys {
+            let kid = || jwk.kid.clone().unwrap_or_default();
+            if jwk.kty == "oct" || jwk.k.is_some() {
+                return Err(KeyError::SymmetricKey { kid: kid() });
+            }
+            if let Some(member) = jwk.private_member() {
+                return Err(KeyError::PrivateMaterial { kid: kid(), member });
+            }
+        }
+        Self::from_jwks(&jwks)
+    }
+
+    fn from_jwks(jwks: &Jwks) -> Result<Self, KeyError> {
         if jwks.keys.len() > MAX_KEYS_IN_SET {
             return Err(KeyError::TooManyKeys(jwks.keys.len()));
         }
@@ -118,5 +143,53 @@ impl KeySet {
         let mut keys: Vec<Jwk> = self.keys.values().filter_map(|key| key.public_jwk().map(Jwk::to_public)).collect();
         keys.sort_by(|a, b| a.kid.cmp(&b.kid));
         Jwks { keys }
+    }
+}
+
+/// A JWKS document's JSON (duplicate members refused).
+fn parse_jwks(json: &[u8]) -> Result<Jwks, KeyError> {
+    serde_json::from_slice(json).map_err(|err| KeyError::InvalidJwk(err.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Algorithm, RsaBits, SigningKey};
+
+    /// A JWKS document holding one fresh public key, plus `extra` (JSON text of one more key, or nothing).
+    fn document(extra: &str) -> String {
+        let key = SigningKey::generate(Algorithm::ES256, RsaBits::Bits2048).unwrap();
+        let public = KeySet::from_keys([key.verifying_key().clone()]).unwrap().to_public_jwks();
+        let mut keys: Vec<serde_json::Value> =
+            public.keys.iter().map(|jwk| serde_json::to_value(jwk).unwrap()).collect();
+        if !extra.is_empty() {
+            keys.push(serde_json::from_str(extra).unwrap());
+        }
+        serde_json::json!({ "keys": keys }).to_string()
+    }
+
+    #[test]
+    fn a_published_set_with_a_symmetric_key_or_a_private_member_is_refused_whole() {
+        assert_eq!(KeySet::from_public_jwks_json(document("").as_bytes()).unwrap().len(), 1);
+        // 32 bytes: an HMAC key the general parser accepts.
+        let hmac = r#"{"kty":"oct","kid":"shared","alg":"HS256","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0ISE"}"#;
+        assert_eq!(KeySet::from_jwks_json(document(hmac).as_bytes()).unwrap().len(), 2);
+        assert!(matches!(
+            KeySet::from_public_jwks_json(document(hmac).as_bytes()),
+            Err(KeyError::SymmetricKey { kid }) if kid == "shared"
+        ));
+        let k_on_ec = document("").replace(r#""kty":"EC""#, r#""kty":"EC","k":"AAAA""#);
+        assert!(matches!(KeySet::from_public_jwks_json(k_on_ec.as_bytes()), Err(KeyError::SymmetricKey { .. })));
+        for member in ["d", "p", "q", "dp", "dq", "qi"] {
+            let leaked = document("").replace(r#""kty":"EC""#, &format!(r#""kty":"EC","{member}":"AAAA""#));
+            let refused = KeySet::from_public_jwks_json(leaked.as_bytes()).unwrap_err();
+            assert!(matches!(refused, KeyError::PrivateMaterial { member: m, .. } if m == member), "{member}");
+            assert!(!refused.to_string().contains("AAAA"), "the error names the member, not its value");
+        }
+        let other_primes = document("").replace(r#""kty":"EC""#, r#""kty":"EC","oth":[]"#);
+        assert!(matches!(
+            KeySet::from_public_jwks_json(other_primes.as_bytes()),
+            Err(KeyError::PrivateMaterial { member: "oth", .. })
+        ));
     }
 }

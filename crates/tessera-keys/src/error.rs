@@ -43,6 +43,16 @@ pub enum KeyringError {
         /// The key that failed.
         kid: String,
     },
+    /// A master key is set, but an entry is stored unsealed: planted by whoever can write the data directory or
+    /// the store, or left from before the master key was set. Never accepted; sealing an existing keyring is an
+    /// explicit step.
+    #[error("{}: {entry} is stored UNSEALED although a master key is set, and is refused (it may have been planted). If you have just set the master key, seal the existing keys with `tessera keys seal`", path.display())]
+    Unsealed {
+        /// The keyring or secrets file, or `store:<document>`.
+        path: PathBuf,
+        /// Which entry: `the keyring`, `secret refresh-token-mac`, ...
+        entry: String,
+    },
     /// The master key text is not 32 bytes in base64 or hex.
     #[error("master key must be 32 random bytes, as base64 (44 characters) or hex (64 characters)")]
     InvalidMasterKey,
@@ -63,4 +73,13 @@ pub enum KeyringError {
     /// No key has this id.
     #[error("no key with kid {0:?}")]
     UnknownKid(String),
+}
+
+impl KeyringError {
+    /// Whether this refuses an entry that failed the master key's integrity check (unsealed, or not opened by the
+    /// master key): an attempt to plant a key, or a keyring altered outside Tessera, rather than an outage.
+    #[must_use]
+    pub fn is_integrity_failure(&self) -> bool {
+        matches!(self, Self::Unsealed { .. } | Self::WrongMasterKey { .. })
+    }
 }

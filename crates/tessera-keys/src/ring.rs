@@ -24,6 +24,13 @@ pub struct RotationPolicy {
     /// How long a retired key stays published, in seconds: the longest token lifetime plus clock leeway, so
     /// rotation never breaks a valid token.
     pub retain_after_retirement: i64,
+    /// How long a server secret (the refresh-token and CSRF MAC keys) issues tokens before its successor takes
+    /// over, in seconds (default 30 days). The previous secret is still accepted for one more interval, so this
+    /// must be at least the sessions' idle timeout: a token unused for longer is refused anyway.
+    pub secrets_rotation_interval: i64,
+    /// How long a new server secret is known to every node before any node issues with it, in seconds (default 2
+    /// minutes, two reloads at the longest reload interval), so no node refuses a token another node just issued.
+    pub secrets_prepublish: i64,
 }
 
 impl Default for RotationPolicy {
@@ -34,6 +41,8 @@ impl Default for RotationPolicy {
             rotation_interval: 30 * 86_400,
             prepublish: 86_400,
             retain_after_retirement: 86_400 + 30,
+            secrets_rotation_interval: 30 * 86_400,
+            secrets_prepublish: 120,
         }
     }
 }

@@ -10,7 +10,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use tessera_jose::{base64url, Algorithm, SigningKey};
 
-use crate::{Change, KeyRing, KeyringError, ManagedKey, MasterKey, RotationPolicy};
+use crate::secrets::{SecretRing, SecretVersion};
+use crate::{Activation, Change, KeyRing, KeyringError, ManagedKey, MasterKey, RotationPolicy};
 
 const FILE_NAME: &str = "keys.json";
 const SECRETS_NAME: &str = "secrets.json";
@@ -50,8 +51,33 @@ struct StoredKey {
 #[derive(Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct SecretsFile {
-    /// Name → base64url value, sealed like private keys when a master key is given.
-    secrets: std::collections::BTreeMap<String, StoredSecret>,
+    /// Name → the secret's versions, each value sealed like private keys when a master key is given.
+    secrets: std::collections::BTreeMap<String, StoredEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum StoredEntry {
+    Versions(StoredVersions),
+    /// One value, as written before secrets rotated: read as version 0, written back as versions.
+    Legacy(StoredSecret),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredVersions {
+    versions: Vec<StoredVersion>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredVersion {
+    id: u8,
+    created_at: i64,
+    activates_at: i64,
+    sealing: Sealing,
+    /// 32 bytes, base64url; sealed as `nonce ‖ ciphertext ‖ tag` when `sealing` is not `none`.
+    value: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -59,6 +85,14 @@ struct SecretsFile {
 struct StoredSecret {
     sealing: Sealing,
     value: String,
+}
+
+/// Whether a read accepts entries stored unsealed although a master key is set. Only `tessera keys seal` does,
+/// to seal them: anything else treats them as planted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unsealed {
+    Refuse,
+    Accept,
 }
 
 /// Where the keyring and the server secrets live when they are not files: a store shared by every node of a
@@ -170,6 +204,12 @@ impl KeyStore {
         self.location(KEYRING)
     }
 
+    /// Where the server secrets are: the file's path, or `store:secrets` (for messages).
+    #[must_use]
+    pub fn secrets_path(&self) -> PathBuf {
+        self.location(SECRETS)
+    }
+
     fn location(&self, doc: Doc) -> PathBuf {
         match &self.backing {
             Backing::Files(dir) => dir.join(doc.file),
@@ -182,12 +222,24 @@ impl KeyStore {
     /// # Errors
     /// Store errors (a file that cannot be examined counts as absent).
     pub fn revision(&self) -> Result<Revision, KeyringError> {
+        self.revision_of(KEYRING)
+    }
+
+    /// The server secrets' current revision, like [`KeyStore::revision`].
+    ///
+    /// # Errors
+    /// Store errors (a file that cannot be examined counts as absent).
+    pub fn secrets_revision(&self) -> Result<Revision, KeyringError> {
+        self.revision_of(SECRETS)
+    }
+
+    fn revision_of(&self, doc: Doc) -> Result<Revision, KeyringError> {
         Ok(match &self.backing {
-            Backing::Files(dir) => fs::metadata(dir.join(FILE_NAME))
-                .and_then(|m| m.modified())
-                .map_or(Revision::Absent, Revision::Modified),
+            Backing::Files(dir) => {
+                fs::metadata(dir.join(doc.file)).and_then(|m| m.modified()).map_or(Revision::Absent, Revision::Modified)
+            }
             Backing::Shared(documents) => {
-                documents.read(KEYRING.document)?.map_or(Revision::Absent, |(version, _)| Revision::Version(version))
+                documents.read(doc.document)?.map_or(Revision::Absent, |(version, _)| Revision::Version(version))
             }
         })
     }
@@ -253,12 +305,46 @@ impl KeyStore {
     /// [`KeyringError::Io`], [`KeyringError::Corrupt`], [`KeyringError::Store`], or a master-key error.
     pub fn load(&self) -> Result<KeyRing, KeyringError> {
         match self.read(KEYRING)? {
-            Some((_, text)) => self.parse_ring(&text),
+            Some((_, text)) => self.parse_ring(&text, Unsealed::Refuse),
             None => Ok(KeyRing::default()),
         }
     }
 
-    fn parse_ring(&self, text: &str) -> Result<KeyRing, KeyringError> {
+    /// The stored bytes of one entry, opened with the master key. With a master key set, an entry stored unsealed
+    /// is refused (unless `unsealed` accepts it, for `tessera keys seal`); a sealed one must open under `context`,
+    /// which binds it to its purpose and id, so an entry moved elsewhere does not open either.
+    fn open_entry(
+        &self,
+        doc: Doc,
+        sealing: Sealing,
+        raw: Vec<u8>,
+        context: &str,
+        kid: &str,
+        unsealed: Unsealed,
+    ) -> Result<Vec<u8>, KeyringError> {
+        match (sealing, &self.master) {
+            (Sealing::None, Some(_)) if unsealed == Unsealed::Refuse => {
+                // The keyring is sealed as a whole; secrets one by one.
+                let entry = if doc.file == FILE_NAME { "the keyring".to_owned() } else { format!("secret {kid}") };
+                Err(KeyringError::Unsealed { path: self.location(doc), entry })
+            }
+            (Sealing::None, _) => Ok(raw),
+            (Sealing::Aes256Gcm, None) => Err(KeyringError::MasterKeyRequired),
+            (Sealing::Aes256Gcm, Some(master)) => {
+                master.open(context, &raw).ok_or_else(|| KeyringError::WrongMasterKey { kid: kid.to_owned() })
+            }
+        }
+    }
+
+    /// `bytes` as they are stored: sealed under `context` when a master key is set.
+    fn seal_entry(&self, context: &str, bytes: &[u8]) -> Result<(Sealing, Vec<u8>), KeyringError> {
+        Ok(match &self.master {
+            Some(master) => (Sealing::Aes256Gcm, master.seal(context, bytes)?),
+            None => (Sealing::None, bytes.to_vec()),
+        })
+    }
+
+    fn parse_ring(&self, text: &str, unsealed: Unsealed) -> Result<KeyRing, KeyringError> {
         let corrupt = |reason: String| KeyringError::Corrupt { path: self.path(), reason };
         let file: KeyringFile = serde_json::from_str(text).map_err(|err| corrupt(err.to_string()))?;
         if file.format != FORMAT {
@@ -270,15 +356,8 @@ impl KeyStore {
             .map(|stored| {
                 let raw = base64url::decode(&stored.private_key)
                     .ok_or_else(|| corrupt(format!("key {}: private_key is not base64url", stored.kid)))?;
-                let der = match file.sealing {
-                    Sealing::None => raw,
-                    Sealing::Aes256Gcm => {
-                        let master = self.master.as_ref().ok_or(KeyringError::MasterKeyRequired)?;
-                        master
-                            .open(&context(&stored.kid, stored.alg), &raw)
-                            .ok_or_else(|| KeyringError::WrongMasterKey { kid: stored.kid.clone() })?
-                    }
-                };
+                let context = context(&stored.kid, stored.alg);
+                let der = self.open_entry(KEYRING, file.sealing, raw, &context, &stored.kid, unsealed)?;
                 let key = SigningKey::from_pkcs8(stored.alg, &der, None)?;
                 if key.kid() != stored.kid {
                     return Err(corrupt(format!("key {}: its thumbprint is {}", stored.kid, key.kid())));
@@ -304,60 +383,176 @@ impl KeyStore {
         Ok((ring, Vec::new()))
     }
 
-    /// The 256-bit server secret `name` (e.g. the refresh-token MAC key), created from the OS CSPRNG on first use
-    /// and kept beside the keyring (`secrets.json`, or the shared store), sealed like the private keys.
+    /// The server secrets `names` (e.g. the refresh-token MAC key), kept beside the keyring (`secrets.json`, or
+    /// the shared store) and sealed like the private keys, after the scheduled work (a first version of a new
+    /// secret from the OS CSPRNG, a successor when one is due, removal of versions no longer accepted; see
+    /// [`SecretRing`]), writing only when something was due. In the order of `names`.
     ///
     /// # Errors
-    /// I/O, store, format or master-key errors.
-    pub fn secret(&self, name: &str) -> Result<[u8; 32], KeyringError> {
-        let path = self.location(SECRETS);
-        let context = format!("tessera-secret-v1|{name}");
-        let parse = |text: Option<&str>| -> Result<SecretsFile, KeyringError> {
-            text.map_or_else(
-                || Ok(SecretsFile::default()),
-                |text| {
-                    serde_json::from_str(text)
-                        .map_err(|err| KeyringError::Corrupt { path: path.clone(), reason: err.to_string() })
-                },
-            )
+    /// I/O, store, format or master-key errors; an entry stored unsealed although a master key is set.
+    pub fn load_secrets(
+        &self,
+        names: &[&str],
+        now: i64,
+        policy: &RotationPolicy,
+    ) -> Result<(Vec<SecretRing>, Vec<Change>), KeyringError> {
+        let current = self.read(SECRETS)?;
+        let mut rings = self.parse_secrets(current.as_ref().map(|(_, text)| text.as_str()), Unsealed::Refuse)?;
+        let due = names.iter().any(|name| rings.get(*name).is_none_or(|ring| ring.maintenance_due(now, policy)));
+        let changes = if due {
+            self.change(SECRETS, |text| {
+                let mut rings = self.parse_secrets(text, Unsealed::Refuse)?;
+                let mut changes = Vec::new();
+                for name in names {
+                    let ring = rings.entry((*name).to_owned()).or_insert_with(|| SecretRing::new(name, Vec::new()));
+                    changes.extend(ring.maintain(now, policy)?);
+                }
+                let new = if changes.is_empty() { None } else { Some(self.serialize_secrets(&rings)?) };
+                Ok((new, (changes, rings)))
+            })
+            .map(|(changes, maintained)| {
+                rings = maintained;
+                changes
+            })?
+        } else {
+            Vec::new()
         };
-        let find = |file: &SecretsFile| -> Result<Option<[u8; 32]>, KeyringError> {
-            let Some(stored) = file.secrets.get(name) else { return Ok(None) };
-            let corrupt =
-                || KeyringError::Corrupt { path: path.clone(), reason: format!("secret {name} is malformed") };
-            let raw = base64url::decode(&stored.value).ok_or_else(corrupt)?;
-            let bytes = match stored.sealing {
-                Sealing::None => raw,
-                Sealing::Aes256Gcm => {
-                    let master = self.master.as_ref().ok_or(KeyringError::MasterKeyRequired)?;
-                    master.open(&context, &raw).ok_or_else(|| KeyringError::WrongMasterKey { kid: name.to_owned() })?
+        let requested = names.iter().filter_map(|name| rings.remove(*name)).collect();
+        Ok((requested, changes))
+    }
+
+    /// Rotates every server secret on demand (see [`SecretRing`]): a successor that every node knows at once and
+    /// that issues after the policy's `secrets_prepublish`, or with `Immediate` at once.
+    ///
+    /// # Errors
+    /// [`KeyringError::RotationPending`] for a scheduled rotation while one is pending; as [`KeyStore::load_secrets`].
+    pub fn rotate_secrets(
+        &self,
+        now: i64,
+        policy: &RotationPolicy,
+        activation: Activation,
+    ) -> Result<Vec<Change>, KeyringError> {
+        self.change(SECRETS, |text| {
+            let mut rings = self.parse_secrets(text, Unsealed::Refuse)?;
+            let mut changes = Vec::new();
+            for ring in rings.values_mut() {
+                changes.extend(ring.rotate(now, policy, activation)?);
+            }
+            let new = if changes.is_empty() { None } else { Some(self.serialize_secrets(&rings)?) };
+            Ok((new, changes))
+        })
+    }
+
+    /// Seals, under the master key, a keyring and secrets written without one: the explicit upgrade once a master
+    /// key is set (reading never does it, since an unsealed entry may have been planted). Returns where entries
+    /// were sealed.
+    ///
+    /// # Errors
+    /// [`KeyringError::MasterKeyRequired`] without a master key; as [`KeyStore::load`] for anything else, among
+    /// them a sealed entry the master key does not open.
+    pub fn seal(&self) -> Result<Vec<PathBuf>, KeyringError> {
+        if self.master.is_none() {
+            return Err(KeyringError::MasterKeyRequired);
+        }
+        let mut sealed = Vec::new();
+        let keyring_unsealed = self.change(KEYRING, |text| {
+            let Some(text) = text else { return Ok((None, false)) };
+            if self.parse_ring(text, Unsealed::Refuse).is_ok() {
+                return Ok((None, false));
+            }
+            let ring = self.parse_ring(text, Unsealed::Accept)?;
+            Ok((Some(self.serialize(&ring)?), true))
+        })?;
+        if keyring_unsealed {
+            sealed.push(self.location(KEYRING));
+        }
+        let secrets_unsealed = self.change(SECRETS, |text| {
+            if text.is_none() || self.parse_secrets(text, Unsealed::Refuse).is_ok() {
+                return Ok((None, false));
+            }
+            let rings = self.parse_secrets(text, Unsealed::Accept)?;
+            Ok((Some(self.serialize_secrets(&rings)?), true))
+        })?;
+        if secrets_unsealed {
+            sealed.push(self.location(SECRETS));
+        }
+        Ok(sealed)
+    }
+
+    fn parse_secrets(
+        &self,
+        text: Option<&str>,
+        unsealed: Unsealed,
+    ) -> Result<std::collections::BTreeMap<String, SecretRing>, KeyringError> {
+        let corrupt = |reason: String| KeyringError::Corrupt { path: self.location(SECRETS), reason };
+        let Some(text) = text else { return Ok(std::collections::BTreeMap::new()) };
+        let file: SecretsFile = serde_json::from_str(text).map_err(|err| corrupt(err.to_string()))?;
+        let mut rings = std::collections::BTreeMap::new();
+        for (name, entry) in file.secrets {
+            let (stored, legacy) = match entry {
+                StoredEntry::Versions(stored) => (stored.versions, false),
+                // Version 0, activated since ever: the next maintenance makes it the predecessor of a new version.
+                StoredEntry::Legacy(legacy) => {
+                    let version = StoredVersion {
+                        id: 0,
+                        created_at: 0,
+                        activates_at: 0,
+                        sealing: legacy.sealing,
+                        value: legacy.value,
+                    };
+                    (vec![version], true)
                 }
             };
-            bytes.try_into().map(Some).map_err(|_| corrupt())
-        };
-        if let Some(secret) = find(&parse(self.read(SECRETS)?.as_ref().map(|(_, text)| text.as_str()))?)? {
-            return Ok(secret);
-        }
-        self.change(SECRETS, |text| {
-            let mut file = parse(text)?;
-            if let Some(secret) = find(&file)? {
-                return Ok((None, secret));
+            let mut versions = Vec::with_capacity(stored.len());
+            for version in stored {
+                let kid = format!("{name}#{}", version.id);
+                if versions.iter().any(|kept: &SecretVersion| kept.id == version.id) {
+                    return Err(corrupt(format!("secret {kid} appears twice")));
+                }
+                let raw = base64url::decode(&version.value)
+                    .ok_or_else(|| corrupt(format!("secret {kid}: value is not base64url")))?;
+                // A legacy entry was sealed under the context of its time, which bound the name only.
+                let context =
+                    if legacy { format!("tessera-secret-v1|{name}") } else { secret_context(&name, version.id) };
+                let value = self.open_entry(SECRETS, version.sealing, raw, &context, &kid, unsealed)?;
+                let value = value.try_into().map_err(|_| corrupt(format!("secret {kid}: not 32 bytes")))?;
+                versions.push(SecretVersion {
+                    id: version.id,
+                    created_at: version.created_at,
+                    activates_at: version.activates_at,
+                    value,
+                });
             }
-            let mut bytes = [0u8; 32];
-            aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes)
-                .map_err(|_| tessera_jose::KeyError::Crypto)?;
-            let stored = match &self.master {
-                Some(master) => StoredSecret {
-                    sealing: Sealing::Aes256Gcm,
-                    value: base64url::encode(master.seal(&context, &bytes)?),
-                },
-                None => StoredSecret { sealing: Sealing::None, value: base64url::encode(bytes) },
-            };
-            file.secrets.insert(name.to_owned(), stored);
-            let json = serde_json::to_string_pretty(&file)
-                .map_err(|err| KeyringError::Corrupt { path: path.clone(), reason: err.to_string() })?;
-            Ok((Some(json), bytes))
-        })
+            let ring = SecretRing::new(&name, versions);
+            rings.insert(name, ring);
+        }
+        Ok(rings)
+    }
+
+    fn serialize_secrets(
+        &self,
+        rings: &std::collections::BTreeMap<String, SecretRing>,
+    ) -> Result<String, KeyringError> {
+        let mut file = SecretsFile::default();
+        for (name, ring) in rings {
+            let versions = ring
+                .versions()
+                .iter()
+                .map(|version| {
+                    let (sealing, stored) = self.seal_entry(&secret_context(name, version.id), version.value())?;
+                    Ok(StoredVersion {
+                        id: version.id,
+                        created_at: version.created_at,
+                        activates_at: version.activates_at,
+                        sealing,
+                        value: base64url::encode(stored),
+                    })
+                })
+                .collect::<Result<Vec<_>, KeyringError>>()?;
+            file.secrets.insert(name.clone(), StoredEntry::Versions(StoredVersions { versions }));
+        }
+        serde_json::to_string_pretty(&file)
+            .map_err(|err| KeyringError::Corrupt { path: self.location(SECRETS), reason: err.to_string() })
     }
 
     /// Changes the keyring and writes it back — only if `change` succeeds. With a shared store `change` may run
@@ -371,7 +566,7 @@ impl KeyStore {
     ) -> Result<T, KeyringError> {
         self.change(KEYRING, |text| {
             let mut ring = match text {
-                Some(text) => self.parse_ring(text)?,
+                Some(text) => self.parse_ring(text, Unsealed::Refuse)?,
                 None => KeyRing::default(),
             };
             let result = change(&mut ring)?;
@@ -385,10 +580,7 @@ impl KeyStore {
             .iter()
             .map(|managed| {
                 let der = managed.key.to_pkcs8()?;
-                let stored = match &self.master {
-                    Some(master) => master.seal(&context(managed.key.kid(), managed.key.algorithm()), &der)?,
-                    None => der,
-                };
+                let (_, stored) = self.seal_entry(&context(managed.key.kid(), managed.key.algorithm()), &der)?;
                 Ok(StoredKey {
                     kid: managed.key.kid().to_owned(),
                     alg: managed.key.algorithm(),
@@ -407,19 +599,26 @@ impl KeyStore {
 
 fn lock(dir: &Path) -> Result<File, KeyringError> {
     let lock_path = dir.join(LOCK_NAME);
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|source| KeyringError::Io { path: lock_path.clone(), source })?;
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let lock = options.open(&lock_path).map_err(|source| KeyringError::Io { path: lock_path.clone(), source })?;
     lock.lock().map_err(|source| KeyringError::Io { path: lock_path, source })?;
     Ok(lock)
 }
 
-/// What each sealed key is bound to, so a sealed key cannot be moved to another entry.
+/// What each sealed key is bound to (AES-GCM associated data): its purpose, id and algorithm, so a sealed key
+/// cannot be moved to another entry, nor used as a server secret.
 fn context(kid: &str, alg: Algorithm) -> String {
     format!("tessera-key-v1|{kid}|{alg}")
+}
+
+/// What each sealed version of a server secret is bound to: its purpose, the secret's name and the version's id,
+/// so a version cannot be moved to another secret (a CSRF key made a refresh-token key), to another id, or into
+/// the keyring.
+fn secret_context(name: &str, id: u8) -> String {
+    format!("tessera-secret-v2|{name}|{id}")
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), KeyringError> {
@@ -500,15 +699,65 @@ mod tests {
     }
 
     #[test]
-    fn unsealed_keyring_is_sealed_on_the_next_write_once_a_master_key_is_given() {
+    fn an_unsealed_keyring_is_refused_with_a_master_key_until_sealed_explicitly() {
         let dir = tempfile::tempdir().unwrap();
-        KeyStore::open(dir.path(), None).unwrap().update(|ring| ring.maintain(1, &policy(Algorithm::EdDSA))).unwrap();
-        assert!(fs::read_to_string(dir.path().join(FILE_NAME)).unwrap().contains("\"none\""));
+        let plain = KeyStore::open(dir.path(), None).unwrap();
+        plain.update(|ring| ring.maintain(1, &policy(Algorithm::EdDSA))).unwrap();
+        let (secrets, _) = plain.load_secrets(&[REFRESH], 1, &policy(Algorithm::EdDSA)).unwrap();
+        let kid = plain.load().unwrap().active(1).unwrap().kid().to_owned();
         let (master, _) = MasterKey::generate().unwrap();
         let sealed = KeyStore::open(dir.path(), Some(master)).unwrap();
-        sealed.update(|ring| ring.maintain(2, &policy(Algorithm::EdDSA))).unwrap();
+        // Neither a read nor a write seals it in passing: the unsealed keyring could have been planted.
+        for refused in [
+            sealed.load().map(drop),
+            sealed.update(|ring| ring.maintain(2, &policy(Algorithm::EdDSA))).map(drop),
+            sealed.load_secrets(&[REFRESH], 2, &policy(Algorithm::EdDSA)).map(drop),
+        ] {
+            let err = refused.unwrap_err();
+            assert!(matches!(err, KeyringError::Unsealed { .. }) && err.is_integrity_failure(), "{err}");
+            assert!(err.to_string().contains("tessera keys seal"), "{err}");
+        }
+        assert!(fs::read_to_string(dir.path().join(FILE_NAME)).unwrap().contains("\"none\""), "nothing written");
+
+        assert_eq!(sealed.seal().unwrap(), [dir.path().join(FILE_NAME), dir.path().join(SECRETS_NAME)]);
         assert!(fs::read_to_string(sealed.path()).unwrap().contains("aes-256-gcm"));
-        assert_eq!(sealed.load().unwrap().keys().len(), 1);
+        assert_eq!(sealed.load().unwrap().active(2).unwrap().kid(), kid, "the same keys, now sealed");
+        let (after, _) = sealed.load_secrets(&[REFRESH], 2, &policy(Algorithm::EdDSA)).unwrap();
+        assert_eq!(after[0].versions()[0].value(), secrets[0].versions()[0].value());
+        assert!(sealed.seal().unwrap().is_empty(), "sealing twice changes nothing");
+        assert!(matches!(plain.seal(), Err(KeyringError::MasterKeyRequired)));
+    }
+
+    #[test]
+    fn a_planted_unsealed_or_swapped_secret_is_refused_under_a_master_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (master, _) = MasterKey::generate().unwrap();
+        let store = KeyStore::open(dir.path(), Some(master)).unwrap();
+        store.load_secrets(&[REFRESH, CSRF], 1, &policy(Algorithm::EdDSA)).unwrap();
+        let path = dir.path().join(SECRETS_NAME);
+        let genuine: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+
+        // An attacker who can write the file but has no master key plants a MAC key of their own, in clear.
+        let mut planted = genuine.clone();
+        planted["secrets"][REFRESH]["versions"][0]["sealing"] = "none".into();
+        planted["secrets"][REFRESH]["versions"][0]["value"] = base64url::encode([7u8; 32]).into();
+        fs::write(&path, planted.to_string()).unwrap();
+        let err = store.load_secrets(&[REFRESH, CSRF], 1, &policy(Algorithm::EdDSA)).unwrap_err();
+        assert!(matches!(err, KeyringError::Unsealed { .. }), "{err}");
+        assert!(!err.to_string().contains(&base64url::encode([7u8; 32])), "no secret in the message");
+
+        // Sealed entries moved to another secret or another id do not open: the seal binds name and id.
+        let mut swapped = genuine.clone();
+        swapped["secrets"][REFRESH]["versions"][0]["value"] = genuine["secrets"][CSRF]["versions"][0]["value"].clone();
+        let mut renumbered = genuine.clone();
+        renumbered["secrets"][REFRESH]["versions"][0]["id"] = 9.into();
+        for altered in [swapped, renumbered] {
+            fs::write(&path, altered.to_string()).unwrap();
+            let err = store.load_secrets(&[REFRESH, CSRF], 1, &policy(Algorithm::EdDSA)).unwrap_err();
+            assert!(matches!(err, KeyringError::WrongMasterKey { .. }) && err.is_integrity_failure(), "{err}");
+        }
+        fs::write(&path, genuine.to_string()).unwrap();
+        assert!(store.load_secrets(&[REFRESH, CSRF], 1, &policy(Algorithm::EdDSA)).is_ok());
     }
 
     #[test]
@@ -525,22 +774,86 @@ mod tests {
         assert_eq!(fs::read(store.path()).unwrap(), after_rotate);
     }
 
+    const REFRESH: &str = "refresh-token-mac";
+    const CSRF: &str = "csrf-mac";
+
+    /// The value of the version of `name` that issues at `now`.
+    fn issuing(store: &KeyStore, name: &str, now: i64) -> [u8; 32] {
+        let (rings, _) = store.load_secrets(&[name], now, &RotationPolicy::default()).unwrap();
+        *rings[0].issuing_at(now).unwrap().value()
+    }
+
     #[test]
     fn secrets_are_created_once_and_sealed() {
         let dir = tempfile::tempdir().unwrap();
         let (master, text) = MasterKey::generate().unwrap();
         let store = KeyStore::open(dir.path(), Some(master)).unwrap();
-        let first = store.secret("refresh").unwrap();
-        assert_eq!(store.secret("refresh").unwrap(), first);
-        assert_ne!(store.secret("csrf").unwrap(), first);
+        let first = issuing(&store, REFRESH, 1);
+        assert_eq!(issuing(&store, REFRESH, 2), first);
+        assert_ne!(issuing(&store, CSRF, 2), first);
         let again = KeyStore::open(dir.path(), Some(MasterKey::parse(&text).unwrap())).unwrap();
-        assert_eq!(again.secret("refresh").unwrap(), first);
+        assert_eq!(issuing(&again, REFRESH, 3), first);
         let stored = fs::read_to_string(dir.path().join(SECRETS_NAME)).unwrap();
         assert!(!stored.contains(&base64url::encode(first)), "sealed, not in clear");
         assert!(matches!(
-            KeyStore::open(dir.path(), None).unwrap().secret("refresh"),
+            KeyStore::open(dir.path(), None).unwrap().load_secrets(&[REFRESH], 3, &RotationPolicy::default()),
             Err(KeyringError::MasterKeyRequired)
         ));
+    }
+
+    #[test]
+    fn secrets_rotate_on_schedule_and_on_demand_keeping_the_predecessor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(dir.path(), Some(MasterKey::generate().unwrap().0)).unwrap();
+        let p = RotationPolicy::default();
+        let (rings, changes) = store.load_secrets(&[REFRESH, CSRF], 0, &p).unwrap();
+        assert_eq!(changes.len(), 2, "a first version of each");
+        let first = rings[0].issuing_at(0).unwrap().id;
+        // Due a prepublication period before the interval ends: the successor is written, not yet issuing.
+        let at = p.secrets_rotation_interval - p.secrets_prepublish;
+        let (rings, changes) = store.load_secrets(&[REFRESH, CSRF], at, &p).unwrap();
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert_eq!(rings[0].issuing_at(at).unwrap().id, first);
+        assert_eq!(rings[0].accepted(at).len(), 2);
+        // On demand, at once: the scheduled successor issues now, its predecessor is still accepted.
+        let changes = store.rotate_secrets(at + 1, &p, Activation::Immediate).unwrap();
+        assert!(changes.iter().all(|c| matches!(c, Change::ActivatedNow { .. })), "{changes:?}");
+        let (rings, changes) = store.load_secrets(&[REFRESH, CSRF], at + 1, &p).unwrap();
+        assert!(changes.is_empty());
+        assert_ne!(rings[0].issuing_at(at + 1).unwrap().id, first);
+        assert!(rings[0].accepted(at + 1).iter().any(|version| version.id == first));
+        assert!(matches!(
+            store.rotate_secrets(at + 2, &p, Activation::Scheduled).and_then(|_| store.rotate_secrets(
+                at + 3,
+                &p,
+                Activation::Scheduled
+            )),
+            Err(KeyringError::RotationPending { .. })
+        ));
+    }
+
+    #[test]
+    fn a_secret_written_before_rotation_is_version_zero_and_stays_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (master, text) = MasterKey::generate().unwrap();
+        let legacy_value = [5u8; 32];
+        // secrets.json as the previous release wrote it: one value per name, sealed under the name alone.
+        let sealed = master.seal(&format!("tessera-secret-v1|{REFRESH}"), &legacy_value).unwrap();
+        let legacy =
+            serde_json::json!({"secrets": {REFRESH: {"sealing": "aes-256-gcm", "value": base64url::encode(sealed)}}});
+        fs::write(dir.path().join(SECRETS_NAME), legacy.to_string()).unwrap();
+        let store = KeyStore::open(dir.path(), Some(master)).unwrap();
+        let now = 1_800_000_000;
+        let (rings, _) = store.load_secrets(&[REFRESH], now, &RotationPolicy::default()).unwrap();
+        let zero = rings[0].versions().iter().find(|version| version.id == 0).unwrap();
+        assert_eq!(zero.value(), &legacy_value);
+        assert_eq!(rings[0].issuing_at(now).unwrap().id, 0, "it issues until its successor activates");
+        assert!(rings[0].accepted(now + RotationPolicy::default().secrets_prepublish).iter().any(|v| v.id == 0));
+        // Written back in the new form and still read the same.
+        let again = KeyStore::open(dir.path(), Some(MasterKey::parse(&text).unwrap())).unwrap();
+        let (rings, _) = again.load_secrets(&[REFRESH], now, &RotationPolicy::default()).unwrap();
+        assert_eq!(rings[0].versions().iter().find(|version| version.id == 0).unwrap().value(), &legacy_value);
+        assert!(fs::read_to_string(dir.path().join(SECRETS_NAME)).unwrap().contains("versions"));
     }
 
     #[test]
@@ -605,7 +918,7 @@ mod tests {
         let kid = ring.active(1).unwrap().kid().to_owned();
         assert_eq!(b.load().unwrap().active(1).unwrap().kid(), kid);
         assert_eq!(b.revision().unwrap(), Revision::Version(1));
-        assert_eq!(a.secret("refresh").unwrap(), b.secret("refresh").unwrap());
+        assert_eq!(issuing(&a, REFRESH, 1), issuing(&b, REFRESH, 1));
         let stored = memory.read("keyring").unwrap().unwrap().1;
         assert!(stored.contains("aes-256-gcm"), "sealed in the store as in a file");
         assert!(matches!(KeyStore::shared(memory, None).load(), Err(KeyringError::MasterKeyRequired)));
@@ -638,12 +951,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = KeyStore::open(dir.path(), None).unwrap();
         let (ring, _) = files.load_maintained(1, &policy(Algorithm::EdDSA)).unwrap();
-        let secret = files.secret("refresh").unwrap();
+        let secret = issuing(&files, REFRESH, 1);
         let memory = Arc::new(Memory::default());
         let shared = KeyStore::shared(memory.clone(), None);
         assert_eq!(shared.import_files(dir.path()).unwrap(), vec![FILE_NAME, SECRETS_NAME]);
         assert_eq!(shared.load().unwrap().active(1).unwrap().kid(), ring.active(1).unwrap().kid());
-        assert_eq!(shared.secret("refresh").unwrap(), secret);
+        assert_eq!(issuing(&shared, REFRESH, 1), secret);
         // Another node's different files do not replace what the store already holds.
         let other = tempfile::tempdir().unwrap();
         KeyStore::open(other.path(), None).unwrap().load_maintained(1, &policy(Algorithm::EdDSA)).unwrap();
@@ -659,7 +972,10 @@ mod tests {
         let data = dir.path().join("data");
         let store = KeyStore::open(&data, None).unwrap();
         store.update(|ring| ring.maintain(1, &policy(Algorithm::EdDSA))).unwrap();
-        assert_eq!(fs::metadata(store.path()).unwrap().permissions().mode() & 0o777, 0o600);
+        store.load_secrets(&[REFRESH], 1, &RotationPolicy::default()).unwrap();
+        for file in [FILE_NAME, SECRETS_NAME, LOCK_NAME] {
+            assert_eq!(fs::metadata(data.join(file)).unwrap().permissions().mode() & 0o777, 0o600, "{file}");
+        }
         assert_eq!(fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
     }
 }

@@ -40,6 +40,16 @@ impl ApiError {
         }
     }
 
+    /// 503 with `Retry-After`: the server is at its limit for this kind of work (password checks) and the same
+    /// request will succeed shortly.
+    #[must_use]
+    pub fn overloaded(retry_after_secs: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "the server is busy; retry shortly")
+        }
+    }
+
     /// 401 for a missing or bad bearer token, with the RFC 6750 challenge.
     #[must_use]
     pub fn invalid_token() -> Self {

@@ -23,6 +23,29 @@ const MAX_REFRESH: Duration = Duration::from_secs(86_400);
 /// Retry delay after a failed fetch.
 const RETRY: Duration = Duration::from_secs(30);
 
+/// Whether `url` may serve a trusted issuer's keys: `https`, or plain `http` to this machine only (127.0.0.0/8,
+/// `::1`, `localhost`). Over plain HTTP anyone on the path could swap the keys, and with them whose tokens are
+/// accepted; loopback stays allowed for a local sidecar and for tests.
+///
+/// # Errors
+/// Why not, for the operator.
+pub fn check_jwks_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|err| format!("jwks_url {url:?} is not a URL: {err}"))?;
+    // The parser has normalised the host already (lower case, `127.1` as `127.0.0.1`, IPv6 in brackets).
+    let host = parsed.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" if !host.is_empty() => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(format!("jwks_url {url:?} must be https (plain http only to a loopback address)")),
+    }
+}
+
 /// One trusted issuer's verifier and fetch state.
 pub struct ExternalIssuer {
     /// The configuration.
@@ -94,7 +117,9 @@ impl ExternalIssuer {
                 return Err("key set larger than 1 MiB".into());
             }
         }
-        let keys = KeySet::from_jwks_json(&body).map_err(|err| err.to_string())?;
+        // Public asymmetric keys only: a symmetric or private key in the set would let anyone who reads the
+        // document mint this issuer's tokens, so such a set is refused whole and the last good one kept.
+        let keys = KeySet::from_public_jwks_json(&body).map_err(|err| err.to_string())?;
         self.verifier.replace_keys(keys);
         Ok(max_age)
     }
@@ -113,6 +138,10 @@ pub(crate) async fn keep_current(issuer: Arc<ExternalIssuer>, clock: Arc<dyn Clo
             return;
         }
     };
+    if let Err(why) = check_jwks_url(&issuer.config.jwks_url) {
+        tracing::error!(issuer = %issuer.config.issuer, "{why}: its keys are never fetched, its tokens never accepted");
+        return;
+    }
     loop {
         let wait = match issuer.fetch(&client, clock.now_ms()).await {
             Ok(refresh) => {
@@ -128,6 +157,36 @@ pub(crate) async fn keep_current(issuer: Arc<ExternalIssuer>, clock: Arc<dyn Clo
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = issuer.refetch.notified() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwks_urls_are_https_or_loopback_http() {
+        for allowed in [
+            "https://idp.example/jwks.json",
+            "http://127.0.0.1:9000/jwks.json",
+            "http://127.3.4.5/k",
+            "http://[::1]:8080/k",
+            "http://localhost/k",
+            "http://LOCALHOST:1/k",
+        ] {
+            assert_eq!(check_jwks_url(allowed), Ok(()), "{allowed}");
+        }
+        for refused in [
+            "http://idp.example/jwks.json",
+            "http://10.0.0.1/k",
+            "http://localhost.idp.example/k",
+            "http://[::ffff:127.0.0.1]/k",
+            "ftp://127.0.0.1/k",
+            "file:///etc/jwks.json",
+            "idp.example/jwks.json",
+        ] {
+            assert!(check_jwks_url(refused).is_err(), "{refused}");
         }
     }
 }

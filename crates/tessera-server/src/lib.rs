@@ -17,9 +17,10 @@ mod clients;
 pub mod clock;
 mod error;
 mod extract;
-mod gateway;
+pub mod gateway;
 pub mod issuers;
 pub mod keys;
+mod listen;
 mod oauth2;
 mod ops;
 pub mod password;
@@ -32,7 +33,6 @@ pub mod tls;
 mod wellknown;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use axum::extract::DefaultBodyLimit;
@@ -48,7 +48,9 @@ use tower_http::trace::TraceLayer;
 pub use clients::assertion_keys as client_assertion_keys;
 pub use error::ApiError;
 pub use oauth2::client_auth::secret_hash as client_secret_hash;
-pub use settings::{CompactRevocations, ExchangeRule, RateLimits, RouteRule, Settings, StalePolicy, TrustedIssuer};
+pub use settings::{
+    CompactRevocations, ExchangeRule, ForwardedHeaders, RateLimits, RouteRule, Settings, StalePolicy, TrustedIssuer,
+};
 pub use state::AppState;
 
 /// The whole service as a router.
@@ -302,7 +304,8 @@ async fn reload_clients(state: &AppState) -> Result<(), tessera_store::StoreErro
 }
 
 /// Serves `app` on `listener` (over TLS when an acceptor is given) until `shutdown` resolves, then finishes the
-/// requests in flight.
+/// requests in flight. Clients that are slow to shake hands or to send a request's head are cut off at the
+/// settings' timeouts.
 ///
 /// # Errors
 /// I/O errors of the listener.
@@ -312,13 +315,11 @@ pub async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    match tls {
-        Some(acceptor) => tls::serve(listener, acceptor, app(state), shutdown).await,
-        None => {
-            let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
-            axum::serve(listener, service).with_graceful_shutdown(shutdown).await
-        }
-    }
+    let timeouts = listen::Timeouts {
+        handshake: state.settings().tls_handshake_timeout,
+        header_read: state.settings().header_read_timeout,
+    };
+    listen::serve(listener, tls, app(state), timeouts, shutdown).await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

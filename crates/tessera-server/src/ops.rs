@@ -1,7 +1,7 @@
 //! Liveness, readiness and metrics.
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -47,11 +47,14 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Counts requests by route and status and records their latency.
+/// Counts requests by route, method and status and records their latency. Every label has a fixed set of values
+/// whatever the client sends: a label value taken from the request would let anyone create series without end (a
+/// Prometheus series lives until the process does). The route is the matched template (`/auth/sessions/{sid}`),
+/// never the raw path; the status is a three-digit code.
 pub(crate) async fn record(request: Request, next: Next) -> Response {
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
@@ -60,4 +63,20 @@ pub(crate) async fn record(request: Request, next: Next) -> Response {
     metrics::histogram!("tessera_http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The method as a label: the standard methods (RFC 9110 §9, and PATCH) by name, any other `other`.
+fn method_label(method: &Method) -> &'static str {
+    static KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN.iter().find(|known| *known == method).map_or("other", Method::as_str)
 }

@@ -45,6 +45,8 @@ pub(crate) async fn start(state: &AppState, request: SessionRequest) -> Result<I
             expires_at: now.saturating_add(millis(inner.settings.refresh_ttl)),
         })
         .await?;
+    // The refresh grant checks the session's client before anything else: this node knows it without a read.
+    inner.clients.remember_session_owner(&family.session.sid, &family.session.client_id);
     let issued = issue(state, family).await?;
     metrics::counter!("tessera_tokens_issued_total", "type" => "refresh").increment(1);
     Ok(issued)
@@ -59,7 +61,9 @@ async fn issue(state: &AppState, family: Family) -> Result<Issued, ApiError> {
     let refresh_token = state
         .0
         .secrets
-        .refresh_token(&family.session.sid, family.generation)
+        // Made with the key that was issuing when this generation was issued: a grace replay after a rotation
+        // derives the very same token (see `crate::secrets`).
+        .refresh_token(&family.session.sid, family.generation, family.generation_issued_at)
         .ok_or_else(|| ApiError::internal("session id is not one this server made"))?;
     Ok(Issued { family, access_token, refresh_token })
 }

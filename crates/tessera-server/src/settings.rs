@@ -40,6 +40,14 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Longest time a request may take.
     pub request_timeout: Duration,
+    /// Longest time a client may take over its TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Longest time a client may take to send a request's head (line and headers), counted from the start of the
+    /// connection or the end of the previous request on it.
+    pub header_read_timeout: Duration,
+    /// Password checks that may wait for a free core (one runs per core at a time); a login beyond them is
+    /// answered 503 with `Retry-After`.
+    pub password_hash_queue: usize,
     /// How often the keyring and the revocation log are re-read (changes made by `tessera` commands).
     pub reload_interval: Duration,
     /// Whether the server is reached over TLS (turns on HSTS).
@@ -48,6 +56,13 @@ pub struct Settings {
     pub exchange_rules: Vec<ExchangeRule>,
     /// Per-route requirements of `/verify`, first match wins; unmatched routes need only a valid token.
     pub routes: Vec<RouteRule>,
+    /// Which headers of `/verify` carry the original request's method and URI.
+    pub forwarded_headers: ForwardedHeaders,
+    /// The audience `/verify` requires when the gateway's auth URL names none (`/verify?audience=...`). `None`:
+    /// any audience Tessera issues, or a trusted issuer's, is accepted there.
+    pub verify_audience: Option<String>,
+    /// Refuse (400) a `/verify` request that names no audience, neither in its URL nor by `verify_audience`.
+    pub require_verify_audience: bool,
     /// Other issuers whose access tokens this server also accepts.
     pub trusted_issuers: Vec<TrustedIssuer>,
     /// How long the revocation index may go without a successful sync before it counts as stale.
@@ -81,7 +96,7 @@ pub enum StalePolicy {
 }
 
 /// An issuer whose tokens are verified with its published JWKS.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedIssuer {
     /// Its exact `iss`.
     pub issuer: String,
@@ -89,6 +104,14 @@ pub struct TrustedIssuer {
     pub jwks_url: String,
     /// Audiences its tokens must name (one of).
     pub audiences: Vec<String>,
+    /// Whether its tokens may be the subject of a token exchange. False by default: the derived token would be
+    /// signed by Tessera, so an external subject is exchanged only where the operator allows it.
+    pub allow_exchange: bool,
+    /// Its role names (the `roles` claim) that `/verify` passes on, each as the local role it stands for; every
+    /// other role of its tokens is dropped. Empty by default: an external token carries no local role.
+    pub role_map: std::collections::BTreeMap<String, String>,
+    /// The same for its scopes (the `scope` claim): route rules and `X-Scope` see only the mapped names.
+    pub scope_map: std::collections::BTreeMap<String, String>,
 }
 
 /// Token exchange policy for one (client, audience) pair.
@@ -102,12 +125,38 @@ pub struct ExchangeRule {
     pub scopes: Vec<String>,
 }
 
+/// Where `/verify` finds the original request's method and URI. A gateway forwards the client's own headers to
+/// its auth request (nginx does), so the headers Tessera reads must be ones the gateway sets itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ForwardedHeaders {
+    /// `X-Original-Method`/`X-Original-URI` and `X-Forwarded-Method`/`X-Forwarded-Uri` both; a request whose
+    /// two styles disagree is refused, never resolved by preference. `/verify/<path>` (Envoy) works too.
+    #[default]
+    Auto,
+    /// nginx `auth_request`: `X-Original-Method` and `X-Original-URI` only.
+    Nginx,
+    /// Traefik ForwardAuth: `X-Forwarded-Method` and `X-Forwarded-Uri` only.
+    Traefik,
+    /// Envoy HTTP `ext_authz`: only `/verify/<path>`, the method and path of the check request itself.
+    Envoy,
+    /// These two headers (lower-case names).
+    Custom {
+        /// The header carrying the method.
+        method: String,
+        /// The header carrying the URI (path and query).
+        uri: String,
+    },
+}
+
 /// What `/verify` requires of requests to one part of the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteRule {
-    /// The original request's path must start with this.
+    /// The original request's normalised path must be this or lie below it (segment by segment: `/admin` covers
+    /// `/admin` and `/admin/users`, not `/administrator`). Normalised, without a trailing `/` (but `/` itself).
     pub path_prefix: String,
-    /// The original method must be this (any method when `None`).
+    /// Compare the path ignoring ASCII case (for upstreams whose routes do).
+    pub case_insensitive: bool,
+    /// The original method must be exactly this, upper case (any method when `None`).
     pub method: Option<String>,
     /// The token must be for this audience (any accepted audience when `None`).
     pub audience: Option<String>,
@@ -118,10 +167,13 @@ pub struct RouteRule {
 /// Per-minute budgets.
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimits {
-    /// Login attempts per client IP.
+    /// Login attempts per client IP, failed or not: each costs a password hash.
     pub login_per_ip: u32,
-    /// Login attempts per username.
-    pub login_per_user: u32,
+    /// Failed logins per username from one client IP; beyond them that address is refused for that user.
+    pub failed_login_per_user_and_ip: u32,
+    /// Failed logins per username from all addresses together; beyond them the user is refused from every address
+    /// that failed for them in the last minute, and still served from any other.
+    pub failed_login_per_user: u32,
     /// Failed refreshes per client IP.
     pub failed_refresh_per_ip: u32,
     /// Failed refreshes per user, counted when the refresh token names one of their sessions.
@@ -130,7 +182,13 @@ pub struct RateLimits {
 
 impl Default for RateLimits {
     fn default() -> Self {
-        Self { login_per_ip: 60, login_per_user: 10, failed_refresh_per_ip: 60, failed_refresh_per_user: 30 }
+        Self {
+            login_per_ip: 60,
+            failed_login_per_user_and_ip: 10,
+            failed_login_per_user: 100,
+            failed_refresh_per_ip: 60,
+            failed_refresh_per_user: 30,
+        }
     }
 }
 
@@ -154,10 +212,16 @@ impl Default for Settings {
             rate_limits: RateLimits::default(),
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            password_hash_queue: 32,
             reload_interval: Duration::from_millis(250),
             tls: false,
             exchange_rules: Vec::new(),
             routes: Vec::new(),
+            forwarded_headers: ForwardedHeaders::Auto,
+            verify_audience: None,
+            require_verify_audience: false,
             trusted_issuers: Vec::new(),
             revocations_stale_after: Duration::from_secs(60),
             stale_revocations: StalePolicy::FailClosed,

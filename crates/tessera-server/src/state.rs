@@ -27,10 +27,13 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) keys: KeyService,
-    pub(crate) secrets: TokenSecrets,
+    /// The MAC keys of refresh and CSRF tokens, kept current by `keys` as they rotate.
+    pub(crate) secrets: Arc<TokenSecrets>,
     pub(crate) revocations: RevocationIndex,
     pub(crate) clients: crate::clients::ClientDirectory,
     pub(crate) limits: Limits,
+    /// Password checks: one per core at a time, a bounded queue, the rest refused.
+    pub(crate) password_checks: crate::password::HashingQueue,
     pub(crate) metrics: Option<PrometheusHandle>,
     pub(crate) issuers: Vec<Arc<crate::issuers::ExternalIssuer>>,
 }
@@ -47,8 +50,9 @@ impl AppState {
         clock: Arc<dyn Clock>,
         metrics: Option<PrometheusHandle>,
     ) -> Result<Self, tessera_keys::KeyringError> {
-        let secrets = TokenSecrets::new(&keys.secret("refresh-token-mac")?, &keys.secret("csrf-mac")?);
+        let secrets = keys.token_secrets();
         let limits = Limits::new(&settings);
+        let password_checks = crate::password::HashingQueue::per_core(settings.password_hash_queue);
         let retention = Retention {
             max_token_lifetime_ms: settings.access_ttl_secs.max(settings.service_ttl_secs).saturating_mul(1000),
             leeway_ms: settings.leeway_secs.saturating_mul(1000),
@@ -85,6 +89,7 @@ impl AppState {
             revocations,
             clients: crate::clients::ClientDirectory::default(),
             limits,
+            password_checks,
             metrics,
             issuers,
         })))
@@ -191,7 +196,7 @@ pub(crate) fn millis(duration: Duration) -> i64 {
 /// Rate limiters.
 pub(crate) struct Limits {
     login_by_ip: DefaultKeyedRateLimiter<IpAddr>,
-    login_by_user: DefaultKeyedRateLimiter<String>,
+    login_failures: crate::auth::failures::LoginFailures,
     failed_refresh_by_ip: DefaultKeyedRateLimiter<IpAddr>,
     failed_refresh_by_user: DefaultKeyedRateLimiter<String>,
 }
@@ -223,16 +228,23 @@ impl Limits {
         let r = settings.rate_limits;
         Self {
             login_by_ip: RateLimiter::keyed(per_minute(r.login_per_ip)),
-            login_by_user: RateLimiter::keyed(per_minute(r.login_per_user)),
+            login_failures: crate::auth::failures::LoginFailures::new(
+                r.failed_login_per_user_and_ip,
+                r.failed_login_per_user,
+            ),
             failed_refresh_by_ip: RateLimiter::keyed(per_minute(r.failed_refresh_per_ip)),
             failed_refresh_by_user: RateLimiter::keyed(per_minute(r.failed_refresh_per_user)),
         }
     }
 
-    /// Counts a login attempt; `Err(seconds)` to wait when over budget.
-    pub(crate) fn login(&self, ip: IpAddr, username: &str) -> Result<(), u64> {
+    /// Counts a login attempt against its address, whatever its outcome (each costs a password hash), and lets it
+    /// go ahead unless its address or its user has too many failures (see [`crate::auth::failures`]); call
+    /// [`crate::auth::failures::Attempt::failed`] when the password turns out wrong. `Err(seconds)` to wait.
+    pub(crate) fn login(&self, ip: IpAddr, username: &str) -> Result<crate::auth::failures::Attempt<'_>, u64> {
         self.login_by_ip.check_key(&rate_key(ip)).map_err(seconds_to_wait)?;
-        self.login_by_user.check_key(&username.to_lowercase()).map_err(seconds_to_wait)
+        self.login_failures
+            .attempt(&username.to_lowercase(), rate_key(ip))
+            .map_err(|wait| (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1))
     }
 
     /// Counts a failed refresh from `ip`, and against `user` when the token named a session of theirs;
@@ -253,10 +265,9 @@ impl Limits {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
-        for limiter in [&self.login_by_user, &self.failed_refresh_by_user] {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
+        self.failed_refresh_by_user.retain_recent();
+        self.failed_refresh_by_user.shrink_to_fit();
+        self.login_failures.forget_idle();
     }
 }
 

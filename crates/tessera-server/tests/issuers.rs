@@ -88,6 +88,7 @@ async fn external_tokens_verify_through_the_issuers_jwks_and_survive_its_failure
             issuer: IDP.into(),
             jwks_url: idp.url.clone(),
             audiences: vec!["api".into()],
+            ..TrustedIssuer::default()
         }],
         // The manual clock jumps 31 s at a time here, faster than the background sync can follow it: staleness
         // is not what this test is about.
@@ -118,10 +119,31 @@ async fn external_tokens_verify_through_the_issuers_jwks_and_survive_its_failure
     eventually_ok(&h, &rotated).await;
     assert_eq!(idp.fetches.load(Ordering::SeqCst), fetched + 1, "exactly one refetch");
 
-    // Errors, private members and huge key sets are refused; the last good set stays in service.
+    // Errors, symmetric keys, private members and huge key sets are refused; the last good set stays in service.
+    // A set with one bad key is refused whole: the good key published next to it is not taken either.
+    let partner = SigningKey::generate(Algorithm::EdDSA, RsaBits::Bits2048).unwrap();
+    let partner_token = external_token(&partner, now);
+    let partner_jwk =
+        serde_json::to_value(KeySet::from_keys([partner.verifying_key().clone()]).unwrap().to_public_jwks()).unwrap()
+            ["keys"][0]
+            .to_string();
+    // 32 random-looking bytes: an HMAC key strong enough for the general JWKS parser, so only the rule against
+    // symmetric keys in a published set refuses it.
+    let shared = b"0123456789abcdef0123456789abcdef";
+    let hmac_jwk = format!(
+        r#"{{"kty":"oct","kid":"partner-hmac","alg":"HS256","k":"{}"}}"#,
+        tessera_jose::base64url::encode(shared)
+    );
+    let private_jwk = {
+        let leaked: serde_json::Value = serde_json::from_str(&partner_jwk).unwrap();
+        let mut leaked = leaked.as_object().unwrap().clone();
+        leaked.insert("d".into(), "c2VjcmV0".into());
+        serde_json::Value::Object(leaked).to_string()
+    };
     for (status, body) in [
         (500, "oops".to_owned()),
-        (200, r#"{"keys":[{"kty":"oct","alg":"HS256","k":"AAAA"}]}"#.to_owned()),
+        (200, format!(r#"{{"keys":[{partner_jwk},{hmac_jwk}]}}"#)),
+        (200, format!(r#"{{"keys":[{private_jwk}]}}"#)),
         (200, format!(r#"{{"keys":[],"pad":"{}"}}"#, "x".repeat(2 * 1024 * 1024))),
     ] {
         *idp.answer.lock().unwrap() = (status, body);
@@ -140,6 +162,150 @@ async fn external_tokens_verify_through_the_issuers_jwks_and_survive_its_failure
             StatusCode::OK,
             "the last good key set is kept after a bad fetch ({status})"
         );
+        assert_eq!(verify(&h, &partner_token).await, StatusCode::UNAUTHORIZED, "nothing of a refused set is taken");
+        // Anyone who read the document could mint the partner's tokens with its HMAC key: refused.
+        let minted = hmac_token(shared, "partner-hmac", &external_claims(now));
+        assert_eq!(verify(&h, &minted).await, StatusCode::UNAUTHORIZED, "a published HMAC key verifies nothing");
     }
     background.abort();
+}
+
+fn external_claims(now: i64) -> Claims {
+    Claims {
+        iss: Some(IDP.into()),
+        sub: Some("ext-user".into()),
+        aud: Some(Audience::One("api".into())),
+        exp: Some(now + 600),
+        iat: Some(now),
+        jti: Some(format!("minted-{now}")),
+        ..Claims::default()
+    }
+}
+
+/// An HS256 access token made with `secret`, as anyone holding a published HMAC key could.
+fn hmac_token(secret: &[u8], kid: &str, claims: &Claims) -> String {
+    let header = serde_json::json!({"alg": "HS256", "kid": kid, "typ": "at+jwt"}).to_string();
+    let payload = serde_json::to_string(claims).unwrap();
+    let input = format!(
+        "{}.{}",
+        tessera_jose::base64url::encode(header.as_bytes()),
+        tessera_jose::base64url::encode(payload.as_bytes())
+    );
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    let signature = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+    format!("{input}.{}", tessera_jose::base64url::encode(signature.as_ref()))
+}
+
+/// A partner's token for `sub`, with roles and scopes of the partner's naming.
+fn partner_token(key: &SigningKey, issuer: &str, sub: &str, now: i64) -> String {
+    let mut claims = Claims {
+        iss: Some(issuer.into()),
+        sub: Some(sub.into()),
+        aud: Some(Audience::One("api".into())),
+        exp: Some(now + 600),
+        iat: Some(now),
+        jti: Some(format!("{issuer}-{sub}-{now}")),
+        scope: Some("read admin orders.read".into()),
+        sid: Some("partner-session".into()),
+        client_id: Some("partner-spa".into()),
+        ..Claims::default()
+    };
+    claims.extra.insert("roles".into(), serde_json::json!(["admin", "partner-reader"]));
+    encode_jwt(key, Some("at+jwt"), &claims).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_subjects_are_exchanged_only_where_allowed_and_never_as_a_local_user() {
+    const OTHER: &str = "https://other-idp.test";
+    let (allowed_idp, other_idp) = (idp(), idp());
+    let key = SigningKey::generate(Algorithm::ES256, RsaBits::Bits2048).unwrap();
+    serve_keys(&allowed_idp, &[&key]);
+    serve_keys(&other_idp, &[&key]);
+    let settings = Settings {
+        trusted_issuers: vec![
+            TrustedIssuer {
+                issuer: IDP.into(),
+                jwks_url: allowed_idp.url.clone(),
+                audiences: vec!["api".into()],
+                allow_exchange: true,
+                role_map: [("partner-reader".to_owned(), "reader".to_owned())].into(),
+                scope_map: [("orders.read".to_owned(), "read".to_owned())].into(),
+            },
+            TrustedIssuer {
+                issuer: OTHER.into(),
+                jwks_url: other_idp.url.clone(),
+                audiences: vec!["api".into()],
+                ..TrustedIssuer::default()
+            },
+        ],
+        exchange_rules: vec![tessera_server::ExchangeRule {
+            client_id: "api-gateway".into(),
+            audience: "ledger".into(),
+            scopes: vec!["read".into()],
+        }],
+        ..Settings::default()
+    };
+    let h = common::harness_with(settings).await;
+    h.state
+        .store()
+        .create_client(tessera_store::Client {
+            client_id: "api-gateway".into(),
+            secret_hash: tessera_server::client_secret_hash(SECRET),
+            scopes: vec![],
+            audiences: vec!["api".into()],
+            grants: vec!["token_exchange".into()],
+            disabled: false,
+            created_at: h.clock.now_ms(),
+            jwks: None,
+        })
+        .await
+        .unwrap();
+    let background = tessera_server::start_background(&h.state).await.unwrap();
+    let now = h.clock.now_secs();
+    let (allowed, refused) = (partner_token(&key, IDP, "alice", now), partner_token(&key, OTHER, "alice", now));
+    eventually_ok(&h, &allowed).await;
+    eventually_ok(&h, &refused).await;
+
+    // An issuer not allowed for exchange: its (valid) tokens are refused as subjects.
+    let (status, reply) = exchange(&h, &refused).await;
+    assert_eq!((status, reply["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{reply}");
+
+    // An allowed one: the derived token says where its subject came from, and is not the local alice.
+    let (status, reply) = exchange(&h, &allowed).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let derived = reply["access_token"].as_str().unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&tessera_jose::base64url::decode(derived.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    assert_eq!(claims["sub"], "https://idp.test#alice");
+    assert_eq!(claims["sub_iss"], IDP);
+    assert_eq!(claims["roles"], serde_json::json!(["reader"]), "only mapped roles, under their local names");
+    assert_eq!(claims["scope"], "read", "only mapped scopes, within the exchange rule");
+    assert!(claims.get("sid").is_none(), "the partner's session is none of this server's");
+    assert_eq!(claims["orig_jti"], format!("{IDP}-alice-{now}"));
+    let request =
+        Request::get("/verify").header(header::AUTHORIZATION, format!("Bearer {derived}")).body(Body::empty()).unwrap();
+    let response = h.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_ne!(response.headers().get("x-user-id").map(|v| v.to_str().unwrap()), Some("alice"));
+    background.abort();
+}
+
+const SECRET: &str = "s3cr3t-generated-with-256-bits-of-entropy-xyz";
+
+/// `api-gateway` exchanging `subject` for the ledger audience: (status, body).
+async fn exchange(h: &common::Harness, subject: &str) -> (StatusCode, serde_json::Value) {
+    let body = format!(
+        "grant_type=urn:ietf:params:oauth:grant-type:token-exchange&subject_token_type=urn:ietf:params:oauth:token-type:access_token&subject_token={subject}&audience=ledger"
+    );
+    let credential =
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("api-gateway:{SECRET}"));
+    let request = Request::post("/oauth2/token")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::AUTHORIZATION, format!("Basic {credential}"))
+        .body(Body::from(body))
+        .unwrap();
+    let response = h.app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
 }

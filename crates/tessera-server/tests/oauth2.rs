@@ -42,20 +42,30 @@ async fn setup() -> common::Harness {
 async fn setup_with(base: tessera_server::Settings) -> common::Harness {
     let settings = tessera_server::Settings {
         admin_token: Some(ADMIN.into()),
-        exchange_rules: vec![tessera_server::ExchangeRule {
-            client_id: "exchanger".into(),
-            audience: "ledger".into(),
-            scopes: vec!["read".into()],
-        }],
+        exchange_rules: vec![
+            tessera_server::ExchangeRule {
+                client_id: "exchanger".into(),
+                audience: "ledger".into(),
+                scopes: vec!["read".into()],
+            },
+            // The ledger service passes the user's derived token on to reports: a second level of exchange.
+            tessera_server::ExchangeRule {
+                client_id: "ledger-service".into(),
+                audience: "reports".into(),
+                scopes: vec!["read".into()],
+            },
+        ],
         routes: vec![
             tessera_server::RouteRule {
                 path_prefix: "/admin".into(),
+                case_insensitive: false,
                 method: None,
                 audience: None,
                 scopes: vec!["admin".into()],
             },
             tessera_server::RouteRule {
                 path_prefix: "/ledger".into(),
+                case_insensitive: false,
                 method: None,
                 audience: Some("ledger".into()),
                 scopes: vec![],
@@ -69,6 +79,7 @@ async fn setup_with(base: tessera_server::Settings) -> common::Harness {
         ("gateway", vec![], vec!["ledger", "tessera"]),
         ("multi", vec!["client_credentials"], vec!["ledger", "reports"]),
         ("exchanger", vec!["token_exchange"], vec!["tessera"]),
+        ("ledger-service", vec!["token_exchange"], vec!["ledger"]),
     ] {
         h.state
             .store()
@@ -234,6 +245,7 @@ fn bearer_request(method: &str, path: &str, token: &str) -> Request<Body> {
 async fn verify(h: &common::Harness, token: &str, uri: &str) -> (StatusCode, axum::http::HeaderMap) {
     let request = Request::get("/verify")
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header("x-forwarded-method", "GET")
         .header("x-forwarded-uri", uri)
         .header("x-request-id", "req-42")
         .body(Body::empty())
@@ -411,7 +423,10 @@ async fn compact_mode_answers_503_when_the_store_cannot_confirm() {
     db.execute_batch("ALTER TABLE revocation_log RENAME TO revocation_log_elsewhere;").unwrap();
 
     let send = |request: Request<Body>| async { h.app.clone().oneshot(request).await.unwrap().status() };
-    let verify = Request::get("/verify").header(header::AUTHORIZATION, format!("Bearer {revoked}"));
+    let verify = Request::get("/verify")
+        .header(header::AUTHORIZATION, format!("Bearer {revoked}"))
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-uri", "/ledger/1");
     assert_eq!(send(verify.body(Body::empty()).unwrap()).await, StatusCode::SERVICE_UNAVAILABLE);
     for (path, client) in [("/oauth2/introspect", "gateway"), ("/oauth2/revoke", "billing")] {
         let request = Request::post(path)
@@ -714,4 +729,164 @@ async fn session_routes_take_only_the_users_own_session_tokens() {
     // None of it touched the user's session.
     assert_eq!(verify(&h, &subject, "/orders/1").await.0, StatusCode::OK);
     assert_eq!(send("GET", "/auth/sessions", &subject).await, StatusCode::OK);
+}
+
+/// The token endpoint's answer to a refresh grant of `refresh_token`, with `extra` form parameters.
+async fn refresh_with(
+    h: &common::Harness,
+    refresh_token: &str,
+    extra: &str,
+    basic: Option<(&str, &str)>,
+) -> (StatusCode, Value, axum::http::HeaderMap) {
+    post(h, "/oauth2/token", &format!("grant_type=refresh_token&refresh_token={refresh_token}{extra}"), basic).await
+}
+
+/// A session minted through the admin API for `client_id` (`None`: the browser login's client): its refresh
+/// token.
+async fn session_of(h: &common::Harness, client_id: Option<&str>) -> String {
+    let mut body = serde_json::json!({"sub": "carol", "scope": "read"});
+    if let Some(client_id) = client_id {
+        body["client_id"] = client_id.into();
+    }
+    let request = Request::post("/admin/v1/sessions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let bytes = h.app.clone().oneshot(request).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice::<Value>(&bytes).unwrap()["refresh_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_confidential_clients_session_is_refreshed_only_by_that_client_authenticated() {
+    let h = setup().await;
+    let token = session_of(&h, Some("billing")).await;
+    // No credential, a bare client_id, a wrong secret: invalid_client (RFC 6749 §5.2), and nothing consumed.
+    for (extra, basic) in [
+        ("", None),
+        ("&client_id=billing", None),
+        ("", Some(("billing", "wrong"))),
+        ("&client_id=billing&client_secret=wrong", None),
+    ] {
+        let (status, reply, headers) = refresh_with(&h, &token, extra, basic).await;
+        assert_eq!((status, reply["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "{extra}");
+        assert_eq!(headers[header::WWW_AUTHENTICATE], r#"Basic realm="tessera""#);
+    }
+    // Another client, authenticated: the token is not its own.
+    let (status, reply, _) = refresh_with(&h, &token, "", Some(("multi", SECRET))).await;
+    assert_eq!((status, reply["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    // The client itself, by either method: the refused attempts consumed nothing.
+    let (status, reply, _) = refresh_with(&h, &token, "", Some(("billing", SECRET))).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let next = reply["refresh_token"].as_str().unwrap().to_owned();
+    let (status, reply, _) = refresh_with(&h, &next, &format!("&client_id=billing&client_secret={SECRET}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+
+    // Public clients stay as they were: the browser login's, and a client id nobody registered.
+    for client_id in [None, Some("mobile-app")] {
+        let token = session_of(&h, client_id).await;
+        let (status, reply, _) = refresh_with(&h, &token, "", None).await;
+        assert_eq!(status, StatusCode::OK, "{client_id:?}: {reply}");
+        let next = reply["refresh_token"].as_str().unwrap().to_owned();
+        // Naming another client, or authenticating as one, is still refused.
+        let (status, _, _) = refresh_with(&h, &next, "&client_id=billing", None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{client_id:?}");
+        let (status, _, _) = refresh_with(&h, &next, "", Some(("billing", SECRET))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{client_id:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_confidential_clients_session_needs_authentication_on_a_node_that_never_saw_it() {
+    let h = setup().await;
+    let token = session_of(&h, Some("billing")).await;
+    // A second node on the same store has not seen the session start: it reads the session's client.
+    let other = common::another_node(&h, tessera_server::Settings::default()).await;
+    let refresh = |basic: Option<&str>| {
+        let mut request =
+            Request::post("/oauth2/token").header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(secret) = basic {
+            request = request.header(header::AUTHORIZATION, basic_auth("billing", secret));
+        }
+        let body = format!("grant_type=refresh_token&refresh_token={token}");
+        other.clone().oneshot(request.body(Body::from(body)).unwrap())
+    };
+    assert_eq!(refresh(None).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(refresh(Some("wrong")).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(refresh(Some(SECRET)).await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn exchange_refuses_subject_tokens_not_meant_for_the_client() {
+    let h = setup().await;
+    // A service token billing holds for the ledger is neither issued to the exchanger nor meant for it.
+    let billing = service_token(&h, "billing").await;
+    let exchange = format!("{EXCHANGE}&subject_token={billing}&audience=ledger");
+    let (status, reply, _) = post(&h, "/oauth2/token", &exchange, Some(("exchanger", SECRET))).await;
+    assert_eq!((status, reply["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{reply}");
+    // A user's token (audience "tessera") is not meant for the ledger service, whose audience is "ledger".
+    let user = admin_session(&h, "read").await;
+    let exchange = format!("{EXCHANGE}&subject_token={user}&audience=reports");
+    let (status, reply, _) = post(&h, "/oauth2/token", &exchange, Some(("ledger-service", SECRET))).await;
+    assert_eq!((status, reply["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{reply}");
+}
+
+#[tokio::test]
+async fn a_chain_of_exchanges_nests_act_and_dies_with_the_users_original_token() {
+    let h = setup().await;
+    let original = admin_session(&h, "read write").await;
+    let first = exchanged_for_the_ledger(&h, &original).await["access_token"].as_str().unwrap().to_owned();
+    // The ledger service received `first` (audience "ledger") and exchanges it for reports.
+    let exchange = format!("{EXCHANGE}&subject_token={first}&audience=reports");
+    let (status, body, _) = post(&h, "/oauth2/token", &exchange, Some(("ledger-service", SECRET))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let second = body["access_token"].as_str().unwrap().to_owned();
+    let (claims, original_claims) = (claims_of(&second), claims_of(&original));
+    assert_eq!(claims["act"], serde_json::json!({"sub": "ledger-service", "act": {"sub": "exchanger"}}));
+    assert_eq!(
+        (&claims["sub"], &claims["aud"], &claims["scope"]),
+        (&original_claims["sub"], &"reports".into(), &"read".into())
+    );
+    assert_eq!((&claims["sid"], &claims["orig_jti"]), (&original_claims["sid"], &original_claims["jti"]));
+
+    let introspect = || async {
+        let (_, reply, _) = post(&h, "/oauth2/introspect", &format!("token={second}"), Some(("multi", SECRET))).await;
+        reply["active"].as_bool()
+    };
+    assert_eq!(verify(&h, &second, "/reports/1").await.0, StatusCode::OK);
+    assert_eq!(introspect().await, Some(true));
+    // Revoking the user's access token (by its jti alone, not the session) ends the second level too.
+    let jti = original_claims["jti"].as_str().unwrap();
+    assert_eq!(admin_revoke(&h, serde_json::json!({"jti": jti}), ADMIN).await.0, StatusCode::OK);
+    assert_eq!(verify(&h, &second, "/reports/1").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(introspect().await, Some(false));
+}
+
+#[tokio::test]
+async fn a_client_added_to_the_store_authenticates_before_the_next_sync() {
+    let h = setup().await;
+    h.state
+        .store()
+        .create_client(Client {
+            client_id: "newcomer".into(),
+            secret_hash: tessera_server::client_secret_hash(SECRET),
+            scopes: vec!["read".into()],
+            audiences: vec!["ledger".into()],
+            grants: vec!["client_credentials".into()],
+            disabled: false,
+            created_at: h.clock.now_ms(),
+            jwks: None,
+        })
+        .await
+        .unwrap();
+    // No sync has run since: the unknown id makes the directory reload once.
+    let (status, body, _) =
+        post(&h, "/oauth2/token", "grant_type=client_credentials", Some(("newcomer", SECRET))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Unknown ids arriving together share one reload, and are still refused.
+    let unknown = |id: &'static str| post(&h, "/oauth2/token", "grant_type=client_credentials", Some((id, SECRET)));
+    let answers = tokio::join!(unknown("nobody"), unknown("no-one"), unknown("none"));
+    for (status, reply, _) in [answers.0, answers.1, answers.2] {
+        assert_eq!((status, reply["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
+    }
 }

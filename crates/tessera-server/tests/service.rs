@@ -581,7 +581,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn login_attempts_are_rate_limited_per_username() {
+async fn failed_logins_are_rate_limited_per_username_and_address() {
     let h = harness().await;
     let mut last = None;
     for _ in 0..11 {

@@ -193,12 +193,24 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Creates the database file readable and writable by its owner only (0600), before SQLite opens it: SQLite
+/// gives its `-wal` and `-shm` files the database file's mode, so they are private too. An existing file keeps
+/// its mode.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop).map_err(|err| StoreError::Backend(format!("{}: {err}", path.display())))
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and runs pending migrations.
+    /// Opens (creating if needed, mode 0600) the database at `path` and runs pending migrations.
     ///
     /// # Errors
     /// When the file cannot be opened or migrated.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        create_private_file(path)?;
         let mut writer_conn = open_connection(path)?;
         migrate(&mut writer_conn)?;
         let readers = (0..READERS).map(|_| open_connection(path).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
@@ -938,5 +950,20 @@ mod tests {
         store.revoke(token.clone(), Provenance::new("cli", "test"), 30).await.unwrap();
         let next = store.revocations_after(2, 0, 10).await.unwrap();
         assert_eq!((next[0].id, &next[0].revocation), (3, &token), "positions continue after the migrated ones");
+    }
+
+    /// The database, its write-ahead log and its shared-memory file are the owner's alone, whatever the umask.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_database_and_its_wal_and_shm_files_are_created_readable_by_the_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tessera.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.revoke(Revocation::Session { sid: "s".into() }, Provenance::new("cli", "test"), 1).await.unwrap();
+        for file in ["tessera.db", "tessera.db-wal", "tessera.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}: {mode:o}");
+        }
     }
 }

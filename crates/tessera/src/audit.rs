@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use tessera_audit::crack::Candidates;
+use tessera_audit::gateway::{Routes, Style, NOT_PROBED};
 use tessera_audit::{audit_jwks, audit_token, render, Report, Severity, TokenAudit};
 use tessera_jose::KeySet;
 
-use crate::cli::{AuditCommand, ReportFormat};
+use crate::cli::{AuditCommand, GatewayStyle, ReportFormat};
 use crate::config::secs;
 
 pub(crate) fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
@@ -78,10 +79,26 @@ pub(crate) fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             timeout,
             introspect_as,
             client_secret,
+            protected_path,
+            protected_method,
+            allowed_path,
+            style,
             format,
         } => {
             let introspection = introspect_as.zip(client_secret);
-            let target = crate::probe::Target { url, header, method, timeout, introspection };
+            let gateway = match protected_path {
+                Some(path) => Some(crate::probe::Gateway {
+                    routes: Routes::new(&protected_method, &path, &allowed_path)?,
+                    styles: match style {
+                        GatewayStyle::Auto => Style::ALL.to_vec(),
+                        GatewayStyle::Nginx => vec![Style::Nginx],
+                        GatewayStyle::Traefik => vec![Style::Traefik],
+                        GatewayStyle::Envoy => vec![Style::Envoy],
+                    },
+                }),
+                None => None,
+            };
+            let target = crate::probe::Target { url, header, method, timeout, introspection, gateway };
             (crate::probe::run(&target, &token, jwks.as_deref(), &reject)?, format.format)
         }
         AuditCommand::Jwks { source, format } => {
@@ -92,10 +109,11 @@ pub(crate) fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
     };
     print(&report, format);
     Ok(match (endpoint, report.worst()) {
-        // Every endpoint finding is a forged token that got through (or a header URL the target fetched).
-        (true, Some(_)) => ExitCode::FAILURE,
-        // The baseline failed: nothing could be concluded, which must not read as "no findings".
-        (true, None) if !report.stats.contains_key("probes_sent") => ExitCode::from(2),
+        // Every endpoint finding above INFO is a forged token or a route that got through (or a header URL the
+        // target fetched).
+        (true, Some(worst)) if worst > Severity::Info => ExitCode::FAILURE,
+        // A baseline failed: nothing could be concluded, which must not read as "no findings".
+        (true, _) if !report.stats.contains_key("probes_sent") || report.has(NOT_PROBED) => ExitCode::from(2),
         (false, Some(worst)) if worst >= Severity::High => ExitCode::FAILURE,
         _ => ExitCode::SUCCESS,
     })

@@ -149,6 +149,8 @@ struct Sandbox {
     store: BenchStore,
     /// The admin API credential of this sandbox's server (random per run).
     admin_token: String,
+    /// The master key sealing this sandbox's keys (random per run; a shared store refuses to start without one).
+    master_key: String,
 }
 
 /// The store configuration a benchmark runs on: SQLite; PostgreSQL; Redis (a cluster's writes wait for one
@@ -204,7 +206,8 @@ impl Sandbox {
         let mut secret = [0u8; 32];
         aws_lc_rs::rand::fill(&mut secret).map_err(|_| anyhow::anyhow!("no random numbers"))?;
         let admin_token = secret.iter().map(|byte| format!("{byte:02x}")).collect();
-        Ok(Self { exe, dir, alg, store, admin_token })
+        let (_, master_key) = tessera_keys::MasterKey::generate()?;
+        Ok(Self { exe, dir, alg, store, admin_token, master_key })
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -219,8 +222,8 @@ impl Sandbox {
             .env("TESSERA_DATA_DIR", self.data_dir())
             .env("TESSERA_KEYS__ALGORITHM", self.alg.as_str())
             .env("TESSERA_RATE_LIMITS__LOGIN_PER_IP", "100000000")
-            .env("TESSERA_RATE_LIMITS__LOGIN_PER_USER", "100000000")
             .env("TESSERA_ADMIN_TOKEN", &self.admin_token)
+            .env(crate::config::MASTER_KEY_ENV, &self.master_key)
             .env("RUST_LOG", "warn")
             .env_remove("TESSERA_CONFIG");
         command

@@ -120,6 +120,21 @@ pub(crate) enum KeysCommand {
     Jwks,
     /// Print a new random master key for encrypting keys at rest (set it as TESSERA_MASTER_KEY).
     MasterKey,
+    /// Rotate the MAC keys of refresh and CSRF tokens: every node learns the successor at once, and it makes
+    /// tokens two minutes later (or at once with --now). Tokens made with the previous key stay valid until the
+    /// next rotation, so no session is lost.
+    RotateSecrets {
+        /// Make tokens with the successor at once. On several nodes, a node that has not reloaded yet refuses
+        /// them for up to one reload interval. Run twice to stop accepting the key before the previous one (for
+        /// a leaked key), which ends the sessions that have not refreshed since.
+        #[arg(long)]
+        now: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Seal (encrypt and authenticate) under the master key a keyring and secrets written before one was set.
+    /// Until then, Tessera refuses them: with a master key, an unsealed entry may have been planted.
+    Seal,
 }
 
 /// `tessera audit ...`
@@ -177,6 +192,20 @@ pub(crate) enum AuditCommand {
         /// The introspecting client's secret (generated secrets may begin with `-`, which is accepted here).
         #[arg(long, allow_hyphen_values = true)]
         client_secret: Option<String>,
+        /// URL is a forward-authentication endpoint (e.g. /verify): also probe for gateway bypasses (competing
+        /// forwarded headers, other spellings of a path), starting from this path, on which the token must be
+        /// refused (401 or 403), e.g. /admin/users.
+        #[arg(long, value_name = "PATH", conflicts_with = "introspect_as")]
+        protected_path: Option<String>,
+        /// The method of the request the token must be refused for.
+        #[arg(long, value_name = "METHOD", default_value = "GET", requires = "protected_path")]
+        protected_method: String,
+        /// A path on which the token must be allowed with GET.
+        #[arg(long, value_name = "PATH", default_value = "/", requires = "protected_path")]
+        allowed_path: String,
+        /// How the gateway names the original request to the endpoint.
+        #[arg(long, value_enum, default_value_t = GatewayStyle::Auto, requires = "protected_path")]
+        style: GatewayStyle,
         #[command(flatten)]
         format: FormatArgs,
     },
@@ -187,6 +216,19 @@ pub(crate) enum AuditCommand {
         #[command(flatten)]
         format: FormatArgs,
     },
+}
+
+/// `--style`: how a gateway names the original request to a forward-authentication endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum GatewayStyle {
+    /// Every style below whose baseline holds.
+    Auto,
+    /// nginx `auth_request`: X-Original-Method and X-Original-URI headers.
+    Nginx,
+    /// Traefik ForwardAuth: X-Forwarded-Method and X-Forwarded-Uri headers.
+    Traefik,
+    /// Envoy `ext_authz` with a path_prefix: the original method, and the original path behind URL's path.
+    Envoy,
 }
 
 /// Report format.

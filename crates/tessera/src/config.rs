@@ -23,9 +23,11 @@ pub(crate) struct Config {
     /// Where signing keys and the embedded database live (with a shared store, keys live there). Default
     /// `./tessera-data`.
     pub(crate) data_dir: PathBuf,
-    /// The `iss` of every token Tessera issues, and the issuer its verifiers require.
-    /// Default `http://127.0.0.1:8080` (the server's default address).
-    pub(crate) issuer: String,
+    /// The `iss` of every token Tessera issues, and the issuer its verifiers require: the public URL clients
+    /// reach Tessera at. Default none: `tessera serve` uses the address it really serves (`http`, or `https` with
+    /// TLS, and the port bound), so tokens, metadata and the JWKS URL agree; see [`Config::issuer`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) issuer: Option<String>,
     /// Where users, clients, sessions and revocations live.
     pub(crate) store: StoreConfig,
     /// What verification does when the revocation index cannot be kept current.
@@ -58,6 +60,18 @@ pub(crate) struct TrustedIssuerConfig {
     pub(crate) jwks_url: String,
     /// Audiences its tokens must name (one of).
     pub(crate) audiences: Vec<String>,
+    /// Whether its tokens may be the subject of a token exchange (RFC 8693). Default false: Tessera signs
+    /// derived tokens only for subjects it vouches for, unless the operator says this issuer's users may be
+    /// represented too (the derived token then names the issuer, see docs/security.md).
+    #[serde(default)]
+    pub(crate) allow_exchange: bool,
+    /// Its role names that `/verify` passes on, each as the local role it stands for (`{ "partner-admin" =
+    /// "partner_admin" }`); its other roles are dropped. Default none: its tokens carry no local role.
+    #[serde(default)]
+    pub(crate) role_map: std::collections::BTreeMap<String, String>,
+    /// The same for its scopes: route rules and `X-Scope` see only the mapped names. Default none.
+    #[serde(default)]
+    pub(crate) scope_map: std::collections::BTreeMap<String, String>,
 }
 
 /// One token-exchange rule.
@@ -77,18 +91,48 @@ pub(crate) struct ExchangeRuleConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct GatewayConfig {
+    /// Which headers of `/verify` carry the original method and URI. Default `auto`.
+    pub(crate) forwarded_headers: ForwardedHeadersConfig,
+    /// With `forwarded_headers = "custom"`: the header carrying the original method.
+    pub(crate) method_header: Option<String>,
+    /// With `forwarded_headers = "custom"`: the header carrying the original URI.
+    pub(crate) uri_header: Option<String>,
+    /// The audience `/verify` requires when the gateway's auth URL names none. Default none.
+    pub(crate) audience: Option<String>,
+    /// Refuse a `/verify` request that names no audience (neither `?audience=` nor `audience`). Default false.
+    pub(crate) require_audience: bool,
     /// Per-route requirements, first match wins. Unmatched routes need only a valid token for an audience
     /// Tessera issues to.
     pub(crate) routes: Vec<RouteConfig>,
+}
+
+/// Where `/verify` reads the original method and URI.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ForwardedHeadersConfig {
+    /// Both `X-Original-*` (nginx) and `X-Forwarded-*` (Traefik); refused when they disagree; `/verify/<path>`.
+    #[default]
+    Auto,
+    /// `X-Original-Method` / `X-Original-URI` only.
+    Nginx,
+    /// `X-Forwarded-Method` / `X-Forwarded-Uri` only.
+    Traefik,
+    /// `/verify/<path>` only (Envoy `ext_authz`).
+    Envoy,
+    /// `gateway.method_header` / `gateway.uri_header`.
+    Custom,
 }
 
 /// What `/verify` requires for one part of the upstream.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RouteConfig {
-    /// The original path must start with this.
+    /// The original (normalised) path must be this or lie below it, segment by segment.
     pub(crate) path_prefix: String,
-    /// The original method must be this (any when absent).
+    /// Compare the path ignoring ASCII case. Default false.
+    #[serde(default)]
+    pub(crate) case_insensitive: bool,
+    /// The original method must be this (any when absent); upper-cased when loaded.
     #[serde(default)]
     pub(crate) method: Option<String>,
     /// The token must be for this audience (any accepted when absent).
@@ -115,6 +159,16 @@ pub(crate) struct ServerConfig {
     /// Longest time a request may take. Default 10 seconds.
     #[serde(with = "duration_text")]
     pub(crate) request_timeout: Duration,
+    /// Longest time a client may take over its TLS handshake (when Tessera serves TLS). Default 10 seconds.
+    #[serde(with = "duration_text")]
+    pub(crate) tls_handshake_timeout: Duration,
+    /// Longest time a client may take to send a request's line and headers, from the start of its connection or
+    /// the end of its previous request; also how long an idle keep-alive connection stays open. Default 10 s.
+    #[serde(with = "duration_text")]
+    pub(crate) header_read_timeout: Duration,
+    /// Logins that may wait for a password check while every core is busy with one (one runs per core at a
+    /// time); a login beyond them is answered 503 with `Retry-After`. Default 32.
+    pub(crate) password_hash_queue: usize,
     /// How often the server polls the store for revocations, client changes and keys made elsewhere (the
     /// PostgreSQL backend also pushes revocations at once). Default 250 ms.
     #[serde(with = "duration_text")]
@@ -291,10 +345,13 @@ pub(crate) struct SessionConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RateLimitConfig {
-    /// Login attempts per client IP. Default 60.
+    /// Login attempts per client IP, failed or not (each costs a password hash). Default 60.
     pub(crate) login_per_ip: u32,
-    /// Login attempts per username. Default 10.
-    pub(crate) login_per_user: u32,
+    /// Failed logins per username from one client IP; beyond them that address is refused for that user. Default 10.
+    pub(crate) failed_login_per_user_and_ip: u32,
+    /// Failed logins per username from all addresses together; beyond them the user is refused from the addresses
+    /// that failed for them in the last minute, and still served from any other. Default 100.
+    pub(crate) failed_login_per_user: u32,
     /// Failed refreshes per client IP (successful ones are never limited). Default 60.
     pub(crate) failed_refresh_per_ip: u32,
     /// Failed refreshes per user, counted when the refresh token names one of their sessions (a replayed
@@ -310,6 +367,9 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            password_hash_queue: 32,
             reload_interval: Duration::from_millis(250),
             log_format: LogFormat::Text,
             admin_token_file: None,
@@ -333,7 +393,13 @@ impl Default for SessionConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        Self { login_per_ip: 60, login_per_user: 10, failed_refresh_per_ip: 60, failed_refresh_per_user: 30 }
+        Self {
+            login_per_ip: 60,
+            failed_login_per_user_and_ip: 10,
+            failed_login_per_user: 100,
+            failed_refresh_per_ip: 60,
+            failed_refresh_per_user: 30,
+        }
     }
 }
 
@@ -380,8 +446,13 @@ pub(crate) struct KeyConfig {
     /// How long a new key is published in the JWKS before it signs. Default 1 day.
     #[serde(with = "duration_text")]
     pub(crate) prepublish: Duration,
+    /// How long the MAC keys of refresh and CSRF tokens issue before their successors take over; the previous
+    /// key is still accepted for one more interval, so at least `sessions.idle_timeout`. Default 30 days.
+    #[serde(with = "duration_text")]
+    pub(crate) secrets_rotation_interval: Duration,
     /// A file holding the master key (32 random bytes, base64 or hex). `TESSERA_MASTER_KEY` takes precedence.
-    /// With neither, keys are stored unencrypted and Tessera says so on every write.
+    /// With neither, keys are stored unencrypted and Tessera says so on every write; a shared store (PostgreSQL,
+    /// Redis, tiered) refuses to start without one.
     pub(crate) master_key_file: Option<PathBuf>,
 }
 
@@ -389,7 +460,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./tessera-data"),
-            issuer: "http://127.0.0.1:8080".into(),
+            issuer: None,
             store: StoreConfig::default(),
             revocation: RevocationConfig::default(),
             tokens: TokenConfig::default(),
@@ -426,6 +497,7 @@ impl Default for KeyConfig {
             rsa_bits: 2048,
             rotation_interval: Duration::from_secs(30 * 86_400),
             prepublish: Duration::from_secs(86_400),
+            secrets_rotation_interval: Duration::from_secs(30 * 86_400),
             master_key_file: None,
         }
     }
@@ -469,12 +541,25 @@ impl Config {
         Ok(config)
     }
 
+    /// The issuer: the configured one, or the URL of the configured listen address (`https` when Tessera serves
+    /// TLS itself). `tessera serve` derives its own from the address it actually binds (see `serve`), which
+    /// differs from this only when `--listen` overrides the configuration.
+    pub(crate) fn issuer(&self) -> String {
+        match &self.issuer {
+            Some(issuer) => issuer.clone(),
+            None => {
+                let scheme = if self.server.tls_cert_file.is_some() { "https" } else { "http" };
+                format!("{scheme}://{}", self.server.listen)
+            }
+        }
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         let mut problems = Vec::new();
         let t = &self.tokens;
         let k = &self.keys;
-        if self.issuer.trim().is_empty() {
-            problems.push("issuer must not be empty".to_owned());
+        if self.issuer.as_deref().is_some_and(|issuer| issuer.trim().is_empty()) {
+            problems.push("issuer must not be empty (leave it out to use the address served)".to_owned());
         }
         if t.audience.trim().is_empty() {
             problems.push("tokens.audience must not be empty".to_owned());
@@ -570,6 +655,11 @@ impl Config {
         if k.prepublish >= k.rotation_interval {
             problems.push("keys.prepublish must be shorter than keys.rotation_interval".to_owned());
         }
+        // A token is made with a key until its successor issues, and accepted until the next one does: one interval
+        // after it stopped issuing, which must cover a session left unused for up to the idle timeout.
+        if k.secrets_rotation_interval < self.sessions.idle_timeout {
+            problems.push("keys.secrets_rotation_interval must be at least sessions.idle_timeout".to_owned());
+        }
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             problems.push(format!("server.listen {:?} is not an address like 127.0.0.1:8080", self.server.listen));
         }
@@ -580,8 +670,26 @@ impl Config {
             problems.push("server.tls_cert_file and server.tls_key_file go together".to_owned());
         }
         let r = &self.rate_limits;
-        if [r.login_per_ip, r.login_per_user, r.failed_refresh_per_ip, r.failed_refresh_per_user].contains(&0) {
+        let budgets = [
+            r.login_per_ip,
+            r.failed_login_per_user_and_ip,
+            r.failed_login_per_user,
+            r.failed_refresh_per_ip,
+            r.failed_refresh_per_user,
+        ];
+        if budgets.contains(&0) {
             problems.push("rate_limits must be at least 1 per minute".to_owned());
+        }
+        for (name, timeout) in [
+            ("server.tls_handshake_timeout", self.server.tls_handshake_timeout),
+            ("server.header_read_timeout", self.server.header_read_timeout),
+        ] {
+            if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&timeout) {
+                problems.push(format!("{name} must be between 100ms and 10m"));
+            }
+        }
+        if self.server.password_hash_queue > 10_000 {
+            problems.push("server.password_hash_queue must be at most 10000".to_owned());
         }
         if self
             .server
@@ -598,25 +706,73 @@ impl Config {
             }
         }
         for issuer in &self.trusted_issuers {
-            if !(issuer.jwks_url.starts_with("https://") || issuer.jwks_url.starts_with("http://"))
-                || issuer.audiences.is_empty()
-            {
-                problems.push(format!(
-                    "trusted_issuers {:?}: needs an http(s) jwks_url and at least one audience",
-                    issuer.issuer
-                ));
+            if let Err(why) = tessera_server::issuers::check_jwks_url(&issuer.jwks_url) {
+                problems.push(format!("trusted_issuers {:?}: {why}", issuer.issuer));
             }
-            if issuer.issuer == self.issuer {
+            if issuer.audiences.is_empty() {
+                problems.push(format!("trusted_issuers {:?}: needs at least one audience", issuer.issuer));
+            }
+            if issuer.issuer == self.issuer() {
                 problems.push("trusted_issuers must not include Tessera's own issuer".to_owned());
             }
         }
-        if self.gateway.routes.iter().any(|route| !route.path_prefix.starts_with('/')) {
-            problems.push("gateway.routes: every path_prefix must start with /".to_owned());
-        }
+        self.validate_gateway(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
             bail!("invalid configuration:\n  - {}", problems.join("\n  - "))
+        }
+    }
+
+    fn validate_gateway(&self, problems: &mut Vec<String>) {
+        let gateway = &self.gateway;
+        let custom = gateway.forwarded_headers == ForwardedHeadersConfig::Custom;
+        for (name, header) in [("method_header", &gateway.method_header), ("uri_header", &gateway.uri_header)] {
+            match header {
+                Some(header)
+                    if custom
+                        && (header.is_empty()
+                            || !header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) =>
+                {
+                    problems.push(format!("gateway.{name} {header:?} is not a header name"));
+                }
+                Some(_) if !custom => {
+                    problems.push(format!("gateway.{name} is set but gateway.forwarded_headers is not \"custom\""));
+                }
+                None if custom => {
+                    problems.push(format!("gateway.{name} is required with forwarded_headers = \"custom\""))
+                }
+                _ => {}
+            }
+        }
+        if gateway.audience.as_deref().is_some_and(|audience| audience.trim().is_empty()) {
+            problems.push("gateway.audience must not be empty".to_owned());
+        }
+        for route in &gateway.routes {
+            if let Err(why) = tessera_server::gateway::path::normalise_prefix(&route.path_prefix) {
+                problems.push(format!("gateway.routes: path_prefix {:?}: {why}", route.path_prefix));
+            }
+            if let Some(method) = &route.method {
+                if !tessera_server::gateway::is_method(&method.to_ascii_uppercase()) {
+                    problems.push(format!("gateway.routes: method {method:?} is not an HTTP method"));
+                }
+            }
+            if route.audience.as_deref().is_some_and(str::is_empty) {
+                problems.push("gateway.routes: audience must not be empty".to_owned());
+            }
+            if let Some(scope) = route.scopes.iter().find(|scope| !tessera_server::gateway::is_scope_token(scope)) {
+                problems.push(format!("gateway.routes: scope {scope:?} is not one scope name"));
+            }
+        }
+        for issuer in &self.trusted_issuers {
+            let name = &issuer.issuer;
+            if let Err(why) = tessera_server::gateway::check_roles(issuer.role_map.values()) {
+                problems.push(format!("trusted_issuers {name:?}: role_map: {why}"));
+            }
+            if let Some(scope) = issuer.scope_map.values().find(|scope| !tessera_server::gateway::is_scope_token(scope))
+            {
+                problems.push(format!("trusted_issuers {name:?}: scope_map: {scope:?} is not one scope name"));
+            }
         }
     }
 
@@ -638,7 +794,25 @@ impl Config {
             rotation_interval: secs(self.keys.rotation_interval),
             prepublish: secs(self.keys.prepublish),
             retain_after_retirement: secs(self.tokens.max_ttl + self.tokens.leeway),
+            secrets_rotation_interval: secs(self.keys.secrets_rotation_interval),
+            ..RotationPolicy::default()
         }
+    }
+
+    /// Refuses a shared store without a master key: there, every node reads the signing keys and the MAC keys of
+    /// refresh tokens from the store, and whoever can read the store (a replica, a backup, a Redis `MONITOR`) could
+    /// sign tokens and rebuild every session's refresh token offline. Checked before connecting.
+    pub(crate) fn require_master_key_for_shared_store(&self) -> anyhow::Result<()> {
+        if self.store.backend == StoreBackend::Sqlite || self.master_key()?.is_some() {
+            return Ok(());
+        }
+        bail!(
+            "store.backend = {:?} needs a master key: the signing keys and the refresh-token MAC key are kept in the \
+             shared store, and in clear anyone who can read the store could sign tokens and take over every session. \
+             Make one with `tessera keys master-key` and give it to every node in {MASTER_KEY_ENV}, or in a file \
+             named by keys.master_key_file (TESSERA_KEYS__MASTER_KEY_FILE)",
+            self.store.backend.name()
+        )
     }
 
     /// The master key from `TESSERA_MASTER_KEY` or `keys.master_key_file`, if either is set.
@@ -788,6 +962,34 @@ mod tests {
     }
 
     #[test]
+    fn trusted_issuers_publish_their_keys_over_https_or_on_this_machine() {
+        let mut config = Config::default();
+        let issuer = |jwks_url: &str| -> TrustedIssuerConfig {
+            serde_json::from_value(serde_json::json!({"issuer": jwks_url, "jwks_url": jwks_url, "audiences": ["api"]}))
+                .unwrap()
+        };
+        config.trusted_issuers =
+            ["https://partner.test/jwks", "http://127.0.0.1:9000/jwks", "http://localhost/jwks"].map(issuer).into();
+        config.validate().unwrap();
+        config.trusted_issuers.push(issuer("http://partner.test/jwks"));
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("must be https (plain http only to a loopback address)"), "{message}");
+    }
+
+    #[test]
+    fn without_an_issuer_the_configured_address_is_the_issuer() {
+        let mut config = Config::default();
+        assert_eq!(config.issuer(), "http://127.0.0.1:8080");
+        config.server.listen = "127.0.0.1:9443".into();
+        config.server.tls_cert_file = Some("cert.pem".into());
+        assert_eq!(config.issuer(), "https://127.0.0.1:9443");
+        config.issuer = Some("https://auth.example.com".into());
+        assert_eq!(config.issuer(), "https://auth.example.com");
+        config.issuer = Some(" ".into());
+        assert!(config.validate().unwrap_err().to_string().contains("issuer must not be empty"));
+    }
+
+    #[test]
     fn trusted_proxies_are_addresses_or_ranges() {
         let mut config = Config::default();
         config.server.trusted_proxies = vec!["10.0.0.0/8".into(), "192.0.2.7".into(), "2001:db8::/32".into()];
@@ -795,5 +997,51 @@ mod tests {
         config.server.trusted_proxies.push("proxy.internal".into());
         let message = config.validate().unwrap_err().to_string();
         assert!(message.contains(r#""proxy.internal" is not an IP address"#), "{message}");
+    }
+
+    #[test]
+    fn gateway_routes_headers_and_issuer_maps_are_checked_at_load() {
+        let route = |prefix: &str, method: Option<&str>, scopes: &[&str]| RouteConfig {
+            path_prefix: prefix.into(),
+            case_insensitive: false,
+            method: method.map(str::to_owned),
+            audience: None,
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let mut config = Config::default();
+        config.gateway.routes = vec![route("/admin/", Some("delete"), &["admin"]), route("/", None, &[])];
+        config.validate().unwrap();
+        let settings = crate::serve::settings(&config).unwrap();
+        assert_eq!(settings.routes[0].path_prefix, "/admin", "normalised, without the trailing slash");
+        assert_eq!(settings.routes[0].method.as_deref(), Some("DELETE"), "upper-cased at load");
+
+        config.gateway.routes = vec![
+            route("admin", None, &[]),
+            route("/a%2Fb", None, &[]),
+            route("/x", Some("GET /"), &[]),
+            route("/y", None, &["a b"]),
+        ];
+        config.gateway.forwarded_headers = ForwardedHeadersConfig::Custom;
+        config.trusted_issuers = vec![TrustedIssuerConfig {
+            issuer: "https://partner.test".into(),
+            jwks_url: "https://partner.test/jwks.json".into(),
+            audiences: vec!["api".into()],
+            allow_exchange: false,
+            role_map: [("partner-admin".to_owned(), "partner,admin".to_owned())].into(),
+            scope_map: [("orders.read".to_owned(), "orders read".to_owned())].into(),
+        }];
+        let message = config.validate().unwrap_err().to_string();
+        for needle in [
+            r#"path_prefix "admin": the path must start with /"#,
+            r#"path_prefix "/a%2Fb": the path has an encoded /"#,
+            r#"method "GET /" is not an HTTP method"#,
+            r#"scope "a b" is not one scope name"#,
+            "gateway.method_header is required",
+            "gateway.uri_header is required",
+            r#"role_map: role "partner,admin" is not allowed"#,
+            r#"scope_map: "orders read" is not one scope name"#,
+        ] {
+            assert!(message.contains(needle), "{needle}: {message}");
+        }
     }
 }

@@ -76,6 +76,31 @@ pub(crate) fn run(config: &Config, command: KeysCommand) -> anyhow::Result<ExitC
             println!("{text}");
             Ok(ExitCode::SUCCESS)
         }
+        KeysCommand::RotateSecrets { now: at_once, output } => {
+            let activation = if at_once { Activation::Immediate } else { Activation::Scheduled };
+            let changes = open_for_writing(config)?.rotate_secrets(now, &policy, activation)?;
+            if changes.is_empty() && !output.json {
+                println!("no server secrets yet: `tessera serve` makes them when it first starts");
+                return Ok(ExitCode::SUCCESS);
+            }
+            report(&changes, output.json, now)
+        }
+        KeysCommand::Seal => {
+            let store = open(config)?;
+            anyhow::ensure!(
+                store.seals(),
+                "no master key: make one with `tessera keys master-key` and set {MASTER_KEY_ENV} (or \
+                 keys.master_key_file) to seal the keys with it"
+            );
+            let sealed = store.seal()?;
+            if sealed.is_empty() {
+                println!("nothing to seal: every key and secret is already sealed");
+            }
+            for place in sealed {
+                println!("sealed {}", place.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -110,6 +135,7 @@ fn activation_of(args: &ActivationArgs) -> Activation {
 /// in the shared store on PostgreSQL or Redis, so that every node signs with the same keys and accepts the same
 /// refresh tokens (see [`shared`]).
 pub(crate) fn open(config: &Config) -> anyhow::Result<KeyStore> {
+    config.require_master_key_for_shared_store()?;
     if config.store.backend == StoreBackend::Sqlite {
         return Ok(KeyStore::open(&config.data_dir, config.master_key()?)?);
     }
@@ -120,6 +146,7 @@ pub(crate) fn open(config: &Config) -> anyhow::Result<KeyStore> {
 
 /// [`open`] for `tessera serve`, whose store is already open on the runtime it runs on.
 pub(crate) fn open_in_server(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<KeyStore> {
+    config.require_master_key_for_shared_store()?;
     if config.store.backend == StoreBackend::Sqlite {
         return Ok(KeyStore::open(&config.data_dir, config.master_key()?)?);
     }
@@ -198,14 +225,14 @@ fn report(changes: &[Change], json: bool, now: i64) -> anyhow::Result<ExitCode> 
         for change in changes {
             match change {
                 Change::Created { kid, activates_at } if *activates_at <= now => {
-                    println!("created key {kid}, signing now")
+                    println!("created key {kid}, in use now")
                 }
                 Change::Created { kid, activates_at } => println!(
-                    "created key {kid}: published now, signs from {} ({})",
+                    "created key {kid}: published now, in use from {} ({})",
                     timestamp(*activates_at),
                     relative(*activates_at, now)
                 ),
-                Change::ActivatedNow { kid } => println!("key {kid} signs from now on"),
+                Change::ActivatedNow { kid } => println!("key {kid} in use from now on"),
                 Change::Removed { kid } => println!("removed expired key {kid}"),
             }
         }

@@ -1,12 +1,14 @@
-//! `tessera audit endpoint`: sends the forged variants to the target and serves the attacker key set on loopback.
+//! `tessera audit endpoint`: sends the forged variants to the target and serves the attacker key set on loopback;
+//! for a forward-authentication endpoint, sends the gateway bypass probes too.
 
 use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use tessera_audit::gateway::{self, Request as RouteRequest, Routes, Style};
 use tessera_audit::probe::{broken_signature, forge, verdict, Answer, Attacker, Baseline};
 use tessera_audit::Report;
 use tessera_jose::Jwks;
@@ -20,6 +22,14 @@ pub(crate) struct Target {
     /// RFC 7662 mode: POST the token as the `token` form field, authenticated as this client (id, secret), and
     /// count it accepted only when the answer says `"active": true`.
     pub(crate) introspection: Option<(String, String)>,
+    /// The target is a forward-authentication endpoint: probe it for gateway bypasses too.
+    pub(crate) gateway: Option<Gateway>,
+}
+
+/// What the gateway bypass probes need: the routes they start from, and the styles to ask in.
+pub(crate) struct Gateway {
+    pub(crate) routes: Routes,
+    pub(crate) styles: Vec<Style>,
 }
 
 /// Serves the attacker JWKS and certificate on 127.0.0.1 and records which paths were requested.
@@ -78,16 +88,41 @@ impl Drop for AttackerServer {
     }
 }
 
-/// Sends one token; a request whose connection broke (e.g. the server closed it after refusing an oversized body)
-/// is retried once on a fresh connection before it counts as unanswered.
-fn send(client: &reqwest::blocking::Client, target: &Target, token: Option<&str>) -> Answer {
-    match send_once(client, target, token) {
-        Answer::Failed(why) if why.starts_with("no answer") => send_once(client, target, token),
+/// Sends one token, asking a forward-authentication endpoint about `route` if given; a request whose connection
+/// broke (e.g. the server closed it after refusing an oversized body) is retried once on a fresh connection
+/// before it counts as unanswered.
+fn send(
+    client: &reqwest::blocking::Client,
+    target: &Target,
+    token: Option<&str>,
+    route: Option<&RouteRequest>,
+) -> Answer {
+    match send_once(client, target, token, route) {
+        Answer::Failed(why) if why.starts_with("no answer") => send_once(client, target, token, route),
         answer => answer,
     }
 }
 
-fn send_once(client: &reqwest::blocking::Client, target: &Target, token: Option<&str>) -> Answer {
+/// The token header's value: `Bearer TOKEN` in `authorization`, the bare token in any other header.
+fn token_value(target: &Target, token: &str) -> String {
+    if target.header.eq_ignore_ascii_case("authorization") {
+        format!("Bearer {token}")
+    } else {
+        token.to_owned()
+    }
+}
+
+fn send_once(
+    client: &reqwest::blocking::Client,
+    target: &Target,
+    token: Option<&str>,
+    route: Option<&RouteRequest>,
+) -> Answer {
+    let extra = match route {
+        Some(RouteRequest::Behind { method, path, headers }) => return send_raw(target, method, path, headers, token),
+        Some(RouteRequest::Headers(headers)) => headers.as_slice(),
+        None => &[],
+    };
     let Ok(method) = reqwest::Method::from_bytes(target.method.as_bytes()) else {
         return Answer::Failed(format!("invalid method {:?}", target.method));
     };
@@ -100,12 +135,11 @@ fn send_once(client: &reqwest::blocking::Client, target: &Target, token: Option<
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(serde_urlencoded::to_string(&form).unwrap_or_default());
     } else if let Some(token) = token {
-        let value = if target.header.eq_ignore_ascii_case("authorization") {
-            format!("Bearer {token}")
-        } else {
-            token.to_owned()
-        };
-        request = request.header(target.header.as_str(), value);
+        request = request.header(target.header.as_str(), token_value(target, token));
+    }
+    // In order; a repeated name is sent twice, in this order too.
+    for (name, value) in extra {
+        request = request.header(*name, value.as_str());
     }
     match request.send() {
         Ok(response) if response.status().is_success() && target.introspection.is_some() => {
@@ -130,6 +164,63 @@ fn send_once(client: &reqwest::blocking::Client, target: &Target, token: Option<
     }
 }
 
+/// The largest response head read from a raw request: the verdict needs only the status.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Sends a request whose path must reach the endpoint exactly as written — reqwest's URL parser would resolve
+/// `/x/../` and `%2E%2E` before sending, and the probe would test nothing: HTTP/1.1 over plain TCP.
+fn send_raw(target: &Target, method: &str, path: &str, headers: &[(&str, String)], token: Option<&str>) -> Answer {
+    let url = match reqwest::Url::parse(&target.url) {
+        Ok(url) if url.scheme() == "http" => url,
+        Ok(_) => return Answer::Failed("Envoy-style requests carry a raw path, sent over plain http only".into()),
+        Err(err) => return Answer::Failed(format!("invalid URL: {err}")),
+    };
+    let Some(host) = url.host_str() else { return Answer::Failed("the URL has no host".into()) };
+    let authority = url.port().map_or_else(|| host.to_owned(), |port| format!("{host}:{port}"));
+    let mut head = format!("{method} {}{path} HTTP/1.1\r\nhost: {authority}\r\n", url.path().trim_end_matches('/'));
+    let token = token.map(|token| (target.header.as_str(), token_value(target, token)));
+    for (name, value) in token.iter().map(|(name, value)| (*name, value)).chain(headers.iter().map(|(n, v)| (*n, v))) {
+        // A value that cannot be a header is not sent, as reqwest refuses it in the other requests.
+        if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+            return Answer::Refused(0);
+        }
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("content-length: 0\r\nconnection: close\r\n\r\n");
+    let status = || -> std::io::Result<Option<u16>> {
+        let address = url.socket_addrs(|| None)?.into_iter().next().ok_or(std::io::ErrorKind::NotFound)?;
+        let mut stream = TcpStream::connect_timeout(&address, target.timeout)?;
+        stream.set_read_timeout(Some(target.timeout))?;
+        stream.set_write_timeout(Some(target.timeout))?;
+        stream.write_all(head.as_bytes())?;
+        let (mut response, mut chunk) = (Vec::new(), [0u8; 4096]);
+        while response.len() < MAX_HEAD {
+            let read = stream.read(&mut chunk)?;
+            if read == 0 {
+                break;
+            }
+            response.extend_from_slice(chunk.get(..read).unwrap_or_default());
+            let mut parsed = [httparse::EMPTY_HEADER; 64];
+            let mut answer = httparse::Response::new(&mut parsed);
+            match answer.parse(&response) {
+                Ok(httparse::Status::Complete(_)) => return Ok(answer.code),
+                Ok(httparse::Status::Partial) => {}
+                Err(_) => return Ok(None),
+            }
+        }
+        Ok(None)
+    };
+    match status() {
+        Ok(Some(code)) if (200..300).contains(&code) => Answer::Accepted(code),
+        Ok(Some(code)) => Answer::Refused(code),
+        Ok(None) => Answer::Failed("not an HTTP answer".into()),
+        Err(err) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Answer::Failed("timed out".into())
+        }
+        Err(err) => Answer::Failed(format!("no answer: {err}")),
+    }
+}
+
 pub(crate) fn run(target: &Target, valid: &str, jwks: Option<&str>, reject: &[String]) -> anyhow::Result<Report> {
     if !(target.url.starts_with("http://") || target.url.starts_with("https://")) {
         bail!("the endpoint must be an http(s) URL, not {:?}", target.url);
@@ -150,23 +241,61 @@ pub(crate) fn run(target: &Target, valid: &str, jwks: Option<&str>, reject: &[St
         .timeout(target.timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
+    // A forward-authentication endpoint judges a route: find the styles it understands first, so that the forged
+    // tokens ask about a route the valid token is allowed on (a correct endpoint refuses a request naming none).
+    let gateway_baselines: Vec<gateway::Baseline> = target
+        .gateway
+        .iter()
+        .flat_map(|g| g.styles.iter().map(move |&style| (g, style)))
+        .map(|(g, style)| {
+            let (protected, allowed) = g.routes.baseline(style);
+            gateway::Baseline {
+                style,
+                protected: send(&client, target, Some(&valid), Some(&protected)),
+                allowed: send(&client, target, Some(&valid), Some(&allowed)),
+            }
+        })
+        .collect();
+    let usable: Vec<Style> = gateway_baselines.iter().filter(|b| b.holds()).map(|b| b.style).collect();
+    let allowed_route =
+        target.gateway.as_ref().zip(usable.first()).map(|(g, &style)| Routes::request(style, &g.routes.allowed));
+    let route = allowed_route.as_ref();
     let baseline = Baseline {
-        valid: send(&client, target, Some(&valid)),
-        missing: send(&client, target, None),
-        broken: send(&client, target, Some(&broken_signature(&valid))),
+        valid: send(&client, target, Some(&valid), route),
+        missing: send(&client, target, None, route),
+        broken: send(&client, target, Some(&broken_signature(&valid)), route),
     };
     let answered: Vec<_> = probes
         .into_iter()
         .map(|probe| {
-            let answer = send(&client, target, Some(&probe.token));
+            let answer = send(&client, target, Some(&probe.token), route);
             (probe, answer)
         })
         .collect();
-    let must_refuse: Vec<_> = reject.iter().map(|token| (token.clone(), send(&client, target, Some(token)))).collect();
+    let must_refuse: Vec<_> =
+        reject.iter().map(|token| (token.clone(), send(&client, target, Some(token), route))).collect();
     std::thread::sleep(Duration::from_millis(50));
     let fetched = server.fetched.lock().map(|list| list.clone()).unwrap_or_default();
     let fetched: Vec<&str> = fetched.iter().map(String::as_str).collect();
     let mut report = verdict(&target.url, &baseline, &answered, &must_refuse, &fetched);
+    match &target.gateway {
+        Some(g) => {
+            let answered: Vec<_> = gateway::probes(&g.routes, &usable)
+                .into_iter()
+                .map(|probe| {
+                    let answer = send(&client, target, Some(&valid), Some(&probe.request));
+                    (probe, answer)
+                })
+                .collect();
+            gateway::verdict(&mut report, &gateway_baselines, &answered);
+        }
+        None if target.introspection.is_none() => {
+            report
+                .stats
+                .insert("gateway_probes".into(), "not run: give --protected-path for a forward-auth endpoint".into());
+        }
+        None => {}
+    }
     if keys.is_empty() {
         report.not_tested.push("RS/HS key confusion with the public key: no --jwks given".into());
     }

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use tessera_jose::{KeySet, Policy};
 use tessera_server::clock::{Clock as _, SystemClock};
 use tessera_server::keys::KeyService;
-use tessera_server::{AppState, ExchangeRule, RateLimits, RouteRule, Settings, TrustedIssuer};
+use tessera_server::{AppState, ExchangeRule, ForwardedHeaders, RateLimits, RouteRule, Settings, TrustedIssuer};
 use tessera_store::{Deadline, PostgresStore, RedisStore, SqliteStore, Store, TieredStore};
 use tracing_subscriber::EnvFilter;
 
@@ -61,13 +61,36 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>
             Ok(Arc::new(Deadline::new(TieredStore::new(redis, postgres), store.timeout + REDIS_DEADLINE_MARGIN)))
         }
         StoreBackend::Sqlite => {
-            std::fs::create_dir_all(&config.data_dir)
-                .with_context(|| format!("creating {}", config.data_dir.display()))?;
+            prepare_data_dir(&config.data_dir)?;
             let path = config.data_dir.join(DATABASE_FILE);
             let store = SqliteStore::open(&path).with_context(|| format!("opening the database {}", path.display()))?;
             Ok(Arc::new(store))
         }
     }
+}
+
+/// Creates the data directory readable by its owner only (0700), before anything is written in it; warns when an
+/// existing one is open to others, since it holds the database and, without a shared store, the keys.
+fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir).with_context(|| format!("examining {}", dir.display()))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                data_dir = %dir.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the data directory is open to other users of this machine (it holds the database and may hold the \
+                 keys): `chmod 700` it"
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn connect_postgres(config: &Config) -> anyhow::Result<PostgresStore> {
@@ -93,7 +116,7 @@ async fn connect_redis(config: &Config) -> anyhow::Result<RedisStore> {
 
 pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
     Ok(Settings {
-        issuer: config.issuer.clone(),
+        issuer: config.issuer(),
         audience: config.tokens.audience.clone(),
         access_ttl_secs: secs(config.tokens.access_ttl),
         service_ttl_secs: secs(config.tokens.service_ttl),
@@ -115,12 +138,16 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
         admin_token: config.admin_token()?,
         rate_limits: RateLimits {
             login_per_ip: config.rate_limits.login_per_ip,
-            login_per_user: config.rate_limits.login_per_user,
+            failed_login_per_user_and_ip: config.rate_limits.failed_login_per_user_and_ip,
+            failed_login_per_user: config.rate_limits.failed_login_per_user,
             failed_refresh_per_ip: config.rate_limits.failed_refresh_per_ip,
             failed_refresh_per_user: config.rate_limits.failed_refresh_per_user,
         },
         max_body_bytes: config.server.max_body_bytes,
         request_timeout: config.server.request_timeout,
+        tls_handshake_timeout: config.server.tls_handshake_timeout,
+        header_read_timeout: config.server.header_read_timeout,
+        password_hash_queue: config.server.password_hash_queue,
         reload_interval: config.server.reload_interval,
         revocations_stale_after: config.revocation.stale_after,
         stale_revocations: match config.revocation.stale_policy {
@@ -148,28 +175,89 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
                 issuer: i.issuer.clone(),
                 jwks_url: i.jwks_url.clone(),
                 audiences: i.audiences.clone(),
+                allow_exchange: i.allow_exchange,
+                role_map: i.role_map.clone(),
+                scope_map: i.scope_map.clone(),
             })
             .collect(),
         routes: config
             .gateway
             .routes
             .iter()
-            .map(|route| RouteRule {
-                path_prefix: route.path_prefix.clone(),
-                method: route.method.clone(),
-                audience: route.audience.clone(),
-                scopes: route.scopes.clone(),
+            .map(|route| {
+                Ok(RouteRule {
+                    path_prefix: tessera_server::gateway::path::normalise_prefix(&route.path_prefix)
+                        .with_context(|| format!("gateway.routes: path_prefix {:?}", route.path_prefix))?,
+                    case_insensitive: route.case_insensitive,
+                    method: route.method.as_deref().map(str::to_ascii_uppercase),
+                    audience: route.audience.clone(),
+                    scopes: route.scopes.clone(),
+                })
             })
-            .collect(),
+            .collect::<anyhow::Result<_>>()?,
+        forwarded_headers: forwarded_headers(&config.gateway),
+        verify_audience: config.gateway.audience.clone(),
+        require_verify_audience: config.gateway.require_audience,
     })
 }
 
+fn forwarded_headers(gateway: &crate::config::GatewayConfig) -> ForwardedHeaders {
+    use crate::config::ForwardedHeadersConfig as Style;
+    match gateway.forwarded_headers {
+        Style::Auto => ForwardedHeaders::Auto,
+        Style::Nginx => ForwardedHeaders::Nginx,
+        Style::Traefik => ForwardedHeaders::Traefik,
+        Style::Envoy => ForwardedHeaders::Envoy,
+        Style::Custom => ForwardedHeaders::Custom {
+            method: gateway.method_header.clone().unwrap_or_default().to_ascii_lowercase(),
+            uri: gateway.uri_header.clone().unwrap_or_default().to_ascii_lowercase(),
+        },
+    }
+}
+
+/// Warns when `/verify` takes a token for any audience: a token a user got for one service then opens every
+/// other service behind a gateway that names no audience.
+fn warn_if_verify_accepts_every_audience(settings: &Settings) {
+    if settings.verify_audience.is_none() && !settings.require_verify_audience {
+        tracing::warn!(
+            "/verify accepts tokens for every audience Tessera issues (and every trusted issuer's) unless the gateway \
+             names one: put ?audience=NAME in each gateway's auth URL and set gateway.require_audience = true, or \
+             set gateway.audience"
+        );
+    }
+}
+
 async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    let settings = settings(config)?;
+    let mut settings = settings(config)?;
+    warn_if_verify_accepts_every_audience(&settings);
+    if config.issuer.is_none() && config.store.backend != StoreBackend::Sqlite {
+        anyhow::bail!(
+            "a shared store needs `issuer` set (the URL clients reach Tessera at): every node must issue and accept the \
+             same one, and each would otherwise name its own address"
+        );
+    }
+    // The listener comes first: with no `issuer` configured, the issuer is the address really served.
+    let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
+        (Some(cert), Some(key)) => Some(tessera_server::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let address = listen.map_or_else(|| config.server.listen.clone(), |a| a.to_string());
+    let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("listening on {address}"))?;
+    let local = listener.local_addr()?;
+    settings.issuer = served_issuer(config, scheme, local);
+    // Before connecting: a shared store never holds keys in clear, so there is nothing to connect for without one.
+    config.require_master_key_for_shared_store()?;
     let store = open_store(config).await?;
     let keystore = crate::keys::open_in_server(config, &store)?;
     if !keystore.seals() {
-        tracing::warn!("no master key ({MASTER_KEY_ENV}): signing keys and server secrets are stored UNENCRYPTED in the data directory");
+        // Only the embedded store gets here (a shared one needs a master key): the keys are files on this machine.
+        tracing::warn!(
+            data_dir = %config.data_dir.display(),
+            "no master key ({MASTER_KEY_ENV} or keys.master_key_file): the signing keys and the MAC keys of refresh \
+             and CSRF tokens are stored UNENCRYPTED in keys.json and secrets.json in the data directory; \
+             `tessera keys master-key` makes a master key, and `tessera keys seal` seals the existing keys with it"
+        );
     }
     let clock = Arc::new(SystemClock);
     let mut policy = Policy::access(settings.issuer.clone(), vec![settings.audience.clone()]);
@@ -180,19 +268,82 @@ async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<()
         .context("loading signing keys")?;
     let state = AppState::new(settings, store, keys, clock, tessera_server::metrics_handle())?;
     let background = tessera_server::start_background(&state).await.context("loading the revocation log")?;
-
-    let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
-        (Some(cert), Some(key)) => Some(tessera_server::tls::acceptor(cert, key)?),
-        _ => None,
-    };
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let address = listen.map_or_else(|| config.server.listen.clone(), |a| a.to_string());
-    let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("listening on {address}"))?;
-    let local = listener.local_addr()?;
     tracing::info!(address = %local, issuer = %state.settings().issuer, "tessera is serving");
     // A line on stdout for scripts and tests that start the server on port 0.
     println!("listening on {scheme}://{local}");
     tessera_server::serve(listener, state, tls, tessera_server::shutdown_signal()).await?;
     background.abort();
     Ok(())
+}
+
+/// The issuer `tessera serve` uses: the configured one, with a warning when it is not the address served (right
+/// only behind a proxy or load balancer); or the URL of the address really served, so that tokens, metadata and
+/// the JWKS URL agree with it.
+fn served_issuer(config: &Config, scheme: &str, local: SocketAddr) -> String {
+    let served = format!("{scheme}://{local}");
+    match &config.issuer {
+        Some(issuer) => {
+            if !names_address(issuer, scheme, local) {
+                tracing::warn!(
+                    %issuer,
+                    %served,
+                    "the configured issuer is not the address Tessera serves: right behind a proxy or load balancer \
+                     that clients reach at the issuer's address; otherwise tokens and metadata send clients elsewhere"
+                );
+            }
+            issuer.clone()
+        }
+        None => {
+            if local.ip().is_unspecified() || config.server.behind_tls {
+                tracing::warn!(
+                    issuer = %served,
+                    "no issuer configured: tokens and metadata name the address served, which is not the one \
+                     clients use (all interfaces, or behind a TLS proxy); set `issuer` to the public URL"
+                );
+            }
+            served
+        }
+    }
+}
+
+/// Whether `issuer` is a URL of `scheme` for the address `local` (any host name for a wildcard address,
+/// `localhost` for a loopback one).
+fn names_address(issuer: &str, scheme: &str, local: SocketAddr) -> bool {
+    let Ok(url) = reqwest::Url::parse(issuer) else { return false };
+    let host = url.host_str().unwrap_or_default();
+    let same_host = local.ip().is_unspecified()
+        || (host == "localhost" && local.ip().is_loopback())
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip == local.ip());
+    url.scheme() == scheme && url.port_or_known_default() == Some(local.port()) && same_host
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_issuer_names_the_address_served_by_scheme_host_and_port() {
+        let local: SocketAddr = "127.0.0.1:9000".parse().unwrap();
+        for issuer in ["http://127.0.0.1:9000", "http://localhost:9000/", "http://127.0.0.1:9000/tenant"] {
+            assert!(names_address(issuer, "http", local), "{issuer}");
+        }
+        for issuer in [
+            "https://127.0.0.1:9000",
+            "http://127.0.0.1:8080",
+            "http://10.0.0.1:9000",
+            "http://auth.test:9000",
+            "nonsense",
+        ] {
+            assert!(!names_address(issuer, "http", local), "{issuer}");
+        }
+        let everywhere: SocketAddr = "0.0.0.0:443".parse().unwrap();
+        assert!(names_address("https://auth.example.com", "https", everywhere));
+        assert!(!names_address("https://auth.example.com", "http", everywhere));
+        let v6: SocketAddr = "[::1]:8443".parse().unwrap();
+        assert!(names_address("https://[::1]:8443", "https", v6));
+    }
 }

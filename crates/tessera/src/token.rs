@@ -38,7 +38,7 @@ pub(crate) fn run(config: &Config, command: TokenCommand) -> anyhow::Result<Exit
             }
             let key = ring.active(now)?;
             let claims = Claims {
-                iss: Some(config.issuer.clone()),
+                iss: Some(config.issuer()),
                 sub: Some(sub),
                 aud: Some(audience(aud, &config.tokens.audience)),
                 exp: Some(now.saturating_add(secs(ttl))),
@@ -67,7 +67,7 @@ pub(crate) fn run(config: &Config, command: TokenCommand) -> anyhow::Result<Exit
             };
             let mut policy = match profile {
                 ProfileArg::Access => Policy::access(
-                    iss.unwrap_or_else(|| config.issuer.clone()),
+                    iss.unwrap_or_else(|| config.issuer()),
                     if aud.is_empty() { vec![config.tokens.audience.clone()] } else { aud },
                 ),
                 ProfileArg::Jws => Policy { issuer: iss, audiences: aud, ..Policy::jws() },

@@ -25,6 +25,7 @@ async fn run_async(config: &Config, command: UserCommand) -> anyhow::Result<Exit
     match command {
         UserCommand::Add { name, roles, password_stdin } => {
             validate_name(&name)?;
+            tessera_server::gateway::check_roles(&roles)?;
             let password = read_password(password_stdin, true)?;
             let password_hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
             let user = User { username: name.clone(), password_hash, roles, disabled: false, created_at: now };

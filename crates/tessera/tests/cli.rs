@@ -504,3 +504,19 @@ fn revoking_an_identifier_that_starts_with_a_dash_works() {
     ok(dir.path(), &["revoke", "--jti", "-tAbCdEfGhIjKlMnOpQrStU", "--reason", "test"]);
     ok(dir.path(), &["revoke", "--sid", "-session"]);
 }
+
+#[test]
+fn a_user_with_a_role_outside_the_safe_set_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for role in ["admin,staff", "a b", "rôle"] {
+        let run = tessera(
+            dir.path(),
+            &["user", "add", "mallory", "--role", "staff", "--role", role, "--password-stdin"],
+            &[],
+        );
+        assert_ne!(run.code, 0, "{role}");
+        assert!(run.stderr.contains("is not allowed"), "{role}: {}", run.stderr);
+    }
+    let users: Value = serde_json::from_str(&ok(dir.path(), &["user", "list", "--json"])).unwrap();
+    assert_eq!(users, serde_json::json!([]), "nothing was added");
+}

@@ -176,6 +176,9 @@ fn nodes_on_postgresql_share_signing_keys_through_the_store() {
     assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
     let local_kid = serde_json::from_slice::<Value>(&generated.stdout).unwrap()[0]["kid"].as_str().unwrap().to_owned();
     std::fs::write(dirs[0].path().join("tessera.toml"), config).unwrap();
+    // Made without a master key, the keyring is unsealed: a shared store needs one, and sealing is explicit.
+    let sealed = tessera(dirs[0].path()).args(["keys", "seal"]).output().unwrap();
+    assert!(sealed.status.success(), "{}", String::from_utf8_lossy(&sealed.stderr));
     add_user(dirs[0].path(), "alice");
 
     let nodes = dirs.each_ref().map(|dir| Server::start(dir.path()));
@@ -189,7 +192,9 @@ fn nodes_on_postgresql_share_signing_keys_through_the_store() {
     }
     // A rotation from the command line, in a fourth directory, reaches every node within its reload interval.
     let operator = tempfile::tempdir().unwrap();
-    std::fs::copy(dirs[1].path().join("tessera.toml"), operator.path().join("tessera.toml")).unwrap();
+    for file in ["tessera.toml", "master-key"] {
+        std::fs::copy(dirs[1].path().join(file), operator.path().join(file)).unwrap();
+    }
     let rotated = tessera(operator.path()).args(["keys", "rotate", "--now", "--json"]).output().unwrap();
     assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
     let new_kid = serde_json::from_slice::<Value>(&rotated.stdout).unwrap()[0]["kid"].as_str().unwrap().to_owned();
@@ -210,12 +215,18 @@ fn node_dirs(config: &str) -> [tempfile::TempDir; 3] {
     std::array::from_fn(|_| {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("admin-token"), ADMIN).unwrap();
-        std::fs::write(dir.path().join("tessera.toml"), config).unwrap();
+        // Nodes of a shared store must agree on the issuer (and each would otherwise name its own address).
+        // A shared store needs a master key, the same on every node.
+        std::fs::write(dir.path().join("master-key"), MASTER_KEY).unwrap();
+        let keys = "[keys]\nmaster_key_file = \"master-key\"\n";
+        std::fs::write(dir.path().join("tessera.toml"), format!("issuer = \"http://tessera.test\"\n{keys}{config}"))
+            .unwrap();
         dir
     })
 }
 
 const ADMIN: &str = "admin-credential-for-the-multi-node-test-0123456789";
+const MASTER_KEY: &str = "qXoGsnbbV0Ai4ynFMHDPCj3GJtyuIbEmwodqlZW1Sg8=";
 
 fn admin(addr: SocketAddr, path: &str, body: &Value) -> Value {
     let body = body.to_string();

@@ -1,5 +1,7 @@
 //! A real nginx (`auth_request`) in front of a tiny upstream, with Tessera deciding: the shipped example
-//! configuration `deploy/nginx/tessera.conf`, run as is but for its addresses.
+//! configuration `deploy/nginx/tessera.conf`, run as is but for its addresses, and a Tessera whose route rules
+//! protect `/admin`. Besides valid and invalid tokens, a hostile client: forwarded headers it injects to name
+//! another request, and spellings of `/admin` meant to slip past the rule.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{tessera, Server, PASSWORD};
+use tempfile::TempDir;
 
 mod common;
 
@@ -35,7 +38,8 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// An upstream that answers 200 with the identity headers it received, and counts requests.
+/// An upstream that answers 200 with the identity headers it received (and the request line), and counts
+/// requests.
 fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -53,7 +57,8 @@ fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
                     break;
                 }
                 let lower = line.to_lowercase();
-                if lower.starts_with("x-user-id") || lower.starts_with("x-user-roles") || lower.starts_with("x-scope") {
+                let identity = ["x-user-id", "x-user-roles", "x-scope", "x-token-issuer", "x-external-subject"];
+                if seen.is_empty() || identity.iter().any(|name| lower.starts_with(name)) {
                     seen.push(line.trim().to_owned());
                 }
             }
@@ -65,19 +70,21 @@ fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, hits)
 }
 
-fn get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u16, String, String) {
+/// Sends `request` (the request line and header lines, each ending in CRLF, without the final empty line) and
+/// answers (status, head, body).
+fn send(addr: SocketAddr, request: &str) -> (u16, String, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = bearer.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: app\r\n{auth}x-user-id: forged-by-client\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
+    write!(stream, "{request}host: app\r\nconnection: close\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     (head[9..12].parse().unwrap(), head.to_owned(), body.to_owned())
+}
+
+fn get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u16, String, String) {
+    let auth = bearer.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    send(addr, &format!("GET {path} HTTP/1.1\r\n{auth}x-user-id: forged-by-client\r\nx-token-issuer: forged\r\n"))
 }
 
 fn wait_for(addr: SocketAddr) {
@@ -88,11 +95,36 @@ fn wait_for(addr: SocketAddr) {
     }
 }
 
-#[test]
-fn nginx_auth_request_lets_only_valid_tokens_reach_the_upstream() {
+/// Tessera as the shipped example documents it: nginx's headers only, an audience required in the auth URL,
+/// and `/admin` (in any case) needing scope `admin`. The issuer is explicit, so that tokens the command line
+/// issues name the one the server verifies.
+const TESSERA_TOML: &str = r#"
+issuer = "https://tessera.test"
+
+[gateway]
+forwarded_headers = "nginx"
+require_audience = true
+
+[[gateway.routes]]
+path_prefix = "/admin"
+case_insensitive = true
+scopes = ["admin"]
+"#;
+
+/// Tessera (with user alice, role admin), the upstream, and nginx running the shipped configuration.
+struct Gateway {
+    addr: SocketAddr,
+    tessera: Server,
+    hits: Arc<AtomicUsize>,
+    dir: TempDir,
+    _nginx: Killed,
+}
+
+fn gateway() -> Gateway {
     let nginx = nginx_binary();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    std::fs::write(d.join("tessera.toml"), TESSERA_TOML).unwrap();
     let mut add = tessera(d)
         .args(["user", "add", "alice", "--role", "admin", "--password-stdin"])
         .stdin(Stdio::piped())
@@ -131,23 +163,50 @@ fn nginx_auth_request_lets_only_valid_tokens_reach_the_upstream() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let _nginx = Killed(child);
+    let nginx = Killed(child);
     wait_for(nginx_addr);
+    Gateway { addr: nginx_addr, tessera: server, hits, dir, _nginx: nginx }
+}
 
-    let login = serde_json::json!({"username": "alice", "password": PASSWORD}).to_string();
-    let mut stream = TcpStream::connect(tessera_addr).unwrap();
-    write!(stream, "POST /auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{login}", login.len()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let body = response.split_once("\r\n\r\n").unwrap().1;
-    let token = serde_json::from_str::<serde_json::Value>(body).unwrap()["access_token"].as_str().unwrap().to_owned();
+impl Gateway {
+    /// Alice's access token from a login (scope: none).
+    fn login(&self) -> String {
+        let login = serde_json::json!({"username": "alice", "password": PASSWORD}).to_string();
+        let mut stream = TcpStream::connect(self.tessera.addr).unwrap();
+        write!(stream, "POST /auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{login}", login.len()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body = response.split_once("\r\n\r\n").unwrap().1;
+        serde_json::from_str::<serde_json::Value>(body).unwrap()["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// An access token for alice with `scope`, issued by the command line.
+    fn token_with_scope(&self, scope: &str) -> String {
+        let output =
+            tessera(self.dir.path()).args(["token", "issue", "--sub", "alice", "--scope", scope]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn nginx_auth_request_lets_only_valid_tokens_reach_the_upstream() {
+    let gateway = gateway();
+    let (nginx_addr, tessera_addr) = (gateway.addr, gateway.tessera.addr);
+    let token = gateway.login();
 
     let (status, _, body) = get(nginx_addr, "/orders/7", Some(&token));
     assert_eq!(status, 200);
     assert!(body.contains("X-User-ID: alice"), "the upstream sees Tessera's identity, not the client's: {body}");
-    assert!(!body.contains("forged-by-client"), "{body}");
+    assert!(!body.contains("forged"), "{body}");
     assert!(body.contains("X-User-Roles: admin"), "{body}");
-    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    assert!(body.contains("X-Token-Issuer: https://tessera.test"), "{body}");
+    assert!(!body.to_lowercase().contains("x-external-subject"), "a local user has no external subject: {body}");
+    assert_eq!(gateway.hits(), 1);
 
     for (bearer, what) in [
         (None, "no token"),
@@ -165,5 +224,44 @@ fn nginx_auth_request_lets_only_valid_tokens_reach_the_upstream() {
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 204"));
     assert_eq!(get(nginx_addr, "/orders/7", Some(&token)).0, 401);
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "no refused request reached the upstream");
+    assert_eq!(gateway.hits(), 1, "no refused request reached the upstream");
+}
+
+#[test]
+fn nginx_refuses_injected_forwarded_headers_and_every_spelling_of_a_protected_path() {
+    let gateway = gateway();
+    let user = gateway.login();
+    let auth = format!("authorization: Bearer {user}\r\n");
+
+    // The attack of issue 15: the client names a harmless request in every forwarded header it can think of.
+    let injected = format!(
+        "DELETE /admin/users/7 HTTP/1.1\r\n{auth}x-forwarded-uri: /public\r\nx-forwarded-method: GET\r\n\
+         x-original-uri: /public\r\nx-original-method: GET\r\nx-forwarded-prefix: /public\r\n"
+    );
+    assert_eq!(send(gateway.addr, &injected).0, 403, "the rule for /admin applies to what nginx received");
+    assert_eq!(gateway.hits(), 0);
+
+    // Spellings the upstream reads as /admin/...: the rule applies to each.
+    let admin_spellings =
+        ["/admin/users", "/%61dmin/users", "/x/../admin/users", "//admin/users", "/admin/./users", "/ADMIN/users"];
+    for path in admin_spellings {
+        assert_eq!(get(gateway.addr, path, Some(&user)).0, 403, "{path}");
+    }
+    // Spellings no normalisation makes unambiguous: refused by nginx or by Tessera, 400 either way.
+    for path in
+        ["/admin%2Fusers", "/admin%5Cusers", "/admin\\users", "/admin/users%00", "/admin/%zz", "/../admin/users"]
+    {
+        assert_eq!(get(gateway.addr, path, Some(&user)).0, 400, "{path}");
+    }
+    assert_eq!(gateway.hits(), 0, "no refused request reached the upstream");
+
+    // The same spellings with the scope the rule asks for do reach it, and it sees them as sent.
+    let admin = gateway.token_with_scope("admin");
+    for path in admin_spellings {
+        let (status, _, body) = get(gateway.addr, path, Some(&admin));
+        assert_eq!(status, 200, "{path}");
+        assert!(body.starts_with(&format!("GET {path} HTTP/1.")), "{path}: {body}");
+    }
+    assert_eq!(gateway.hits(), admin_spellings.len());
+    assert_eq!(get(gateway.addr, "/administrator", Some(&user)).0, 200, "prefixes match whole segments");
 }

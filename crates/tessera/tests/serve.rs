@@ -402,9 +402,10 @@ fn a_session_is_logged_without_secrets_and_counted_in_metrics() {
     // A lost response: the same token again inside the grace window gets the same successor (no new token).
     let (status, again) = refresh(addr, &second).unwrap();
     assert_eq!((status, &again), (200, &third));
+    // A token in the query (RFC 6750 §2.3) is no parameter /verify takes (400), and must not reach the log either.
     let verify = format!("/verify?access_token={access}");
     let (status, _) = request(addr, "GET", &verify, &format!("authorization: Bearer {access}\r\n"), "").unwrap();
-    assert_eq!(status, 200);
+    assert_eq!(status, 400);
     let wrong = "a wrong password that must not be logged";
     let failed = serde_json::json!({"username": "lena", "password": wrong}).to_string();
     assert_eq!(http(addr, "POST", "/auth/login", "application/json", &failed).unwrap().0, 401);
@@ -451,4 +452,90 @@ fn a_session_is_logged_without_secrets_and_counted_in_metrics() {
     ] {
         assert!(!log.contains(secret), "{what} is in the log");
     }
+}
+
+#[test]
+fn a_client_added_on_the_command_line_works_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The server would learn of the client from the store only at its next reload, a minute away.
+    std::fs::write(
+        d.join("tessera.toml"),
+        "[server]\nreload_interval = \"60s\"\n[revocation]\nstale_after = \"120s\"\n",
+    )
+    .unwrap();
+    let server = Server::start(d);
+    let added = tessera(d).args(["client", "add", "scripted", "--audience", "ledger", "--json"]).output().unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let secret = serde_json::from_slice::<Value>(&added.stdout).unwrap()["client_secret"].as_str().unwrap().to_owned();
+    let (status, body) = http(
+        server.addr,
+        "POST",
+        "/oauth2/token",
+        "application/x-www-form-urlencoded",
+        &format!("grant_type=client_credentials&client_id=scripted&client_secret={secret}"),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn without_an_issuer_the_server_names_the_address_it_really_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_user(d, "nina");
+    // A free port, named explicitly (not 0), as an operator would.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = tessera(d)
+        .args(["serve", "--listen", &listen])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let server = Server { child, addr: listen.parse().unwrap() };
+    let issuer = format!("http://{listen}");
+    assert_eq!(line.trim(), format!("listening on {issuer}"));
+
+    let body = serde_json::json!({"username": "nina", "password": PASSWORD});
+    let (status, reply) = http(server.addr, "POST", "/auth/login", "application/json", &body.to_string()).unwrap();
+    assert_eq!(status, 200, "{reply}");
+    let access = serde_json::from_str::<Value>(&reply).unwrap()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(claims(&access)["iss"], issuer.as_str());
+    let (_, metadata) = http(server.addr, "GET", "/.well-known/oauth-authorization-server", "text/plain", "").unwrap();
+    let metadata: Value = serde_json::from_str(&metadata).unwrap();
+    assert_eq!(metadata["issuer"], issuer.as_str());
+    assert_eq!(metadata["jwks_uri"], format!("{issuer}/.well-known/jwks.json").as_str());
+    assert_eq!(metadata["token_endpoint"], format!("{issuer}/oauth2/token").as_str());
+}
+
+/// `tessera serve` warns at start while `/verify` takes a token for any audience, and not once a gateway audience
+/// is configured or required.
+#[test]
+fn serve_warns_while_verify_accepts_every_audience() {
+    let started_with = |config: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tessera.toml"), config).unwrap();
+        let log_path = dir.path().join("server.log");
+        let mut child = tessera(dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("listening on"), "{line}");
+        let _ = child.kill();
+        let _ = child.wait();
+        std::fs::read_to_string(&log_path).unwrap()
+    };
+    let warning = "/verify accepts tokens for every audience";
+    assert!(started_with("").contains(warning));
+    assert!(!started_with("[gateway]\naudience = \"orders\"\n").contains(warning));
+    assert!(!started_with("[gateway]\nrequire_audience = true\n").contains(warning));
 }

@@ -89,10 +89,14 @@ fn configure(dir: &Path, urls: &[String], cluster: bool, wait_replicas: u32, sta
 /// A configuration on the given `[store]` section, limits raised for load, an admin credential.
 fn configure_store(dir: &Path, store: &str, stale_after: &str) {
     std::fs::write(dir.join("admin-token"), ADMIN).unwrap();
+    // A shared store needs a master key.
+    std::fs::write(dir.join("master-key"), "qXoGsnbbV0Ai4ynFMHDPCj3GJtyuIbEmwodqlZW1Sg8=").unwrap();
     let config = format!(
-        "[store]\n{store}\n\
+        "issuer = \"http://tessera.test\"\n\
+         [keys]\nmaster_key_file = \"master-key\"\n\n\
+         [store]\n{store}\n\
          [server]\nadmin_token_file = \"admin-token\"\n\n\
-         [rate_limits]\nlogin_per_ip = 100000\nlogin_per_user = 100000\nfailed_refresh_per_ip = 100000\nfailed_refresh_per_user = 100000\n\n\
+         [rate_limits]\nlogin_per_ip = 100000\nfailed_login_per_user_and_ip = 100000\nfailed_refresh_per_ip = 100000\nfailed_refresh_per_user = 100000\n\n\
          [revocation]\nstale_after = \"{stale_after}\"\n"
     );
     std::fs::write(dir.join("tessera.toml"), config).unwrap();

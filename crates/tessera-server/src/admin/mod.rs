@@ -75,6 +75,8 @@ async fn create_session(State(state): State<AppState>, request: Request) -> Resu
     if let Some(name) = request.claims.keys().find(|name| RESERVED.contains(&name.as_str())) {
         return Err(ApiError::bad_request(format!("claim {name:?} is set by the issuer")));
     }
+    // Roles travel comma-joined in `X-User-Roles`: one containing `,` would pass as two.
+    crate::gateway::check_roles(&request.roles).map_err(|err| ApiError::bad_request(err.to_string()))?;
     let issued = session::start(
         &state,
         SessionRequest {

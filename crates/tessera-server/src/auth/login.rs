@@ -9,13 +9,17 @@ use serde::Deserialize;
 use super::refresh_cookie;
 use crate::error::ApiError;
 use crate::extract::{ClientIp, JsonBody};
-use crate::password::verify_password;
+use crate::password::{verify_password, NotChecked};
 use crate::session::{self, SessionRequest};
 use crate::state::{millis, AppState};
 
 /// Longest username and password accepted (argon2 is not run on megabytes).
 const MAX_USERNAME: usize = 256;
 const MAX_PASSWORD: usize = 1024;
+
+/// `Retry-After` of a login refused because every core is hashing and the queue is full: a queue drains in well
+/// under a second.
+const BUSY_RETRY_AFTER_SECS: u64 = 1;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,7 +48,7 @@ pub(crate) async fn login(
     if request.username.is_empty() || request.username.len() > MAX_USERNAME || request.password.len() > MAX_PASSWORD {
         return Err(ApiError::bad_request("username must be 1-256 bytes and password at most 1024"));
     }
-    state.0.limits.login(ip, &request.username).map_err(|wait| {
+    let attempt = state.0.limits.login(ip, &request.username).map_err(|wait| {
         metrics::counter!("tessera_login_failures_total", "reason" => "rate_limited").increment(1);
         ApiError::too_many(wait)
     })?;
@@ -53,19 +57,28 @@ pub(crate) async fn login(
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     let password = request.password;
     let started = std::time::Instant::now();
-    // argon2 takes tens of milliseconds of CPU: never on the async runtime. An unknown user is checked against a
-    // decoy hash, so both failures cost the same and answer the same.
-    let valid = tokio::task::spawn_blocking(move || verify_password(&password, hash.as_deref()))
-        .await
-        .map_err(ApiError::internal)?;
+    // argon2 takes tens of milliseconds of CPU and 19 MiB: never on the async runtime, one per core at a time. An
+    // unknown user is checked against a decoy hash, so both failures cost the same and answer the same.
+    let checked = state.0.password_checks.run(move || verify_password(&password, hash.as_deref())).await;
+    let valid = match checked {
+        Ok(valid) => valid,
+        Err(NotChecked::Busy) => {
+            metrics::counter!("tessera_login_failures_total", "reason" => "busy").increment(1);
+            return Err(ApiError::overloaded(BUSY_RETRY_AFTER_SECS));
+        }
+        Err(NotChecked::Failed(err)) => return Err(ApiError::internal(err)),
+    };
     metrics::histogram!("tessera_argon2_seconds").record(started.elapsed().as_secs_f64());
     let user = match user {
         Some(user) if valid && !user.disabled => user,
         _ => {
+            attempt.failed();
             metrics::counter!("tessera_login_failures_total", "reason" => "invalid_credentials").increment(1);
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "invalid username or password"));
         }
     };
+    // A right password spends nothing of the failure budgets.
+    drop(attempt);
 
     let user_agent =
         headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect());

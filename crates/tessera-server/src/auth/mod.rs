@@ -5,6 +5,7 @@
 //! `Domain`: scoped to the endpoints that need it (refresh and logout), rather than `__Host-` with `Path=/`, which
 //! would send the refresh token along with every request to the host.
 
+pub(crate) mod failures;
 mod login;
 mod refresh;
 mod sessions;

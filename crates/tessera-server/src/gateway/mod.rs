@@ -1,85 +1,122 @@
 //! `/verify`: forward authentication for nginx `auth_request`, Traefik ForwardAuth and Envoy `ext_authz`. The
-//! bearer token is verified (signature, claims, revocation), the original request is matched against the route
-//! rules (`X-Forwarded-Method` / `X-Forwarded-Uri`, nginx's `X-Original-Method` / `X-Original-URI`, or — as
-//! Envoy's HTTP `ext_authz` sends it, with `path_prefix: /verify` — the method and path of the check request
-//! itself), and the answer is 200 with identity headers for the upstream, 401 `invalid_token`, or 403
-//! `insufficient_scope`.
+//! original request (method and URI, from the headers the `forwarded_headers` setting names, or — as Envoy's
+//! HTTP `ext_authz` sends it, with `path_prefix: /verify` — the method and path of the check request itself) is
+//! checked and its path normalised first ([`forwarded`], [`path`]); then the bearer token is verified
+//! (signature, claims, revocation) and matched against the audience and scopes of the auth URL
+//! (`/verify?audience=orders&scope=orders:read`) and the route rules. The answer is 200 with identity headers
+//! for the upstream ([`identity`]), 400 for a request that cannot be judged unambiguously, 401 `invalid_token`,
+//! or 403 `insufficient_scope`.
 
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+mod forwarded;
+pub mod identity;
+pub mod path;
+
+use axum::extract::{OriginalUri, RawQuery, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
+
+pub use forwarded::is_method;
+pub use identity::{check_roles, is_safe_role, is_scope_token, UnsafeRole};
 
 use crate::error::ApiError;
 use crate::extract::authenticate;
-use crate::settings::RouteRule;
+use crate::settings::{ForwardedHeaders, RouteRule};
 use crate::state::AppState;
+use forwarded::{Original, Requirements};
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/verify", get(verify).post(verify)).route("/verify/{*path}", axum::routing::any(verify_envoy))
-}
-
-fn header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
-    names.iter().find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+    Router::new()
+        .route("/verify", get(verify).post(verify))
+        .route("/verify/", any(verify_envoy))
+        .route("/verify/{*path}", any(verify_envoy))
 }
 
 /// The first rule matching the original request.
-fn rule_for<'a>(rules: &'a [RouteRule], method: Option<&str>, uri: &str) -> Option<&'a RouteRule> {
-    let path = uri.split(['?', '#']).next().unwrap_or_default();
+fn rule_for<'a>(rules: &'a [RouteRule], original: &Original) -> Option<&'a RouteRule> {
+    let path = original.path.as_deref()?;
     rules.iter().find(|rule| {
-        path.starts_with(&rule.path_prefix)
-            && rule.method.as_deref().is_none_or(|m| method.is_some_and(|actual| actual.eq_ignore_ascii_case(m)))
+        path::is_under(path, &rule.path_prefix, rule.case_insensitive)
+            && rule.method.as_deref().is_none_or(|needed| original.method.as_deref() == Some(needed))
     })
 }
 
-async fn verify(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let method = header(&headers, &["x-forwarded-method", "x-original-method"]).map(str::to_owned);
-    let uri = header(&headers, &["x-forwarded-uri", "x-original-uri"]).unwrap_or("/").to_owned();
-    check(&state, &headers, method.as_deref(), &uri).await
-}
-
-/// Envoy's HTTP `ext_authz` forwards the original method and path, behind the configured `path_prefix`.
-async fn verify_envoy(
+async fn verify(
     State(state): State<AppState>,
-    method: axum::http::Method,
-    axum::extract::OriginalUri(original): axum::extract::OriginalUri,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let path = original.path_and_query().map_or("/", |p| p.as_str());
-    let uri = path.strip_prefix("/verify").unwrap_or(path);
-    check(&state, &headers, Some(method.as_str()), uri).await
+    let original = forwarded::from_headers(&state.settings().forwarded_headers, &headers)?;
+    let required = forwarded::requirements(query.as_deref())?;
+    check(&state, &headers, &original, required).await
 }
 
-async fn check(state: &AppState, headers: &HeaderMap, method: Option<&str>, uri: &str) -> Result<Response, ApiError> {
+/// Envoy's HTTP `ext_authz` sends the original method and path (with the client's query, which therefore names
+/// no requirement here) behind the configured `path_prefix`.
+async fn verify_envoy(
+    State(state): State<AppState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !matches!(state.settings().forwarded_headers, ForwardedHeaders::Auto | ForwardedHeaders::Envoy) {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint"));
+    }
+    let full = uri.path_and_query().map_or("/", |p| p.as_str());
+    let original = forwarded::checked(Some(method.as_str()), Some(full.strip_prefix("/verify").unwrap_or(full)))?;
+    check(&state, &headers, &original, Requirements::default()).await
+}
+
+async fn check(
+    state: &AppState,
+    headers: &HeaderMap,
+    original: &Original,
+    required: Requirements,
+) -> Result<Response, ApiError> {
+    let settings = state.settings();
+    let rules = &settings.routes;
+    // Without the original request, no rule could be applied: refused rather than matched as some default path.
+    if !rules.is_empty() && (original.method.is_none() || original.path.is_none()) {
+        return Err(forwarded::refused("no_original_request", "the gateway did not send the original method and URI"));
+    }
+    let audience = required.audience.as_ref().or(settings.verify_audience.as_ref());
+    if audience.is_none() && settings.require_verify_audience {
+        return Err(forwarded::refused(
+            "no_audience",
+            "the gateway's /verify URL must name an audience (?audience=...)",
+        ));
+    }
     let claims = authenticate(state, headers).await?;
-    if let Some(rule) = rule_for(&state.settings().routes, method, uri) {
-        if let Some(audience) = &rule.audience {
-            if !claims.aud.as_ref().is_some_and(|aud| aud.contains(audience)) {
-                return Err(ApiError::invalid_token());
-            }
-        }
-        let granted: Vec<&str> = claims.scope.as_deref().unwrap_or_default().split(' ').collect();
-        if rule.scopes.iter().any(|needed| !granted.contains(&needed.as_str())) {
-            metrics::counter!("tessera_token_rejections_total", "reason" => "insufficient_scope").increment(1);
-            return Err(ApiError::insufficient_scope());
+    let external = state.0.issuers.iter().map(|issuer| &issuer.config);
+    let identity = identity::identity(&claims, &settings.issuer, external)?;
+    let rule = rule_for(rules, original);
+    let audiences = audience.into_iter().chain(rule.and_then(|rule| rule.audience.as_ref()));
+    for needed in audiences {
+        if !claims.aud.as_ref().is_some_and(|aud| aud.contains(needed)) {
+            metrics::counter!("tessera_token_rejections_total", "reason" => "wrong_audience").increment(1);
+            return Err(ApiError::invalid_token());
         }
     }
-    let roles = claims
-        .extra
-        .get("roles")
-        .and_then(|r| r.as_array())
-        .map(|roles| roles.iter().filter_map(|r| r.as_str()).collect::<Vec<_>>().join(","))
-        .unwrap_or_default();
-    let request_id = match header(headers, &["x-request-id"]).filter(|id| id.len() <= 128) {
+    let needed_scopes = required.scopes.iter().chain(rule.map(|rule| &rule.scopes).into_iter().flatten());
+    if needed_scopes.into_iter().any(|needed| !identity.scopes.contains(&needed.as_str())) {
+        metrics::counter!("tessera_token_rejections_total", "reason" => "insufficient_scope").increment(1);
+        return Err(ApiError::insufficient_scope());
+    }
+    let request_id = match headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|id| id.len() <= 128) {
         Some(id) => id.to_owned(),
         None => crate::secrets::random_b64::<12>().map_err(|_| ApiError::internal("random number generator failed"))?,
     };
+    let (roles, scope) = (identity.roles.join(","), identity.scopes.join(" "));
     let mut out = HeaderMap::new();
+    // Every identity header is always sent, empty when it does not apply, so a gateway that only overrides the
+    // headers it copies (Envoy) never leaves one a client wrote in place.
     for (name, value) in [
-        ("x-user-id", claims.sub.as_deref().unwrap_or_default()),
+        ("x-user-id", identity.user_id),
+        ("x-external-subject", identity.external_subject),
+        ("x-token-issuer", identity.issuer),
         ("x-user-roles", roles.as_str()),
-        ("x-scope", claims.scope.as_deref().unwrap_or_default()),
+        ("x-scope", scope.as_str()),
         ("x-request-id", request_id.as_str()),
     ] {
         // A value that cannot be a header is refused, not passed on altered.
@@ -93,18 +130,24 @@ async fn check(state: &AppState, headers: &HeaderMap, method: Option<&str>, uri:
 mod tests {
     use super::*;
 
+    fn original(method: &str, path: &str) -> Original {
+        Original { method: Some(method.into()), path: Some(path.into()) }
+    }
+
     #[test]
     fn the_first_matching_rule_wins() {
         let rule = |prefix: &str, method: Option<&str>| RouteRule {
             path_prefix: prefix.into(),
+            case_insensitive: false,
             method: method.map(str::to_owned),
             audience: None,
             scopes: vec![prefix.into()],
         };
         let rules = [rule("/admin", Some("POST")), rule("/admin", None), rule("/", None)];
-        assert_eq!(rule_for(&rules, Some("post"), "/admin/users?x=1").unwrap().method.as_deref(), Some("POST"));
-        assert_eq!(rule_for(&rules, Some("GET"), "/admin").unwrap().method, None);
-        assert_eq!(rule_for(&rules, None, "/other").unwrap().path_prefix, "/");
-        assert!(rule_for(&rules[..2], Some("GET"), "/public").is_none());
+        assert_eq!(rule_for(&rules, &original("POST", "/admin/users")).unwrap().method.as_deref(), Some("POST"));
+        assert_eq!(rule_for(&rules, &original("GET", "/admin")).unwrap().method, None);
+        assert_eq!(rule_for(&rules, &original("GET", "/administrator")).unwrap().path_prefix, "/");
+        assert!(rule_for(&rules[..2], &original("GET", "/public")).is_none());
+        assert!(rule_for(&rules, &Original::default()).is_none());
     }
 }

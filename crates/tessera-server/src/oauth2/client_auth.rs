@@ -19,7 +19,7 @@ pub fn secret_hash(secret: &str) -> Vec<u8> {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes()).as_ref().to_vec()
 }
 
-fn invalid_client() -> ApiError {
+pub(crate) fn invalid_client() -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed")
         .with_challenge(r#"Basic realm="tessera""#)
 }
@@ -72,9 +72,9 @@ pub(crate) async fn authenticate(
             if posted_id.is_some_and(|posted| posted != id) {
                 return Err(ApiError::bad_request("client_id differs from the authenticated client"));
             }
-            by_secret(state, &id, &form_decode(secret).ok_or_else(invalid_client)?)
+            by_secret(state, &id, &form_decode(secret).ok_or_else(invalid_client)?).await
         }
-        (None, Some(secret), _) => by_secret(state, posted_id.ok_or_else(invalid_client)?, secret),
+        (None, Some(secret), _) => by_secret(state, posted_id.ok_or_else(invalid_client)?, secret).await,
         (None, None, Some(assertion)) => by_assertion(state, posted_id, assertion).await?,
         (None, None, None) => None,
     };
@@ -84,8 +84,17 @@ pub(crate) async fn authenticate(
     })
 }
 
-fn by_secret(state: &AppState, client_id: &str, secret: &str) -> Option<Arc<Client>> {
-    let registered = state.0.clients.get(client_id);
+/// Whether the request carries client credentials, of any method: [`authenticate`] then decides, and anything
+/// short of a valid credential is `invalid_client`.
+pub(crate) fn presents_credentials(headers: &HeaderMap, form: &[(String, String)]) -> bool {
+    headers.contains_key(header::AUTHORIZATION)
+        || form
+            .iter()
+            .any(|(name, _)| matches!(name.as_str(), "client_secret" | "client_assertion" | "client_assertion_type"))
+}
+
+async fn by_secret(state: &AppState, client_id: &str, secret: &str) -> Option<Arc<Client>> {
+    let registered = crate::clients::find(state, client_id).await;
     let presented = secret_hash(secret);
     let expected = registered.as_ref().map_or(&[0u8; 32][..], |r| r.client.secret_hash.as_slice());
     let matches = aws_lc_rs::constant_time::verify_slices_are_equal(&presented, expected).is_ok();
@@ -101,31 +110,36 @@ async fn by_assertion(
     posted_id: Option<&str>,
     assertion: &str,
 ) -> Result<Option<Arc<Client>>, ApiError> {
-    let Some((registered, jti, exp)) = check_assertion(state, posted_id, assertion) else { return Ok(None) };
+    let max_len = state.settings().max_token_bytes;
+    let Ok(unverified) = tessera_jose::decode_unverified(assertion, max_len) else { return Ok(None) };
+    let Some(client_id) = unverified.payload.claims().and_then(|claims| claims.iss.clone()) else { return Ok(None) };
+    if posted_id.is_some_and(|posted| posted != client_id) {
+        return Ok(None);
+    }
+    let registered = crate::clients::find(state, &client_id).await;
+    let Some((registered, jti, exp)) = check_assertion(state, registered, &unverified.header.alg, assertion) else {
+        return Ok(None);
+    };
     let client_id = &registered.client.client_id;
     let expires_at = exp.saturating_add(state.settings().leeway_secs).saturating_mul(1000);
     let first_use = state.store().use_assertion(client_id, &jti, expires_at, state.clock().now_ms()).await?;
     Ok(first_use.then(|| Arc::clone(&registered.client)))
 }
 
-/// The registered client, `jti` and `exp` of a valid assertion, before the replay check.
+/// The registered client (`registered`, the one the assertion's `iss` names), `jti` and `exp` of a valid
+/// assertion signed with `alg`, before the replay check.
 fn check_assertion(
     state: &AppState,
-    posted_id: Option<&str>,
+    registered: Option<Arc<crate::clients::Registered>>,
+    alg: &str,
     assertion: &str,
 ) -> Option<(Arc<crate::clients::Registered>, String, i64)> {
-    let max_len = state.settings().max_token_bytes;
-    let unverified = tessera_jose::decode_unverified(assertion, max_len).ok()?;
-    let client_id = unverified.payload.claims()?.iss.clone()?;
-    if posted_id.is_some_and(|posted| posted != client_id) {
-        return None;
-    }
-    let Some(registered) = state.0.clients.get(&client_id).filter(|registered| registered.assertions.is_some()) else {
-        // Unknown, or a client without keys: the same signature work as a known client's check, so the time
-        // taken does not tell which client ids exist.
-        let _ = decoy_verification(&unverified.header.alg, assertion);
+    let Some(registered) = registered.filter(|registered| registered.assertions.is_some()) else {
+        // Unknown, or a client without keys: the same signature work as a known client's check.
+        let _ = decoy_verification(alg, assertion);
         return None;
     };
+    let client_id = &registered.client.client_id;
     let now = state.clock().now_secs();
     let verified = registered.assertions.as_ref()?.verify(assertion, now).ok()?;
     let claims = verified.claims()?;

@@ -30,6 +30,8 @@ enum TokenError {
     UnsupportedGrantType,
     /// The refresh token is invalid, expired, revoked, or was already used.
     InvalidGrant,
+    /// A token-exchange subject or actor token that cannot be exchanged, and why.
+    InvalidSubject(&'static str),
     /// The client may not use this grant.
     UnauthorizedClient,
     /// A scope outside the client's.
@@ -52,6 +54,7 @@ impl From<TokenError> for ApiError {
                 "invalid_grant",
                 "the refresh token is invalid, expired or revoked",
             ),
+            TokenError::InvalidSubject(why) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_grant", why),
             TokenError::UnauthorizedClient => {
                 ApiError::new(StatusCode::BAD_REQUEST, "unauthorized_client", "the client may not use this grant type")
             }
@@ -65,18 +68,28 @@ impl From<TokenError> for ApiError {
     }
 }
 
-/// The form parameters, each present at most once (RFC 6749 §3.2).
+/// The most parameters a form of these endpoints may carry. The largest legitimate request, a token exchange with
+/// an actor token and client authentication, has about a dozen; a body with more is refused before it is decoded,
+/// so a 64 KiB body of thousands of tiny parameters costs no more than a normal request.
+const MAX_FORM_PARAMETERS: usize = 32;
+
+/// The form parameters, each present at most once (RFC 6749 §3.2). Runs before anything else an endpoint does
+/// (client authentication included), in time linear in the body.
 fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, TokenError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !content_type.starts_with("application/x-www-form-urlencoded") {
         return Err(TokenError::InvalidRequest("Content-Type must be application/x-www-form-urlencoded"));
     }
+    // Counted as the decoder splits them: empty pieces (`a=1&&b=2`) are no parameter.
+    let mut pieces = body.split(|&byte| byte == b'&').filter(|piece| !piece.is_empty());
+    if pieces.nth(MAX_FORM_PARAMETERS).is_some() {
+        return Err(TokenError::InvalidRequest("too many parameters"));
+    }
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_bytes(body).map_err(|_| TokenError::InvalidRequest("the body is not a valid form"))?;
-    for (i, (name, _)) in pairs.iter().enumerate() {
-        if pairs.iter().skip(i + 1).any(|(other, _)| other == name) {
-            return Err(TokenError::InvalidRequest("a parameter is repeated"));
-        }
+    let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+    if !pairs.iter().all(|(name, _)| seen.insert(name.as_str())) {
+        return Err(TokenError::InvalidRequest("a parameter is repeated"));
     }
     Ok(pairs)
 }
@@ -99,29 +112,47 @@ async fn token(
     let pairs = parse_form(&headers, &body)?;
     match param(&pairs, "grant_type") {
         None => Err(TokenError::InvalidRequest("grant_type is required").into()),
-        Some("refresh_token") => refresh_grant(&state, ip, &pairs).await,
+        Some("refresh_token") => refresh_grant(&state, ip, &headers, &pairs).await,
         Some("client_credentials") => client_credentials(&state, &headers, &pairs).await,
         Some(TOKEN_EXCHANGE) => token_exchange(&state, &headers, &pairs).await,
         Some(_) => Err(TokenError::UnsupportedGrantType.into()),
     }
 }
 
-/// RFC 6749 §6, for non-browser clients holding the refresh token themselves.
+/// RFC 6749 §6, for non-browser clients holding the refresh token themselves. A session of a confidential client
+/// (registered with a secret or keys) is refreshed only by that client, authenticated: a stolen refresh token is
+/// useless without the client's credential. A session of a public client (the browser login's `client_id`, or an
+/// id no client is registered under) needs no credential, but a client that names or authenticates itself must
+/// be the session's. Both checks come before the token is consumed, so a refused request changes nothing.
 async fn refresh_grant(
     state: &AppState,
     ip: std::net::IpAddr,
+    headers: &HeaderMap,
     pairs: &[(String, String)],
 ) -> Result<Response, ApiError> {
     let token = param(pairs, "refresh_token").ok_or(TokenError::InvalidRequest("refresh_token is required"))?;
-    if let Some(client_id) = param(pairs, "client_id") {
-        // A token presented by another client than the one it was issued to is refused before it is consumed.
-        let family = match state.0.secrets.open_refresh_token(token) {
-            Some(claim) => state.store().family(&claim.sid).await?,
+    let authenticated = if client_auth::presents_credentials(headers, pairs) {
+        let client = client_auth::authenticate(state, headers, pairs).await;
+        Some(client.map_err(|refusal| session::refused_for(state, ip, None, refusal))?)
+    } else {
+        None
+    };
+    let named = authenticated.as_ref().map(|client| client.client_id.as_str()).or_else(|| param(pairs, "client_id"));
+    if named.is_some() || state.0.clients.any_confidential() {
+        let owner = match state.0.secrets.open_refresh_token(token) {
+            Some(claim) => session_owner(state, &claim.sid).await?,
             None => None,
         };
-        if family.as_ref().map(|f| f.session.client_id.as_str()) != Some(client_id) {
-            let user = family.map(|f| f.session.sub);
-            return Err(session::refused_for(state, ip, user.as_deref(), TokenError::InvalidGrant.into()));
+        if let Some(owner) = &owner {
+            let directory = &state.0.clients;
+            let confidential = **owner != *state.settings().client_id
+                && directory.get(owner).is_some_and(|registered| registered.is_confidential());
+            if confidential && authenticated.is_none() {
+                return Err(session::refused(state, ip, Some(token), client_auth::invalid_client()).await);
+            }
+        }
+        if named.is_some_and(|named| owner.as_deref() != Some(named)) {
+            return Err(session::refused(state, ip, Some(token), TokenError::InvalidGrant.into()).await);
         }
     }
     match session::refresh(state, token).await {
@@ -143,6 +174,18 @@ async fn refresh_grant(
             Err(session::refused(state, ip, Some(token), TokenError::InvalidGrant.into()).await)
         }
     }
+}
+
+/// The client of session `sid`: remembered from this node's earlier sight of the session, or read from the store
+/// (`None` for a session the store does not know).
+async fn session_owner(state: &AppState, sid: &str) -> Result<Option<std::sync::Arc<str>>, ApiError> {
+    let directory = &state.0.clients;
+    if let Some(owner) = directory.session_owner(sid) {
+        return Ok(Some(owner));
+    }
+    let Some(family) = state.store().family(sid).await? else { return Ok(None) };
+    directory.remember_session_owner(sid, &family.session.client_id);
+    Ok(Some(family.session.client_id.into()))
 }
 
 /// The authenticated client, if it may use `grant`.
@@ -246,8 +289,18 @@ async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Byt
 
 /// Token exchange (RFC 8693): a user's access token narrowed into a derived token for exactly one downstream
 /// audience. Its scope is the subject's, narrowed by the (client, audience) rule; it expires with the subject or
-/// after 5 minutes; `act` names the calling client; `sid` and `orig_jti` tie it to the subject, so revoking the
-/// user's session revokes every derived token too.
+/// after 5 minutes.
+///
+/// - The subject token must have been meant for the calling client: a token of this server whose `client_id` is
+///   the client, or any subject token whose `aud` names the client's id or one of its registered audiences (the
+///   client is the resource server it was sent to). A token the client merely got hold of is refused.
+/// - `act` names the calling client (and the actor token's subject, when one is given), with the subject token's
+///   own `act` nested inside (RFC 8693 §4.1): a chain of exchanges reads from the newest actor to the first.
+/// - `sid` and `orig_jti` tie it to the user's original token through every level of a chain (`orig_jti` is
+///   always the first token's `jti`), so revoking the user's session or access token revokes every derived token.
+/// - A trusted external issuer's token is exchanged only where that issuer has `allow_exchange`; the derived
+///   token then names the issuer in `sub_iss`, and its `sub` is `<issuer>#<sub>`, never the bare external subject
+///   a local user of the same name has. Its roles and scopes pass only through the issuer's maps.
 async fn token_exchange(
     state: &AppState,
     headers: &HeaderMap,
@@ -275,7 +328,26 @@ async fn token_exchange(
         .ok_or(TokenError::InvalidTarget("this client may not exchange tokens for that audience"))?;
     let subject = crate::extract::verify_access_token(state, subject_token)
         .await
-        .map_err(|rejection| rejection.or(TokenError::InvalidGrant))?;
+        .map_err(|rejection| rejection.or(TokenError::InvalidSubject("the subject token is not valid")))?;
+    let own_issuer = state.settings().issuer.as_str();
+    let external = match subject.iss.as_deref() {
+        Some(iss) if iss == own_issuer => None,
+        iss => {
+            let issuer = state.0.issuers.iter().find(|issuer| Some(issuer.config.issuer.as_str()) == iss);
+            match issuer.filter(|issuer| issuer.config.allow_exchange) {
+                Some(issuer) => Some(&issuer.config),
+                None => {
+                    return Err(TokenError::InvalidSubject("tokens of this issuer may not be exchanged here").into())
+                }
+            }
+        }
+    };
+    let for_this_client = subject.aud.as_ref().is_some_and(|aud| {
+        aud.contains(&client.client_id) || client.audiences.iter().any(|audience| aud.contains(audience))
+    }) || (external.is_none() && subject.client_id.as_deref() == Some(client.client_id.as_str()));
+    if !for_this_client {
+        return Err(TokenError::InvalidSubject("the subject token was not issued to or for this client").into());
+    }
     let actor = match param(pairs, "actor_token") {
         Some(token) => {
             if param(pairs, "actor_token_type") != Some(ACCESS_TOKEN_TYPE) {
@@ -284,16 +356,24 @@ async fn token_exchange(
                 )
                 .into());
             }
-            Some(
-                crate::extract::verify_access_token(state, token)
-                    .await
-                    .map_err(|rejection| rejection.or(TokenError::InvalidGrant))?,
-            )
+            let actor = crate::extract::verify_access_token(state, token)
+                .await
+                .map_err(|rejection| rejection.or(TokenError::InvalidSubject("the actor token is not valid")))?;
+            // An external actor's `sub` names someone in another namespace: it would read as a local actor.
+            if actor.iss.as_deref() != Some(own_issuer) {
+                return Err(TokenError::InvalidSubject("the actor token must be one of this server's").into());
+            }
+            Some(actor)
         }
         None => None,
     };
-    let subject_scopes: Vec<&str> =
-        subject.scope.as_deref().unwrap_or_default().split(' ').filter(|s| !s.is_empty()).collect();
+    let subject_scopes = subject.scope.as_deref().unwrap_or_default().split(' ').filter(|s| !s.is_empty());
+    // An external issuer's scope and role names mean what they mean there: only its maps say which local ones
+    // they stand for.
+    let subject_scopes: Vec<&str> = match external {
+        None => subject_scopes.collect(),
+        Some(issuer) => distinct(subject_scopes.filter_map(|scope| issuer.scope_map.get(scope).map(String::as_str))),
+    };
     let allowed: Vec<&str> = subject_scopes.into_iter().filter(|s| rule.scopes.iter().any(|r| r == s)).collect();
     let granted: Vec<&str> = match param(pairs, "scope") {
         Some(requested) => {
@@ -305,25 +385,52 @@ async fn token_exchange(
         }
         None => allowed,
     };
-    let now = state.issue_time(subject.sub.as_deref(), Some(&client.client_id)).await;
+    let roles = match external {
+        None => subject.extra.get("roles").cloned(),
+        Some(issuer) => {
+            let theirs = subject.extra.get("roles").and_then(serde_json::Value::as_array);
+            let theirs = theirs.into_iter().flatten().filter_map(serde_json::Value::as_str);
+            let local = distinct(theirs.filter_map(|role| issuer.role_map.get(role).map(String::as_str)));
+            (!local.is_empty()).then(|| local.into())
+        }
+    };
+    let (sub, sub_iss) = match external {
+        None => (subject.sub.clone(), subject.extra.get("sub_iss").cloned()),
+        Some(issuer) => {
+            (subject.sub.as_deref().map(|sub| format!("{}#{sub}", issuer.issuer)), Some(issuer.issuer.clone().into()))
+        }
+    };
+    let now = state.issue_time(sub.as_deref(), Some(&client.client_id)).await;
     let exp = subject.exp.unwrap_or(now).min(now.saturating_add(EXCHANGE_TTL_SECS));
-    let mut act = serde_json::json!({"sub": client.client_id});
-    if let (Some(actor), Some(fields)) = (&actor, act.as_object_mut()) {
-        fields.insert("sub".into(), actor.sub.clone().unwrap_or_default().into());
-        fields.insert("act".into(), serde_json::json!({"sub": client.client_id}));
+    let mut calling = serde_json::json!({"sub": client.client_id});
+    // An external token's own `act` names the other issuer's actors, and is not carried.
+    if let (None, Some(prior), Some(fields)) = (external, subject.extra.get("act"), calling.as_object_mut()) {
+        fields.insert("act".into(), prior.clone());
     }
+    let act = match &actor {
+        Some(actor) => serde_json::json!({"sub": actor.sub.clone().unwrap_or_default(), "act": calling}),
+        None => calling,
+    };
+    // The first token of the chain: revoking it revokes every level derived from it.
+    let orig_jti = match external {
+        None => subject.extra.get("orig_jti").and_then(serde_json::Value::as_str).or(subject.jti.as_deref()),
+        Some(_) => subject.jti.as_deref(),
+    };
     let mut extra = serde_json::Map::new();
     extra.insert("act".into(), act);
-    if let Some(jti) = &subject.jti {
-        extra.insert("orig_jti".into(), jti.clone().into());
+    if let Some(jti) = orig_jti {
+        extra.insert("orig_jti".into(), jti.into());
     }
-    if let Some(roles) = subject.extra.get("roles") {
-        extra.insert("roles".into(), roles.clone());
+    if let Some(roles) = roles {
+        extra.insert("roles".into(), roles);
+    }
+    if let Some(sub_iss) = sub_iss {
+        extra.insert("sub_iss".into(), sub_iss);
     }
     let scope = (!granted.is_empty()).then(|| granted.join(" "));
     let claims = tessera_jose::Claims {
         iss: Some(state.settings().issuer.clone()),
-        sub: subject.sub.clone(),
+        sub,
         aud: Some(tessera_jose::Audience::One(audience)),
         exp: Some(exp),
         iat: Some(now),
@@ -332,7 +439,8 @@ async fn token_exchange(
         ),
         client_id: Some(client.client_id.clone()),
         scope: scope.clone(),
-        sid: subject.sid.clone(),
+        // An external token's `sid` names a session of its issuer, none of this server's.
+        sid: if external.is_none() { subject.sid.clone() } else { None },
         nbf: None,
         extra,
     };
@@ -344,4 +452,15 @@ async fn token_exchange(
         fields.insert("scope".into(), scope.into());
     }
     Ok(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response())
+}
+
+/// `names` without repeats, in the order first seen.
+fn distinct<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen: Vec<&str> = Vec::new();
+    for name in names {
+        if !seen.contains(&name) {
+            seen.push(name);
+        }
+    }
+    seen
 }

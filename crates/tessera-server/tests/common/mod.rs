@@ -30,7 +30,14 @@ pub async fn harness_with(settings: Settings) -> Harness {
         store.create_user(user).await.unwrap();
     }
     let clock = Arc::new(ManualClock::new(START_MS));
-    let keystore = KeyStore::open(dir.path(), None).unwrap();
+    let state = node(dir.path(), store, &clock, settings).await;
+    Harness { app: app(state.clone()), state, clock, dir }
+}
+
+/// A serving node on the keyring in `dir` and on `store`, with its own memory (caches, client directory,
+/// revocation index).
+async fn node(dir: &std::path::Path, store: Arc<dyn Store>, clock: &Arc<ManualClock>, settings: Settings) -> AppState {
+    let keystore = KeyStore::open(dir, None).unwrap();
     let policy = Policy::access(settings.issuer.clone(), vec![settings.audience.clone()]);
     // Remembering, as `tessera serve` is by default: every test that verifies a token twice, then revokes it or
     // lets it expire, also proves that a remembered verification does not outlive either.
@@ -39,7 +46,12 @@ pub async fn harness_with(settings: Settings) -> Harness {
     let state = AppState::new(settings, store, keys, clock.clone(), None).unwrap();
     // What a serving node does before it answers: load the revocation log and the clients.
     tessera_server::sync(&state).await.unwrap();
-    Harness { app: app(state.clone()), state, clock, dir }
+    state
+}
+
+/// A second node sharing `h`'s store, keys and clock, as another `tessera serve` on the same data would.
+pub async fn another_node(h: &Harness, settings: Settings) -> Router {
+    app(node(h.dir.path(), Arc::clone(h.state.store()), &h.clock, settings).await)
 }
 
 pub async fn harness() -> Harness {

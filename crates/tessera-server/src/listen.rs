@@ -1,0 +1,172 @@
+//! The accept loop of both listeners, plain and TLS: each connection served by hyper (HTTP/1.1, and HTTP/2 by
+//! ALPN or prior knowledge), with time limits on slow clients, so nobody holds a socket by sending nothing.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::connect_info::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_rustls::TlsAcceptor;
+
+/// How long slow clients may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// The TLS handshake.
+    pub(crate) handshake: Duration,
+    /// Each request's head, from the connection's start or the previous request's end.
+    pub(crate) header_read: Duration,
+}
+
+/// How long the accept loop pauses after a failure that is not one connection's own (out of file descriptors,
+/// say): trying again at once would only spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Serves `router` on `listener`, over TLS when an acceptor is given, until `shutdown`; then lets open
+/// connections finish.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    timeouts: Timeouts,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed");
+                    if !is_connection_error(&err) {
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = router.clone().layer(axum::Extension(ConnectInfo::<SocketAddr>(peer)));
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let served = match tls {
+                None => serve_connection(stream, service, timeouts.header_read, watcher).await,
+                Some(acceptor) => match tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, service, timeouts.header_read, watcher).await,
+                    Ok(Err(err)) => {
+                        tracing::debug!(error = %err, %peer, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+            };
+            if let Err(err) = served {
+                tracing::debug!(error = %err, %peer, "connection ended with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Serves one connection until it ends, or until shutdown once its requests in flight are answered.
+async fn serve_connection<S>(
+    stream: S,
+    service: Router,
+    header_read: Duration,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read);
+    let io = TokioIo::new(FirstBytesDeadline::new(stream, header_read));
+    watcher.watch(builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service)).into_owned()).await
+}
+
+/// Failures of one incoming connection (it went away before it was accepted): the next one may be fine.
+fn is_connection_error(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(err.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
+}
+
+/// Bytes a connection must send within the header-read timeout before hyper's own timeout takes over: the
+/// length of the HTTP/2 connection preface, which hyper reads to tell HTTP/2 from HTTP/1.1 without a timeout
+/// of its own.
+const FIRST_BYTES: usize = 24;
+
+/// A connection whose first [`FIRST_BYTES`] bytes must arrive before a deadline; a read still waiting for them
+/// then fails (and hyper closes the connection). Later reads are passed through untouched.
+struct FirstBytesDeadline<S> {
+    stream: S,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    awaited: usize,
+}
+
+impl<S> FirstBytesDeadline<S> {
+    fn new(stream: S, within: Duration) -> Self {
+        Self { stream, deadline: Some(Box::pin(tokio::time::sleep(within))), awaited: FIRST_BYTES }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FirstBytesDeadline<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        let Some(deadline) = &mut this.deadline else { return polled };
+        match polled {
+            Poll::Ready(Ok(())) => {
+                let read = buf.filled().len().saturating_sub(before);
+                this.awaited = this.awaited.saturating_sub(read);
+                // Done waiting: enough bytes, or the end of the stream (which hyper handles).
+                if this.awaited == 0 || read == 0 {
+                    this.deadline = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no request within the timeout")))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FirstBytesDeadline<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
