@@ -114,6 +114,33 @@ pub struct TrustedIssuer {
     pub scope_map: std::collections::BTreeMap<String, String>,
 }
 
+impl TrustedIssuer {
+    /// The local roles this issuer's `roles` stand for, each once, in the order first named; unmapped roles are
+    /// dropped.
+    pub(crate) fn local_roles<'a>(&'a self, theirs: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+        mapped(theirs, &self.role_map)
+    }
+
+    /// The same for its scopes.
+    pub(crate) fn local_scopes<'a>(&'a self, theirs: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+        mapped(theirs, &self.scope_map)
+    }
+}
+
+/// The local names `map` gives `names`, each once, in the order first named; unmapped names are dropped.
+fn mapped<'a>(
+    names: impl Iterator<Item = &'a str>,
+    map: &'a std::collections::BTreeMap<String, String>,
+) -> Vec<&'a str> {
+    let mut local: Vec<&str> = Vec::new();
+    for name in names.filter_map(|name| map.get(name)) {
+        if !local.contains(&name.as_str()) {
+            local.push(name);
+        }
+    }
+    local
+}
+
 /// Token exchange policy for one (client, audience) pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExchangeRule {

@@ -39,17 +39,15 @@ pub(crate) struct Inner {
 }
 
 impl AppState {
-    /// Assembles the state. The server secrets come from the keyring (created on first start).
-    ///
-    /// # Errors
-    /// When the keyring cannot provide the secrets.
+    /// Assembles the state. The server secrets come from the key service, which loaded them with the keyring.
+    #[must_use]
     pub fn new(
         settings: Settings,
         store: Arc<dyn Store>,
         keys: KeyService,
         clock: Arc<dyn Clock>,
         metrics: Option<PrometheusHandle>,
-    ) -> Result<Self, tessera_keys::KeyringError> {
+    ) -> Self {
         let secrets = keys.token_secrets();
         let limits = Limits::new(&settings);
         let password_checks = crate::password::HashingQueue::per_core(settings.password_hash_queue);
@@ -80,7 +78,7 @@ impl AppState {
                 })
             }
         };
-        Ok(Self(Arc::new(Inner {
+        Self(Arc::new(Inner {
             settings,
             store,
             clock,
@@ -92,7 +90,7 @@ impl AppState {
             password_checks,
             metrics,
             issuers,
-        })))
+        }))
     }
 
     /// The revocation index.

@@ -520,8 +520,11 @@ async fn the_admin_api_is_off_by_default_and_mints_sessions_with_the_credential(
         (Some("ext-1"), Some("t9"), Some("read"))
     );
     assert_eq!(h.verify(reply.body["access_token"].as_str().unwrap()).await, StatusCode::OK);
-    let reserved = h.send(request(&token, json!({"sub": "ext-1", "claims": {"exp": 1}}))).await;
-    assert_eq!(reserved.status, StatusCode::BAD_REQUEST);
+    // The issuer's claims, and those that say who acted, what a derived token dies with and whose subject it is.
+    for claim in ["exp", "act", "orig_jti", "sub_iss", "azp"] {
+        let reserved = h.send(request(&token, json!({"sub": "ext-1", "claims": {claim: "x"}}))).await;
+        assert_eq!(reserved.status, StatusCode::BAD_REQUEST, "{claim} must be refused");
+    }
 }
 
 #[tokio::test]

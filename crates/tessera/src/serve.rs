@@ -266,7 +266,7 @@ async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<()
     let verifier = tessera_jose::Verifier::remembering(KeySet::new(), policy, settings.remembered_verifications);
     let keys = KeyService::load(keystore, config.rotation_policy(), verifier, clock.now_secs())
         .context("loading signing keys")?;
-    let state = AppState::new(settings, store, keys, clock, tessera_server::metrics_handle())?;
+    let state = AppState::new(settings, store, keys, clock, tessera_server::metrics_handle());
     let background = tessera_server::start_background(&state).await.context("loading the revocation log")?;
     tracing::info!(address = %local, issuer = %state.settings().issuer, "tessera is serving");
     // A line on stdout for scripts and tests that start the server on port 0.

@@ -15,8 +15,26 @@ use crate::extract::{bearer, JsonBody};
 use crate::session::{self, SessionRequest};
 use crate::state::AppState;
 
-/// Claims an admin may not set: they are the issuer's.
-const RESERVED: [&str; 11] = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "sid", "roles"];
+/// Claims an admin may not set: they are the issuer's. `act`, `orig_jti`, `sub_iss` and `azp` carry who acted,
+/// what a derived token dies with, and whose subject it is: set by hand, they would forge a delegation chain or
+/// an external identity.
+const RESERVED: [&str; 15] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "client_id",
+    "scope",
+    "sid",
+    "roles",
+    "act",
+    "orig_jti",
+    "sub_iss",
+    "azp",
+];
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/admin/v1/sessions", post(create_session)).route("/admin/v1/revocations", post(revoke))

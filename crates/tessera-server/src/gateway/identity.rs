@@ -98,23 +98,9 @@ pub(crate) fn identity<'a>(
         user_id: "",
         external_subject: subject,
         issuer,
-        roles: mapped(theirs, &config.role_map),
-        scopes: mapped(scopes, &config.scope_map),
+        roles: config.local_roles(theirs),
+        scopes: config.local_scopes(scopes),
     })
-}
-
-/// The local names `map` gives `names`, each once, in the order first named; unmapped names are dropped.
-fn mapped<'a>(
-    names: impl Iterator<Item = &'a str>,
-    map: &'a std::collections::BTreeMap<String, String>,
-) -> Vec<&'a str> {
-    let mut local: Vec<&str> = Vec::new();
-    for name in names.filter_map(|name| map.get(name)) {
-        if !local.contains(&name.as_str()) {
-            local.push(name);
-        }
-    }
-    local
 }
 
 fn unsafe_roles() -> ApiError {

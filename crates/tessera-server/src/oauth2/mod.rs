@@ -372,7 +372,7 @@ async fn token_exchange(
     // they stand for.
     let subject_scopes: Vec<&str> = match external {
         None => subject_scopes.collect(),
-        Some(issuer) => distinct(subject_scopes.filter_map(|scope| issuer.scope_map.get(scope).map(String::as_str))),
+        Some(issuer) => issuer.local_scopes(subject_scopes),
     };
     let allowed: Vec<&str> = subject_scopes.into_iter().filter(|s| rule.scopes.iter().any(|r| r == s)).collect();
     let granted: Vec<&str> = match param(pairs, "scope") {
@@ -390,7 +390,7 @@ async fn token_exchange(
         Some(issuer) => {
             let theirs = subject.extra.get("roles").and_then(serde_json::Value::as_array);
             let theirs = theirs.into_iter().flatten().filter_map(serde_json::Value::as_str);
-            let local = distinct(theirs.filter_map(|role| issuer.role_map.get(role).map(String::as_str)));
+            let local = issuer.local_roles(theirs);
             (!local.is_empty()).then(|| local.into())
         }
     };
@@ -452,15 +452,4 @@ async fn token_exchange(
         fields.insert("scope".into(), scope.into());
     }
     Ok(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response())
-}
-
-/// `names` without repeats, in the order first seen.
-fn distinct<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut seen: Vec<&str> = Vec::new();
-    for name in names {
-        if !seen.contains(&name) {
-            seen.push(name);
-        }
-    }
-    seen
 }

@@ -43,7 +43,7 @@ async fn node(dir: &std::path::Path, store: Arc<dyn Store>, clock: &Arc<ManualCl
     // lets it expire, also proves that a remembered verification does not outlive either.
     let verifier = Verifier::remembering(KeySet::new(), policy, settings.remembered_verifications);
     let keys = KeyService::load(keystore, RotationPolicy::default(), verifier, clock.now_secs()).unwrap();
-    let state = AppState::new(settings, store, keys, clock.clone(), None).unwrap();
+    let state = AppState::new(settings, store, keys, clock.clone(), None);
     // What a serving node does before it answers: load the revocation log and the clients.
     tessera_server::sync(&state).await.unwrap();
     state
