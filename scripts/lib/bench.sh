@@ -6,7 +6,7 @@
 # After bench_init, BENCH_TMP is a private temp dir (also TMPDIR for what the scripts start), and on exit, however
 # the script ends, every process started with bench_spawn or bench_bounded is stopped and the temp dir removed.
 # Those processes run in their own process group (setsid), stopped as a group: that reaches their children too
-# (oidc-provider's cluster workers, the server `tessera bench` starts).
+# (oidc-provider's cluster workers, the server `tessera-bench` starts).
 
 BENCH_USER=bench
 BENCH_PASSWORD='bench password 0123456789'
@@ -126,7 +126,7 @@ bench_parse_option() {
   esac
 }
 
-# Validates the load settings and sets BENCH_SECONDS. Like `tessera bench`: between 1 s and 5 min.
+# Validates the load settings and sets BENCH_SECONDS. Like `tessera-bench`: between 1 s and 5 min.
 bench_check_load() {
   local n
   case "$BENCH_DURATION" in
@@ -170,10 +170,19 @@ bench_tessera_binary() {
   TESSERA=$(cd "$(dirname "$TESSERA")" && pwd)/$(basename "$TESSERA")
 }
 
+# bench_tessera_bench_binary ROOT: sets TESSERA_BENCH to the absolute path of $TESSERA_BENCH, by default
+# ROOT/target/release/tessera-bench: the load generator (crates/tessera-bench), run against $TESSERA.
+bench_tessera_bench_binary() {
+  TESSERA_BENCH=${TESSERA_BENCH:-$1/target/release/tessera-bench}
+  [ -x "$TESSERA_BENCH" ] ||
+    bench_die "no tessera-bench binary at '$TESSERA_BENCH' (cargo build --release, or set TESSERA_BENCH)"
+  TESSERA_BENCH=$(cd "$(dirname "$TESSERA_BENCH")" && pwd)/$(basename "$TESSERA_BENCH")
+}
+
 # --- a throwaway Tessera ----------------------------------------------------------------------------------------
 
 # tessera_start ALG: a fresh `tessera serve` on 127.0.0.1 with its own data dir, the benchmark user and the
-# benchmark client (audience api, scope read), configured as `tessera bench` configures it. Sets TESSERA_URL,
+# benchmark client (audience api, scope read), configured as `tessera-bench` configures it. Sets TESSERA_URL,
 # TESSERA_PID and TESSERA_SECRET. Extra settings: export TESSERA_* variables before calling.
 tessera_start() {
   local alg=$1 dir
@@ -195,7 +204,7 @@ tessera_client_auth() {
   printf 'client_id=bench&client_secret=%s' "$(bench_urlencode "$TESSERA_SECRET")"
 }
 
-# The client_credentials form `tessera bench client-credentials` posts.
+# The client_credentials form `tessera-bench client-credentials` posts.
 tessera_cc_form() {
   printf 'grant_type=client_credentials&%s' "$(tessera_client_auth)"
 }

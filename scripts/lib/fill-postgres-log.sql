@@ -1,5 +1,5 @@
 -- Fills a Tessera PostgreSQL database's revocation log up to 1,000,000 live entries in one statement, for
--- `tessera bench restart --already-filled` (filling through the store API takes a quarter of an hour):
+-- `tessera-bench restart --already-filled` (filling through the store API takes a quarter of an hour):
 --   psql "$URL" -f scripts/lib/fill-postgres-log.sql
 -- The mix is the benchmark's: 70% token ids (expiring in an hour), 20% sessions, 10% subjects (instants a second
 -- ago). The database must have been migrated (start `tessera serve` on it once).

@@ -1,5 +1,5 @@
 -- Fills a Tessera Redis store's revocation log with COUNT live entries, as append.lua + commit.lua would leave
--- them (crates/tessera-store/src/redis/), for `tessera bench restart --already-filled` (filling through the
+-- them (crates/tessera-store/src/redis/), for `tessera-bench restart --already-filled` (filling through the
 -- store API takes minutes). On an empty Redis (or the Cluster master of the {tessera-log} slot):
 --   redis-cli -p PORT --eval scripts/lib/fill-redis-log.lua 'tessera:{tessera-log}:seq' \
 --     'tessera:{tessera-log}:entries' 'tessera:{tessera-log}:by-time' 'tessera:{tessera-log}:committed' \

@@ -4,6 +4,7 @@
 //! parallel weak-secret cracker for HMAC tokens (built-in list, wordlists in the `jwt.secrets.list` format, a
 //! bounded brute force); and reports as a text table, JSON, SARIF 2.1.0 or a Markdown audit report. No I/O here:
 //! the command line fetches files and URLs and hands the bytes in.
+#![warn(missing_docs)]
 
 pub mod crack;
 mod finding;

@@ -513,6 +513,11 @@ impl SigningKey {
     ///
     /// # Errors
     /// [`KeyError::Crypto`] if the crypto library fails.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the signature's randomness (an ECDSA nonce, RSA blinding) must come from the OS CSPRNG, never an \
+                  injected one"
+    )]
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         match &self.signer {
             Signer::Rsa(pair) => {

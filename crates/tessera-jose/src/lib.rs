@@ -28,6 +28,7 @@
 //! assert_eq!(verifier.verify(&token, 1_500).unwrap().claims().unwrap().sub.as_deref(), Some("alice"));
 //! assert!(verifier.verify(&token, 2_100).is_err()); // expired
 //! ```
+#![warn(missing_docs)]
 
 mod alg;
 mod b64;

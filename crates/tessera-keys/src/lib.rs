@@ -9,6 +9,7 @@
 //! Phases are derived from each key's activation instant and the policy, never stored, so a clock that moves on
 //! or a server that was down cannot leave a key in a stale phase. Time is passed in (`now`, seconds since the
 //! epoch), so every rule is testable without waiting.
+#![warn(missing_docs)]
 
 mod error;
 mod master;

@@ -172,6 +172,7 @@ impl SecretRing {
         dropped.into_iter().map(|id| Change::Removed { kid: self.label(id) }).collect()
     }
 
+    #[allow(clippy::disallowed_methods, reason = "a secrets module: secret values come from the OS CSPRNG")]
     fn create(&mut self, now: i64, activates_at: i64) -> Result<Change, KeyringError> {
         let mut value = [0u8; 32];
         aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut value)

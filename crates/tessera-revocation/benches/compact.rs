@@ -7,9 +7,9 @@
 mod support;
 
 use support::{Rng, Workload};
+use tessera_model::Millis;
 use tessera_revocation::compact::{Prefilter, PrefilterConfig, Verdict};
 use tessera_revocation::Retention;
-use tessera_store::Millis;
 
 const DEFAULT_ENTRIES: u64 = 50_000_000;
 /// An instant on an hour boundary, so the day of expiries fills exactly 24 buckets.

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use support::{Rng, Samples, Workload};
+use tessera_model::{Millis, Provenance, Revocation, RevocationEntry};
 use tessera_revocation::{Retention, RevocationIndex, TokenRef};
-use tessera_store::{Millis, Provenance, Revocation, RevocationEntry};
 
 const USERS: u64 = 10_000_000;
 const DEFAULT_ENTRIES: u64 = 1_000_000;

@@ -60,7 +60,7 @@ use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::ops::RangeInclusive;
 
-use tessera_store::Millis;
+use tessera_model::Millis;
 
 use crate::Retention;
 

@@ -15,6 +15,7 @@
 //! For long-lived tokens, whose revoked ids run into the tens of millions, compact mode
 //! ([`RevocationIndex::compact`]) holds them in a time-bucketed probabilistic prefilter instead
 //! ([`compact::Prefilter`]); [`RevocationIndex::check`] then names the ids the exact store must confirm.
+#![warn(missing_docs)]
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
 
-use tessera_store::{Millis, Revocation, RevocationEntry};
+use tessera_model::{Millis, Revocation, RevocationEntry};
 
 pub mod compact;
 
@@ -129,7 +130,7 @@ pub enum Check<'a> {
     /// Revoked.
     Revoked,
     /// Compact mode: the prefilter may hold these `jti`s (the token's own, the one it was derived from), and
-    /// nothing else revokes the token. The exact store decides ([`tessera_store::Store::token_revoked`]); when it
+    /// nothing else revokes the token. The exact store decides (`Store::token_revoked` in `tessera-store`); when it
     /// cannot answer, the token must be refused.
     Confirm([Option<&'a str>; 2]),
 }
@@ -440,7 +441,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // a panic here is a failed test
 
     use proptest::prelude::*;
-    use tessera_store::Provenance;
+    use tessera_model::Provenance;
 
     use super::*;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tessera_jose::{KeySet, Policy, Profile, Verifier};
-use tessera_store::Client;
+use tessera_model::Client;
 use tokio::time::Instant;
 
 use crate::state::AppState;
@@ -70,7 +70,7 @@ impl Default for ClientDirectory {
 /// Such reloads are single-flight and start at least [`MISS_RELOAD_INTERVAL`] apart; a miss is answered after a
 /// reload that started after it, so a client added before the request is always found.
 pub(crate) async fn find(state: &AppState, client_id: &str) -> Option<Arc<Registered>> {
-    let directory = &state.0.clients;
+    let directory = state.clients();
     if let Some(found) = directory.get(client_id) {
         return Some(found);
     }
@@ -81,7 +81,7 @@ pub(crate) async fn find(state: &AppState, client_id: &str) -> Option<Arc<Regist
             tokio::time::sleep_until(started + MISS_RELOAD_INTERVAL).await;
         }
         *last = Some(Instant::now());
-        if let Err(err) = crate::reload_clients(state).await {
+        if let Err(err) = crate::background::reload_clients(state).await {
             // The regular sync retries; this request is answered with what the directory holds.
             directory.mark_stale();
             crate::error::note_storage_failure(err);

@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use tessera_store::StoreError;
+
+use crate::clock::{Clock as _, SystemClock};
 
 /// An error response.
 #[derive(Debug)]
@@ -86,6 +89,12 @@ impl ApiError {
         }
     }
 
+    /// 404 for a path no route serves.
+    #[must_use]
+    pub fn no_such_endpoint() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    }
+
     /// 500 with a generic body; `detail` goes to the log only.
     #[must_use]
     pub fn internal(detail: impl std::fmt::Display) -> Self {
@@ -119,7 +128,8 @@ impl ApiError {
 /// Counts a storage failure and logs it — at most one line a second (see [`ApiError::unavailable`]).
 pub(crate) fn note_storage_failure(detail: impl std::fmt::Display) {
     metrics::counter!("tessera_storage_unavailable_total").increment(1);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    // Wall time, not the injected clock: this limits log lines, which are read in real time.
+    let now = u64::try_from(SystemClock.now_secs()).unwrap_or(0);
     if first_in_its_second(&LAST_UNAVAILABLE_LOG, now) {
         tracing::error!(error = %detail, "storage unavailable (further failures this second are only counted)");
     }
@@ -133,9 +143,23 @@ fn first_in_its_second(last: &AtomicU64, now_secs: u64) -> bool {
     last.swap(now_secs, Ordering::Relaxed) != now_secs
 }
 
-impl From<tessera_store::StoreError> for ApiError {
-    fn from(err: tessera_store::StoreError) -> Self {
-        Self::unavailable(err)
+/// The store's contract (see [`StoreError`]): a conflict or an unknown row is the caller's to fix (409, 404, with
+/// a generic description: the store's message names rows); a row that cannot be read back is this server's fault
+/// (500); everything else is an outage the caller may retry through (503).
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::AlreadyExists(_) => {
+                tracing::debug!(error = %err, "refused: conflicts with a stored row");
+                Self::new(StatusCode::CONFLICT, "invalid_request", "it exists already")
+            }
+            StoreError::NotFound(_) => {
+                tracing::debug!(error = %err, "refused: no such stored row");
+                Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+            }
+            StoreError::Corrupt { .. } => Self::internal(err),
+            _ => Self::unavailable(err),
+        }
     }
 }
 
@@ -184,6 +208,30 @@ pub(crate) async fn json_error_bodies(request: axum::extract::Request, next: axu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_errors_become_the_statuses_the_store_documents() {
+        let answer = |err: StoreError| {
+            let error = ApiError::from(err);
+            (error.status(), error.code, error.description.into_owned())
+        };
+        let conflict = answer(StoreError::AlreadyExists("session \"s1\"".into()));
+        assert_eq!(conflict, (StatusCode::CONFLICT, "invalid_request", "it exists already".into()));
+        let unknown = answer(StoreError::NotFound("client \"c1\"".into()));
+        assert_eq!(unknown, (StatusCode::NOT_FOUND, "not_found", "no such resource".into()));
+        let corrupt = answer(StoreError::Corrupt { what: "revocation kind", detail: "\"x\" is no kind".into() });
+        assert_eq!(corrupt, (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error".into()));
+        let outages = [
+            StoreError::Backend(Box::new(std::io::Error::other("connection refused"))),
+            StoreError::Unavailable,
+            StoreError::TimedOut(std::time::Duration::from_secs(2)),
+        ];
+        for outage in outages {
+            let expected =
+                (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "storage is unavailable; retry");
+            assert_eq!(answer(outage), (expected.0, expected.1, expected.2.into()));
+        }
+    }
 
     #[test]
     fn one_storage_failure_a_second_is_logged() {

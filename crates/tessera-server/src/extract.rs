@@ -102,19 +102,35 @@ pub(crate) async fn authenticate_session(state: &AppState, headers: &HeaderMap) 
 }
 
 /// Why [`verify_access_token`] did not accept a token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Rejection {
-    /// The token is refused, for the reason the metrics label names.
-    Refused(&'static str),
+    /// The token is refused, and why.
+    Refused(Refused),
     /// Compact mode's store confirmation failed: the token was neither accepted nor found revoked.
     Unconfirmed,
 }
 
+/// Why a token is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The verifier's reason: signature, algorithm, header or claims (see [`tessera_jose::TokenError`]).
+    Verifier(tessera_jose::TokenError),
+    /// A signed payload that is not a claims set.
+    NotClaims,
+    /// The token, its session, subject or client is revoked.
+    Revoked,
+    /// The revocation index is older than `revocations_stale_after`, and the policy is to fail closed.
+    RevocationsStale,
+}
+
 impl Rejection {
     /// The `reason` label of `tessera_token_rejections_total`.
-    pub(crate) fn label(self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
-            Self::Refused(label) => label,
+            Self::Refused(Refused::Verifier(err)) => err.label(),
+            Self::Refused(Refused::NotClaims) => "invalid_claims",
+            Self::Refused(Refused::Revoked) => "revoked",
+            Self::Refused(Refused::RevocationsStale) => "revocations_stale",
             Self::Unconfirmed => "revocation_unconfirmed",
         }
     }
@@ -124,6 +140,15 @@ impl Rejection {
         match self {
             Self::Refused(_) => refused.into(),
             Self::Unconfirmed => unconfirmed(),
+        }
+    }
+
+    /// Logs why at debug level: which check failed, which the client is never told. The verifier's reason may
+    /// quote what the token names (a `kid`, an `alg`, its issuer or audience), never the token itself.
+    fn log(&self) {
+        match self {
+            Self::Refused(Refused::Verifier(err)) => tracing::debug!(reason = %err, "access token refused"),
+            Self::Refused(_) | Self::Unconfirmed => tracing::debug!(reason = self.label(), "access token refused"),
         }
     }
 }
@@ -140,30 +165,33 @@ pub(crate) fn unconfirmed() -> ApiError {
 /// The one access-token check: the token core, then the revocation index (in compact mode, with the store
 /// confirming what the prefilter may hold).
 pub(crate) async fn verify_access_token(state: &AppState, token: &str) -> Result<Claims, Rejection> {
-    let inner = &state.0;
-    let now_ms = inner.clock.now_ms();
+    verify(state, token).await.inspect_err(Rejection::log)
+}
+
+async fn verify(state: &AppState, token: &str) -> Result<Claims, Rejection> {
+    let now_ms = state.clock().now_ms();
     let now = now_ms.div_euclid(1000);
     // With trusted issuers configured, the (unverified) `iss` picks the verifier; that verifier then checks
     // everything, `iss` included. Without them, nothing is parsed twice.
-    let external = if inner.issuers.is_empty() {
+    let external = if state.issuers().is_empty() {
         None
     } else {
-        let iss = tessera_jose::decode_unverified(token, inner.settings.max_token_bytes)
+        let iss = tessera_jose::decode_unverified(token, state.settings().max_token_bytes)
             .ok()
             .and_then(|t| t.payload.claims().and_then(|c| c.iss.clone()));
-        iss.and_then(|iss| inner.issuers.iter().find(|issuer| issuer.config.issuer == iss))
+        iss.and_then(|iss| state.issuers().iter().find(|issuer| issuer.config.issuer == iss))
     };
     let verified = match external {
         Some(issuer) => issuer.verifier().verify(token, now).map_err(|err| {
             if matches!(err, tessera_jose::TokenError::UnknownKey(_)) {
                 issuer.unknown_kid(now_ms);
             }
-            Rejection::Refused(err.label())
+            Rejection::Refused(Refused::Verifier(err))
         })?,
-        None => inner.keys.verifier().verify(token, now).map_err(|err| Rejection::Refused(err.label()))?,
+        None => state.keys().verifier().verify(token, now).map_err(|err| Rejection::Refused(Refused::Verifier(err)))?,
     };
     let tessera_jose::Payload::Claims(claims) = verified.payload else {
-        return Err(Rejection::Refused("invalid_claims"));
+        return Err(Rejection::Refused(Refused::NotClaims));
     };
     let token = tessera_revocation::TokenRef {
         jti: claims.jti.as_deref(),
@@ -174,17 +202,17 @@ pub(crate) async fn verify_access_token(state: &AppState, token: &str) -> Result
         iat_secs: claims.iat.unwrap_or(i64::MIN),
         exp_secs: claims.exp.unwrap_or(i64::MIN),
     };
-    match inner.revocations.check(&token) {
+    match state.revocations().check(&token) {
         Check::Valid => {}
-        Check::Revoked => return Err(Rejection::Refused("revoked")),
+        Check::Revoked => return Err(Rejection::Refused(Refused::Revoked)),
         Check::Confirm(jtis) => {
             confirm_not_revoked(state, jtis.into_iter().flatten(), token.exp_secs.saturating_mul(1000)).await?;
         }
     }
-    let stale_ms = now_ms.saturating_sub(inner.revocations.last_sync_ms());
-    if stale_ms > crate::state::millis(inner.settings.revocations_stale_after) {
-        match inner.settings.stale_revocations {
-            crate::settings::StalePolicy::FailClosed => return Err(Rejection::Refused("revocations_stale")),
+    let stale_ms = now_ms.saturating_sub(state.revocations().last_sync_ms());
+    if stale_ms > crate::state::millis(state.settings().revocations_stale_after) {
+        match state.settings().stale_revocations {
+            crate::settings::StalePolicy::FailClosed => return Err(Rejection::Refused(Refused::RevocationsStale)),
             crate::settings::StalePolicy::FailOpen => {
                 metrics::counter!("tessera_accepted_while_stale_total").increment(1);
             }
@@ -200,10 +228,10 @@ pub(crate) async fn verify_access_token(state: &AppState, token: &str) -> Result
 async fn confirm_not_revoked<'a>(
     state: &AppState,
     jtis: impl Iterator<Item = &'a str>,
-    expires_at: tessera_store::Millis,
+    expires_at: tessera_model::Millis,
 ) -> Result<(), Rejection> {
     for jti in jtis {
-        let answer = state.0.store.token_revoked(jti).await;
+        let answer = state.store().token_revoked(jti).await;
         let outcome = match &answer {
             Ok(false) => "valid",
             Ok(true) => "revoked",
@@ -213,8 +241,8 @@ async fn confirm_not_revoked<'a>(
         match answer {
             Ok(false) => {}
             Ok(true) => {
-                state.0.revocations.confirmed_revoked(jti, expires_at);
-                return Err(Rejection::Refused("revoked"));
+                state.revocations().confirmed_revoked(jti, expires_at);
+                return Err(Rejection::Refused(Refused::Revoked));
             }
             Err(err) => {
                 crate::error::note_storage_failure(err);

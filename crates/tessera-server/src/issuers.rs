@@ -100,12 +100,8 @@ impl ExternalIssuer {
         if !response.status().is_success() {
             return Err(format!("HTTP {}", response.status()));
         }
-        let max_age = response
-            .headers()
-            .get(reqwest::header::CACHE_CONTROL)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').find_map(|d| d.trim().strip_prefix("max-age=")?.parse::<u64>().ok()))
-            .map_or(DEFAULT_REFRESH, |secs| Duration::from_secs(secs).clamp(MIN_REFRESH, MAX_REFRESH));
+        let max_age =
+            refresh_after(response.headers().get(reqwest::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()));
         if response.content_length().is_some_and(|len| len > MAX_JWKS_BYTES as u64) {
             return Err("key set larger than 1 MiB".into());
         }
@@ -123,6 +119,15 @@ impl ExternalIssuer {
         self.verifier.replace_keys(keys);
         Ok(max_age)
     }
+}
+
+/// How long a fetched key set serves before the next fetch: the issuer's `Cache-Control: max-age`, clamped to
+/// [`MIN_REFRESH`, `MAX_REFRESH`] so that an issuer can neither make every node hammer it nor pin keys for weeks;
+/// [`DEFAULT_REFRESH`] when it gives no usable `max-age`.
+fn refresh_after(cache_control: Option<&str>) -> Duration {
+    cache_control
+        .and_then(|v| v.split(',').find_map(|d| d.trim().strip_prefix("max-age=")?.parse::<u64>().ok()))
+        .map_or(DEFAULT_REFRESH, |secs| Duration::from_secs(secs).clamp(MIN_REFRESH, MAX_REFRESH))
 }
 
 /// Keeps one issuer's keys current until the task is aborted.
@@ -164,6 +169,25 @@ pub(crate) async fn keep_current(issuer: Arc<ExternalIssuer>, clock: Arc<dyn Clo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_refresh_interval_is_the_issuers_max_age_clamped_to_a_minute_and_a_day() {
+        let secs = Duration::from_secs;
+        for (cache_control, expected) in [
+            (Some("max-age=600"), secs(600)),
+            (Some("public, max-age=120, must-revalidate"), secs(120)),
+            (Some("max-age=0"), secs(60)),
+            (Some("max-age=59"), secs(60)),
+            (Some("max-age=86401"), secs(86_400)),
+            (Some("max-age=31536000"), secs(86_400)),
+            (None, secs(300)),
+            (Some("no-store"), secs(300)),
+            (Some("max-age=-5"), secs(300)),
+            (Some("max-age=soon"), secs(300)),
+        ] {
+            assert_eq!(refresh_after(cache_control), expected, "{cache_control:?}");
+        }
+    }
 
     #[test]
     fn jwks_urls_are_https_or_loopback_http() {

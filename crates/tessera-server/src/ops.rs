@@ -41,7 +41,7 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
     let age_ms = state.clock().now_ms().saturating_sub(state.revocations().last_sync_ms());
     metrics::gauge!("tessera_revocation_index_age_seconds").set(age_ms as f64 / 1000.0);
     state.store().record_metrics();
-    match &state.0.metrics {
+    match state.metrics() {
         Some(handle) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response(),
         None => (StatusCode::NOT_FOUND, "metrics are not enabled").into_response(),
     }

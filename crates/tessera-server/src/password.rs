@@ -24,8 +24,7 @@ pub struct HashError(String);
 /// When the OS random number generator or argon2 fails.
 pub fn hash_password(password: &str) -> Result<String, HashError> {
     let mut salt = [0u8; 16];
-    aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut salt)
-        .map_err(|_| HashError("random number generator failed".into()))?;
+    crate::secrets::Rng::fill(&crate::secrets::OsRng, &mut salt).map_err(|err| HashError(err.to_string()))?;
     let salt = SaltString::encode_b64(&salt).map_err(|err| HashError(err.to_string()))?;
     Ok(hasher().hash_password(password.as_bytes(), &salt).map_err(|err| HashError(err.to_string()))?.to_string())
 }

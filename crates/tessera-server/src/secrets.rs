@@ -3,7 +3,9 @@
 //!
 //! A refresh token is `base64url(2 ‖ key id ‖ sid(16) ‖ generation(8, big-endian) ‖ HMAC-SHA256(key, …))`: 58
 //! bytes, 256 bits of MAC. It is unforgeable without the key and can be derived again on demand, which is what
-//! lets a replay inside the grace window get the very same successor (see `../shared/reference/rotation.md`).
+//! lets a replay inside the grace window get the very same successor: a client whose answer was lost retries
+//! with the token it holds and must receive what it missed, not a second, diverging successor (see
+//! "Rotation and theft detection" in `docs/service.md`).
 //! A CSRF token is `base64url(key id ‖ HMAC-SHA256(key, key id ‖ sid))`.
 //!
 //! The MAC keys rotate (see `tessera_keys::SecretRing`): each token names the version of the key it was made
@@ -189,22 +191,66 @@ fn csrf_input(key_id: u8, sid: &str) -> Vec<u8> {
     [&[key_id][..], sid.as_bytes()].concat()
 }
 
+/// A source of random bytes: the OS CSPRNG ([`OsRng`]) in service, injected (see `AppState::with_rng`) so tests
+/// can make session ids, token ids and request ids deterministic. Everything random the server makes comes from
+/// one; nothing else constructs a random number generator (`clippy.toml` forbids it outside this module).
+pub trait Rng: Send + Sync + 'static {
+    /// Fills `dest` with random bytes.
+    ///
+    /// # Errors
+    /// When no random bytes can be had: the caller refuses to go on, never falls back to weaker ones.
+    fn fill(&self, dest: &mut [u8]) -> Result<(), RngFailed>;
+}
+
+/// The random number generator failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the random number generator failed")]
+pub struct RngFailed;
+
+/// The operating system's CSPRNG (through aws-lc).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsRng;
+
+impl Rng for OsRng {
+    fn fill(&self, dest: &mut [u8]) -> Result<(), RngFailed> {
+        #[allow(clippy::disallowed_methods, reason = "the one place the server takes randomness from the OS")]
+        let os = SystemRandom::new();
+        os.fill(dest).map_err(|_| RngFailed)
+    }
+}
+
+/// A new random session id from `rng`: 128 bits, base64url.
+///
+/// # Errors
+/// When the random number generator fails.
+pub fn session_id_from(rng: &dyn Rng) -> Result<String, RngFailed> {
+    random_b64_from::<SID_LEN>(rng)
+}
+
 /// A new random session id: 128 bits from the OS CSPRNG, base64url.
 ///
 /// # Errors
 /// When the OS random number generator fails.
-pub fn new_session_id() -> Result<String, aws_lc_rs::error::Unspecified> {
-    random_b64::<SID_LEN>()
+pub fn new_session_id() -> Result<String, RngFailed> {
+    session_id_from(&OsRng)
+}
+
+/// `N` random bytes from `rng`, base64url.
+///
+/// # Errors
+/// When the random number generator fails.
+pub fn random_b64_from<const N: usize>(rng: &dyn Rng) -> Result<String, RngFailed> {
+    let mut bytes = [0u8; N];
+    rng.fill(&mut bytes)?;
+    Ok(base64url::encode(bytes))
 }
 
 /// `N` random bytes from the OS CSPRNG, base64url.
 ///
 /// # Errors
 /// When the OS random number generator fails.
-pub fn random_b64<const N: usize>() -> Result<String, aws_lc_rs::error::Unspecified> {
-    let mut bytes = [0u8; N];
-    SystemRandom::new().fill(&mut bytes)?;
-    Ok(base64url::encode(bytes))
+pub fn random_b64<const N: usize>() -> Result<String, RngFailed> {
+    random_b64_from::<N>(&OsRng)
 }
 
 #[cfg(test)]

@@ -3,10 +3,9 @@
 
 use std::net::IpAddr;
 
-use tessera_store::{Family, NewFamily, RefreshOutcome, Refusal};
+use tessera_model::{Family, NewFamily, RefreshOutcome, Refusal};
 
 use crate::error::ApiError;
-use crate::secrets::new_session_id;
 use crate::state::{millis, AppState};
 
 /// What a client gets for a new or refreshed session.
@@ -28,11 +27,10 @@ pub(crate) struct SessionRequest {
 
 /// Creates a session (committed before this returns) and its first token pair.
 pub(crate) async fn start(state: &AppState, request: SessionRequest) -> Result<Issued, ApiError> {
-    let inner = &state.0;
-    let now = inner.clock.now_ms();
-    let sid = new_session_id().map_err(|_| ApiError::internal("random number generator failed"))?;
-    let family = inner
-        .store
+    let now = state.clock().now_ms();
+    let sid = state.new_session_id()?;
+    let family = state
+        .store()
         .create_family(NewFamily {
             sid,
             sub: request.sub,
@@ -42,11 +40,11 @@ pub(crate) async fn start(state: &AppState, request: SessionRequest) -> Result<I
             claims: request.claims,
             user_agent: request.user_agent,
             created_at: now,
-            expires_at: now.saturating_add(millis(inner.settings.refresh_ttl)),
+            expires_at: now.saturating_add(millis(state.settings().refresh_ttl)),
         })
         .await?;
     // The refresh grant checks the session's client before anything else: this node knows it without a read.
-    inner.clients.remember_session_owner(&family.session.sid, &family.session.client_id);
+    state.clients().remember_session_owner(&family.session.sid, &family.session.client_id);
     let issued = issue(state, family).await?;
     metrics::counter!("tessera_tokens_issued_total", "type" => "refresh").increment(1);
     Ok(issued)
@@ -57,10 +55,9 @@ pub(crate) async fn start(state: &AppState, request: SessionRequest) -> Result<I
 async fn issue(state: &AppState, family: Family) -> Result<Issued, ApiError> {
     let session = &family.session;
     let now = state.issue_time(Some(&session.sub), Some(&session.client_id)).await;
-    let access_token = state.sign_access_token(&state.0.session_claims(&family, now)?, "access")?;
+    let access_token = state.sign_access_token(&state.session_claims(&family, now)?, "access")?;
     let refresh_token = state
-        .0
-        .secrets
+        .secrets()
         // Made with the key that was issuing when this generation was issued: a grace replay after a rotation
         // derives the very same token (see `crate::secrets`).
         .refresh_token(&family.session.sid, family.generation, family.generation_issued_at)
@@ -77,17 +74,16 @@ pub(crate) enum RefreshFailure {
     Unavailable(ApiError),
 }
 
-/// Presents a refresh token: rotation, grace replay, theft detection (see `tessera_store::decide`).
+/// Presents a refresh token: rotation, grace replay, theft detection (see `tessera_model::decide`).
 pub(crate) async fn refresh(state: &AppState, token: &str) -> Result<Issued, RefreshFailure> {
-    let inner = &state.0;
-    let Some(claim) = inner.secrets.open_refresh_token(token) else {
+    let Some(claim) = state.secrets().open_refresh_token(token) else {
         metrics::counter!("tessera_refresh_total", "outcome" => "invalid").increment(1);
         return Err(RefreshFailure::Rejected);
     };
-    let now = inner.clock.now_ms();
-    let outcome = inner
-        .store
-        .refresh(&claim.sid, claim.generation, now, inner.refresh_rules())
+    let now = state.clock().now_ms();
+    let outcome = state
+        .store()
+        .refresh(&claim.sid, claim.generation, now, state.refresh_rules())
         .await
         .map_err(|err| RefreshFailure::Unavailable(err.into()))?;
     match outcome {
@@ -103,8 +99,8 @@ pub(crate) async fn refresh(state: &AppState, token: &str) -> Result<Issued, Ref
         }
         RefreshOutcome::TheftDetected(family) => {
             metrics::counter!("tessera_refresh_total", "outcome" => "reuse_detected").increment(1);
-            let revoked = tessera_store::Revocation::Session { sid: family.session.sid.clone() };
-            inner.revocations.apply_local(&revoked, family.revoked_at.unwrap_or_else(|| inner.clock.now_ms()));
+            let revoked = tessera_model::Revocation::Session { sid: family.session.sid.clone() };
+            state.revocations().apply_local(&revoked, family.revoked_at.unwrap_or_else(|| state.clock().now_ms()));
             tracing::warn!(
                 security_event = "refresh_token_reuse",
                 sub = %family.session.sub,
@@ -125,18 +121,23 @@ pub(crate) async fn refresh(state: &AppState, token: &str) -> Result<Issued, Ref
 /// Counts a failed refresh against the caller's address and, when `token` names a session of this server, against
 /// that session's user (a store read, on the failure path only); the answer is `refusal`, or 429 with the time to
 /// wait once either budget is spent.
-pub(crate) async fn refused(state: &AppState, ip: IpAddr, token: Option<&str>, refusal: ApiError) -> ApiError {
-    let user = match token.and_then(|token| state.0.secrets.open_refresh_token(token)) {
+pub(crate) async fn refused(
+    state: &AppState,
+    ip: IpAddr,
+    token: Option<&str>,
+    refusal: impl Into<ApiError>,
+) -> ApiError {
+    let user = match token.and_then(|token| state.secrets().open_refresh_token(token)) {
         // A store that cannot answer leaves only the address's budget: the refusal stands either way.
-        Some(claim) => state.0.store.family(&claim.sid).await.ok().flatten().map(|family| family.session.sub),
+        Some(claim) => state.store().family(&claim.sid).await.ok().flatten().map(|family| family.session.sub),
         None => None,
     };
     refused_for(state, ip, user.as_deref(), refusal)
 }
 
 /// [`refused`], for a caller that already knows whose session failed (`None`: nobody's).
-pub(crate) fn refused_for(state: &AppState, ip: IpAddr, user: Option<&str>, refusal: ApiError) -> ApiError {
-    state.0.limits.refresh_failed(ip, user).map_or(refusal, ApiError::too_many)
+pub(crate) fn refused_for(state: &AppState, ip: IpAddr, user: Option<&str>, refusal: impl Into<ApiError>) -> ApiError {
+    state.limits().refresh_failed(ip, user).map_or_else(|| refusal.into(), ApiError::too_many)
 }
 
 fn refusal_label(refusal: Refusal) -> &'static str {

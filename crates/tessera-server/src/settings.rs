@@ -256,3 +256,26 @@ impl Default for Settings {
         }
     }
 }
+
+impl Settings {
+    /// How long revocations matter to this server (see [`revocation_retention`]).
+    #[must_use]
+    pub fn retention(&self) -> tessera_revocation::Retention {
+        revocation_retention(self.access_ttl_secs, self.service_ttl_secs, self.leeway_secs)
+    }
+}
+
+/// How long revocations matter for tokens that live at most `access_ttl_secs` (a user's) or `service_ttl_secs` (a
+/// service's), checked with `leeway_secs`: the longest lifetime, plus leeway. The one computation of it: the
+/// server's index keeps revocations this long, and `tessera revoke` refuses a `before` further back.
+#[must_use]
+pub fn revocation_retention(
+    access_ttl_secs: i64,
+    service_ttl_secs: i64,
+    leeway_secs: i64,
+) -> tessera_revocation::Retention {
+    tessera_revocation::Retention {
+        max_token_lifetime_ms: access_ttl_secs.max(service_ttl_secs).saturating_mul(1000),
+        leeway_ms: leeway_secs.saturating_mul(1000),
+    }
+}

@@ -9,37 +9,41 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::Value;
 use tessera_jose::{encode_jwt, Audience, Claims, ACCESS_TOKEN_TYP};
-use tessera_revocation::{Retention, RevocationIndex};
-use tessera_store::{Family, Millis, Provenance, RefreshRules, Revocation, Store};
+use tessera_model::{Family, Millis, Provenance, RefreshRules, Revocation};
+use tessera_revocation::RevocationIndex;
+use tessera_store::Store;
 
 use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::keys::KeyService;
-use crate::secrets::{random_b64, TokenSecrets};
+use crate::secrets::{random_b64_from, session_id_from, OsRng, Rng, TokenSecrets};
 use crate::settings::Settings;
 
-/// Shared state of the service.
+/// Shared state of the service. Handlers reach it through the accessors below, never its fields.
 #[derive(Clone)]
-pub struct AppState(pub(crate) Arc<Inner>);
+pub struct AppState(Arc<Inner>);
 
-pub(crate) struct Inner {
-    pub(crate) settings: Settings,
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) keys: KeyService,
+struct Inner {
+    settings: Settings,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    keys: KeyService,
     /// The MAC keys of refresh and CSRF tokens, kept current by `keys` as they rotate.
-    pub(crate) secrets: Arc<TokenSecrets>,
-    pub(crate) revocations: RevocationIndex,
-    pub(crate) clients: crate::clients::ClientDirectory,
-    pub(crate) limits: Limits,
+    secrets: Arc<TokenSecrets>,
+    revocations: RevocationIndex,
+    clients: crate::clients::ClientDirectory,
+    limits: Limits,
     /// Password checks: one per core at a time, a bounded queue, the rest refused.
-    pub(crate) password_checks: crate::password::HashingQueue,
-    pub(crate) metrics: Option<PrometheusHandle>,
-    pub(crate) issuers: Vec<Arc<crate::issuers::ExternalIssuer>>,
+    password_checks: crate::password::HashingQueue,
+    metrics: Option<PrometheusHandle>,
+    issuers: Vec<Arc<crate::issuers::ExternalIssuer>>,
+    /// Where session ids, token ids and request ids come from.
+    rng: Arc<dyn Rng>,
 }
 
 impl AppState {
-    /// Assembles the state. The server secrets come from the key service, which loaded them with the keyring.
+    /// Assembles the state, taking randomness from the OS CSPRNG. The server secrets come from the key service,
+    /// which loaded them with the keyring.
     #[must_use]
     pub fn new(
         settings: Settings,
@@ -48,13 +52,23 @@ impl AppState {
         clock: Arc<dyn Clock>,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
+        Self::with_rng(settings, store, keys, clock, metrics, Arc::new(OsRng))
+    }
+
+    /// [`AppState::new`], taking randomness from `rng`: tests inject one to make ids deterministic.
+    #[must_use]
+    pub fn with_rng(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        keys: KeyService,
+        clock: Arc<dyn Clock>,
+        metrics: Option<PrometheusHandle>,
+        rng: Arc<dyn Rng>,
+    ) -> Self {
         let secrets = keys.token_secrets();
         let limits = Limits::new(&settings);
         let password_checks = crate::password::HashingQueue::per_core(settings.password_hash_queue);
-        let retention = Retention {
-            max_token_lifetime_ms: settings.access_ttl_secs.max(settings.service_ttl_secs).saturating_mul(1000),
-            leeway_ms: settings.leeway_secs.saturating_mul(1000),
-        };
+        let retention = settings.retention();
         let issuers = settings
             .trusted_issuers
             .iter()
@@ -90,6 +104,7 @@ impl AppState {
             password_checks,
             metrics,
             issuers,
+            rng,
         }))
     }
 
@@ -111,14 +126,19 @@ impl AppState {
     /// The `iat` for a new token of `sub` issued to `client_id`: now — or, when a revocation instant of either
     /// falls in the current second, the next second, after waiting for it. Tokens carry whole seconds and a token
     /// from an instant's second counts as revoked, so a token minted in that second (a login right after a
-    /// logout-everywhere, a grant right after a secret rotation) would be born dead.
+    /// logout-everywhere, a grant right after a secret rotation) would be born dead. The wait is on the injected
+    /// clock: under a test's manual clock it is over at once.
     pub(crate) async fn issue_time(&self, sub: Option<&str>, client_id: Option<&str>) -> i64 {
         let now_ms = self.0.clock.now_ms();
         match self.0.revocations.latest_instant(sub, client_id) {
             Some(instant) if instant.div_euclid(1000) >= now_ms.div_euclid(1000) => {
                 let next_second = instant.div_euclid(1000) + 1;
                 let wait = next_second.saturating_mul(1000).saturating_sub(now_ms);
-                tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
+                let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+                let real = self.clock().real_time_of(wait);
+                if !real.is_zero() {
+                    tokio::time::sleep(real).await;
+                }
                 next_second
             }
             _ => now_ms.div_euclid(1000),
@@ -156,27 +176,68 @@ impl AppState {
     pub fn settings(&self) -> &Settings {
         &self.0.settings
     }
-}
 
-impl Inner {
+    /// The MAC keys of refresh and CSRF tokens.
+    pub(crate) fn secrets(&self) -> &TokenSecrets {
+        &self.0.secrets
+    }
+
+    /// The registered clients, and which client each recently seen session belongs to.
+    pub(crate) fn clients(&self) -> &crate::clients::ClientDirectory {
+        &self.0.clients
+    }
+
+    /// The rate limiters.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.0.limits
+    }
+
+    /// The queue password checks run through.
+    pub(crate) fn password_checks(&self) -> &crate::password::HashingQueue {
+        &self.0.password_checks
+    }
+
+    /// The Prometheus recorder, when metrics are enabled.
+    pub(crate) fn metrics(&self) -> Option<&PrometheusHandle> {
+        self.0.metrics.as_ref()
+    }
+
+    /// `N` random bytes, base64url: token and request ids.
+    pub(crate) fn random_b64<const N: usize>(&self) -> Result<String, ApiError> {
+        random_b64_from::<N>(self.0.rng.as_ref()).map_err(ApiError::internal)
+    }
+
+    /// A new random session id.
+    pub(crate) fn new_session_id(&self) -> Result<String, ApiError> {
+        session_id_from(self.0.rng.as_ref()).map_err(ApiError::internal)
+    }
+
+    /// The trusted external issuers.
+    pub(crate) fn issuers(&self) -> &[Arc<crate::issuers::ExternalIssuer>] {
+        &self.0.issuers
+    }
+
+    /// How long a rotated refresh token may be replayed, and how long a session may sit unused.
     pub(crate) fn refresh_rules(&self) -> RefreshRules {
-        RefreshRules { grace_ms: millis(self.settings.grace), idle_timeout_ms: millis(self.settings.idle_timeout) }
+        let settings = self.settings();
+        RefreshRules { grace_ms: millis(settings.grace), idle_timeout_ms: millis(settings.idle_timeout) }
     }
 
     /// The access-token claims of a session, issued at `now` (seconds): RFC 9068 claims plus `sid`, `roles` and
     /// the session's extra claims.
     pub(crate) fn session_claims(&self, family: &Family, now: i64) -> Result<Claims, ApiError> {
+        let settings = self.settings();
         let mut extra = family.session.claims.clone();
         if !family.session.roles.is_empty() {
             extra.insert("roles".into(), Value::from(family.session.roles.clone()));
         }
         let claims = Claims {
-            iss: Some(self.settings.issuer.clone()),
+            iss: Some(settings.issuer.clone()),
             sub: Some(family.session.sub.clone()),
-            aud: Some(Audience::One(self.settings.audience.clone())),
-            exp: Some(now.saturating_add(self.settings.access_ttl_secs)),
+            aud: Some(Audience::One(settings.audience.clone())),
+            exp: Some(now.saturating_add(settings.access_ttl_secs)),
             iat: Some(now),
-            jti: Some(random_b64::<16>().map_err(|_| ApiError::internal("random number generator failed"))?),
+            jti: Some(self.random_b64::<16>()?),
             client_id: Some(family.session.client_id.clone()),
             scope: family.session.scope.clone(),
             sid: Some(family.session.sid.clone()),
@@ -273,6 +334,13 @@ impl Limits {
 mod tests {
     use super::*;
 
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    use tessera_jose::base64url;
+
+    use crate::clock::ManualClock;
+    use crate::secrets::RngFailed;
+
     #[test]
     fn an_ipv6_client_is_limited_by_its_64_and_a_mapped_ipv4_by_its_address() {
         let key = |text: &str| rate_key(text.parse().unwrap());
@@ -280,5 +348,66 @@ mod tests {
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
         assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
         assert_ne!(key("192.0.2.1"), key("192.0.2.2"));
+    }
+
+    const START_MS: Millis = 1_800_000_000_000;
+
+    /// Bytes 0, 1, 2, … in order, across calls.
+    struct CountingRng(AtomicU8);
+
+    impl Rng for CountingRng {
+        fn fill(&self, dest: &mut [u8]) -> Result<(), RngFailed> {
+            for byte in dest {
+                *byte = self.0.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        }
+    }
+
+    fn state_in(dir: &std::path::Path, clock: Arc<ManualClock>, rng: Arc<dyn Rng>) -> AppState {
+        let store = Arc::new(tessera_store::SqliteStore::open(&dir.join("tessera.db")).unwrap());
+        let settings = Settings::default();
+        let policy = tessera_jose::Policy::access(settings.issuer.clone(), vec![settings.audience.clone()]);
+        let verifier = tessera_jose::Verifier::new(tessera_jose::KeySet::new(), policy);
+        let keystore = tessera_keys::KeyStore::open(dir, None).unwrap();
+        let keys =
+            KeyService::load(keystore, tessera_keys::RotationPolicy::default(), verifier, clock.now_secs()).unwrap();
+        AppState::with_rng(settings, store, keys, clock, None, rng)
+    }
+
+    #[tokio::test]
+    async fn session_ids_and_token_ids_come_from_the_injected_rng() {
+        let dir = tempfile::tempdir().unwrap();
+        let rng = Arc::new(CountingRng(AtomicU8::new(0)));
+        let state = state_in(dir.path(), Arc::new(ManualClock::new(START_MS)), rng);
+        let request = crate::session::SessionRequest {
+            sub: "alice".into(),
+            client_id: "tessera".into(),
+            scope: None,
+            roles: Vec::new(),
+            claims: serde_json::Map::new(),
+            user_agent: None,
+        };
+        let issued = crate::session::start(&state, request).await.unwrap();
+        let sid = state.secrets().open_refresh_token(&issued.refresh_token).unwrap().sid;
+        assert_eq!(sid, base64url::encode((0..16).collect::<Vec<u8>>()), "the first 16 bytes drawn");
+        let token = tessera_jose::decode_unverified(&issued.access_token, 8192).unwrap();
+        let jti = token.payload.claims().unwrap().jti.clone().unwrap();
+        assert_eq!(jti, base64url::encode((16..32).collect::<Vec<u8>>()), "the next 16");
+    }
+
+    #[tokio::test]
+    async fn the_wait_for_the_next_second_is_on_the_injected_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = START_MS + 300;
+        let state = state_in(dir.path(), Arc::new(ManualClock::new(now)), Arc::new(OsRng));
+        let logged_out = Revocation::Subject { sub: "alice".into(), not_before: now };
+        state.revocations().apply_local(&logged_out, now);
+        // Paused, tokio's time jumps over any sleep at once and counts it: what elapses is what was slept.
+        tokio::time::pause();
+        let started = tokio::time::Instant::now();
+        assert_eq!(state.issue_time(Some("alice"), None).await, START_MS / 1000 + 1, "the next second");
+        assert_eq!(started.elapsed(), Duration::ZERO, "no real time slept under a manual clock");
+        assert_eq!(state.issue_time(Some("bob"), None).await, START_MS / 1000, "others are issued at once");
     }
 }

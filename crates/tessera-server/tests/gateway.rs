@@ -178,6 +178,32 @@ async fn methods_match_exactly_and_a_lower_case_method_is_refused() {
     assert_eq!(nginx(&h, &deleter, "DELETE", "/orders/7").await, StatusCode::OK);
 }
 
+/// Traefik's `X-Forwarded-Method`/`X-Forwarded-Uri` name the request the rules match, in the automatic style and
+/// in Traefik's, with the same normalisation as nginx's headers; nginx's style does not read them.
+#[tokio::test]
+async fn traefiks_forwarded_method_and_uri_meet_the_route_rules() {
+    let traefik = |method: &'static str, uri: &'static str| [("x-forwarded-method", method), ("x-forwarded-uri", uri)];
+    for style in [ForwardedHeaders::Auto, ForwardedHeaders::Traefik] {
+        let h = harness(Settings { forwarded_headers: style.clone(), ..Settings::default() }).await;
+        let (user, deleter) = (session(&h, "read").await, session(&h, "orders:delete").await);
+        for (token, method, uri, expected) in [
+            (&user, "DELETE", "/orders/7", StatusCode::FORBIDDEN),
+            (&user, "GET", "/orders/7", StatusCode::OK),
+            (&deleter, "DELETE", "/orders/7", StatusCode::OK),
+            (&user, "GET", "/%61dmin/users", StatusCode::FORBIDDEN),
+            (&user, "GET", "/admin%2Fusers", StatusCode::BAD_REQUEST),
+            (&user, "delete", "/orders/7", StatusCode::BAD_REQUEST),
+        ] {
+            let status = verify(&h, "", token, &traefik(method, uri)).await.0;
+            assert_eq!(status, expected, "{style:?}: {method} {uri}");
+        }
+    }
+    let nginx_style = harness(Settings { forwarded_headers: ForwardedHeaders::Nginx, ..Settings::default() }).await;
+    let user = session(&nginx_style, "read").await;
+    let status = verify(&nginx_style, "", &user, &traefik("GET", "/public")).await.0;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "nginx's style names no request without X-Original-*");
+}
+
 #[tokio::test]
 async fn envoy_checks_are_normalised_and_only_served_in_envoy_or_auto_style() {
     let h = harness(Settings::default()).await;

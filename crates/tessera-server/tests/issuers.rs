@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tessera_jose::{encode_jwt, Algorithm, Audience, Claims, KeySet, RsaBits, SigningKey};
 use tessera_server::clock::Clock as _;
 use tessera_server::{Settings, TrustedIssuer};
@@ -50,20 +51,6 @@ fn serve_keys(idp: &Idp, keys: &[&SigningKey]) {
     *idp.answer.lock().unwrap() = (200, serde_json::to_string(&set.to_public_jwks()).unwrap());
 }
 
-fn external_token(key: &SigningKey, now: i64) -> String {
-    let claims = Claims {
-        iss: Some(IDP.into()),
-        sub: Some("ext-user".into()),
-        aud: Some(Audience::One("api".into())),
-        exp: Some(now + 600),
-        iat: Some(now),
-        jti: Some(format!("{}-{now}", key.kid())),
-        client_id: Some("spa".into()),
-        ..Claims::default()
-    };
-    encode_jwt(key, Some("at+jwt"), &claims).unwrap()
-}
-
 async fn verify(h: &common::Harness, token: &str) -> StatusCode {
     let request =
         Request::get("/verify").header(header::AUTHORIZATION, format!("Bearer {token}")).body(Body::empty()).unwrap();
@@ -78,8 +65,66 @@ async fn eventually_ok(h: &common::Harness, token: &str) {
     }
 }
 
+/// The value of a counter (with its labels, as Prometheus writes them), 0 before it is first counted.
+fn counter(metrics: &PrometheusHandle, series: &str) -> u64 {
+    let rendered = metrics.render();
+    let value = rendered.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' '));
+    value.map_or(0, |value| value.parse().unwrap())
+}
+
+const FETCH_FAILURES: &str = "tessera_external_jwks_failures_total";
+
+/// The tests here count refusals with process-wide counters: where they share a process (`cargo test`), they take
+/// turns, so that one test's refusals are not counted as another's.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits until the background task has finished with the key set it fetched and refused it: the failure is counted
+/// only after the document was read and judged.
+async fn refused_sets_reach(metrics: &PrometheusHandle, failures: u64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counter(metrics, FETCH_FAILURES) < failures {
+        assert!(Instant::now() < deadline, "the refetched key set was never refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counter(metrics, FETCH_FAILURES), failures, "one fetch, one verdict");
+}
+
+/// Claims of an access token of the trusted issuer, complete: any refusal is for what a test changes.
+fn external_claims(key: &SigningKey, now: i64) -> Claims {
+    Claims {
+        iss: Some(IDP.into()),
+        sub: Some("ext-user".into()),
+        aud: Some(Audience::One("api".into())),
+        exp: Some(now + 600),
+        iat: Some(now),
+        jti: Some(format!("{}-{now}", key.kid())),
+        client_id: Some("spa".into()),
+        ..Claims::default()
+    }
+}
+
+fn external_token(key: &SigningKey, now: i64) -> String {
+    encode_jwt(key, Some("at+jwt"), &external_claims(key, now)).unwrap()
+}
+
+/// A public RSA JWK too weak to trust: its modulus cut to 1024 bits, or its exponent set to 3.
+fn weak_rsa_jwk(kid: &str, short_modulus: bool) -> String {
+    let key = SigningKey::generate(Algorithm::RS256, RsaBits::Bits2048).unwrap();
+    let mut jwk = key.verifying_key().public_jwk().unwrap().clone();
+    jwk.kid = Some(kid.into());
+    if short_modulus {
+        let n = tessera_jose::base64url::decode(jwk.n.as_deref().unwrap()).unwrap();
+        jwk.n = Some(tessera_jose::base64url::encode(&n[..128]));
+    } else {
+        jwk.e = Some(tessera_jose::base64url::encode([3u8]));
+    }
+    serde_json::to_string(&jwk).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_tokens_verify_through_the_issuers_jwks_and_survive_its_failures() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let metrics = tessera_server::metrics_handle().unwrap();
     let idp = idp();
     let first = SigningKey::generate(Algorithm::ES256, RsaBits::Bits2048).unwrap();
     serve_keys(&idp, &[&first]);
@@ -97,30 +142,47 @@ async fn external_tokens_verify_through_the_issuers_jwks_and_survive_its_failure
     };
     let h = common::harness_with(settings).await;
     let background = tessera_server::start_background(&h.state).await.unwrap();
+    // The first fetch has begun (the issuer notes the time of a fetch before sending it): from here on, an unknown
+    // kid asks for no other fetch until the clock moves 30 s, so the fetches counted below are all there are.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while idp.fetches.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the key set was never fetched");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let now = h.clock.now_secs();
     eventually_ok(&h, &external_token(&first, now)).await;
 
-    // A token for another audience, or from an issuer nobody trusts, is refused.
-    let untrusted = SigningKey::generate(Algorithm::ES256, RsaBits::Bits2048).unwrap();
-    let mut other = Claims { iss: Some("https://evil.test".into()), ..Claims::default() };
-    other.sub = Some("x".into());
-    assert_eq!(verify(&h, &encode_jwt(&untrusted, Some("at+jwt"), &other).unwrap()).await, StatusCode::UNAUTHORIZED);
+    // Tokens signed by the trusted issuer's own key, complete and current, but naming another audience, or an
+    // issuer nobody trusts (so no trusted key set is consulted and this server's own keys do not know the kid),
+    // are refused, each for that reason alone.
+    let rejections =
+        |reason: &str| counter(&metrics, &format!("tessera_token_rejections_total{{reason=\"{reason}\"}}"));
+    let refused_for = [("wrong_audience", rejections("wrong_audience")), ("unknown_key", rejections("unknown_key"))];
+    let other_audience = Claims { aud: Some(Audience::One("other".into())), ..external_claims(&first, now) };
+    let token = encode_jwt(&first, Some("at+jwt"), &other_audience).unwrap();
+    assert_eq!(verify(&h, &token).await, StatusCode::UNAUTHORIZED, "another audience");
+    let untrusted_issuer = Claims { iss: Some("https://evil.test".into()), ..external_claims(&first, now) };
+    let token = encode_jwt(&first, Some("at+jwt"), &untrusted_issuer).unwrap();
+    assert_eq!(verify(&h, &token).await, StatusCode::UNAUTHORIZED, "an untrusted issuer");
+    for (reason, before) in refused_for {
+        assert_eq!(rejections(reason), before + 1, "one refusal for {reason}");
+    }
 
-    // The issuer rotates. A token with the new kid triggers a refetch, but only 30 s after the last one.
+    // The issuer rotates. A token with the new kid triggers a refetch, but only 30 s after the last one: the kid
+    // seen within 30 s fetches nothing (the document served until the clock moves holds the old keys only, and
+    // any fetch would be counted before the one that brings the new key).
     let second = SigningKey::generate(Algorithm::EdDSA, RsaBits::Bits2048).unwrap();
-    serve_keys(&idp, &[&first, &second]);
     let fetched = idp.fetches.load(Ordering::SeqCst);
     let rotated = external_token(&second, now);
     assert_eq!(verify(&h, &rotated).await, StatusCode::UNAUTHORIZED);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(idp.fetches.load(Ordering::SeqCst), fetched, "no refetch within 30 s of the last");
+    serve_keys(&idp, &[&first, &second]);
     h.clock.advance_ms(31_000);
     assert_eq!(verify(&h, &rotated).await, StatusCode::UNAUTHORIZED);
     eventually_ok(&h, &rotated).await;
     assert_eq!(idp.fetches.load(Ordering::SeqCst), fetched + 1, "exactly one refetch");
 
-    // Errors, symmetric keys, private members and huge key sets are refused; the last good set stays in service.
-    // A set with one bad key is refused whole: the good key published next to it is not taken either.
+    // Errors, symmetric keys, private members, weak keys and huge key sets are refused; the last good set stays in
+    // service. A set with one bad key is refused whole: the good key published next to it is not taken either.
     let partner = SigningKey::generate(Algorithm::EdDSA, RsaBits::Bits2048).unwrap();
     let partner_token = external_token(&partner, now);
     let partner_jwk =
@@ -144,19 +206,16 @@ async fn external_tokens_verify_through_the_issuers_jwks_and_survive_its_failure
         (500, "oops".to_owned()),
         (200, format!(r#"{{"keys":[{partner_jwk},{hmac_jwk}]}}"#)),
         (200, format!(r#"{{"keys":[{private_jwk}]}}"#)),
+        (200, format!(r#"{{"keys":[{partner_jwk},{}]}}"#, weak_rsa_jwk("partner-rsa-1024", true))),
+        (200, format!(r#"{{"keys":[{partner_jwk},{}]}}"#, weak_rsa_jwk("partner-rsa-e3", false))),
         (200, format!(r#"{{"keys":[],"pad":"{}"}}"#, "x".repeat(2 * 1024 * 1024))),
     ] {
         *idp.answer.lock().unwrap() = (status, body);
-        let before = idp.fetches.load(Ordering::SeqCst);
+        let failures = counter(&metrics, FETCH_FAILURES);
         h.clock.advance_ms(31_000);
         let unknown = external_token(&SigningKey::generate(Algorithm::EdDSA, RsaBits::Bits2048).unwrap(), now);
         assert_eq!(verify(&h, &unknown).await, StatusCode::UNAUTHORIZED);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while idp.fetches.load(Ordering::SeqCst) == before {
-            assert!(Instant::now() < deadline, "no refetch happened");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        refused_sets_reach(&metrics, failures + 1).await;
         assert_eq!(
             verify(&h, &rotated).await,
             StatusCode::OK,
@@ -164,22 +223,10 @@ async fn external_tokens_verify_through_the_issuers_jwks_and_survive_its_failure
         );
         assert_eq!(verify(&h, &partner_token).await, StatusCode::UNAUTHORIZED, "nothing of a refused set is taken");
         // Anyone who read the document could mint the partner's tokens with its HMAC key: refused.
-        let minted = hmac_token(shared, "partner-hmac", &external_claims(now));
+        let minted = hmac_token(shared, "partner-hmac", &external_claims(&partner, now));
         assert_eq!(verify(&h, &minted).await, StatusCode::UNAUTHORIZED, "a published HMAC key verifies nothing");
     }
     background.abort();
-}
-
-fn external_claims(now: i64) -> Claims {
-    Claims {
-        iss: Some(IDP.into()),
-        sub: Some("ext-user".into()),
-        aud: Some(Audience::One("api".into())),
-        exp: Some(now + 600),
-        iat: Some(now),
-        jti: Some(format!("minted-{now}")),
-        ..Claims::default()
-    }
 }
 
 /// An HS256 access token made with `secret`, as anyone holding a published HMAC key could.
@@ -216,6 +263,7 @@ fn partner_token(key: &SigningKey, issuer: &str, sub: &str, now: i64) -> String 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_subjects_are_exchanged_only_where_allowed_and_never_as_a_local_user() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     const OTHER: &str = "https://other-idp.test";
     let (allowed_idp, other_idp) = (idp(), idp());
     let key = SigningKey::generate(Algorithm::ES256, RsaBits::Bits2048).unwrap();

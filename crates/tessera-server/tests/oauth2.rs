@@ -890,3 +890,35 @@ async fn a_client_added_to_the_store_authenticates_before_the_next_sync() {
         assert_eq!((status, reply["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
     }
 }
+
+/// RFC 8693 §4.1: with an `actor_token`, the derived token's `act` names the actor, with the calling client
+/// nested inside. The actor token must be a live access token of this server, given with its type.
+#[tokio::test]
+async fn an_actor_token_is_named_in_act_with_the_calling_client_nested_and_must_be_valid() {
+    let h = setup().await;
+    let subject = admin_session(&h, "read").await;
+    let actor = service_token(&h, "billing").await;
+    const ACTOR_TYPE: &str = "actor_token_type=urn:ietf:params:oauth:token-type:access_token";
+    let exchange = |actor: &str, actor_type: &str| {
+        format!("{EXCHANGE}&subject_token={subject}&audience=ledger&actor_token={actor}{actor_type}")
+    };
+    let (status, body, _) =
+        post(&h, "/oauth2/token", &exchange(&actor, &format!("&{ACTOR_TYPE}")), Some(("exchanger", SECRET))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let claims = claims_of(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["act"], serde_json::json!({"sub": "billing", "act": {"sub": "exchanger"}}));
+    assert_eq!(claims["sub"], claims_of(&subject)["sub"], "the subject stays the subject");
+
+    let (status, _, _) = post(&h, "/oauth2/revoke", &format!("token={actor}"), Some(("billing", SECRET))).await;
+    assert_eq!(status, StatusCode::OK);
+    let jwt_type = "&actor_token_type=urn:ietf:params:oauth:token-type:jwt";
+    for (body, error) in [
+        (exchange(&service_token(&h, "billing").await, ""), "invalid_request"),
+        (exchange(&service_token(&h, "billing").await, jwt_type), "invalid_request"),
+        (exchange("forged.token.here", &format!("&{ACTOR_TYPE}")), "invalid_grant"),
+        (exchange(&actor, &format!("&{ACTOR_TYPE}")), "invalid_grant"),
+    ] {
+        let (status, reply, _) = post(&h, "/oauth2/token", &body, Some(("exchanger", SECRET))).await;
+        assert_eq!((status, reply["error"].as_str()), (StatusCode::BAD_REQUEST, Some(error)), "{body}: {reply}");
+    }
+}

@@ -842,3 +842,73 @@ async fn a_stale_revocation_index_fails_closed_by_default_and_open_when_configur
     }
     assert_eq!(Settings::default().stale_revocations, StalePolicy::FailClosed, "the safe default");
 }
+
+/// A login in the very second of a logout-everywhere would carry that second as `iat` and be born revoked (tokens
+/// carry whole seconds, and a token of the revocation's second counts as before it): it waits for the next second
+/// instead, and lives.
+#[tokio::test]
+async fn a_login_in_the_second_of_a_logout_everywhere_waits_for_the_next_second() {
+    let h = harness().await;
+    h.clock.advance_ms(300);
+    let before = h.login("alice").await;
+    assert_eq!(h.with_bearer("POST", "/auth/logout-all", &before.access).await.status, StatusCode::NO_CONTENT);
+    // A login 100 ms later, in the revocation's second (its session, kept in milliseconds, is after it). The clock
+    // does not move during the login: only waiting for the next second can make its access token live.
+    h.clock.advance_ms(100);
+    let after = h.login("alice").await;
+    assert_eq!(h.clock.now_ms(), START_MS + 400);
+    assert_eq!(claims_of(&after.access)["iat"].as_i64().unwrap(), START_MS / 1000 + 1, "the next second");
+    // The time the login waited, which a manual clock does not see pass.
+    h.clock.advance_ms(600);
+    assert_eq!(h.verify(&before.access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.verify(&after.access).await, StatusCode::OK, "not born revoked");
+    assert_eq!(h.refresh(&after.cookie, &after.csrf).await.status, StatusCode::OK);
+}
+
+/// `/readyz` says "not ready" after 20 reload intervals (at least 5 s) without a sync, well before the index is
+/// stale and tokens are refused, so load balancers move traffic away first.
+#[tokio::test]
+async fn readyz_turns_503_well_before_the_revocation_index_is_stale() {
+    let settings = Settings {
+        reload_interval: std::time::Duration::from_secs(1),
+        revocations_stale_after: std::time::Duration::from_secs(60),
+        ..Settings::default()
+    };
+    let h = harness_with(settings).await;
+    let s = h.login("alice").await;
+    let readyz = || async {
+        let reply = h.app.clone().oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
+        let status = reply.status();
+        (status, String::from_utf8(reply.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap())
+    };
+    h.clock.advance_ms(20_000);
+    assert_eq!(readyz().await.0, StatusCode::OK, "20 reload intervals without a sync");
+    h.clock.advance_ms(1);
+    assert_eq!(readyz().await, (StatusCode::SERVICE_UNAVAILABLE, "revocation index not synced".to_owned()));
+    assert_eq!(h.verify(&s.access).await, StatusCode::OK, "40 s before the stale bound, tokens still verify");
+    tessera_server::sync(&h.state).await.unwrap();
+    assert_eq!(readyz().await.0, StatusCode::OK, "ready again after a sync");
+}
+
+/// The refresh cookie lives as long as the session may: `Max-Age` is the whole absolute lifetime at login, and what
+/// is left of it at each refresh (rotation never extends it).
+#[tokio::test]
+async fn the_refresh_cookie_max_age_is_the_sessions_remaining_lifetime() {
+    let h = harness().await;
+    let max_age = |reply: &Reply| {
+        let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+        let value = cookie.split("; ").find_map(|attribute| attribute.strip_prefix("Max-Age=")).unwrap();
+        value.parse::<i64>().unwrap()
+    };
+    let login = h.send(json_post("/auth/login", &json!({"username": "alice", "password": PASSWORD}))).await;
+    let lifetime = i64::try_from(Settings::default().refresh_ttl.as_secs()).unwrap();
+    assert_eq!(max_age(&login), lifetime);
+    let csrf = login.body["csrf_token"].as_str().unwrap().to_owned();
+    h.clock.advance_ms(3_600_000);
+    let refreshed = h.refresh(&cookie_of(&login).unwrap(), &csrf).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
+    assert_eq!(max_age(&refreshed), lifetime - 3_600, "an hour into the session");
+    h.clock.advance_ms(3_600_000);
+    let again = h.refresh(&cookie_of(&refreshed).unwrap(), &csrf).await;
+    assert_eq!(max_age(&again), lifetime - 7_200, "two hours into the session");
+}

@@ -5,29 +5,46 @@
 //! is the embedded, durable default; [`PostgresStore`] and [`RedisStore`] (Redis or Redis Cluster) are shared by
 //! several nodes; [`TieredStore`] puts Redis, for rotations, in front of PostgreSQL, for everything else. The
 //! refresh-rotation rules live in one pure function, [`decide`], that every backend applies inside its own atomic
-//! step, and the `conformance` feature holds the one test suite every backend must pass.
+//! step, and the `conformance` feature holds the one test suite every backend must pass. The types stored are
+//! `tessera-model`'s, re-exported here.
+//!
+//! Each backend is a cargo feature: `sqlite` (the default), `postgres`, `redis`; the tiered store needs both
+//! `postgres` and `redis`. A crate that needs only the trait builds none of them.
 
+#[cfg(any(feature = "postgres", feature = "redis"))]
 mod batch;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+mod codec;
 mod deadline;
 mod error;
-mod model;
+#[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(all(feature = "postgres", feature = "redis"))]
 mod tiered;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+/// The data model, from `tessera-model`: `tessera_store::model::X` and the re-exports below keep working.
+pub use tessera_model as model;
+
+#[cfg(feature = "redis")]
 pub use crate::redis::{BreakerSettings, BreakerState, RedisSettings, RedisStore};
 pub use deadline::Deadline;
-pub use error::StoreError;
+pub use error::{BackendCause, StoreError};
 pub use model::{
     decide, Client, Decision, Document, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal,
     Revocation, RevocationEntry, SecurityEvent, SubjectState, User,
 };
+#[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+#[cfg(all(feature = "postgres", feature = "redis"))]
 pub use tiered::TieredStore;
 
 /// How long a session is kept after it expires before it is forgotten (see

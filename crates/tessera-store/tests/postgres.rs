@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use tessera_store::conformance::Postgres;
 use tessera_store::{conformance, PostgresStore, Store};
+use tessera_test_support::Postgres;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_passes_the_conformance_suite_and_serves_two_nodes() {

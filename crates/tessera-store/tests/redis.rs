@@ -7,11 +7,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tessera_store::conformance::{Redis, RedisCluster};
 use tessera_store::{
     conformance, decide, BreakerSettings, BreakerState, Decision, NewFamily, Provenance, RedisSettings, RedisStore,
     RefreshOutcome, RefreshRules, Revocation, Store, StoreError, User, EXPIRED_SESSION_KEPT_MS,
 };
+use tessera_test_support::{Redis, RedisCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_passes_the_conformance_suite_and_serves_two_nodes() {

@@ -7,11 +7,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tessera_store::conformance::{Postgres, Redis};
 use tessera_store::{
     conformance, BreakerSettings, PostgresStore, Provenance, RedisSettings, RedisStore, RefreshOutcome, RefreshRules,
     Refusal, Revocation, Store, StoreError, TieredStore,
 };
+use tessera_test_support::{Postgres, Redis};
 
 const RULES: RefreshRules = RefreshRules { grace_ms: 10_000, idle_timeout_ms: 86_400_000 };
 

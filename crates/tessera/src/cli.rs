@@ -67,10 +67,6 @@ pub(crate) enum Command {
     /// HIGH or CRITICAL is found.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Load-test a real `tessera serve` (started by this command on a free loopback port, with a throwaway data
-    /// directory) and print throughput and latency next to the raw crypto limits measured in the same run.
-    #[command(subcommand)]
-    Bench(BenchCommand),
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -250,104 +246,6 @@ pub(crate) enum ReportFormat {
     Sarif,
     /// A Markdown audit report: summary, findings by severity, risk matrix, remediation priorities.
     Markdown,
-}
-
-/// `tessera bench ...`
-#[derive(Debug, Subcommand)]
-pub(crate) enum BenchCommand {
-    /// Refresh rotations per second through POST /oauth2/token, each worker rotating its own session.
-    Refresh {
-        /// Signing algorithm of the server's key.
-        #[arg(long, default_value = "EdDSA", value_parser = signing_algorithm)]
-        alg: Algorithm,
-        #[command(flatten)]
-        load: LoadArgs,
-    },
-    /// Password logins per second through POST /auth/login.
-    Login {
-        #[command(flatten)]
-        load: LoadArgs,
-    },
-    /// Forward-auth checks per second through GET /verify (signature, claims, revocation index).
-    Verify {
-        /// Signing algorithm of the server's key.
-        #[arg(long, default_value = "RS256", value_parser = signing_algorithm)]
-        alg: Algorithm,
-        /// Distinct access tokens (of distinct users) presented in turn, spread over the connections
-        /// [default: one per connection].
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-        tokens: Option<u32>,
-        #[command(flatten)]
-        load: LoadArgs,
-    },
-    /// Service tokens per second through POST /oauth2/token grant_type=client_credentials.
-    ClientCredentials {
-        /// Signing algorithm of the server's key.
-        #[arg(long, default_value = "ES256", value_parser = signing_algorithm)]
-        alg: Algorithm,
-        #[command(flatten)]
-        load: LoadArgs,
-    },
-    /// Revocations per second through POST /admin/v1/revocations, each a new token id (a durable write each).
-    Revoke {
-        #[command(flatten)]
-        load: LoadArgs,
-    },
-    /// How soon a restarted node is ready: fills a store with live revocation entries (70% token ids, 20%
-    /// sessions, 10% subjects), then starts `tessera serve` on it and times it until /readyz answers with every
-    /// entry in its index.
-    Restart {
-        /// Live revocation entries in the store.
-        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(10..=10_000_000))]
-        entries: u64,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
-        /// The store already holds the entries (filled by other means, e.g. SQL): only restart and check.
-        #[arg(long)]
-        already_filled: bool,
-        #[command(flatten)]
-        store: BenchStore,
-    },
-}
-
-/// The store a benchmark's server runs on: the embedded SQLite unless a shared one is named. Use an empty,
-/// throwaway database: the benchmark's user, client and sessions are created in it.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct BenchStore {
-    /// Run the server on this PostgreSQL database (with --redis-url too: tiered, Redis in front of it).
-    #[arg(long, value_name = "URL")]
-    pub(crate) postgres_url: Option<String>,
-    /// Run the server on this Redis (repeat for several nodes of a Redis Cluster).
-    #[arg(long, value_name = "URL")]
-    pub(crate) redis_url: Vec<String>,
-    /// The Redis URLs are nodes of a Redis Cluster (writes then wait for one replica).
-    #[arg(long, requires = "redis_url")]
-    pub(crate) redis_cluster: bool,
-}
-
-/// How much load, for how long. Bounded: the run stops by itself.
-#[derive(Debug, Args)]
-pub(crate) struct LoadArgs {
-    /// Requests in flight (one connection each).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub(crate) concurrency: u16,
-    /// How long to measure (after a 1 s warm-up), at most 5 minutes.
-    #[arg(long, default_value = "10s", value_parser = bench_duration)]
-    pub(crate) duration: std::time::Duration,
-    /// Print the result as JSON.
-    #[arg(long)]
-    pub(crate) json: bool,
-    #[command(flatten)]
-    pub(crate) store: BenchStore,
-}
-
-fn bench_duration(text: &str) -> Result<std::time::Duration, String> {
-    let duration = humantime::parse_duration(text).map_err(|err| err.to_string())?;
-    if duration.is_zero() || duration > std::time::Duration::from_secs(300) {
-        return Err("between 1s and 5m".into());
-    }
-    Ok(duration)
 }
 
 /// `tessera client ...`

@@ -15,7 +15,7 @@ pub(crate) fn run(config: &Config, command: ClientCommand) -> anyhow::Result<Exi
 }
 
 async fn run_async(config: &Config, command: ClientCommand) -> anyhow::Result<ExitCode> {
-    let store = crate::serve::open_store(config).await?;
+    let store = crate::store::open(config).await?;
     match command {
         ClientCommand::Add { id, scope, audiences, grant, jwks, output } => {
             if id.is_empty()

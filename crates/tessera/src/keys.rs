@@ -1,15 +1,13 @@
 //! `tessera keys`: the signing keys, in the data directory or, with a shared store, in the store.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use tessera_jose::{Jwk, RsaBits, SigningKey};
-use tessera_keys::{Activation, Change, Documents, KeyStore, KeyringError, MasterKey};
-use tessera_store::Store;
+use tessera_keys::{Activation, Change, KeyStore, MasterKey};
 
 use crate::cli::{ActivationArgs, KeysCommand};
-use crate::config::{Config, StoreBackend, MASTER_KEY_ENV};
+use crate::config::{Config, MASTER_KEY_ENV};
 use crate::output::{print_json, relative, timestamp};
 
 pub(crate) fn run(config: &Config, command: KeysCommand) -> anyhow::Result<ExitCode> {
@@ -44,7 +42,7 @@ pub(crate) fn run(config: &Config, command: KeysCommand) -> anyhow::Result<ExitC
             report(&[change], output.json, now)
         }
         KeysCommand::List { output } => {
-            let statuses = open(config)?.load()?.status(now, &policy);
+            let statuses = crate::store::keyring(config)?.load()?.status(now, &policy);
             if output.json {
                 print_json(&statuses)?;
             } else if statuses.is_empty() {
@@ -68,7 +66,7 @@ pub(crate) fn run(config: &Config, command: KeysCommand) -> anyhow::Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Jwks => {
-            print_json(&open(config)?.load()?.jwks(now, &policy))?;
+            print_json(&crate::store::keyring(config)?.load()?.jwks(now, &policy))?;
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::MasterKey => {
@@ -86,7 +84,7 @@ pub(crate) fn run(config: &Config, command: KeysCommand) -> anyhow::Result<ExitC
             report(&changes, output.json, now)
         }
         KeysCommand::Seal => {
-            let store = open(config)?;
+            let store = crate::store::keyring(config)?;
             anyhow::ensure!(
                 store.seals(),
                 "no master key: make one with `tessera keys master-key` and set {MASTER_KEY_ENV} (or \
@@ -131,83 +129,9 @@ fn activation_of(args: &ActivationArgs) -> Activation {
     }
 }
 
-/// The keyring, unlocked with the master key if one is configured: in the data directory on the embedded store;
-/// in the shared store on PostgreSQL or Redis, so that every node signs with the same keys and accepts the same
-/// refresh tokens (see [`shared`]).
-pub(crate) fn open(config: &Config) -> anyhow::Result<KeyStore> {
-    config.require_master_key_for_shared_store()?;
-    if config.store.backend == StoreBackend::Sqlite {
-        return Ok(KeyStore::open(&config.data_dir, config.master_key()?)?);
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let store = runtime.block_on(crate::serve::open_store(config))?;
-    shared(config, store, Bridge::Owned(runtime))
-}
-
-/// [`open`] for `tessera serve`, whose store is already open on the runtime it runs on.
-pub(crate) fn open_in_server(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<KeyStore> {
-    config.require_master_key_for_shared_store()?;
-    if config.store.backend == StoreBackend::Sqlite {
-        return Ok(KeyStore::open(&config.data_dir, config.master_key()?)?);
-    }
-    shared(config, Arc::clone(store), Bridge::Borrowed(tokio::runtime::Handle::current()))
-}
-
-/// The keyring in the shared store. A deployment that used the data directory before keeps its keys: they are
-/// copied into a store that has none yet.
-fn shared(config: &Config, store: Arc<dyn Store>, bridge: Bridge) -> anyhow::Result<KeyStore> {
-    let keystore = KeyStore::shared(Arc::new(StoreDocuments { store, bridge }), config.master_key()?);
-    for file in keystore.import_files(&config.data_dir)? {
-        tracing::info!(file, "copied from the data directory into the shared store");
-    }
-    Ok(keystore)
-}
-
-/// The keyring's documents in a [`Store`], for the keyring's blocking calls.
-struct StoreDocuments {
-    store: Arc<dyn Store>,
-    bridge: Bridge,
-}
-
-/// How blocking code reaches the async store.
-enum Bridge {
-    /// A command's own runtime (the command itself runs outside any runtime).
-    Owned(tokio::runtime::Runtime),
-    /// The server's multi-threaded runtime: a worker steps aside (`block_in_place`) while it waits.
-    Borrowed(tokio::runtime::Handle),
-}
-
-impl Bridge {
-    fn block_on<F: std::future::Future>(&self, work: F) -> F::Output {
-        match self {
-            Self::Owned(runtime) => runtime.block_on(work),
-            Self::Borrowed(handle) => tokio::task::block_in_place(|| handle.block_on(work)),
-        }
-    }
-}
-
-impl std::fmt::Debug for StoreDocuments {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StoreDocuments")
-    }
-}
-
-impl Documents for StoreDocuments {
-    fn read(&self, name: &str) -> Result<Option<(u64, String)>, KeyringError> {
-        let document = self.bridge.block_on(self.store.document(name));
-        Ok(document.map_err(|err| KeyringError::Store(err.to_string()))?.map(|d| (d.version, d.contents)))
-    }
-
-    fn replace(&self, name: &str, expected: Option<u64>, contents: String) -> Result<bool, KeyringError> {
-        self.bridge
-            .block_on(self.store.replace_document(name, expected, contents))
-            .map_err(|err| KeyringError::Store(err.to_string()))
-    }
-}
-
-/// Like [`open`], and says loudly when keys will be written unencrypted.
+/// Like [`crate::store::keyring`], and says loudly when keys will be written unencrypted.
 pub(crate) fn open_for_writing(config: &Config) -> anyhow::Result<KeyStore> {
-    let store = open(config)?;
+    let store = crate::store::keyring(config)?;
     if !store.seals() {
         eprintln!(
             "WARNING: no master key: signing keys are stored UNENCRYPTED in {}. Set {MASTER_KEY_ENV} \

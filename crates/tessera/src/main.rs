@@ -1,7 +1,6 @@
 //! `tessera`: the command line, configuration and wiring of the token service.
 
 mod audit;
-mod bench;
 mod cli;
 mod client;
 mod config;
@@ -11,6 +10,7 @@ mod output;
 mod probe;
 mod revoke;
 mod serve;
+mod store;
 mod token;
 mod user;
 
@@ -43,7 +43,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(cli.config.as_deref(), &FlagOverrides { data_dir: cli.data_dir })?;
     match cli.command {
         Command::Serve { listen } => serve::run(&config, listen),
-        Command::Bench(command) => bench::run(command),
         Command::Audit(command) => audit::run(command),
         Command::User(command) => user::run(&config, command),
         Command::Client(command) => client::run(&config, command),
@@ -61,7 +60,5 @@ pub(crate) fn now_ms() -> i64 {
 
 /// Seconds since the epoch, from the system clock.
 pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+    tessera_server::clock::Clock::now_secs(&tessera_server::clock::SystemClock)
 }

@@ -22,7 +22,7 @@ pub(crate) fn run(
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let changed = runtime.block_on(async {
-        let store = crate::serve::open_store(config).await?;
+        let store = crate::store::open(config).await?;
         anyhow::Ok(store.revoke(revocation.clone(), Provenance::new("cli", reason), now).await?)
     })?;
     let what = serde_json::to_string(&revocation)?;

@@ -9,16 +9,9 @@ use tessera_jose::{KeySet, Policy};
 use tessera_server::clock::{Clock as _, SystemClock};
 use tessera_server::keys::KeyService;
 use tessera_server::{AppState, ExchangeRule, ForwardedHeaders, RateLimits, RouteRule, Settings, TrustedIssuer};
-use tessera_store::{Deadline, PostgresStore, RedisStore, SqliteStore, Store, TieredStore};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{secs, Config, LogFormat, StoreBackend, MASTER_KEY_ENV};
-
-/// How much longer than `store.timeout` a Redis call may take in all before the deadline cuts it off.
-const REDIS_DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The database file in the data directory.
-pub(crate) const DATABASE_FILE: &str = "tessera.db";
 
 pub(crate) fn run(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
     init_logging(config.server.log_format);
@@ -39,79 +32,6 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
-}
-
-/// The configured store: SQLite in the data directory (created and migrated), PostgreSQL (migrated on connect),
-/// Redis / Redis Cluster, or Redis in front of PostgreSQL.
-pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let store = &config.store;
-    match store.backend {
-        StoreBackend::Postgres => {
-            let postgres = connect_postgres(config).await?;
-            Ok(Arc::new(Deadline::new(postgres, store.timeout)))
-        }
-        // Redis fails a slow reply itself at store.timeout, where the breaker counts it; the deadline is only the
-        // backstop for whatever else could wait (a connection, a turn in the revocation batch).
-        StoreBackend::Redis => {
-            let redis = connect_redis(config).await?;
-            Ok(Arc::new(Deadline::new(redis, store.timeout + REDIS_DEADLINE_MARGIN)))
-        }
-        StoreBackend::Tiered => {
-            let (redis, postgres) = tokio::try_join!(connect_redis(config), connect_postgres(config))?;
-            Ok(Arc::new(Deadline::new(TieredStore::new(redis, postgres), store.timeout + REDIS_DEADLINE_MARGIN)))
-        }
-        StoreBackend::Sqlite => {
-            prepare_data_dir(&config.data_dir)?;
-            let path = config.data_dir.join(DATABASE_FILE);
-            let store = SqliteStore::open(&path).with_context(|| format!("opening the database {}", path.display()))?;
-            Ok(Arc::new(store))
-        }
-    }
-}
-
-/// Creates the data directory readable by its owner only (0700), before anything is written in it; warns when an
-/// existing one is open to others, since it holds the database and, without a shared store, the keys.
-fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).with_context(|| format!("creating {}", dir.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(dir).with_context(|| format!("examining {}", dir.display()))?.permissions().mode();
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                data_dir = %dir.display(),
-                mode = format!("{:o}", mode & 0o777),
-                "the data directory is open to other users of this machine (it holds the database and may hold the \
-                 keys): `chmod 700` it"
-            );
-        }
-    }
-    Ok(())
-}
-
-async fn connect_postgres(config: &Config) -> anyhow::Result<PostgresStore> {
-    let url = config.store.postgres_url.as_deref().context("store.postgres_url is not set")?;
-    PostgresStore::connect(url, config.store.pool_size).await.context("connecting to PostgreSQL")
-}
-
-async fn connect_redis(config: &Config) -> anyhow::Result<RedisStore> {
-    let store = &config.store;
-    let what = if store.redis_cluster { "connecting to the Redis Cluster" } else { "connecting to Redis" };
-    let settings = tessera_store::RedisSettings {
-        cluster: store.redis_cluster,
-        wait_replicas: store.redis_wait_replicas,
-        write_connections: store.redis_connections,
-        breaker: tessera_store::BreakerSettings {
-            failure_threshold: store.redis_breaker_failures,
-            cool_down: store.redis_breaker_cool_down,
-            response_timeout: store.timeout,
-        },
-    };
-    RedisStore::connect_with(&store.redis_urls, settings).await.context(what)
 }
 
 pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
@@ -248,8 +168,8 @@ async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<()
     settings.issuer = served_issuer(config, scheme, local);
     // Before connecting: a shared store never holds keys in clear, so there is nothing to connect for without one.
     config.require_master_key_for_shared_store()?;
-    let store = open_store(config).await?;
-    let keystore = crate::keys::open_in_server(config, &store)?;
+    let store = crate::store::open(config).await?;
+    let keystore = crate::store::keyring_in_server(config, &store)?;
     if !keystore.seals() {
         // Only the embedded store gets here (a shared one needs a master key): the keys are files on this machine.
         tracing::warn!(

@@ -4,10 +4,9 @@ use std::io::Read as _;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
-use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use serde_json::{Map, Value};
 use tessera_jose::{
-    base64url, decode_unverified, encode_jwt, Audience, Claims, KeySet, Payload, Policy, Verifier, ACCESS_TOKEN_TYP,
+    decode_unverified, encode_jwt, Audience, Claims, KeySet, Payload, Policy, Verifier, ACCESS_TOKEN_TYP,
 };
 
 use crate::cli::{ProfileArg, TokenCommand};
@@ -31,7 +30,7 @@ pub(crate) fn run(config: &Config, command: TokenCommand) -> anyhow::Result<Exit
             }
             let extra = parse_extra_claims(&claims)?;
             let now = crate::now();
-            let store = crate::keys::open(config)?;
+            let store = crate::store::keyring(config)?;
             let (ring, changes) = store.load_maintained(now, &config.rotation_policy())?;
             if !changes.is_empty() && !store.seals() {
                 crate::keys::open_for_writing(config)?;
@@ -63,7 +62,7 @@ pub(crate) fn run(config: &Config, command: TokenCommand) -> anyhow::Result<Exit
             let token = read_token(&token)?;
             let keys = match jwks {
                 Some(source) => load_jwks(&source)?,
-                None => crate::keys::open(config)?.load()?.verifying_keys(crate::now(), &config.rotation_policy()),
+                None => crate::store::keyring(config)?.load()?.verifying_keys(crate::now(), &config.rotation_policy()),
             };
             let mut policy = match profile {
                 ProfileArg::Access => Policy::access(
@@ -164,9 +163,7 @@ fn parse_extra_claims(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
 
 /// 128 random bits from the OS CSPRNG, base64url: a `jti` no one can guess or repeat.
 fn random_id() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 16];
-    SystemRandom::new().fill(&mut bytes).map_err(|_| anyhow::anyhow!("the OS random number generator failed"))?;
-    Ok(base64url::encode(bytes))
+    Ok(tessera_server::secrets::random_b64::<16>()?)
 }
 
 /// The token argument, or standard input for `-` (keeps tokens out of the process list and shell history).

@@ -20,7 +20,7 @@ pub(crate) fn run(config: &Config, command: UserCommand) -> anyhow::Result<ExitC
 }
 
 async fn run_async(config: &Config, command: UserCommand) -> anyhow::Result<ExitCode> {
-    let store = crate::serve::open_store(config).await?;
+    let store = crate::store::open(config).await?;
     let now = crate::now_ms();
     match command {
         UserCommand::Add { name, roles, password_stdin } => {

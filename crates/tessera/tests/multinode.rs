@@ -4,8 +4,9 @@
 //! keys and the refresh-token MAC key they share come from the store: a session started on one node rotates on
 //! another, reuse of a rotated token is caught on a third and ends the session on every node, and
 //! a revocation made on one node reaches the others — pushed (LISTEN/NOTIFY, Redis Pub/Sub), since the nodes'
-//! polling interval is set to a minute. The propagation delay over 1,000 revocations is printed (`--no-capture`)
-//! for BENCHMARKS.md; it is measured, not asserted.
+//! polling interval is set to a minute. Each of 50 revocations must reach the other node within 10 s; the delays
+//! are printed (`--no-capture`), and BENCHMARKS.md takes its figures from 1,000
+//! (`BENCH_PROPAGATION_ROUNDS=1000`): measured, not asserted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
 use std::io::{Read as _, Write as _};
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use common::{add_user, claims, eventually, http, kid_of, published_kids, tessera, Server, PASSWORD};
 use serde_json::Value;
-use tessera_store::conformance::{Postgres, Redis, RedisCluster};
+use tessera_test_support::{Postgres, Redis, RedisCluster};
 
 mod common;
 
@@ -135,7 +136,7 @@ fn three_nodes_share_sessions_theft_detection_and_revocations(store: &str, revoc
 
     // Propagation: revoke a token by jti on B, time until A refuses it.
     let mut delays = Vec::new();
-    for _ in 0..1_000 {
+    for _ in 0..propagation_rounds() {
         let token = admin(a, "/admin/v1/sessions", &serde_json::json!({"sub": "carol"}))["access_token"]
             .as_str()
             .unwrap()
@@ -159,6 +160,18 @@ fn three_nodes_share_sessions_theft_detection_and_revocations(store: &str, revoc
         delays[delays.len() - 1].as_secs_f64() * 1e3
     );
 }
+
+/// How many revocations the propagation check times: [`PROPAGATION_ROUNDS`], or the number in
+/// `BENCH_PROPAGATION_ROUNDS` (BENCHMARKS.md measures 1,000).
+fn propagation_rounds() -> usize {
+    std::env::var("BENCH_PROPAGATION_ROUNDS").map_or(PROPAGATION_ROUNDS, |rounds| {
+        rounds.parse().unwrap_or_else(|_| panic!("BENCH_PROPAGATION_ROUNDS={rounds:?} is not a count"))
+    })
+}
+
+/// Enough revocations to show each one reaches the other node by push; the figures in BENCHMARKS.md come from a
+/// longer run.
+const PROPAGATION_ROUNDS: usize = 50;
 
 /// Signing keys live in the shared store: a keyring a node had in its data directory is copied in when the store
 /// has none, every node signs with it, and a rotation made from the command line anywhere reaches every node.

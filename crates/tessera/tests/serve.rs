@@ -97,32 +97,68 @@ fn acknowledged_refreshes_survive_sigkill_and_restart() {
     login_for_refresh_token(restarted.addr, "alice");
 }
 
-/// SIGTERM: requests in flight are answered in full, then the server exits cleanly and stops listening.
+/// `tessera serve` on a free port, logging at `rust_log` to `log`.
+fn start_logging(dir: &std::path::Path, rust_log: &str, log: &std::path::Path) -> Server {
+    let mut child = tessera(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", rust_log)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{line:?}")).parse().unwrap();
+    Server { child, addr }
+}
+
+/// Reads a response's head (up to the blank line) from `stream`.
+fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "connection closed after {:?}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+/// SIGTERM: requests in flight are answered in full, then the server exits cleanly and stops listening. Each login
+/// is provably in flight when the signal is handled: the server has read its head and its handler is waiting for
+/// the body (it asked for it with `100 Continue`), and the body is sent only once the server logged that it is
+/// shutting down.
 #[test]
 fn sigterm_finishes_requests_in_flight_then_exits() {
     let dir = tempfile::tempdir().unwrap();
     add_user(dir.path(), "alice");
-    let mut server = Server::start(dir.path());
+    let log = dir.path().join("server.log");
+    let mut server = start_logging(dir.path(), "info", &log);
     let addr = server.addr;
-    // Logins spend tens of milliseconds each in argon2 on two cores: several are still running at SIGTERM.
     let body = format!(r#"{{"username":"alice","password":"{PASSWORD}","refresh_token_delivery":"body"}}"#);
-    let in_flight: Vec<TcpStream> = (0..8)
+    let in_flight: Vec<TcpStream> = (0..4)
         .map(|_| {
             let mut stream = TcpStream::connect(addr).unwrap();
             stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
             write!(
                 stream,
-                "POST /auth/login HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "POST /auth/login HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                 expect: 100-continue\r\nconnection: close\r\n\r\n",
                 body.len()
             )
             .unwrap();
+            let interim = read_head(&mut stream);
+            assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim:?}");
             stream
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(30));
     let pid = server.child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    eventually("the server begins to shut down", || {
+        std::fs::read_to_string(&log).unwrap().contains("shutting down: finishing requests in flight")
+    });
+    assert!(server.child.try_wait().unwrap().is_none(), "exited with requests in flight");
     for (i, mut stream) in in_flight.into_iter().enumerate() {
+        stream.write_all(body.as_bytes()).unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         assert!(response.starts_with("HTTP/1.1 200"), "login {i} in flight at SIGTERM: {response:?}");
@@ -220,14 +256,17 @@ fn a_keyring_that_vanishes_under_a_running_server_is_not_replaced_by_a_new_key()
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     add_user(d, "erin");
-    let server = Server::start(d);
+    // Made before the server starts, so the server loads it (one made at start is first seen by a reload).
+    assert!(tessera(d).args(["keys", "generate", "--alg", "EdDSA"]).status().unwrap().success());
+    let log = d.join("server.log");
+    let server = start_logging(d, "warn", &log);
     let before = published_kids(server.addr);
-    // Past the first reload (which picks up the keyring written at start), then the keyring goes.
-    std::thread::sleep(Duration::from_millis(750));
     let keyring = d.join("tessera-data/keys.json");
     std::fs::remove_file(&keyring).unwrap();
-    // Several reload intervals (250 ms each) pass.
-    std::thread::sleep(Duration::from_millis(1_500));
+    // A reload has run since and refused to go on without the keyring (logged once, then every so often).
+    eventually("a reload finds the keyring gone", || {
+        std::fs::read_to_string(&log).unwrap().contains("the keyring disappeared while its keys were in service")
+    });
     assert!(!keyring.exists(), "no new keyring was generated");
     assert_eq!(published_kids(server.addr), before, "the keys in service are still published");
     assert_eq!(kid_of(&login_access(server.addr, "erin")), before[0], "and still sign");
@@ -376,17 +415,8 @@ fn a_session_is_logged_without_secrets_and_counted_in_metrics() {
     add_user(d, "lena");
     std::fs::write(d.join("tessera.toml"), "[server]\nlog_format = \"json\"\n").unwrap();
     let log_path = d.join("server.log");
-    let mut child = tessera(d)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr: SocketAddr = line.trim().strip_prefix("listening on http://").unwrap().parse().unwrap();
-    let server = Server { child, addr };
+    let server = start_logging(d, "trace", &log_path);
+    let addr = server.addr;
 
     let body = serde_json::json!({"username": "lena", "password": PASSWORD, "refresh_token_delivery": "body"});
     let (status, reply) = http(addr, "POST", "/auth/login", "application/json", &body.to_string()).unwrap();
@@ -520,22 +550,197 @@ fn serve_warns_while_verify_accepts_every_audience() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("tessera.toml"), config).unwrap();
         let log_path = dir.path().join("server.log");
-        let mut child = tessera(dir.path())
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.starts_with("listening on"), "{line}");
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(start_logging(dir.path(), "warn", &log_path));
         std::fs::read_to_string(&log_path).unwrap()
     };
     let warning = "/verify accepts tokens for every audience";
     assert!(started_with("").contains(warning));
     assert!(!started_with("[gateway]\naudience = \"orders\"\n").contains(warning));
     assert!(!started_with("[gateway]\nrequire_audience = true\n").contains(warning));
+}
+
+/// One metric's value from `/metrics` (0 when it is not there yet).
+fn metric(addr: SocketAddr, series: &str) -> u64 {
+    let (_, metrics) = request(addr, "GET", "/metrics", "", "").unwrap();
+    let prefix = format!("{series} ");
+    metrics.lines().find_map(|line| line.strip_prefix(prefix.as_str())).map_or(0, |value| value.parse().unwrap())
+}
+
+/// A login for an unknown user, or a disabled one, costs a password hash just as a wrong password does (the
+/// unknown user's is the decoy's), so neither answers faster: each such login is one more argon2 check run
+/// (`tessera_argon2_seconds_count`), and all three are answered alike.
+#[test]
+fn logins_of_unknown_and_disabled_users_run_a_password_hash_like_a_wrong_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_user(d, "alice");
+    add_user(d, "bob");
+    assert!(tessera(d).args(["user", "disable", "bob"]).status().unwrap().success());
+    let server = Server::start(d);
+    let mut answers = Vec::new();
+    for (user, password) in [("alice", "a wrong password"), ("nobody", PASSWORD), ("bob", PASSWORD)] {
+        let checks = metric(server.addr, "tessera_argon2_seconds_count");
+        let body = serde_json::json!({"username": user, "password": password}).to_string();
+        answers.push(http(server.addr, "POST", "/auth/login", "application/json", &body).unwrap());
+        assert_eq!(metric(server.addr, "tessera_argon2_seconds_count"), checks + 1, "{user}: one password hash");
+    }
+    assert_eq!(answers[0].0, 401);
+    assert!(answers.iter().all(|answer| *answer == answers[0]), "answered alike: {answers:?}");
+}
+
+/// `tessera client disable` ends the client's outstanding tokens, not only its authentication.
+#[test]
+fn disabling_a_client_ends_its_outstanding_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let added = tessera(d).args(["client", "add", "billing", "--audience", "ledger", "--json"]).output().unwrap();
+    let secret = serde_json::from_slice::<Value>(&added.stdout).unwrap()["client_secret"].as_str().unwrap().to_owned();
+    let server = Server::start(d);
+    let grant = || {
+        let body = format!("grant_type=client_credentials&client_id=billing&client_secret={secret}");
+        http(server.addr, "POST", "/oauth2/token", "application/x-www-form-urlencoded", &body).unwrap()
+    };
+    let (status, body) = grant();
+    assert_eq!(status, 200, "{body}");
+    let outstanding = serde_json::from_str::<Value>(&body).unwrap()["access_token"].as_str().unwrap().to_owned();
+    let verify = |token: &str| {
+        request(server.addr, "GET", "/verify", &format!("authorization: Bearer {token}\r\n"), "").unwrap().0
+    };
+    assert_eq!(verify(&outstanding), 200);
+    assert!(tessera(d).args(["client", "disable", "billing"]).status().unwrap().success());
+    eventually("the disabled client's outstanding token is refused", || verify(&outstanding) == 401);
+    assert_eq!(grant().0, 401, "and the client cannot get another");
+}
+
+/// Logins and logouts acknowledged before a SIGKILL all hold after the restart: each acknowledged login's session
+/// refreshes, each acknowledged logout's session is over (refresh and access token refused).
+#[test]
+fn acknowledged_logins_and_logouts_survive_sigkill_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A fixed issuer (the restarted server listens elsewhere), and room for a stream of logins from one address
+    // and for the refused refreshes of the logged-out sessions.
+    std::fs::write(
+        d.join("tessera.toml"),
+        "issuer = \"http://tessera.test\"\n[rate_limits]\nlogin_per_ip = 100000\nfailed_refresh_per_ip = 100000\n\
+         failed_refresh_per_user = 100000\n",
+    )
+    .unwrap();
+    add_user(d, "alice");
+    let mut server = Server::start(d);
+    let addr = server.addr;
+    // (access token, refresh token) of sessions whose login, or whose logout, was acknowledged.
+    let (logged_in, logged_out) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let body =
+                    serde_json::json!({"username": "alice", "password": PASSWORD, "refresh_token_delivery": "body"})
+                        .to_string();
+                // Every other session is logged out again at once.
+                for turn in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok((200, login)) = http(addr, "POST", "/auth/login", "application/json", &body) else { break };
+                    let login: Value = serde_json::from_str(&login).unwrap();
+                    let session = (
+                        login["access_token"].as_str().unwrap().to_owned(),
+                        login["refresh_token"].as_str().unwrap().to_owned(),
+                    );
+                    if turn % 2 == 0 {
+                        logged_in.lock().unwrap().push(session);
+                        continue;
+                    }
+                    let bearer = format!("authorization: Bearer {}\r\n", session.0);
+                    match request(addr, "POST", "/auth/logout", &bearer, "") {
+                        Ok((204, _)) => logged_out.lock().unwrap().push(session),
+                        _ => break, // the server is gone: this logout may or may not have been made
+                    }
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while logged_out.lock().unwrap().len() < 20 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        server.child.kill().unwrap(); // SIGKILL, with logins and logouts in flight
+        server.child.wait().unwrap();
+        stop.store(true, Ordering::SeqCst);
+    });
+    drop(server);
+    let (logged_in, logged_out) = (logged_in.into_inner().unwrap(), logged_out.into_inner().unwrap());
+    assert!(logged_out.len() >= 20, "the load ran ({} logouts acknowledged)", logged_out.len());
+
+    let restarted = Server::start(d);
+    let verify = |token: &str| {
+        request(restarted.addr, "GET", "/verify", &format!("authorization: Bearer {token}\r\n"), "").unwrap().0
+    };
+    for (i, (access, refresh_token)) in logged_out.iter().enumerate() {
+        assert_eq!(refresh(restarted.addr, refresh_token).unwrap().0, 400, "logout {i} was lost: it refreshes");
+        assert_eq!(verify(access), 401, "logout {i} was lost: its access token verifies");
+    }
+    for (i, (access, refresh_token)) in logged_in.iter().enumerate() {
+        assert_eq!(verify(access), 200, "login {i}: its access token");
+        assert_eq!(refresh(restarted.addr, refresh_token).unwrap().0, 200, "login {i} was lost");
+    }
+}
+
+/// Behind a TLS-terminating proxy (`server.behind_tls`), the server speaks plain HTTP but its clients use HTTPS:
+/// every answer carries HSTS. Without it, none does.
+#[test]
+fn behind_a_tls_terminating_proxy_answers_carry_hsts() {
+    let hsts_of = |config: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tessera.toml"), format!("issuer = \"https://tessera.test\"\n{config}"))
+            .unwrap();
+        let server = Server::start(dir.path());
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        write!(stream, "GET /healthz HTTP/1.1\r\nhost: tessera.test\r\nconnection: close\r\n\r\n").unwrap();
+        let head = read_head(&mut stream).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        head.lines().find_map(|line| line.strip_prefix("strict-transport-security: ")).map(str::to_owned)
+    };
+    assert_eq!(hsts_of("[server]\nbehind_tls = true\n").as_deref(), Some("max-age=63072000; includesubdomains"));
+    assert_eq!(hsts_of(""), None, "no HSTS over plain HTTP without a proxy in front");
+}
+
+/// The admin credential must be at least 32 characters: a shorter one stops `tessera serve` at start with a clear
+/// error (rather than guard the admin API with a guessable one); 32 are taken.
+#[test]
+fn an_admin_token_shorter_than_32_characters_stops_the_server_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let short = "a".repeat(31);
+    let log = d.join("refused.log");
+    let mut refused = tessera(d)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("TESSERA_ADMIN_TOKEN", &short)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = refused.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = refused.kill();
+            panic!("a 31-character admin token was taken: the server is running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success() && stderr.contains("at least 32 characters"), "{status}: {stderr}");
+    assert!(!stderr.contains(&short), "the error does not repeat the credential: {stderr}");
+
+    let enough = "b".repeat(32);
+    std::fs::write(d.join("admin-token"), &enough).unwrap();
+    std::fs::write(d.join("tessera.toml"), "[server]\nadmin_token_file = \"admin-token\"\n").unwrap();
+    let server = Server::start(d);
+    let headers = format!("authorization: Bearer {enough}\r\ncontent-type: application/json\r\n");
+    let (status, body) = request(server.addr, "POST", "/admin/v1/sessions", &headers, r#"{"sub":"carol"}"#).unwrap();
+    assert_eq!(status, 201, "{body}");
 }

@@ -1,5 +1,5 @@
 // A peer for scripts/bench-peer: node oidc-provider (the version pinned in package.json, in-memory store) set up
-// to do what `tessera bench client-credentials` measures and nothing else: the client_credentials grant with
+// to do what `tessera-bench client-credentials` measures and nothing else: the client_credentials grant with
 // client_secret_post, issuing a 60 s JWT access token (RFC 9068) for one resource with scope `read`, signed with a
 // key generated at start.
 //

@@ -2,6 +2,8 @@
 //! (revoke). Authenticated by the admin credential (a bearer token, compared in constant time); disabled unless
 //! one is configured.
 
+use std::borrow::Cow;
+
 use axum::extract::{FromRequest as _, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -36,13 +38,45 @@ const RESERVED: [&str; 15] = [
     "azp",
 ];
 
+/// Why the admin API refused a request. Status, code and description of each are set here and nowhere else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AdminError {
+    /// No admin credential is configured.
+    Disabled,
+    /// The admin credential is missing or wrong.
+    BadCredential,
+    /// A session was asked for a local user who is disabled.
+    UserDisabled,
+    /// A malformed request, and what is wrong with it.
+    InvalidRequest(Cow<'static, str>),
+}
+
+impl From<AdminError> for ApiError {
+    fn from(err: AdminError) -> Self {
+        match err {
+            AdminError::Disabled => ApiError::new(StatusCode::FORBIDDEN, "access_denied", "the admin API is disabled"),
+            AdminError::BadCredential => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_client", "admin credential missing or wrong")
+            }
+            AdminError::UserDisabled => ApiError::new(StatusCode::FORBIDDEN, "access_denied", "the user is disabled"),
+            AdminError::InvalidRequest(why) => ApiError::bad_request(why),
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
+}
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/admin/v1/sessions", post(create_session)).route("/admin/v1/revocations", post(revoke))
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = &state.settings().admin_token else {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "access_denied", "the admin API is disabled"));
+        return Err(AdminError::Disabled.into());
     };
     let presented = bearer(headers).unwrap_or_default();
     // Compare digests in constant time: neither length nor content leaks through timing.
@@ -53,7 +87,7 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     if matches && !presented.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_client", "admin credential missing or wrong"))
+        Err(AdminError::BadCredential.into())
     }
 }
 
@@ -84,17 +118,17 @@ pub(crate) struct NewSession {
 async fn create_session(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let JsonBody(request) = authorized_body::<NewSession>(&state, request).await?;
     if request.sub.is_empty() || request.sub.len() > 256 {
-        return Err(ApiError::bad_request("sub must be 1-256 bytes"));
+        return Err(AdminError::InvalidRequest("sub must be 1-256 bytes".into()).into());
     }
     // A disabled local user gets no session from here either (the application may not know of the disabling).
     if state.store().user(&request.sub).await?.is_some_and(|user| user.disabled) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "access_denied", "the user is disabled"));
+        return Err(AdminError::UserDisabled.into());
     }
     if let Some(name) = request.claims.keys().find(|name| RESERVED.contains(&name.as_str())) {
-        return Err(ApiError::bad_request(format!("claim {name:?} is set by the issuer")));
+        return Err(AdminError::InvalidRequest(format!("claim {name:?} is set by the issuer").into()).into());
     }
     // Roles travel comma-joined in `X-User-Roles`: one containing `,` would pass as two.
-    crate::gateway::check_roles(&request.roles).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    crate::gateway::check_roles(&request.roles).map_err(|err| AdminError::InvalidRequest(err.to_string().into()))?;
     let issued = session::start(
         &state,
         SessionRequest {
@@ -139,12 +173,12 @@ async fn revoke(State(state): State<AppState>, request: Request) -> Result<Respo
     let retention = state.revocations().retention();
     let revocation =
         tessera_revocation::operator_request(request.jti, request.sid, request.sub, request.before, now, retention)
-            .map_err(|err| ApiError::bad_request(err.to_string()))?;
+            .map_err(|err| AdminError::InvalidRequest(err.to_string().into()))?;
     let reason = request.reason.unwrap_or_default();
     if reason.len() > tessera_revocation::MAX_ID_LEN {
-        return Err(ApiError::bad_request("the reason is too long"));
+        return Err(AdminError::InvalidRequest("the reason is too long".into()).into());
     }
-    let changed = state.revoke(revocation.clone(), tessera_store::Provenance::new("admin", reason)).await?;
+    let changed = state.revoke(revocation.clone(), tessera_model::Provenance::new("admin", reason)).await?;
     metrics::counter!("tessera_revocations_total", "via" => "admin").increment(1);
     Ok(Json(serde_json::json!({ "revoked": revocation, "changed": changed })).into_response())
 }

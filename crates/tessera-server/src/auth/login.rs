@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::refresh_cookie;
+use super::{refresh_cookie, AuthError};
 use crate::error::ApiError;
 use crate::extract::{ClientIp, JsonBody};
 use crate::password::{verify_password, NotChecked};
@@ -46,9 +46,9 @@ pub(crate) async fn login(
     JsonBody(request): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
     if request.username.is_empty() || request.username.len() > MAX_USERNAME || request.password.len() > MAX_PASSWORD {
-        return Err(ApiError::bad_request("username must be 1-256 bytes and password at most 1024"));
+        return Err(AuthError::InvalidRequest("username must be 1-256 bytes and password at most 1024").into());
     }
-    let attempt = state.0.limits.login(ip, &request.username).map_err(|wait| {
+    let attempt = state.limits().login(ip, &request.username).map_err(|wait| {
         metrics::counter!("tessera_login_failures_total", "reason" => "rate_limited").increment(1);
         ApiError::too_many(wait)
     })?;
@@ -59,7 +59,7 @@ pub(crate) async fn login(
     let started = std::time::Instant::now();
     // argon2 takes tens of milliseconds of CPU and 19 MiB: never on the async runtime, one per core at a time. An
     // unknown user is checked against a decoy hash, so both failures cost the same and answer the same.
-    let checked = state.0.password_checks.run(move || verify_password(&password, hash.as_deref())).await;
+    let checked = state.password_checks().run(move || verify_password(&password, hash.as_deref())).await;
     let valid = match checked {
         Ok(valid) => valid,
         Err(NotChecked::Busy) => {
@@ -74,7 +74,7 @@ pub(crate) async fn login(
         _ => {
             attempt.failed();
             metrics::counter!("tessera_login_failures_total", "reason" => "invalid_credentials").increment(1);
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "invalid username or password"));
+            return Err(AuthError::InvalidCredentials.into());
         }
     };
     // A right password spends nothing of the failure budgets.
@@ -98,7 +98,7 @@ pub(crate) async fn login(
         "access_token": issued.access_token,
         "token_type": "Bearer",
         "expires_in": state.settings().access_ttl_secs,
-        "csrf_token": state.0.secrets.csrf_token(&issued.family.session.sid),
+        "csrf_token": state.secrets().csrf_token(&issued.family.session.sid),
     });
     let mut response_headers = HeaderMap::new();
     response_headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));

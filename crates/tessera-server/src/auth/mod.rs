@@ -10,10 +10,12 @@ mod login;
 mod refresh;
 mod sessions;
 
-use axum::http::{header, HeaderMap, HeaderValue, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The refresh-token cookie.
@@ -29,6 +31,59 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/auth/logout-all", post(sessions::logout_all))
         .route("/auth/sessions", get(sessions::list))
         .route("/auth/sessions/{id}", delete(sessions::end))
+}
+
+/// Why a browser endpoint refused a request. Status, RFC 6749 §5.2 code and description of each are set here and
+/// nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthError {
+    /// A malformed request, and what is wrong with it.
+    InvalidRequest(&'static str),
+    /// A cookie-authenticated request from an origin that is neither the server's own nor an allowed one.
+    CrossOrigin,
+    /// The CSRF token is missing or is not the cookie's session's.
+    Csrf,
+    /// A refresh without the refresh cookie.
+    NoRefreshCookie,
+    /// A refresh cookie that is not a refresh token of this server.
+    InvalidRefreshToken,
+    /// A refresh token that is expired, revoked, or was already used.
+    RefreshRejected,
+    /// A wrong password, or an unknown or disabled user (answered alike).
+    InvalidCredentials,
+    /// A session that does not exist or is someone else's (answered alike).
+    NoSuchSession,
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::InvalidRequest(why) => ApiError::bad_request(why),
+            AuthError::CrossOrigin => {
+                ApiError::new(StatusCode::FORBIDDEN, "invalid_request", "cross-origin request refused")
+            }
+            AuthError::Csrf => ApiError::new(StatusCode::FORBIDDEN, "invalid_request", "missing or wrong X-CSRF-Token"),
+            AuthError::NoRefreshCookie => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "no refresh cookie"),
+            AuthError::InvalidRefreshToken => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "invalid refresh token")
+            }
+            AuthError::RefreshRejected => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_grant",
+                "the refresh token is invalid, expired or revoked",
+            ),
+            AuthError::InvalidCredentials => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "invalid username or password")
+            }
+            AuthError::NoSuchSession => ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such session"),
+        }
+    }
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
 }
 
 /// `Set-Cookie` for a refresh token that lives `max_age_secs`.

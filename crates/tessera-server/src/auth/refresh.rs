@@ -5,7 +5,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::{cookie_token, origin_allowed, refresh_cookie, CSRF_HEADER};
+use super::{cookie_token, origin_allowed, refresh_cookie, AuthError, CSRF_HEADER};
 use crate::error::ApiError;
 use crate::extract::ClientIp;
 use crate::session::{self, RefreshFailure};
@@ -18,18 +18,17 @@ pub(crate) async fn refresh(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if !origin_allowed(&state, &headers, &uri) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "invalid_request", "cross-origin request refused"));
+        return Err(AuthError::CrossOrigin.into());
     }
     let Some(token) = cookie_token(&headers) else {
-        let refusal = ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "no refresh cookie");
-        return Err(session::refused(&state, ip, None, refusal).await);
+        return Err(session::refused(&state, ip, None, AuthError::NoRefreshCookie).await);
     };
     // The CSRF token is bound to the session the cookie names: check it before anything is changed.
     let csrf = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let refusal = match state.0.secrets.open_refresh_token(token) {
-        Some(claim) if state.0.secrets.csrf_matches(&claim.sid, csrf) => None,
-        Some(_) => Some(ApiError::new(StatusCode::FORBIDDEN, "invalid_request", "missing or wrong X-CSRF-Token")),
-        None => Some(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "invalid refresh token")),
+    let refusal = match state.secrets().open_refresh_token(token) {
+        Some(claim) if state.secrets().csrf_matches(&claim.sid, csrf) => None,
+        Some(_) => Some(AuthError::Csrf),
+        None => Some(AuthError::InvalidRefreshToken),
     };
     if let Some(refusal) = refusal {
         return Err(session::refused(&state, ip, Some(token), refusal).await);
@@ -44,18 +43,13 @@ pub(crate) async fn refresh(
                 "access_token": issued.access_token,
                 "token_type": "Bearer",
                 "expires_in": state.settings().access_ttl_secs,
-                "csrf_token": state.0.secrets.csrf_token(&issued.family.session.sid),
+                "csrf_token": state.secrets().csrf_token(&issued.family.session.sid),
             });
             Ok((StatusCode::OK, headers, Json(body)).into_response())
         }
         Err(RefreshFailure::Unavailable(error)) => Err(error),
         Err(RefreshFailure::Rejected) => {
-            let refusal = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_grant",
-                "the refresh token is invalid, expired or revoked",
-            );
-            Err(session::refused(&state, ip, Some(token), refusal).await)
+            Err(session::refused(&state, ip, Some(token), AuthError::RefreshRejected).await)
         }
     }
 }

@@ -4,9 +4,9 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use tessera_store::{Provenance, Revocation};
+use tessera_model::{Provenance, Revocation};
 
-use super::{cleared_cookie, cookie_token, origin_allowed, CSRF_HEADER};
+use super::{cleared_cookie, cookie_token, origin_allowed, AuthError, CSRF_HEADER};
 use crate::error::ApiError;
 use crate::extract::{authenticate_session, bearer};
 use crate::state::AppState;
@@ -18,14 +18,14 @@ pub(crate) async fn logout(State(state): State<AppState>, uri: Uri, headers: Hea
         authenticate_session(&state, &headers).await?.sid.ok_or_else(ApiError::invalid_token)?
     } else {
         if !origin_allowed(&state, &headers, &uri) {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "invalid_request", "cross-origin request refused"));
+            return Err(AuthError::CrossOrigin.into());
         }
         let claim = cookie_token(&headers)
-            .and_then(|token| state.0.secrets.open_refresh_token(token))
+            .and_then(|token| state.secrets().open_refresh_token(token))
             .ok_or_else(ApiError::invalid_token)?;
         let csrf = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        if !state.0.secrets.csrf_matches(&claim.sid, csrf) {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "invalid_request", "missing or wrong X-CSRF-Token"));
+        if !state.secrets().csrf_matches(&claim.sid, csrf) {
+            return Err(AuthError::Csrf.into());
         }
         claim.sid
     };
@@ -47,7 +47,7 @@ pub(crate) async fn logout_all(State(state): State<AppState>, headers: HeaderMap
 pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let claims = authenticate_session(&state, &headers).await?;
     let sub = claims.sub.unwrap_or_default();
-    let families = state.store().live_families(&sub, state.clock().now_ms(), state.0.refresh_rules()).await?;
+    let families = state.store().live_families(&sub, state.clock().now_ms(), state.refresh_rules()).await?;
     let sessions: Vec<_> = families
         .iter()
         .map(|f| {
@@ -79,6 +79,6 @@ pub(crate) async fn end(
             state.revoke(Revocation::Session { sid: id }, Provenance::new("user", "user_ended_session")).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such session")),
+        _ => Err(AuthError::NoSuchSession.into()),
     }
 }

@@ -8,6 +8,7 @@
 use axum::http::HeaderMap;
 
 use super::path::normalise;
+use super::GatewayError;
 use crate::error::ApiError;
 use crate::settings::ForwardedHeaders;
 
@@ -86,7 +87,7 @@ fn agreeing<'a>(original: Option<&'a str>, forwarded: Option<&'a str>) -> Result
 /// 400 for a `/verify` request that cannot be judged, counted by `reason` in `tessera_verify_refused_total`.
 pub(crate) fn refused(reason: &'static str, description: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
     metrics::counter!("tessera_verify_refused_total", "reason" => reason).increment(1);
-    ApiError::bad_request(description)
+    GatewayError::Unjudgeable(description.into()).into()
 }
 
 /// What the gateway's auth URL requires besides the route rules.

@@ -11,6 +11,8 @@ mod forwarded;
 pub mod identity;
 pub mod path;
 
+use std::borrow::Cow;
+
 use axum::extract::{OriginalUri, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +27,37 @@ use crate::extract::authenticate;
 use crate::settings::{ForwardedHeaders, RouteRule};
 use crate::state::AppState;
 use forwarded::{Original, Requirements};
+
+/// Why `/verify` refused a request. Status, code, description and challenge of each are set here and nowhere else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum GatewayError {
+    /// The original request cannot be judged unambiguously (see [`forwarded::refused`]), and why.
+    Unjudgeable(Cow<'static, str>),
+    /// `/verify/*` while the `forwarded_headers` setting does not take Envoy's style.
+    NoSuchEndpoint,
+    /// The token does not do for this request: another audience, or an identity that cannot be passed on
+    /// unaltered (RFC 6750 `invalid_token`).
+    InvalidToken,
+    /// The token lacks a scope the auth URL or a route rule requires (RFC 6750 `insufficient_scope`).
+    InsufficientScope,
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(err: GatewayError) -> Self {
+        match err {
+            GatewayError::Unjudgeable(why) => ApiError::bad_request(why),
+            GatewayError::NoSuchEndpoint => ApiError::no_such_endpoint(),
+            GatewayError::InvalidToken => ApiError::invalid_token(),
+            GatewayError::InsufficientScope => ApiError::insufficient_scope(),
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
+}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -61,7 +94,7 @@ async fn verify_envoy(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if !matches!(state.settings().forwarded_headers, ForwardedHeaders::Auto | ForwardedHeaders::Envoy) {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint"));
+        return Err(GatewayError::NoSuchEndpoint.into());
     }
     let full = uri.path_and_query().map_or("/", |p| p.as_str());
     let original = forwarded::checked(Some(method.as_str()), Some(full.strip_prefix("/verify").unwrap_or(full)))?;
@@ -88,24 +121,24 @@ async fn check(
         ));
     }
     let claims = authenticate(state, headers).await?;
-    let external = state.0.issuers.iter().map(|issuer| &issuer.config);
+    let external = state.issuers().iter().map(|issuer| &issuer.config);
     let identity = identity::identity(&claims, &settings.issuer, external)?;
     let rule = rule_for(rules, original);
     let audiences = audience.into_iter().chain(rule.and_then(|rule| rule.audience.as_ref()));
     for needed in audiences {
         if !claims.aud.as_ref().is_some_and(|aud| aud.contains(needed)) {
             metrics::counter!("tessera_token_rejections_total", "reason" => "wrong_audience").increment(1);
-            return Err(ApiError::invalid_token());
+            return Err(GatewayError::InvalidToken.into());
         }
     }
     let needed_scopes = required.scopes.iter().chain(rule.map(|rule| &rule.scopes).into_iter().flatten());
     if needed_scopes.into_iter().any(|needed| !identity.scopes.contains(&needed.as_str())) {
         metrics::counter!("tessera_token_rejections_total", "reason" => "insufficient_scope").increment(1);
-        return Err(ApiError::insufficient_scope());
+        return Err(GatewayError::InsufficientScope.into());
     }
     let request_id = match headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|id| id.len() <= 128) {
         Some(id) => id.to_owned(),
-        None => crate::secrets::random_b64::<12>().map_err(|_| ApiError::internal("random number generator failed"))?,
+        None => state.random_b64::<12>()?,
     };
     let (roles, scope) = (identity.roles.join(","), identity.scopes.join(" "));
     let mut out = HeaderMap::new();
@@ -120,7 +153,7 @@ async fn check(
         ("x-request-id", request_id.as_str()),
     ] {
         // A value that cannot be a header is refused, not passed on altered.
-        let value = HeaderValue::from_str(value).map_err(|_| ApiError::invalid_token())?;
+        let value = HeaderValue::from_str(value).map_err(|_| GatewayError::InvalidToken)?;
         out.insert(HeaderName::from_static(name), value);
     }
     Ok((StatusCode::OK, out).into_response())

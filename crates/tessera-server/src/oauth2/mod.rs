@@ -22,17 +22,21 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/oauth2/revoke", post(revoke::revoke))
 }
 
-/// Why a token request failed, as RFC 6749 §5.2 names it.
-enum TokenError {
+/// Why an OAuth endpoint (token, introspection, revocation) refused a request, as RFC 6749 §5.2, RFC 8693 §2.2.2
+/// and RFC 8707 §2 name it. Status, code and description of each are set here and nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OAuthError {
     /// Missing, repeated or malformed parameters, or the wrong content type.
     InvalidRequest(&'static str),
+    /// Client authentication failed (unknown client, wrong credential, disabled client: answered alike).
+    InvalidClient,
     /// A grant type this server does not offer.
     UnsupportedGrantType,
     /// The refresh token is invalid, expired, revoked, or was already used.
     InvalidGrant,
     /// A token-exchange subject or actor token that cannot be exchanged, and why.
     InvalidSubject(&'static str),
-    /// The client may not use this grant.
+    /// The client may not use this grant, or act on this token.
     UnauthorizedClient,
     /// A scope outside the client's.
     InvalidScope,
@@ -40,31 +44,41 @@ enum TokenError {
     InvalidTarget(&'static str),
 }
 
-impl From<TokenError> for ApiError {
-    fn from(err: TokenError) -> Self {
+impl From<OAuthError> for ApiError {
+    fn from(err: OAuthError) -> Self {
         match err {
-            TokenError::InvalidRequest(why) => ApiError::bad_request(why),
-            TokenError::UnsupportedGrantType => ApiError::new(
+            OAuthError::InvalidRequest(why) => ApiError::bad_request(why),
+            OAuthError::InvalidClient => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed")
+                    .with_challenge(r#"Basic realm="tessera""#)
+            }
+            OAuthError::UnsupportedGrantType => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
                 "supported: refresh_token, client_credentials, token exchange",
             ),
-            TokenError::InvalidGrant => ApiError::new(
+            OAuthError::InvalidGrant => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_grant",
                 "the refresh token is invalid, expired or revoked",
             ),
-            TokenError::InvalidSubject(why) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_grant", why),
-            TokenError::UnauthorizedClient => {
+            OAuthError::InvalidSubject(why) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_grant", why),
+            OAuthError::UnauthorizedClient => {
                 ApiError::new(StatusCode::BAD_REQUEST, "unauthorized_client", "the client may not use this grant type")
             }
-            TokenError::InvalidScope => ApiError::new(
+            OAuthError::InvalidScope => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_scope",
                 "a requested scope is not granted to this client",
             ),
-            TokenError::InvalidTarget(why) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_target", why),
+            OAuthError::InvalidTarget(why) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_target", why),
         }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
     }
 }
 
@@ -75,21 +89,21 @@ const MAX_FORM_PARAMETERS: usize = 32;
 
 /// The form parameters, each present at most once (RFC 6749 §3.2). Runs before anything else an endpoint does
 /// (client authentication included), in time linear in the body.
-fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, TokenError> {
+fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !content_type.starts_with("application/x-www-form-urlencoded") {
-        return Err(TokenError::InvalidRequest("Content-Type must be application/x-www-form-urlencoded"));
+        return Err(OAuthError::InvalidRequest("Content-Type must be application/x-www-form-urlencoded"));
     }
     // Counted as the decoder splits them: empty pieces (`a=1&&b=2`) are no parameter.
     let mut pieces = body.split(|&byte| byte == b'&').filter(|piece| !piece.is_empty());
     if pieces.nth(MAX_FORM_PARAMETERS).is_some() {
-        return Err(TokenError::InvalidRequest("too many parameters"));
+        return Err(OAuthError::InvalidRequest("too many parameters"));
     }
     let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(body).map_err(|_| TokenError::InvalidRequest("the body is not a valid form"))?;
+        serde_urlencoded::from_bytes(body).map_err(|_| OAuthError::InvalidRequest("the body is not a valid form"))?;
     let mut seen = std::collections::HashSet::with_capacity(pairs.len());
     if !pairs.iter().all(|(name, _)| seen.insert(name.as_str())) {
-        return Err(TokenError::InvalidRequest("a parameter is repeated"));
+        return Err(OAuthError::InvalidRequest("a parameter is repeated"));
     }
     Ok(pairs)
 }
@@ -111,11 +125,11 @@ async fn token(
 ) -> Result<Response, ApiError> {
     let pairs = parse_form(&headers, &body)?;
     match param(&pairs, "grant_type") {
-        None => Err(TokenError::InvalidRequest("grant_type is required").into()),
+        None => Err(OAuthError::InvalidRequest("grant_type is required").into()),
         Some("refresh_token") => refresh_grant(&state, ip, &headers, &pairs).await,
         Some("client_credentials") => client_credentials(&state, &headers, &pairs).await,
         Some(TOKEN_EXCHANGE) => token_exchange(&state, &headers, &pairs).await,
-        Some(_) => Err(TokenError::UnsupportedGrantType.into()),
+        Some(_) => Err(OAuthError::UnsupportedGrantType.into()),
     }
 }
 
@@ -130,7 +144,7 @@ async fn refresh_grant(
     headers: &HeaderMap,
     pairs: &[(String, String)],
 ) -> Result<Response, ApiError> {
-    let token = param(pairs, "refresh_token").ok_or(TokenError::InvalidRequest("refresh_token is required"))?;
+    let token = param(pairs, "refresh_token").ok_or(OAuthError::InvalidRequest("refresh_token is required"))?;
     let authenticated = if client_auth::presents_credentials(headers, pairs) {
         let client = client_auth::authenticate(state, headers, pairs).await;
         Some(client.map_err(|refusal| session::refused_for(state, ip, None, refusal))?)
@@ -138,21 +152,21 @@ async fn refresh_grant(
         None
     };
     let named = authenticated.as_ref().map(|client| client.client_id.as_str()).or_else(|| param(pairs, "client_id"));
-    if named.is_some() || state.0.clients.any_confidential() {
-        let owner = match state.0.secrets.open_refresh_token(token) {
+    if named.is_some() || state.clients().any_confidential() {
+        let owner = match state.secrets().open_refresh_token(token) {
             Some(claim) => session_owner(state, &claim.sid).await?,
             None => None,
         };
         if let Some(owner) = &owner {
-            let directory = &state.0.clients;
+            let directory = state.clients();
             let confidential = **owner != *state.settings().client_id
                 && directory.get(owner).is_some_and(|registered| registered.is_confidential());
             if confidential && authenticated.is_none() {
-                return Err(session::refused(state, ip, Some(token), client_auth::invalid_client()).await);
+                return Err(session::refused(state, ip, Some(token), OAuthError::InvalidClient).await);
             }
         }
         if named.is_some_and(|named| owner.as_deref() != Some(named)) {
-            return Err(session::refused(state, ip, Some(token), TokenError::InvalidGrant.into()).await);
+            return Err(session::refused(state, ip, Some(token), OAuthError::InvalidGrant).await);
         }
     }
     match session::refresh(state, token).await {
@@ -170,16 +184,14 @@ async fn refresh_grant(
             Ok((no_store, Json(body)).into_response())
         }
         Err(RefreshFailure::Unavailable(error)) => Err(error),
-        Err(RefreshFailure::Rejected) => {
-            Err(session::refused(state, ip, Some(token), TokenError::InvalidGrant.into()).await)
-        }
+        Err(RefreshFailure::Rejected) => Err(session::refused(state, ip, Some(token), OAuthError::InvalidGrant).await),
     }
 }
 
 /// The client of session `sid`: remembered from this node's earlier sight of the session, or read from the store
 /// (`None` for a session the store does not know).
 async fn session_owner(state: &AppState, sid: &str) -> Result<Option<std::sync::Arc<str>>, ApiError> {
-    let directory = &state.0.clients;
+    let directory = state.clients();
     if let Some(owner) = directory.session_owner(sid) {
         return Ok(Some(owner));
     }
@@ -194,19 +206,19 @@ async fn client_for_grant(
     headers: &HeaderMap,
     pairs: &[(String, String)],
     grant: &str,
-) -> Result<std::sync::Arc<tessera_store::Client>, ApiError> {
+) -> Result<std::sync::Arc<tessera_model::Client>, ApiError> {
     let client = client_auth::authenticate(state, headers, pairs).await?;
     if client.grants.iter().any(|g| g == grant) {
         Ok(client)
     } else {
-        Err(TokenError::UnauthorizedClient.into())
+        Err(OAuthError::UnauthorizedClient.into())
     }
 }
 
 /// The target audience: RFC 8707 `resource` or `audience`, not both.
-fn requested_audience(pairs: &[(String, String)]) -> Result<Option<&str>, TokenError> {
+fn requested_audience(pairs: &[(String, String)]) -> Result<Option<&str>, OAuthError> {
     match (param(pairs, "resource"), param(pairs, "audience")) {
-        (Some(_), Some(_)) => Err(TokenError::InvalidRequest("give resource or audience, not both")),
+        (Some(_), Some(_)) => Err(OAuthError::InvalidRequest("give resource or audience, not both")),
         (target @ Some(_), None) | (None, target) => Ok(target),
     }
 }
@@ -223,7 +235,7 @@ async fn client_credentials(
         Some(requested) => {
             let requested: Vec<String> = requested.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
             if requested.iter().any(|s| !client.scopes.contains(s)) {
-                return Err(TokenError::InvalidScope.into());
+                return Err(OAuthError::InvalidScope.into());
             }
             requested
         }
@@ -233,11 +245,11 @@ async fn client_credentials(
         Some(target) => target.to_owned(),
         None => match client.audiences.as_slice() {
             [only] => only.clone(),
-            _ => return Err(TokenError::InvalidTarget("name the audience (resource or audience parameter)").into()),
+            _ => return Err(OAuthError::InvalidTarget("name the audience (resource or audience parameter)").into()),
         },
     };
     if !client.audiences.contains(&audience) {
-        return Err(TokenError::InvalidTarget("the audience is not allowed for this client").into());
+        return Err(OAuthError::InvalidTarget("the audience is not allowed for this client").into());
     }
     let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
     let now = state.issue_time(Some(&client.client_id), Some(&client.client_id)).await;
@@ -247,9 +259,7 @@ async fn client_credentials(
         aud: Some(tessera_jose::Audience::One(audience)),
         exp: Some(now.saturating_add(state.settings().service_ttl_secs)),
         iat: Some(now),
-        jti: Some(
-            crate::secrets::random_b64::<16>().map_err(|_| ApiError::internal("random number generator failed"))?,
-        ),
+        jti: Some(state.random_b64::<16>()?),
         client_id: Some(client.client_id.clone()),
         scope: scope.clone(),
         ..tessera_jose::Claims::default()
@@ -267,7 +277,7 @@ async fn client_credentials(
 async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let pairs = parse_form(&headers, &body)?;
     let client = client_auth::authenticate(&state, &headers, &pairs).await?;
-    let token = param(&pairs, "token").ok_or(TokenError::InvalidRequest("token is required"))?;
+    let token = param(&pairs, "token").ok_or(OAuthError::InvalidRequest("token is required"))?;
     let inactive = || Json(serde_json::json!({"active": false})).into_response();
     let claims = match crate::extract::verify_access_token(&state, token).await {
         Ok(claims) => claims,
@@ -307,37 +317,37 @@ async fn token_exchange(
     pairs: &[(String, String)],
 ) -> Result<Response, ApiError> {
     let client = client_for_grant(state, headers, pairs, "token_exchange").await?;
-    let subject_token = param(pairs, "subject_token").ok_or(TokenError::InvalidRequest("subject_token is required"))?;
+    let subject_token = param(pairs, "subject_token").ok_or(OAuthError::InvalidRequest("subject_token is required"))?;
     if param(pairs, "subject_token_type") != Some(ACCESS_TOKEN_TYPE) {
-        return Err(TokenError::InvalidRequest(
+        return Err(OAuthError::InvalidRequest(
             "subject_token_type must be urn:ietf:params:oauth:token-type:access_token",
         )
         .into());
     }
     if param(pairs, "requested_token_type").is_some_and(|t| t != ACCESS_TOKEN_TYPE) {
-        return Err(TokenError::InvalidRequest("only access tokens are issued").into());
+        return Err(OAuthError::InvalidRequest("only access tokens are issued").into());
     }
     let audience = requested_audience(pairs)?
-        .ok_or(TokenError::InvalidTarget("name the audience (resource or audience parameter)"))?
+        .ok_or(OAuthError::InvalidTarget("name the audience (resource or audience parameter)"))?
         .to_owned();
     let rule = state
         .settings()
         .exchange_rules
         .iter()
         .find(|rule| rule.client_id == client.client_id && rule.audience == audience)
-        .ok_or(TokenError::InvalidTarget("this client may not exchange tokens for that audience"))?;
+        .ok_or(OAuthError::InvalidTarget("this client may not exchange tokens for that audience"))?;
     let subject = crate::extract::verify_access_token(state, subject_token)
         .await
-        .map_err(|rejection| rejection.or(TokenError::InvalidSubject("the subject token is not valid")))?;
+        .map_err(|rejection| rejection.or(OAuthError::InvalidSubject("the subject token is not valid")))?;
     let own_issuer = state.settings().issuer.as_str();
     let external = match subject.iss.as_deref() {
         Some(iss) if iss == own_issuer => None,
         iss => {
-            let issuer = state.0.issuers.iter().find(|issuer| Some(issuer.config.issuer.as_str()) == iss);
+            let issuer = state.issuers().iter().find(|issuer| Some(issuer.config.issuer.as_str()) == iss);
             match issuer.filter(|issuer| issuer.config.allow_exchange) {
                 Some(issuer) => Some(&issuer.config),
                 None => {
-                    return Err(TokenError::InvalidSubject("tokens of this issuer may not be exchanged here").into())
+                    return Err(OAuthError::InvalidSubject("tokens of this issuer may not be exchanged here").into())
                 }
             }
         }
@@ -346,22 +356,22 @@ async fn token_exchange(
         aud.contains(&client.client_id) || client.audiences.iter().any(|audience| aud.contains(audience))
     }) || (external.is_none() && subject.client_id.as_deref() == Some(client.client_id.as_str()));
     if !for_this_client {
-        return Err(TokenError::InvalidSubject("the subject token was not issued to or for this client").into());
+        return Err(OAuthError::InvalidSubject("the subject token was not issued to or for this client").into());
     }
     let actor = match param(pairs, "actor_token") {
         Some(token) => {
             if param(pairs, "actor_token_type") != Some(ACCESS_TOKEN_TYPE) {
-                return Err(TokenError::InvalidRequest(
+                return Err(OAuthError::InvalidRequest(
                     "actor_token_type must be urn:ietf:params:oauth:token-type:access_token",
                 )
                 .into());
             }
             let actor = crate::extract::verify_access_token(state, token)
                 .await
-                .map_err(|rejection| rejection.or(TokenError::InvalidSubject("the actor token is not valid")))?;
+                .map_err(|rejection| rejection.or(OAuthError::InvalidSubject("the actor token is not valid")))?;
             // An external actor's `sub` names someone in another namespace: it would read as a local actor.
             if actor.iss.as_deref() != Some(own_issuer) {
-                return Err(TokenError::InvalidSubject("the actor token must be one of this server's").into());
+                return Err(OAuthError::InvalidSubject("the actor token must be one of this server's").into());
             }
             Some(actor)
         }
@@ -379,7 +389,7 @@ async fn token_exchange(
         Some(requested) => {
             let requested: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
             if requested.iter().any(|s| !allowed.contains(s)) {
-                return Err(TokenError::InvalidScope.into());
+                return Err(OAuthError::InvalidScope.into());
             }
             requested
         }
@@ -434,9 +444,7 @@ async fn token_exchange(
         aud: Some(tessera_jose::Audience::One(audience)),
         exp: Some(exp),
         iat: Some(now),
-        jti: Some(
-            crate::secrets::random_b64::<16>().map_err(|_| ApiError::internal("random number generator failed"))?,
-        ),
+        jti: Some(state.random_b64::<16>()?),
         client_id: Some(client.client_id.clone()),
         scope: scope.clone(),
         // An external token's `sid` names a session of its issuer, none of this server's.

@@ -7,9 +7,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tessera_store::{Provenance, Revocation};
+use tessera_model::{Provenance, Revocation};
 
-use super::{client_auth, param, parse_form, TokenError};
+use super::{client_auth, param, parse_form, OAuthError};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -20,9 +20,9 @@ pub(super) async fn revoke(
 ) -> Result<Response, ApiError> {
     let pairs = parse_form(&headers, &body)?;
     let caller = caller(&state, &headers, &pairs).await?;
-    let token = param(&pairs, "token").ok_or(TokenError::InvalidRequest("token is required"))?;
+    let token = param(&pairs, "token").ok_or(OAuthError::InvalidRequest("token is required"))?;
     // The hint only orders the lookups (RFC 7009 §2.1); both kinds are tried, whatever it says.
-    let revocation = match state.0.secrets.open_refresh_token(token) {
+    let revocation = match state.secrets().open_refresh_token(token) {
         Some(claim) => match state.store().family(&claim.sid).await? {
             Some(family) => Some((family.session.client_id, Revocation::Session { sid: claim.sid })),
             None => None,
@@ -31,7 +31,7 @@ pub(super) async fn revoke(
     };
     if let Some((owner, revocation)) = revocation {
         if owner != caller {
-            return Err(TokenError::UnauthorizedClient.into());
+            return Err(OAuthError::UnauthorizedClient.into());
         }
         state.revoke(revocation, Provenance::new(format!("client:{caller}"), "rfc7009")).await?;
         metrics::counter!("tessera_revocations_total", "via" => "rfc7009").increment(1);

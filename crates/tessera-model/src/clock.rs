@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tessera_store::Millis;
+use crate::Millis;
 
 /// A source of "now".
 pub trait Clock: Send + Sync + 'static {
@@ -14,6 +14,13 @@ pub trait Clock: Send + Sync + 'static {
     fn now_secs(&self) -> i64 {
         self.now_ms().div_euclid(1000)
     }
+
+    /// How much real time waiting `wait` on this clock takes: all of it on a clock that follows real time. A
+    /// clock that moves only when told to says none, so code that waits for "the next second" does not hold a
+    /// test up for real time that its clock never sees pass.
+    fn real_time_of(&self, wait: std::time::Duration) -> std::time::Duration {
+        wait
+    }
 }
 
 /// The system clock.
@@ -21,6 +28,7 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods, reason = "the system clock is where \"now\" comes from")]
     fn now_ms(&self) -> Millis {
         SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
@@ -46,5 +54,10 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> Millis {
         self.0.load(Ordering::SeqCst)
+    }
+
+    /// None: a wait on a manual clock is over at once, and the clock stays where it is (the test moves it).
+    fn real_time_of(&self, _wait: std::time::Duration) -> std::time::Duration {
+        std::time::Duration::ZERO
     }
 }

@@ -1,26 +1,10 @@
-//! What is stored, and the refresh-rotation rules every backend applies the same way.
+//! Sessions — one login, one family of refresh tokens — and the refresh-rotation rules every backend applies the
+//! same way: [`decide`].
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// Milliseconds since the epoch: storage keeps sub-second order so that a login right after a logout-everywhere
-/// in the same second survives it.
-pub type Millis = i64;
-
-/// A person who logs in with a password.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct User {
-    /// Login name; also the `sub` of their tokens.
-    pub username: String,
-    /// PHC-format argon2id hash.
-    pub password_hash: String,
-    /// Roles, copied into the `roles` claim.
-    pub roles: Vec<String>,
-    /// A disabled user cannot log in or refresh, and their outstanding tokens stop verifying.
-    pub disabled: bool,
-    /// When the user was added.
-    pub created_at: Millis,
-}
+use crate::Millis;
 
 /// What a session starts with: who, for which client, with what, until when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,28 +27,6 @@ pub struct NewFamily {
     pub created_at: Millis,
     /// Absolute expiry, never extended by rotation.
     pub expires_at: Millis,
-}
-
-/// A service that authenticates with a client secret (client credentials, token exchange, introspection).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Client {
-    /// `client_id`.
-    pub client_id: String,
-    /// SHA-256 of the generated secret (256 random bits: a fast hash is sound, nothing can be guessed).
-    pub secret_hash: Vec<u8>,
-    /// Scopes the client may ask for.
-    pub scopes: Vec<String>,
-    /// Audiences the client may ask tokens for.
-    pub audiences: Vec<String>,
-    /// Grants the client may use: `client_credentials`, `token_exchange`.
-    pub grants: Vec<String>,
-    /// A disabled client cannot authenticate.
-    pub disabled: bool,
-    /// The client's public keys (a JWKS document) when it authenticates with `private_key_jwt` (RFC 7523)
-    /// instead of a secret; its `secret_hash` is then empty.
-    pub jwks: Option<String>,
-    /// When it was added.
-    pub created_at: Millis,
 }
 
 /// A session: one login, one family of refresh tokens, one `sid` — what it started with, and where its rotation
@@ -192,130 +154,6 @@ pub enum Decision {
     Theft,
     /// Refuse; change nothing.
     Refuse(Refusal),
-}
-
-/// A change verifiers must apply to their revocation index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Revocation {
-    /// Every token of this session is dead.
-    Session {
-        /// The `sid`.
-        sid: String,
-    },
-    /// Every token of this subject issued at or before the instant is dead.
-    Subject {
-        /// The `sub`.
-        sub: String,
-        /// The instant.
-        not_before: Millis,
-    },
-    /// One access token, by `jti`, and every token derived from it by token exchange (which carries it as
-    /// `orig_jti`). Verifiers may forget it once the token has expired.
-    Token {
-        /// The `jti`.
-        jti: String,
-        /// When the token expires (or a later instant): after it, the entry matches nothing.
-        expires_at: Millis,
-    },
-    /// One access token named by its `jti` alone, its expiry unknown (an operator's revocation), and every token
-    /// derived from it. Matched like [`Token`](Self::Token), but `expires_at` is only a bound — the longest
-    /// lifetime from the revocation — so compact mode cannot file it under its expiry and keeps it exactly.
-    TokenById {
-        /// The `jti`.
-        jti: String,
-        /// A bound on when the token expires: after it, the entry matches nothing.
-        expires_at: Millis,
-    },
-    /// The client changed (added, disabled, re-enabled, secret rotated): verifiers reload it, and every token
-    /// issued to it at or before the instant is dead — a leaked secret is rotated to cut its tokens off too.
-    Client {
-        /// The `client_id`.
-        client_id: String,
-        /// The instant.
-        not_before: Millis,
-    },
-}
-
-impl Revocation {
-    /// How backends store it: a kind, the identifier, and the instant (an expiry for tokens), if any.
-    #[must_use]
-    pub fn to_columns(&self) -> (&'static str, &str, Option<Millis>) {
-        match self {
-            Self::Session { sid } => ("session", sid, None),
-            Self::Subject { sub, not_before } => ("subject", sub, Some(*not_before)),
-            Self::Token { jti, expires_at } => ("token", jti, Some(*expires_at)),
-            Self::TokenById { jti, expires_at } => ("token_by_id", jti, Some(*expires_at)),
-            Self::Client { client_id, not_before } => ("client", client_id, Some(*not_before)),
-        }
-    }
-
-    /// The inverse of [`Self::to_columns`].
-    #[must_use]
-    pub fn from_columns(kind: &str, value: String, instant: Option<Millis>) -> Self {
-        let instant = instant.unwrap_or(0);
-        match kind {
-            "session" => Self::Session { sid: value },
-            "subject" => Self::Subject { sub: value, not_before: instant },
-            "token" => Self::Token { jti: value, expires_at: instant },
-            "token_by_id" => Self::TokenById { jti: value, expires_at: instant },
-            _ => Self::Client { client_id: value, not_before: instant },
-        }
-    }
-}
-
-/// Who revoked, and why: kept with every revocation for audit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Provenance {
-    /// Who: `admin`, `cli`, `user:<sub>`, `client:<client_id>`, `tessera` for the server's own decisions.
-    pub actor: String,
-    /// Why, in a few words (`logout`, `refresh_token_reuse`, an operator's note).
-    pub reason: String,
-}
-
-impl Provenance {
-    /// A provenance from its two parts.
-    #[must_use]
-    pub fn new(actor: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { actor: actor.into(), reason: reason.into() }
-    }
-}
-
-/// A revocation with its position in the log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RevocationEntry {
-    /// Monotonic position: readers ask for entries after the last one they applied.
-    pub id: i64,
-    /// When it was recorded.
-    pub at: Millis,
-    /// What it revokes.
-    pub revocation: Revocation,
-    /// Who and why.
-    pub provenance: Provenance,
-}
-
-/// A small named document kept for its owner (the keyring, the server secrets), versioned for compare-and-swap.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Document {
-    /// 1 for the first write, one more for each replacement.
-    pub version: u64,
-    /// Text (JSON), opaque to the store.
-    pub contents: String,
-}
-
-/// A security event kept for audit (reuse detection, ...).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SecurityEvent {
-    /// When.
-    pub at: Millis,
-    /// What: `refresh_token_reuse`, ...
-    pub kind: String,
-    /// Whose.
-    pub sub: String,
-    /// Which session.
-    pub sid: String,
-    /// Detail for the reviewer (never a token).
-    pub detail: String,
 }
 
 #[cfg(test)]

@@ -1,0 +1,134 @@
+//! The command line: every scenario, flag and help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use tessera_jose::Algorithm;
+
+/// Load-test a real `tessera serve` (started by this command on a free loopback port, with a throwaway data
+/// directory) and print throughput and latency next to the raw crypto limits measured in the same run.
+#[derive(Debug, Parser)]
+#[command(name = "tessera-bench", version, about)]
+pub struct Cli {
+    /// The `tessera` binary to measure [default: `tessera` beside this program, e.g. target/release/tessera].
+    #[arg(long, global = true, env = "TESSERA", value_name = "FILE")]
+    pub tessera: Option<PathBuf>,
+    /// What to measure.
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+/// The scenarios.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Refresh rotations per second through POST /oauth2/token, each worker rotating its own session.
+    Refresh {
+        /// Signing algorithm of the server's key.
+        #[arg(long, default_value = "EdDSA", value_parser = signing_algorithm)]
+        alg: Algorithm,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Password logins per second through POST /auth/login.
+    Login {
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Forward-auth checks per second through GET /verify (signature, claims, revocation index).
+    Verify {
+        /// Signing algorithm of the server's key.
+        #[arg(long, default_value = "RS256", value_parser = signing_algorithm)]
+        alg: Algorithm,
+        /// Distinct access tokens (of distinct users) presented in turn, spread over the connections
+        /// [default: one per connection].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        tokens: Option<u32>,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Service tokens per second through POST /oauth2/token grant_type=client_credentials.
+    ClientCredentials {
+        /// Signing algorithm of the server's key.
+        #[arg(long, default_value = "ES256", value_parser = signing_algorithm)]
+        alg: Algorithm,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Revocations per second through POST /admin/v1/revocations, each a new token id (a durable write each).
+    Revoke {
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// How soon a restarted node is ready: fills a store with live revocation entries (70% token ids, 20%
+    /// sessions, 10% subjects), then starts `tessera serve` on it and times it until /readyz answers with every
+    /// entry in its index.
+    Restart {
+        #[command(flatten)]
+        restart: RestartArgs,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What `restart` measures.
+#[derive(Debug, Clone, Args)]
+pub struct RestartArgs {
+    /// Live revocation entries in the store.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(10..=10_000_000))]
+    pub entries: u64,
+    /// The store already holds the entries (filled by other means, e.g. SQL): only restart and check.
+    #[arg(long)]
+    pub already_filled: bool,
+    #[command(flatten)]
+    pub store: BenchStore,
+}
+
+/// The store a benchmark's server runs on: the embedded SQLite unless a shared one is named. Use an empty,
+/// throwaway database: the benchmark's user, client and sessions are created in it.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BenchStore {
+    /// Run the server on this PostgreSQL database (with --redis-url too: tiered, Redis in front of it).
+    #[arg(long, value_name = "URL")]
+    pub postgres_url: Option<String>,
+    /// Run the server on this Redis (repeat for several nodes of a Redis Cluster).
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Vec<String>,
+    /// The Redis URLs are nodes of a Redis Cluster (writes then wait for one replica).
+    #[arg(long, requires = "redis_url")]
+    pub redis_cluster: bool,
+}
+
+/// How much load, for how long. Bounded: the run stops by itself.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Requests in flight (one connection each).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// How long to measure (after a 1 s warm-up), at most 5 minutes.
+    #[arg(long, default_value = "10s", value_parser = bench_duration)]
+    pub duration: std::time::Duration,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: BenchStore,
+}
+
+fn bench_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|err| err.to_string())?;
+    if duration.is_zero() || duration > std::time::Duration::from_secs(300) {
+        return Err("between 1s and 5m".into());
+    }
+    Ok(duration)
+}
+
+/// An algorithm `tessera serve` can sign with (the server's key is made by `tessera keys generate`).
+fn signing_algorithm(text: &str) -> Result<Algorithm, String> {
+    let alg: Algorithm = text.parse()?;
+    if alg.can_sign() {
+        Ok(alg)
+    } else {
+        Err(format!("{alg} is verify-only; Tessera signs with EdDSA, ES256 or RS256"))
+    }
+}

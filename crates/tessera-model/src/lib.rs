@@ -1,0 +1,27 @@
+//! # tessera-model
+//!
+//! Tessera's shared data model: the plain types every other crate speaks — [`User`] and [`Client`], sessions
+//! ([`NewFamily`], [`Family`]) and the refresh-rotation state machine [`decide`] every store backend applies inside
+//! its own atomic step, the revocation log ([`Revocation`], [`Provenance`], [`RevocationEntry`]), stored
+//! [`Document`]s and [`SecurityEvent`]s — and the [`clock`] that time is read from, passed in as a value everywhere
+//! else.
+//!
+//! It depends on serde alone (and `serde_json` for a session's extra claims): no storage, no network, no async
+//! runtime, so a crate that needs the types — the in-process revocation index — does not compile a database
+//! driver to get them. `tessera-store` re-exports it as `tessera_store::model`.
+#![warn(missing_docs)]
+
+mod account;
+pub mod clock;
+mod record;
+mod revocation;
+mod session;
+
+pub use account::{Client, User};
+pub use record::{Document, SecurityEvent};
+pub use revocation::{Provenance, Revocation, RevocationEntry};
+pub use session::{decide, Decision, Family, NewFamily, RefreshOutcome, RefreshRules, Refusal, SubjectState};
+
+/// Milliseconds since the epoch: storage keeps sub-second order so that a login right after a logout-everywhere
+/// in the same second survives it.
+pub type Millis = i64;

@@ -1,0 +1,184 @@
+//! Work that keeps a node current without a request to prompt it: the sync loop (revocation log, clients, signing
+//! keys), the fetchers of trusted issuers' key sets, and the pruning jobs (expired sessions, idle rate-limit keys).
+
+use crate::state::AppState;
+use crate::{issuers, repeated};
+
+/// Loads the revocation log into the index (from as far back as any live token reaches) and the registered
+/// clients, then keeps the keys, the index and the clients current: changes made by `tessera` commands or other
+/// nodes arrive within one `reload_interval`, or at once when the store pushes log growth.
+///
+/// # Errors
+/// When the initial load fails.
+pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandle<()>, tessera_store::StoreError> {
+    sync(state).await?;
+    let mut fetchers: Vec<_> = state
+        .issuers()
+        .iter()
+        .map(|issuer| {
+            tokio::spawn(issuers::keep_current(std::sync::Arc::clone(issuer), std::sync::Arc::clone(state.clock())))
+        })
+        .collect();
+    fetchers.push(tokio::spawn(keep_forgetting_expired_sessions(state.clone())));
+    fetchers.push(tokio::spawn(keep_forgetting_idle_rate_limits(state.clone())));
+    let state = state.clone();
+    Ok(tokio::spawn(async move {
+        // The fetchers live as long as this task: aborting it aborts them.
+        let _fetchers = AbortOnDrop(fetchers);
+        let mut tick = tokio::time::interval(state.settings().reload_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A backend that pushes log growth (PostgreSQL's LISTEN/NOTIFY) makes revocations from other nodes
+        // apply at once; the tick stays as the fallback and for keys.
+        let mut log_changes = state.store().log_changes();
+        // While the store is down every tick fails: say so once, then every so often, and when it recovers.
+        let mut sync_failures = repeated::Repeated::new("revocation and client sync");
+        let mut key_failures = repeated::Repeated::new("reloading signing keys (the current ones stay in service)");
+        loop {
+            let pushed = tokio::select! {
+                _ = tick.tick() => false,
+                changed = async {
+                    match &mut log_changes {
+                        Some(changes) => changes.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if !changed {
+                        log_changes = None;
+                    }
+                    true
+                }
+            };
+            sync_failures.record(sync(&state).await.map(drop));
+            if pushed {
+                continue;
+            }
+            let keys_state = state.clone();
+            let now = state.clock().now_secs();
+            let reloaded = tokio::task::spawn_blocking(move || keys_state.keys().refresh(now)).await;
+            key_failures.record(match reloaded {
+                Ok(outcome) => outcome.map(drop).map_err(|err| err.to_string()),
+                Err(err) => Err(err.to_string()),
+            });
+        }
+    }))
+}
+
+/// How often a node forgets expired sessions.
+const FORGET_SESSIONS_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Sessions forgotten per store call, and calls per round at most: a store with a backlog (the first round after
+/// an upgrade) catches up over a few rounds instead of holding its writer for long.
+const FORGET_BATCH: usize = 10_000;
+const FORGET_BATCHES_PER_ROUND: usize = 10;
+
+/// Forgets sessions that expired more than [`tessera_store::EXPIRED_SESSION_KEPT_MS`] ago, in batches; how many. Without it, a
+/// store would keep every session ever started. Every node runs it (each deletion is idempotent).
+///
+/// # Errors
+/// Store failures (what was forgotten before one stays forgotten).
+pub async fn forget_expired_sessions(state: &AppState) -> Result<usize, tessera_store::StoreError> {
+    let before = state.clock().now_ms().saturating_sub(tessera_store::EXPIRED_SESSION_KEPT_MS);
+    let mut forgotten = 0;
+    for _ in 0..FORGET_BATCHES_PER_ROUND {
+        let batch = state.store().forget_sessions_expired_before(before, FORGET_BATCH).await?;
+        forgotten += batch;
+        if batch < FORGET_BATCH {
+            break;
+        }
+    }
+    Ok(forgotten)
+}
+
+/// How often the rate limiters drop the addresses and usernames whose budget is full again: the budgets are per
+/// minute, so a key idle for longer is the same as one never seen.
+const FORGET_IDLE_RATE_LIMITS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn keep_forgetting_idle_rate_limits(state: AppState) {
+    let mut tick = tokio::time::interval(FORGET_IDLE_RATE_LIMITS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        state.limits().forget_idle();
+    }
+}
+
+async fn keep_forgetting_expired_sessions(state: AppState) {
+    let mut tick = tokio::time::interval(FORGET_SESSIONS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = repeated::Repeated::new("forgetting expired sessions");
+    loop {
+        tick.tick().await;
+        let outcome = forget_expired_sessions(&state).await;
+        if let Ok(forgotten) = &outcome {
+            metrics::counter!("tessera_sessions_forgotten_total").increment(u64::try_from(*forgotten).unwrap_or(0));
+        }
+        failures.record(outcome.map(drop));
+    }
+}
+
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Brings this node up to date with the store: applies new revocation log entries to the index, and reloads the
+/// clients (and the audiences tokens may carry) when the log says a client changed, and on the first sync.
+///
+/// # Errors
+/// Store failures; nothing is half-applied (the next sync resumes from the last applied log position).
+pub async fn sync(state: &AppState) -> Result<(), tessera_store::StoreError> {
+    let now = state.clock().now_ms();
+    let index = state.revocations();
+    let clients = state.clients();
+    // A log that went back (a restore from an older backup, a Redis shard lost with its replica) would hand out
+    // positions this node has passed, and their entries would be skipped for good: read it all again instead.
+    let head = state.store().log_head().await?;
+    if head < index.applied_through() {
+        tracing::error!(
+            head,
+            applied = index.applied_through(),
+            "the revocation log went back (restored or lost): reading it again from the start"
+        );
+        metrics::counter!("tessera_revocation_log_rewound_total").increment(1);
+        index.rewind();
+        clients.mark_stale();
+    }
+    loop {
+        let after = index.applied_through();
+        let entries = state.store().revocations_after(after, index.retention().horizon(now), 10_000).await?;
+        if entries.iter().any(|entry| matches!(entry.revocation, tessera_model::Revocation::Client { .. })) {
+            clients.mark_stale();
+        }
+        index.apply(&entries, now);
+        if entries.len() < 10_000 {
+            break;
+        }
+    }
+    if clients.take_stale() {
+        reload_clients(state).await.inspect_err(|_| clients.mark_stale())?;
+    }
+    index.prune_if_due(now);
+    index.mark_synced(now);
+    Ok(())
+}
+
+/// Loads every registered client, and the audiences tokens of this server may carry: the user audience, every
+/// client's and every token-exchange target.
+pub(crate) async fn reload_clients(state: &AppState) -> Result<(), tessera_store::StoreError> {
+    let clients = state.store().clients().await?;
+    let mut audiences = vec![state.settings().audience.clone()];
+    let exchanged = state.settings().exchange_rules.iter().map(|rule| rule.audience.clone());
+    for audience in clients.iter().flat_map(|client| client.audiences.iter().cloned()).chain(exchanged) {
+        if !audiences.contains(&audience) {
+            audiences.push(audience);
+        }
+    }
+    state.keys().set_audiences(audiences);
+    state.clients().replace(clients, &state.settings().issuer, state.settings().leeway_secs);
+    Ok(())
+}

@@ -1,0 +1,5 @@
+CREATE TABLE documents (
+    name     TEXT PRIMARY KEY,
+    version  BIGINT NOT NULL,
+    contents TEXT NOT NULL
+);

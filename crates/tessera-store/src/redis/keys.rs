@@ -1,0 +1,53 @@
+//! Where everything lives in Redis: every key starts with `tessera:` and carries a hash tag, so that what one
+//! atomic step touches sits in one slot (the table is in the [module documentation](super)).
+
+use ::redis::Cmd;
+
+/// A name inside a hash tag: `%`, `{` and `}` escaped, so the tag ends exactly after the name.
+pub(super) fn escape(name: &str) -> String {
+    name.replace('%', "%25").replace('{', "%7B").replace('}', "%7D")
+}
+
+pub(super) fn user_key(name: &str) -> String {
+    format!("tessera:{{user:{}}}", escape(name))
+}
+
+pub(super) fn client_key(id: &str) -> String {
+    format!("tessera:{{client:{}}}", escape(id))
+}
+
+pub(super) fn document_key(name: &str) -> String {
+    format!("tessera:{{document:{}}}", escape(name))
+}
+
+pub(super) fn assertion_key(client_id: &str, jti: &str) -> String {
+    format!("tessera:{{client:{}}}:assertion:{jti}", escape(client_id))
+}
+
+pub(super) fn family_key(sid: &str) -> String {
+    format!("tessera:{{sid:{}}}", escape(sid))
+}
+
+pub(super) fn subject_key(sub: &str) -> String {
+    format!("tessera:{{sub:{}}}:state", escape(sub))
+}
+
+pub(super) fn set_members(key: &str) -> Cmd {
+    ::redis::cmd("SMEMBERS").arg(key).clone()
+}
+
+pub(super) fn sessions_key(sub: &str) -> String {
+    format!("tessera:{{sub:{}}}:sids", escape(sub))
+}
+
+pub(super) const USERS_KEY: &str = "tessera:{tessera-index}:users";
+pub(super) const CLIENTS_KEY: &str = "tessera:{tessera-index}:clients";
+pub(super) const LOG_SEQ_KEY: &str = "tessera:{tessera-log}:seq";
+pub(super) const LOG_KEY: &str = "tessera:{tessera-log}:entries";
+pub(super) const LOG_TIME_KEY: &str = "tessera:{tessera-log}:by-time";
+pub(super) const LOG_HIGHEST_AT_KEY: &str = "tessera:{tessera-log}:highest-at";
+pub(super) const EVENTS_KEY: &str = "tessera:{tessera-log}:events";
+/// The highest log position whose write the replicas acknowledged: readers never read past it (`commit.lua`).
+pub(super) const LOG_COMMITTED_KEY: &str = "tessera:{tessera-log}:committed";
+/// The `jti`s of revoked access tokens (a hash, `jti` → 1), written with their log entries.
+pub(super) const REVOKED_TOKENS_KEY: &str = "tessera:{tessera-log}:revoked-tokens";

@@ -1,0 +1,2 @@
+-- Expired sessions are forgotten in batches.
+CREATE INDEX families_by_expiry ON families (expires_at);
