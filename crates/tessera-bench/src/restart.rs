@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use tessera_jose::Algorithm;
 use tessera_server::clock::{Clock as _, SystemClock};
-use tessera_store::{Millis, NewFamily, Provenance, Revocation};
+use tessera_store::{Millis, NewSession, Provenance, Revocation};
 
 use crate::cli::RestartArgs;
 use crate::sandbox::{store_name, Sandbox};
@@ -109,7 +109,7 @@ async fn seed(sandbox: &Sandbox, entries: u64, now: Millis) -> anyhow::Result<()
             let revocation = if n < sessions {
                 let sid = format!("bench-session-{n}");
                 store
-                    .create_family(NewFamily {
+                    .create_session(NewSession {
                         sid: sid.clone(),
                         sub: format!("bench-user-{n}"),
                         client_id: "tessera".into(),

@@ -1,7 +1,7 @@
 //! # tessera-model
 //!
 //! Tessera's shared data model: the plain types every other crate speaks — [`User`] and [`Client`], sessions
-//! ([`NewFamily`], [`Family`]) and the refresh-rotation state machine [`decide`] every store backend applies inside
+//! ([`NewSession`], the stored [`Session`] and its [`SessionState`]) and the refresh-rotation state machine [`decide`] every store backend applies inside
 //! its own atomic step, the revocation log ([`Revocation`], [`Provenance`], [`RevocationEntry`]), stored
 //! [`Document`]s and [`SecurityEvent`]s — and the [`clock`] that time is read from, passed in as a value everywhere
 //! else.
@@ -19,8 +19,11 @@ mod session;
 
 pub use account::{Client, User};
 pub use record::{Document, SecurityEvent};
-pub use revocation::{Provenance, Revocation, RevocationEntry};
-pub use session::{decide, Decision, Family, NewFamily, RefreshOutcome, RefreshRules, Refusal, SubjectState};
+pub use revocation::{AutomaticRevocation, Provenance, Revocation, RevocationEntry};
+pub use session::{
+    decide, Decision, NewSession, RefreshOutcome, RefreshRules, Refusal, SecurityEventKind, Session, SessionState,
+    SubjectState,
+};
 
 /// Milliseconds since the epoch: storage keeps sub-second order so that a login right after a logout-everywhere
 /// in the same second survives it.

@@ -18,7 +18,7 @@ pub struct Document {
 pub struct SecurityEvent {
     /// When.
     pub at: Millis,
-    /// What: `refresh_token_reuse`, ...
+    /// What: a [`SecurityEventKind`](crate::SecurityEventKind) name (kept as stored, so an unknown one still reads).
     pub kind: String,
     /// Whose.
     pub sub: String,

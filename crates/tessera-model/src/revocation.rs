@@ -65,9 +65,10 @@ impl Revocation {
 /// Who revoked, and why: kept with every revocation for audit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Provenance {
-    /// Who: `admin`, `cli`, `user:<sub>`, `client:<client_id>`, `tessera` for the server's own decisions.
+    /// Who: `admin`, `cli`, `user:<sub>`, `client:<client_id>`, `tessera` for the server's own decisions
+    /// ([`Provenance::automatic`]).
     pub actor: String,
-    /// Why, in a few words (`logout`, `refresh_token_reuse`, an operator's note).
+    /// Why, in a few words (`logout`, an [`AutomaticRevocation`], an operator's note).
     pub reason: String,
 }
 
@@ -76,6 +77,47 @@ impl Provenance {
     #[must_use]
     pub fn new(actor: impl Into<String>, reason: impl Into<String>) -> Self {
         Self { actor: actor.into(), reason: reason.into() }
+    }
+
+    /// Tessera's own revocation (actor `tessera`), for `reason`.
+    #[must_use]
+    pub fn automatic(reason: AutomaticRevocation) -> Self {
+        Self::new("tessera", reason.as_str())
+    }
+}
+
+/// Why Tessera wrote a revocation-log entry by itself (actor `tessera`): the reasons those entries carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutomaticRevocation {
+    /// A rotated refresh token came back: its session is revoked (also the refresh metric's label for it).
+    ReuseDetected,
+    /// A user was disabled: its tokens end.
+    UserDisabled,
+    /// A client was disabled: its tokens end.
+    ClientDisabled,
+    /// A client was enabled again (its tokens from before stay dead).
+    ClientEnabled,
+    /// A client was registered: nothing ends, verifiers learn that it exists.
+    ClientAdded,
+    /// A client's secret was rotated: its tokens end.
+    ClientSecretRotated,
+    /// A client's keys were replaced: its tokens end.
+    ClientKeysReplaced,
+}
+
+impl AutomaticRevocation {
+    /// The reason as logged.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ReuseDetected => "reuse_detected",
+            Self::UserDisabled => "user_disabled",
+            Self::ClientDisabled => "client_disabled",
+            Self::ClientEnabled => "client_enabled",
+            Self::ClientAdded => "client_added",
+            Self::ClientSecretRotated => "client_secret_rotated",
+            Self::ClientKeysReplaced => "client_keys_replaced",
+        }
     }
 }
 

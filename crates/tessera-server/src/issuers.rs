@@ -126,8 +126,24 @@ impl ExternalIssuer {
 /// [`DEFAULT_REFRESH`] when it gives no usable `max-age`.
 fn refresh_after(cache_control: Option<&str>) -> Duration {
     cache_control
-        .and_then(|v| v.split(',').find_map(|d| d.trim().strip_prefix("max-age=")?.parse::<u64>().ok()))
+        .and_then(max_age)
         .map_or(DEFAULT_REFRESH, |secs| Duration::from_secs(secs).clamp(MIN_REFRESH, MAX_REFRESH))
+}
+
+/// The `max-age` of a `Cache-Control` value as RFC 9111 reads it: the directive name in any case, the value
+/// digits only (quoted or not), and a number too large to hold meaning "very long" rather than "none" (§1.2.2).
+fn max_age(cache_control: &str) -> Option<u64> {
+    cache_control.split(',').find_map(|directive| {
+        let (name, value) = directive.split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("max-age") {
+            return None;
+        }
+        let value = value.trim().trim_matches('"');
+        if value.is_empty() || !value.bytes().all(|byte| byte.is_ascii_digit()) {
+            return None;
+        }
+        Some(value.parse::<u64>().unwrap_or(u64::MAX))
+    })
 }
 
 /// Keeps one issuer's keys current until the task is aborted.
@@ -184,6 +200,11 @@ mod tests {
             (Some("no-store"), secs(300)),
             (Some("max-age=-5"), secs(300)),
             (Some("max-age=soon"), secs(300)),
+            (Some("max-age=+600"), secs(300)),
+            (Some("MAX-AGE=600"), secs(600)),
+            (Some("no-cache, Max-Age = \"120\""), secs(120)),
+            (Some("max-age=99999999999999999999999"), secs(86_400)),
+            (Some("s-maxage=600"), secs(300)),
         ] {
             assert_eq!(refresh_after(cache_control), expected, "{cache_control:?}");
         }

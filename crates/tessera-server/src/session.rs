@@ -3,14 +3,14 @@
 
 use std::net::IpAddr;
 
-use tessera_model::{Family, NewFamily, RefreshOutcome, Refusal};
+use tessera_model::{NewSession, RefreshOutcome, SecurityEventKind, Session};
 
 use crate::error::ApiError;
 use crate::state::{millis, AppState};
 
 /// What a client gets for a new or refreshed session.
 pub(crate) struct Issued {
-    pub(crate) family: Family,
+    pub(crate) session: Session,
     pub(crate) access_token: String,
     pub(crate) refresh_token: String,
 }
@@ -29,9 +29,9 @@ pub(crate) struct SessionRequest {
 pub(crate) async fn start(state: &AppState, request: SessionRequest) -> Result<Issued, ApiError> {
     let now = state.clock().now_ms();
     let sid = state.new_session_id()?;
-    let family = state
+    let session = state
         .store()
-        .create_family(NewFamily {
+        .create_session(NewSession {
             sid,
             sub: request.sub,
             client_id: request.client_id,
@@ -44,25 +44,24 @@ pub(crate) async fn start(state: &AppState, request: SessionRequest) -> Result<I
         })
         .await?;
     // The refresh grant checks the session's client before anything else: this node knows it without a read.
-    state.clients().remember_session_owner(&family.session.sid, &family.session.client_id);
-    let issued = issue(state, family).await?;
+    state.clients().remember_session_owner(&session.sid, &session.client_id);
+    let issued = issue(state, session).await?;
     metrics::counter!("tessera_tokens_issued_total", "type" => "refresh").increment(1);
     Ok(issued)
 }
 
-/// A new access token for `family` and its live refresh token (derived again: the caller counts it as issued
+/// A new access token for `session` and its live refresh token (derived again: the caller counts it as issued
 /// only when it is new).
-async fn issue(state: &AppState, family: Family) -> Result<Issued, ApiError> {
-    let session = &family.session;
+async fn issue(state: &AppState, session: Session) -> Result<Issued, ApiError> {
     let now = state.issue_time(Some(&session.sub), Some(&session.client_id)).await;
-    let access_token = state.sign_access_token(&state.session_claims(&family, now)?, "access")?;
+    let access_token = state.sign_access_token(&state.session_claims(&session, now)?, "access")?;
     let refresh_token = state
         .secrets()
         // Made with the key that was issuing when this generation was issued: a grace replay after a rotation
         // derives the very same token (see `crate::secrets`).
-        .refresh_token(&family.session.sid, family.generation, family.generation_issued_at)
+        .refresh_token(&session.sid, session.generation, session.generation_issued_at)
         .ok_or_else(|| ApiError::internal("session id is not one this server made"))?;
-    Ok(Issued { family, access_token, refresh_token })
+    Ok(Issued { session, access_token, refresh_token })
 }
 
 /// Why a refresh failed. Callers answer every rejection alike (the metrics tell them apart): not a token of this
@@ -86,35 +85,28 @@ pub(crate) async fn refresh(state: &AppState, token: &str) -> Result<Issued, Ref
         .refresh(&claim.sid, claim.generation, now, state.refresh_rules())
         .await
         .map_err(|err| RefreshFailure::Unavailable(err.into()))?;
+    metrics::counter!("tessera_refresh_total", "outcome" => outcome.label()).increment(1);
     match outcome {
-        RefreshOutcome::Rotated(family) => {
-            metrics::counter!("tessera_refresh_total", "outcome" => "rotated").increment(1);
-            let issued = issue(state, family).await.map_err(RefreshFailure::Unavailable)?;
+        RefreshOutcome::Rotated(session) => {
+            let issued = issue(state, session).await.map_err(RefreshFailure::Unavailable)?;
             metrics::counter!("tessera_tokens_issued_total", "type" => "refresh").increment(1);
             Ok(issued)
         }
-        RefreshOutcome::Replayed(family) => {
-            metrics::counter!("tessera_refresh_total", "outcome" => "grace_replay").increment(1);
-            issue(state, family).await.map_err(RefreshFailure::Unavailable)
-        }
-        RefreshOutcome::TheftDetected(family) => {
-            metrics::counter!("tessera_refresh_total", "outcome" => "reuse_detected").increment(1);
-            let revoked = tessera_model::Revocation::Session { sid: family.session.sid.clone() };
-            state.revocations().apply_local(&revoked, family.revoked_at.unwrap_or_else(|| state.clock().now_ms()));
+        RefreshOutcome::Replayed(session) => issue(state, session).await.map_err(RefreshFailure::Unavailable),
+        RefreshOutcome::TheftDetected(session) => {
+            let revoked = tessera_model::Revocation::Session { sid: session.sid.clone() };
+            state.revocations().apply_local(&revoked, session.revoked_at().unwrap_or_else(|| state.clock().now_ms()));
             tracing::warn!(
-                security_event = "refresh_token_reuse",
-                sub = %family.session.sub,
-                sid = %family.session.sid,
+                security_event = SecurityEventKind::RefreshTokenReuse.as_str(),
+                sub = %session.sub,
+                sid = %session.sid,
                 presented_generation = claim.generation,
-                live_generation = family.generation,
+                live_generation = session.generation,
                 "refresh token reuse detected: session revoked"
             );
             Err(RefreshFailure::Rejected)
         }
-        RefreshOutcome::Refused(refusal) => {
-            metrics::counter!("tessera_refresh_total", "outcome" => refusal_label(refusal)).increment(1);
-            Err(RefreshFailure::Rejected)
-        }
+        RefreshOutcome::Refused(_) => Err(RefreshFailure::Rejected),
     }
 }
 
@@ -129,7 +121,7 @@ pub(crate) async fn refused(
 ) -> ApiError {
     let user = match token.and_then(|token| state.secrets().open_refresh_token(token)) {
         // A store that cannot answer leaves only the address's budget: the refusal stands either way.
-        Some(claim) => state.store().family(&claim.sid).await.ok().flatten().map(|family| family.session.sub),
+        Some(claim) => state.store().session(&claim.sid).await.ok().flatten().map(|session| session.sub),
         None => None,
     };
     refused_for(state, ip, user.as_deref(), refusal)
@@ -138,15 +130,4 @@ pub(crate) async fn refused(
 /// [`refused`], for a caller that already knows whose session failed (`None`: nobody's).
 pub(crate) fn refused_for(state: &AppState, ip: IpAddr, user: Option<&str>, refusal: impl Into<ApiError>) -> ApiError {
     state.limits().refresh_failed(ip, user).map_or_else(|| refusal.into(), ApiError::too_many)
-}
-
-fn refusal_label(refusal: Refusal) -> &'static str {
-    match refusal {
-        Refusal::Unknown => "unknown",
-        Refusal::Revoked => "revoked",
-        Refusal::Expired => "expired",
-        Refusal::Idle => "idle",
-        Refusal::LoggedOutEverywhere => "logged_out_everywhere",
-        Refusal::UserDisabled => "user_disabled",
-    }
 }

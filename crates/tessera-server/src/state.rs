@@ -9,7 +9,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::Value;
 use tessera_jose::{encode_jwt, Audience, Claims, ACCESS_TOKEN_TYP};
-use tessera_model::{Family, Millis, Provenance, RefreshRules, Revocation};
+use tessera_model::{Millis, Provenance, RefreshRules, Revocation, Session};
 use tessera_revocation::RevocationIndex;
 use tessera_store::Store;
 
@@ -225,22 +225,22 @@ impl AppState {
 
     /// The access-token claims of a session, issued at `now` (seconds): RFC 9068 claims plus `sid`, `roles` and
     /// the session's extra claims.
-    pub(crate) fn session_claims(&self, family: &Family, now: i64) -> Result<Claims, ApiError> {
+    pub(crate) fn session_claims(&self, session: &Session, now: i64) -> Result<Claims, ApiError> {
         let settings = self.settings();
-        let mut extra = family.session.claims.clone();
-        if !family.session.roles.is_empty() {
-            extra.insert("roles".into(), Value::from(family.session.roles.clone()));
+        let mut extra = session.claims.clone();
+        if !session.roles.is_empty() {
+            extra.insert("roles".into(), Value::from(session.roles.clone()));
         }
         let claims = Claims {
             iss: Some(settings.issuer.clone()),
-            sub: Some(family.session.sub.clone()),
+            sub: Some(session.sub.clone()),
             aud: Some(Audience::One(settings.audience.clone())),
             exp: Some(now.saturating_add(settings.access_ttl_secs)),
             iat: Some(now),
             jti: Some(self.random_b64::<16>()?),
-            client_id: Some(family.session.client_id.clone()),
-            scope: family.session.scope.clone(),
-            sid: Some(family.session.sid.clone()),
+            client_id: Some(session.client_id.clone()),
+            scope: session.scope.clone(),
+            sid: Some(session.sid.clone()),
             nbf: None,
             extra,
         };

@@ -136,9 +136,17 @@ async fn every_spelling_of_a_protected_path_meets_its_rule_and_ambiguous_ones_ar
     let h = harness(Settings::default()).await;
     let user = session(&h, "read").await;
     let admin = session(&h, "read admin").await;
-    for spelling in
-        ["/admin/users", "/%61dmin/users", "/x/../admin/users", "//admin/users", "/admin/./users", "/%2e/admin/users"]
-    {
+    // The last two resolve to /public, but a server that keeps dot segments routes them under /admin.
+    for spelling in [
+        "/admin/users",
+        "/%61dmin/users",
+        "/x/../admin/users",
+        "//admin/users",
+        "/admin/./users",
+        "/%2e/admin/users",
+        "/admin/../public",
+        "/admin/%2E%2E/public/x",
+    ] {
         assert_eq!(nginx(&h, &user, "GET", spelling).await, StatusCode::FORBIDDEN, "{spelling}");
         assert_eq!(nginx(&h, &admin, "GET", spelling).await, StatusCode::OK, "{spelling}");
     }

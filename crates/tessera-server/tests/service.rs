@@ -81,7 +81,7 @@ impl Drive for Harness {
 
     async fn generation(&self, access: &str) -> u64 {
         let sid = claims_of(access)["sid"].as_str().unwrap().to_owned();
-        self.state.store().family(&sid).await.unwrap().unwrap().generation
+        self.state.store().session(&sid).await.unwrap().unwrap().generation
     }
 }
 
@@ -353,11 +353,11 @@ async fn expired_sessions_are_forgotten_only_a_while_after_they_expire() {
     let lifetime_ms = u64::try_from(Settings::default().refresh_ttl.as_millis()).unwrap();
     h.clock.advance_ms(i64::try_from(lifetime_ms).unwrap() + 60_000);
     assert_eq!(tessera_server::forget_expired_sessions(&h.state).await.unwrap(), 0, "kept a while after expiry");
-    assert!(h.state.store().family(&sid).await.unwrap().is_some());
+    assert!(h.state.store().session(&sid).await.unwrap().is_some());
     assert_eq!(h.refresh(&s.cookie, &s.csrf).await.status, StatusCode::UNAUTHORIZED);
     h.clock.advance_ms(tessera_store::EXPIRED_SESSION_KEPT_MS);
     assert_eq!(tessera_server::forget_expired_sessions(&h.state).await.unwrap(), 1);
-    assert_eq!(h.state.store().family(&sid).await.unwrap(), None);
+    assert_eq!(h.state.store().session(&sid).await.unwrap(), None);
     assert_eq!(h.refresh(&s.cookie, &s.csrf).await.status, StatusCode::UNAUTHORIZED, "still refused");
 }
 
@@ -577,7 +577,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     assert!(h
         .state
         .store()
-        .live_families("alice", START_MS, tessera_store::RefreshRules { grace_ms: 0, idle_timeout_ms: 1 << 40 })
+        .live_sessions("alice", START_MS, tessera_store::RefreshRules { grace_ms: 0, idle_timeout_ms: 1 << 40 })
         .await
         .unwrap()
         .is_empty());

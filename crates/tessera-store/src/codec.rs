@@ -7,7 +7,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::model::{Client, Family, Millis, NewFamily, Revocation, User};
+use crate::model::{Client, Millis, Revocation, Session, SessionState, User};
 use crate::StoreError;
 
 /// One column of a stored record: its position in the SQL backends' column lists (below) and its field name in
@@ -106,32 +106,33 @@ pub(crate) fn client_from(record: &impl Record) -> Result<Client, StoreError> {
 
 /// The session columns, in this order.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) const FAMILY_COLUMNS: &str = "sid, sub, client_id, scope, roles, claims, user_agent, created_at, \
+pub(crate) const SESSION_COLUMNS: &str = "sid, sub, client_id, scope, roles, claims, user_agent, created_at, \
      expires_at, last_used_at, generation, generation_issued_at, revoked_at, revoked_reason";
 
 /// How many session columns there are: what a query selects after them starts at this position.
 #[cfg(all(feature = "postgres", feature = "redis"))]
-pub(crate) const FAMILY_COLUMN_COUNT: usize = 14;
+pub(crate) const SESSION_COLUMN_COUNT: usize = 14;
 
 /// A session.
-pub(crate) fn family_from(record: &impl Record) -> Result<Family, StoreError> {
-    Ok(Family {
-        session: NewFamily {
-            sid: record.text(column(0, "sid"))?,
-            sub: record.text(column(1, "sub"))?,
-            client_id: record.text(column(2, "client_id"))?,
-            scope: record.optional_text(column(3, "scope"))?,
-            roles: json(record, column(4, "roles"))?,
-            claims: json(record, column(5, "claims"))?,
-            user_agent: record.optional_text(column(6, "user_agent"))?,
-            created_at: record.integer(column(7, "created_at"))?,
-            expires_at: record.integer(column(8, "expires_at"))?,
-        },
+pub(crate) fn session_from(record: &impl Record) -> Result<Session, StoreError> {
+    let revoked_at = record.optional_integer(column(12, "revoked_at"))?;
+    let revoked_reason = record.optional_text(column(13, "revoked_reason"))?;
+    let state = SessionState::from_columns(revoked_at, revoked_reason)
+        .map_err(|missing| StoreError::corrupt(missing, "a revocation is stored with its instant and its reason"))?;
+    Ok(Session {
+        sid: record.text(column(0, "sid"))?,
+        sub: record.text(column(1, "sub"))?,
+        client_id: record.text(column(2, "client_id"))?,
+        scope: record.optional_text(column(3, "scope"))?,
+        roles: json(record, column(4, "roles"))?,
+        claims: json(record, column(5, "claims"))?,
+        user_agent: record.optional_text(column(6, "user_agent"))?,
+        created_at: record.integer(column(7, "created_at"))?,
+        expires_at: record.integer(column(8, "expires_at"))?,
         last_used_at: record.integer(column(9, "last_used_at"))?,
         generation: generation(record.integer(column(10, "generation"))?)?,
         generation_issued_at: record.integer(column(11, "generation_issued_at"))?,
-        revoked_at: record.optional_integer(column(12, "revoked_at"))?,
-        revoked_reason: record.optional_text(column(13, "revoked_reason"))?,
+        state,
     })
 }
 
@@ -225,6 +226,49 @@ mod tests {
         }
     }
 
+    /// A stored session, every column plausible, with these revocation columns.
+    struct StoredSession {
+        revoked_at: Option<Millis>,
+        revoked_reason: Option<&'static str>,
+    }
+
+    impl Record for StoredSession {
+        fn text(&self, column: Column) -> Result<String, StoreError> {
+            Ok(match column.name {
+                "roles" => "[]".into(),
+                "claims" => "{}".into(),
+                _ => "x".into(),
+            })
+        }
+        fn optional_text(&self, column: Column) -> Result<Option<String>, StoreError> {
+            Ok(self.revoked_reason.filter(|_| column.name == "revoked_reason").map(str::to_owned))
+        }
+        fn integer(&self, _: Column) -> Result<i64, StoreError> {
+            Ok(1)
+        }
+        fn optional_integer(&self, column: Column) -> Result<Option<i64>, StoreError> {
+            Ok(self.revoked_at.filter(|_| column.name == "revoked_at"))
+        }
+        fn flag(&self, _: Column) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        fn bytes(&self, _: Column) -> Result<Vec<u8>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn a_session_revoked_without_a_reason_or_with_a_reason_alone_is_corrupt() {
+        let state = |revoked_at, revoked_reason| session_from(&StoredSession { revoked_at, revoked_reason });
+        assert_eq!(state(None, None).unwrap().state, SessionState::Active);
+        assert_eq!(
+            state(Some(5), Some("logout")).unwrap().state,
+            SessionState::Revoked { at: 5, reason: "logout".into() }
+        );
+        assert!(matches!(state(Some(5), None), Err(StoreError::Corrupt { what: "revoked_reason", .. })));
+        assert!(matches!(state(None, Some("logout")), Err(StoreError::Corrupt { what: "revoked_at", .. })));
+    }
+
     #[test]
     fn a_negative_generation_and_malformed_json_are_corrupt() {
         assert!(matches!(generation(-1), Err(StoreError::Corrupt { what: "generation", .. })));
@@ -296,7 +340,7 @@ mod tests {
         let cases: [(&str, Vec<(usize, &str)>); 5] = [
             (USER_COLUMNS, asked(user_from)),
             (CLIENT_COLUMNS, asked(client_from)),
-            (FAMILY_COLUMNS, asked(family_from)),
+            (SESSION_COLUMNS, asked(session_from)),
             (REVOCATION_COLUMNS, asked(revocation_entry_from)),
             (EVENT_COLUMNS, asked(event_from)),
         ];

@@ -8,15 +8,15 @@ use std::time::Duration;
 use serde_json::Map;
 
 use crate::{
-    Client, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation, Store, StoreError, User,
+    Client, NewSession, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation, Store, StoreError, User,
 };
 
 const RULES: RefreshRules = RefreshRules { grace_ms: 10_000, idle_timeout_ms: 86_400_000 };
 
 /// A session of `sub` created at `created_at`, valid for a week: the tests' usual session.
 #[must_use]
-pub fn family(sid: &str, sub: &str, created_at: i64) -> NewFamily {
-    NewFamily {
+pub fn new_session(sid: &str, sub: &str, created_at: i64) -> NewSession {
+    NewSession {
         sid: sid.into(),
         sub: sub.into(),
         client_id: "web".into(),
@@ -33,7 +33,7 @@ pub fn family(sid: &str, sub: &str, created_at: i64) -> NewFamily {
 /// revocation on one node wakes the other's log subscription.
 pub async fn two_nodes_share_one_store(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let rules = RefreshRules { grace_ms: 10_000, idle_timeout_ms: 86_400_000 };
-    a.create_family(family("shared", "u", 1_000)).await.unwrap();
+    a.create_session(new_session("shared", "u", 1_000)).await.unwrap();
     let tasks: Vec<_> = (0..32)
         .map(|i| {
             let node = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
@@ -49,7 +49,7 @@ pub async fn two_nodes_share_one_store(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         }
     }
     assert_eq!(rotated, 1, "one rotation across both nodes");
-    assert_eq!(b.family("shared").await.unwrap().unwrap().generation, 1);
+    assert_eq!(b.session("shared").await.unwrap().unwrap().generation, 1);
 
     let mut changes = b.log_changes().expect("Redis pushes log growth");
     // The subscription signals once it is up; then the other node's revocation must signal again.
@@ -70,23 +70,23 @@ pub async fn expired_sessions_are_forgotten_on_request(store: &dyn Store) {
     let start = 1_000 * DAY;
     while store.forget_sessions_expired_before(start, 1_000).await.unwrap() > 0 {}
     for sid in ["gone-1", "gone-2", "gone-3"] {
-        store.create_family(family(sid, "forgetful", start)).await.unwrap();
+        store.create_session(new_session(sid, "forgetful", start)).await.unwrap();
     }
-    store.create_family(family("kept", "forgetful", start + 2 * DAY)).await.unwrap();
+    store.create_session(new_session("kept", "forgetful", start + 2 * DAY)).await.unwrap();
     // The first three expire at 7 days; the fourth lives until 9 days.
     let later = start + 8 * DAY;
     assert_eq!(store.forget_sessions_expired_before(later, 2).await.unwrap(), 2, "a batch of at most 2");
     assert_eq!(store.forget_sessions_expired_before(later, 2).await.unwrap(), 1);
     assert_eq!(store.forget_sessions_expired_before(later, 2).await.unwrap(), 0);
     for sid in ["gone-1", "gone-2", "gone-3"] {
-        assert_eq!(store.family(sid).await.unwrap(), None);
+        assert_eq!(store.session(sid).await.unwrap(), None);
         assert_eq!(
             store.refresh(sid, 0, later, RULES).await.unwrap(),
             RefreshOutcome::Refused(Refusal::Unknown),
             "still refused"
         );
     }
-    assert!(store.family("kept").await.unwrap().is_some());
+    assert!(store.session("kept").await.unwrap().is_some());
 }
 
 /// Many revocations in flight at once on two nodes of one store (backends batch them): each still answers for
@@ -96,7 +96,7 @@ pub async fn expired_sessions_are_forgotten_on_request(store: &dyn Store) {
 /// too (harmless: merging is idempotent).
 pub async fn many_revocations_at_once_on_two_nodes(a: Arc<dyn Store>, b: Arc<dyn Store>, logs_only_changes: bool) {
     for n in 0..20 {
-        a.create_family(family(&format!("batch-s{n}"), "u", 1_000)).await.unwrap();
+        a.create_session(new_session(&format!("batch-s{n}"), "u", 1_000)).await.unwrap();
     }
     // Each session goes to both nodes, in opposite orders.
     let mut revocations = Vec::new();
@@ -139,7 +139,7 @@ pub async fn many_revocations_at_once_on_two_nodes(a: Arc<dyn Store>, b: Arc<dyn
     for n in 0..20 {
         let sid = format!("batch-s{n}");
         assert!(log.iter().any(|e| e.revocation == Revocation::Session { sid: sid.clone() }), "{sid} logged");
-        assert!(b.family(&sid).await.unwrap().unwrap().revoked_at.is_some());
+        assert!(b.session(&sid).await.unwrap().unwrap().revoked_at().is_some());
     }
     let tokens =
         log.iter().filter(|e| matches!(&e.revocation, Revocation::Token { jti, .. } if jti.starts_with("batch-j")));
@@ -254,17 +254,17 @@ async fn clients(store: &dyn Store) {
 }
 
 async fn rotation(store: &dyn Store) {
-    store.create_family(family("f1", "bob", 1_000)).await.unwrap();
-    assert!(matches!(store.create_family(family("f1", "bob", 1_000)).await, Err(StoreError::AlreadyExists(_))));
-    let taken = store.create_family(family("f1", "mallory", 1_000)).await;
+    store.create_session(new_session("f1", "bob", 1_000)).await.unwrap();
+    assert!(matches!(store.create_session(new_session("f1", "bob", 1_000)).await, Err(StoreError::AlreadyExists(_))));
+    let taken = store.create_session(new_session("f1", "mallory", 1_000)).await;
     assert!(matches!(taken, Err(StoreError::AlreadyExists(_))), "a sid is unique across subjects");
-    assert!(store.live_families("mallory", 1_500, RULES).await.unwrap().is_empty(), "and lists nowhere else");
+    assert!(store.live_sessions("mallory", 1_500, RULES).await.unwrap().is_empty(), "and lists nowhere else");
     let RefreshOutcome::Rotated(f) = store.refresh("f1", 0, 2_000, RULES).await.unwrap() else { panic!("rotate") };
     assert_eq!(f.generation, 1);
     // The previous generation inside the grace window gets the same live generation, without a new one.
     let RefreshOutcome::Replayed(f) = store.refresh("f1", 0, 3_000, RULES).await.unwrap() else { panic!("replay") };
     assert_eq!(f.generation, 1);
-    assert_eq!(store.family("f1").await.unwrap().unwrap().generation, 1);
+    assert_eq!(store.session("f1").await.unwrap().unwrap().generation, 1);
     let RefreshOutcome::Rotated(f) = store.refresh("f1", 1, 4_000, RULES).await.unwrap() else { panic!("rotate") };
     assert_eq!(f.generation, 2);
     // Generation 0 is now two behind: theft. The family is revoked, logged, and the event recorded.
@@ -276,18 +276,18 @@ async fn rotation(store: &dyn Store) {
     assert!(log.iter().any(|e| e.revocation == Revocation::Session { sid: "f1".into() }));
     assert_eq!(store.refresh("nope", 0, 1, RULES).await.unwrap(), RefreshOutcome::Refused(Refusal::Unknown));
     // Expiry is absolute; idleness is measured from the last use.
-    store.create_family(family("f2", "bob", 10_000)).await.unwrap();
+    store.create_session(new_session("f2", "bob", 10_000)).await.unwrap();
     let expired = 10_000 + 7 * 86_400_000;
     assert_eq!(store.refresh("f2", 0, expired, RULES).await.unwrap(), RefreshOutcome::Refused(Refusal::Expired));
     let idle = 10_000 + RULES.idle_timeout_ms;
     assert_eq!(store.refresh("f2", 0, idle, RULES).await.unwrap(), RefreshOutcome::Refused(Refusal::Idle));
-    assert_eq!(store.family("f2").await.unwrap().unwrap().generation, 0, "refusals change nothing");
+    assert_eq!(store.session("f2").await.unwrap().unwrap().generation, 0, "refusals change nothing");
 }
 
 async fn concurrent_presentations_have_one_winner(store: Arc<dyn Store>) {
     for round in 0..5 {
         let sid = format!("race-{round}");
-        store.create_family(family(&sid, "carl", 1_000)).await.unwrap();
+        store.create_session(new_session(&sid, "carl", 1_000)).await.unwrap();
         let tasks: Vec<_> = (0..64)
             .map(|_| {
                 let (store, sid) = (Arc::clone(&store), sid.clone());
@@ -306,20 +306,20 @@ async fn concurrent_presentations_have_one_winner(store: Arc<dyn Store>) {
             }
         }
         assert_eq!(rotated, 1, "round {round}: exactly one rotation");
-        assert_eq!(store.family(&sid).await.unwrap().unwrap().generation, 1);
+        assert_eq!(store.session(&sid).await.unwrap().unwrap().generation, 1);
     }
 }
 
 async fn logout_and_logout_everywhere(store: &dyn Store) {
-    store.create_family(family("d1", "dora", 1_000)).await.unwrap();
-    store.create_family(family("d2", "dora", 2_000)).await.unwrap();
-    assert_eq!(store.live_families("dora", 3_000, RULES).await.unwrap().len(), 2);
+    store.create_session(new_session("d1", "dora", 1_000)).await.unwrap();
+    store.create_session(new_session("d2", "dora", 2_000)).await.unwrap();
+    assert_eq!(store.live_sessions("dora", 3_000, RULES).await.unwrap().len(), 2);
     let logout = || Provenance::new("user:dora", "logout");
     let d1 = || Revocation::Session { sid: "d1".into() };
     assert!(store.revoke(d1(), logout(), 3_000).await.unwrap());
     assert!(!store.revoke(d1(), logout(), 3_001).await.unwrap(), "revocation is sticky and idempotent");
-    let live = store.live_families("dora", 3_000, RULES).await.unwrap();
-    assert_eq!(live.iter().map(|f| f.session.sid.as_str()).collect::<Vec<_>>(), ["d2"]);
+    let live = store.live_sessions("dora", 3_000, RULES).await.unwrap();
+    assert_eq!(live.iter().map(|f| f.sid.as_str()).collect::<Vec<_>>(), ["d2"]);
 
     let everywhere = |at| Revocation::Subject { sub: "dora".into(), not_before: at };
     assert!(store.revoke(everywhere(4_000), logout(), 4_000).await.unwrap());
@@ -330,9 +330,9 @@ async fn logout_and_logout_everywhere(store: &dyn Store) {
         store.refresh("d2", 0, 4_500, RULES).await.unwrap(),
         RefreshOutcome::Refused(Refusal::LoggedOutEverywhere)
     );
-    assert!(store.live_families("dora", 4_500, RULES).await.unwrap().is_empty());
+    assert!(store.live_sessions("dora", 4_500, RULES).await.unwrap().is_empty());
     // A login after the instant is unaffected.
-    store.create_family(family("d3", "dora", 4_001)).await.unwrap();
+    store.create_session(new_session("d3", "dora", 4_001)).await.unwrap();
     assert!(matches!(store.refresh("d3", 0, 4_500, RULES).await.unwrap(), RefreshOutcome::Rotated(_)));
     let log = store.revocations_after(0, 0, 100).await.unwrap();
     assert!(log.windows(2).all(|w| w[0].id < w[1].id), "the log is ordered");
@@ -381,7 +381,7 @@ async fn disabling_a_user_ends_their_sessions(store: &dyn Store) {
     let user =
         User { username: "eve".into(), password_hash: "h".into(), roles: vec![], disabled: false, created_at: 1 };
     store.create_user(user).await.unwrap();
-    store.create_family(family("e1", "eve", 1_000)).await.unwrap();
+    store.create_session(new_session("e1", "eve", 1_000)).await.unwrap();
     store.set_user_disabled("eve", true, 2_000).await.unwrap();
     let state = store.subject("eve").await.unwrap();
     assert!(state.disabled);

@@ -9,7 +9,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::model::{Client, Document, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Revocation};
+use crate::model::{
+    Client, Document, Millis, NewSession, Provenance, RefreshOutcome, RefreshRules, Revocation, Session,
+};
 use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
 
 /// `inner`, with every call bounded by `limit`.
@@ -85,12 +87,12 @@ impl<S: Store> Store for Deadline<S> {
         self.bounded(self.inner.use_assertion(client_id, jti, expires_at, now)).await
     }
 
-    async fn create_family(&self, family: NewFamily) -> Result<Family, StoreError> {
-        self.bounded(self.inner.create_family(family)).await
+    async fn create_session(&self, session: NewSession) -> Result<Session, StoreError> {
+        self.bounded(self.inner.create_session(session)).await
     }
 
-    async fn family(&self, sid: &str) -> Result<Option<Family>, StoreError> {
-        self.bounded(self.inner.family(sid)).await
+    async fn session(&self, sid: &str) -> Result<Option<Session>, StoreError> {
+        self.bounded(self.inner.session(sid)).await
     }
 
     async fn refresh(
@@ -107,8 +109,8 @@ impl<S: Store> Store for Deadline<S> {
         self.bounded(self.inner.revoke(revocation, provenance, now)).await
     }
 
-    async fn live_families(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Family>, StoreError> {
-        self.bounded(self.inner.live_families(sub, now, rules)).await
+    async fn live_sessions(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Session>, StoreError> {
+        self.bounded(self.inner.live_sessions(sub, now, rules)).await
     }
 
     async fn subject(&self, sub: &str) -> Result<SubjectState, StoreError> {

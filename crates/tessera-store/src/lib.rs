@@ -37,8 +37,9 @@ pub use crate::redis::{BreakerSettings, BreakerState, RedisSettings, RedisStore}
 pub use deadline::Deadline;
 pub use error::{BackendCause, StoreError};
 pub use model::{
-    decide, Client, Decision, Document, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal,
-    Revocation, RevocationEntry, SecurityEvent, SubjectState, User,
+    decide, AutomaticRevocation, Client, Decision, Document, Millis, NewSession, Provenance, RefreshOutcome,
+    RefreshRules, Refusal, Revocation, RevocationEntry, SecurityEvent, SecurityEventKind, Session, SessionState,
+    SubjectState, User,
 };
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
@@ -148,13 +149,14 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StoreError::AlreadyExists`] for a duplicate `sid`.
-    async fn create_family(&self, family: NewFamily) -> Result<Family, StoreError>;
+    async fn create_session(&self, session: NewSession) -> Result<Session, StoreError>;
 
     /// The session with this `sid`.
     ///
     /// # Errors
-    /// Backend failures.
-    async fn family(&self, sid: &str) -> Result<Option<Family>, StoreError>;
+    /// Backend failures; [`StoreError::Corrupt`] for a record that cannot be read as written (a revocation instant
+    /// without its reason, or the reverse, among others).
+    async fn session(&self, sid: &str) -> Result<Option<Session>, StoreError>;
 
     /// Presents generation `presented` of session `sid`, applying [`decide`] atomically: any number of concurrent
     /// calls with the same generation produce exactly one rotation.
@@ -189,7 +191,7 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// # Errors
     /// Backend failures.
-    async fn live_families(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Family>, StoreError>;
+    async fn live_sessions(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Session>, StoreError>;
 
     /// The subject's "not before" instant and disabled flag.
     ///

@@ -29,7 +29,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::{Client, Document, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Revocation};
+use crate::model::{
+    Client, Document, Millis, NewSession, Provenance, RefreshOutcome, RefreshRules, Revocation, Session, SessionState,
+};
 use crate::redis::Rotation;
 use crate::{
     PostgresStore, RedisStore, Refusal, RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User,
@@ -75,7 +77,7 @@ impl Drop for TieredStore {
 }
 
 /// `recorded` (PostgreSQL's record) with the rotation state of `rotated` (Redis's).
-fn with_rotation_of(mut recorded: Family, rotated: &Family) -> Family {
+fn with_rotation_of(mut recorded: Session, rotated: &Session) -> Session {
     recorded.generation = rotated.generation;
     recorded.generation_issued_at = rotated.generation_issued_at;
     recorded.last_used_at = rotated.last_used_at;
@@ -138,16 +140,16 @@ impl Store for TieredStore {
         self.records.use_assertion(client_id, jti, expires_at, now).await
     }
 
-    async fn create_family(&self, family: NewFamily) -> Result<Family, StoreError> {
+    async fn create_session(&self, family: NewSession) -> Result<Session, StoreError> {
         // The record first: a session Redis could rotate always has one to be revoked by. If Redis then fails,
         // the record names a session no client was ever given.
-        self.records.create_family(family.clone()).await?;
-        self.rotations.create_family(family).await
+        self.records.create_session(family.clone()).await?;
+        self.rotations.create_session(family).await
     }
 
-    async fn family(&self, sid: &str) -> Result<Option<Family>, StoreError> {
-        let Some(recorded) = self.records.family(sid).await? else { return Ok(None) };
-        match self.rotations.family(sid).await {
+    async fn session(&self, sid: &str) -> Result<Option<Session>, StoreError> {
+        let Some(recorded) = self.records.session(sid).await? else { return Ok(None) };
+        match self.rotations.session(sid).await {
             Ok(Some(rotated)) => Ok(Some(with_rotation_of(recorded, &rotated))),
             // Redis lost it (its rotations with it): the record as created, which no later token matches.
             Ok(None) => Ok(Some(recorded)),
@@ -168,7 +170,7 @@ impl Store for TieredStore {
         let Some((recorded, subject)) = self.records.session_and_subject(sid).await? else {
             return Ok(RefreshOutcome::Refused(Refusal::Unknown));
         };
-        if recorded.revoked_at.is_some() {
+        if recorded.state != SessionState::Active {
             return Ok(RefreshOutcome::Refused(Refusal::Revoked));
         }
         match self.rotations.rotate(sid, presented, now, rules, &subject).await? {
@@ -186,22 +188,22 @@ impl Store for TieredStore {
         self.records.revoke(revocation, provenance, now).await
     }
 
-    async fn live_families(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Family>, StoreError> {
+    async fn live_sessions(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Session>, StoreError> {
         // PostgreSQL knows which sessions are revoked, expired or cut off by a subject instant; only Redis knows
         // when each was last used, so idleness is judged there.
         let unexpired = RefreshRules { idle_timeout_ms: Millis::MAX, ..rules };
-        let recorded = self.records.live_families(sub, now, unexpired).await?;
-        let rotated = match self.rotations.live_families(sub, now, rules).await {
+        let recorded = self.records.live_sessions(sub, now, unexpired).await?;
+        let rotated = match self.rotations.live_sessions(sub, now, rules).await {
             Ok(rotated) => rotated,
             Err(err) => {
                 tracing::debug!(error = %err, "Redis unavailable; sessions listed from PostgreSQL");
-                return self.records.live_families(sub, now, rules).await;
+                return self.records.live_sessions(sub, now, rules).await;
             }
         };
         Ok(recorded
             .into_iter()
             .filter_map(|record| {
-                let rotated = rotated.iter().find(|family| family.session.sid == record.session.sid)?;
+                let rotated = rotated.iter().find(|family| family.sid == record.sid)?;
                 Some(with_rotation_of(record, rotated))
             })
             .collect())

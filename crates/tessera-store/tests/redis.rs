@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessera_store::{
-    conformance, decide, BreakerSettings, BreakerState, Decision, NewFamily, Provenance, RedisSettings, RedisStore,
+    conformance, decide, BreakerSettings, BreakerState, Decision, NewSession, Provenance, RedisSettings, RedisStore,
     RefreshOutcome, RefreshRules, Revocation, Store, StoreError, User, EXPIRED_SESSION_KEPT_MS,
 };
 use tessera_test_support::{Redis, RedisCluster};
@@ -21,36 +21,36 @@ async fn redis_passes_the_conformance_suite_and_serves_two_nodes() {
     conformance::run_all(Arc::new(store)).await;
     // Redis forgets sessions by itself: each session key, and the subject's set, expires a while after the session.
     let ttl = |key: &str| redis.cli(&["PTTL", key]).trim().parse::<i64>().unwrap();
-    let session = conformance::family("expiring", "ttl-subject", 1_000);
+    let session = conformance::new_session("expiring", "ttl-subject", 1_000);
     let lifetime = session.expires_at - session.created_at;
     let store = RedisStore::connect(&url, false, 0).await.unwrap();
-    store.create_family(session).await.unwrap();
+    store.create_session(session).await.unwrap();
     for key in ["tessera:{sid:expiring}", "tessera:{sub:ttl-subject}:sids"] {
         let left = ttl(key);
         assert!(lifetime < left && left <= lifetime + EXPIRED_SESSION_KEPT_MS, "{key} expires in {left} ms");
     }
     assert_eq!(store.forget_sessions_expired_before(i64::MAX, 100).await.unwrap(), 0, "nothing to do on request");
     // A subject who keeps logging in: each new session drops the names of those already forgettable.
-    let later = conformance::family("later", "ttl-subject", 1_000 + lifetime + EXPIRED_SESSION_KEPT_MS + 1);
-    store.create_family(later).await.unwrap();
+    let later = conformance::new_session("later", "ttl-subject", 1_000 + lifetime + EXPIRED_SESSION_KEPT_MS + 1);
+    store.create_session(later).await.unwrap();
     assert_eq!(redis.cli(&["ZRANGE", "tessera:{sub:ttl-subject}:sids", "0", "-1"]).trim(), "later");
 
     // A subject's list written before sessions were scored is a plain set: it is listed as it is, and the next
     // login turns it into the sorted set, keeping its sessions.
     let rules = RefreshRules { grace_ms: 0, idle_timeout_ms: 1 << 40 };
     let legacy = "tessera:{sub:legacy-subject}:sids";
-    store.create_family(conformance::family("old-1", "legacy-subject", 2_000)).await.unwrap();
+    store.create_session(conformance::new_session("old-1", "legacy-subject", 2_000)).await.unwrap();
     assert_eq!(redis.cli(&["DEL", legacy]).trim(), "1");
     assert_eq!(redis.cli(&["SADD", legacy, "old-1"]).trim(), "1");
     let listed = |now| {
         let store = &store;
         async move {
-            let families = store.live_families("legacy-subject", now, rules).await.unwrap();
-            families.into_iter().map(|f| f.session.sid).collect::<Vec<_>>()
+            let families = store.live_sessions("legacy-subject", now, rules).await.unwrap();
+            families.into_iter().map(|f| f.sid).collect::<Vec<_>>()
         }
     };
     assert_eq!(listed(2_001).await, ["old-1"]);
-    store.create_family(conformance::family("new-1", "legacy-subject", 3_000)).await.unwrap();
+    store.create_session(conformance::new_session("new-1", "legacy-subject", 3_000)).await.unwrap();
     assert_eq!(redis.cli(&["TYPE", legacy]).trim(), "zset");
     assert_eq!(listed(3_001).await, ["new-1", "old-1"]);
 
@@ -80,7 +80,7 @@ async fn writes_fail_when_too_few_replicas_acknowledge_them() {
     let redis = Redis::start();
     // A single Redis has no replica: asking for one must refuse to acknowledge.
     let store = RedisStore::connect(&[redis.url()], false, 1).await.unwrap();
-    let err = store.create_family(conformance::family("s", "u", 1)).await.unwrap_err();
+    let err = store.create_session(conformance::new_session("s", "u", 1)).await.unwrap_err();
     assert!(err.to_string().contains("replicas acknowledged"), "{err}");
 }
 
@@ -108,13 +108,16 @@ async fn the_rotation_script_decides_exactly_as_decide() {
         let sub = format!("user-{}", case % 7);
         let created_at = 100_000 + i64::try_from(next(1_000)).unwrap();
         store
-            .create_family(NewFamily { expires_at: created_at + 60_000, ..conformance::family(&sid, &sub, created_at) })
+            .create_session(NewSession {
+                expires_at: created_at + 60_000,
+                ..conformance::new_session(&sid, &sub, created_at)
+            })
             .await
             .unwrap();
         let mut now = created_at;
         for _ in 0..next(4) {
             now += i64::try_from(next(3_000)).unwrap();
-            let live = store.family(&sid).await.unwrap().unwrap().generation;
+            let live = store.session(&sid).await.unwrap().unwrap().generation;
             store.refresh(&sid, live, now, rules).await.unwrap();
         }
         match next(10) {
@@ -133,7 +136,7 @@ async fn the_rotation_script_decides_exactly_as_decide() {
             }
             _ => {}
         }
-        let family = store.family(&sid).await.unwrap().unwrap();
+        let family = store.session(&sid).await.unwrap().unwrap();
         let subject = store.subject(&sub).await.unwrap();
         let presented = family.generation.saturating_sub(next(3)) + u64::from(next(5) == 0);
         let at = now + i64::try_from(next(3)).unwrap() * i64::try_from(next(40_000)).unwrap();
@@ -196,24 +199,24 @@ async fn the_breaker_opens_when_redis_is_gone_and_closes_when_it_is_back() {
         BreakerSettings { failure_threshold: 3, cool_down: Duration::from_millis(200), ..BreakerSettings::default() };
     let settings = RedisSettings { wait_replicas: 0, breaker: settings, ..RedisSettings::default() };
     let store = RedisStore::connect_with(&[redis.url()], settings).await.unwrap();
-    store.create_family(conformance::family("s", "u", 1)).await.unwrap();
+    store.create_session(conformance::new_session("s", "u", 1)).await.unwrap();
     assert_eq!((store.breaker_state(), store.health()), (BreakerState::Closed, None));
 
     redis.kill();
     for _ in 0..3 {
-        assert!(matches!(store.family("s").await, Err(StoreError::Backend(_))));
+        assert!(matches!(store.session("s").await, Err(StoreError::Backend(_))));
     }
     assert_eq!(store.breaker_state(), BreakerState::Open);
     assert_eq!(store.health(), Some("Redis circuit breaker open"));
-    assert!(matches!(store.family("s").await, Err(StoreError::Unavailable)), "fails fast while open");
+    assert!(matches!(store.session("s").await, Err(StoreError::Unavailable)), "fails fast while open");
     assert!(matches!(store.ping().await, Err(StoreError::Unavailable)));
 
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while store.family("s").await.is_err() {
+    while store.session("s").await.is_err() {
         assert!(Instant::now() < deadline, "the breaker never closed: {:?}", store.breaker_state());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(store.breaker_state(), BreakerState::Closed);
-    assert_eq!(store.family("s").await.unwrap().unwrap().generation, 0, "acknowledged before the outage");
+    assert_eq!(store.session("s").await.unwrap().unwrap().generation, 0, "acknowledged before the outage");
 }

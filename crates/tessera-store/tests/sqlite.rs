@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tessera_store::{conformance, NewFamily, RefreshOutcome, RefreshRules, SqliteStore, Store};
+use tessera_store::{conformance, NewSession, RefreshOutcome, RefreshRules, SqliteStore, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_passes_the_conformance_suite() {
@@ -23,7 +23,10 @@ async fn committed_rotations_survive_a_reopen() {
         let store = Arc::new(SqliteStore::open(&path).unwrap());
         for i in 0..200 {
             store
-                .create_family(NewFamily { expires_at: i64::MAX / 2, ..conformance::family(&format!("s{i}"), "u", 1) })
+                .create_session(NewSession {
+                    expires_at: i64::MAX / 2,
+                    ..conformance::new_session(&format!("s{i}"), "u", 1)
+                })
                 .await
                 .unwrap();
         }
@@ -39,7 +42,7 @@ async fn committed_rotations_survive_a_reopen() {
     }
     let reopened = SqliteStore::open(&path).unwrap();
     for i in 0..200 {
-        assert_eq!(reopened.family(&format!("s{i}")).await.unwrap().unwrap().generation, 1);
+        assert_eq!(reopened.session(&format!("s{i}")).await.unwrap().unwrap().generation, 1);
     }
 }
 

@@ -48,15 +48,15 @@ async fn rotations_happen_in_redis_and_reads_show_them() {
     let redis = Redis::start();
     let url = pg.database("rotations").await;
     let store = tiered(&redis, &url, BreakerSettings::default()).await;
-    store.create_family(conformance::family("s", "u", 1_000)).await.unwrap();
+    store.create_session(conformance::new_session("s", "u", 1_000)).await.unwrap();
     for generation in 0..3 {
         assert!(matches!(store.refresh("s", generation, 2_000, RULES).await.unwrap(), RefreshOutcome::Rotated(_)));
     }
     let records = PostgresStore::connect(&url, 1).await.unwrap();
-    assert_eq!(records.family("s").await.unwrap().unwrap().generation, 0, "no rotation written to PostgreSQL");
-    assert_eq!(store.family("s").await.unwrap().unwrap().generation, 3);
-    let live = store.live_families("u", 3_000, RULES).await.unwrap();
-    assert_eq!(live.iter().map(|f| (f.session.sid.as_str(), f.generation)).collect::<Vec<_>>(), [("s", 3)]);
+    assert_eq!(records.session("s").await.unwrap().unwrap().generation, 0, "no rotation written to PostgreSQL");
+    assert_eq!(store.session("s").await.unwrap().unwrap().generation, 3);
+    let live = store.live_sessions("u", 3_000, RULES).await.unwrap();
+    assert_eq!(live.iter().map(|f| (f.sid.as_str(), f.generation)).collect::<Vec<_>>(), [("s", 3)]);
 }
 
 /// Redis killed: the breaker opens; revocations, the log, users and sessions' records go on from PostgreSQL, and
@@ -70,7 +70,7 @@ async fn with_redis_down_revocations_go_on_and_stay_in_force_when_it_returns() {
         BreakerSettings { failure_threshold: 2, cool_down: Duration::from_millis(200), ..BreakerSettings::default() };
     let store = tiered(&redis, &pg.database("outage").await, breaker).await;
     for sid in ["kept", "revoked"] {
-        store.create_family(conformance::family(sid, "u", 1_000)).await.unwrap();
+        store.create_session(conformance::new_session(sid, "u", 1_000)).await.unwrap();
         assert!(matches!(store.refresh(sid, 0, 2_000, RULES).await.unwrap(), RefreshOutcome::Rotated(_)));
     }
     let head = store.log_head().await.unwrap();
@@ -83,13 +83,13 @@ async fn with_redis_down_revocations_go_on_and_stay_in_force_when_it_returns() {
         matches!(store.refresh("kept", 1, 3_000, RULES).await, Err(StoreError::Unavailable)),
         "the breaker is open and fails fast"
     );
-    assert!(store.create_family(conformance::family("new", "u", 3_000)).await.is_err());
+    assert!(store.create_session(conformance::new_session("new", "u", 3_000)).await.is_err());
     let revocation = Revocation::Session { sid: "revoked".into() };
     assert!(store.revoke(revocation.clone(), Provenance::new("admin", "outage"), 3_000).await.unwrap());
     let log = store.revocations_after(head, 0, 10).await.unwrap();
     assert_eq!(log.iter().map(|e| &e.revocation).collect::<Vec<_>>(), [&revocation], "verifiers still follow");
     store.ping().await.expect("ready: PostgreSQL answers");
-    let recorded = store.family("kept").await.unwrap().unwrap();
+    let recorded = store.session("kept").await.unwrap().unwrap();
     assert_eq!(recorded.generation, 0, "read from PostgreSQL's record while Redis is away");
 
     redis.restart();
@@ -116,13 +116,13 @@ async fn reuse_found_in_redis_revokes_the_session_in_postgresql() {
     let pg = Postgres::start();
     let redis = Redis::start();
     let store = tiered(&redis, &pg.database("reuse").await, BreakerSettings::default()).await;
-    store.create_family(conformance::family("s", "u", 1_000)).await.unwrap();
+    store.create_session(conformance::new_session("s", "u", 1_000)).await.unwrap();
     assert!(matches!(store.refresh("s", 0, 2_000, RULES).await.unwrap(), RefreshOutcome::Rotated(_)));
     let late = 2_000 + RULES.grace_ms + 1;
     let RefreshOutcome::TheftDetected(family) = store.refresh("s", 0, late, RULES).await.unwrap() else {
         panic!("reuse after the grace window must be theft")
     };
-    assert_eq!((family.generation, family.revoked_at), (1, Some(late)));
+    assert_eq!((family.generation, family.revoked_at()), (1, Some(late)));
     let log = store.revocations_after(0, 0, 10).await.unwrap();
     assert!(log.iter().any(|e| e.revocation == Revocation::Session { sid: "s".into() }));
     assert_eq!(store.security_events(10).await.unwrap()[0].kind, "refresh_token_reuse");

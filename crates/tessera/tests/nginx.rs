@@ -241,9 +241,18 @@ fn nginx_refuses_injected_forwarded_headers_and_every_spelling_of_a_protected_pa
     assert_eq!(send(gateway.addr, &injected).0, 403, "the rule for /admin applies to what nginx received");
     assert_eq!(gateway.hits(), 0);
 
-    // Spellings the upstream reads as /admin/...: the rule applies to each.
-    let admin_spellings =
-        ["/admin/users", "/%61dmin/users", "/x/../admin/users", "//admin/users", "/admin/./users", "/ADMIN/users"];
+    // Spellings the upstream reads as /admin/...: the rule applies to each. nginx passes the raw URI on, so an
+    // upstream that does not remove dot segments routes `/admin/../public` under /admin: that rule applies too.
+    let admin_spellings = [
+        "/admin/users",
+        "/%61dmin/users",
+        "/x/../admin/users",
+        "//admin/users",
+        "/admin/./users",
+        "/ADMIN/users",
+        "/admin/../public",
+        "/admin/%2e%2e/public",
+    ];
     for path in admin_spellings {
         assert_eq!(get(gateway.addr, path, Some(&user)).0, 403, "{path}");
     }

@@ -149,7 +149,7 @@ async fn create_session(State(state): State<AppState>, request: Request) -> Resu
             "token_type": "Bearer",
             "expires_in": state.settings().access_ttl_secs,
             "refresh_token": issued.refresh_token,
-            "session_id": issued.family.session.sid,
+            "session_id": issued.session.sid,
         })),
     )
         .into_response())

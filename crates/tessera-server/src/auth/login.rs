@@ -98,7 +98,7 @@ pub(crate) async fn login(
         "access_token": issued.access_token,
         "token_type": "Bearer",
         "expires_in": state.settings().access_ttl_secs,
-        "csrf_token": state.secrets().csrf_token(&issued.family.session.sid),
+        "csrf_token": state.secrets().csrf_token(&issued.session.sid),
     });
     let mut response_headers = HeaderMap::new();
     response_headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));

@@ -35,7 +35,7 @@ pub(crate) async fn refresh(
     }
     match session::refresh(&state, token).await {
         Ok(issued) => {
-            let max_age = (issued.family.session.expires_at - state.clock().now_ms()).max(0) / 1000;
+            let max_age = (issued.session.expires_at - state.clock().now_ms()).max(0) / 1000;
             let mut headers = HeaderMap::new();
             headers.insert(header::SET_COOKIE, refresh_cookie(&issued.refresh_token, max_age));
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -43,7 +43,7 @@ pub(crate) async fn refresh(
                 "access_token": issued.access_token,
                 "token_type": "Bearer",
                 "expires_in": state.settings().access_ttl_secs,
-                "csrf_token": state.secrets().csrf_token(&issued.family.session.sid),
+                "csrf_token": state.secrets().csrf_token(&issued.session.sid),
             });
             Ok((StatusCode::OK, headers, Json(body)).into_response())
         }

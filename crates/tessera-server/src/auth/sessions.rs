@@ -47,18 +47,18 @@ pub(crate) async fn logout_all(State(state): State<AppState>, headers: HeaderMap
 pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let claims = authenticate_session(&state, &headers).await?;
     let sub = claims.sub.unwrap_or_default();
-    let families = state.store().live_families(&sub, state.clock().now_ms(), state.refresh_rules()).await?;
-    let sessions: Vec<_> = families
+    let live = state.store().live_sessions(&sub, state.clock().now_ms(), state.refresh_rules()).await?;
+    let sessions: Vec<_> = live
         .iter()
-        .map(|f| {
+        .map(|session| {
             serde_json::json!({
-                "id": f.session.sid,
-                "created_at": f.session.created_at / 1000,
-                "last_used_at": f.last_used_at / 1000,
-                "expires_at": f.session.expires_at / 1000,
-                "user_agent": f.session.user_agent,
-                "client_id": f.session.client_id,
-                "current": claims.sid.as_deref() == Some(f.session.sid.as_str()),
+                "id": session.sid,
+                "created_at": session.created_at / 1000,
+                "last_used_at": session.last_used_at / 1000,
+                "expires_at": session.expires_at / 1000,
+                "user_agent": session.user_agent,
+                "client_id": session.client_id,
+                "current": claims.sid.as_deref() == Some(session.sid.as_str()),
             })
         })
         .collect();
@@ -72,10 +72,10 @@ pub(crate) async fn end(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let claims = authenticate_session(&state, &headers).await?;
-    let family = state.store().family(&id).await?;
+    let session = state.store().session(&id).await?;
     // Someone else's session is answered exactly like a missing one.
-    match family {
-        Some(family) if Some(&family.session.sub) == claims.sub.as_ref() => {
+    match session {
+        Some(session) if Some(&session.sub) == claims.sub.as_ref() => {
             state.revoke(Revocation::Session { sid: id }, Provenance::new("user", "user_ended_session")).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }

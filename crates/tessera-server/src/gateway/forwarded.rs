@@ -7,7 +7,7 @@
 
 use axum::http::HeaderMap;
 
-use super::path::normalise;
+use super::path::{keeping_dot_segments, normalise};
 use super::GatewayError;
 use crate::error::ApiError;
 use crate::settings::ForwardedHeaders;
@@ -17,6 +17,9 @@ use crate::settings::ForwardedHeaders;
 pub(crate) struct Original {
     pub(crate) method: Option<String>,
     pub(crate) path: Option<String>,
+    /// The path with its dot segments kept, where it has any ([`super::path::keeping_dot_segments`]): the
+    /// rules either reading selects all apply.
+    pub(crate) path_with_dot_segments: Option<String>,
 }
 
 /// The original request named by the headers `style` reads.
@@ -48,13 +51,12 @@ pub(crate) fn checked(method: Option<&str>, uri: Option<&str>) -> Result<Origina
     if method.is_some_and(|method| !is_method(method)) {
         return Err(refused("invalid_method", "the original method must be upper-case letters, - and _"));
     }
-    let path = match uri {
-        Some(uri) => {
-            Some(normalise(uri).map_err(|err| refused("ambiguous_path", format!("original URI refused: {err}")))?)
-        }
-        None => None,
+    let refused_path = |err: super::path::PathError| refused("ambiguous_path", format!("original URI refused: {err}"));
+    let (path, path_with_dot_segments) = match uri {
+        Some(uri) => (Some(normalise(uri).map_err(refused_path)?), keeping_dot_segments(uri).map_err(refused_path)?),
+        None => (None, None),
     };
-    Ok(Original { method: method.map(str::to_owned), path })
+    Ok(Original { method: method.map(str::to_owned), path, path_with_dot_segments })
 }
 
 /// Whether `method` is a method as route rules name them: 1 to 32 upper-case letters, `-` and `_`.
@@ -138,7 +140,7 @@ mod tests {
     }
 
     fn original(method: &str, path: &str) -> Original {
-        Original { method: Some(method.into()), path: Some(path.into()) }
+        Original { method: Some(method.into()), path: Some(path.into()), path_with_dot_segments: None }
     }
 
     #[test]

@@ -66,13 +66,23 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/verify/{*path}", any(verify_envoy))
 }
 
-/// The first rule matching the original request.
-fn rule_for<'a>(rules: &'a [RouteRule], original: &Original) -> Option<&'a RouteRule> {
-    let path = original.path.as_deref()?;
-    rules.iter().find(|rule| {
-        path::is_under(path, &rule.path_prefix, rule.case_insensitive)
-            && rule.method.as_deref().is_none_or(|needed| original.method.as_deref() == Some(needed))
-    })
+/// The first rule matching the original request's normalised path, and — where the path has dot segments, which
+/// servers that do not remove them route as written — the first rule matching it as written: every rule either
+/// reading selects applies, so `/admin/../public` still meets the `/admin` rule.
+fn rules_for<'a>(rules: &'a [RouteRule], original: &Original) -> Vec<&'a RouteRule> {
+    let first_for = |path: &str| {
+        rules.iter().find(|rule| {
+            path::is_under(path, &rule.path_prefix, rule.case_insensitive)
+                && rule.method.as_deref().is_none_or(|needed| original.method.as_deref() == Some(needed))
+        })
+    };
+    let mut matched: Vec<&RouteRule> = Vec::with_capacity(2);
+    for rule in [&original.path, &original.path_with_dot_segments].into_iter().flatten().filter_map(|p| first_for(p)) {
+        if !matched.iter().any(|seen| std::ptr::eq(*seen, rule)) {
+            matched.push(rule);
+        }
+    }
+    matched
 }
 
 async fn verify(
@@ -123,15 +133,15 @@ async fn check(
     let claims = authenticate(state, headers).await?;
     let external = state.issuers().iter().map(|issuer| &issuer.config);
     let identity = identity::identity(&claims, &settings.issuer, external)?;
-    let rule = rule_for(rules, original);
-    let audiences = audience.into_iter().chain(rule.and_then(|rule| rule.audience.as_ref()));
+    let matched = rules_for(rules, original);
+    let audiences = audience.into_iter().chain(matched.iter().filter_map(|rule| rule.audience.as_ref()));
     for needed in audiences {
         if !claims.aud.as_ref().is_some_and(|aud| aud.contains(needed)) {
             metrics::counter!("tessera_token_rejections_total", "reason" => "wrong_audience").increment(1);
             return Err(GatewayError::InvalidToken.into());
         }
     }
-    let needed_scopes = required.scopes.iter().chain(rule.map(|rule| &rule.scopes).into_iter().flatten());
+    let needed_scopes = required.scopes.iter().chain(matched.iter().flat_map(|rule| &rule.scopes));
     if needed_scopes.into_iter().any(|needed| !identity.scopes.contains(&needed.as_str())) {
         metrics::counter!("tessera_token_rejections_total", "reason" => "insufficient_scope").increment(1);
         return Err(GatewayError::InsufficientScope.into());
@@ -163,8 +173,12 @@ async fn check(
 mod tests {
     use super::*;
 
-    fn original(method: &str, path: &str) -> Original {
-        Original { method: Some(method.into()), path: Some(path.into()) }
+    fn original(method: &str, uri: &str) -> Original {
+        forwarded::checked(Some(method), Some(uri)).unwrap()
+    }
+
+    fn prefixes<'a>(rules: &[&'a RouteRule]) -> Vec<&'a str> {
+        rules.iter().map(|rule| rule.path_prefix.as_str()).collect()
     }
 
     #[test]
@@ -177,10 +191,28 @@ mod tests {
             scopes: vec![prefix.into()],
         };
         let rules = [rule("/admin", Some("POST")), rule("/admin", None), rule("/", None)];
-        assert_eq!(rule_for(&rules, &original("POST", "/admin/users")).unwrap().method.as_deref(), Some("POST"));
-        assert_eq!(rule_for(&rules, &original("GET", "/admin")).unwrap().method, None);
-        assert_eq!(rule_for(&rules, &original("GET", "/administrator")).unwrap().path_prefix, "/");
-        assert!(rule_for(&rules[..2], &original("GET", "/public")).is_none());
-        assert!(rule_for(&rules, &Original::default()).is_none());
+        assert_eq!(rules_for(&rules, &original("POST", "/admin/users"))[0].method.as_deref(), Some("POST"));
+        assert_eq!(rules_for(&rules, &original("GET", "/admin"))[0].method, None);
+        assert_eq!(prefixes(&rules_for(&rules, &original("GET", "/administrator"))), ["/"]);
+        assert!(rules_for(&rules[..2], &original("GET", "/public")).is_empty());
+        assert!(rules_for(&rules, &Original::default()).is_empty());
+    }
+
+    #[test]
+    fn a_path_with_dot_segments_meets_the_rules_of_both_its_readings() {
+        let rule = |prefix: &str| RouteRule {
+            path_prefix: prefix.into(),
+            case_insensitive: false,
+            method: None,
+            audience: None,
+            scopes: vec![prefix.into()],
+        };
+        let rules = [rule("/admin"), rule("/public")];
+        // Resolved, `/public`; routed as written by a server that keeps dot segments, under `/admin`.
+        assert_eq!(prefixes(&rules_for(&rules, &original("GET", "/admin/../public"))), ["/public", "/admin"]);
+        assert_eq!(prefixes(&rules_for(&rules, &original("GET", "/admin/%2e%2e/public/x"))), ["/public", "/admin"]);
+        assert_eq!(prefixes(&rules_for(&rules, &original("GET", "/x/../admin/users"))), ["/admin"]);
+        assert_eq!(prefixes(&rules_for(&rules, &original("GET", "/admin/./users"))), ["/admin"]);
+        assert_eq!(prefixes(&rules_for(&rules, &original("GET", "/public/users"))), ["/public"]);
     }
 }

@@ -67,6 +67,32 @@ pub fn normalise(uri: &str) -> Result<String, PathError> {
     Ok(path)
 }
 
+/// The path of `uri` as a server that does not remove dot segments reads it (Express, many application routers:
+/// the raw path nginx passes on): unreserved characters decoded and repeated slashes merged as [`normalise`]
+/// does, but `.` and `..` kept as segments. `None` when that is the normalised path anyway. Merging slashes only
+/// ever makes a path meet more prefixes, never fewer, so only the dot segments can make such a server route a
+/// request under a rule the normalised path escapes (`/admin/../public`).
+///
+/// # Errors
+/// What [`normalise`] refuses.
+pub fn keeping_dot_segments(uri: &str) -> Result<Option<String>, PathError> {
+    let raw = uri.split(['?', '#']).next().unwrap_or_default();
+    let decoded = decode_unreserved(raw)?;
+    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
+    if !segments.iter().any(|segment| matches!(*segment, "." | "..")) {
+        return Ok(None);
+    }
+    let mut path = String::with_capacity(decoded.len());
+    for segment in segments.iter().filter(|segment| !segment.is_empty()) {
+        path.push('/');
+        path.push_str(segment);
+    }
+    if decoded.ends_with('/') {
+        path.push('/');
+    }
+    Ok(Some(path))
+}
+
 /// A route rule's prefix in the form [`normalise`] gives paths, without a trailing slash (but `/` itself).
 ///
 /// # Errors
@@ -181,6 +207,16 @@ mod tests {
         // Escapes of other characters stay escapes (with upper-case hex): decoding them would change the path.
         assert_eq!(normalise("/caf%c3%a9/%3a%20").as_deref(), Ok("/caf%C3%A9/%3A%20"));
         assert_eq!(normalise("/100%25").as_deref(), Ok("/100%25"));
+    }
+
+    #[test]
+    fn dot_segments_are_kept_for_servers_that_do_not_remove_them() {
+        assert_eq!(keeping_dot_segments("/admin/users"), Ok(None));
+        assert_eq!(keeping_dot_segments("//admin//users?x=/../"), Ok(None));
+        assert_eq!(keeping_dot_segments("/admin/../public"), Ok(Some("/admin/../public".into())));
+        assert_eq!(keeping_dot_segments("/%61dmin/%2e%2E//public/"), Ok(Some("/admin/../public/".into())));
+        assert_eq!(keeping_dot_segments("/./admin"), Ok(Some("/./admin".into())));
+        assert_eq!(keeping_dot_segments("/admin%2F.."), Err(PathError::EncodedSeparator));
     }
 
     #[test]

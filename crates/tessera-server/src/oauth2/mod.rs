@@ -177,7 +177,7 @@ async fn refresh_grant(
                 "expires_in": state.settings().access_ttl_secs,
                 "refresh_token": issued.refresh_token,
             });
-            if let (Some(scope), Some(fields)) = (&issued.family.session.scope, body.as_object_mut()) {
+            if let (Some(scope), Some(fields)) = (&issued.session.scope, body.as_object_mut()) {
                 fields.insert("scope".into(), scope.clone().into());
             }
             let no_store = [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))];
@@ -195,9 +195,9 @@ async fn session_owner(state: &AppState, sid: &str) -> Result<Option<std::sync::
     if let Some(owner) = directory.session_owner(sid) {
         return Ok(Some(owner));
     }
-    let Some(family) = state.store().family(sid).await? else { return Ok(None) };
-    directory.remember_session_owner(sid, &family.session.client_id);
-    Ok(Some(family.session.client_id.into()))
+    let Some(session) = state.store().session(sid).await? else { return Ok(None) };
+    directory.remember_session_owner(sid, &session.client_id);
+    Ok(Some(session.client_id.into()))
 }
 
 /// The authenticated client, if it may use `grant`.

@@ -23,8 +23,8 @@ pub(super) async fn revoke(
     let token = param(&pairs, "token").ok_or(OAuthError::InvalidRequest("token is required"))?;
     // The hint only orders the lookups (RFC 7009 §2.1); both kinds are tried, whatever it says.
     let revocation = match state.secrets().open_refresh_token(token) {
-        Some(claim) => match state.store().family(&claim.sid).await? {
-            Some(family) => Some((family.session.client_id, Revocation::Session { sid: claim.sid })),
+        Some(claim) => match state.store().session(&claim.sid).await? {
+            Some(session) => Some((session.client_id, Revocation::Session { sid: claim.sid })),
             None => None,
         },
         None => access_token_revocation(&state, token).await?,

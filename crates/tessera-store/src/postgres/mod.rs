@@ -17,11 +17,11 @@ use tokio_postgres::{NoTls, Row};
 use self::revocations::{client_changed, revoke_in, theft_in, write_revocations};
 use crate::batch::{PendingRevocation, REVOCATION_BATCH};
 use crate::codec::{
-    self, to_json, Column, Record, CLIENT_COLUMNS, EVENT_COLUMNS, FAMILY_COLUMNS, REVOCATION_COLUMNS, USER_COLUMNS,
+    self, to_json, Column, Record, CLIENT_COLUMNS, EVENT_COLUMNS, REVOCATION_COLUMNS, SESSION_COLUMNS, USER_COLUMNS,
 };
 use crate::model::{
-    decide, Client, Decision, Document, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal,
-    Revocation,
+    decide, AutomaticRevocation, Client, Decision, Document, Millis, NewSession, Provenance, RefreshOutcome,
+    RefreshRules, Refusal, Revocation, Session,
 };
 use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
 
@@ -179,20 +179,20 @@ impl PostgresStore {
     /// Session `sid` as recorded here (who, when, whether revoked) and its subject's state, in one round trip:
     /// what the tiered store checks before Redis rotates the session.
     #[cfg(feature = "redis")] // for the tiered store
-    pub(crate) async fn session_and_subject(&self, sid: &str) -> Result<Option<(Family, SubjectState)>, StoreError> {
+    pub(crate) async fn session_and_subject(&self, sid: &str) -> Result<Option<(Session, SubjectState)>, StoreError> {
         let db = self.pool.get().await?;
         let sql = format!(
-            "SELECT {FAMILY_COLUMNS},
+            "SELECT {SESSION_COLUMNS},
                     (SELECT s.not_before FROM subjects s WHERE s.sub = f.sub),
                     (SELECT u.disabled FROM users u WHERE u.username = f.sub)
              FROM families f WHERE f.sid = $1"
         );
         let Some(row) = db.query_opt(&prepared(&db, &sql).await?, &[&sid]).await? else { return Ok(None) };
         let subject = SubjectState {
-            not_before: row.try_get(codec::FAMILY_COLUMN_COUNT)?,
-            disabled: row.try_get::<_, Option<bool>>(codec::FAMILY_COLUMN_COUNT + 1)?.unwrap_or(false),
+            not_before: row.try_get(codec::SESSION_COLUMN_COUNT)?,
+            disabled: row.try_get::<_, Option<bool>>(codec::SESSION_COLUMN_COUNT + 1)?.unwrap_or(false),
         };
-        Ok(Some((codec::family_from(&row)?, subject)))
+        Ok(Some((codec::session_from(&row)?, subject)))
     }
 
     /// Records that `family`'s rotated generation `presented` came back — reuse found where the rotation state
@@ -201,7 +201,7 @@ impl PostgresStore {
     #[cfg(feature = "redis")] // for the tiered store
     pub(crate) async fn record_theft(
         &self,
-        family: &mut Family,
+        family: &mut Session,
         presented: u64,
         now: Millis,
     ) -> Result<(), StoreError> {
@@ -248,7 +248,7 @@ impl Store for PostgresStore {
         .await?;
         if disabled {
             let revocation = Revocation::Subject { sub: username.to_owned(), not_before: now };
-            revoke_in(&tx, &revocation, &Provenance::new("tessera", "user_disabled"), now).await?;
+            revoke_in(&tx, &revocation, &Provenance::automatic(AutomaticRevocation::UserDisabled), now).await?;
         }
         Ok(tx.commit().await?)
     }
@@ -283,7 +283,7 @@ impl Store for PostgresStore {
             return Err(StoreError::AlreadyExists(format!("client {:?}", client.client_id)));
         }
         // Instant 0: a new client has no tokens to cut off; verifiers only learn that it exists.
-        client_changed(&tx, &client.client_id, client.created_at, 0, "client_added").await?;
+        client_changed(&tx, &client.client_id, client.created_at, 0, AutomaticRevocation::ClientAdded).await?;
         Ok(tx.commit().await?)
     }
 
@@ -307,7 +307,8 @@ impl Store for PostgresStore {
         })
         .await?;
         // Re-enabling revives nothing: the tokens from before the disabling stay dead.
-        let (instant, reason) = if disabled { (now, "client_disabled") } else { (0, "client_enabled") };
+        let (instant, reason) =
+            if disabled { (now, AutomaticRevocation::ClientDisabled) } else { (0, AutomaticRevocation::ClientEnabled) };
         client_changed(&tx, client_id, now, instant, reason).await?;
         Ok(tx.commit().await?)
     }
@@ -322,7 +323,7 @@ impl Store for PostgresStore {
             || format!("client {client_id:?}"),
         )
         .await?;
-        client_changed(&tx, client_id, now, now, "client_secret_rotated").await?;
+        client_changed(&tx, client_id, now, now, AutomaticRevocation::ClientSecretRotated).await?;
         Ok(tx.commit().await?)
     }
 
@@ -336,7 +337,7 @@ impl Store for PostgresStore {
             || format!("private_key_jwt client {client_id:?}"),
         )
         .await?;
-        client_changed(&tx, client_id, now, now, "client_keys_replaced").await?;
+        client_changed(&tx, client_id, now, now, AutomaticRevocation::ClientKeysReplaced).await?;
         Ok(tx.commit().await?)
     }
 
@@ -358,16 +359,17 @@ impl Store for PostgresStore {
         Ok(inserted == 1)
     }
 
-    async fn create_family(&self, family: NewFamily) -> Result<Family, StoreError> {
+    async fn create_session(&self, session: NewSession) -> Result<Session, StoreError> {
         let db = self.pool.get().await?;
-        let family = Family::new(family);
+        let session = Session::new(session);
         let sql = format!(
-            "INSERT INTO families ({FAMILY_COLUMNS})
+            "INSERT INTO families ({SESSION_COLUMNS})
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING"
         );
-        let s = &family.session;
+        let s = &session;
         let (roles, claims, generation) =
-            (to_json(&s.roles)?, to_json(&s.claims)?, codec::stored_generation(family.generation)?);
+            (to_json(&s.roles)?, to_json(&s.claims)?, codec::stored_generation(s.generation)?);
+        let (revoked_at, revoked_reason) = s.state.to_columns();
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
             &s.sid,
             &s.sub,
@@ -378,22 +380,22 @@ impl Store for PostgresStore {
             &s.user_agent,
             &s.created_at,
             &s.expires_at,
-            &family.last_used_at,
+            &s.last_used_at,
             &generation,
-            &family.generation_issued_at,
-            &family.revoked_at,
-            &family.revoked_reason,
+            &s.generation_issued_at,
+            &revoked_at,
+            &revoked_reason,
         ];
         if db.execute(&prepared(&db, &sql).await?, &params).await? == 0 {
             return Err(StoreError::AlreadyExists(format!("session {:?}", s.sid)));
         }
-        Ok(family)
+        Ok(session)
     }
 
-    async fn family(&self, sid: &str) -> Result<Option<Family>, StoreError> {
+    async fn session(&self, sid: &str) -> Result<Option<Session>, StoreError> {
         let db = self.pool.get().await?;
-        let sql = format!("SELECT {FAMILY_COLUMNS} FROM families WHERE sid = $1");
-        db.query_opt(&prepared(&db, &sql).await?, &[&sid]).await?.as_ref().map(codec::family_from).transpose()
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM families WHERE sid = $1");
+        db.query_opt(&prepared(&db, &sql).await?, &[&sid]).await?.as_ref().map(codec::session_from).transpose()
     }
 
     async fn refresh(
@@ -415,21 +417,21 @@ impl Store for PostgresStore {
                AND $3 - f.last_used_at < $4
                AND NOT EXISTS (SELECT 1 FROM subjects s WHERE s.sub = f.sub AND f.created_at <= s.not_before)
                AND NOT EXISTS (SELECT 1 FROM users u WHERE u.username = f.sub AND u.disabled)
-             RETURNING {FAMILY_COLUMNS}"
+             RETURNING {SESSION_COLUMNS}"
         );
         let fast = prepared(&db, &fast).await?;
         if let Some(row) = db.query_opt(&fast, &[&sid, &generation_presented, &now, &rules.idle_timeout_ms]).await? {
-            return Ok(RefreshOutcome::Rotated(codec::family_from(&row)?));
+            return Ok(RefreshOutcome::Rotated(codec::session_from(&row)?));
         }
         let tx = db.transaction().await?;
         // The row lock serialises concurrent presentations of this session on every node: only the first sees
         // its generation live.
-        let sql = format!("SELECT {FAMILY_COLUMNS} FROM families WHERE sid = $1 FOR UPDATE");
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM families WHERE sid = $1 FOR UPDATE");
         let Some(row) = tx.query_opt(&prepared(&tx, &sql).await?, &[&sid]).await? else {
             return Ok(RefreshOutcome::Refused(Refusal::Unknown));
         };
-        let mut family = codec::family_from(&row)?;
-        let subject = load_subject(&tx, &family.session.sub).await?;
+        let mut family = codec::session_from(&row)?;
+        let subject = load_subject(&tx, &family.sub).await?;
         let outcome = match decide(&family, presented, &subject, now, rules) {
             Decision::Rotate => {
                 tx.execute(
@@ -465,11 +467,11 @@ impl Store for PostgresStore {
         answer.await.map_err(|_| StoreError::Unavailable)?
     }
 
-    async fn live_families(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Family>, StoreError> {
+    async fn live_sessions(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Session>, StoreError> {
         let db = self.pool.get().await?;
         let not_before = load_subject(&db, sub).await?.not_before.unwrap_or(Millis::MIN);
         let sql = format!(
-            "SELECT {FAMILY_COLUMNS} FROM families
+            "SELECT {SESSION_COLUMNS} FROM families
              WHERE sub = $1 AND created_at > $2 AND revoked_at IS NULL AND expires_at > $3 AND last_used_at > $4
              ORDER BY created_at DESC"
         );
@@ -477,7 +479,7 @@ impl Store for PostgresStore {
         db.query(&prepared(&db, &sql).await?, &[&sub, &not_before, &now, &idle_since])
             .await?
             .iter()
-            .map(codec::family_from)
+            .map(codec::session_from)
             .collect()
     }
 

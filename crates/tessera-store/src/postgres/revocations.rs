@@ -7,7 +7,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use super::listen::LOG_CHANNEL;
 use super::prepared;
 use crate::batch::{PendingRevocation, REVOCATION_BATCH};
-use crate::model::{Family, Millis, Provenance, Revocation};
+use crate::model::{AutomaticRevocation, Millis, Provenance, Revocation, SecurityEventKind, Session, SessionState};
 use crate::StoreError;
 
 /// Advisory lock key (an arbitrary constant, namespaced by its value) taken by every log writer: ids are assigned
@@ -35,21 +35,20 @@ pub(super) async fn revoke_in(
 /// caller's transaction; `family` then says so.
 pub(super) async fn theft_in(
     db: &impl GenericClient,
-    family: &mut Family,
+    family: &mut Session,
     presented: u64,
     now: Millis,
 ) -> Result<(), StoreError> {
-    let sid = family.session.sid.clone();
-    let provenance = Provenance::new("tessera", "reuse_detected");
+    let sid = family.sid.clone();
+    let provenance = Provenance::automatic(AutomaticRevocation::ReuseDetected);
     revoke_in(db, &Revocation::Session { sid: sid.clone() }, &provenance, now).await?;
     let detail = format!("generation {presented} presented while generation {} is live", family.generation);
     db.execute(
         &prepared(db, "INSERT INTO security_events (at, kind, sub, sid, detail) VALUES ($1, $2, $3, $4, $5)").await?,
-        &[&now, &"refresh_token_reuse", &family.session.sub, &sid, &detail],
+        &[&now, &SecurityEventKind::RefreshTokenReuse.as_str(), &family.sub, &sid, &detail],
     )
     .await?;
-    family.revoked_at = Some(now);
-    family.revoked_reason = Some("reuse_detected".into());
+    family.state = SessionState::Revoked { at: now, reason: provenance.reason };
     Ok(())
 }
 
@@ -174,8 +173,8 @@ pub(super) async fn client_changed(
     client_id: &str,
     now: Millis,
     not_before: Millis,
-    reason: &str,
+    reason: AutomaticRevocation,
 ) -> Result<(), StoreError> {
     let revocation = Revocation::Client { client_id: client_id.to_owned(), not_before };
-    revoke_in(db, &revocation, &Provenance::new("tessera", reason), now).await.map(drop)
+    revoke_in(db, &revocation, &Provenance::automatic(reason), now).await.map(drop)
 }

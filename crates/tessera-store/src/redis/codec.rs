@@ -8,7 +8,7 @@ use ::redis::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, to_json, Column, Record};
-use crate::model::{Client, Family, Millis, Refusal, User};
+use crate::model::{Client, Millis, Refusal, Session, User};
 use crate::StoreError;
 
 pub(super) fn hex(bytes: &[u8]) -> String {
@@ -122,30 +122,30 @@ pub(super) fn client_fields(client: &Client) -> Result<Vec<String>, StoreError> 
     Ok(pairs(fields))
 }
 
-/// A new family's fields; the optional ones (scope, user agent, revocation) are absent rather than empty.
-pub(super) fn family_fields(family: &Family) -> Result<Vec<String>, StoreError> {
-    let s = &family.session;
+/// A new session's fields; the optional ones (scope, user agent, revocation) are absent rather than empty.
+pub(super) fn session_fields(session: &Session) -> Result<Vec<String>, StoreError> {
     let mut fields = vec![
-        ("sid", s.sid.clone()),
-        ("sub", s.sub.clone()),
-        ("client_id", s.client_id.clone()),
-        ("roles", to_json(&s.roles)?),
-        ("claims", to_json(&s.claims)?),
-        ("created_at", s.created_at.to_string()),
-        ("expires_at", s.expires_at.to_string()),
-        ("last_used_at", family.last_used_at.to_string()),
-        ("generation", family.generation.to_string()),
-        ("generation_issued_at", family.generation_issued_at.to_string()),
+        ("sid", session.sid.clone()),
+        ("sub", session.sub.clone()),
+        ("client_id", session.client_id.clone()),
+        ("roles", to_json(&session.roles)?),
+        ("claims", to_json(&session.claims)?),
+        ("created_at", session.created_at.to_string()),
+        ("expires_at", session.expires_at.to_string()),
+        ("last_used_at", session.last_used_at.to_string()),
+        ("generation", session.generation.to_string()),
+        ("generation_issued_at", session.generation_issued_at.to_string()),
     ];
-    fields.extend(s.scope.clone().map(|scope| ("scope", scope)));
-    fields.extend(s.user_agent.clone().map(|agent| ("user_agent", agent)));
-    fields.extend(family.revoked_at.map(|at| ("revoked_at", at.to_string())));
-    fields.extend(family.revoked_reason.clone().map(|reason| ("revoked_reason", reason)));
+    fields.extend(session.scope.clone().map(|scope| ("scope", scope)));
+    fields.extend(session.user_agent.clone().map(|agent| ("user_agent", agent)));
+    let (revoked_at, revoked_reason) = session.state.to_columns();
+    fields.extend(revoked_at.map(|at| ("revoked_at", at.to_string())));
+    fields.extend(revoked_reason.map(|reason| ("revoked_reason", reason.to_owned())));
     Ok(pairs(fields))
 }
 
-pub(super) fn family_from_value(value: Value) -> Result<Family, StoreError> {
-    codec::family_from(
+pub(super) fn session_from_value(value: Value) -> Result<Session, StoreError> {
+    codec::session_from(
         &Fields::from_value(value)?.ok_or_else(|| StoreError::corrupt("session", "a script returned none"))?,
     )
 }
@@ -171,16 +171,10 @@ pub(super) struct EventRecord {
     pub(super) detail: String,
 }
 
+/// The refusal the refresh script answered with, by its name ([`Refusal::as_str`]).
 pub(super) fn refusal(reason: &str) -> Result<Refusal, StoreError> {
-    Ok(match reason {
-        "unknown" => Refusal::Unknown,
-        "revoked" => Refusal::Revoked,
-        "expired" => Refusal::Expired,
-        "idle" => Refusal::Idle,
-        "logged_out_everywhere" => Refusal::LoggedOutEverywhere,
-        "user_disabled" => Refusal::UserDisabled,
-        other => return Err(StoreError::corrupt("refresh script reply", format!("refused for {other:?}"))),
-    })
+    Refusal::from_name(reason)
+        .ok_or_else(|| StoreError::corrupt("refresh script reply", format!("refused for {reason:?}")))
 }
 
 /// A number stored as decimal text.

@@ -13,7 +13,7 @@ use super::keys::{
 use super::{RedisStore, CONNECTION_TIMEOUT, LOG_CHANNEL, LOG_PAGE, RESUBSCRIBE_DELAY};
 use crate::batch::{PendingRevocation, REVOCATION_BATCH};
 use crate::codec::{self, from_json, to_json};
-use crate::model::{Family, Millis, Provenance, Revocation};
+use crate::model::{AutomaticRevocation, Millis, Provenance, Revocation, Session};
 use crate::{RevocationEntry, StoreError};
 
 /// Keeps one subscription to [`LOG_CHANNEL`], on the configured nodes in turn, and bumps `changes` on every
@@ -104,10 +104,10 @@ impl RedisStore {
         sid: &str,
         now: Millis,
         reason: &str,
-    ) -> Result<(bool, Option<Family>), StoreError> {
+    ) -> Result<(bool, Option<Session>), StoreError> {
         let (changed, family): (i64, Value) =
             self.script(&self.scripts.revoke_family, &[family_key(sid)], &[now.to_string(), reason.to_owned()]).await?;
-        let family = Fields::from_value(family)?.as_ref().map(codec::family_from).transpose()?;
+        let family = Fields::from_value(family)?.as_ref().map(codec::session_from).transpose()?;
         Ok((changed == 1, family))
     }
 
@@ -206,10 +206,10 @@ impl RedisStore {
         client_id: &str,
         now: Millis,
         not_before: Millis,
-        reason: &str,
+        reason: AutomaticRevocation,
     ) -> Result<(), StoreError> {
         let revocation = Revocation::Client { client_id: client_id.to_owned(), not_before };
-        self.append(&revocation, &Provenance::new("tessera", reason), now, None).await
+        self.append(&revocation, &Provenance::automatic(reason), now, None).await
     }
 
     /// [`Store::revocations_after`](crate::Store::revocations_after): committed entries only, found from the

@@ -73,7 +73,7 @@ use ::redis::Value;
 use self::breaker::Breaker;
 pub use self::breaker::{BreakerSettings, BreakerState};
 use self::codec::EventRecord;
-use self::codec::{client_fields, family_fields, family_from_value, flag, hex, pairs, refusal, user_fields};
+use self::codec::{client_fields, flag, hex, pairs, refusal, session_fields, session_from_value, user_fields};
 use self::connection::{Connection, Opener};
 use self::keys::{
     assertion_key, client_key, document_key, family_key, sessions_key, set_members, user_key, CLIENTS_KEY, EVENTS_KEY,
@@ -83,7 +83,8 @@ use self::scripts::Scripts;
 use crate::batch::PendingRevocation;
 use crate::codec::{self as records, from_json};
 use crate::model::{
-    Client, Document, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation,
+    AutomaticRevocation, Client, Document, Millis, NewSession, Provenance, RefreshOutcome, RefreshRules, Refusal,
+    Revocation, SecurityEventKind, Session, SessionState,
 };
 use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User, EXPIRED_SESSION_KEPT_MS};
 
@@ -168,7 +169,7 @@ pub(crate) enum Rotation {
     /// Rotated, replayed or refused: the answer as it stands.
     Decided(RefreshOutcome),
     /// A rotated generation came back: nothing changed yet; the family as the script read it.
-    Theft(Family),
+    Theft(Session),
 }
 
 impl RedisStore {
@@ -247,12 +248,12 @@ impl RedisStore {
         ];
         let (outcome, detail): (String, Value) = self.script(&self.scripts.refresh, &[family_key(sid)], &args).await?;
         Ok(match outcome.as_str() {
-            "rotated" => Rotation::Decided(RefreshOutcome::Rotated(family_from_value(detail)?)),
-            "replayed" => Rotation::Decided(RefreshOutcome::Replayed(family_from_value(detail)?)),
+            "rotated" => Rotation::Decided(RefreshOutcome::Rotated(session_from_value(detail)?)),
+            "replayed" => Rotation::Decided(RefreshOutcome::Replayed(session_from_value(detail)?)),
             "refused" => {
                 Rotation::Decided(RefreshOutcome::Refused(refusal(&::redis::from_redis_value::<String>(detail)?)?))
             }
-            "theft" => Rotation::Theft(family_from_value(detail)?),
+            "theft" => Rotation::Theft(session_from_value(detail)?),
             other => return Err(StoreError::corrupt("refresh script reply", format!("answered {other:?}"))),
         })
     }
@@ -304,7 +305,7 @@ impl Store for RedisStore {
                 return Err(not_found());
             }
             let revocation = Revocation::Subject { sub: username.to_owned(), not_before: now };
-            self.revoke(revocation, Provenance::new("tessera", "user_disabled"), now).await?;
+            self.revoke(revocation, Provenance::automatic(AutomaticRevocation::UserDisabled), now).await?;
         }
         if !self.update(user_key(username), ["any", ""], pairs([("disabled", flag(disabled))])).await? {
             return Err(not_found());
@@ -325,7 +326,7 @@ impl Store for RedisStore {
             return Err(StoreError::AlreadyExists(format!("client {:?}", client.client_id)));
         }
         // Instant 0: a new client has no tokens to cut off; verifiers only learn that it exists.
-        self.client_changed(&client.client_id, client.created_at, 0, "client_added").await
+        self.client_changed(&client.client_id, client.created_at, 0, AutomaticRevocation::ClientAdded).await
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
@@ -343,7 +344,8 @@ impl Store for RedisStore {
             return Err(StoreError::NotFound(format!("client {client_id:?}")));
         }
         // Re-enabling revives nothing: the tokens from before the disabling stay dead.
-        let (instant, reason) = if disabled { (now, "client_disabled") } else { (0, "client_enabled") };
+        let (instant, reason) =
+            if disabled { (now, AutomaticRevocation::ClientDisabled) } else { (0, AutomaticRevocation::ClientEnabled) };
         self.client_changed(client_id, now, instant, reason).await
     }
 
@@ -352,14 +354,14 @@ impl Store for RedisStore {
         if !self.update(client_key(client_id), ["without", "jwks"], fields).await? {
             return Err(StoreError::NotFound(format!("client {client_id:?}")));
         }
-        self.client_changed(client_id, now, now, "client_secret_rotated").await
+        self.client_changed(client_id, now, now, AutomaticRevocation::ClientSecretRotated).await
     }
 
     async fn set_client_jwks(&self, client_id: &str, jwks: String, now: Millis) -> Result<(), StoreError> {
         if !self.update(client_key(client_id), ["with", "jwks"], pairs([("jwks", jwks)])).await? {
             return Err(StoreError::NotFound(format!("private_key_jwt client {client_id:?}")));
         }
-        self.client_changed(client_id, now, now, "client_keys_replaced").await
+        self.client_changed(client_id, now, now, AutomaticRevocation::ClientKeysReplaced).await
     }
 
     async fn use_assertion(
@@ -377,22 +379,22 @@ impl Store for RedisStore {
         Ok(first == 1)
     }
 
-    async fn create_family(&self, family: NewFamily) -> Result<Family, StoreError> {
-        let family = Family::new(family);
-        let (sid, sub) = (&family.session.sid, &family.session.sub);
+    async fn create_session(&self, session: NewSession) -> Result<Session, StoreError> {
+        let session = Session::new(session);
+        let (sid, sub) = (&session.sid, &session.sub);
         // Redis forgets a session by itself (see `Store::forget_sessions_expired_before`), a while after it expires.
-        let forgettable_at = family.session.expires_at.saturating_add(EXPIRED_SESSION_KEPT_MS);
-        let ttl = forgettable_at.saturating_sub(family.session.created_at).clamp(1, MAX_SESSION_TTL_MS);
-        let args = [sid.clone(), family.session.created_at.to_string(), forgettable_at.to_string(), ttl.to_string()];
+        let forgettable_at = session.expires_at.saturating_add(EXPIRED_SESSION_KEPT_MS);
+        let ttl = forgettable_at.saturating_sub(session.created_at).clamp(1, MAX_SESSION_TTL_MS);
+        let args = [sid.clone(), session.created_at.to_string(), forgettable_at.to_string(), ttl.to_string()];
         self.script::<i64>(&self.scripts.add_session, &[sessions_key(sub)], &args).await?;
-        if !self.create(family_key(sid), Some(ttl), family_fields(&family)?).await? {
+        if !self.create(family_key(sid), Some(ttl), session_fields(&session)?).await? {
             return Err(StoreError::AlreadyExists(format!("session {sid:?}")));
         }
-        Ok(family)
+        Ok(session)
     }
 
-    async fn family(&self, sid: &str) -> Result<Option<Family>, StoreError> {
-        self.hash(&family_key(sid)).await?.as_ref().map(records::family_from).transpose()
+    async fn session(&self, sid: &str) -> Result<Option<Session>, StoreError> {
+        self.hash(&family_key(sid)).await?.as_ref().map(records::session_from).transpose()
     }
 
     async fn refresh(
@@ -414,14 +416,14 @@ impl Store for RedisStore {
                 // Logged (with the security event) first, then marked: never revoked without its log entry.
                 let event = EventRecord {
                     at: now,
-                    kind: "refresh_token_reuse".into(),
-                    sub: family.session.sub.clone(),
+                    kind: SecurityEventKind::RefreshTokenReuse.as_str().into(),
+                    sub: family.sub.clone(),
                     sid: sid.to_owned(),
                     detail: format!("generation {presented} presented while generation {} is live", family.generation),
                 };
-                let provenance = Provenance::new("tessera", "reuse_detected");
+                let provenance = Provenance::automatic(AutomaticRevocation::ReuseDetected);
                 self.append(&Revocation::Session { sid: sid.to_owned() }, &provenance, now, Some(&event)).await?;
-                let (_, revoked) = self.mark_revoked(sid, now, "reuse_detected").await?;
+                let (_, revoked) = self.mark_revoked(sid, now, &provenance.reason).await?;
                 Ok(RefreshOutcome::TheftDetected(revoked.unwrap_or(family)))
             }
         }
@@ -444,7 +446,7 @@ impl Store for RedisStore {
         }
         Err(StoreError::Unavailable)
     }
-    async fn live_families(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Family>, StoreError> {
+    async fn live_sessions(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Session>, StoreError> {
         let not_before = self.not_before(sub).await?.unwrap_or(Millis::MIN);
         let idle_since = now.saturating_sub(rules.idle_timeout_ms);
         let key = sessions_key(sub);
@@ -454,16 +456,16 @@ impl Store for RedisStore {
         } else {
             ::redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).clone()
         };
-        let mut families = self.listed(&sessions, family_key, records::family_from).await?;
+        let mut families = self.listed(&sessions, family_key, records::session_from).await?;
         // The list may name a session that was never created, or a duplicate `sid` refused under another subject.
         families.retain(|f| {
-            f.session.sub == sub
-                && f.session.created_at > not_before
-                && f.revoked_at.is_none()
-                && f.session.expires_at > now
+            f.sub == sub
+                && f.created_at > not_before
+                && f.state == SessionState::Active
+                && f.expires_at > now
                 && f.last_used_at > idle_since
         });
-        families.sort_by_key(|family| std::cmp::Reverse(family.session.created_at));
+        families.sort_by_key(|family| std::cmp::Reverse(family.created_at));
         Ok(families)
     }
 
@@ -485,7 +487,7 @@ impl Store for RedisStore {
     }
 
     async fn forget_sessions_expired_before(&self, _before: Millis, _limit: usize) -> Result<usize, StoreError> {
-        // Every session key, and every subject's session set, expires by itself (see `create_family`).
+        // Every session key, and every subject's session set, expires by itself (see `create_session`).
         Ok(0)
     }
 

@@ -5,7 +5,8 @@
 -- ARGV: presented, now, grace_ms, idle_timeout_ms, the subject's not_before ('' for none), disabled ('1'/'0').
 -- The subject's state lives in other slots: the caller reads it just before (see RedisStore::refresh).
 --
--- Returns {'refused', reason} (nothing changed), or {'rotated' | 'replayed' | 'theft', HGETALL of the family}.
+-- Returns {'refused', reason} (nothing changed; reason is a tessera_model::Refusal name, a test pins them), or
+-- {'rotated' | 'replayed' | 'theft', HGETALL of the family}.
 -- Theft writes nothing here: the caller logs the revocation first, then marks the family revoked, so the family
 -- is never revoked without its log entry.
 --

@@ -52,3 +52,24 @@ impl Scripts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use crate::model::Refusal;
+
+    /// The names `refresh.lua` refuses with (`{'refused', 'name'}`), which the store reads back with
+    /// [`Refusal::from_name`].
+    fn refusals_answered(script: &str) -> BTreeSet<&str> {
+        script.split("{'refused', '").skip(1).filter_map(|rest| rest.split('\'').next()).collect()
+    }
+
+    /// The script keeps its names as literals, in step with `decide` line for line (the differential test compares
+    /// the two), rather than taking them as arguments: this pins the literals to the model's names instead.
+    #[test]
+    fn the_refresh_script_refuses_with_exactly_the_models_refusal_names() {
+        let named: BTreeSet<&str> = Refusal::ALL.into_iter().map(Refusal::as_str).collect();
+        assert_eq!(refusals_answered(include_str!("refresh.lua")), named);
+    }
+}

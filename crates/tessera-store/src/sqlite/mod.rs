@@ -10,10 +10,10 @@ use rusqlite::{params, Connection, OptionalExtension as _};
 
 use self::statements::{all, client_changed, decoded, load_family, load_subject, optional, revoke_in, update_one};
 use self::writer::Job;
-use crate::codec::{self, to_json, CLIENT_COLUMNS, EVENT_COLUMNS, FAMILY_COLUMNS, REVOCATION_COLUMNS, USER_COLUMNS};
+use crate::codec::{self, to_json, CLIENT_COLUMNS, EVENT_COLUMNS, REVOCATION_COLUMNS, SESSION_COLUMNS, USER_COLUMNS};
 use crate::model::{
-    decide, Client, Decision, Document, Family, Millis, NewFamily, Provenance, RefreshOutcome, RefreshRules, Refusal,
-    Revocation,
+    decide, AutomaticRevocation, Client, Decision, Document, Millis, NewSession, Provenance, RefreshOutcome,
+    RefreshRules, Refusal, Revocation, SecurityEventKind, Session, SessionState,
 };
 use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
 
@@ -179,7 +179,7 @@ impl Store for SqliteStore {
             )?;
             if disabled {
                 let revocation = Revocation::Subject { sub: username.clone(), not_before: now };
-                revoke_in(conn, &revocation, &Provenance::new("tessera", "user_disabled"), now)?;
+                revoke_in(conn, &revocation, &Provenance::automatic(AutomaticRevocation::UserDisabled), now)?;
             }
             Ok(())
         })
@@ -219,7 +219,7 @@ impl Store for SqliteStore {
                 return Err(StoreError::AlreadyExists(format!("client {:?}", client.client_id)));
             }
             // Instant 0: a new client has no tokens to cut off; verifiers only learn that it exists.
-            client_changed(conn, &client.client_id, client.created_at, 0, "client_added")
+            client_changed(conn, &client.client_id, client.created_at, 0, AutomaticRevocation::ClientAdded)
         })
         .await
     }
@@ -253,7 +253,11 @@ impl Store for SqliteStore {
                 || format!("client {client_id:?}"),
             )?;
             // Re-enabling revives nothing: the tokens from before the disabling stay dead.
-            let (instant, reason) = if disabled { (now, "client_disabled") } else { (0, "client_enabled") };
+            let (instant, reason) = if disabled {
+                (now, AutomaticRevocation::ClientDisabled)
+            } else {
+                (0, AutomaticRevocation::ClientEnabled)
+            };
             client_changed(conn, &client_id, now, instant, reason)
         })
         .await
@@ -268,7 +272,7 @@ impl Store for SqliteStore {
                 params![client_id, secret_hash],
                 || format!("client {client_id:?}"),
             )?;
-            client_changed(conn, &client_id, now, now, "client_secret_rotated")
+            client_changed(conn, &client_id, now, now, AutomaticRevocation::ClientSecretRotated)
         })
         .await
     }
@@ -282,7 +286,7 @@ impl Store for SqliteStore {
                 params![client_id, jwks],
                 || format!("private_key_jwt client {client_id:?}"),
             )?;
-            client_changed(conn, &client_id, now, now, "client_keys_replaced")
+            client_changed(conn, &client_id, now, now, AutomaticRevocation::ClientKeysReplaced)
         })
         .await
     }
@@ -319,39 +323,40 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_family(&self, family: NewFamily) -> Result<Family, StoreError> {
+    async fn create_session(&self, session: NewSession) -> Result<Session, StoreError> {
         self.write(move |conn| {
-            let family = Family::new(family);
+            let session = Session::new(session);
+            let (revoked_at, revoked_reason) = session.state.to_columns();
             let inserted = conn
                 .prepare_cached(&format!(
-                    "INSERT INTO families ({FAMILY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                    "INSERT INTO families ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                      ON CONFLICT DO NOTHING"
                 ))?
                 .execute(params![
-                    family.session.sid,
-                    family.session.sub,
-                    family.session.client_id,
-                    family.session.scope,
-                    to_json(&family.session.roles)?,
-                    to_json(&family.session.claims)?,
-                    family.session.user_agent,
-                    family.session.created_at,
-                    family.session.expires_at,
-                    family.last_used_at,
-                    family.generation,
-                    family.generation_issued_at,
-                    family.revoked_at,
-                    family.revoked_reason,
+                    session.sid,
+                    session.sub,
+                    session.client_id,
+                    session.scope,
+                    to_json(&session.roles)?,
+                    to_json(&session.claims)?,
+                    session.user_agent,
+                    session.created_at,
+                    session.expires_at,
+                    session.last_used_at,
+                    session.generation,
+                    session.generation_issued_at,
+                    revoked_at,
+                    revoked_reason,
                 ])?;
             if inserted == 0 {
-                return Err(StoreError::AlreadyExists(format!("session {:?}", family.session.sid)));
+                return Err(StoreError::AlreadyExists(format!("session {:?}", session.sid)));
             }
-            Ok(family)
+            Ok(session)
         })
         .await
     }
 
-    async fn family(&self, sid: &str) -> Result<Option<Family>, StoreError> {
+    async fn session(&self, sid: &str) -> Result<Option<Session>, StoreError> {
         let sid = sid.to_owned();
         self.read(move |conn| load_family(conn, &sid)).await
     }
@@ -370,7 +375,7 @@ impl Store for SqliteStore {
             let Some(mut family) = load_family(conn, &sid)? else {
                 return Ok(RefreshOutcome::Refused(Refusal::Unknown));
             };
-            let subject = load_subject(conn, &family.session.sub)?;
+            let subject = load_subject(conn, &family.sub)?;
             match decide(&family, presented, &subject, now, rules) {
                 Decision::Rotate => {
                     let changed = conn
@@ -389,18 +394,17 @@ impl Store for SqliteStore {
                 }
                 Decision::Replay => Ok(RefreshOutcome::Replayed(family)),
                 Decision::Theft => {
-                    let provenance = Provenance::new("tessera", "reuse_detected");
+                    let provenance = Provenance::automatic(AutomaticRevocation::ReuseDetected);
                     revoke_in(conn, &Revocation::Session { sid: sid.clone() }, &provenance, now)?;
                     conn.prepare_cached("INSERT INTO security_events (at, kind, sub, sid, detail) VALUES (?1, ?2, ?3, ?4, ?5)")?
                         .execute(params![
                             now,
-                            "refresh_token_reuse",
-                            family.session.sub,
+                            SecurityEventKind::RefreshTokenReuse.as_str(),
+                            family.sub,
                             sid,
                             format!("generation {presented} presented while generation {} is live", family.generation)
                         ])?;
-                    family.revoked_at = Some(now);
-                    family.revoked_reason = Some("reuse_detected".into());
+                    family.state = SessionState::Revoked { at: now, reason: provenance.reason };
                     Ok(RefreshOutcome::TheftDetected(family))
                 }
                 Decision::Refuse(refusal) => Ok(RefreshOutcome::Refused(refusal)),
@@ -413,19 +417,19 @@ impl Store for SqliteStore {
         self.write(move |conn| revoke_in(conn, &revocation, &provenance, now)).await
     }
 
-    async fn live_families(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Family>, StoreError> {
+    async fn live_sessions(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Session>, StoreError> {
         let sub = sub.to_owned();
         self.read(move |conn| {
             let not_before = load_subject(conn, &sub)?.not_before.unwrap_or(Millis::MIN);
             let sql = format!(
-                "SELECT {FAMILY_COLUMNS} FROM families
+                "SELECT {SESSION_COLUMNS} FROM families
                  WHERE sub = ?1 AND created_at > ?2 AND revoked_at IS NULL AND expires_at > ?3 AND last_used_at > ?4
                  ORDER BY created_at DESC"
             );
             let mut statement = conn.prepare_cached(&sql)?;
             let idle_since = now.saturating_sub(rules.idle_timeout_ms);
             let rows = all(statement
-                .query_map(params![sub, not_before, now, idle_since], decoded(|row| codec::family_from(row)))?);
+                .query_map(params![sub, not_before, now, idle_since], decoded(|row| codec::session_from(row)))?);
             rows
         })
         .await

@@ -5,7 +5,7 @@
 use rusqlite::{params, Connection, OptionalExtension as _, Row};
 
 use crate::codec::{self, Column, Record};
-use crate::model::{Family, Millis, Provenance, Revocation};
+use crate::model::{AutomaticRevocation, Millis, Provenance, Revocation, Session};
 use crate::{StoreError, SubjectState};
 
 impl Record for Row<'_> {
@@ -53,9 +53,9 @@ pub(super) fn optional<T>(row: rusqlite::Result<Result<T, StoreError>>) -> Resul
     row.optional()?.transpose()
 }
 
-pub(super) fn load_family(conn: &Connection, sid: &str) -> Result<Option<Family>, StoreError> {
-    let sql = format!("SELECT {} FROM families WHERE sid = ?1", codec::FAMILY_COLUMNS);
-    optional(conn.prepare_cached(&sql)?.query_row([sid], decoded(|row| codec::family_from(row))))
+pub(super) fn load_family(conn: &Connection, sid: &str) -> Result<Option<Session>, StoreError> {
+    let sql = format!("SELECT {} FROM families WHERE sid = ?1", codec::SESSION_COLUMNS);
+    optional(conn.prepare_cached(&sql)?.query_row([sid], decoded(|row| codec::session_from(row))))
 }
 
 pub(super) fn load_subject(conn: &Connection, sub: &str) -> Result<SubjectState, StoreError> {
@@ -134,8 +134,8 @@ pub(super) fn client_changed(
     client_id: &str,
     now: Millis,
     not_before: Millis,
-    reason: &str,
+    reason: AutomaticRevocation,
 ) -> Result<(), StoreError> {
     let revocation = Revocation::Client { client_id: client_id.to_owned(), not_before };
-    revoke_in(conn, &revocation, &Provenance::new("tessera", reason), now).map(drop)
+    revoke_in(conn, &revocation, &Provenance::automatic(reason), now).map(drop)
 }
