@@ -4,12 +4,13 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::connect_info::ConnectInfo;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -91,10 +92,71 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read);
+    builder.http1().timer(ConnectionTimer::default()).header_read_timeout(header_read);
     let io = TokioIo::new(FirstBytesDeadline::new(stream, header_read));
     watcher.watch(builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service)).into_owned()).await
 }
+
+/// hyper's timer for the header-read timeout of one connection, with one timer entry for the connection's life
+/// instead of one per request. hyper makes a new wait for every request's head and drops it once the head is
+/// read; with `hyper_util`'s `TokioTimer` each wait registers a timer entry and removes it again under the
+/// runtime's timer-wheel lock, which cost `/verify` about 8% of its throughput (BENCHMARKS.md, issue #15). Here
+/// every wait of the connection shares one entry: a wait only notes its deadline, and the entry, when it fires
+/// before the current deadline (a later request's), is moved on to it.
+#[derive(Debug, Clone, Default)]
+struct ConnectionTimer {
+    entry: Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>,
+}
+
+impl hyper::rt::Timer for ConnectionTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        let now = tokio::time::Instant::now();
+        // A duration too long to add is as good as never (tokio's own `sleep` does the same).
+        let deadline = now.checked_add(duration).unwrap_or_else(|| now + FAR_FUTURE);
+        Box::pin(SharedSleep { deadline, entry: Arc::clone(&self.entry) })
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(SharedSleep { deadline: deadline.into(), entry: Arc::clone(&self.entry) })
+    }
+
+    fn now(&self) -> std::time::Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+/// About 30 years: later than any connection lives.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// One wait of a [`ConnectionTimer`]: its deadline, and the connection's timer entry.
+struct SharedSleep {
+    deadline: tokio::time::Instant,
+    entry: Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>,
+}
+
+impl Future for SharedSleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = self.deadline;
+        // Only this connection's task polls it: the lock is never contended. A poisoned lock means a panic
+        // while polling a timer; the entry is still sound, so carry on with it.
+        let mut entry = self.entry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let armed = entry.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if armed.deadline() > deadline {
+            armed.as_mut().reset(deadline);
+        }
+        while armed.as_mut().poll(cx).is_ready() {
+            if armed.deadline() >= deadline {
+                return Poll::Ready(());
+            }
+            armed.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    }
+}
+
+impl hyper::rt::Sleep for SharedSleep {}
 
 /// Failures of one incoming connection (it went away before it was accepted): the next one may be fine.
 fn is_connection_error(err: &std::io::Error) -> bool {
@@ -168,5 +230,33 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FirstBytesDeadline<S> {
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hyper::rt::Timer as _;
+
+    use super::*;
+
+    /// hyper makes a new wait for each request's head on a keep-alive connection: each ends at its own deadline,
+    /// although they share one timer entry armed for the first.
+    #[tokio::test(start_paused = true)]
+    async fn each_wait_ends_at_its_own_deadline_on_the_connections_one_timer_entry() {
+        let timer = ConnectionTimer::default();
+        let start = tokio::time::Instant::now();
+        let mut first = timer.sleep(Duration::from_secs(10));
+        assert!(futures_util::FutureExt::now_or_never(first.as_mut()).is_none(), "armed, not elapsed");
+        drop(first);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let mut second = timer.sleep_until((start + Duration::from_secs(16)).into_std());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let pending = futures_util::FutureExt::now_or_never(second.as_mut());
+        assert!(pending.is_none(), "the first deadline has passed, the second not");
+        second.await;
+        assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(16));
+        let third = timer.sleep(Duration::from_secs(3));
+        third.await;
+        assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(19), "an earlier deadline is honoured too");
     }
 }

@@ -9,16 +9,13 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Request, StatusCode};
-use base64::Engine as _;
+use common::clients::{admin_post, basic_auth, ADMIN, SECRET};
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 use tessera_jose::{encode_jwt, Algorithm, Audience, Claims, KeySet, RsaBits, SigningKey};
 use tessera_server::clock::Clock as _;
 use tessera_server::{ForwardedHeaders, RouteRule, Settings, TrustedIssuer};
 use tower::ServiceExt as _;
-
-const ADMIN: &str = "admin-credential-for-tests-0123456789abcdef";
-const SECRET: &str = "s3cr3t-generated-with-256-bits-of-entropy-xyz";
 
 fn rule(prefix: &str, method: Option<&str>, scopes: &[&str]) -> RouteRule {
     RouteRule {
@@ -51,15 +48,7 @@ async fn session(h: &common::Harness, scope: &str) -> String {
 }
 
 async fn mint(h: &common::Harness, request: Value) -> (StatusCode, Value) {
-    let request = Request::post("/admin/v1/sessions")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
-        .body(Body::from(request.to_string()))
-        .unwrap();
-    let response = h.app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    admin_post(h, "/admin/v1/sessions", request, ADMIN).await
 }
 
 /// `/verify` (with `query`) for `token`, with the given forwarded headers: status and response headers.
@@ -239,25 +228,11 @@ async fn envoy_checks_are_normalised_and_only_served_in_envoy_or_auto_style() {
 #[tokio::test]
 async fn the_auth_url_names_the_audience_and_scopes_the_gateway_requires() {
     let h = harness(Settings::default()).await;
-    h.state
-        .store()
-        .create_client(tessera_store::Client {
-            client_id: "billing".into(),
-            secret_hash: tessera_server::client_secret_hash(SECRET),
-            scopes: vec!["read".into()],
-            audiences: vec!["ledger".into()],
-            grants: vec!["client_credentials".into()],
-            disabled: false,
-            created_at: h.clock.now_ms(),
-            jwks: None,
-        })
-        .await
-        .unwrap();
+    common::register_client(&h, "billing", SECRET, &["read"], &["ledger"], &["client_credentials"]).await;
     tessera_server::start_background(&h.state).await.unwrap().abort();
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("billing:{SECRET}"));
     let request = Request::post("/oauth2/token")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::AUTHORIZATION, format!("Basic {basic}"))
+        .header(header::AUTHORIZATION, basic_auth("billing", SECRET))
         .body(Body::from("grant_type=client_credentials&scope=read"))
         .unwrap();
     let bytes = h.app.clone().oneshot(request).await.unwrap().into_body().collect().await.unwrap().to_bytes();

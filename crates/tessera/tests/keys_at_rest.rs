@@ -2,12 +2,12 @@
 //! rotate with no session lost, an unsealed entry under a master key is refused, and the data directory is private.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::{add_user, http, tessera, Server, PASSWORD};
+use common::{add_user, http, serve, tessera, Server, PASSWORD};
 use serde_json::Value;
 
 mod common;
@@ -116,17 +116,10 @@ fn unsealed_entries_are_refused_under_a_master_key_until_sealed_explicitly() {
     assert!(sealed.contains("aes-256-gcm") && !sealed.contains("\"none\""), "{sealed}");
 
     // Sealed, the same keys serve: the session from before still refreshes.
-    let mut child = tessera(d)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .envs(with_master)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr: SocketAddr = line.trim().strip_prefix("listening on http://").unwrap().parse().unwrap();
+    let server = Server::start_with(d, |command| {
+        command.envs(with_master);
+    });
+    let addr = server.addr;
     let (status, next) = refresh(addr, &token);
     assert_eq!(status, 200);
 
@@ -141,8 +134,7 @@ fn unsealed_entries_are_refused_under_a_master_key_until_sealed_explicitly() {
     std::thread::sleep(std::time::Duration::from_millis(600)); // past two reload intervals
     let (status, _) = refresh(addr, &next.unwrap());
     assert_eq!(status, 200, "the keys in service were kept");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(server);
     let (code, _, stderr) = run(d, &["serve", "--listen", "127.0.0.1:0"], &with_master);
     assert_ne!(code, 0);
     assert!(stderr.contains("secret refresh-token-mac#") && stderr.contains("UNSEALED"), "{stderr}");
@@ -167,15 +159,9 @@ fn the_data_directory_and_every_file_in_it_are_private() {
 
     // A data directory someone opened up gets a warning at start.
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut child = tessera(d)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let (mut child, line) = serve(d, "127.0.0.1:0", |command| {
+        command.stderr(Stdio::piped());
+    });
     assert!(line.starts_with("listening on"), "{line}");
     child.kill().unwrap();
     let mut stderr = String::new();

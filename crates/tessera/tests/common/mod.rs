@@ -7,6 +7,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use serde_json::Value;
+
+pub mod store_faults;
+
 pub const PASSWORD: &str = "correct horse battery";
 
 pub fn tessera(dir: &Path) -> Command {
@@ -38,15 +42,20 @@ pub struct Server {
 
 impl Server {
     pub fn start(dir: &Path) -> Self {
-        let mut child = tessera(dir)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        Self::start_with(dir, |_| {})
+    }
+
+    /// `tessera serve` on a free port, logging at `rust_log` to the file `log`.
+    pub fn start_logging(dir: &Path, rust_log: &str, log: &Path) -> Self {
+        Self::start_with(dir, |command| {
+            command.env("RUST_LOG", rust_log).stderr(std::fs::File::create(log).unwrap());
+        })
+    }
+
+    /// `tessera serve` on a free port, its command changed by `configure` first (the environment, where its log
+    /// goes).
+    pub fn start_with(dir: &Path, configure: impl FnOnce(&mut Command)) -> Self {
+        let (child, line) = serve(dir, "127.0.0.1:0", configure);
         let addr = line
             .trim()
             .strip_prefix("listening on http://")
@@ -55,6 +64,18 @@ impl Server {
             .unwrap();
         Self { child, addr }
     }
+}
+
+/// Starts `tessera serve --listen LISTEN` in `dir`, logging warnings to nowhere unless `configure` changes its
+/// command, and waits for the first line it prints: the process and that line.
+pub fn serve(dir: &Path, listen: &str, configure: impl FnOnce(&mut Command)) -> (Child, String) {
+    let mut command = tessera(dir);
+    command.args(["serve", "--listen", listen]).env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::null());
+    configure(&mut command);
+    let mut child = command.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    (child, line)
 }
 
 impl Drop for Server {
@@ -129,4 +150,37 @@ pub fn published_kids(addr: SocketAddr) -> Vec<String> {
     let (_, body) = http(addr, "GET", "/.well-known/jwks.json", "text/plain", "").unwrap();
     let jwks: serde_json::Value = serde_json::from_str(&body).unwrap();
     jwks["keys"].as_array().unwrap().iter().map(|key| key["kid"].as_str().unwrap().to_owned()).collect()
+}
+
+/// A login of `user` with the refresh token in the body: that refresh token.
+pub fn login_for_refresh_token(addr: SocketAddr, user: &str) -> String {
+    let body =
+        serde_json::json!({"username": user, "password": PASSWORD, "refresh_token_delivery": "body"}).to_string();
+    let (status, body) = http(addr, "POST", "/auth/login", "application/json", &body).unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["refresh_token"].as_str().unwrap().to_owned()
+}
+
+/// The refresh grant for `token`: the status and the successor refresh token.
+pub fn refresh(addr: SocketAddr, token: &str) -> std::io::Result<(u16, Option<String>)> {
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/oauth2/token",
+        "application/x-www-form-urlencoded",
+        &format!("grant_type=refresh_token&refresh_token={token}"),
+    )?;
+    let next = serde_json::from_str::<Value>(&body).ok().and_then(|v| v["refresh_token"].as_str().map(str::to_owned));
+    Ok((status, next))
+}
+
+/// Reads a response's head (up to the blank line) from `stream`.
+pub fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "connection closed after {:?}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
 }

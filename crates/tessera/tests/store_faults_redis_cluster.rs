@@ -1,0 +1,257 @@
+//! A Redis Cluster (3 masters, 3 replicas, writes waiting for one replica) under `tessera serve`, with real
+//! processes on loopback ports:
+//!
+//! - it loses the master of the revocation log to SIGKILL under load: no refresh or revocation acknowledged with a
+//!   2xx is lost, and no request ever gets a wrong answer (only 503s while the cluster fails over), and the circuit
+//!   breaker stays closed (one dead master among healthy ones is no outage). Requests, errors, the length of the
+//!   disturbance and the failover time are printed (`--no-capture`) for BENCHMARKS.md: measured, not asserted;
+//! - it loses half its nodes, every replica: no write is acknowledged while it cannot be replicated (503s),
+//!   verification goes on, and once the replicas are back writes succeed and nothing acknowledged before is
+//!   missing.
+//!
+//! Both run one at a time (the `redis-cluster` test group in `.config/nextest.toml`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::store_faults::{
+    admin, before_the_outage, breaker_state, configure, field, login, refresh, transitions, verify, Answer,
+};
+use common::{add_user, claims, eventually, Server};
+use tessera_test_support::RedisCluster;
+
+mod common;
+
+/// A request slower than this counts as disturbed, like a failed one: during a failover, requests to the dead
+/// master's slots wait (the cluster client retries) rather than fail.
+const SLOW: Duration = Duration::from_secs(1);
+
+/// One request of the load: when it started and ended (since the test started), and whether it failed.
+struct Sample {
+    start: Duration,
+    end: Duration,
+    failed: bool,
+}
+
+impl Sample {
+    fn disturbed(&self) -> bool {
+        self.failed || self.end - self.start >= SLOW
+    }
+}
+
+/// What the load saw: every request, and the wrong answers.
+#[derive(Default)]
+struct Record {
+    requests: Vec<Sample>,
+    wrong: Vec<String>,
+}
+
+impl Record {
+    /// Notes an answer that must be `ok` or a failure (503, or no answer); anything else is a wrong answer.
+    fn note(&mut self, start: Duration, end: Duration, what: &str, answer: &Answer, ok: &[u16]) {
+        let failed = !matches!(answer, Ok((status, _)) if ok.contains(status));
+        self.requests.push(Sample { start, end, failed });
+        if let Ok((status, body)) = answer {
+            if failed && *status != 503 {
+                self.wrong.push(format!("{what} at {end:?}: {status} {body}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn sigkill_of_the_revocation_log_master_under_load_loses_no_acknowledged_refresh_or_revocation() {
+    let mut cluster = RedisCluster::start_with_node_timeout(Duration::from_millis(2_000));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    configure(d, &cluster.urls(), true, 1, "120s");
+    add_user(d, "alice");
+    let nodes = [Server::start(d), Server::start(d)];
+    let addrs = [nodes[0].addr, nodes[1].addr];
+    let log_master = cluster.master_of("tessera:{tessera-log}:seq");
+
+    let started = Instant::now();
+    let record = Mutex::new(Record::default());
+    let stop = AtomicBool::new(false);
+    // Per session: the last refresh token a 200 acknowledged, and the access token that came with it.
+    let sessions: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    // Tokens whose revocation a 2xx acknowledged.
+    let revoked: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let (mut killed_at, mut failed_over_at, mut replicated_at) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+
+    std::thread::scope(|scope| {
+        for worker in 0..3 {
+            let (record, stop, sessions) = (&record, &stop, &sessions);
+            scope.spawn(move || {
+                let (_, body) = login(addrs[worker % 2], "alice").unwrap();
+                let mut last = (field(&body, "refresh_token"), field(&body, "access_token"));
+                let mut turn = worker;
+                while !stop.load(Ordering::Relaxed) {
+                    turn += 1;
+                    let start = started.elapsed();
+                    let answer = refresh(addrs[turn % 2], &last.0);
+                    let end = started.elapsed();
+                    if let Ok((200, body)) = &answer {
+                        last = (field(body, "refresh_token"), field(body, "access_token"));
+                    }
+                    let failed = !matches!(answer, Ok((200, _)));
+                    record.lock().unwrap().note(
+                        start,
+                        end,
+                        "refresh with the last acknowledged token",
+                        &answer,
+                        &[200],
+                    );
+                    // Paced, so that two cores also run six Redis servers, the nodes and the other test.
+                    std::thread::sleep(Duration::from_millis(if failed { 20 } else { 5 }));
+                }
+                sessions.lock().unwrap().push(last);
+            });
+        }
+        let (record, stop, revoked) = (&record, &stop, &revoked);
+        scope.spawn(move || {
+            let mut turn = 0;
+            while !stop.load(Ordering::Relaxed) {
+                turn += 1;
+                let node = addrs[turn % 2];
+                let start = started.elapsed();
+                let minted = admin(node, "/admin/v1/sessions", &serde_json::json!({"sub": format!("user-{turn}")}));
+                let end = started.elapsed();
+                record.lock().unwrap().note(start, end, "mint", &minted, &[201]);
+                let Ok((201, body)) = minted else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let token = field(&body, "access_token");
+                let jti = claims(&token)["jti"].as_str().unwrap().to_owned();
+                let start = started.elapsed();
+                let answer = admin(node, "/admin/v1/revocations", &serde_json::json!({"jti": jti}));
+                let end = started.elapsed();
+                record.lock().unwrap().note(start, end, "revoke", &answer, &[200]);
+                if matches!(answer, Ok((200, _))) {
+                    // Acknowledged: refused at once by the node that acknowledged it.
+                    let status = verify(node, &token);
+                    if status != 401 {
+                        record.lock().unwrap().wrong.push(format!("/verify of an acknowledged revocation: {status}"));
+                    }
+                    revoked.lock().unwrap().push(token);
+                } else {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        });
+
+        // The chaos: the revocation log's master dies 2 s in; once a replica has taken over, the dead node comes
+        // back (as a replica of the new master, so writes waiting for a replica succeed on that shard again).
+        std::thread::sleep(Duration::from_secs(2));
+        killed_at = started.elapsed();
+        cluster.kill(log_master);
+        cluster.wait_until_ok();
+        failed_over_at = started.elapsed();
+        cluster.restart(log_master);
+        cluster.wait_until_replicated();
+        replicated_at = started.elapsed();
+        std::thread::sleep(Duration::from_secs(12).saturating_sub(started.elapsed()).max(Duration::from_secs(3)));
+        stop.store(true, Ordering::Relaxed);
+    });
+
+    let record = record.into_inner().unwrap();
+    let (sessions, revoked) = (sessions.into_inner().unwrap(), revoked.into_inner().unwrap());
+    let requests = &record.requests;
+    let errors = requests.iter().filter(|r| r.failed).count();
+    let slow = requests.iter().filter(|r| !r.failed && r.end - r.start >= SLOW).count();
+    let longest = requests.iter().map(|r| r.end - r.start).max().unwrap_or_default();
+    // From the start of the first failed or slow request to the end of the last one.
+    let disturbed: Vec<&Sample> = requests.iter().filter(|r| r.disturbed()).collect();
+    let disturbance = match (disturbed.iter().map(|r| r.start).min(), disturbed.iter().map(|r| r.end).max()) {
+        (Some(first), Some(last)) => format!("{:.2} s (from {first:.2?} to {last:.2?})", (last - first).as_secs_f64()),
+        _ => "none".to_owned(),
+    };
+    eprintln!(
+        "SIGKILL of the revocation log's Redis master under load (3+3 cluster, WAIT 1, cluster-node-timeout 2 s, \
+         2 tessera nodes, 3 refresh loops + 1 mint-and-revoke loop, debug build):\n  \
+         requests {}, errors {errors} ({:.2}%), slow (>= 1 s) but successful {slow}, longest {longest:.2?}\n  \
+         disturbance (failed or slow requests) {disturbance}\n  \
+         killed at {killed_at:.2?}; failover (replica promoted, cluster ok) {:.2} s after the kill; dead node \
+         back as an in-sync replica {:.2} s after the kill\n  \
+         acknowledged revocations {}, sessions {}",
+        requests.len(),
+        100.0 * errors as f64 / requests.len().max(1) as f64,
+        (failed_over_at - killed_at).as_secs_f64(),
+        (replicated_at - killed_at).as_secs_f64(),
+        revoked.len(),
+        sessions.len(),
+    );
+    assert!(record.wrong.is_empty(), "wrong answers: {:#?}", record.wrong);
+    assert!(!disturbed.is_empty(), "the fault was felt (or the test proves nothing)");
+    assert!(!revoked.is_empty() && sessions.len() == 3);
+    // One dead master among healthy ones is no outage: replies from the other masters keep the breaker closed
+    // (docs/service.md), so writes to their shards went on throughout.
+    for addr in addrs {
+        assert_eq!((transitions(addr, "open"), breaker_state(addr)), (0, Some(0)), "the breaker opened on {addr}");
+    }
+
+    // No acknowledged rotation lost: every session's last acknowledged token refreshes.
+    for (refresh_token, _) in &sessions {
+        let answer = refresh(addrs[0], refresh_token);
+        assert!(matches!(answer, Ok((200, _))), "an acknowledged rotation was lost: {answer:?}");
+    }
+    // No acknowledged revocation lost: refused on every node, and on a node started now, whose index is rebuilt
+    // from the log as the failover left it.
+    let fresh = Server::start(d);
+    for node in [addrs[0], addrs[1], fresh.addr] {
+        for token in &revoked {
+            eventually("an acknowledged revocation is refused on every node", || verify(node, token) == 401);
+        }
+        for (_, access) in &sessions {
+            assert_eq!(verify(node, access), 200, "a live session's access token");
+        }
+    }
+}
+
+#[test]
+fn with_half_the_redis_cluster_gone_no_write_is_acknowledged_unreplicated_and_all_resumes_with_it() {
+    let mut cluster = RedisCluster::start_with_node_timeout(Duration::from_secs(2));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    configure(d, &cluster.urls(), true, 1, "60s");
+    // A refresh that failed its WAIT may have rotated on the master; the retry after the outage is then a replay,
+    // which must still fall inside the grace window however long the replicas take to come back.
+    let mut config = std::fs::read_to_string(d.join("tessera.toml")).unwrap();
+    config.push_str("\n[sessions]\ngrace = \"2m\"\n");
+    std::fs::write(d.join("tessera.toml"), config).unwrap();
+    add_user(d, "alice");
+    let node = Server::start(d);
+    let addr = node.addr;
+    let (valid, refresh_token, revoked) = before_the_outage(addr);
+
+    let replicas = cluster.replicas();
+    assert_eq!(replicas.len(), 3, "three masters, three replicas");
+    for &replica in &replicas {
+        cluster.kill(replica);
+    }
+    // Every write now lacks its replica's acknowledgement: it fails rather than being acknowledged unreplicated.
+    for _ in 0..3 {
+        let (status, body) = refresh(addr, &refresh_token).unwrap();
+        assert_eq!(status, 503, "{body}");
+        let (status, body) = admin(addr, "/admin/v1/revocations", &serde_json::json!({"sub": "carol"})).unwrap();
+        assert_eq!(status, 503, "{body}");
+    }
+    for _ in 0..10 {
+        assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401), "verification from the index");
+    }
+
+    for &replica in &replicas {
+        cluster.restart(replica);
+    }
+    cluster.wait_until_replicated();
+    // Writes that failed their WAIT may still have been applied: the refresh retried with the same token is then a
+    // grace-window replay. Either way it succeeds, and what was acknowledged before the outage is all there.
+    eventually("writes succeed once the replicas are back", || {
+        refresh(addr, &refresh_token).is_ok_and(|(s, _)| s == 200)
+    });
+    assert_eq!(login(addr, "alice").unwrap().0, 200);
+    assert_eq!((verify(addr, &valid), verify(addr, &revoked)), (200, 401));
+}
