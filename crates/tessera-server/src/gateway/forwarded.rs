@@ -5,7 +5,7 @@
 //! gateway does not set itself may be the client's: which headers count is a setting, a header given twice or
 //! two styles that disagree are refused, and nothing is resolved by preference.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 
 use super::path::{keeping_dot_segments, normalise};
 use super::GatewayError;
@@ -30,12 +30,12 @@ pub(crate) struct Original {
 pub(crate) fn from_headers(style: &ForwardedHeaders, headers: &HeaderMap) -> Result<Original, ApiError> {
     let (method, uri) = match style {
         ForwardedHeaders::Auto => (
-            agreeing(one(headers, "x-original-method")?, one(headers, "x-forwarded-method")?)?,
-            agreeing(one(headers, "x-original-uri")?, one(headers, "x-forwarded-uri")?)?,
+            agreeing(one(headers, &X_ORIGINAL_METHOD)?, one(headers, &X_FORWARDED_METHOD)?)?,
+            agreeing(one(headers, &X_ORIGINAL_URI)?, one(headers, &X_FORWARDED_URI)?)?,
         ),
-        ForwardedHeaders::Nginx => (one(headers, "x-original-method")?, one(headers, "x-original-uri")?),
-        ForwardedHeaders::Traefik => (one(headers, "x-forwarded-method")?, one(headers, "x-forwarded-uri")?),
-        ForwardedHeaders::Custom { method, uri } => (one(headers, method)?, one(headers, uri)?),
+        ForwardedHeaders::Nginx => (one(headers, &X_ORIGINAL_METHOD)?, one(headers, &X_ORIGINAL_URI)?),
+        ForwardedHeaders::Traefik => (one(headers, &X_FORWARDED_METHOD)?, one(headers, &X_FORWARDED_URI)?),
+        ForwardedHeaders::Custom { method, uri } => (one(headers, method.as_str())?, one(headers, uri.as_str())?),
         ForwardedHeaders::Envoy => (None, None),
     };
     checked(method, uri)
@@ -66,8 +66,18 @@ pub fn is_method(method: &str) -> bool {
         && method.bytes().all(|byte| byte.is_ascii_uppercase() || byte == b'-' || byte == b'_')
 }
 
+// The styles' header names as constants: a name given as text is parsed again on every lookup, and `/verify` is
+// a hot path.
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+
 /// The one value of header `name`, if present.
-fn one<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+fn one<N>(headers: &HeaderMap, name: N) -> Result<Option<&str>, ApiError>
+where
+    N: axum::http::header::AsHeaderName + std::fmt::Display + Copy,
+{
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
