@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::connect_info::ConnectInfo;
+use axum::middleware::AddExtension;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
@@ -54,7 +55,9 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let service = router.clone().layer(axum::Extension(ConnectInfo::<SocketAddr>(peer)));
+        // The peer's address, added to each request by a wrapper around the router (as `axum::serve` does):
+        // `Router::layer` instead would rebuild every route for every connection.
+        let service = tower::Layer::layer(&axum::Extension(ConnectInfo::<SocketAddr>(peer)), router.clone());
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -84,7 +87,7 @@ pub(crate) async fn serve(
 /// Serves one connection until it ends, or until shutdown once its requests in flight are answered.
 async fn serve_connection<S>(
     stream: S,
-    service: Router,
+    service: AddExtension<Router, ConnectInfo<SocketAddr>>,
     header_read: Duration,
     watcher: hyper_util::server::graceful::Watcher,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
