@@ -2,12 +2,14 @@
 //!
 //! Tessera's HTTP service, built on axum. Routes are grouped by who calls them:
 //!
-//! - `auth/` — browsers and first-party apps: login, cookie refresh with CSRF, logout, logout everywhere, sessions;
+//! - `auth/` — browsers and first-party apps: login, cookie refresh with CSRF, the session of a reloaded page,
+//!   logout, logout everywhere, sessions;
 //! - `oauth2/` — OAuth clients: the token endpoint (refresh grant);
 //! - `admin/` — applications that authenticate users themselves: mint a session;
 //! - `gateway/` — gateways: `/verify` forward authentication;
 //! - `wellknown/` — anyone: JWKS and authorization-server metadata;
-//! - `ops` — operators: health, readiness, Prometheus metrics.
+//! - `ops` — operators: health, readiness, Prometheus metrics;
+//! - `demo` — people trying Tessera out: the demo application at `/` (off with `demo: false`).
 //!
 //! [`app`] builds the router without a listener, so tests drive it in-process; [`serve`] runs it. The work that
 //! keeps a node current between requests (sync, key reload, pruning) is [`start_background`]'s.
@@ -17,6 +19,7 @@ mod admin;
 mod auth;
 mod background;
 mod clients;
+mod demo;
 mod error;
 mod extract;
 pub mod gateway;
@@ -62,7 +65,11 @@ pub use state::AppState;
 /// The whole service as a router.
 pub fn app(state: AppState) -> Router {
     let settings = state.settings().clone();
-    let mut router = Router::new()
+    let mut router = Router::new();
+    if settings.demo {
+        router = router.merge(demo::routes());
+    }
+    let mut router = router
         .merge(auth::routes())
         .merge(oauth2::routes())
         .merge(admin::routes())

@@ -72,6 +72,8 @@ pub struct Settings {
     /// Compact mode for the revocation index: revoked `jti`s in a time-bucketed prefilter, whose positives the
     /// store confirms. `None` (the default): the exact index.
     pub compact_revocations: Option<CompactRevocations>,
+    /// Serve the demo application at `/` (a login page, a protected demo API, the user's sessions).
+    pub demo: bool,
 }
 
 /// The shape of compact mode's prefilter (see `tessera_revocation::compact`).
@@ -253,6 +255,7 @@ impl Default for Settings {
             revocations_stale_after: Duration::from_secs(60),
             stale_revocations: StalePolicy::FailClosed,
             compact_revocations: None,
+            demo: true,
         }
     }
 }

@@ -48,6 +48,7 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
         remembered_verifications: config.tokens.remembered_verifications,
         client_id: config.sessions.client_id.clone(),
         allowed_origins: config.server.allowed_origins.clone(),
+        demo: config.demo.enabled,
         trusted_proxies: config
             .server
             .trusted_proxies

@@ -8,6 +8,7 @@
 pub(crate) mod failures;
 mod login;
 mod refresh;
+mod restore;
 mod sessions;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
@@ -27,6 +28,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/auth/login", post(login::login))
         .route("/auth/refresh", post(refresh::refresh))
+        .route("/auth/session", get(restore::current))
         .route("/auth/logout", post(sessions::logout))
         .route("/auth/logout-all", post(sessions::logout_all))
         .route("/auth/sessions", get(sessions::list))

@@ -22,8 +22,9 @@ mod tests;
 mod validate;
 
 pub(crate) use sections::{
-    ExchangeRuleConfig, ForwardedHeadersConfig, GatewayConfig, KeyConfig, LogFormat, RateLimitConfig, RevocationConfig,
-    ServerConfig, SessionConfig, StalePolicyConfig, StoreBackend, StoreConfig, TokenConfig, TrustedIssuerConfig,
+    DemoConfig, ExchangeRuleConfig, ForwardedHeadersConfig, GatewayConfig, KeyConfig, LogFormat, RateLimitConfig,
+    RevocationConfig, ServerConfig, SessionConfig, StalePolicyConfig, StoreBackend, StoreConfig, TokenConfig,
+    TrustedIssuerConfig,
 };
 
 /// Everything `tessera` can be configured with.
@@ -58,6 +59,8 @@ pub(crate) struct Config {
     pub(crate) gateway: GatewayConfig,
     /// Other issuers whose access tokens are accepted too, verified with their published JWKS.
     pub(crate) trusted_issuers: Vec<TrustedIssuerConfig>,
+    /// The demo application.
+    pub(crate) demo: DemoConfig,
 }
 
 impl Default for Config {
@@ -75,6 +78,7 @@ impl Default for Config {
             token_exchange: Vec::new(),
             gateway: GatewayConfig::default(),
             trusted_issuers: Vec::new(),
+            demo: DemoConfig::default(),
         }
     }
 }

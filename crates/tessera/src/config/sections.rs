@@ -441,3 +441,18 @@ impl Default for KeyConfig {
         }
     }
 }
+
+/// The demo application: a login page at `/`, a protected demo API called through `@tessera/browser`, the user's
+/// sessions. It only calls Tessera's own endpoints; turn it off where nobody should see it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct DemoConfig {
+    /// Serve the demo at `/`. Default true.
+    pub(crate) enabled: bool,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}

@@ -1,0 +1,2 @@
+import type { Tessera, TesseraOptions } from './types';
+export declare function createTessera(options?: TesseraOptions): Tessera;

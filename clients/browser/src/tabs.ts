@@ -1,0 +1,50 @@
+/**
+ * Coordination between tabs of one origin: a Web Lock serialises refreshes (a rotating refresh
+ * cookie must not be spent twice) and a BroadcastChannel shares their result and logouts.
+ * Both are optional: without them each tab refreshes on its own and the server's grace window
+ * (the same successor for a repeated refresh within seconds) keeps concurrent refreshes safe.
+ */
+
+export type Message =
+  | { type: 'login' | 'token'; token: string; exp: number; life: number; csrf: string }
+  | { type: 'logout' };
+
+export interface Channel {
+  post(m: Message): void;
+  close(): void;
+}
+
+export function openChannel(name: string, onMessage: (m: Message) => void): Channel {
+  const BC = globalThis.BroadcastChannel;
+  if (typeof BC !== 'function') return { post() {}, close() {} };
+  const ch = new BC(name);
+  ch.onmessage = (e: MessageEvent) => {
+    if (e.data && typeof e.data === 'object') onMessage(e.data as Message);
+  };
+  return { post: (m) => ch.postMessage(m), close: () => ch.close() };
+}
+
+/**
+ * Runs `fn` holding the Web Lock `name`. Waiting is bounded by `waitMs`: a lock kept by a frozen
+ * or hung tab must not stall this one forever, so past that it proceeds without the lock (safe
+ * thanks to the grace window). Errors thrown by `fn` itself propagate.
+ */
+export async function withLock<T>(name: string, waitMs: number, fn: () => Promise<T>): Promise<T> {
+  const locks = globalThis.navigator?.locks;
+  if (!locks) return fn();
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), waitMs);
+  let entered = false;
+  try {
+    return await locks.request(name, { signal: ac.signal }, () => {
+      entered = true;
+      clearTimeout(timer);
+      return fn();
+    });
+  } catch (e) {
+    if (entered) throw e;
+    return fn();
+  } finally {
+    clearTimeout(timer);
+  }
+}
