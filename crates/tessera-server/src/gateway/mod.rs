@@ -76,7 +76,7 @@ fn rules_for<'a>(rules: &'a [RouteRule], original: &Original) -> Vec<&'a RouteRu
                 && rule.method.as_deref().is_none_or(|needed| original.method.as_deref() == Some(needed))
         })
     };
-    let mut matched: Vec<&RouteRule> = Vec::with_capacity(2);
+    let mut matched: Vec<&RouteRule> = Vec::new();
     for rule in [&original.path, &original.path_with_dot_segments].into_iter().flatten().filter_map(|p| first_for(p)) {
         if !matched.iter().any(|seen| std::ptr::eq(*seen, rule)) {
             matched.push(rule);
@@ -146,27 +146,44 @@ async fn check(
         metrics::counter!("tessera_token_rejections_total", "reason" => "insufficient_scope").increment(1);
         return Err(GatewayError::InsufficientScope.into());
     }
-    let request_id = match headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|id| id.len() <= 128) {
+    let request_id = match headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|id| id.len() <= 128) {
         Some(id) => id.to_owned(),
         None => state.random_b64::<12>()?,
     };
     let (roles, scope) = (identity.roles.join(","), identity.scopes.join(" "));
-    let mut out = HeaderMap::new();
+    let mut out = HeaderMap::with_capacity(IDENTITY_HEADERS);
     // Every identity header is always sent, empty when it does not apply, so a gateway that only overrides the
     // headers it copies (Envoy) never leaves one a client wrote in place.
     for (name, value) in [
-        ("x-user-id", identity.user_id),
-        ("x-external-subject", identity.external_subject),
-        ("x-token-issuer", identity.issuer),
-        ("x-user-roles", roles.as_str()),
-        ("x-scope", scope.as_str()),
-        ("x-request-id", request_id.as_str()),
+        (X_USER_ID, identity.user_id),
+        (X_EXTERNAL_SUBJECT, identity.external_subject),
+        (X_TOKEN_ISSUER, identity.issuer),
+        (X_USER_ROLES, roles.as_str()),
+        (X_SCOPE, scope.as_str()),
+        (X_REQUEST_ID, request_id.as_str()),
     ] {
-        // A value that cannot be a header is refused, not passed on altered.
-        let value = HeaderValue::from_str(value).map_err(|_| GatewayError::InvalidToken)?;
-        out.insert(HeaderName::from_static(name), value);
+        out.insert(name, header_value(value)?);
     }
     Ok((StatusCode::OK, out).into_response())
+}
+
+// The answer's header names as constants: a name given as text is parsed again on every use, and `/verify` is a
+// hot path.
+const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+const X_EXTERNAL_SUBJECT: HeaderName = HeaderName::from_static("x-external-subject");
+const X_TOKEN_ISSUER: HeaderName = HeaderName::from_static("x-token-issuer");
+const X_USER_ROLES: HeaderName = HeaderName::from_static("x-user-roles");
+const X_SCOPE: HeaderName = HeaderName::from_static("x-scope");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// How many headers a `/verify` answer carries.
+const IDENTITY_HEADERS: usize = 6;
+
+/// `value` as a header value: one that cannot be a header is refused, not passed on altered.
+fn header_value(value: &str) -> Result<HeaderValue, GatewayError> {
+    if value.is_empty() {
+        return Ok(HeaderValue::from_static(""));
+    }
+    HeaderValue::from_str(value).map_err(|_| GatewayError::InvalidToken)
 }
 
 #[cfg(test)]
