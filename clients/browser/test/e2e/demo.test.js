@@ -213,13 +213,19 @@ describe("demo app", { timeout: 240_000 }, () => {
     await context.close();
   });
 
-  test("ending another session from the list logs that browser out", { timeout: 60_000 }, async () => {
+  /** Two browsers (contexts with their own cookies) on the demo, both logged in as the test's user. */
+  async function twoBrowsersLoggedIn() {
     const mine = await newContext(browser);
     const theirs = await newContext(browser);
     const page = await openDemo(mine, tessera);
     await logIn(page, tessera.password);
     const other = await openDemo(theirs, tessera);
     await logIn(other, tessera.password);
+    return { mine, theirs, page, other };
+  }
+
+  test("ending another session from the list logs that browser out", { timeout: 60_000 }, async () => {
+    const { mine, theirs, page, other } = await twoBrowsersLoggedIn();
 
     await page.click("#load-sessions");
     const current = page.locator('#sessions li[data-current="true"]');
@@ -243,12 +249,7 @@ describe("demo app", { timeout: 240_000 }, () => {
   });
 
   test("log out everywhere ends the sessions of every browser", { timeout: 60_000 }, async () => {
-    const mine = await newContext(browser);
-    const theirs = await newContext(browser);
-    const page = await openDemo(mine, tessera);
-    await logIn(page, tessera.password);
-    const other = await openDemo(theirs, tessera);
-    await logIn(other, tessera.password);
+    const { mine, theirs, page, other } = await twoBrowsersLoggedIn();
 
     await page.click("#logout-all");
     await waitForState(page, "logged-out");
