@@ -55,6 +55,9 @@ export function createTessera(options: TesseraOptions = {}): Tessera {
   // means the browser refused the cookie, not that the session ended normally.
   let sinceLogin = false;
   let restoring = false;
+  // This tab's own session id, once the server named it (the restore answer, or `current` in the session
+  // list): ending it through endSession() is a logout of this tab, not something to learn at the next refresh.
+  let currentSid: string | null = null;
   /** A new session (or none): later callers must not join a flight whose result will be discarded. */
   const bump = () => {
     epoch++;
@@ -85,6 +88,7 @@ export function createTessera(options: TesseraOptions = {}): Tessera {
     token = csrf = null;
     exp = refreshAt = 0;
     sinceLogin = false;
+    currentSid = null;
     sched.arm();
     if (broadcast) chan.post({ type: 'logout' });
     if (had) emit(options.onLogout, reason);
@@ -252,8 +256,11 @@ export function createTessera(options: TesseraOptions = {}): Tessera {
       // The cookie is HttpOnly, so only the server can say whether a session exists; it answers
       // same-origin requests with the CSRF token a reloaded page has lost.
       let c: unknown;
+      let named: unknown;
       try {
-        c = (await request(send, root + '/auth/session', { credentials: 'include', cache: 'no-store' }, timeout))?.csrf_token;
+        const answer = await request(send, root + '/auth/session', { credentials: 'include', cache: 'no-store' }, timeout);
+        c = answer?.csrf_token;
+        named = (answer?.session as Json | undefined)?.id;
         if (typeof c !== 'string' || !c) throw new InvalidResponseError('session answer lacks csrf_token');
       } catch (e) {
         // 401 = no session: the normal logged-out start, not an error.
@@ -263,6 +270,7 @@ export function createTessera(options: TesseraOptions = {}): Tessera {
       if (!token) csrf = c;
       try {
         await refresh(null);
+        if (typeof named === 'string') currentSid = named;
       } catch {
         // reported by the refresh itself
         if (!token) csrf = null;
@@ -306,10 +314,14 @@ export function createTessera(options: TesseraOptions = {}): Tessera {
     async sessions() {
       const body = await authed('GET', '/auth/sessions');
       if (!Array.isArray(body?.sessions)) throw new InvalidResponseError('sessions answer lacks sessions');
-      return body.sessions as SessionInfo[];
+      const list = body.sessions as SessionInfo[];
+      const mine = list.find((session) => session?.current === true)?.id;
+      if (typeof mine === 'string') currentSid = mine;
+      return list;
     },
     async endSession(id: string) {
       await authed('DELETE', '/auth/sessions/' + encodeURIComponent(id));
+      if (id === currentSid) end('user', true);
     },
     fetch: apiFetch,
     dispose() {

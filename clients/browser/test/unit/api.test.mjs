@@ -176,6 +176,19 @@ test('sessions() and endSession() use the Bearer token; logged out → NotLogged
   await assert.rejects(c.sessions(), (e) => e.code === 'not_logged_in');
 });
 
+test('ending this tab\'s own session through endSession() logs every tab out at once; another session does not', async (t) => {
+  const env = setup(t);
+  const c = await loggedIn(env);
+  const list = await env.run(c.sessions());
+  assert.equal(list.find((s) => s.current).id, 's1');
+  await env.run(c.endSession('s2'));
+  assert.equal(c.isLoggedIn(), true, 'another session ended: this tab goes on');
+  await env.run(c.endSession('s1'));
+  assert.equal(c.isLoggedIn(), false);
+  assert.deepEqual(c.ev.logout, ['user']);
+  assert.deepEqual(env.broadcasts.at(-1), { type: 'logout' }, 'the other tabs are told');
+});
+
 test('logoutEverywhere: POST /auth/logout-all with Bearer, then logged out everywhere', async (t) => {
   const env = setup(t);
   const c = await loggedIn(env);
