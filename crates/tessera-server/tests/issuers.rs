@@ -335,6 +335,13 @@ async fn external_subjects_are_exchanged_only_where_allowed_and_never_as_a_local
     let response = h.app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_ne!(response.headers().get("x-user-id").map(|v| v.to_str().unwrap()), Some("alice"));
+
+    // A trusted issuer's token as the actor: valid, but its `sub` names someone of the partner's, which `act`
+    // would present as a local actor. Refused, even from the issuer allowed for exchange; nothing is issued.
+    let (status, reply) = exchange_acting(&h, &allowed, Some(&allowed)).await;
+    assert_eq!((status, reply["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{reply}");
+    assert!(reply["error_description"].as_str().unwrap().contains("actor"), "{reply}");
+    assert!(reply.get("access_token").is_none());
     background.abort();
 }
 
@@ -342,8 +349,16 @@ const SECRET: &str = "s3cr3t-generated-with-256-bits-of-entropy-xyz";
 
 /// `api-gateway` exchanging `subject` for the ledger audience: (status, body).
 async fn exchange(h: &common::Harness, subject: &str) -> (StatusCode, serde_json::Value) {
+    exchange_acting(h, subject, None).await
+}
+
+/// [`exchange`], with `actor` as the actor token when given.
+async fn exchange_acting(h: &common::Harness, subject: &str, actor: Option<&str>) -> (StatusCode, serde_json::Value) {
+    let acting = actor.map_or_else(String::new, |actor| {
+        format!("&actor_token={actor}&actor_token_type=urn:ietf:params:oauth:token-type:access_token")
+    });
     let body = format!(
-        "grant_type=urn:ietf:params:oauth:grant-type:token-exchange&subject_token_type=urn:ietf:params:oauth:token-type:access_token&subject_token={subject}&audience=ledger"
+        "grant_type=urn:ietf:params:oauth:grant-type:token-exchange&subject_token_type=urn:ietf:params:oauth:token-type:access_token&subject_token={subject}&audience=ledger{acting}"
     );
     let credential =
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("api-gateway:{SECRET}"));
