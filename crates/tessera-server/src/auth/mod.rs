@@ -101,7 +101,7 @@ pub(crate) fn cleared_cookie() -> HeaderValue {
 }
 
 /// The refresh token from the request's cookies.
-pub(crate) fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+fn cookie_token(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -111,11 +111,24 @@ pub(crate) fn cookie_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|token| !token.is_empty())
 }
 
+/// The refresh cookie of a browser request whose origin is the server's own or an allowed one (see
+/// [`origin_allowed`]): 403 for any other origin, before the cookie is looked at; `None` without a cookie.
+pub(crate) fn cookie_from_allowed_origin<'h>(
+    state: &AppState,
+    headers: &'h HeaderMap,
+    uri: &Uri,
+) -> Result<Option<&'h str>, AuthError> {
+    if !origin_allowed(state, headers, uri) {
+        return Err(AuthError::CrossOrigin);
+    }
+    Ok(cookie_token(headers))
+}
+
 /// Whether a cookie-authenticated request comes from the server's own origin or an allowed one. Browsers send
 /// `Origin` and `Sec-Fetch-Site` on such requests; a request with neither is not from a browser page (and still
 /// needs the CSRF token). The request's own host is its `Host` header, or over HTTP/2, which has none, the
 /// `:authority` (the URI's).
-pub(crate) fn origin_allowed(state: &AppState, headers: &HeaderMap, uri: &Uri) -> bool {
+fn origin_allowed(state: &AppState, headers: &HeaderMap, uri: &Uri) -> bool {
     let allowed = &state.settings().allowed_origins;
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if let Some(origin) = origin {

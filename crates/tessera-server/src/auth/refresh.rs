@@ -5,7 +5,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::{cookie_token, origin_allowed, refresh_cookie, AuthError, CSRF_HEADER};
+use super::{cookie_from_allowed_origin, refresh_cookie, AuthError, CSRF_HEADER};
 use crate::error::ApiError;
 use crate::extract::ClientIp;
 use crate::session::{self, RefreshFailure};
@@ -17,10 +17,7 @@ pub(crate) async fn refresh(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if !origin_allowed(&state, &headers, &uri) {
-        return Err(AuthError::CrossOrigin.into());
-    }
-    let Some(token) = cookie_token(&headers) else {
+    let Some(token) = cookie_from_allowed_origin(&state, &headers, &uri)? else {
         return Err(session::refused(&state, ip, None, AuthError::NoRefreshCookie).await);
     };
     // The CSRF token is bound to the session the cookie names: check it before anything is changed.

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tessera_model::{decide, Decision};
 
-use super::{cookie_token, origin_allowed, AuthError};
+use super::{cookie_from_allowed_origin, AuthError};
 use crate::error::ApiError;
 use crate::extract::ClientIp;
 use crate::session;
@@ -33,10 +33,8 @@ pub(crate) async fn current(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if !origin_allowed(&state, &headers, &uri) {
-        return Err(AuthError::CrossOrigin.into());
-    }
-    let Some(token) = cookie_token(&headers) else {
+    // No cookie is how a logged-out visitor's page starts: answered, but not counted as a failure.
+    let Some(token) = cookie_from_allowed_origin(&state, &headers, &uri)? else {
         return Err(AuthError::NoRefreshCookie.into());
     };
     let Some(claim) = state.secrets().open_refresh_token(token) else {

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tessera_model::{Provenance, Revocation};
 
-use super::{cleared_cookie, cookie_token, origin_allowed, AuthError, CSRF_HEADER};
+use super::{cleared_cookie, cookie_from_allowed_origin, AuthError, CSRF_HEADER};
 use crate::error::ApiError;
 use crate::extract::{authenticate_session, bearer};
 use crate::state::AppState;
@@ -17,10 +17,7 @@ pub(crate) async fn logout(State(state): State<AppState>, uri: Uri, headers: Hea
     let sid = if bearer(&headers).is_some() {
         authenticate_session(&state, &headers).await?.sid.ok_or_else(ApiError::invalid_token)?
     } else {
-        if !origin_allowed(&state, &headers, &uri) {
-            return Err(AuthError::CrossOrigin.into());
-        }
-        let claim = cookie_token(&headers)
+        let claim = cookie_from_allowed_origin(&state, &headers, &uri)?
             .and_then(|token| state.secrets().open_refresh_token(token))
             .ok_or_else(ApiError::invalid_token)?;
         let csrf = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
