@@ -175,7 +175,7 @@ bench_tessera_binary() {
 bench_tessera_bench_binary() {
   TESSERA_BENCH=${TESSERA_BENCH:-$1/target/release/tessera-bench}
   [ -x "$TESSERA_BENCH" ] ||
-    bench_die "no tessera-bench binary at '$TESSERA_BENCH' (cargo build --release, or set TESSERA_BENCH)"
+    bench_die "no tessera-bench binary at '$TESSERA_BENCH' (cargo build --release -p tessera-bench, or set TESSERA_BENCH)"
   TESSERA_BENCH=$(cd "$(dirname "$TESSERA_BENCH")" && pwd)/$(basename "$TESSERA_BENCH")
 }
 
