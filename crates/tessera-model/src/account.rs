@@ -4,6 +4,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::Millis;
 
+/// Longest role accepted.
+pub const MAX_ROLE_LEN: usize = 64;
+
+/// Whether `role` may be a role: 1 to 64 characters of `A-Z a-z 0-9 . _ : -`. Roles travel joined with `,` in
+/// `X-User-Roles`, which has no escaping; this set keeps each one a single, unambiguous item there. Every way a
+/// role enters Tessera (users, the admin API, trusted issuers' role maps, legacy sessions, rollout segments)
+/// checks it against this one rule.
+#[must_use]
+pub fn is_safe_role(role: &str) -> bool {
+    (1..=MAX_ROLE_LEN).contains(&role.len())
+        && role.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b':' | b'-'))
+}
+
 /// A person who logs in with a password.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {

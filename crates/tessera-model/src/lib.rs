@@ -17,7 +17,7 @@ mod record;
 mod revocation;
 mod session;
 
-pub use account::{Client, User};
+pub use account::{is_safe_role, Client, User, MAX_ROLE_LEN};
 pub use record::{Document, SecurityEvent};
 pub use revocation::{AutomaticRevocation, Provenance, Revocation, RevocationEntry};
 pub use session::{

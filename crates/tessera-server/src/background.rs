@@ -12,6 +12,7 @@ use crate::{issuers, repeated};
 /// When the initial load fails.
 pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandle<()>, tessera_store::StoreError> {
     sync(state).await?;
+    crate::migration::load(state).await?;
     let mut fetchers: Vec<_> = state
         .issuers()
         .iter()
@@ -21,6 +22,10 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
         .collect();
     fetchers.push(tokio::spawn(keep_forgetting_expired_sessions(state.clone())));
     fetchers.push(tokio::spawn(keep_forgetting_idle_rate_limits(state.clone())));
+    if let Some(settings) = state.settings().migration.clone() {
+        fetchers.push(tokio::spawn(crate::migration::keep_current(state.clone(), settings.poll_interval)));
+        fetchers.push(tokio::spawn(crate::migration::watch_triggers(state.clone(), settings)));
+    }
     let state = state.clone();
     Ok(tokio::spawn(async move {
         // The fetchers live as long as this task: aborting it aborts them.

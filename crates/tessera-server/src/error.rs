@@ -139,7 +139,7 @@ pub(crate) fn note_storage_failure(detail: impl std::fmt::Display) {
 static LAST_UNAVAILABLE_LOG: AtomicU64 = AtomicU64::new(0);
 
 /// Whether `now_secs` is a new second for `last`, recording it: one caller per second gets `true`.
-fn first_in_its_second(last: &AtomicU64, now_secs: u64) -> bool {
+pub(crate) fn first_in_its_second(last: &AtomicU64, now_secs: u64) -> bool {
     last.swap(now_secs, Ordering::Relaxed) != now_secs
 }
 

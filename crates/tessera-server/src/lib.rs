@@ -26,6 +26,7 @@ pub mod gateway;
 pub mod issuers;
 pub mod keys;
 mod listen;
+mod migration;
 mod oauth2;
 mod ops;
 pub mod password;
@@ -58,7 +59,8 @@ pub use clients::assertion_keys as client_assertion_keys;
 pub use error::ApiError;
 pub use oauth2::client_auth::secret_hash as client_secret_hash;
 pub use settings::{
-    CompactRevocations, ExchangeRule, ForwardedHeaders, RateLimits, RouteRule, Settings, StalePolicy, TrustedIssuer,
+    CompactRevocations, ExchangeRule, ForwardedHeaders, MigrationSettings, RateLimits, RouteRule, Settings,
+    StalePolicy, TrustedIssuer,
 };
 pub use state::AppState;
 
@@ -77,6 +79,7 @@ pub fn app(state: AppState) -> Router {
         .merge(wellknown::routes())
         .merge(ops::routes())
         .fallback(|| async { ApiError::no_such_endpoint() })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), migration::record))
         .with_state(state)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))

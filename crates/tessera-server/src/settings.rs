@@ -74,6 +74,47 @@ pub struct Settings {
     pub compact_revocations: Option<CompactRevocations>,
     /// Serve the demo application at `/` (a login page, a protected demo API, the user's sessions).
     pub demo: bool,
+    /// The migration from legacy session cookies to tokens; `None` (the default): legacy cookies mean nothing.
+    pub migration: Option<MigrationSettings>,
+}
+
+/// How the migration from legacy session cookies runs on this node (the rollout itself is in the store).
+#[derive(Debug, Clone)]
+pub struct MigrationSettings {
+    /// End the legacy session (through the adapter, where it can) once `/auth/migrate` has turned it into a
+    /// Tessera session. Off by default: keeping it lets a rollback return the user to it without a new login.
+    pub end_legacy_session: bool,
+    /// Audiences a legacy session satisfies at `/verify?audience=...`; a legacy session carries none, so by
+    /// default it opens only gateways whose auth URL names no audience.
+    pub session_audiences: Vec<String>,
+    /// How often each node re-reads the rollout from the store.
+    pub poll_interval: Duration,
+    /// What returns the rollout to its previous phase.
+    pub triggers: tessera_migration::Triggers,
+    /// What must hold before the rollout may advance.
+    pub gates: tessera_migration::Gates,
+}
+
+impl Default for MigrationSettings {
+    fn default() -> Self {
+        Self {
+            end_legacy_session: false,
+            session_audiences: Vec::new(),
+            poll_interval: Duration::from_millis(250),
+            triggers: tessera_migration::Triggers {
+                window: Duration::from_secs(30),
+                min_requests: 50,
+                error_rate: 0.01,
+                p95: Duration::from_millis(200),
+            },
+            gates: tessera_migration::Gates {
+                window: Duration::from_secs(60),
+                min_requests: 100,
+                max_error_rate: 0.001,
+                max_p95: Duration::from_millis(50),
+            },
+        }
+    }
 }
 
 /// The shape of compact mode's prefilter (see `tessera_revocation::compact`).
@@ -256,6 +297,7 @@ impl Default for Settings {
             stale_revocations: StalePolicy::FailClosed,
             compact_revocations: None,
             demo: true,
+            migration: None,
         }
     }
 }

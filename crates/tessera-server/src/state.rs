@@ -39,6 +39,8 @@ struct Inner {
     issuers: Vec<Arc<crate::issuers::ExternalIssuer>>,
     /// Where session ids, token ids and request ids come from.
     rng: Arc<dyn Rng>,
+    /// The migration from legacy session cookies, when `settings.migration` is set and an adapter is given.
+    migration: std::sync::OnceLock<crate::migration::Migration>,
 }
 
 impl AppState {
@@ -105,7 +107,26 @@ impl AppState {
             metrics,
             issuers,
             rng,
+            migration: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Turns on the migration from legacy session cookies (`settings.migration`), with `sessions` reading them.
+    /// Call before serving; the stored rollout is loaded by [`crate::start_background`].
+    ///
+    /// # Errors
+    /// When the settings have no migration section, or it is already on.
+    pub fn enable_migration(&self, sessions: Arc<dyn tessera_legacy::LegacySessions>) -> Result<(), &'static str> {
+        let settings = self.0.settings.migration.as_ref().ok_or("the settings have no migration section")?;
+        self.0
+            .migration
+            .set(crate::migration::Migration::new(settings, sessions))
+            .map_err(|_| "the migration is already enabled")
+    }
+
+    /// The migration, when enabled.
+    pub(crate) fn migration(&self) -> Option<&crate::migration::Migration> {
+        self.0.migration.get()
     }
 
     /// The revocation index.

@@ -63,6 +63,11 @@ pub(crate) enum Command {
     /// Issue, verify and inspect tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Move users from legacy session cookies to tokens: the rollout's status, a new phase, the kill switch.
+    /// Talks to a running server's admin API (`server.listen`, or --url; the admin credential from
+    /// TESSERA_ADMIN_TOKEN or server.admin_token_file), which records who changed what.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
     /// Security audit of a JWT or a key set: findings with severity, evidence and fixes. Exits 1 when anything
     /// HIGH or CRITICAL is found.
     #[command(subcommand)]
@@ -437,4 +442,59 @@ fn rsa_bits(text: &str) -> Result<u32, String> {
         "3072" => Ok(3072),
         _ => Err("RSA keys are 2048 or 3072 bits".into()),
     }
+}
+
+/// `tessera migrate ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum MigrateCommand {
+    /// The phase, who is steered, the history, and this node's token-path health against triggers and gates.
+    Status {
+        /// The admin API's JSON as it is.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: MigrateTarget,
+    },
+    /// Moves the rollout to a phase. An advance is refused while the current phase's gate does not hold.
+    Set {
+        /// off, canary, rollout, tokens-only or done.
+        #[arg(long)]
+        phase: String,
+        /// With --phase rollout: the share of all users steered to tokens, in percent (0.1 is 0.1%).
+        #[arg(long, default_value_t = 0.0)]
+        percent: f64,
+        /// A user steered to tokens from the canary phase on (repeat for several; replaces the list).
+        #[arg(long = "canary-user", value_name = "USER")]
+        canary_users: Vec<String>,
+        /// A role whose holders are steered to tokens from the canary phase on (repeat; replaces the list).
+        #[arg(long = "segment-role", value_name = "ROLE")]
+        segment_roles: Vec<String>,
+        /// Advance although the gate does not hold (recorded as forced).
+        #[arg(long)]
+        force: bool,
+        /// Why, kept in the history.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        target: MigrateTarget,
+    },
+    /// The kill switch: everyone back to legacy sessions on every node within a second. Nobody is logged out.
+    Rollback {
+        /// Why, kept in the history.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        target: MigrateTarget,
+    },
+}
+
+/// Which server `tessera migrate` talks to, and as whom.
+#[derive(Debug, clap::Args)]
+pub(crate) struct MigrateTarget {
+    /// The server's base URL [default: http://<server.listen>].
+    #[arg(long, value_name = "URL")]
+    pub(crate) url: Option<String>,
+    /// Who is making the change, for the history [default: $USER@<host>].
+    #[arg(long)]
+    pub(crate) actor: Option<String>,
 }

@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod fetch;
 mod keys;
+mod migrate;
 mod output;
 mod probe;
 mod revoke;
@@ -48,6 +49,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Client(command) => client::run(&config, command),
         Command::Keys(command) => keys::run(&config, command),
         Command::Token(command) => token::run(&config, command),
+        Command::Migrate(command) => migrate::run(&config, command),
         Command::Revoke { jti, sid, sub, before, reason } => revoke::run(&config, jti, sid, sub, before, reason),
         Command::Completions { .. } => Ok(ExitCode::SUCCESS),
     }

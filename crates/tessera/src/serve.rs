@@ -49,6 +49,7 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
         client_id: config.sessions.client_id.clone(),
         allowed_origins: config.server.allowed_origins.clone(),
         demo: config.demo.enabled,
+        migration: config.migration.enabled.then(|| config.migration.settings()),
         trusted_proxies: config
             .server
             .trusted_proxies
@@ -188,6 +189,9 @@ async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<()
     let keys = KeyService::load(keystore, config.rotation_policy(), verifier, clock.now_secs())
         .context("loading signing keys")?;
     let state = AppState::new(settings, store, keys, clock, tessera_server::metrics_handle());
+    if config.migration.enabled {
+        state.enable_migration(config.migration.legacy_sessions()?).map_err(anyhow::Error::msg)?;
+    }
     let background = tessera_server::start_background(&state).await.context("loading the revocation log")?;
     tracing::info!(address = %local, issuer = %state.settings().issuer, "tessera is serving");
     // A line on stdout for scripts and tests that start the server on port 0.

@@ -7,10 +7,12 @@ use std::borrow::Cow;
 use axum::extract::{FromRequest as _, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+
+mod migration;
 
 use crate::error::ApiError;
 use crate::extract::{bearer, JsonBody};
@@ -71,10 +73,14 @@ impl IntoResponse for AdminError {
 }
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/admin/v1/sessions", post(create_session)).route("/admin/v1/revocations", post(revoke))
+    Router::new()
+        .route("/admin/v1/sessions", post(create_session))
+        .route("/admin/v1/revocations", post(revoke))
+        .route("/admin/v1/migration", get(migration::status).put(migration::set))
+        .route("/admin/v1/migration/rollback", post(migration::rollback))
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = &state.settings().admin_token else {
         return Err(AdminError::Disabled.into());
     };
@@ -93,7 +99,7 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// The request's JSON body, read only once the admin credential is checked: an unauthenticated caller learns
 /// nothing about what the body should be.
-async fn authorized_body<T: serde::de::DeserializeOwned>(
+pub(crate) async fn authorized_body<T: serde::de::DeserializeOwned>(
     state: &AppState,
     request: Request,
 ) -> Result<JsonBody<T>, ApiError> {

@@ -31,9 +31,9 @@ pub(crate) struct LoginRequest {
     refresh_token_delivery: Delivery,
 }
 
-#[derive(Deserialize, Default, PartialEq, Eq)]
+#[derive(Deserialize, Default, PartialEq, Eq, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
-enum Delivery {
+pub(crate) enum Delivery {
     #[default]
     Cookie,
     Body,
@@ -79,6 +79,14 @@ pub(crate) async fn login(
     };
     // A right password spends nothing of the failure budgets.
     drop(attempt);
+    // While a migration from legacy sessions runs, a user it does not (or no longer) steers to tokens logs in the
+    // legacy way: that is how a rollback returns users to legacy sessions. Said only after the password is
+    // checked, so the rollout reveals nothing to a guesser.
+    if let Some(migration) = state.migration() {
+        if crate::migration::steer(migration, &user.username, &user.roles) == tessera_migration::Method::Session {
+            return Err(AuthError::UseLegacyLogin.into());
+        }
+    }
 
     let user_agent =
         headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect());
@@ -94,21 +102,30 @@ pub(crate) async fn login(
         },
     )
     .await?;
-    let mut body = serde_json::json!({
-        "access_token": issued.access_token,
-        "token_type": "Bearer",
-        "expires_in": state.settings().access_ttl_secs,
-        "csrf_token": state.secrets().csrf_token(&issued.session.sid),
-    });
+    Ok(session_response(&state, &issued, request.refresh_token_delivery, |_| {}))
+}
+
+/// The answer that starts a browser or app session (login, migration): the access token, its lifetime and the
+/// CSRF token in the body, with whatever `extend` adds; the refresh token in the cookie, or in the body when asked.
+pub(crate) fn session_response(
+    state: &AppState,
+    issued: &session::Issued,
+    delivery: Delivery,
+    extend: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> Response {
+    let mut body = serde_json::Map::new();
+    body.insert("access_token".into(), issued.access_token.clone().into());
+    body.insert("token_type".into(), "Bearer".into());
+    body.insert("expires_in".into(), state.settings().access_ttl_secs.into());
+    body.insert("csrf_token".into(), state.secrets().csrf_token(&issued.session.sid).into());
+    extend(&mut body);
     let mut response_headers = HeaderMap::new();
     response_headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-    if request.refresh_token_delivery == Delivery::Body {
-        if let Some(fields) = body.as_object_mut() {
-            fields.insert("refresh_token".into(), issued.refresh_token.into());
-        }
+    if delivery == Delivery::Body {
+        body.insert("refresh_token".into(), issued.refresh_token.clone().into());
     } else {
         let max_age = millis(state.settings().refresh_ttl) / 1000;
         response_headers.insert(header::SET_COOKIE, refresh_cookie(&issued.refresh_token, max_age));
     }
-    Ok((StatusCode::OK, response_headers, Json(body)).into_response())
+    (StatusCode::OK, response_headers, Json(body)).into_response()
 }

@@ -7,6 +7,7 @@
 
 pub(crate) mod failures;
 mod login;
+mod migrate;
 mod refresh;
 mod restore;
 mod sessions;
@@ -29,6 +30,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/auth/login", post(login::login))
         .route("/auth/refresh", post(refresh::refresh))
         .route("/auth/session", get(restore::current))
+        .route("/auth/migrate", get(migrate::status).post(migrate::migrate))
         .route("/auth/logout", post(sessions::logout))
         .route("/auth/logout-all", post(sessions::logout_all))
         .route("/auth/sessions", get(sessions::list))
@@ -55,6 +57,12 @@ pub(crate) enum AuthError {
     InvalidCredentials,
     /// A session that does not exist or is someone else's (answered alike).
     NoSuchSession,
+    /// A migration without a valid legacy session cookie.
+    NoLegacySession,
+    /// A migration for a user the rollout does not steer to tokens.
+    NotInRollout,
+    /// A login for a user the rollout steers to legacy sessions.
+    UseLegacyLogin,
 }
 
 impl From<AuthError> for ApiError {
@@ -78,6 +86,19 @@ impl From<AuthError> for ApiError {
                 ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "invalid username or password")
             }
             AuthError::NoSuchSession => ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such session"),
+            AuthError::NoLegacySession => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "no valid legacy session cookie")
+            }
+            AuthError::NotInRollout => ApiError::new(
+                StatusCode::CONFLICT,
+                "not_in_rollout",
+                "the migration does not steer this user to tokens yet; keep the legacy session",
+            ),
+            AuthError::UseLegacyLogin => ApiError::new(
+                StatusCode::CONFLICT,
+                "use_legacy_login",
+                "this user logs in through the legacy application while the migration steers them there",
+            ),
         }
     }
 }

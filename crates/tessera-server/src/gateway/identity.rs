@@ -12,16 +12,7 @@ use tessera_jose::Claims;
 use crate::error::ApiError;
 use crate::settings::TrustedIssuer;
 
-/// Longest role accepted.
-pub const MAX_ROLE_LEN: usize = 64;
-
-/// Whether `role` may be a role: 1 to 64 characters of `A-Z a-z 0-9 . _ : -`. Roles travel joined with `,` in
-/// `X-User-Roles`, which has no escaping; this set keeps each one a single, unambiguous item there.
-#[must_use]
-pub fn is_safe_role(role: &str) -> bool {
-    (1..=MAX_ROLE_LEN).contains(&role.len())
-        && role.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b':' | b'-'))
-}
+pub use tessera_model::{is_safe_role, MAX_ROLE_LEN};
 
 /// A role outside the safe set of [`is_safe_role`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -14,7 +14,7 @@ pub mod path;
 use std::borrow::Cow;
 
 use axum::extract::{OriginalUri, RawQuery, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method as HttpMethod, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
@@ -27,6 +27,7 @@ use crate::extract::authenticate;
 use crate::settings::{ForwardedHeaders, RouteRule};
 use crate::state::AppState;
 use forwarded::{Original, Requirements};
+use tessera_migration::{Method, Phase};
 
 /// Why `/verify` refused a request. Status, code, description and challenge of each are set here and nowhere else.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +100,7 @@ async fn verify(
 /// no requirement here) behind the configured `path_prefix`.
 async fn verify_envoy(
     State(state): State<AppState>,
-    method: Method,
+    method: HttpMethod,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -130,41 +131,125 @@ async fn check(
             "the gateway's /verify URL must name an audience (?audience=...)",
         ));
     }
+    let matched = rules_for(rules, original);
+    let audiences: Vec<&String> =
+        audience.into_iter().chain(matched.iter().filter_map(|rule| rule.audience.as_ref())).collect();
+    let needed_scopes: Vec<&String> =
+        required.scopes.iter().chain(matched.iter().flat_map(|rule| &rule.scopes)).collect();
+    // A request without a bearer token may carry a legacy session cookie instead, while a migration runs.
+    if !headers.contains_key(header::AUTHORIZATION) {
+        if let Some(migration) = state.migration() {
+            if let Some(cookie) = migration.cookie(headers)? {
+                return check_session(state, migration, cookie, headers, &audiences, &needed_scopes).await;
+            }
+        }
+    }
     let claims = authenticate(state, headers).await?;
     let external = state.issuers().iter().map(|issuer| &issuer.config);
     let identity = identity::identity(&claims, &settings.issuer, external)?;
-    let matched = rules_for(rules, original);
-    let audiences = audience.into_iter().chain(matched.iter().filter_map(|rule| rule.audience.as_ref()));
     for needed in audiences {
         if !claims.aud.as_ref().is_some_and(|aud| aud.contains(needed)) {
             metrics::counter!("tessera_token_rejections_total", "reason" => "wrong_audience").increment(1);
             return Err(GatewayError::InvalidToken.into());
         }
     }
-    let needed_scopes = required.scopes.iter().chain(matched.iter().flat_map(|rule| &rule.scopes));
     if needed_scopes.into_iter().any(|needed| !identity.scopes.contains(&needed.as_str())) {
         metrics::counter!("tessera_token_rejections_total", "reason" => "insufficient_scope").increment(1);
         return Err(GatewayError::InsufficientScope.into());
     }
-    let request_id = match headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|id| id.len() <= 128) {
-        Some(id) => id.to_owned(),
-        None => state.random_b64::<12>()?,
-    };
     let (roles, scope) = (identity.roles.join(","), identity.scopes.join(" "));
-    let mut out = HeaderMap::with_capacity(IDENTITY_HEADERS);
-    // Every identity header is always sent, empty when it does not apply, so a gateway that only overrides the
-    // headers it copies (Envoy) never leaves one a client wrote in place.
-    for (name, value) in [
-        (X_USER_ID, identity.user_id),
-        (X_EXTERNAL_SUBJECT, identity.external_subject),
-        (X_TOKEN_ISSUER, identity.issuer),
-        (X_USER_ROLES, roles.as_str()),
-        (X_SCOPE, scope.as_str()),
-        (X_REQUEST_ID, request_id.as_str()),
-    ] {
-        out.insert(name, header_value(value)?);
+    let answer = Answer {
+        user_id: identity.user_id,
+        external_subject: identity.external_subject,
+        issuer: identity.issuer,
+        roles: &roles,
+        scope: &scope,
+        method: Method::Token,
+    };
+    answer.into_response(state, headers, None)
+}
+
+/// The session path of `/verify`: a legacy session cookie, checked by the migration's adapter. A legacy session
+/// has no scopes and no audience: a route that requires a scope refuses it, and an audience is met only when the
+/// migration settings list it.
+async fn check_session(
+    state: &AppState,
+    migration: &crate::migration::Migration,
+    cookie: &str,
+    headers: &HeaderMap,
+    audiences: &[&String],
+    needed_scopes: &[&String],
+) -> Result<Response, ApiError> {
+    let current = migration.current();
+    if !current.state.rollout.accepts_sessions() {
+        metrics::counter!("tessera_legacy_session_rejections_total", "reason" => "migration_done").increment(1);
+        return Err(GatewayError::InvalidToken.into());
     }
-    Ok((StatusCode::OK, out).into_response())
+    let accepted = state.settings().migration.as_ref().map(|settings| &settings.session_audiences);
+    if audiences.iter().any(|needed| !accepted.is_some_and(|accepted| accepted.contains(needed))) {
+        metrics::counter!("tessera_legacy_session_rejections_total", "reason" => "wrong_audience").increment(1);
+        return Err(GatewayError::InvalidToken.into());
+    }
+    if !needed_scopes.is_empty() {
+        metrics::counter!("tessera_legacy_session_rejections_total", "reason" => "insufficient_scope").increment(1);
+        return Err(GatewayError::InsufficientScope.into());
+    }
+    let identity = crate::migration::identify(state, migration, cookie).await?;
+    let roles = identity.roles.join(",");
+    // RFC 9745: the session path is deprecated from phase `tokens-only` on, since the phase began.
+    let deprecated = (current.state.rollout.phase == Phase::TokensOnly).then_some(current.state.since_ms / 1000);
+    let answer = Answer {
+        user_id: &identity.user_id,
+        external_subject: "",
+        issuer: "",
+        roles: &roles,
+        scope: "",
+        method: Method::Session,
+    };
+    answer.into_response(state, headers, deprecated)
+}
+
+/// What `/verify` tells the upstream about an authenticated request.
+struct Answer<'a> {
+    user_id: &'a str,
+    external_subject: &'a str,
+    issuer: &'a str,
+    roles: &'a str,
+    scope: &'a str,
+    method: Method,
+}
+
+impl Answer<'_> {
+    /// The 200 answer; `deprecated_since` (Unix seconds) adds a `Deprecation` header.
+    fn into_response(
+        self,
+        state: &AppState,
+        headers: &HeaderMap,
+        deprecated_since: Option<i64>,
+    ) -> Result<Response, ApiError> {
+        let request_id = match headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|id| id.len() <= 128) {
+            Some(id) => id.to_owned(),
+            None => state.random_b64::<12>()?,
+        };
+        let mut out = HeaderMap::with_capacity(IDENTITY_HEADERS + 1);
+        // Every identity header is always sent, empty when it does not apply, so a gateway that only overrides the
+        // headers it copies (Envoy) never leaves one a client wrote in place.
+        for (name, value) in [
+            (X_USER_ID, self.user_id),
+            (X_EXTERNAL_SUBJECT, self.external_subject),
+            (X_TOKEN_ISSUER, self.issuer),
+            (X_USER_ROLES, self.roles),
+            (X_SCOPE, self.scope),
+            (X_REQUEST_ID, request_id.as_str()),
+            (X_AUTH_METHOD, self.method.as_str()),
+        ] {
+            out.insert(name, header_value(value)?);
+        }
+        if let Some(since) = deprecated_since {
+            out.insert(DEPRECATION, header_value(&format!("@{since}"))?);
+        }
+        Ok((StatusCode::OK, out).into_response())
+    }
 }
 
 // The answer's header names as constants: a name given as text is parsed again on every use, and `/verify` is a
@@ -175,8 +260,11 @@ const X_TOKEN_ISSUER: HeaderName = HeaderName::from_static("x-token-issuer");
 const X_USER_ROLES: HeaderName = HeaderName::from_static("x-user-roles");
 const X_SCOPE: HeaderName = HeaderName::from_static("x-scope");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `token` or `session`: how the request was authenticated (the same identity headers follow either way).
+const X_AUTH_METHOD: HeaderName = HeaderName::from_static("x-auth-method");
+const DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
 /// How many headers a `/verify` answer carries.
-const IDENTITY_HEADERS: usize = 6;
+const IDENTITY_HEADERS: usize = 7;
 
 /// `value` as a header value: one that cannot be a header is refused, not passed on altered.
 fn header_value(value: &str) -> Result<HeaderValue, GatewayError> {

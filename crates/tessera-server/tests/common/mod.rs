@@ -59,7 +59,12 @@ async fn node(dir: &std::path::Path, store: Arc<dyn Store>, clock: &Arc<ManualCl
 
 /// A second node sharing `h`'s store, keys and clock, as another `tessera serve` on the same data would.
 pub async fn another_node(h: &Harness, settings: Settings) -> Router {
-    app(node(h.dir.path(), Arc::clone(h.state.store()), &h.clock, settings).await)
+    app(another_node_state(h, settings).await)
+}
+
+/// [`another_node`]'s state, for a test that turns more on before serving.
+pub async fn another_node_state(h: &Harness, settings: Settings) -> AppState {
+    node(h.dir.path(), Arc::clone(h.state.store()), &h.clock, settings).await
 }
 
 pub async fn harness() -> Harness {

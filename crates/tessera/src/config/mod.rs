@@ -16,11 +16,13 @@ pub(crate) const DEFAULT_CONFIG_FILE: &str = "tessera.toml";
 /// The environment variable holding the master key that seals signing keys at rest.
 pub(crate) const MASTER_KEY_ENV: &str = "TESSERA_MASTER_KEY";
 
+mod migration;
 mod sections;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub(crate) use migration::MigrationConfig;
 pub(crate) use sections::{
     DemoConfig, ExchangeRuleConfig, ForwardedHeadersConfig, GatewayConfig, KeyConfig, LogFormat, RateLimitConfig,
     RevocationConfig, ServerConfig, SessionConfig, StalePolicyConfig, StoreBackend, StoreConfig, TokenConfig,
@@ -61,6 +63,8 @@ pub(crate) struct Config {
     pub(crate) trusted_issuers: Vec<TrustedIssuerConfig>,
     /// The demo application.
     pub(crate) demo: DemoConfig,
+    /// The migration from a legacy application's session cookies to tokens.
+    pub(crate) migration: MigrationConfig,
 }
 
 impl Default for Config {
@@ -79,6 +83,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             trusted_issuers: Vec::new(),
             demo: DemoConfig::default(),
+            migration: MigrationConfig::default(),
         }
     }
 }

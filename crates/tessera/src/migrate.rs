@@ -1,0 +1,167 @@
+//! `tessera migrate status|set|rollback`: a client of a running server's `/admin/v1/migration`. The server, not
+//! this command, checks gates (it has the measurements), writes the rollout to the store for every node, and
+//! records the change with the actor named here.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+
+use crate::cli::{MigrateCommand, MigrateTarget};
+use crate::config::Config;
+
+/// Longest wait for the server: a change is one store write.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) fn run(config: &Config, command: MigrateCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        MigrateCommand::Status { json, target } => {
+            let status = call(config, &target, reqwest::Method::GET, "", None)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print_status(&status);
+            }
+        }
+        MigrateCommand::Set { phase, percent, canary_users, segment_roles, force, reason, target } => {
+            let mut body = json!({
+                "phase": phase,
+                "percent": percent,
+                "force": force,
+                "reason": reason,
+                "actor": actor(&target),
+            });
+            if let Some(fields) = body.as_object_mut() {
+                if !canary_users.is_empty() {
+                    fields.insert("canary_users".into(), json!(canary_users));
+                }
+                if !segment_roles.is_empty() {
+                    fields
+                        .insert("segments".into(), segment_roles.iter().map(|role| json!({ "role": role })).collect());
+                }
+            }
+            let status = call(config, &target, reqwest::Method::PUT, "", Some(body))?;
+            print_status(&status);
+        }
+        MigrateCommand::Rollback { reason, target } => {
+            let body = json!({ "reason": reason, "actor": actor(&target) });
+            let status = call(config, &target, reqwest::Method::POST, "/rollback", Some(body))?;
+            print_status(&status);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn actor(target: &MigrateTarget) -> String {
+    target.actor.clone().unwrap_or_else(|| {
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{user}@{} (tessera migrate)", host.trim())
+    })
+}
+
+fn call(
+    config: &Config,
+    target: &MigrateTarget,
+    method: reqwest::Method,
+    suffix: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let token = config.admin_token()?.context(
+        "no admin credential: set TESSERA_ADMIN_TOKEN or server.admin_token_file (the server must have the same one)",
+    )?;
+    let base = match &target.url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let scheme = if config.server.tls_cert_file.is_some() { "https" } else { "http" };
+            format!("{scheme}://{}", config.server.listen)
+        }
+    };
+    let url = format!("{base}/admin/v1/migration{suffix}");
+    let client = reqwest::blocking::Client::builder()
+        .timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("building the HTTP client")?;
+    let mut request = client.request(method, &url).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
+    }
+    let response = request.send().with_context(|| format!("calling {url} (is `tessera serve` running there?)"))?;
+    let status = response.status();
+    let text = response.text().context("reading the server's answer")?;
+    let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    if !status.is_success() {
+        let why = answer.get("error_description").and_then(Value::as_str).unwrap_or("no description");
+        let code = answer.get("error").and_then(Value::as_str).unwrap_or("error");
+        bail!("{url} refused ({status}, {code}): {why}");
+    }
+    if answer.is_null() {
+        bail!("{url} answered something that is not JSON");
+    }
+    Ok(answer)
+}
+
+/// The value at JSON pointer `path` of `value`, `null` when there is none.
+fn at<'a>(value: &'a Value, path: &str) -> &'a Value {
+    value.pointer(path).unwrap_or(&Value::Null)
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().map_or_else(|| value.to_string(), str::to_owned)
+}
+
+fn print_status(status: &Value) {
+    let phase = text(at(status, "/phase"));
+    if phase == "rollout" {
+        println!("phase: rollout {}%", at(status, "/percent"));
+    } else {
+        println!("phase: {phase}");
+    }
+    println!("since: {} (Unix seconds), version {}", at(status, "/since"), at(status, "/version"));
+    let listed = at(status, "/canary_users").as_array().map_or(0, Vec::len);
+    println!("canary users: {listed}, segments: {}", at(status, "/segments"));
+    println!(
+        "token path (this node, last {} s): {} requests, {} server errors, p95 {}..{} ms",
+        at(status, "/health/window_secs"),
+        at(status, "/health/requests"),
+        at(status, "/health/errors"),
+        at(status, "/health/p95_ms/0"),
+        at(status, "/health/p95_ms/1"),
+    );
+    match at(status, "/gate/closed_because").as_str() {
+        Some("") => println!("gate: holds (the rollout may advance)"),
+        Some(why) => println!("gate: closed: {why}"),
+        None => {}
+    }
+    let last = at(status, "/last_auto_rollback");
+    if !last.is_null() {
+        println!(
+            "last automatic rollback: at {} ms by {}: {}",
+            at(last, "/at_ms"),
+            text(at(last, "/actor")),
+            text(at(last, "/reason"))
+        );
+    }
+    let history = at(status, "/history").as_array().map(Vec::as_slice).unwrap_or_default();
+    for change in history.iter().skip(history.len().saturating_sub(5)) {
+        println!(
+            "  {} ms  {:<13} {} -> {}  by {}  {}",
+            at(change, "/at_ms"),
+            text(at(change, "/kind")),
+            describe(at(change, "/from")),
+            describe(at(change, "/to")),
+            text(at(change, "/actor")),
+            text(at(change, "/reason"))
+        );
+    }
+}
+
+fn describe(rollout: &Value) -> String {
+    match at(rollout, "/phase").as_str() {
+        Some("rollout") => format!("rollout {}%", at(rollout, "/percent")),
+        Some(phase) => phase.to_owned(),
+        None => "?".into(),
+    }
+}
