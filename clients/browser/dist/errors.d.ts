@@ -44,3 +44,18 @@ export declare class NotLoggedInError extends TesseraError {
 export declare class CsrfError extends TesseraError {
     constructor(message?: string);
 }
+/**
+ * 409 from `POST /auth/migrate`: this user is not (yet) steered to tokens, so the legacy session stays in charge.
+ * Not a failure of the browser or the session: the page keeps using the legacy login.
+ */
+export declare class NotInRolloutError extends TesseraError {
+    constructor();
+}
+/**
+ * 409 from `POST /auth/login`: while a migration from legacy sessions runs, this user is steered to the legacy
+ * application's own login (not yet in the rollout, or after a rollback). The password was right; send the user
+ * to the legacy login instead.
+ */
+export declare class UseLegacyLoginError extends TesseraError {
+    constructor();
+}

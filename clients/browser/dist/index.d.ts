@@ -1,3 +1,3 @@
 export { createTessera } from './client';
-export { CookiesBlockedError, CsrfError, InvalidCredentialsError, InvalidResponseError, NetworkError, NotLoggedInError, RateLimitedError, ServerError, SessionEndedError, TesseraError, } from './errors';
-export type { LogoutReason, SessionInfo, Tessera, TesseraOptions } from './types';
+export { CookiesBlockedError, CsrfError, InvalidCredentialsError, InvalidResponseError, NetworkError, NotInRolloutError, NotLoggedInError, RateLimitedError, ServerError, SessionEndedError, TesseraError, UseLegacyLoginError, } from './errors';
+export type { LogoutReason, MigrationStatus, SessionInfo, Tessera, TesseraOptions } from './types';

@@ -11,7 +11,7 @@ import {
 import { request, tokenSet, type Json, type TokenSet } from './http';
 import { createScheduler } from './refresh/scheduler';
 import { openChannel, withLock, type Message } from './tabs';
-import type { LogoutReason, SessionInfo, Tessera, TesseraOptions } from './types';
+import type { LogoutReason, MigrationStatus, SessionInfo, Tessera, TesseraOptions } from './types';
 
 /** Extra attempts after a network error or 5xx during refresh; the backoff stays inside the server's 10 s grace window. */
 const RETRIES = 3;
@@ -222,21 +222,20 @@ export function createTessera(options: TesseraOptions = {}): Tessera {
 
   const authed = (method: string, path: string) => request(apiFetch, root + path, { method }, timeout);
 
-  const login = async (username: string, password: string) => {
+  /**
+   * Starts a session from a POST to one of Tessera's session-creating endpoints (login, migrate): the same
+   * cookie check, validation, storage, refresh planning and broadcast for both, so they cannot drift apart.
+   */
+  const establish = async (path: string, payload: Json) => {
     if (globalThis.navigator?.cookieEnabled === false) throw new CookiesBlockedError();
     const my = epoch;
     const at = now();
-    let body: Json | null;
-    try {
-      body = await request(
-        send,
-        root + '/auth/login',
-        { method: 'POST', credentials: 'include', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username, password }) },
-        timeout,
-      );
-    } catch (e) {
-      throw e instanceof SessionEndedError ? new InvalidCredentialsError() : e;
-    }
+    const body = await request(
+      send,
+      root + path,
+      { method: 'POST', credentials: 'include', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(payload) },
+      timeout,
+    );
     const s = tokenSet(body);
     if (my !== epoch) throw new NotLoggedInError();
     bump(); // a refresh still running for an earlier session must not overwrite this one
@@ -244,6 +243,26 @@ export function createTessera(options: TesseraOptions = {}): Tessera {
     store(s, at + s.life);
     chan.post({ type: 'login', token: s.token, exp, life: s.life, csrf: s.csrf });
   };
+
+  const login = (username: string, password: string) =>
+    establish('/auth/login', { username, password }).catch((e: unknown) => {
+      throw e instanceof SessionEndedError ? new InvalidCredentialsError() : e;
+    });
+
+  // Migration from a legacy cookie session: that cookie (same origin, usually Path=/) is what authenticates both
+  // calls, hence credentials 'include'; Tessera checks the Origin as for /auth/session.
+  /** Read-only: lets a page offer migrate() only to users the rollout steers to tokens. */
+  const migrationStatus = async (): Promise<MigrationStatus> => {
+    const body = await request(send, root + '/auth/migrate', { credentials: 'include', cache: 'no-store' }, timeout);
+    const phase = body?.phase;
+    const method = body?.method ?? null;
+    if (typeof phase !== 'string' || (method !== null && method !== 'token' && method !== 'session')) {
+      throw new InvalidResponseError('migration answer lacks phase or method');
+    }
+    return { phase, method };
+  };
+  /** The legacy session is traded for a Tessera session that then behaves exactly like a login's. */
+  const migrate = () => establish('/auth/migrate', {});
 
   const init = async (): Promise<boolean> => {
     if (token) return true;
@@ -303,6 +322,8 @@ export function createTessera(options: TesseraOptions = {}): Tessera {
   return {
     init,
     login,
+    migrationStatus,
+    migrate,
     logout,
     async logoutEverywhere() {
       await authed('POST', '/auth/logout-all');

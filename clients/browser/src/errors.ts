@@ -79,3 +79,24 @@ export class CsrfError extends TesseraError {
     super('csrf', message, 'CsrfError');
   }
 }
+
+/**
+ * 409 from `POST /auth/migrate`: this user is not (yet) steered to tokens, so the legacy session stays in charge.
+ * Not a failure of the browser or the session: the page keeps using the legacy login.
+ */
+export class NotInRolloutError extends TesseraError {
+  constructor() {
+    super('not_in_rollout', 'not in the token rollout yet', 'NotInRolloutError');
+  }
+}
+
+/**
+ * 409 from `POST /auth/login`: while a migration from legacy sessions runs, this user is steered to the legacy
+ * application's own login (not yet in the rollout, or after a rollback). The password was right; send the user
+ * to the legacy login instead.
+ */
+export class UseLegacyLoginError extends TesseraError {
+  constructor() {
+    super('use_legacy_login', 'log in through the legacy application', 'UseLegacyLoginError');
+  }
+}

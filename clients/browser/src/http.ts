@@ -2,9 +2,11 @@ import {
   CsrfError,
   InvalidResponseError,
   NetworkError,
+  NotInRolloutError,
   RateLimitedError,
   ServerError,
   SessionEndedError,
+  UseLegacyLoginError,
   TesseraError,
 } from './errors';
 
@@ -56,6 +58,8 @@ function errorFor(status: number, retryHeader: string | null, body: Json | undef
   const desc = typeof body.error_description === 'string' ? body.error_description : body.error;
   if (status === 401 && body.error === 'invalid_grant') return new SessionEndedError(desc);
   if (status === 403) return new CsrfError(desc);
+  if (status === 409 && body.error === 'not_in_rollout') return new NotInRolloutError();
+  if (status === 409 && body.error === 'use_legacy_login') return new UseLegacyLoginError();
   return new ServerError(status, desc);
 }
 

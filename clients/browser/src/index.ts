@@ -5,10 +5,12 @@ export {
   InvalidCredentialsError,
   InvalidResponseError,
   NetworkError,
+  NotInRolloutError,
   NotLoggedInError,
   RateLimitedError,
   ServerError,
   SessionEndedError,
   TesseraError,
+  UseLegacyLoginError,
 } from './errors';
-export type { LogoutReason, SessionInfo, Tessera, TesseraOptions } from './types';
+export type { LogoutReason, MigrationStatus, SessionInfo, Tessera, TesseraOptions } from './types';

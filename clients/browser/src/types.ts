@@ -30,9 +30,18 @@ export interface SessionInfo {
   current: boolean;
 }
 
+/** `GET /auth/migrate`: the rollout phase, and where this browser's legacy session is steered. */
+export interface MigrationStatus {
+  phase: string;
+  /** `"token"`: offer `migrate()`; `"session"`: stay on the legacy login for now; `null`: no valid legacy session. */
+  method: 'token' | 'session' | null;
+}
+
 export interface Tessera {
   init(): Promise<boolean>;
   login(username: string, password: string): Promise<void>;
+  migrationStatus(): Promise<MigrationStatus>;
+  migrate(): Promise<void>;
   logout(): Promise<void>;
   logoutEverywhere(): Promise<void>;
   getAccessToken(): Promise<string | null>;

@@ -16,6 +16,8 @@ const ERROR_MESSAGES = {
   cookies_blocked: "Your browser refused Tessera's session cookie. Allow cookies for this site to stay signed in.",
   not_logged_in: "You are not logged in.",
   csrf: "Tessera refused the request as a possible cross-site request forgery. Reload the page and try again.",
+  not_in_rollout: "Your current session cannot be carried over yet. Keep using your usual sign-in for now.",
+  use_legacy_login: "Please sign in through the existing application for now: this account is not on tokens yet.",
 };
 
 const LOGOUT_MESSAGES = {
@@ -56,6 +58,31 @@ function setStatus(state, text) {
   $("status").textContent = text;
   $("login-view").hidden = state !== "logged-out";
   $("app-view").hidden = state !== "logged-in";
+  renderMigrate();
+}
+
+// Migration from the application's legacy session cookie (issue #18): the button is offered only while signed
+// out and only to a browser whose session the rollout steers to tokens, as GET /auth/migrate says.
+let migrationOffered = false;
+let migrationCheck = 0;
+
+function renderMigrate() {
+  const hidden = !migrationOffered || $("status").dataset.state !== "logged-out";
+  $("migrate-view").hidden = hidden;
+  $("migrate").hidden = hidden;
+}
+
+async function checkMigration() {
+  const mine = ++migrationCheck;
+  let offered = false;
+  try {
+    offered = (await client.migrationStatus()).method === "token";
+  } catch {
+    // No migration running, no legacy session, or Tessera unreachable: nothing to offer, nothing to report.
+  }
+  if (mine !== migrationCheck) return; // a later check (after a later logout) decides
+  migrationOffered = offered;
+  renderMigrate();
 }
 
 const client = createTessera({
@@ -68,6 +95,7 @@ const client = createTessera({
 
 function showLoggedOut(message) {
   setStatus("logged-out", message);
+  checkMigration();
   renderCountdown();
   $("sessions").replaceChildren();
   $("api-result").textContent = "";
@@ -173,6 +201,26 @@ $("login-form").addEventListener("submit", (event) => {
   attempt(async () => {
     await client.login($("username").value, $("password").value);
     $("password").value = "";
+    await showLoggedIn();
+  }).finally(() => {
+    button.disabled = false;
+  });
+});
+
+$("migrate").addEventListener("click", () => {
+  const button = $("migrate");
+  button.disabled = true;
+  attempt(async () => {
+    try {
+      await client.migrate();
+    } catch (error) {
+      // Not steered to tokens, or no valid legacy session: the button cannot work, so it goes away.
+      if (codeOf(error) === "not_in_rollout" || codeOf(error) === "session_ended") {
+        migrationOffered = false;
+        renderMigrate();
+      }
+      throw error;
+    }
     await showLoggedIn();
   }).finally(() => {
     button.disabled = false;
