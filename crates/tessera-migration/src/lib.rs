@@ -11,6 +11,7 @@
 //! - [`HealthWindow`]: the token path's requests, server errors and latency per second, lock-free, and
 //!   [`Triggers`] / [`Gates`] judged against it: a trigger returns the rollout to its previous phase, a gate must
 //!   hold before the rollout may advance.
+//! - [`DistinctUsers`]: how many users each method saw, in bounded memory: the progress in users.
 //!
 //! [`set`]: MigrationState::set
 //! [`rollback`]: MigrationState::rollback
@@ -20,7 +21,9 @@
 mod health;
 mod rollout;
 mod state;
+mod users;
 
 pub use health::{Gates, Health, HealthWindow, Trigger, Triggers};
 pub use rollout::{bucket, Method, Phase, Rollout, RolloutError, Segment, BUCKETS};
 pub use state::{Change, MigrationState, SetError, DOCUMENT, HISTORY_KEPT};
+pub use users::DistinctUsers;

@@ -384,3 +384,43 @@ async fn a_change_on_one_node_is_in_effect_on_another_within_a_second() {
     }
     background.abort();
 }
+
+/// `POST /oauth2/token`, token exchange of a legacy session cookie, as `client`.
+async fn exchange_legacy(h: &Harness, client: &str, cookie: &str) -> (StatusCode, Value) {
+    let body = format!(
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token={}\
+         &subject_token_type=urn%3Atessera%3Aparams%3Aoauth%3Atoken-type%3Alegacy-session",
+        cookie.replace('%', "%25")
+    );
+    let (status, body, _) =
+        common::clients::post(h, "/oauth2/token", &body, Some((client, common::clients::SECRET))).await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_client_with_the_legacy_session_grant_exchanges_a_legacy_session_for_a_user_session() {
+    let Setup { h, .. } = setup().await;
+    common::register_client(&h, "mobile-app", common::clients::SECRET, &[], &["tessera"], &["legacy_session"]).await;
+    common::register_client(&h, "exchanger", common::clients::SECRET, &[], &["ledger"], &["token_exchange"]).await;
+    tessera_server::sync(&h.state).await.unwrap();
+    let (status, body) = exchange_legacy(&h, "mobile-app", "s%3Acarol.sig").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("not_in_rollout")), "{body}");
+
+    set_phase(&h, json!({"phase": "canary", "segments": [{"role": "staff"}]})).await;
+    let (status, body) = exchange_legacy(&h, "mobile-app", "s%3Acarol.sig").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let claims = common::claims_of(body["access_token"].as_str().unwrap());
+    assert_eq!((claims["sub"].as_str(), claims["client_id"].as_str()), (Some("carol"), Some("mobile-app")));
+    assert_eq!(claims["roles"], json!(["staff"]));
+    // The refresh token is the client's to rotate, with its credential.
+    let refresh = format!("grant_type=refresh_token&refresh_token={}", body["refresh_token"].as_str().unwrap());
+    let (refreshed, _, _) =
+        common::clients::post(&h, "/oauth2/token", &refresh, Some(("mobile-app", common::clients::SECRET))).await;
+    assert_eq!(refreshed, StatusCode::OK);
+
+    // A client without the grant, and a forged cookie, get nothing.
+    let (status, body) = exchange_legacy(&h, "exchanger", "s%3Acarol.sig").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unauthorized_client")));
+    let (status, body) = exchange_legacy(&h, "mobile-app", "s%3Acarol.forged").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+}

@@ -267,8 +267,9 @@ pub(crate) enum ClientCommand {
         /// Audience the client may ask tokens for; repeatable.
         #[arg(long = "audience", required = true)]
         audiences: Vec<String>,
-        /// Grants, comma-separated: client_credentials, token_exchange.
-        #[arg(long, value_delimiter = ',', default_value = "client_credentials", value_parser = ["client_credentials", "token_exchange"])]
+        /// Grants, comma-separated: client_credentials, token_exchange, legacy_session (token exchange of a legacy
+        /// session cookie for a user session, while a migration from legacy sessions runs).
+        #[arg(long, value_delimiter = ',', default_value = "client_credentials", value_parser = ["client_credentials", "token_exchange", "legacy_session"])]
         grant: Vec<String>,
         /// The client's public keys (a JWKS file): it signs client assertions (`private_key_jwt`) with them.
         #[arg(long, value_name = "FILE")]

@@ -11,14 +11,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use tessera_migration::Method;
 
 use super::login::{session_response, Delivery};
 use super::{origin_allowed, AuthError};
 use crate::error::ApiError;
 use crate::extract::{ClientIp, JsonBody};
-use crate::migration;
-use crate::session::{self, SessionRequest};
+use crate::migration::{self, MigrateRefusal, Migrated};
+use crate::session;
 use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
@@ -73,43 +72,18 @@ pub(crate) async fn migrate(
     let Some(cookie) = migration.cookie(&headers)? else {
         return Err(session::refused_for(&state, ip, None, AuthError::NoLegacySession));
     };
-    let identity = match migration::identify(&state, migration, cookie).await {
-        Ok(identity) => identity,
-        Err(err) if err.status() == StatusCode::SERVICE_UNAVAILABLE => return Err(err),
-        // A forged or dead cookie spends the address's failure budget, as a bad refresh cookie does.
-        Err(_) => return Err(session::refused_for(&state, ip, None, AuthError::NoLegacySession)),
-    };
-    if migration::steer(migration, &identity.user_id, &identity.roles) != Method::Token {
-        return Err(AuthError::NotInRollout.into());
-    }
-    // A user this server also knows, and has disabled, does not get a session by another door.
-    if state.store().user(&identity.user_id).await?.is_some_and(|user| user.disabled) {
-        return Err(AuthError::NoLegacySession.into());
-    }
     let user_agent =
         headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect());
-    let issued = session::start(
-        &state,
-        SessionRequest {
-            sub: identity.user_id.clone(),
-            client_id: state.settings().client_id.clone(),
-            scope: None,
-            roles: identity.roles,
-            claims: serde_json::Map::new(),
-            user_agent,
-        },
-    )
-    .await?;
-    metrics::counter!("tessera_migration_migrated_total").increment(1);
-    let end = state.settings().migration.as_ref().is_some_and(|settings| settings.end_legacy_session);
-    let ended = end
-        && match migration.sessions().end(cookie).await {
-            Ok(ended) => ended,
-            Err(err) => {
-                // The Tessera session stands; the legacy one lives on until it expires or the user logs out.
-                tracing::warn!(error = %err, sub = %identity.user_id, "migrated, but the legacy session could not be ended");
-                false
+    let client_id = state.settings().client_id.clone();
+    let Migrated { issued, legacy_ended: ended } =
+        match migration::start_session(&state, migration, cookie, client_id, user_agent).await {
+            Ok(migrated) => migrated,
+            // A forged or dead cookie spends the address's failure budget, as a bad refresh cookie does.
+            Err(MigrateRefusal::NoSession) => {
+                return Err(session::refused_for(&state, ip, None, AuthError::NoLegacySession))
             }
+            Err(MigrateRefusal::NotInRollout) => return Err(AuthError::NotInRollout.into()),
+            Err(MigrateRefusal::Failed(err)) => return Err(err),
         };
     let mut response = session_response(&state, &issued, request.refresh_token_delivery, |body| {
         body.insert("legacy_session".into(), if ended { "ended" } else { "kept" }.into());

@@ -109,6 +109,11 @@ impl IntoResponse for AuthError {
     }
 }
 
+/// The refusal of a migration for a user the rollout does not steer to tokens, for the token endpoint too.
+pub(crate) fn not_in_rollout() -> ApiError {
+    AuthError::NotInRollout.into()
+}
+
 /// `Set-Cookie` for a refresh token that lives `max_age_secs`.
 pub(crate) fn refresh_cookie(token: &str, max_age_secs: i64) -> HeaderValue {
     let cookie =

@@ -157,6 +157,9 @@ async fn check(
         metrics::counter!("tessera_token_rejections_total", "reason" => "insufficient_scope").increment(1);
         return Err(GatewayError::InsufficientScope.into());
     }
+    if let Some(migration) = state.migration() {
+        migration.saw(Method::Token, identity.user_id);
+    }
     let (roles, scope) = (identity.roles.join(","), identity.scopes.join(" "));
     let answer = Answer {
         user_id: identity.user_id,
@@ -195,6 +198,7 @@ async fn check_session(
         return Err(GatewayError::InsufficientScope.into());
     }
     let identity = crate::migration::identify(state, migration, cookie).await?;
+    migration.saw(Method::Session, &identity.user_id);
     let roles = identity.roles.join(",");
     // RFC 9745: the session path is deprecated from phase `tokens-only` on, since the phase began.
     let deprecated = (current.state.rollout.phase == Phase::TokensOnly).then_some(current.state.since_ms / 1000);

@@ -39,6 +39,8 @@ pub(crate) struct Migration {
     sessions: Arc<dyn LegacySessions>,
     current: ArcSwap<Current>,
     window: HealthWindow,
+    /// Distinct users per method, per minute.
+    users: tessera_migration::DistinctUsers,
     started: Instant,
     /// Who this node is, in the history when its trigger fires.
     node: String,
@@ -59,6 +61,7 @@ impl Migration {
             sessions,
             current: ArcSwap::from_pointee(Current::default()),
             window: HealthWindow::new(settings.triggers.window.max(settings.gates.window)),
+            users: tessera_migration::DistinctUsers::default(),
             started: Instant::now(),
             node: format!("tessera@{host}:{}", std::process::id()),
         }
@@ -99,6 +102,13 @@ impl Migration {
         metrics::gauge!("tessera_migration_phase").set(f64::from(read.state.rollout.phase.ordinal()));
         metrics::gauge!("tessera_migration_rollout_percent").set(read.state.rollout.percent);
         self.current.store(Arc::new(read));
+    }
+
+    /// `user_id` was authenticated by `method` (for the users-per-method gauge).
+    pub(crate) fn saw(&self, method: Method, user_id: &str) {
+        if !user_id.is_empty() {
+            self.users.saw(method, user_id);
+        }
     }
 
     /// The legacy session cookie of a request, if it carries one.
@@ -242,14 +252,29 @@ pub(crate) async fn keep_current(state: AppState, poll_interval: Duration) {
     }
 }
 
+/// The period of the users-per-method gauge.
+const USERS_PERIOD_SECS: u64 = 60;
+
 /// Every second, judges the token path against the triggers; one that fires returns the rollout to its previous
-/// phase (once: the new phase starts a fresh window).
+/// phase (once: the new phase starts a fresh window). Every minute, publishes how many distinct users each method
+/// saw in it.
 pub(crate) async fn watch_triggers(state: AppState, settings: MigrationSettings) {
     let Some(migration) = state.migration() else { return };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seconds: u64 = 0;
     loop {
         tick.tick().await;
+        seconds += 1;
+        if seconds % USERS_PERIOD_SECS == 0 {
+            migration.users.rotate();
+            let (token, session) = migration.users.last();
+            #[allow(clippy::cast_precision_loss)] // a gauge
+            {
+                metrics::gauge!("tessera_migration_users", "method" => "token").set(token as f64);
+                metrics::gauge!("tessera_migration_users", "method" => "session").set(session as f64);
+            }
+        }
         let rollout = migration.current().state.rollout.clone();
         if rollout.phase == tessera_migration::Phase::Off {
             continue;
@@ -329,4 +354,68 @@ fn status_reason(status: StatusCode) -> &'static str {
         500..=599 => "server_error",
         _ => "refused",
     }
+}
+
+/// Why a legacy session was not turned into a Tessera session.
+#[derive(Debug)]
+pub(crate) enum MigrateRefusal {
+    /// The cookie is forged, malformed or names no session (or the user is disabled here).
+    NoSession,
+    /// The rollout does not steer the user to tokens.
+    NotInRollout,
+    /// The legacy store or Tessera's own failed; nothing was issued.
+    Failed(ApiError),
+}
+
+/// A Tessera session made from a legacy one.
+pub(crate) struct Migrated {
+    pub(crate) issued: crate::session::Issued,
+    /// Whether the legacy session was ended (as configured, and where the adapter can).
+    pub(crate) legacy_ended: bool,
+}
+
+/// Turns the legacy session `cookie` into a Tessera session of `client_id`, with the legacy session's roles, if the
+/// rollout steers its user to tokens; then ends the legacy session when configured. Shared by `/auth/migrate`
+/// (browsers) and token exchange (other clients).
+pub(crate) async fn start_session(
+    state: &AppState,
+    migration: &Migration,
+    cookie: &str,
+    client_id: String,
+    user_agent: Option<String>,
+) -> Result<Migrated, MigrateRefusal> {
+    let identity = match identify(state, migration, cookie).await {
+        Ok(identity) => identity,
+        Err(err) if err.status() == StatusCode::SERVICE_UNAVAILABLE => return Err(MigrateRefusal::Failed(err)),
+        Err(_) => return Err(MigrateRefusal::NoSession),
+    };
+    if steer(migration, &identity.user_id, &identity.roles) != Method::Token {
+        return Err(MigrateRefusal::NotInRollout);
+    }
+    // A user this server also knows, and has disabled, does not get a session by another door.
+    let user = state.store().user(&identity.user_id).await.map_err(|err| MigrateRefusal::Failed(err.into()))?;
+    if user.is_some_and(|user| user.disabled) {
+        return Err(MigrateRefusal::NoSession);
+    }
+    let request = crate::session::SessionRequest {
+        sub: identity.user_id.clone(),
+        client_id,
+        scope: None,
+        roles: identity.roles,
+        claims: serde_json::Map::new(),
+        user_agent,
+    };
+    let issued = crate::session::start(state, request).await.map_err(MigrateRefusal::Failed)?;
+    metrics::counter!("tessera_migration_migrated_total").increment(1);
+    let end = state.settings().migration.as_ref().is_some_and(|settings| settings.end_legacy_session);
+    let legacy_ended = end
+        && match migration.sessions.end(cookie).await {
+            Ok(ended) => ended,
+            Err(err) => {
+                // The Tessera session stands; the legacy one lives on until it expires or the user logs out.
+                tracing::warn!(error = %err, sub = %identity.user_id, "migrated, but the legacy session could not be ended");
+                false
+            }
+        };
+    Ok(Migrated { issued, legacy_ended })
 }

@@ -110,6 +110,8 @@ fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>,
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// A legacy application's session cookie (its value, as the `Cookie` header carries it) as a subject token.
+pub(crate) const LEGACY_SESSION_TOKEN_TYPE: &str = "urn:tessera:params:oauth:token-type:legacy-session";
 /// A derived token never outlives this, nor its subject token.
 const EXCHANGE_TTL_SECS: i64 = 300;
 
@@ -131,6 +133,50 @@ async fn token(
         Some(TOKEN_EXCHANGE) => token_exchange(&state, &headers, &pairs).await,
         Some(_) => Err(OAuthError::UnsupportedGrantType.into()),
     }
+}
+
+/// Token exchange of a legacy session (subject token type [`LEGACY_SESSION_TOKEN_TYPE`]): what `/auth/migrate` is
+/// to browsers, for other clients — a Tessera session of the calling client (access token and refresh token, in
+/// the body) for the legacy session's user, with its roles, when the rollout steers them to tokens. Only a client
+/// registered with the `legacy_session` grant may: it mints whole sessions.
+async fn legacy_session_exchange(
+    state: &AppState,
+    headers: &HeaderMap,
+    pairs: &[(String, String)],
+) -> Result<Response, ApiError> {
+    let client = client_for_grant(state, headers, pairs, "legacy_session").await?;
+    let migration =
+        state.migration().ok_or(OAuthError::InvalidRequest("no migration from legacy sessions runs here"))?;
+    let cookie = param(pairs, "subject_token").ok_or(OAuthError::InvalidRequest("subject_token is required"))?;
+    if param(pairs, "requested_token_type").is_some_and(|t| t != ACCESS_TOKEN_TYPE) {
+        return Err(OAuthError::InvalidRequest("only access tokens are issued").into());
+    }
+    if requested_audience(pairs)?.is_some() || param(pairs, "scope").is_some() || param(pairs, "actor_token").is_some()
+    {
+        return Err(OAuthError::InvalidRequest(
+            "a legacy session is exchanged for a user session: no audience, scope or actor token",
+        )
+        .into());
+    }
+    let migrated = crate::migration::start_session(state, migration, cookie, client.client_id.clone(), None)
+        .await
+        .map_err(|refusal| match refusal {
+            crate::migration::MigrateRefusal::NoSession => {
+                OAuthError::InvalidSubject("the legacy session is not valid").into()
+            }
+            crate::migration::MigrateRefusal::NotInRollout => crate::auth::not_in_rollout(),
+            crate::migration::MigrateRefusal::Failed(err) => err,
+        })?;
+    let issued = migrated.issued;
+    let body = serde_json::json!({
+        "access_token": issued.access_token,
+        "issued_token_type": ACCESS_TOKEN_TYPE,
+        "token_type": "Bearer",
+        "expires_in": state.settings().access_ttl_secs,
+        "refresh_token": issued.refresh_token,
+        "legacy_session": if migrated.legacy_ended { "ended" } else { "kept" },
+    });
+    Ok(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response())
 }
 
 /// RFC 6749 §6, for non-browser clients holding the refresh token themselves. A session of a confidential client
@@ -316,6 +362,9 @@ async fn token_exchange(
     headers: &HeaderMap,
     pairs: &[(String, String)],
 ) -> Result<Response, ApiError> {
+    if param(pairs, "subject_token_type") == Some(LEGACY_SESSION_TOKEN_TYPE) {
+        return legacy_session_exchange(state, headers, pairs).await;
+    }
     let client = client_for_grant(state, headers, pairs, "token_exchange").await?;
     let subject_token = param(pairs, "subject_token").ok_or(OAuthError::InvalidRequest("subject_token is required"))?;
     if param(pairs, "subject_token_type") != Some(ACCESS_TOKEN_TYPE) {

@@ -155,3 +155,28 @@ fn gateway_routes_headers_and_issuer_maps_are_checked_at_load() {
         assert!(message.contains(needle), "{needle}: {message}");
     }
 }
+
+#[test]
+fn an_enabled_migration_reports_every_problem_and_never_trusts_unsigned_cookies() {
+    let mut config = Config::default();
+    config.migration.enabled = true;
+    config.migration.triggers.rollback_error_rate = 1.5;
+    config.migration.gates.window = std::time::Duration::ZERO;
+    config.migration.poll_interval = std::time::Duration::from_secs(5);
+    let message = config.validate().unwrap_err().to_string();
+    for needle in ["rollback_error_rate must be a share", "gates.window must be between", "poll_interval", "secrets"] {
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+    config.migration = super::MigrationConfig { enabled: true, ..super::MigrationConfig::default() };
+    config.migration.express.secrets = vec!["keyboard cat".into()];
+    config.validate().unwrap();
+    // The adapter's own checks: a JSON pointer that is not one, a who-am-I URL that is not http(s).
+    config.migration.express.user_id_field = "user.id".into();
+    assert!(config.migration.legacy_sessions().is_err());
+    config.migration.adapter = super::migration::AdapterKind::Whoami;
+    assert!(config.validate().unwrap_err().to_string().contains("migration.whoami.url is required"));
+    config.migration.whoami.url = "ftp://legacy.example/whoami".into();
+    assert!(config.migration.legacy_sessions().is_err());
+    // The secrets never reach a log line through Debug.
+    assert!(!format!("{config:?}").contains("keyboard cat"));
+}
