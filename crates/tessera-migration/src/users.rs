@@ -89,7 +89,10 @@ impl DistinctUsers {
     /// Distinct users of (token, session) in the last complete period.
     #[must_use]
     pub fn last(&self) -> (u64, u64) {
-        self.last.lock().map_or((0, 0), |last| (last[0], last[1]))
+        self.last.lock().map_or((0, 0), |last| {
+            let [token, session] = *last;
+            (token, session)
+        })
     }
 }
 

@@ -266,7 +266,7 @@ pub(crate) async fn watch_triggers(state: AppState, settings: MigrationSettings)
     loop {
         tick.tick().await;
         seconds += 1;
-        if seconds % USERS_PERIOD_SECS == 0 {
+        if seconds.is_multiple_of(USERS_PERIOD_SECS) {
             migration.users.rotate();
             let (token, session) = migration.users.last();
             #[allow(clippy::cast_precision_loss)] // a gauge
