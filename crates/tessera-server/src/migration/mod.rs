@@ -39,6 +39,10 @@ pub(crate) struct Migration {
     sessions: Arc<dyn LegacySessions>,
     current: ArcSwap<Current>,
     window: HealthWindow,
+    /// An automatic rollback in effect on this node and not stored yet, and the document version it was made
+    /// from (the store may be what is failing). Written when the store answers again, unless another change was
+    /// stored first, which then stands.
+    pending: std::sync::Mutex<Option<(MigrationState, Option<u64>)>>,
     /// Distinct users per method, per minute.
     users: tessera_migration::DistinctUsers,
     started: Instant,
@@ -54,6 +58,11 @@ impl std::fmt::Debug for Migration {
 
 impl Migration {
     pub(crate) fn new(settings: &MigrationSettings, sessions: Arc<dyn LegacySessions>) -> Self {
+        // Counters that alerts take a rate of exist from the start, at zero, not from their first event.
+        for trigger in ["error_rate", "p95_latency"] {
+            metrics::counter!("tessera_migration_auto_rollbacks_total", "trigger" => trigger).increment(0);
+        }
+        metrics::counter!("tessera_migration_migrated_total").increment(0);
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|name| name.trim().to_owned())
             .unwrap_or_else(|_| "unknown-host".into());
@@ -61,6 +70,7 @@ impl Migration {
             sessions,
             current: ArcSwap::from_pointee(Current::default()),
             window: HealthWindow::new(settings.triggers.window.max(settings.gates.window)),
+            pending: std::sync::Mutex::new(None),
             users: tessera_migration::DistinctUsers::default(),
             started: Instant::now(),
             node: format!("tessera@{host}:{}", std::process::id()),
@@ -87,10 +97,16 @@ impl Migration {
     /// Puts `read` in service if it is newer than what this node has; a changed rollout starts a fresh window, so
     /// triggers and gates judge each phase on its own requests.
     fn apply(&self, read: Current) {
-        let mine = self.current.load();
-        if read.version <= mine.version {
+        if read.version <= self.current.load().version {
             return;
         }
+        self.install(read);
+    }
+
+    /// Puts `next` in service whatever its version: a rollback this node decided while the store cannot take it.
+    fn install(&self, next: Current) {
+        let read = next;
+        let mine = self.current.load();
         if read.state.rollout != mine.state.rollout {
             self.window.clear();
             tracing::info!(
@@ -275,35 +291,56 @@ pub(crate) async fn watch_triggers(state: AppState, settings: MigrationSettings)
                 metrics::gauge!("tessera_migration_users", "method" => "session").set(session as f64);
             }
         }
-        let rollout = migration.current().state.rollout.clone();
-        if rollout.phase == tessera_migration::Phase::Off {
+        persist_pending(&state, migration).await;
+        let current = migration.current();
+        if current.state.rollout.phase == tessera_migration::Phase::Off {
             continue;
         }
         let health = migration.health(settings.triggers.window);
         let Some(trigger) = settings.triggers.fired(&health) else { continue };
-        let now = state.clock().now_ms();
-        let node = migration.node.clone();
         let reason = trigger.to_string();
-        // Only the rollout this node judged is rolled back: if another node or an operator changed it meanwhile,
-        // that change stands.
-        let outcome =
-            update(&state, |stored| Ok(stored.rollout == rollout && stored.auto_rollback(&node, &reason, now))).await;
-        match outcome {
-            Ok((after, true)) => {
-                metrics::counter!("tessera_migration_auto_rollbacks_total", "trigger" => trigger.label()).increment(1);
-                tracing::warn!(
-                    security_event = "migration_auto_rollback",
-                    trigger = trigger.label(),
-                    from = %rollout.describe(),
-                    to = %after.rollout.describe(),
-                    requests = health.requests,
-                    errors = health.errors,
-                    "migration trigger fired: {reason}; rollout returned to the previous phase"
-                );
-            }
-            Ok((_, false)) => {}
-            Err(err) => tracing::warn!(error = ?err, "migration trigger fired but the rollback could not be stored"),
+        let mut next = current.state.clone();
+        if !next.auto_rollback(&migration.node, &reason, state.clock().now_ms()) {
+            continue;
         }
+        // In effect on this node at once, stored or not: the store may be what is failing. Other nodes see the
+        // same failures and roll back by their own triggers, or read this rollback once it is stored.
+        migration.install(Current { state: next.clone(), version: current.version });
+        if let Ok(mut pending) = migration.pending.lock() {
+            *pending = Some((next.clone(), current.version));
+        }
+        metrics::counter!("tessera_migration_auto_rollbacks_total", "trigger" => trigger.label()).increment(1);
+        tracing::warn!(
+            security_event = "migration_auto_rollback",
+            trigger = trigger.label(),
+            from = %current.state.rollout.describe(),
+            to = %next.rollout.describe(),
+            requests = health.requests,
+            errors = health.errors,
+            "migration trigger fired: {reason}; rollout returned to the previous phase"
+        );
+        persist_pending(&state, migration).await;
+    }
+}
+
+/// Stores this node's pending automatic rollback, if any, as the successor of the version it was made from. A
+/// store that still fails keeps it pending; a change stored meanwhile by someone else wins, and this node takes
+/// it at its next poll.
+async fn persist_pending(state: &AppState, migration: &Migration) {
+    let Some((pending, base)) = migration.pending.lock().ok().and_then(|pending| pending.clone()) else { return };
+    let outcome = state.store().replace_document(DOCUMENT, base, pending.to_document()).await;
+    let stored = match outcome {
+        Err(_) => return,
+        Ok(stored) => stored,
+    };
+    if let Ok(mut slot) = migration.pending.lock() {
+        *slot = None;
+    }
+    if stored {
+        migration.apply(Current { state: pending, version: Some(base.map_or(1, |version| version + 1)) });
+        tracing::info!("the automatic migration rollback is stored: every node follows it");
+    } else {
+        tracing::info!("another migration change was stored before this node's automatic rollback; it stands");
     }
 }
 
@@ -330,8 +367,9 @@ pub(crate) async fn record(State(state): State<AppState>, request: Request, next
     let response = next.run(request).await;
     let elapsed = started.elapsed();
     let label = method.as_str();
-    metrics::counter!("tessera_auth_requests_total", "method" => label).increment(1);
-    metrics::histogram!("tessera_auth_request_duration_seconds", "method" => label).record(elapsed.as_secs_f64());
+    let (requests, duration) = auth_metrics(method);
+    requests.increment(1);
+    duration.record(elapsed.as_secs_f64());
     let status = response.status();
     if status.is_client_error() || status.is_server_error() {
         metrics::counter!("tessera_auth_errors_total", "method" => label, "reason" => status_reason(status))
@@ -341,6 +379,25 @@ pub(crate) async fn record(State(state): State<AppState>, request: Request, next
         migration.window.record(migration.now_secs(), elapsed, status.is_server_error());
     }
     response
+}
+
+/// The request counter and latency histogram of `method`, registered once: `/verify` is a hot path, and a
+/// registration is a lookup in the recorder's map on every call. Taken on the first request, after `tessera serve`
+/// has installed the recorder.
+fn auth_metrics(method: Method) -> &'static (metrics::Counter, metrics::Histogram) {
+    static TOKEN: std::sync::OnceLock<(metrics::Counter, metrics::Histogram)> = std::sync::OnceLock::new();
+    static SESSION: std::sync::OnceLock<(metrics::Counter, metrics::Histogram)> = std::sync::OnceLock::new();
+    let cell = match method {
+        Method::Token => &TOKEN,
+        Method::Session => &SESSION,
+    };
+    cell.get_or_init(|| {
+        let label = method.as_str();
+        (
+            metrics::counter!("tessera_auth_requests_total", "method" => label),
+            metrics::histogram!("tessera_auth_request_duration_seconds", "method" => label),
+        )
+    })
 }
 
 fn status_reason(status: StatusCode) -> &'static str {
