@@ -92,6 +92,9 @@ test("the demo offers no migration to a browser the rollout keeps on the legacy 
   context.setDefaultTimeout(10_000);
   const page = await context.newPage();
   await page.goto(`${stack.origin}/`);
+  // The first load asks GET /auth/migrate too (with no legacy cookie yet): let it finish, so the answer awaited
+  // below is the reload's, not that one (whose body the reload would take away).
+  await page.waitForLoadState("networkidle");
   const status = await page.evaluate(async () => {
     const response = await fetch("/login", {
       method: "POST",

@@ -272,13 +272,14 @@ pub(crate) async fn keep_current(state: AppState, poll_interval: Duration) {
 const USERS_PERIOD_SECS: u64 = 60;
 
 /// Every second, judges the token path against the triggers; one that fires returns the rollout to its previous
-/// phase (once: the new phase starts a fresh window). Every minute, publishes how many distinct users each method
+/// phase, then rests for a window. Every minute, publishes how many distinct users each method
 /// saw in it.
 pub(crate) async fn watch_triggers(state: AppState, settings: MigrationSettings) {
     let Some(migration) = state.migration() else { return };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seconds: u64 = 0;
+    let mut resting_until: Option<Instant> = None;
     loop {
         tick.tick().await;
         seconds += 1;
@@ -292,6 +293,16 @@ pub(crate) async fn watch_triggers(state: AppState, settings: MigrationSettings)
             }
         }
         persist_pending(&state, migration).await;
+        // After an automatic rollback the triggers rest for one window, then judge afresh: requests that were
+        // already failing when it fired (waiting out a store timeout, say) must not roll the rollout back a second
+        // step. An incident that goes on is seen again once the rest is over.
+        if let Some(until) = resting_until {
+            if Instant::now() < until {
+                continue;
+            }
+            resting_until = None;
+            migration.window.clear();
+        }
         let current = migration.current();
         if current.state.rollout.phase == tessera_migration::Phase::Off {
             continue;
@@ -306,6 +317,7 @@ pub(crate) async fn watch_triggers(state: AppState, settings: MigrationSettings)
         // In effect on this node at once, stored or not: the store may be what is failing. Other nodes see the
         // same failures and roll back by their own triggers, or read this rollback once it is stored.
         migration.install(Current { state: next.clone(), version: current.version });
+        resting_until = Some(Instant::now() + settings.triggers.window);
         if let Ok(mut pending) = migration.pending.lock() {
             *pending = Some((next.clone(), current.version));
         }
