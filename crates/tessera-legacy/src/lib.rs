@@ -73,22 +73,6 @@ pub trait LegacySessions: Send + Sync + 'static {
     async fn end(&self, cookie_value: &str) -> Result<bool, LegacyError>;
 }
 
-/// So the server can hold one adapter chosen by configuration (`Cached<Box<dyn LegacySessions>>`).
-#[async_trait::async_trait]
-impl<T: LegacySessions + ?Sized> LegacySessions for Box<T> {
-    fn cookie_name(&self) -> &str {
-        (**self).cookie_name()
-    }
-
-    async fn identify(&self, cookie_value: &str, now_ms: i64) -> Result<LegacyIdentity, LegacyError> {
-        (**self).identify(cookie_value, now_ms).await
-    }
-
-    async fn end(&self, cookie_value: &str) -> Result<bool, LegacyError> {
-        (**self).end(cookie_value).await
-    }
-}
-
 /// So one adapter can be shared (`Arc<dyn LegacySessions>`).
 #[async_trait::async_trait]
 impl<T: LegacySessions + ?Sized> LegacySessions for Arc<T> {

@@ -237,17 +237,18 @@ pub fn bucket(user_id: &str) -> u32 {
     bucket
 }
 
+/// A rollout at `phase` with one canary user (`staff-1`) and one segment (`beta`), for the tests of this crate.
+#[cfg(test)]
+pub(crate) fn sample(phase: Phase, percent: f64) -> Rollout {
+    Rollout { phase, percent, canary_users: vec!["staff-1".into()], segments: vec![Segment { role: "beta".into() }] }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn rollout(phase: Phase, percent: f64) -> Rollout {
-        Rollout {
-            phase,
-            percent,
-            canary_users: vec!["staff-1".into()],
-            segments: vec![Segment { role: "beta".into() }],
-        }
+        sample(phase, percent)
     }
 
     fn share_steered(rollout: &Rollout, users: u32) -> f64 {

@@ -151,16 +151,7 @@ impl MigrationState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::Segment;
-
-    fn at(phase: Phase, percent: f64) -> Rollout {
-        Rollout {
-            phase,
-            percent,
-            canary_users: vec!["staff-1".into()],
-            segments: vec![Segment { role: "beta".into() }],
-        }
-    }
+    use crate::rollout::sample as at;
 
     fn advanced_to_20() -> MigrationState {
         let mut state = MigrationState::default();
