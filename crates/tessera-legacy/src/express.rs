@@ -31,6 +31,8 @@ pub struct ExpressRedisConfig {
     pub user_id_field: String,
     /// JSON pointer to the roles array in the session (e.g. `/user/roles`).
     pub roles_field: String,
+    /// Attribute name → JSON pointer: what rollout segments may select users by (`plan` → `/user/plan`).
+    pub attribute_fields: std::collections::BTreeMap<String, String>,
     /// How long a Redis lookup may take, connecting included, before the answer is
     /// [`Unavailable`](LegacyError::Unavailable).
     pub timeout: Duration,
@@ -46,6 +48,7 @@ impl Default for ExpressRedisConfig {
             secrets: Vec::new(),
             user_id_field: "/user/id".to_owned(),
             roles_field: "/user/roles".to_owned(),
+            attribute_fields: std::collections::BTreeMap::new(),
             timeout: Duration::from_millis(250),
         }
     }
@@ -61,6 +64,7 @@ impl std::fmt::Debug for ExpressRedisConfig {
             .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
             .field("user_id_field", &self.user_id_field)
             .field("roles_field", &self.roles_field)
+            .field("attribute_fields", &self.attribute_fields)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -117,6 +121,7 @@ impl ExpressRedis {
         check_cookie_name(&config.cookie_name, &mut problems);
         check_pointer("user_id_field", &config.user_id_field, &mut problems);
         check_pointer("roles_field", &config.roles_field, &mut problems);
+        crate::fields::check_attributes(&config.attribute_fields, &mut problems);
         check_timeout(config.timeout, &mut problems);
         let Some(client) = client.filter(|_| problems.is_empty()) else {
             return Err(ConfigError::Invalid(problems));
@@ -127,7 +132,11 @@ impl ExpressRedis {
             secrets: Secrets::new(config.secrets.iter().map(String::as_str)),
             prefix: config.prefix,
             cookie_name: config.cookie_name,
-            fields: Fields { user_id: config.user_id_field, roles: config.roles_field },
+            fields: Fields {
+                user_id: config.user_id_field,
+                roles: config.roles_field,
+                attributes: config.attribute_fields,
+            },
             timeout: config.timeout,
             redis_url: config.redis_url,
         })

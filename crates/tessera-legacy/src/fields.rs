@@ -17,6 +17,8 @@ const MAX_ROLES: usize = 256;
 pub(crate) struct Fields {
     pub(crate) user_id: String,
     pub(crate) roles: String,
+    /// Attribute name → JSON pointer.
+    pub(crate) attributes: std::collections::BTreeMap<String, String>,
 }
 
 impl Fields {
@@ -48,7 +50,32 @@ impl Fields {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(LegacyError::NoSession),
         };
-        Ok(LegacyIdentity { user_id, roles, expires_at_ms })
+        let attributes = self
+            .attributes
+            .iter()
+            .filter_map(|(name, pointer)| {
+                let value = match session.pointer(pointer)? {
+                    Value::String(text) => text.clone(),
+                    number @ Value::Number(_) => number.to_string(),
+                    Value::Bool(flag) => flag.to_string(),
+                    Value::Null | Value::Array(_) | Value::Object(_) => return None,
+                };
+                usable_text(&value).then(|| (name.clone(), value))
+            })
+            .collect();
+        Ok(LegacyIdentity { user_id, roles, expires_at_ms, attributes })
+    }
+}
+
+/// Checks `attribute_fields`: names of 1 to 64 of `A-Z a-z 0-9 . _ -`, each a JSON pointer.
+pub(crate) fn check_attributes(fields: &std::collections::BTreeMap<String, String>, problems: &mut Vec<String>) {
+    for (name, pointer) in fields {
+        let fine = (1..=64).contains(&name.len())
+            && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'));
+        if !fine {
+            problems.push(format!("attribute_fields: {name:?} is not a name (1 to 64 of A-Z a-z 0-9 . _ -)"));
+        }
+        check_pointer("attribute_fields", pointer, problems);
     }
 }
 
@@ -142,7 +169,30 @@ mod tests {
     use super::*;
 
     fn fields() -> Fields {
-        Fields { user_id: "/user/id".into(), roles: "/user/roles".into() }
+        Fields {
+            user_id: "/user/id".into(),
+            roles: "/user/roles".into(),
+            attributes: [("plan".to_owned(), "/user/plan".to_owned()), ("beta".to_owned(), "/flags/beta".to_owned())]
+                .into(),
+        }
+    }
+
+    #[test]
+    fn attributes_are_read_as_text_and_an_unusable_one_is_absent() {
+        let session = json!({"user": {"id": "a", "plan": "pro"}, "flags": {"beta": true}});
+        let identity = fields().identity(&session, None).unwrap();
+        assert_eq!(identity.attributes.get("plan").map(String::as_str), Some("pro"));
+        assert_eq!(identity.attributes.get("beta").map(String::as_str), Some("true"));
+        for plan in [json!(null), json!({"tier": 1}), json!(["pro"]), json!("")] {
+            let session = json!({"user": {"id": "a", "plan": plan}});
+            assert!(!fields().identity(&session, None).unwrap().attributes.contains_key("plan"), "{plan}");
+        }
+        let mut problems = Vec::new();
+        check_attributes(
+            &[("bad name".to_owned(), "/x".to_owned()), ("ok".to_owned(), "x".to_owned())].into(),
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct LegacyIdentity {
     pub roles: Vec<String>,
     /// When the session ends (Unix milliseconds), when the legacy system says: an answer is never used past it.
     pub expires_at_ms: Option<i64>,
+    /// The configured attributes the session has (name → value as text), for rollout segments; one the session
+    /// lacks, or holds as an object or array, is absent.
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// Why a cookie names nobody.

@@ -26,6 +26,8 @@ pub struct WhoAmIConfig {
     pub user_id_field: String,
     /// JSON pointer to the roles array in the answer (e.g. `/roles`).
     pub roles_field: String,
+    /// Attribute name → JSON pointer: what rollout segments may select users by (`plan` → `/user/plan`).
+    pub attribute_fields: std::collections::BTreeMap<String, String>,
     /// JSON pointer to the session's expiry in the answer (Unix seconds or an RFC 3339 date), if it gives one.
     pub expires_field: Option<String>,
     /// Where a `POST` with the cookie ends the session, if anywhere; an empty string means nowhere (as in the
@@ -42,6 +44,7 @@ impl std::fmt::Debug for WhoAmIConfig {
             .field("timeout", &self.timeout)
             .field("user_id_field", &self.user_id_field)
             .field("roles_field", &self.roles_field)
+            .field("attribute_fields", &self.attribute_fields)
             .field("expires_field", &self.expires_field)
             .field("logout_url", &self.logout_url.as_deref().map(redact_url))
             .finish()
@@ -102,6 +105,7 @@ impl WhoAmI {
         check_cookie_name(&config.cookie_name, &mut problems);
         check_pointer("user_id_field", &config.user_id_field, &mut problems);
         check_pointer("roles_field", &config.roles_field, &mut problems);
+        crate::fields::check_attributes(&config.attribute_fields, &mut problems);
         if let Some(expires) = &config.expires_field {
             check_pointer("expires_field", expires, &mut problems);
         }
@@ -120,7 +124,11 @@ impl WhoAmI {
                 url,
                 logout_url,
                 cookie_name: config.cookie_name,
-                fields: Fields { user_id: config.user_id_field, roles: config.roles_field },
+                fields: Fields {
+                    user_id: config.user_id_field,
+                    roles: config.roles_field,
+                    attributes: config.attribute_fields,
+                },
                 expires_field: config.expires_field,
             }),
             _ => Err(ConfigError::Invalid(problems)),
@@ -260,6 +268,7 @@ mod tests {
             timeout: Duration::from_millis(500),
             user_id_field: "/id".into(),
             roles_field: "/roles".into(),
+            attribute_fields: std::collections::BTreeMap::new(),
             expires_field: Some("/expires".into()),
             logout_url: None,
         }
@@ -273,14 +282,24 @@ mod tests {
             timeout: Duration::ZERO,
             user_id_field: "id".into(),
             roles_field: "roles".into(),
+            attribute_fields: [("plan".to_owned(), "plan".to_owned())].into(),
             expires_field: Some("expires".into()),
             logout_url: Some("not a url".into()),
         };
         let problems = WhoAmI::new(bad).unwrap_err().problems().to_vec();
-        for field in ["url", "logout_url", "cookie_name", "user_id_field", "roles_field", "expires_field", "timeout"] {
+        for field in [
+            "url",
+            "logout_url",
+            "cookie_name",
+            "user_id_field",
+            "roles_field",
+            "attribute_fields",
+            "expires_field",
+            "timeout",
+        ] {
             assert!(problems.iter().any(|problem| problem.starts_with(field)), "{field} in {problems:?}");
         }
-        assert_eq!(problems.len(), 7, "{problems:?}");
+        assert_eq!(problems.len(), 8, "{problems:?}");
     }
 
     #[test]

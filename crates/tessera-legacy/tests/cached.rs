@@ -54,7 +54,12 @@ impl LegacySessions for Fake {
 }
 
 fn alice(expires_at_ms: Option<i64>) -> LegacyIdentity {
-    LegacyIdentity { user_id: "alice".into(), roles: vec!["staff".into()], expires_at_ms }
+    LegacyIdentity {
+        user_id: "alice".into(),
+        roles: vec!["staff".into()],
+        expires_at_ms,
+        attributes: Default::default(),
+    }
 }
 
 fn unavailable() -> Result<LegacyIdentity, LegacyError> {

@@ -48,7 +48,7 @@ async fn legacy_app(seen: Seen) -> String {
         let seen = seen.clone();
         move |headers: HeaderMap| {
             seen.record("/whoami", &headers);
-            let body = format!(r#"{{"id":"alice","roles":["staff"],"expires":{}}}"#, NOW_S + 3600);
+            let body = format!(r#"{{"id":"alice","roles":["staff"],"plan":"pro","expires":{}}}"#, NOW_S + 3600);
             std::future::ready(([(header::CONTENT_TYPE, "application/json")], body))
         }
     };
@@ -79,6 +79,7 @@ fn adapter(url: String, logout_url: Option<String>) -> WhoAmI {
         timeout: Duration::from_millis(300),
         user_id_field: "/id".into(),
         roles_field: "/roles".into(),
+        attribute_fields: [("plan".to_owned(), "/plan".to_owned())].into(),
         expires_field: Some("/expires".into()),
         logout_url,
     })
@@ -109,7 +110,8 @@ async fn a_200_answer_is_the_identity_and_only_the_legacy_cookie_is_forwarded() 
         LegacyIdentity {
             user_id: "alice".into(),
             roles: vec!["staff".into()],
-            expires_at_ms: Some(NOW_MS + 3_600_000)
+            expires_at_ms: Some(NOW_MS + 3_600_000),
+            attributes: [("plan".to_owned(), "pro".to_owned())].into(),
         }
     );
     let requests = seen.0.lock().unwrap().clone();

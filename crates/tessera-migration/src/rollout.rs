@@ -1,5 +1,6 @@
 //! Who is steered to tokens: the phase, the canary users, the role segments and the percentage.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -90,11 +91,56 @@ impl Method {
     }
 }
 
-/// Users steered to tokens by a role they hold.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Users steered to tokens by a role they hold (`{"role": "staff"}`), or by an attribute of their legacy session
+/// (`{"attribute": "plan", "equals": "beta"}`; the adapters' `attribute_fields` name what a session offers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Segment {
     /// The role.
-    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The attribute's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute: Option<String>,
+    /// The value the attribute must have, exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<String>,
+}
+
+impl Segment {
+    /// Holders of `role`.
+    #[must_use]
+    pub fn role(role: &str) -> Self {
+        Self { role: Some(role.to_owned()), ..Self::default() }
+    }
+
+    /// Users whose attribute `name` is `value`.
+    #[must_use]
+    pub fn attribute(name: &str, value: &str) -> Self {
+        Self { attribute: Some(name.to_owned()), equals: Some(value.to_owned()), ..Self::default() }
+    }
+
+    fn matches<R: AsRef<str>>(&self, roles: &[R], attributes: &BTreeMap<String, String>) -> bool {
+        match (&self.role, &self.attribute, &self.equals) {
+            (Some(wanted), None, None) => roles.iter().any(|role| role.as_ref() == wanted),
+            (None, Some(name), Some(value)) => attributes.get(name) == Some(value),
+            // Refused by `validate`; matches nobody if it ever got this far.
+            _ => false,
+        }
+    }
+
+    fn problem(&self) -> Option<String> {
+        match (&self.role, &self.attribute, &self.equals) {
+            (Some(role), None, None) if tessera_model::is_safe_role(role) => None,
+            (Some(role), None, None) => {
+                Some(format!("segment role {role:?} is not a role (1 to 64 of A-Z a-z 0-9 . _ : -)"))
+            }
+            (None, Some(name), Some(value)) if !name.is_empty() && name.len() <= 64 && value.len() <= 256 => None,
+            _ => Some(format!(
+                "a segment is {{\"role\": R}} or {{\"attribute\": NAME, \"equals\": VALUE}}, not {}",
+                serde_json::to_string(self).unwrap_or_default()
+            )),
+        }
+    }
 }
 
 /// Who is steered to tokens.
@@ -153,12 +199,7 @@ impl Rollout {
         if self.segments.len() > MAX_SEGMENTS {
             problems.push(format!("at most {MAX_SEGMENTS} segments, not {}", self.segments.len()));
         }
-        for segment in &self.segments {
-            if !tessera_model::is_safe_role(&segment.role) {
-                problems
-                    .push(format!("segment role {:?} is not a role (1 to 64 of A-Z a-z 0-9 . _ : -)", segment.role));
-            }
-        }
+        problems.extend(self.segments.iter().filter_map(Segment::problem));
         if problems.is_empty() {
             Ok(())
         } else {
@@ -166,12 +207,12 @@ impl Rollout {
         }
     }
 
-    /// Where `user_id`, holding `roles`, is steered.
+    /// Where `user_id`, holding `roles` and (from a legacy session) `attributes`, is steered.
     #[must_use]
-    pub fn steer<R: AsRef<str>>(&self, user_id: &str, roles: &[R]) -> Method {
+    pub fn steer<R: AsRef<str>>(&self, user_id: &str, roles: &[R], attributes: &BTreeMap<String, String>) -> Method {
         let chosen = || {
             self.canary_users.iter().any(|user| user == user_id)
-                || self.segments.iter().any(|segment| roles.iter().any(|role| role.as_ref() == segment.role))
+                || self.segments.iter().any(|segment| segment.matches(roles, attributes))
         };
         let steered = match self.phase {
             Phase::Off => false,
@@ -240,19 +281,23 @@ pub fn bucket(user_id: &str) -> u32 {
 /// A rollout at `phase` with one canary user (`staff-1`) and one segment (`beta`), for the tests of this crate.
 #[cfg(test)]
 pub(crate) fn sample(phase: Phase, percent: f64) -> Rollout {
-    Rollout { phase, percent, canary_users: vec!["staff-1".into()], segments: vec![Segment { role: "beta".into() }] }
+    Rollout { phase, percent, canary_users: vec!["staff-1".into()], segments: vec![Segment::role("beta")] }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const NO_ATTRIBUTES: BTreeMap<String, String> = BTreeMap::new();
+
     fn rollout(phase: Phase, percent: f64) -> Rollout {
         sample(phase, percent)
     }
 
     fn share_steered(rollout: &Rollout, users: u32) -> f64 {
-        let steered = (0..users).filter(|n| rollout.steer::<&str>(&format!("user-{n}"), &[]) == Method::Token).count();
+        let steered = (0..users)
+            .filter(|n| rollout.steer::<&str>(&format!("user-{n}"), &[], &NO_ATTRIBUTES) == Method::Token)
+            .count();
         #[allow(clippy::cast_precision_loss)]
         let share = steered as f64 / f64::from(users);
         share
@@ -262,21 +307,44 @@ mod tests {
     fn each_phase_steers_whom_it_says() {
         let none: [&str; 0] = [];
         let off = rollout(Phase::Off, 0.0);
-        assert_eq!(off.steer("staff-1", &none), Method::Session);
-        assert_eq!(off.steer("x", &["beta"]), Method::Session);
+        assert_eq!(off.steer("staff-1", &none, &NO_ATTRIBUTES), Method::Session);
+        assert_eq!(off.steer("x", &["beta"], &NO_ATTRIBUTES), Method::Session);
         let canary = rollout(Phase::Canary, 0.0);
-        assert_eq!(canary.steer("staff-1", &none), Method::Token);
-        assert_eq!(canary.steer("someone", &["user", "beta"]), Method::Token);
-        assert_eq!(canary.steer("someone", &["user"]), Method::Session);
+        assert_eq!(canary.steer("staff-1", &none, &NO_ATTRIBUTES), Method::Token);
+        assert_eq!(canary.steer("someone", &["user", "beta"], &NO_ATTRIBUTES), Method::Token);
+        assert_eq!(canary.steer("someone", &["user"], &NO_ATTRIBUTES), Method::Session);
         for phase in [Phase::TokensOnly, Phase::Done] {
-            assert_eq!(rollout(phase, 0.0).steer("anyone", &none), Method::Token);
+            assert_eq!(rollout(phase, 0.0).steer("anyone", &none, &NO_ATTRIBUTES), Method::Token);
         }
         assert!(rollout(Phase::TokensOnly, 0.0).accepts_sessions());
         assert!(!rollout(Phase::Done, 0.0).accepts_sessions());
         // In a rollout the canary users and segments stay steered at any percentage.
         let small = rollout(Phase::Rollout, 0.0001);
-        assert_eq!(small.steer("staff-1", &none), Method::Token);
-        assert_eq!(small.steer("someone", &["beta"]), Method::Token);
+        assert_eq!(small.steer("staff-1", &none, &NO_ATTRIBUTES), Method::Token);
+        assert_eq!(small.steer("someone", &["beta"], &NO_ATTRIBUTES), Method::Token);
+    }
+
+    #[test]
+    fn an_attribute_segment_steers_users_whose_legacy_session_has_that_value() {
+        let none: [&str; 0] = [];
+        let beta = Rollout { segments: vec![Segment::attribute("plan", "beta")], ..rollout(Phase::Canary, 0.0) };
+        let attributes = |plan: &str| BTreeMap::from([("plan".to_owned(), plan.to_owned())]);
+        assert_eq!(beta.steer("someone", &none, &attributes("beta")), Method::Token);
+        assert_eq!(beta.steer("someone", &none, &attributes("free")), Method::Session);
+        assert_eq!(beta.steer("someone", &none, &NO_ATTRIBUTES), Method::Session);
+        // A role of the same name as the attribute's value is not the attribute.
+        assert_eq!(beta.steer("someone", &["beta"], &NO_ATTRIBUTES), Method::Session);
+        assert!(beta.validate().is_ok());
+        for bad in [
+            Segment::default(),
+            Segment { attribute: Some("plan".into()), ..Segment::default() },
+            Segment { role: Some("staff".into()), attribute: Some("plan".into()), equals: Some("beta".into()) },
+        ] {
+            let invalid = Rollout { segments: vec![bad.clone()], ..rollout(Phase::Canary, 0.0) };
+            assert!(invalid.validate().is_err(), "{bad:?}");
+        }
+        let json = serde_json::to_string(&Segment::attribute("plan", "beta")).unwrap();
+        assert_eq!(json, r#"{"attribute":"plan","equals":"beta"}"#);
     }
 
     #[test]
@@ -296,8 +364,8 @@ mod tests {
         ) {
             let high = (low + raise).min(100.0);
             let none: [&str; 0] = [];
-            if rollout(Phase::Rollout, low).steer(&user, &none) == Method::Token {
-                proptest::prop_assert_eq!(rollout(Phase::Rollout, high).steer(&user, &none), Method::Token);
+            if rollout(Phase::Rollout, low).steer(&user, &none, &NO_ATTRIBUTES) == Method::Token {
+                proptest::prop_assert_eq!(rollout(Phase::Rollout, high).steer(&user, &none, &NO_ATTRIBUTES), Method::Token);
             }
             proptest::prop_assert_eq!(bucket(&user), bucket(&user.clone()));
         }
@@ -318,7 +386,7 @@ mod tests {
             phase: Phase::Rollout,
             percent: 150.0,
             canary_users: vec![String::new(), "ok".into(), "a\nb".into()],
-            segments: vec![Segment { role: "not,a role".into() }, Segment { role: "fine".into() }],
+            segments: vec![Segment::role("not,a role"), Segment::role("fine")],
         };
         let RolloutError(problems) = bad.validate().unwrap_err();
         assert_eq!(problems.len(), 4, "{problems:?}");

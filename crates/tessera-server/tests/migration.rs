@@ -78,6 +78,7 @@ async fn setup_with(migration: MigrationSettings) -> Setup {
             user_id: user.into(),
             roles: roles.into_iter().map(str::to_owned).collect(),
             expires_at_ms: None,
+            attributes: [("plan".to_owned(), format!("{user}-plan"))].into(),
         };
         legacy.sessions.lock().unwrap().insert(cookie.into(), identity);
     }
@@ -231,6 +232,10 @@ async fn migrate_turns_a_steered_legacy_session_into_a_tessera_session_with_its_
     assert_eq!((early.status, early.body["error"].as_str()), (StatusCode::CONFLICT, Some("not_in_rollout")));
     assert!(early.headers.get(header::SET_COOKIE).is_none());
 
+    // A segment by an attribute of the legacy session steers its holders too.
+    set_phase(&h, json!({"phase": "canary", "segments": [{"attribute": "plan", "equals": "alice-plan"}]})).await;
+    assert_eq!(migrate(&h, "s%3Acarol.sig", None).await.status, StatusCode::CONFLICT);
+    assert_eq!(migrate(&h, "s%3Aalice.sig", None).await.status, StatusCode::OK);
     set_phase(&h, json!({"phase": "canary", "segments": [{"role": "staff"}]})).await;
     let status = send(
         &h,

@@ -470,6 +470,10 @@ pub(crate) enum MigrateCommand {
         /// A role whose holders are steered to tokens from the canary phase on (repeat; replaces the list).
         #[arg(long = "segment-role", value_name = "ROLE")]
         segment_roles: Vec<String>,
+        /// Users whose legacy session has this attribute value, from the canary phase on (repeat; with
+        /// --segment-role, replaces the segments). The attribute is one of the adapter's `attribute_fields`.
+        #[arg(long = "segment-attribute", value_name = "NAME=VALUE")]
+        segment_attributes: Vec<String>,
         /// Advance although the gate does not hold (recorded as forced).
         #[arg(long)]
         force: bool,

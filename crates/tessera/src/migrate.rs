@@ -24,7 +24,16 @@ pub(crate) fn run(config: &Config, command: MigrateCommand) -> anyhow::Result<Ex
                 print_status(&status);
             }
         }
-        MigrateCommand::Set { phase, percent, canary_users, segment_roles, force, reason, target } => {
+        MigrateCommand::Set {
+            phase,
+            percent,
+            canary_users,
+            segment_roles,
+            segment_attributes,
+            force,
+            reason,
+            target,
+        } => {
             let mut body = json!({
                 "phase": phase,
                 "percent": percent,
@@ -36,9 +45,15 @@ pub(crate) fn run(config: &Config, command: MigrateCommand) -> anyhow::Result<Ex
                 if !canary_users.is_empty() {
                     fields.insert("canary_users".into(), json!(canary_users));
                 }
-                if !segment_roles.is_empty() {
-                    fields
-                        .insert("segments".into(), segment_roles.iter().map(|role| json!({ "role": role })).collect());
+                let mut segments: Vec<Value> = segment_roles.iter().map(|role| json!({ "role": role })).collect();
+                for pair in &segment_attributes {
+                    let Some((name, value)) = pair.split_once('=') else {
+                        bail!("--segment-attribute {pair:?}: expected NAME=VALUE");
+                    };
+                    segments.push(json!({ "attribute": name, "equals": value }));
+                }
+                if !segments.is_empty() {
+                    fields.insert("segments".into(), Value::Array(segments));
                 }
             }
             let status = call(config, &target, reqwest::Method::PUT, "", Some(body))?;

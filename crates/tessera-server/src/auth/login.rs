@@ -83,7 +83,9 @@ pub(crate) async fn login(
     // legacy way: that is how a rollback returns users to legacy sessions. Said only after the password is
     // checked, so the rollout reveals nothing to a guesser.
     if let Some(migration) = state.migration() {
-        if crate::migration::steer(migration, &user.username, &user.roles) == tessera_migration::Method::Session {
+        if crate::migration::steer(migration, &user.username, &user.roles, &std::collections::BTreeMap::new())
+            == tessera_migration::Method::Session
+        {
             return Err(AuthError::UseLegacyLogin.into());
         }
     }

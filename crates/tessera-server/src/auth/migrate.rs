@@ -46,7 +46,9 @@ pub(crate) async fn status(
     let method = match migration.cookie(&headers)? {
         None => None,
         Some(cookie) => match migration::identify(&state, migration, cookie).await {
-            Ok(identity) => Some(migration::steer(migration, &identity.user_id, &identity.roles).as_str()),
+            Ok(identity) => {
+                Some(migration::steer(migration, &identity.user_id, &identity.roles, &identity.attributes).as_str())
+            }
             Err(err) if err.status() == StatusCode::SERVICE_UNAVAILABLE => return Err(err),
             Err(_) => None,
         },

@@ -186,9 +186,15 @@ pub(crate) async fn identify(
 /// The second of the last "legacy sessions unavailable" log line.
 static LAST_UNAVAILABLE_LOG: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Where `identity` is steered by the rollout in effect.
-pub(crate) fn steer(migration: &Migration, user_id: &str, roles: &[String]) -> Method {
-    migration.current().state.rollout.steer(user_id, roles)
+/// Where a user is steered by the rollout in effect: `attributes` are a legacy session's (none for a user who
+/// logs in to Tessera).
+pub(crate) fn steer(
+    migration: &Migration,
+    user_id: &str,
+    roles: &[String],
+    attributes: &std::collections::BTreeMap<String, String>,
+) -> Method {
+    migration.current().state.rollout.steer(user_id, roles, attributes)
 }
 
 /// Why a rollout change did not happen.
@@ -458,7 +464,7 @@ pub(crate) async fn start_session(
         Err(err) if err.status() == StatusCode::SERVICE_UNAVAILABLE => return Err(MigrateRefusal::Failed(err)),
         Err(_) => return Err(MigrateRefusal::NoSession),
     };
-    if steer(migration, &identity.user_id, &identity.roles) != Method::Token {
+    if steer(migration, &identity.user_id, &identity.roles, &identity.attributes) != Method::Token {
         return Err(MigrateRefusal::NotInRollout);
     }
     // A user this server also knows, and has disabled, does not get a session by another door.

@@ -3,6 +3,7 @@
 //! or the admin API and kept in the store. What is configured here is how legacy sessions are read, and the
 //! triggers and gates the rollout is held to.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,6 +117,8 @@ pub(crate) struct ExpressConfig {
     pub(crate) user_id_field: String,
     /// JSON pointer to the user's roles (a list of strings). Default `/user/roles`.
     pub(crate) roles_field: String,
+    /// Attributes rollout segments may select users by: name → JSON pointer (`plan = "/user/plan"`). Default none.
+    pub(crate) attribute_fields: BTreeMap<String, String>,
     /// Longest wait for Redis. Default 250 ms.
     #[serde(with = "duration_text")]
     pub(crate) timeout: Duration,
@@ -136,6 +139,7 @@ impl std::fmt::Debug for ExpressConfig {
             .field("secrets_file", &self.secrets_file)
             .field("user_id_field", &self.user_id_field)
             .field("roles_field", &self.roles_field)
+            .field("attribute_fields", &self.attribute_fields)
             .field("timeout", &self.timeout)
             .field("cache_ttl", &self.cache_ttl)
             .finish()
@@ -152,6 +156,7 @@ impl Default for ExpressConfig {
             secrets_file: None,
             user_id_field: "/user/id".into(),
             roles_field: "/user/roles".into(),
+            attribute_fields: BTreeMap::new(),
             timeout: Duration::from_millis(250),
             cache_ttl: Duration::ZERO,
         }
@@ -176,6 +181,8 @@ pub(crate) struct WhoAmIConfigFile {
     pub(crate) user_id_field: String,
     /// JSON pointer to the roles. Default `/roles`.
     pub(crate) roles_field: String,
+    /// Attributes rollout segments may select users by: name → JSON pointer. Default none.
+    pub(crate) attribute_fields: BTreeMap<String, String>,
     /// JSON pointer to the session's expiry (Unix seconds or RFC 3339), if the answer has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) expires_field: Option<String>,
@@ -193,6 +200,7 @@ impl Default for WhoAmIConfigFile {
             cache_ttl: Duration::from_secs(5),
             user_id_field: "/id".into(),
             roles_field: "/roles".into(),
+            attribute_fields: BTreeMap::new(),
             expires_field: None,
             logout_url: None,
         }
@@ -346,6 +354,7 @@ impl MigrationConfig {
                     secrets,
                     user_id_field: self.express.user_id_field.clone(),
                     roles_field: self.express.roles_field.clone(),
+                    attribute_fields: self.express.attribute_fields.clone(),
                     timeout: self.express.timeout,
                 })
                 .context("migration.express")?;
@@ -358,6 +367,7 @@ impl MigrationConfig {
                     timeout: self.whoami.timeout,
                     user_id_field: self.whoami.user_id_field.clone(),
                     roles_field: self.whoami.roles_field.clone(),
+                    attribute_fields: self.whoami.attribute_fields.clone(),
                     expires_field: self.whoami.expires_field.clone(),
                     logout_url: self.whoami.logout_url.clone(),
                 })
