@@ -245,10 +245,10 @@ impl Answer<'_> {
             (X_USER_ROLES, self.roles),
             (X_SCOPE, self.scope),
             (X_REQUEST_ID, request_id.as_str()),
-            (X_AUTH_METHOD, self.method.as_str()),
         ] {
             out.insert(name, header_value(value)?);
         }
+        out.insert(X_AUTH_METHOD, HeaderValue::from_static(self.method.as_str()));
         if let Some(since) = deprecated_since {
             out.insert(DEPRECATION, header_value(&format!("@{since}"))?);
         }
