@@ -17,6 +17,11 @@ import type { LogoutReason, MigrationStatus, SessionInfo, Tessera, TesseraOption
 const RETRIES = 3;
 const backoff = (attempt: number) => Math.min(500 * 2 ** attempt, 4000);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/**
+ * How long a tab granted the refresh lock after waiting listens for the previous holder's message
+ * before refreshing itself. It is only reached when that holder's tab closed mid-refresh.
+ */
+const HANDOFF_MS = 2000;
 
 /** Calls an application callback; its exception must not leave the session half-updated. */
 function emit<A>(cb: ((a: A) => void) | undefined, arg: A) {
@@ -94,7 +99,29 @@ export function createTessera(options: TesseraOptions = {}): Tessera {
     if (had) emit(options.onLogout, reason);
   };
 
+  // Messages exchanged with other tabs, sent or received, and who waits for the next one (see `once`):
+  // a hold of this tab's own can be what a later refresh of this tab waits behind.
+  let heard = 0;
+  const listeners = new Set<() => void>();
+  const noteMessage = () => {
+    heard++;
+    for (const wake of [...listeners]) wake();
+  };
+  /** Resolves at the next message, or after `ms`. */
+  const nextMessage = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        listeners.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      listeners.add(done);
+    });
+
   const onMessage = (m: Message) => {
+    noteMessage();
+    if (m.type === 'unlock') return;
     if (m.type === 'logout') {
       if (token || csrf) end('other_tab', false);
       return;
@@ -108,7 +135,15 @@ export function createTessera(options: TesseraOptions = {}): Tessera {
     store({ token: m.token, life: m.life, csrf: m.csrf }, m.exp);
   };
 
-  const chan = openChannel(lockName, onMessage);
+  const channel = openChannel(lockName, onMessage);
+  const chan = {
+    live: channel.live,
+    post(m: Message) {
+      channel.post(m);
+      noteMessage();
+    },
+    close: () => channel.close(),
+  };
   const sched = createScheduler(
     () => (token ? refreshAt - now() : null),
     () => {
@@ -136,7 +171,15 @@ export function createTessera(options: TesseraOptions = {}): Tessera {
     for (let attempt = 0; ; attempt++) {
       try {
         // One timed request per lock hold; backoff waits happen outside the lock.
-        return await withLock(lockName, timeout, () => once(stale, my));
+        const since = heard;
+        return await withLock(lockName, timeout, async (waited) => {
+          try {
+            return await once(stale, my, waited ? since : null);
+          } catch (e) {
+            chan.post({ type: 'unlock' });
+            throw e;
+          }
+        });
       } catch (e) {
         if (my !== epoch) throw new NotLoggedInError();
         const transient = e instanceof NetworkError || (e instanceof ServerError && e.status >= 500);
@@ -146,10 +189,13 @@ export function createTessera(options: TesseraOptions = {}): Tessera {
     }
   };
 
-  const once = async (stale: string | null, my: number): Promise<string> => {
-    // The lock is granted while the previous holder's broadcast may still be queued: give it one
-    // turn of the event loop, then re-check before spending the refresh cookie again.
-    if (typeof BroadcastChannel === 'function') await sleep(0);
+  /** One refresh under the lock; `waitedSince` is the message count when this tab began waiting for it, if it had to. */
+  const once = async (stale: string | null, my: number, waitedSince: number | null): Promise<string> => {
+    // The lock can reach this tab before the message that ended the previous hold (another process
+    // delivers it). Spending the cookie that holder just rotated would be a second refresh: wait for
+    // its message if none came since this tab began waiting, or give a queued one a turn of the
+    // event loop when the lock was free.
+    if (chan.live) await (waitedSince !== null && heard === waitedSince ? nextMessage(HANDOFF_MS) : sleep(0));
     if (my !== epoch) throw new NotLoggedInError();
     const t = adoptable(stale);
     if (t) return t;

@@ -5,33 +5,44 @@
  * (the same successor for a repeated refresh within seconds) keeps concurrent refreshes safe.
  */
 
+/**
+ * What tabs tell each other. Every hold of the refresh lock ends with one message — `token` when
+ * it refreshed, `unlock` when it failed — so a tab granted the lock after waiting knows an answer
+ * is on its way even when the lock reached it before the message did.
+ */
 export type Message =
   | { type: 'login' | 'token'; token: string; exp: number; life: number; csrf: string }
-  | { type: 'logout' };
+  | { type: 'logout' }
+  | { type: 'unlock' };
 
 export interface Channel {
+  /** False without BroadcastChannel: nothing will ever be heard from other tabs. */
+  readonly live: boolean;
   post(m: Message): void;
   close(): void;
 }
 
 export function openChannel(name: string, onMessage: (m: Message) => void): Channel {
   const BC = globalThis.BroadcastChannel;
-  if (typeof BC !== 'function') return { post() {}, close() {} };
+  if (typeof BC !== 'function') return { live: false, post() {}, close() {} };
   const ch = new BC(name);
   ch.onmessage = (e: MessageEvent) => {
     if (e.data && typeof e.data === 'object') onMessage(e.data as Message);
   };
-  return { post: (m) => ch.postMessage(m), close: () => ch.close() };
+  return { live: true, post: (m) => ch.postMessage(m), close: () => ch.close() };
 }
 
 /**
- * Runs `fn` holding the Web Lock `name`. Waiting is bounded by `waitMs`: a lock kept by a frozen
- * or hung tab must not stall this one forever, so past that it proceeds without the lock (safe
- * thanks to the grace window). Errors thrown by `fn` itself propagate.
+ * Runs `fn` holding the Web Lock `name`; `fn` learns whether another tab held it first. Waiting
+ * is bounded by `waitMs`: a lock kept by a frozen or hung tab must not stall this one forever, so
+ * past that it proceeds without the lock (safe thanks to the grace window). Errors thrown by `fn`
+ * itself propagate.
  */
-export async function withLock<T>(name: string, waitMs: number, fn: () => Promise<T>): Promise<T> {
+export async function withLock<T>(name: string, waitMs: number, fn: (waited: boolean) => Promise<T>): Promise<T> {
   const locks = globalThis.navigator?.locks;
-  if (!locks) return fn();
+  if (!locks) return fn(false);
+  const free = await locks.request(name, { ifAvailable: true }, async (lock) => (lock ? { value: await fn(false) } : null));
+  if (free) return free.value;
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), waitMs);
   let entered = false;
@@ -39,11 +50,11 @@ export async function withLock<T>(name: string, waitMs: number, fn: () => Promis
     return await locks.request(name, { signal: ac.signal }, () => {
       entered = true;
       clearTimeout(timer);
-      return fn();
+      return fn(true);
     });
   } catch (e) {
     if (entered) throw e;
-    return fn();
+    return fn(false);
   } finally {
     clearTimeout(timer);
   }

@@ -64,12 +64,15 @@ class FakeDocument extends EventTarget {
   }
 }
 
-/** Web Locks: one holder per name, FIFO; a pending request can be aborted by its signal. */
+/** Web Locks: one holder per name, FIFO; a pending request can be aborted by its signal; `ifAvailable` gets null when taken. */
 export class FakeLocks {
   tails = new Map();
+  taken = new Map();
   grants = 0;
   async request(name, opts, cb) {
     if (typeof opts === 'function') [cb, opts] = [opts, {}];
+    if (opts.ifAvailable && this.taken.get(name)) return cb(null);
+    this.taken.set(name, (this.taken.get(name) ?? 0) + 1);
     const prev = this.tails.get(name) ?? Promise.resolve();
     let release;
     const mine = new Promise((r) => (release = r));
@@ -81,18 +84,21 @@ export class FakeLocks {
       });
     } catch (e) {
       prev.then(release);
+      this.taken.set(name, this.taken.get(name) - 1);
       throw e;
     }
     this.grants++;
     try {
       return await cb({ name });
     } finally {
+      this.taken.set(name, this.taken.get(name) - 1);
       release();
     }
   }
 }
 
-function fakeBroadcastChannel(log) {
+/** BroadcastChannel; `lagMs` delivers on the fake clock, as a message from another process can trail the lock. */
+function fakeBroadcastChannel(log, clock, lagMs) {
   const open = new Set();
   return class FakeBroadcastChannel {
     onmessage = null;
@@ -105,7 +111,9 @@ function fakeBroadcastChannel(log) {
       for (const other of open) {
         if (other !== this && other.name === this.name) {
           const copy = structuredClone(data);
-          queueMicrotask(() => other.onmessage?.({ data: copy }));
+          const deliver = () => other.onmessage?.({ data: copy });
+          if (lagMs) clock.setTimeout(deliver, lagMs);
+          else queueMicrotask(deliver);
         }
       }
     }
@@ -177,9 +185,9 @@ const GLOBALS = ['setTimeout', 'clearTimeout', 'document', 'navigator', 'Broadca
 
 /**
  * Installs the fakes on globalThis for one test (restored by t.after). Options: hidden, locks,
- * channel (false = API missing), cookieEnabled, life (token lifetime in s).
+ * channel (false = API missing), channelLagMs (delivery delay), cookieEnabled, life (token lifetime in s).
  */
-export function setup(t, { hidden = false, locks = true, channel = true, cookieEnabled = true, life } = {}) {
+export function setup(t, { hidden = false, locks = true, channel = true, channelLagMs = 0, cookieEnabled = true, life } = {}) {
   const saved = GLOBALS.map((k) => [k, Object.getOwnPropertyDescriptor(globalThis, k)]);
   const clock = new FakeClock();
   const touched = [];
@@ -194,7 +202,7 @@ export function setup(t, { hidden = false, locks = true, channel = true, cookieE
   define('clearTimeout', clock.clearTimeout);
   define('document', doc);
   define('navigator', { cookieEnabled, ...(locks ? { locks: fakeLocks } : {}) });
-  define('BroadcastChannel', channel ? fakeBroadcastChannel(broadcasts) : undefined);
+  define('BroadcastChannel', channel ? fakeBroadcastChannel(broadcasts, clock, channelLagMs) : undefined);
   define('addEventListener', win.addEventListener.bind(win));
   define('removeEventListener', win.removeEventListener.bind(win));
   for (const k of ['localStorage', 'sessionStorage', 'indexedDB']) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { loggedIn, setup } from './helpers.mjs';
+import { json, loggedIn, setup } from './helpers.mjs';
 
 const S = 1000;
 
@@ -36,6 +36,39 @@ test('a tab waiting on the lock re-checks and adopts the token the holder broadc
   assert.equal(ta, tb);
   assert.equal(env.locks.grants, 2); // both took the lock, only one spent the cookie
   assert.equal(env.server.count('/auth/refresh'), 1);
+});
+
+test("the lock reaching a waiting tab before the holder's broadcast: it waits for the broadcast, no second refresh", async (t) => {
+  const env = setup(t, { channelLagMs: 50 });
+  const [a, b] = await tabs(env, 2);
+  await env.clock.advance(100);
+  const before = env.server.count('/auth/refresh');
+  env.clock.jump(290 * S);
+  const both = Promise.all([a.getAccessToken(), b.getAccessToken()]);
+  await env.clock.advance(100);
+  const [ta, tb] = await both;
+  assert.equal(ta, tb);
+  assert.equal(env.server.count('/auth/refresh') - before, 1);
+});
+
+test('a failed refresh unlocks the waiting tab at once: it tries for itself without waiting out the hand-off', async (t) => {
+  const env = setup(t, { channelLagMs: 50 });
+  const [a, b] = await tabs(env, 2);
+  await env.clock.advance(100);
+  let first = true;
+  env.server.handlers['/auth/refresh'] = () => {
+    if (!first) return json(200, { access_token: 'at-b', token_type: 'Bearer', expires_in: 300, csrf_token: 'csrf-1' });
+    first = false;
+    return json(400, { error: 'invalid_request' });
+  };
+  env.clock.jump(290 * S);
+  const ta = a.getAccessToken();
+  let tb;
+  b.getAccessToken().then((t) => (tb = t));
+  await env.clock.advance(100); // the 'unlock' arrives after 50 ms; the hand-off wait would last 2 s
+  assert.equal(tb, 'at-b');
+  assert.equal(await ta, 'at-2', 'the failed tab keeps its still valid token');
+  assert.equal(env.server.count('/auth/refresh'), 2);
 });
 
 test('the broadcast carries token, expiry and csrf, and other tabs fire onTokenRefreshed', async (t) => {
