@@ -300,6 +300,16 @@ impl KeyRing {
         phase_changes.chain(successor_due).filter(|at| *at > now).min()
     }
 
+    /// When the key signing at `now` hands over: its published successor's activation, or else the end of its
+    /// rotation interval (`None` on an empty keyring). Past it with no new key signing, rotation is overdue.
+    #[must_use]
+    pub fn rotation_due_at(&self, now: i64, policy: &RotationPolicy) -> Option<i64> {
+        let active = self.active_index(now)?;
+        let successor = self.keys.get(active + 1).map(|next| next.activates_at);
+        let scheduled = self.keys.get(active)?.activates_at.saturating_add(policy.rotation_interval);
+        Some(successor.map_or(scheduled, |at| at.min(scheduled)))
+    }
+
     /// Whether [`KeyRing::maintain`] would change anything at `now`.
     #[must_use]
     pub fn maintenance_due(&self, now: i64, policy: &RotationPolicy) -> bool {
@@ -410,6 +420,19 @@ mod tests {
         ring.maintain(0, &p).unwrap();
         let changes = ring.maintain(45 * DAY, &p).unwrap();
         assert!(matches!(changes.as_slice(), [Change::Created { activates_at, .. }] if *activates_at == 46 * DAY));
+    }
+
+    #[test]
+    fn rotation_is_due_at_the_interval_and_overdue_until_a_new_key_signs() {
+        let p = policy();
+        let mut ring = KeyRing::default();
+        assert_eq!(ring.rotation_due_at(0, &p), None);
+        ring.maintain(0, &p).unwrap();
+        assert_eq!(ring.rotation_due_at(DAY, &p), Some(30 * DAY));
+        // Maintenance missed the interval: still due at the old instant, now in the past, until the late key signs.
+        ring.maintain(45 * DAY, &p).unwrap();
+        assert_eq!(ring.rotation_due_at(45 * DAY, &p), Some(30 * DAY));
+        assert_eq!(ring.rotation_due_at(46 * DAY, &p), Some(76 * DAY));
     }
 
     #[test]

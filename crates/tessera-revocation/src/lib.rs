@@ -139,6 +139,8 @@ pub enum Check<'a> {
 #[derive(Debug)]
 pub struct RevocationIndex {
     retention: Retention,
+    /// Compact mode: whether `entries` has a prefilter (fixed at construction; read without the lock).
+    compact: bool,
     keys: RandomState,
     entries: RwLock<Entries>,
     applied_through: AtomicI64,
@@ -229,6 +231,7 @@ impl RevocationIndex {
     fn with_entries(retention: Retention, entries: Entries) -> Self {
         Self {
             retention,
+            compact: entries.prefilter.is_some(),
             keys: RandomState::new(),
             entries: RwLock::new(entries),
             applied_through: AtomicI64::new(0),
@@ -246,6 +249,23 @@ impl RevocationIndex {
     #[must_use]
     pub fn retention(&self) -> Retention {
         self.retention
+    }
+
+    /// Whether revoked `jti`s are held in the prefilter (compact mode).
+    #[must_use]
+    pub fn is_compact(&self) -> bool {
+        self.compact
+    }
+
+    /// Bytes the entries take, roughly: the tables' allocated slots (key, instant and a control byte each) and
+    /// the prefilter's filters. Enough to watch the trend and size a node, not an exact heap measurement.
+    #[must_use]
+    pub fn memory_bytes(&self) -> usize {
+        let Ok(entries) = self.entries.read() else { return 0 };
+        let slot = std::mem::size_of::<(u64, Millis)>() + 1;
+        let tables = [&entries.tokens, &entries.sessions, &entries.subjects, &entries.clients];
+        tables.iter().map(|table| table.capacity() * slot).sum::<usize>()
+            + entries.prefilter.as_ref().map_or(0, Prefilter::memory_bytes)
     }
 
     /// Applies log entries, in any order and any number of times. Entries that can no longer match a valid token

@@ -22,6 +22,7 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
         .collect();
     fetchers.push(tokio::spawn(keep_forgetting_expired_sessions(state.clone())));
     fetchers.push(tokio::spawn(keep_forgetting_idle_rate_limits(state.clone())));
+    fetchers.push(tokio::spawn(keep_counting_sessions(state.clone())));
     if let Some(settings) = state.settings().migration.clone() {
         fetchers.push(tokio::spawn(crate::migration::keep_current(state.clone(), settings.poll_interval)));
         fetchers.push(tokio::spawn(crate::migration::watch_triggers(state.clone(), settings)));
@@ -66,6 +67,24 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
             });
         }
     }))
+}
+
+/// How often a node counts the live sessions: one indexed count query a minute, whatever the scrape rate.
+const COUNT_SESSIONS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Keeps `tessera_sessions_active` current, where the store can count sessions at a bounded cost.
+async fn keep_counting_sessions(state: AppState) {
+    let mut tick = tokio::time::interval(COUNT_SESSIONS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match state.store().live_session_count(state.clock().now_ms()).await {
+            #[allow(clippy::cast_precision_loss)] // far below 2^52
+            Ok(Some(count)) => metrics::gauge!("tessera_sessions_active").set(count as f64),
+            Ok(None) => return,
+            Err(err) => tracing::debug!(error = %err, "counting live sessions failed; the gauge keeps its last value"),
+        }
+    }
 }
 
 /// How often a node forgets expired sessions.
@@ -133,16 +152,29 @@ impl Drop for AbortOnDrop {
 
 /// Brings this node up to date with the store: applies new revocation log entries to the index, and reloads the
 /// clients (and the audiences tokens may carry) when the log says a client changed, and on the first sync.
+/// Counted: every round (`tessera_revocation_syncs_total`), failed ones (`tessera_token_propagation_errors_total`).
 ///
 /// # Errors
 /// Store failures; nothing is half-applied (the next sync resumes from the last applied log position).
 pub async fn sync(state: &AppState) -> Result<(), tessera_store::StoreError> {
+    let synced = sync_once(state).await;
+    metrics::counter!("tessera_revocation_syncs_total").increment(1);
+    if synced.is_err() {
+        metrics::counter!("tessera_token_propagation_errors_total").increment(1);
+    }
+    synced
+}
+
+async fn sync_once(state: &AppState) -> Result<(), tessera_store::StoreError> {
     let now = state.clock().now_ms();
     let index = state.revocations();
     let clients = state.clients();
     // A log that went back (a restore from an older backup, a Redis shard lost with its replica) would hand out
     // positions this node has passed, and their entries would be skipped for good: read it all again instead.
     let head = state.store().log_head().await?;
+    // Reading the whole log (the first sync, or after a rewind) is a resync; its entries are old news, not
+    // propagation.
+    let mut resync = index.last_sync_ms() == 0;
     if head < index.applied_through() {
         tracing::error!(
             head,
@@ -150,8 +182,13 @@ pub async fn sync(state: &AppState) -> Result<(), tessera_store::StoreError> {
             "the revocation log went back (restored or lost): reading it again from the start"
         );
         metrics::counter!("tessera_revocation_log_rewound_total").increment(1);
+        metrics::counter!("tessera_revocation_propagation_gaps_total").increment(1);
         index.rewind();
         clients.mark_stale();
+        resync = true;
+    }
+    if resync {
+        metrics::counter!("tessera_revocation_resyncs_total").increment(1);
     }
     loop {
         let after = index.applied_through();
@@ -160,6 +197,9 @@ pub async fn sync(state: &AppState) -> Result<(), tessera_store::StoreError> {
             clients.mark_stale();
         }
         index.apply(&entries, now);
+        if !resync {
+            record_propagation(&entries, state.clock().now_ms());
+        }
         if entries.len() < 10_000 {
             break;
         }
@@ -170,6 +210,16 @@ pub async fn sync(state: &AppState) -> Result<(), tessera_store::StoreError> {
     index.prune_if_due(now);
     index.mark_synced(now);
     Ok(())
+}
+
+/// How long each revocation took from its commit (the store's record time) to being applied here. Clocks of
+/// different nodes may disagree a little: a revocation "from the future" counts as instant.
+fn record_propagation(entries: &[tessera_model::RevocationEntry], applied_at: tessera_model::Millis) {
+    let lag = metrics::histogram!("tessera_revocation_propagation_seconds");
+    for entry in entries {
+        #[allow(clippy::cast_precision_loss)] // milliseconds well below 2^52
+        lag.record(applied_at.saturating_sub(entry.at).max(0) as f64 / 1000.0);
+    }
 }
 
 /// Loads every registered client, and the audiences tokens of this server may carry: the user audience, every

@@ -163,24 +163,41 @@ pub(crate) fn unconfirmed() -> ApiError {
 }
 
 /// The one access-token check: the token core, then the revocation index (in compact mode, with the store
-/// confirming what the prefilter may hold).
+/// confirming what the prefilter may hold). Its duration and verdict are measured by issuer and result.
 pub(crate) async fn verify_access_token(state: &AppState, token: &str) -> Result<Claims, Rejection> {
-    verify(state, token).await.inspect_err(Rejection::log)
+    let started = std::time::Instant::now();
+    let external = external_issuer(state, token);
+    let verdict = verify(state, token, external).await;
+    let issuer =
+        external.map_or(metrics::SharedString::const_str("self"), |issuer| issuer.config.issuer.clone().into());
+    let result = match &verdict {
+        Ok(_) => "valid",
+        Err(rejection) => rejection.label(),
+    };
+    metrics::histogram!("tessera_token_validation_duration_seconds", "issuer" => issuer, "result" => result)
+        .record(started.elapsed().as_secs_f64());
+    verdict.inspect_err(Rejection::log)
 }
 
-async fn verify(state: &AppState, token: &str) -> Result<Claims, Rejection> {
+/// With trusted issuers configured, the (unverified) `iss` picks the verifier; that verifier then checks
+/// everything, `iss` included. Without them, nothing is parsed twice.
+fn external_issuer<'s>(state: &'s AppState, token: &str) -> Option<&'s std::sync::Arc<crate::issuers::ExternalIssuer>> {
+    if state.issuers().is_empty() {
+        return None;
+    }
+    let iss = tessera_jose::decode_unverified(token, state.settings().max_token_bytes)
+        .ok()
+        .and_then(|t| t.payload.claims().and_then(|c| c.iss.clone()))?;
+    state.issuers().iter().find(|issuer| issuer.config.issuer == iss)
+}
+
+async fn verify(
+    state: &AppState,
+    token: &str,
+    external: Option<&std::sync::Arc<crate::issuers::ExternalIssuer>>,
+) -> Result<Claims, Rejection> {
     let now_ms = state.clock().now_ms();
     let now = now_ms.div_euclid(1000);
-    // With trusted issuers configured, the (unverified) `iss` picks the verifier; that verifier then checks
-    // everything, `iss` included. Without them, nothing is parsed twice.
-    let external = if state.issuers().is_empty() {
-        None
-    } else {
-        let iss = tessera_jose::decode_unverified(token, state.settings().max_token_bytes)
-            .ok()
-            .and_then(|t| t.payload.claims().and_then(|c| c.iss.clone()));
-        iss.and_then(|iss| state.issuers().iter().find(|issuer| issuer.config.issuer == iss))
-    };
     let verified = match external {
         Some(issuer) => issuer.verifier().verify(token, now).map_err(|err| {
             if matches!(err, tessera_jose::TokenError::UnknownKey(_)) {
@@ -193,22 +210,7 @@ async fn verify(state: &AppState, token: &str) -> Result<Claims, Rejection> {
     let tessera_jose::Payload::Claims(claims) = verified.payload else {
         return Err(Rejection::Refused(Refused::NotClaims));
     };
-    let token = tessera_revocation::TokenRef {
-        jti: claims.jti.as_deref(),
-        orig_jti: claims.extra.get("orig_jti").and_then(serde_json::Value::as_str),
-        sid: claims.sid.as_deref(),
-        sub: claims.sub.as_deref(),
-        client_id: claims.client_id.as_deref(),
-        iat_secs: claims.iat.unwrap_or(i64::MIN),
-        exp_secs: claims.exp.unwrap_or(i64::MIN),
-    };
-    match state.revocations().check(&token) {
-        Check::Valid => {}
-        Check::Revoked => return Err(Rejection::Refused(Refused::Revoked)),
-        Check::Confirm(jtis) => {
-            confirm_not_revoked(state, jtis.into_iter().flatten(), token.exp_secs.saturating_mul(1000)).await?;
-        }
-    }
+    check_revocation(state, &claims).await?;
     let stale_ms = now_ms.saturating_sub(state.revocations().last_sync_ms());
     if stale_ms > crate::state::millis(state.settings().revocations_stale_after) {
         match state.settings().stale_revocations {
@@ -219,6 +221,45 @@ async fn verify(state: &AppState, token: &str) -> Result<Claims, Rejection> {
         }
     }
     Ok(claims)
+}
+
+/// The revocation check of verified claims, counted by layer — the index's exact entries, compact mode's
+/// prefilter, the store's confirmation — so that each layer's hit rate can be watched, and timed as a whole.
+async fn check_revocation(state: &AppState, claims: &Claims) -> Result<(), Rejection> {
+    let started = std::time::Instant::now();
+    let token = tessera_revocation::TokenRef {
+        jti: claims.jti.as_deref(),
+        orig_jti: claims.extra.get("orig_jti").and_then(serde_json::Value::as_str),
+        sid: claims.sid.as_deref(),
+        sub: claims.sub.as_deref(),
+        client_id: claims.client_id.as_deref(),
+        iat_secs: claims.iat.unwrap_or(i64::MIN),
+        exp_secs: claims.exp.unwrap_or(i64::MIN),
+    };
+    let layer = |layer: &'static str, outcome: &'static str| {
+        metrics::counter!("tessera_revocation_checks_total", "layer" => layer, "outcome" => outcome).increment(1);
+    };
+    let compact = state.revocations().is_compact();
+    let checked = match state.revocations().check(&token) {
+        Check::Valid => {
+            layer("index", "pass");
+            if compact {
+                layer("prefilter", "miss");
+            }
+            Ok(())
+        }
+        Check::Revoked => {
+            layer("index", "revoked");
+            Err(Rejection::Refused(Refused::Revoked))
+        }
+        Check::Confirm(jtis) => {
+            layer("index", "pass");
+            layer("prefilter", "hit");
+            confirm_not_revoked(state, jtis.into_iter().flatten(), token.exp_secs.saturating_mul(1000)).await
+        }
+    };
+    metrics::histogram!("tessera_revocation_check_duration_seconds").record(started.elapsed().as_secs_f64());
+    checked
 }
 
 /// Compact mode's exact lookup of the `jti`s its prefilter may hold: a false positive (about 0.1% of valid
@@ -238,6 +279,9 @@ async fn confirm_not_revoked<'a>(
             Err(_) => "unavailable",
         };
         metrics::counter!("tessera_revocation_confirmations_total", "outcome" => outcome).increment(1);
+        let layer_outcome = if outcome == "valid" { "pass" } else { outcome };
+        metrics::counter!("tessera_revocation_checks_total", "layer" => "store", "outcome" => layer_outcome)
+            .increment(1);
         match answer {
             Ok(false) => {}
             Ok(true) => {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use tessera_jose::{SigningKey, Verifier};
-use tessera_keys::{KeyRing, KeyStore, KeyringError, Revision, RotationPolicy, SecretRing};
+use tessera_keys::{KeyRing, KeyStore, KeyringError, Phase, Revision, RotationPolicy, SecretRing};
 
 use crate::secrets::TokenSecrets;
 
@@ -40,6 +40,33 @@ struct Revisions {
 struct Loaded {
     revisions: Revisions,
     next_change: Option<i64>,
+    schedule: Schedule,
+}
+
+/// The signing keys' schedule as of the last load, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Schedule {
+    /// Keys published and not yet signing, signing (one), and retired but still verifying.
+    pub next: usize,
+    /// See `next`.
+    pub active: usize,
+    /// See `next`.
+    pub retired: usize,
+    /// When the signing key hands over (seconds since the epoch); past it, rotation is overdue.
+    pub rotation_due_at: Option<i64>,
+}
+
+impl Schedule {
+    fn of(ring: &KeyRing, now_secs: i64, policy: &RotationPolicy) -> Self {
+        let statuses = ring.status(now_secs, policy);
+        let count = |phase: Phase| statuses.iter().filter(|status| status.phase == phase).count();
+        Self {
+            next: count(Phase::Next),
+            active: count(Phase::Active),
+            retired: count(Phase::Retired),
+            rotation_due_at: ring.rotation_due_at(now_secs, policy),
+        }
+    }
 }
 
 /// A keyring and the server secrets, both loaded (and maintained) before either is put in service.
@@ -71,6 +98,7 @@ impl KeyService {
         let revisions = revisions(&store)?;
         let Loading { ring, refresh, csrf, next_change } =
             load_both(&store, &rotation, now_secs).inspect_err(report_refusal)?;
+        let schedule = Schedule::of(&ring, now_secs, &rotation);
         let keys = ring.verifying_keys(now_secs, &rotation);
         let jwks = jwks_json(&ring.jwks(now_secs, &rotation));
         let signing = ring.into_active(now_secs)?;
@@ -83,7 +111,7 @@ impl KeyService {
             verifier,
             jwks: ArcSwap::from_pointee(jwks),
             secrets: Arc::new(secrets),
-            loaded: Mutex::new(Loaded { revisions, next_change }),
+            loaded: Mutex::new(Loaded { revisions, next_change, schedule }),
             refused: Mutex::new(None),
         })
     }
@@ -119,6 +147,7 @@ impl KeyService {
                     report_refusal(err);
                 }
             })?;
+        let schedule = Schedule::of(&ring, now_secs, &self.rotation);
         let verifying = ring.verifying_keys(now_secs, &self.rotation);
         let jwks = jwks_json(&ring.jwks(now_secs, &self.rotation));
         let signing = ring.into_active(now_secs)?;
@@ -130,7 +159,7 @@ impl KeyService {
         self.signing.store(Arc::new(signing));
         self.secrets.replace(refresh.accepted(now_secs), csrf.accepted(now_secs), now_secs);
         if let Ok(mut loaded) = self.loaded.lock() {
-            *loaded = Loaded { revisions, next_change };
+            *loaded = Loaded { revisions, next_change, schedule };
         }
         if let Ok(mut refused) = self.refused.lock() {
             *refused = None;
@@ -142,6 +171,12 @@ impl KeyService {
     fn newly_refused(&self, err: &KeyringError, revisions: Revisions) -> bool {
         err.is_integrity_failure()
             && self.refused.lock().is_ok_and(|mut refused| refused.replace(revisions) != Some(revisions))
+    }
+
+    /// The signing keys' phases and next rotation, as of the last load.
+    #[must_use]
+    pub fn schedule(&self) -> Schedule {
+        self.loaded.lock().map(|loaded| loaded.schedule).unwrap_or_default()
     }
 
     /// The MAC keys of refresh and CSRF tokens in service.

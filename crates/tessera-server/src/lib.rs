@@ -47,7 +47,7 @@ use std::sync::OnceLock;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::Router;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -134,8 +134,23 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+            // In-process checks take microseconds; propagation takes milliseconds to a minute.
+            let micros = [
+                1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1,
+            ];
+            let propagation = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+            let store = [5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 5.0];
+            let full = |name: &str| Matcher::Full(name.to_owned());
             PrometheusBuilder::new()
                 .set_buckets(&buckets)
+                .ok()?
+                .set_buckets_for_metric(full("tessera_token_validation_duration_seconds"), &micros)
+                .ok()?
+                .set_buckets_for_metric(full("tessera_revocation_check_duration_seconds"), &micros)
+                .ok()?
+                .set_buckets_for_metric(full("tessera_revocation_propagation_seconds"), &propagation)
+                .ok()?
+                .set_buckets_for_metric(full("tessera_store_operation_duration_seconds"), &store)
                 .ok()?
                 .install_recorder()
                 .map_err(|err| tracing::warn!(error = %err, "metrics recorder not installed"))

@@ -36,15 +36,39 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+#[allow(clippy::cast_precision_loss)] // counts and seconds far below 2^52
 async fn render_metrics(State(state): State<AppState>) -> Response {
-    metrics::gauge!("tessera_revocation_index_entries").set(state.revocations().len() as f64);
-    let age_ms = state.clock().now_ms().saturating_sub(state.revocations().last_sync_ms());
+    let index = state.revocations();
+    metrics::gauge!("tessera_revocation_index_entries").set(index.len() as f64);
+    metrics::gauge!("tessera_revocation_index_memory_bytes").set(index.memory_bytes() as f64);
+    let now_ms = state.clock().now_ms();
+    let age_ms = now_ms.saturating_sub(index.last_sync_ms());
     metrics::gauge!("tessera_revocation_index_age_seconds").set(age_ms as f64 / 1000.0);
+    metrics::gauge!("tessera_revocation_index_stale_after_seconds")
+        .set(state.settings().revocations_stale_after.as_secs_f64());
+    let keys = state.keys().schedule();
+    for (phase, count) in [("next", keys.next), ("active", keys.active), ("retired", keys.retired)] {
+        metrics::gauge!("tessera_signing_keys", "phase" => phase).set(count as f64);
+    }
+    if let Some(due_at) = keys.rotation_due_at {
+        metrics::gauge!("tessera_signing_key_rotation_due_seconds").set((due_at - now_ms.div_euclid(1000)) as f64);
+    }
     state.store().record_metrics();
+    process_collector().collect();
     match state.metrics() {
         Some(handle) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response(),
         None => (StatusCode::NOT_FOUND, "metrics are not enabled").into_response(),
     }
+}
+
+/// The process_* metrics, described once.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: std::sync::OnceLock<metrics_process::Collector> = std::sync::OnceLock::new();
+    COLLECTOR.get_or_init(|| {
+        let collector = metrics_process::Collector::default();
+        collector.describe();
+        collector
+    })
 }
 
 /// Counts requests by route, method and status and records their latency. Every label has a fixed set of values

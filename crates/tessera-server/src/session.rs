@@ -46,9 +46,12 @@ pub(crate) async fn start(state: &AppState, request: SessionRequest) -> Result<I
     // The refresh grant checks the session's client before anything else: this node knows it without a read.
     state.clients().remember_session_owner(&session.sid, &session.client_id);
     let issued = issue(state, session).await?;
-    metrics::counter!("tessera_tokens_issued_total", "type" => "refresh").increment(1);
+    crate::state::count_issued("refresh", OPAQUE, &issued.session.client_id);
     Ok(issued)
 }
+
+/// The `alg` label of refresh tokens: opaque, MAC-protected values, not JWTs.
+const OPAQUE: &str = "opaque";
 
 /// A new access token for `session` and its live refresh token (derived again: the caller counts it as issued
 /// only when it is new).
@@ -89,7 +92,7 @@ pub(crate) async fn refresh(state: &AppState, token: &str) -> Result<Issued, Ref
     match outcome {
         RefreshOutcome::Rotated(session) => {
             let issued = issue(state, session).await.map_err(RefreshFailure::Unavailable)?;
-            metrics::counter!("tessera_tokens_issued_total", "type" => "refresh").increment(1);
+            crate::state::count_issued("refresh", OPAQUE, &issued.session.client_id);
             Ok(issued)
         }
         RefreshOutcome::Replayed(session) => issue(state, session).await.map_err(RefreshFailure::Unavailable),

@@ -13,6 +13,7 @@ use tessera_model::{Millis, Provenance, RefreshRules, Revocation, Session};
 use tessera_revocation::RevocationIndex;
 use tessera_store::Store;
 
+use crate::auth::failures::rate_limited;
 use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::keys::KeyService;
@@ -166,11 +167,12 @@ impl AppState {
         }
     }
 
-    /// Signs an access token (`typ: at+jwt`) and counts it by kind.
+    /// Signs an access token (`typ: at+jwt`) and counts it by kind, algorithm and client.
     pub(crate) fn sign_access_token(&self, claims: &Claims, kind: &'static str) -> Result<String, ApiError> {
-        let token = encode_jwt(&self.0.keys.signing_key(), Some(ACCESS_TOKEN_TYP), claims)
+        let key = self.0.keys.signing_key();
+        let token = encode_jwt(&key, Some(ACCESS_TOKEN_TYP), claims)
             .map_err(|err| ApiError::internal(format!("signing failed: {err}")))?;
-        metrics::counter!("tessera_tokens_issued_total", "type" => kind).increment(1);
+        count_issued(kind, key.algorithm().as_str(), claims.client_id.as_deref().unwrap_or(&self.settings().client_id));
         Ok(token)
     }
 
@@ -269,6 +271,13 @@ impl AppState {
     }
 }
 
+/// Counts an issued token. Clients are registered ones (or the configured first-party client), so the `client`
+/// label stays bounded.
+pub(crate) fn count_issued(kind: &'static str, alg: &'static str, client: &str) {
+    metrics::counter!("tessera_tokens_issued_total", "type" => kind, "alg" => alg, "client" => client.to_owned())
+        .increment(1);
+}
+
 pub(crate) fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -321,7 +330,10 @@ impl Limits {
     /// go ahead unless its address or its user has too many failures (see [`crate::auth::failures`]); call
     /// [`crate::auth::failures::Attempt::failed`] when the password turns out wrong. `Err(seconds)` to wait.
     pub(crate) fn login(&self, ip: IpAddr, username: &str) -> Result<crate::auth::failures::Attempt<'_>, u64> {
-        self.login_by_ip.check_key(&rate_key(ip)).map_err(seconds_to_wait)?;
+        self.login_by_ip.check_key(&rate_key(ip)).map_err(|not_until| {
+            rate_limited("login_per_ip");
+            seconds_to_wait(not_until)
+        })?;
         self.login_failures
             .attempt(&username.to_lowercase(), rate_key(ip))
             .map_err(|wait| (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1))
@@ -335,6 +347,12 @@ impl Limits {
         let by_ip = self.failed_refresh_by_ip.check_key(&rate_key(ip)).err().map(seconds_to_wait);
         let by_user =
             user.and_then(|user| self.failed_refresh_by_user.check_key(&user.to_owned()).err().map(seconds_to_wait));
+        if by_ip.is_some() {
+            rate_limited("failed_refresh_per_ip");
+        }
+        if by_user.is_some() {
+            rate_limited("failed_refresh_per_user");
+        }
         by_ip.max(by_user)
     }
 

@@ -89,6 +89,21 @@ pub async fn expired_sessions_are_forgotten_on_request(store: &dyn Store) {
     assert!(store.session("kept").await.unwrap().is_some());
 }
 
+/// Live sessions are counted: not the expired ones, not the revoked ones. For the backends that count (SQLite,
+/// PostgreSQL, and so tiered).
+pub async fn live_sessions_are_counted(store: &dyn Store) {
+    const DAY: i64 = 86_400_000;
+    // Later than every session the store held before: only these three can be live.
+    let start = 2_000 * DAY;
+    for sid in ["counted-1", "counted-2", "counted-revoked"] {
+        store.create_session(new_session(sid, "counted", start)).await.unwrap();
+    }
+    let revoked = Revocation::Session { sid: "counted-revoked".into() };
+    store.revoke(revoked, Provenance::new("test", "counting"), start).await.unwrap();
+    assert_eq!(store.live_session_count(start + DAY).await.unwrap(), Some(2));
+    assert_eq!(store.live_session_count(start + 7 * DAY).await.unwrap(), Some(0), "all expired");
+}
+
 /// Many revocations in flight at once on two nodes of one store (backends batch them): each still answers for
 /// itself — a session revoked twice concurrently, on both nodes, changes once — a subject's instant only moves
 /// forward, every token is logged and the log stays gap-free. With `logs_only_changes`, exactly the revocations

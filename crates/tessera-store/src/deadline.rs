@@ -1,4 +1,4 @@
-//! A deadline on every call of a store: one that stops answering (a paused PostgreSQL, a partition that keeps
+//! A deadline on every call of a store, which is also where each call is timed and its failures counted: one that stops answering (a paused PostgreSQL, a partition that keeps
 //! TCP connections up, a Redis stuck in a long command) turns into [`StoreError::TimedOut`] — a 503 — after a
 //! bounded time, instead of holding each request until the HTTP timeout and the background sync for ever.
 //!
@@ -14,67 +14,93 @@ use crate::model::{
 };
 use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
 
-/// `inner`, with every call bounded by `limit`.
+/// `inner`, with every call bounded by `limit`, timed and counted.
 pub struct Deadline<S> {
     inner: S,
-    limit: Duration,
+    limit: Option<Duration>,
+    backend: &'static str,
 }
 
 impl<S: Store> Deadline<S> {
-    /// Bounds every call of `inner` by `limit`.
-    pub fn new(inner: S, limit: Duration) -> Self {
-        Self { inner, limit }
+    /// Bounds every call of `inner` by `limit`; `backend` names it in the metrics (`postgres`, `redis`, ...).
+    pub fn new(inner: S, limit: Duration, backend: &'static str) -> Self {
+        Self { inner, limit: Some(limit), backend }
     }
 
-    async fn bounded<T>(&self, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
-        tokio::time::timeout(self.limit, call).await.map_err(|_| StoreError::TimedOut(self.limit))?
+    /// Times and counts the calls of `inner` without bounding them: for the embedded SQLite, which has no
+    /// network to stall on and whose long calls (a batch of forgotten sessions) must not be cut off.
+    pub fn measured(inner: S, backend: &'static str) -> Self {
+        Self { inner, limit: None, backend }
+    }
+
+    /// Runs one call of the store: its latency by operation goes to `tessera_store_operation_duration_seconds`,
+    /// its failures (a timeout included) to `tessera_store_errors_total`.
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = std::time::Instant::now();
+        let answer = match self.limit {
+            Some(limit) => {
+                tokio::time::timeout(limit, call).await.map_err(|_| StoreError::TimedOut(limit)).and_then(|a| a)
+            }
+            None => call.await,
+        };
+        let labels = [("backend", self.backend), ("operation", operation)];
+        metrics::histogram!("tessera_store_operation_duration_seconds", &labels)
+            .record(started.elapsed().as_secs_f64());
+        if answer.is_err() {
+            metrics::counter!("tessera_store_errors_total", &labels).increment(1);
+        }
+        answer
     }
 }
 
 #[async_trait::async_trait]
 impl<S: Store> Store for Deadline<S> {
     async fn create_user(&self, user: User) -> Result<(), StoreError> {
-        self.bounded(self.inner.create_user(user)).await
+        self.bounded("create_user", self.inner.create_user(user)).await
     }
 
     async fn user(&self, username: &str) -> Result<Option<User>, StoreError> {
-        self.bounded(self.inner.user(username)).await
+        self.bounded("user", self.inner.user(username)).await
     }
 
     async fn users(&self) -> Result<Vec<User>, StoreError> {
-        self.bounded(self.inner.users()).await
+        self.bounded("users", self.inner.users()).await
     }
 
     async fn set_user_disabled(&self, username: &str, disabled: bool, now: Millis) -> Result<(), StoreError> {
-        self.bounded(self.inner.set_user_disabled(username, disabled, now)).await
+        self.bounded("set_user_disabled", self.inner.set_user_disabled(username, disabled, now)).await
     }
 
     async fn set_password(&self, username: &str, password_hash: String) -> Result<(), StoreError> {
-        self.bounded(self.inner.set_password(username, password_hash)).await
+        self.bounded("set_password", self.inner.set_password(username, password_hash)).await
     }
 
     async fn create_client(&self, client: Client) -> Result<(), StoreError> {
-        self.bounded(self.inner.create_client(client)).await
+        self.bounded("create_client", self.inner.create_client(client)).await
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
-        self.bounded(self.inner.client(client_id)).await
+        self.bounded("client", self.inner.client(client_id)).await
     }
 
     async fn clients(&self) -> Result<Vec<Client>, StoreError> {
-        self.bounded(self.inner.clients()).await
+        self.bounded("clients", self.inner.clients()).await
     }
 
     async fn set_client_disabled(&self, client_id: &str, disabled: bool, now: Millis) -> Result<(), StoreError> {
-        self.bounded(self.inner.set_client_disabled(client_id, disabled, now)).await
+        self.bounded("set_client_disabled", self.inner.set_client_disabled(client_id, disabled, now)).await
     }
 
     async fn set_client_secret(&self, client_id: &str, secret_hash: Vec<u8>, now: Millis) -> Result<(), StoreError> {
-        self.bounded(self.inner.set_client_secret(client_id, secret_hash, now)).await
+        self.bounded("set_client_secret", self.inner.set_client_secret(client_id, secret_hash, now)).await
     }
 
     async fn set_client_jwks(&self, client_id: &str, jwks: String, now: Millis) -> Result<(), StoreError> {
-        self.bounded(self.inner.set_client_jwks(client_id, jwks, now)).await
+        self.bounded("set_client_jwks", self.inner.set_client_jwks(client_id, jwks, now)).await
     }
 
     async fn use_assertion(
@@ -84,15 +110,15 @@ impl<S: Store> Store for Deadline<S> {
         expires_at: Millis,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        self.bounded(self.inner.use_assertion(client_id, jti, expires_at, now)).await
+        self.bounded("use_assertion", self.inner.use_assertion(client_id, jti, expires_at, now)).await
     }
 
     async fn create_session(&self, session: NewSession) -> Result<Session, StoreError> {
-        self.bounded(self.inner.create_session(session)).await
+        self.bounded("create_session", self.inner.create_session(session)).await
     }
 
     async fn session(&self, sid: &str) -> Result<Option<Session>, StoreError> {
-        self.bounded(self.inner.session(sid)).await
+        self.bounded("session", self.inner.session(sid)).await
     }
 
     async fn refresh(
@@ -102,19 +128,19 @@ impl<S: Store> Store for Deadline<S> {
         now: Millis,
         rules: RefreshRules,
     ) -> Result<RefreshOutcome, StoreError> {
-        self.bounded(self.inner.refresh(sid, presented, now, rules)).await
+        self.bounded("refresh", self.inner.refresh(sid, presented, now, rules)).await
     }
 
     async fn revoke(&self, revocation: Revocation, provenance: Provenance, now: Millis) -> Result<bool, StoreError> {
-        self.bounded(self.inner.revoke(revocation, provenance, now)).await
+        self.bounded("revoke", self.inner.revoke(revocation, provenance, now)).await
     }
 
     async fn live_sessions(&self, sub: &str, now: Millis, rules: RefreshRules) -> Result<Vec<Session>, StoreError> {
-        self.bounded(self.inner.live_sessions(sub, now, rules)).await
+        self.bounded("live_sessions", self.inner.live_sessions(sub, now, rules)).await
     }
 
     async fn subject(&self, sub: &str) -> Result<SubjectState, StoreError> {
-        self.bounded(self.inner.subject(sub)).await
+        self.bounded("subject", self.inner.subject(sub)).await
     }
 
     async fn revocations_after(
@@ -123,35 +149,39 @@ impl<S: Store> Store for Deadline<S> {
         since: Millis,
         limit: usize,
     ) -> Result<Vec<RevocationEntry>, StoreError> {
-        self.bounded(self.inner.revocations_after(after_id, since, limit)).await
+        self.bounded("revocations_after", self.inner.revocations_after(after_id, since, limit)).await
     }
 
     async fn forget_sessions_expired_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError> {
-        self.bounded(self.inner.forget_sessions_expired_before(before, limit)).await
+        self.bounded("forget_sessions_expired_before", self.inner.forget_sessions_expired_before(before, limit)).await
     }
 
     async fn token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
-        self.bounded(self.inner.token_revoked(jti)).await
+        self.bounded("token_revoked", self.inner.token_revoked(jti)).await
     }
 
     async fn log_head(&self) -> Result<i64, StoreError> {
-        self.bounded(self.inner.log_head()).await
+        self.bounded("log_head", self.inner.log_head()).await
     }
 
     async fn security_events(&self, limit: usize) -> Result<Vec<SecurityEvent>, StoreError> {
-        self.bounded(self.inner.security_events(limit)).await
+        self.bounded("security_events", self.inner.security_events(limit)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.bounded(self.inner.ping()).await
+        self.bounded("ping", self.inner.ping()).await
+    }
+
+    async fn live_session_count(&self, now: Millis) -> Result<Option<u64>, StoreError> {
+        self.bounded("live_session_count", self.inner.live_session_count(now)).await
     }
 
     async fn document(&self, name: &str) -> Result<Option<Document>, StoreError> {
-        self.bounded(self.inner.document(name)).await
+        self.bounded("document", self.inner.document(name)).await
     }
 
     async fn replace_document(&self, name: &str, expected: Option<u64>, contents: String) -> Result<bool, StoreError> {
-        self.bounded(self.inner.replace_document(name, expected, contents)).await
+        self.bounded("replace_document", self.inner.replace_document(name, expected, contents)).await
     }
 
     fn log_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {

@@ -240,6 +240,18 @@ pub trait Store: Send + Sync + 'static {
     /// When it does not.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// How many sessions are live at `now` (not expired, not revoked by session id — a subject logged out
+    /// everywhere still counts its sessions until they expire), when the backend can count them with one
+    /// indexed query; `None` when it cannot at a bounded cost (Redis keeps no global index of sessions). For the
+    /// `tessera_sessions_active` gauge, read at most once a minute per node.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn live_session_count(&self, now: Millis) -> Result<Option<u64>, StoreError> {
+        let _ = now;
+        Ok(None)
+    }
+
     /// The small named document `name` (the keyring, the server secrets: text, sealed by its owner)
     /// and its version, if it exists.
     ///

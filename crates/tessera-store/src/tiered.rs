@@ -244,6 +244,10 @@ impl Store for TieredStore {
         self.records.ping().await
     }
 
+    async fn live_session_count(&self, now: Millis) -> Result<Option<u64>, StoreError> {
+        self.records.live_session_count(now).await
+    }
+
     async fn document(&self, name: &str) -> Result<Option<Document>, StoreError> {
         self.records.document(name).await
     }

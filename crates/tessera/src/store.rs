@@ -22,23 +22,27 @@ pub(crate) async fn open(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     match store.backend {
         StoreBackend::Postgres => {
             let postgres = connect_postgres(config).await?;
-            Ok(Arc::new(Deadline::new(postgres, store.timeout)))
+            Ok(Arc::new(Deadline::new(postgres, store.timeout, "postgres")))
         }
         // Redis fails a slow reply itself at store.timeout, where the breaker counts it; the deadline is only the
         // backstop for whatever else could wait (a connection, a turn in the revocation batch).
         StoreBackend::Redis => {
             let redis = connect_redis(config).await?;
-            Ok(Arc::new(Deadline::new(redis, store.timeout + REDIS_DEADLINE_MARGIN)))
+            Ok(Arc::new(Deadline::new(redis, store.timeout + REDIS_DEADLINE_MARGIN, "redis")))
         }
         StoreBackend::Tiered => {
             let (redis, postgres) = tokio::try_join!(connect_redis(config), connect_postgres(config))?;
-            Ok(Arc::new(Deadline::new(TieredStore::new(redis, postgres), store.timeout + REDIS_DEADLINE_MARGIN)))
+            Ok(Arc::new(Deadline::new(
+                TieredStore::new(redis, postgres),
+                store.timeout + REDIS_DEADLINE_MARGIN,
+                "tiered",
+            )))
         }
         StoreBackend::Sqlite => {
             prepare_data_dir(&config.data_dir)?;
             let path = config.data_dir.join(DATABASE_FILE);
             let store = SqliteStore::open(&path).with_context(|| format!("opening the database {}", path.display()))?;
-            Ok(Arc::new(store))
+            Ok(Arc::new(Deadline::measured(store, "sqlite")))
         }
     }
 }

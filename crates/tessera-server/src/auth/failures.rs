@@ -122,11 +122,13 @@ impl LoginFailures {
             .entry((user.to_owned(), address))
             .or_insert(AddressRecord { full_again: now, last_failure: None });
         if let Some(wait) = self.per_user_and_address.wait(record.full_again, now) {
+            rate_limited("failed_login_per_user_and_ip");
             return Err(wait);
         }
         let user_full_again = by_user.entry(user.to_owned()).or_insert(now);
         let failed_recently = record.last_failure.is_some_and(|at| now.saturating_duration_since(at) < MINUTE);
         if let Some(wait) = self.per_user.wait(*user_full_again, now).filter(|_| failed_recently) {
+            rate_limited("failed_login_per_user");
             return Err(wait);
         }
         self.per_user_and_address.spend(&mut record.full_again, now);
@@ -156,6 +158,11 @@ impl LoginFailures {
         records.by_user_and_address.shrink_to_fit();
         records.by_user.shrink_to_fit();
     }
+}
+
+/// Counts a request refused by one of the rate limits, named as in the configuration's `[rate_limits]`.
+pub(crate) fn rate_limited(limit: &'static str) {
+    metrics::counter!("tessera_rate_limited_total", "limit" => limit).increment(1);
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ pub(crate) async fn login(
         return Err(AuthError::InvalidRequest("username must be 1-256 bytes and password at most 1024").into());
     }
     let attempt = state.limits().login(ip, &request.username).map_err(|wait| {
-        metrics::counter!("tessera_login_failures_total", "reason" => "rate_limited").increment(1);
+        count_failure("rate_limited");
         ApiError::too_many(wait)
     })?;
 
@@ -63,7 +63,7 @@ pub(crate) async fn login(
     let valid = match checked {
         Ok(valid) => valid,
         Err(NotChecked::Busy) => {
-            metrics::counter!("tessera_login_failures_total", "reason" => "busy").increment(1);
+            count_failure("busy");
             return Err(ApiError::overloaded(BUSY_RETRY_AFTER_SECS));
         }
         Err(NotChecked::Failed(err)) => return Err(ApiError::internal(err)),
@@ -73,7 +73,7 @@ pub(crate) async fn login(
         Some(user) if valid && !user.disabled => user,
         _ => {
             attempt.failed();
-            metrics::counter!("tessera_login_failures_total", "reason" => "invalid_credentials").increment(1);
+            count_failure("invalid_credentials");
             return Err(AuthError::InvalidCredentials.into());
         }
     };
@@ -104,7 +104,14 @@ pub(crate) async fn login(
         },
     )
     .await?;
+    metrics::counter!("tessera_logins_total", "outcome" => "success").increment(1);
     Ok(session_response(&state, &issued, request.refresh_token_delivery, |_| {}))
+}
+
+/// A failed login, in `tessera_logins_total` by outcome and, as before, in `tessera_login_failures_total`.
+fn count_failure(reason: &'static str) {
+    metrics::counter!("tessera_logins_total", "outcome" => reason).increment(1);
+    metrics::counter!("tessera_login_failures_total", "reason" => reason).increment(1);
 }
 
 /// The answer that starts a browser or app session (login, migration): the access token, its lifetime and the

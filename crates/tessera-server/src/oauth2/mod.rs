@@ -502,6 +502,11 @@ async fn token_exchange(
         extra,
     };
     let token = state.sign_access_token(&claims, "exchanged")?;
+    // Audiences are those of the configured exchange rules: a bounded label.
+    if let Some(tessera_jose::Audience::One(audience)) = &claims.aud {
+        metrics::counter!("tessera_token_exchanges_total", "client" => client.client_id.clone(), "audience" => audience.clone())
+            .increment(1);
+    }
     let mut body = serde_json::json!({
         "access_token": token, "issued_token_type": ACCESS_TOKEN_TYPE, "token_type": "Bearer", "expires_in": (exp - now).max(0),
     });

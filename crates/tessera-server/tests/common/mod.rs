@@ -14,7 +14,7 @@ use tessera_keys::{KeyStore, RotationPolicy};
 use tessera_server::clock::{Clock as _, ManualClock};
 use tessera_server::keys::KeyService;
 use tessera_server::{app, AppState, Settings};
-use tessera_store::{Client, SqliteStore, Store, User};
+use tessera_store::{Client, Deadline, SqliteStore, Store, User};
 use tower::ServiceExt as _;
 
 pub mod clients;
@@ -31,7 +31,8 @@ pub struct Harness {
 
 pub async fn harness_with(settings: Settings) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("tessera.db")).unwrap());
+    // Wrapped as `tessera serve` wraps it: every store call timed and counted.
+    let store = Arc::new(Deadline::measured(SqliteStore::open(&dir.path().join("tessera.db")).unwrap(), "sqlite"));
     let hash = tessera_server::password::hash_password(PASSWORD).unwrap();
     for (name, roles) in [("alice", vec!["admin".to_owned()]), ("bob", vec![])] {
         let user = User { username: name.into(), password_hash: hash.clone(), roles, disabled: false, created_at: 0 };
@@ -51,7 +52,7 @@ async fn node(dir: &std::path::Path, store: Arc<dyn Store>, clock: &Arc<ManualCl
     // lets it expire, also proves that a remembered verification does not outlive either.
     let verifier = Verifier::remembering(KeySet::new(), policy, settings.remembered_verifications);
     let keys = KeyService::load(keystore, RotationPolicy::default(), verifier, clock.now_secs()).unwrap();
-    let state = AppState::new(settings, store, keys, clock.clone(), None);
+    let state = AppState::new(settings, store, keys, clock.clone(), tessera_server::metrics_handle());
     // What a serving node does before it answers: load the revocation log and the clients.
     tessera_server::sync(&state).await.unwrap();
     state

@@ -540,6 +540,13 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn live_session_count(&self, now: Millis) -> Result<Option<u64>, StoreError> {
+        let db = self.pool.get().await?;
+        let sql = "SELECT count(*) FROM families WHERE expires_at > $1 AND revoked_at IS NULL";
+        let count: i64 = db.query_one(&prepared(&db, sql).await?, &[&now]).await?.try_get(0)?;
+        Ok(Some(u64::try_from(count).unwrap_or(0)))
+    }
+
     async fn document(&self, name: &str) -> Result<Option<Document>, StoreError> {
         let db = self.pool.get().await?;
         let row = db

@@ -493,6 +493,16 @@ impl Store for SqliteStore {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
     }
 
+    async fn live_session_count(&self, now: Millis) -> Result<Option<u64>, StoreError> {
+        self.read(move |conn| {
+            let count: i64 = conn
+                .prepare_cached("SELECT count(*) FROM families WHERE expires_at > ?1 AND revoked_at IS NULL")?
+                .query_row([now], |row| row.get(0))?;
+            Ok(Some(u64::try_from(count).unwrap_or(0)))
+        })
+        .await
+    }
+
     async fn document(&self, name: &str) -> Result<Option<Document>, StoreError> {
         let name = name.to_owned();
         self.read(move |conn| {
