@@ -25,6 +25,11 @@ pub use session::{
     SubjectState,
 };
 
+/// The `tracing` target of the spans and events that make a request's trace (exported over OTLP when configured).
+/// Logs never show them: the log filter turns this target off, so without an exporter these callsites are
+/// disabled and cost nothing. Their fields name tokens by `jti`, `sid`, `sub` and `client_id`, never a token.
+pub const SPAN_TARGET: &str = "tessera::span";
+
 /// Milliseconds since the epoch: storage keeps sub-second order so that a login right after a logout-everywhere
 /// in the same second survives it.
 pub type Millis = i64;

@@ -11,6 +11,16 @@ use crate::{issuers, repeated};
 /// # Errors
 /// When the initial load fails.
 pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandle<()>, tessera_store::StoreError> {
+    // Counters of rare things exist from the start at zero, so a rate over them (and an alert on it) has a
+    // series to read before the first one happens.
+    for rare in [
+        "tessera_revocation_propagation_gaps_total",
+        "tessera_revocation_log_rewound_total",
+        "tessera_token_propagation_errors_total",
+        "tessera_accepted_while_stale_total",
+    ] {
+        metrics::counter!(rare).increment(0);
+    }
     sync(state).await?;
     crate::migration::load(state).await?;
     let mut fetchers: Vec<_> = state
@@ -157,7 +167,8 @@ impl Drop for AbortOnDrop {
 /// # Errors
 /// Store failures; nothing is half-applied (the next sync resumes from the last applied log position).
 pub async fn sync(state: &AppState) -> Result<(), tessera_store::StoreError> {
-    let synced = sync_once(state).await;
+    let span = tracing::info_span!(target: tessera_model::SPAN_TARGET, "revocation.sync");
+    let synced = tracing::Instrument::instrument(sync_once(state), span).await;
     metrics::counter!("tessera_revocation_syncs_total").increment(1);
     if synced.is_err() {
         metrics::counter!("tessera_token_propagation_errors_total").increment(1);
@@ -217,6 +228,15 @@ async fn sync_once(state: &AppState) -> Result<(), tessera_store::StoreError> {
 fn record_propagation(entries: &[tessera_model::RevocationEntry], applied_at: tessera_model::Millis) {
     let lag = metrics::histogram!("tessera_revocation_propagation_seconds");
     for entry in entries {
+        let (kind, target, _) = entry.revocation.to_columns();
+        tracing::info!(
+            target: tessera_model::SPAN_TARGET,
+            revocation_kind = kind,
+            revocation_target = target,
+            log_position = entry.id,
+            lag_ms = applied_at.saturating_sub(entry.at),
+            "revocation.propagated"
+        );
         #[allow(clippy::cast_precision_loss)] // milliseconds well below 2^52
         lag.record(applied_at.saturating_sub(entry.at).max(0) as f64 / 1000.0);
     }

@@ -167,13 +167,27 @@ pub(crate) fn unconfirmed() -> ApiError {
 pub(crate) async fn verify_access_token(state: &AppState, token: &str) -> Result<Claims, Rejection> {
     let started = std::time::Instant::now();
     let external = external_issuer(state, token);
-    let verdict = verify(state, token, external).await;
+    let span = tracing::info_span!(
+        target: tessera_model::SPAN_TARGET,
+        "token.verify",
+        issuer = tracing::field::Empty,
+        result = tracing::field::Empty,
+        jti = tracing::field::Empty,
+        sub = tracing::field::Empty,
+    );
+    let verdict = tracing::Instrument::instrument(verify(state, token, external), span.clone()).await;
     let issuer =
         external.map_or(metrics::SharedString::const_str("self"), |issuer| issuer.config.issuer.clone().into());
     let result = match &verdict {
         Ok(_) => "valid",
         Err(rejection) => rejection.label(),
     };
+    if !span.is_disabled() {
+        span.record("issuer", &*issuer).record("result", result);
+        if let Ok(claims) = &verdict {
+            span.record("jti", claims.jti.as_deref()).record("sub", claims.sub.as_deref());
+        }
+    }
     metrics::histogram!("tessera_token_validation_duration_seconds", "issuer" => issuer, "result" => result)
         .record(started.elapsed().as_secs_f64());
     verdict.inspect_err(Rejection::log)

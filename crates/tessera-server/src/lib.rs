@@ -36,6 +36,7 @@ mod session;
 pub mod settings;
 mod state;
 pub mod tls;
+pub mod trace;
 mod wellknown;
 
 /// The clock, from `tessera-model`, so `tessera_server::clock::*` keeps working.
@@ -91,7 +92,9 @@ pub fn app(state: AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.request_timeout))
         .layer(axum::middleware::from_fn(error::json_error_bodies))
         // Outside the limits, so requests they refuse are counted too.
-        .layer(axum::middleware::from_fn(ops::record));
+        .layer(axum::middleware::from_fn(ops::record))
+        // Outermost: every answer, a refusal included, carries the request's id.
+        .layer(axum::middleware::from_fn(trace::request_id));
     for (name, value) in [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
@@ -171,11 +174,26 @@ pub async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_router(listener, &state, app(state.clone()), tls, shutdown).await
+}
+
+/// [`serve`] with the router given: [`app`]'s, wrapped in what the binary adds around it (a request span for
+/// exported traces).
+///
+/// # Errors
+/// I/O errors of the listener.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    state: &AppState,
+    router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let timeouts = listen::Timeouts {
         handshake: state.settings().tls_handshake_timeout,
         header_read: state.settings().header_read_timeout,
     };
-    listen::serve(listener, tls, app(state), timeouts, shutdown).await
+    listen::serve(listener, tls, router, timeouts, shutdown).await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -81,6 +81,7 @@ pub(crate) async fn record(request: Request, next: Next) -> Response {
     let method = method_label(request.method());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
+    crate::trace::record_status(response.status().as_u16());
     let status = response.status().as_u16().to_string();
     metrics::counter!("tessera_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);

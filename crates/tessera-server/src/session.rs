@@ -89,6 +89,13 @@ pub(crate) async fn refresh(state: &AppState, token: &str) -> Result<Issued, Ref
         .await
         .map_err(|err| RefreshFailure::Unavailable(err.into()))?;
     metrics::counter!("tessera_refresh_total", "outcome" => outcome.label()).increment(1);
+    tracing::info!(
+        target: tessera_model::SPAN_TARGET,
+        sid = %claim.sid,
+        generation = claim.generation,
+        outcome = outcome.label(),
+        "session.refresh"
+    );
     match outcome {
         RefreshOutcome::Rotated(session) => {
             let issued = issue(state, session).await.map_err(RefreshFailure::Unavailable)?;

@@ -9,7 +9,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::Value;
 use tessera_jose::{encode_jwt, Audience, Claims, ACCESS_TOKEN_TYP};
-use tessera_model::{Millis, Provenance, RefreshRules, Revocation, Session};
+use tessera_model::{Millis, Provenance, RefreshRules, Revocation, Session, SPAN_TARGET};
 use tessera_revocation::RevocationIndex;
 use tessera_store::Store;
 
@@ -140,8 +140,11 @@ impl AppState {
     /// node's next request already sees it; other nodes follow the log. Whether it changed anything.
     pub(crate) async fn revoke(&self, revocation: Revocation, provenance: Provenance) -> Result<bool, ApiError> {
         let now = self.0.clock.now_ms();
+        let (kind, target, _) = revocation.to_columns();
+        let by = provenance.actor.clone();
         let changed = self.0.store.revoke(revocation.clone(), provenance, now).await?;
         self.0.revocations.apply_local(&revocation, now);
+        tracing::info!(target: SPAN_TARGET, revocation_kind = kind, revocation_target = target, actor = %by, changed, "revocation.committed");
         Ok(changed)
     }
 
@@ -170,8 +173,20 @@ impl AppState {
     /// Signs an access token (`typ: at+jwt`) and counts it by kind, algorithm and client.
     pub(crate) fn sign_access_token(&self, claims: &Claims, kind: &'static str) -> Result<String, ApiError> {
         let key = self.0.keys.signing_key();
-        let token = encode_jwt(&key, Some(ACCESS_TOKEN_TYP), claims)
+        let span =
+            tracing::info_span!(target: SPAN_TARGET, "token.sign", token_type = kind, alg = key.algorithm().as_str());
+        let token = span
+            .in_scope(|| encode_jwt(&key, Some(ACCESS_TOKEN_TYP), claims))
             .map_err(|err| ApiError::internal(format!("signing failed: {err}")))?;
+        tracing::info!(
+            target: SPAN_TARGET,
+            token_type = kind,
+            jti = claims.jti.as_deref(),
+            sid = claims.sid.as_deref(),
+            sub = claims.sub.as_deref(),
+            client_id = claims.client_id.as_deref(),
+            "token.issued"
+        );
         count_issued(kind, key.algorithm().as_str(), claims.client_id.as_deref().unwrap_or(&self.settings().client_id));
         Ok(token)
     }

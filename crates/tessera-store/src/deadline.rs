@@ -41,6 +41,14 @@ impl<S: Store> Deadline<S> {
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let started = std::time::Instant::now();
+        let span = tracing::info_span!(
+            target: crate::model::SPAN_TARGET,
+            "store",
+            otel.name = %format_args!("store {operation}"),
+            db.system = self.backend,
+            db.operation = operation,
+        );
+        let call = tracing::Instrument::instrument(call, span);
         let answer = match self.limit {
             Some(limit) => {
                 tokio::time::timeout(limit, call).await.map_err(|_| StoreError::TimedOut(limit)).and_then(|a| a)

@@ -12,6 +12,7 @@ mod probe;
 mod revoke;
 mod serve;
 mod store;
+mod telemetry;
 mod token;
 mod user;
 

@@ -9,29 +9,19 @@ use tessera_jose::{KeySet, Policy};
 use tessera_server::clock::{Clock as _, SystemClock};
 use tessera_server::keys::KeyService;
 use tessera_server::{AppState, ExchangeRule, ForwardedHeaders, RateLimits, RouteRule, Settings, TrustedIssuer};
-use tracing_subscriber::EnvFilter;
 
-use crate::config::{secs, Config, LogFormat, StoreBackend, MASTER_KEY_ENV};
+use crate::config::{secs, Config, StoreBackend, MASTER_KEY_ENV};
 
 pub(crate) fn run(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
-    init_logging(config.server.log_format);
+    let telemetry = crate::telemetry::init(config.server.log_format, &config.tracing)?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-    runtime.block_on(serve(config, listen))?;
+    let served = runtime.block_on(serve(config, listen, &telemetry));
+    // After the runtime: the exporter's last flush blocks.
+    drop(runtime);
+    telemetry.shutdown();
+    served?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colour codes only on a terminal: in a log file or a collector they are noise in every line.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
 }
 
 pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
@@ -149,7 +139,11 @@ fn warn_if_verify_accepts_every_audience(settings: &Settings) {
     }
 }
 
-async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+async fn serve(
+    config: &Config,
+    listen: Option<SocketAddr>,
+    telemetry: &crate::telemetry::Telemetry,
+) -> anyhow::Result<()> {
     let mut settings = settings(config)?;
     warn_if_verify_accepts_every_audience(&settings);
     if config.issuer.is_none() && config.store.backend != StoreBackend::Sqlite {
@@ -196,7 +190,8 @@ async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<()
     tracing::info!(address = %local, issuer = %state.settings().issuer, "tessera is serving");
     // A line on stdout for scripts and tests that start the server on port 0.
     println!("listening on {scheme}://{local}");
-    tessera_server::serve(listener, state, tls, tessera_server::shutdown_signal()).await?;
+    let router = telemetry.around(tessera_server::app(state.clone()));
+    tessera_server::serve_router(listener, &state, router, tls, tessera_server::shutdown_signal()).await?;
     background.abort();
     Ok(())
 }

@@ -59,7 +59,11 @@ pub(crate) async fn login(
     let started = std::time::Instant::now();
     // argon2 takes tens of milliseconds of CPU and 19 MiB: never on the async runtime, one per core at a time. An
     // unknown user is checked against a decoy hash, so both failures cost the same and answer the same.
-    let checked = state.password_checks().run(move || verify_password(&password, hash.as_deref())).await;
+    let checked = tracing::Instrument::instrument(
+        state.password_checks().run(move || verify_password(&password, hash.as_deref())),
+        tracing::info_span!(target: tessera_model::SPAN_TARGET, "password.verify"),
+    )
+    .await;
     let valid = match checked {
         Ok(valid) => valid,
         Err(NotChecked::Busy) => {

@@ -140,7 +140,7 @@ async fn check(
     if !headers.contains_key(header::AUTHORIZATION) {
         if let Some(migration) = state.migration() {
             if let Some(cookie) = migration.cookie(headers)? {
-                return check_session(state, migration, cookie, headers, &audiences, &needed_scopes).await;
+                return check_session(state, migration, cookie, &audiences, &needed_scopes).await;
             }
         }
     }
@@ -169,7 +169,7 @@ async fn check(
         scope: &scope,
         method: Method::Token,
     };
-    answer.into_response(state, headers, None)
+    answer.into_response(None)
 }
 
 /// The session path of `/verify`: a legacy session cookie, checked by the migration's adapter. A legacy session
@@ -179,7 +179,6 @@ async fn check_session(
     state: &AppState,
     migration: &crate::migration::Migration,
     cookie: &str,
-    headers: &HeaderMap,
     audiences: &[&String],
     needed_scopes: &[&String],
 ) -> Result<Response, ApiError> {
@@ -210,7 +209,7 @@ async fn check_session(
         scope: "",
         method: Method::Session,
     };
-    answer.into_response(state, headers, deprecated)
+    answer.into_response(deprecated)
 }
 
 /// What `/verify` tells the upstream about an authenticated request.
@@ -225,16 +224,9 @@ struct Answer<'a> {
 
 impl Answer<'_> {
     /// The 200 answer; `deprecated_since` (Unix seconds) adds a `Deprecation` header.
-    fn into_response(
-        self,
-        state: &AppState,
-        headers: &HeaderMap,
-        deprecated_since: Option<i64>,
-    ) -> Result<Response, ApiError> {
-        let request_id = match headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|id| id.len() <= 128) {
-            Some(id) => id.to_owned(),
-            None => state.random_b64::<12>()?,
-        };
+    fn into_response(self, deprecated_since: Option<i64>) -> Result<Response, ApiError> {
+        // The request's own id (see `crate::trace`), passed on to the application behind the gateway.
+        let request_id = crate::trace::current_request_id().unwrap_or_else(|| "".into());
         let mut out = HeaderMap::with_capacity(IDENTITY_HEADERS + 1);
         // Every identity header is always sent, empty when it does not apply, so a gateway that only overrides the
         // headers it copies (Envoy) never leaves one a client wrote in place.
@@ -244,7 +236,7 @@ impl Answer<'_> {
             (X_TOKEN_ISSUER, self.issuer),
             (X_USER_ROLES, self.roles),
             (X_SCOPE, self.scope),
-            (X_REQUEST_ID, request_id.as_str()),
+            (X_REQUEST_ID, &*request_id),
         ] {
             out.insert(name, header_value(value)?);
         }
@@ -263,7 +255,7 @@ const X_EXTERNAL_SUBJECT: HeaderName = HeaderName::from_static("x-external-subje
 const X_TOKEN_ISSUER: HeaderName = HeaderName::from_static("x-token-issuer");
 const X_USER_ROLES: HeaderName = HeaderName::from_static("x-user-roles");
 const X_SCOPE: HeaderName = HeaderName::from_static("x-scope");
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use crate::trace::X_REQUEST_ID;
 /// `token` or `session`: how the request was authenticated (the same identity headers follow either way).
 const X_AUTH_METHOD: HeaderName = HeaderName::from_static("x-auth-method");
 const DEPRECATION: HeaderName = HeaderName::from_static("deprecation");

@@ -506,6 +506,14 @@ async fn token_exchange(
     if let Some(tessera_jose::Audience::One(audience)) = &claims.aud {
         metrics::counter!("tessera_token_exchanges_total", "client" => client.client_id.clone(), "audience" => audience.clone())
             .increment(1);
+        tracing::info!(
+            target: tessera_model::SPAN_TARGET,
+            client_id = %client.client_id,
+            audience = %audience,
+            sub = claims.sub.as_deref(),
+            jti = claims.jti.as_deref(),
+            "token.exchanged"
+        );
     }
     let mut body = serde_json::json!({
         "access_token": token, "issued_token_type": ACCESS_TOKEN_TYPE, "token_type": "Bearer", "expires_in": (exp - now).max(0),

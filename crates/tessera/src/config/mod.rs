@@ -20,6 +20,7 @@ mod migration;
 mod sections;
 #[cfg(test)]
 mod tests;
+mod tracing;
 mod validate;
 
 pub(crate) use migration::MigrationConfig;
@@ -28,6 +29,7 @@ pub(crate) use sections::{
     RevocationConfig, ServerConfig, SessionConfig, StalePolicyConfig, StoreBackend, StoreConfig, TokenConfig,
     TrustedIssuerConfig,
 };
+pub(crate) use tracing::{OtlpProtocol, TracingConfig};
 
 /// Everything `tessera` can be configured with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +67,8 @@ pub(crate) struct Config {
     pub(crate) demo: DemoConfig,
     /// The migration from a legacy application's session cookies to tokens.
     pub(crate) migration: MigrationConfig,
+    /// Trace export over OTLP.
+    pub(crate) tracing: TracingConfig,
 }
 
 impl Default for Config {
@@ -84,6 +88,7 @@ impl Default for Config {
             trusted_issuers: Vec::new(),
             demo: DemoConfig::default(),
             migration: MigrationConfig::default(),
+            tracing: TracingConfig::default(),
         }
     }
 }

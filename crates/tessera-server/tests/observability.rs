@@ -1,6 +1,6 @@
-//! `/metrics` after the traffic an operator watches — logins, refreshes, a reuse, verifications, a revocation
-//! that reaches another node, a rate-limited login: every series the dashboards and alert rules read is there,
-//! with the promised labels, and the counts match what was done.
+//! Observability in-process: `/metrics` after the traffic an operator watches — logins, refreshes, a reuse,
+//! verifications, a revocation that reaches another node, a rate-limited login — holds every series the dashboards
+//! and alert rules read, with the promised labels and counts; and every answer carries a request id.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
 mod common;
@@ -89,4 +89,29 @@ async fn the_series_dashboards_and_alerts_read_are_exported_with_their_labels() 
     assert!(due > 29.0 * 86_400.0 && due <= 30.0 * 86_400.0, "a fresh key rotates in 30 days: {due}");
     at_least(r#"tessera_store_operation_duration_seconds_count{backend="sqlite",operation="refresh"}"#, 2.0);
     at_least("process_resident_memory_bytes", 1.0);
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_request_id_the_client_sent_or_one_made_for_it() {
+    let h = common::harness().await;
+    let ask = |id: Option<&str>, path: &str| {
+        let mut request = Request::get(path);
+        if let Some(id) = id {
+            request = request.header("x-request-id", id);
+        }
+        h.app.clone().oneshot(request.body(Body::empty()).unwrap())
+    };
+    let id_of = |response: &axum::response::Response| response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    // Kept on a success, a refusal and an unknown route alike.
+    for path in ["/healthz", "/verify", "/no/such/route"] {
+        assert_eq!(id_of(&ask(Some("req-42"), path).await.unwrap()), "req-42", "{path}");
+    }
+    // One that cannot be logged as it is (a quote, too long) is replaced, as is a missing one; made ones differ.
+    let long = "x".repeat(129);
+    let mut seen = std::collections::HashSet::new();
+    for id in [Some("bad\"id"), Some(long.as_str()), None, None] {
+        let answered = id_of(&ask(id, "/healthz").await.unwrap());
+        assert!(Some(answered.as_str()) != id && !answered.is_empty() && answered.len() <= 128, "{answered}");
+        assert!(seen.insert(answered), "made ids are unique");
+    }
 }

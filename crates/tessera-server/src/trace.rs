@@ -1,0 +1,102 @@
+//! Request ids, and what a request's span learns as it is served.
+//!
+//! Every request has an id: the client's `X-Request-ID` when it is a sane one (1–128 visible ASCII characters,
+//! no quote or backslash, so it can go into a log line or a JSON field as it is), otherwise one made here. The
+//! id is echoed in the answer, attached to the request's span and, through [`current_request_id`], to the log
+//! lines written while the request is served. The span itself is made by whoever serves the router (`tessera
+//! serve` makes it when traces are exported); this module records the status and the id into it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use tessera_model::SPAN_TARGET;
+
+/// The header a request id travels in.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest request id taken from a client.
+const MAX_REQUEST_ID: usize = 128;
+
+tokio::task_local! {
+    static REQUEST_ID: Arc<str>;
+}
+
+/// The id of the request being served on this task, if any.
+#[must_use]
+pub fn current_request_id() -> Option<Arc<str>> {
+    REQUEST_ID.try_with(Arc::clone).ok()
+}
+
+/// Whether a client's request id can be used as it is.
+fn acceptable(id: &str) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
+/// A new request id: a prefix drawn once per process and a counter. Unique across nodes and restarts, cheap, and
+/// not a secret (it is echoed to whoever sent the request), so the prefix comes from the randomly keyed hasher the
+/// standard library seeds per process rather than from the injected generator a secret would need.
+fn new_request_id() -> Arc<str> {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let seed =
+            std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), std::process::id());
+        format!("{seed:016x}")
+    });
+    format!("{prefix}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed)).into()
+}
+
+/// Gives the request its id (see the module), serves it with the id in scope, and echoes it in the answer.
+pub(crate) async fn request_id(request: Request, next: Next) -> Response {
+    let id = match request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|id| acceptable(id)) {
+        Some(id) => Arc::from(id),
+        None => new_request_id(),
+    };
+    if tracing::enabled!(target: SPAN_TARGET, tracing::Level::INFO) {
+        tracing::Span::current().record("request_id", &*id);
+    }
+    let mut response = REQUEST_ID.scope(Arc::clone(&id), next.run(request)).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(X_REQUEST_ID, value);
+    }
+    response
+}
+
+/// Records the answer's status in the request's span. Nothing to do, and nothing done, when no span is exported.
+pub(crate) fn record_status(status: u16) {
+    if !tracing::enabled!(target: SPAN_TARGET, tracing::Level::INFO) {
+        return;
+    }
+    let span = tracing::Span::current();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_request_id_is_kept_only_when_it_is_safe_to_log_as_it_is() {
+        for id in ["req-42", "0af7651916cd43dd8448eb211c80319c", "a:b/c=d+e.f_g"] {
+            assert!(acceptable(id), "{id}");
+        }
+        let long = "x".repeat(MAX_REQUEST_ID + 1);
+        for id in ["", "with space", "quote\"", "back\\slash", "caf\u{e9}", "tab\there", long.as_str()] {
+            assert!(!acceptable(id), "{id:?}");
+        }
+    }
+
+    #[test]
+    fn made_request_ids_are_unique_and_acceptable() {
+        let ids: std::collections::HashSet<_> = (0..1000).map(|_| new_request_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(ids.iter().all(|id| acceptable(id)));
+    }
+}
