@@ -41,6 +41,8 @@ struct Inner {
     rng: Arc<dyn Rng>,
     /// The migration from legacy session cookies, when `settings.migration` is set and an adapter is given.
     migration: std::sync::OnceLock<crate::migration::Migration>,
+    /// Security events: recorded, and sent to the webhook when one is configured.
+    events: crate::events::SecurityEvents,
 }
 
 impl AppState {
@@ -94,6 +96,9 @@ impl AppState {
                 })
             }
         };
+        let events =
+            crate::events::SecurityEvents::new(Arc::clone(&store), Arc::clone(&clock), settings.webhook.as_ref());
+        keys.report_to(events.clone());
         Self(Arc::new(Inner {
             settings,
             store,
@@ -108,6 +113,7 @@ impl AppState {
             issuers,
             rng,
             migration: std::sync::OnceLock::new(),
+            events,
         }))
     }
 
@@ -129,6 +135,11 @@ impl AppState {
         self.0.migration.get()
     }
 
+    /// Security events.
+    pub(crate) fn events(&self) -> &crate::events::SecurityEvents {
+        &self.0.events
+    }
+
     /// The revocation index.
     #[must_use]
     pub fn revocations(&self) -> &RevocationIndex {
@@ -139,8 +150,11 @@ impl AppState {
     /// node's next request already sees it; other nodes follow the log. Whether it changed anything.
     pub(crate) async fn revoke(&self, revocation: Revocation, provenance: Provenance) -> Result<bool, ApiError> {
         let now = self.0.clock.now_ms();
-        let changed = self.0.store.revoke(revocation.clone(), provenance, now).await?;
+        let changed = self.0.store.revoke(revocation.clone(), provenance.clone(), now).await?;
         self.0.revocations.apply_local(&revocation, now);
+        if changed {
+            self.0.events.revoked(&revocation, &provenance);
+        }
         Ok(changed)
     }
 
@@ -319,12 +333,17 @@ impl Limits {
 
     /// Counts a login attempt against its address, whatever its outcome (each costs a password hash), and lets it
     /// go ahead unless its address or its user has too many failures (see [`crate::auth::failures`]); call
-    /// [`crate::auth::failures::Attempt::failed`] when the password turns out wrong. `Err(seconds)` to wait.
-    pub(crate) fn login(&self, ip: IpAddr, username: &str) -> Result<crate::auth::failures::Attempt<'_>, u64> {
-        self.login_by_ip.check_key(&rate_key(ip)).map_err(seconds_to_wait)?;
-        self.login_failures
-            .attempt(&username.to_lowercase(), rate_key(ip))
-            .map_err(|wait| (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1))
+    /// [`crate::auth::failures::Attempt::failed`] when the password turns out wrong. `Err` says how long to wait.
+    pub(crate) fn login(
+        &self,
+        ip: IpAddr,
+        username: &str,
+    ) -> Result<crate::auth::failures::Attempt<'_>, crate::auth::failures::Refused> {
+        self.login_by_ip.check_key(&rate_key(ip)).map_err(|not_until| crate::auth::failures::Refused {
+            wait: Duration::from_secs(seconds_to_wait(not_until)),
+            locked_by: None,
+        })?;
+        self.login_failures.attempt(&username.to_lowercase(), rate_key(ip))
     }
 
     /// Counts a failed refresh from `ip`, and against `user` when the token named a session of theirs;
