@@ -16,12 +16,14 @@ pub(crate) const DEFAULT_CONFIG_FILE: &str = "tessera.toml";
 /// The environment variable holding the master key that seals signing keys at rest.
 pub(crate) const MASTER_KEY_ENV: &str = "TESSERA_MASTER_KEY";
 
+mod events;
 mod migration;
 mod sections;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub(crate) use events::EventsConfig;
 pub(crate) use migration::MigrationConfig;
 pub(crate) use sections::{
     DemoConfig, ExchangeRuleConfig, ForwardedHeadersConfig, GatewayConfig, KeyConfig, LogFormat, RateLimitConfig,
@@ -65,6 +67,8 @@ pub(crate) struct Config {
     pub(crate) demo: DemoConfig,
     /// The migration from a legacy application's session cookies to tokens.
     pub(crate) migration: MigrationConfig,
+    /// Security events: the webhook they are sent to.
+    pub(crate) events: EventsConfig,
 }
 
 impl Default for Config {
@@ -84,6 +88,7 @@ impl Default for Config {
             trusted_issuers: Vec::new(),
             demo: DemoConfig::default(),
             migration: MigrationConfig::default(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -117,7 +122,8 @@ impl Config {
             }
             None => {}
         }
-        let env = Env::prefixed("TESSERA_").ignore(&["MASTER_KEY", "CONFIG", "ADMIN_TOKEN"]).split("__");
+        let env =
+            Env::prefixed("TESSERA_").ignore(&["MASTER_KEY", "CONFIG", "ADMIN_TOKEN", "WEBHOOK_SECRET"]).split("__");
         let config: Self = figment.merge(env).merge(Serialized::defaults(flags)).extract().map_err(|err| {
             let all: Vec<String> = err.into_iter().map(|e| e.to_string()).collect();
             anyhow::anyhow!("invalid configuration:\n  - {}", all.join("\n  - "))
