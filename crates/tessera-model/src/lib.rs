@@ -18,7 +18,7 @@ mod revocation;
 mod session;
 
 pub use account::{is_safe_role, Client, User, MAX_ROLE_LEN};
-pub use record::{Document, SecurityEvent};
+pub use record::{Document, NewSecurityEvent, SecurityEvent, SecurityEventQuery};
 pub use revocation::{AutomaticRevocation, Provenance, Revocation, RevocationEntry};
 pub use session::{
     decide, Decision, NewSession, RefreshOutcome, RefreshRules, Refusal, SecurityEventKind, Session, SessionState,

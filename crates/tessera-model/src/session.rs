@@ -135,19 +135,58 @@ impl SessionState {
 }
 
 /// Kinds of recorded [`SecurityEvent`](crate::SecurityEvent), by their stored and logged names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SecurityEventKind {
     /// A rotated refresh token came back: the session was revoked.
     RefreshTokenReuse,
+    /// A session was revoked: a logout, a user ending one of their sessions, a client (RFC 7009) or an admin.
+    SessionRevoked,
+    /// Everything a subject was issued was revoked: a logout everywhere, or an admin.
+    SessionsRevokedAll,
+    /// A failed-login limit started refusing a user from an address.
+    LoginLocked,
+    /// A node started signing with a new key.
+    KeyRotated,
+    /// A keyring or secrets entry failed the master key's integrity check and was refused.
+    KeyEntryRefused,
+    /// A write through the admin API: a revocation, a change of the migration's rollout, its rollback.
+    AdminChange,
+    /// The migration's triggers returned the rollout to its previous phase.
+    MigrationAutoRollback,
 }
 
 impl SecurityEventKind {
+    /// Every kind.
+    pub const ALL: [Self; 8] = [
+        Self::RefreshTokenReuse,
+        Self::SessionRevoked,
+        Self::SessionsRevokedAll,
+        Self::LoginLocked,
+        Self::KeyRotated,
+        Self::KeyEntryRefused,
+        Self::AdminChange,
+        Self::MigrationAutoRollback,
+    ];
+
     /// The name stored with the event and logged as `security_event`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::RefreshTokenReuse => "refresh_token_reuse",
+            Self::SessionRevoked => "session_revoked",
+            Self::SessionsRevokedAll => "sessions_revoked_all",
+            Self::LoginLocked => "login_locked",
+            Self::KeyRotated => "key_rotated",
+            Self::KeyEntryRefused => "key_entry_refused",
+            Self::AdminChange => "admin_change",
+            Self::MigrationAutoRollback => "migration_auto_rollback",
         }
+    }
+
+    /// The kind stored under `name`, if it is one.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
     }
 }
 

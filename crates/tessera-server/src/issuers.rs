@@ -30,7 +30,12 @@ const RETRY: Duration = Duration::from_secs(30);
 /// # Errors
 /// Why not, for the operator.
 pub fn check_jwks_url(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|err| format!("jwks_url {url:?} is not a URL: {err}"))?;
+    check_https_or_loopback("jwks_url", url)
+}
+
+/// Whether `url`, the value of setting `name`, is https, or plain http to a loopback address.
+pub(crate) fn check_https_or_loopback(name: &str, url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|err| format!("{name} {url:?} is not a URL: {err}"))?;
     // The parser has normalised the host already (lower case, `127.1` as `127.0.0.1`, IPv6 in brackets).
     let host = parsed.host_str().unwrap_or_default();
     let loopback = host == "localhost"
@@ -42,7 +47,7 @@ pub fn check_jwks_url(url: &str) -> Result<(), String> {
     match parsed.scheme() {
         "https" if !host.is_empty() => Ok(()),
         "http" if loopback => Ok(()),
-        _ => Err(format!("jwks_url {url:?} must be https (plain http only to a loopback address)")),
+        _ => Err(format!("{name} {url:?} must be https (plain http only to a loopback address)")),
     }
 }
 

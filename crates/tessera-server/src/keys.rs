@@ -28,6 +28,8 @@ pub struct KeyService {
     /// The revisions last refused for failing the master key's integrity check, so a planted entry that stays in
     /// place is reported and counted once, not on every reload.
     refused: Mutex<Option<Revisions>>,
+    /// Where key rotations and refused entries are reported as security events, once the server's state exists.
+    events: std::sync::OnceLock<crate::events::SecurityEvents>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -113,6 +115,7 @@ impl KeyService {
             secrets: Arc::new(secrets),
             loaded: Mutex::new(Loaded { revisions, next_change, schedule }),
             refused: Mutex::new(None),
+            events: std::sync::OnceLock::new(),
         })
     }
 
@@ -145,6 +148,7 @@ impl KeyService {
             .inspect_err(|err| {
                 if self.newly_refused(err, revisions) {
                     report_refusal(err);
+                    self.events.get().inspect(|events| events.key_entry_refused(&err.to_string()));
                 }
             })?;
         let schedule = Schedule::of(&ring, now_secs, &self.rotation);
@@ -155,6 +159,7 @@ impl KeyService {
         self.jwks.store(Arc::new(jwks));
         if signing.kid() != current_kid {
             tracing::info!(kid = signing.kid(), alg = %signing.algorithm(), "now signing with a new key");
+            self.events.get().inspect(|events| events.key_rotated(signing.kid(), &current_kid));
         }
         self.signing.store(Arc::new(signing));
         self.secrets.replace(refresh.accepted(now_secs), csrf.accepted(now_secs), now_secs);
@@ -165,6 +170,12 @@ impl KeyService {
             *refused = None;
         }
         Ok(true)
+    }
+
+    /// Reports key rotations and refused entries to `events` from now on.
+    pub(crate) fn report_to(&self, events: crate::events::SecurityEvents) {
+        // Set once, by the state that serves with these keys.
+        let _ = self.events.set(events);
     }
 
     /// Whether `err` is an integrity failure of these revisions not reported yet.

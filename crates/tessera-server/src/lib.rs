@@ -5,7 +5,8 @@
 //! - `auth/` — browsers and first-party apps: login, cookie refresh with CSRF, the session of a reloaded page,
 //!   logout, logout everywhere, sessions;
 //! - `oauth2/` — OAuth clients: the token endpoint (refresh grant);
-//! - `admin/` — applications that authenticate users themselves: mint a session;
+//! - `admin/` — applications that authenticate users themselves: mint a session; operators: revocations, the
+//!   migration, security events (`events` records them and sends them to a webhook);
 //! - `gateway/` — gateways: `/verify` forward authentication;
 //! - `wellknown/` — anyone: JWKS and authorization-server metadata;
 //! - `ops` — operators: health, readiness, Prometheus metrics;
@@ -21,6 +22,7 @@ mod background;
 mod clients;
 mod demo;
 mod error;
+mod events;
 mod extract;
 pub mod gateway;
 pub mod issuers;
@@ -58,6 +60,7 @@ use tower_http::trace::TraceLayer;
 pub use background::{forget_expired_sessions, start_background, sync};
 pub use clients::assertion_keys as client_assertion_keys;
 pub use error::ApiError;
+pub use events::{check_webhook_url, WebhookSettings};
 pub use oauth2::client_auth::secret_hash as client_secret_hash;
 pub use settings::{
     CompactRevocations, ExchangeRule, ForwardedHeaders, MigrationSettings, RateLimits, RouteRule, Settings,

@@ -114,6 +114,7 @@ pub(crate) async fn refresh(state: &AppState, token: &str) -> Result<Issued, Ref
                 live_generation = session.generation,
                 "refresh token reuse detected: session revoked"
             );
+            state.events().reuse_detected(&session);
             Err(RefreshFailure::Rejected)
         }
         RefreshOutcome::Refused(_) => Err(RefreshFailure::Rejected),

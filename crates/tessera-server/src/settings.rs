@@ -76,6 +76,8 @@ pub struct Settings {
     pub demo: bool,
     /// The migration from legacy session cookies to tokens; `None` (the default): legacy cookies mean nothing.
     pub migration: Option<MigrationSettings>,
+    /// Where security events are sent as they happen; `None` (the default): they are only recorded.
+    pub webhook: Option<crate::events::WebhookSettings>,
 }
 
 /// How the migration from legacy session cookies runs on this node (the rollout itself is in the store).
@@ -298,6 +300,7 @@ impl Default for Settings {
             compact_revocations: None,
             demo: true,
             migration: None,
+            webhook: None,
         }
     }
 }

@@ -42,6 +42,8 @@ struct Inner {
     rng: Arc<dyn Rng>,
     /// The migration from legacy session cookies, when `settings.migration` is set and an adapter is given.
     migration: std::sync::OnceLock<crate::migration::Migration>,
+    /// Security events: recorded, and sent to the webhook when one is configured.
+    events: crate::events::SecurityEvents,
 }
 
 impl AppState {
@@ -95,6 +97,9 @@ impl AppState {
                 })
             }
         };
+        let events =
+            crate::events::SecurityEvents::new(Arc::clone(&store), Arc::clone(&clock), settings.webhook.as_ref());
+        keys.report_to(events.clone());
         Self(Arc::new(Inner {
             settings,
             store,
@@ -109,6 +114,7 @@ impl AppState {
             issuers,
             rng,
             migration: std::sync::OnceLock::new(),
+            events,
         }))
     }
 
@@ -130,6 +136,11 @@ impl AppState {
         self.0.migration.get()
     }
 
+    /// Security events.
+    pub(crate) fn events(&self) -> &crate::events::SecurityEvents {
+        &self.0.events
+    }
+
     /// The revocation index.
     #[must_use]
     pub fn revocations(&self) -> &RevocationIndex {
@@ -141,10 +152,19 @@ impl AppState {
     pub(crate) async fn revoke(&self, revocation: Revocation, provenance: Provenance) -> Result<bool, ApiError> {
         let now = self.0.clock.now_ms();
         let (kind, target, _) = revocation.to_columns();
-        let by = provenance.actor.clone();
-        let changed = self.0.store.revoke(revocation.clone(), provenance, now).await?;
+        let changed = self.0.store.revoke(revocation.clone(), provenance.clone(), now).await?;
         self.0.revocations.apply_local(&revocation, now);
-        tracing::info!(target: SPAN_TARGET, revocation_kind = kind, revocation_target = target, actor = %by, changed, "revocation.committed");
+        tracing::info!(
+            target: SPAN_TARGET,
+            revocation_kind = kind,
+            revocation_target = target,
+            actor = %provenance.actor,
+            changed,
+            "revocation.committed"
+        );
+        if changed {
+            self.0.events.revoked(&revocation, &provenance);
+        }
         Ok(changed)
     }
 
@@ -343,15 +363,17 @@ impl Limits {
 
     /// Counts a login attempt against its address, whatever its outcome (each costs a password hash), and lets it
     /// go ahead unless its address or its user has too many failures (see [`crate::auth::failures`]); call
-    /// [`crate::auth::failures::Attempt::failed`] when the password turns out wrong. `Err(seconds)` to wait.
-    pub(crate) fn login(&self, ip: IpAddr, username: &str) -> Result<crate::auth::failures::Attempt<'_>, u64> {
+    /// [`crate::auth::failures::Attempt::failed`] when the password turns out wrong. `Err` says how long to wait.
+    pub(crate) fn login(
+        &self,
+        ip: IpAddr,
+        username: &str,
+    ) -> Result<crate::auth::failures::Attempt<'_>, crate::auth::failures::Refused> {
         self.login_by_ip.check_key(&rate_key(ip)).map_err(|not_until| {
             rate_limited("login_per_ip");
-            seconds_to_wait(not_until)
+            crate::auth::failures::Refused { wait: Duration::from_secs(seconds_to_wait(not_until)), locked_by: None }
         })?;
-        self.login_failures
-            .attempt(&username.to_lowercase(), rate_key(ip))
-            .map_err(|wait| (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1))
+        self.login_failures.attempt(&username.to_lowercase(), rate_key(ip))
     }
 
     /// Counts a failed refresh from `ip`, and against `user` when the token named a session of theirs;

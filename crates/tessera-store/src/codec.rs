@@ -174,18 +174,67 @@ pub(crate) fn revocation_from(kind: &str, value: String, instant: Option<Millis>
 
 /// The security-event columns, in this order.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) const EVENT_COLUMNS: &str = "at, kind, sub, sid, detail";
+pub(crate) const EVENT_COLUMNS: &str = "id, at, kind, sub, sid, actor, detail";
 
-/// A security event.
+/// A security event. Its subject, session and actor are stored as empty text when there is none (the columns
+/// predate them being optional).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn event_from(record: &impl Record) -> Result<crate::model::SecurityEvent, StoreError> {
+    let optional = |column| record.text(column).map(|text| Some(text).filter(|text| !text.is_empty()));
     Ok(crate::model::SecurityEvent {
-        at: record.integer(column(0, "at"))?,
-        kind: record.text(column(1, "kind"))?,
-        sub: record.text(column(2, "sub"))?,
-        sid: record.text(column(3, "sid"))?,
-        detail: record.text(column(4, "detail"))?,
+        id: event_id(record.integer(column(0, "id"))?)?,
+        at: record.integer(column(1, "at"))?,
+        kind: record.text(column(2, "kind"))?,
+        sub: optional(column(3, "sub"))?,
+        sid: optional(column(4, "sid"))?,
+        actor: optional(column(5, "actor"))?,
+        detail: record.text(column(6, "detail"))?,
     })
+}
+
+/// A stored security-event id (a signed integer in SQL and Redis scores).
+pub(crate) fn event_id(stored: i64) -> Result<u64, StoreError> {
+    u64::try_from(stored).map_err(|_| StoreError::corrupt("security event id", format!("negative id {stored}")))
+}
+
+/// A value bound to a placeholder of [`event_query_sql`].
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) enum SqlValue {
+    Integer(i64),
+    Text(String),
+}
+
+/// The SQL backends' query for `query`, its placeholders numbered and written as `{marker}N` (`?` for SQLite, `$`
+/// for PostgreSQL), and the values to bind to them in order. Only the filters given become conditions, so each
+/// combination is a statement of its own that can use the indexes (`kind`, `sub`) and the id order.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn event_query_sql(query: &crate::model::SecurityEventQuery, marker: char) -> (String, Vec<SqlValue>) {
+    let mut conditions = Vec::new();
+    let mut values = Vec::new();
+    let mut condition = |text: &str, value: SqlValue| {
+        values.push(value);
+        conditions.push(format!("{text} {marker}{}", values.len()));
+    };
+    if let Some(kind) = query.kind {
+        condition("kind =", SqlValue::Text(kind.as_str().to_owned()));
+    }
+    if let Some(sub) = &query.sub {
+        condition("sub =", SqlValue::Text(sub.clone()));
+    }
+    if let Some(since) = query.since {
+        condition("at >=", SqlValue::Integer(since));
+    }
+    if let Some(until) = query.until {
+        condition("at <", SqlValue::Integer(until));
+    }
+    if let Some(before) = query.before {
+        condition("id <", SqlValue::Integer(i64::try_from(before).unwrap_or(i64::MAX)));
+    }
+    let filter = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+    values.push(SqlValue::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
+    let sql =
+        format!("SELECT {EVENT_COLUMNS} FROM security_events{filter} ORDER BY id DESC LIMIT {marker}{}", values.len());
+    (sql, values)
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::Map;
 
 use crate::{
-    Client, NewSession, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation, Store, StoreError, User,
+    Client, NewSecurityEvent, NewSession, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation,
+    SecurityEventKind, SecurityEventQuery, Store, StoreError, User,
 };
 
 const RULES: RefreshRules = RefreshRules { grace_ms: 10_000, idle_timeout_ms: 86_400_000 };
@@ -173,6 +174,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     token_revocations_are_logged(&*store).await;
     client_assertions_are_used_once(&*store).await;
     documents_are_replaced_only_at_the_version_read(Arc::clone(&store)).await;
+    security_events_are_recorded_filtered_and_paged(Arc::clone(&store)).await;
     store.ping().await.unwrap();
 }
 
@@ -203,6 +205,76 @@ async fn documents_are_replaced_only_at_the_version_read(store: Arc<dyn Store>) 
     assert!(store.replace_document("secrets", None, text.into()).await.unwrap());
     assert_eq!(store.document("secrets").await.unwrap().unwrap().contents, text);
     assert_eq!(store.document("keyring").await.unwrap().unwrap().version, 2);
+}
+
+/// Security events get increasing ids, shared with the one reuse detection records, come back as recorded, and
+/// are read newest first through any combination of filters, a page at a time.
+async fn security_events_are_recorded_filtered_and_paged(store: Arc<dyn Store>) {
+    use SecurityEventKind::{AdminChange, KeyRotated, LoginLocked, SessionRevoked};
+    let everything = || SecurityEventQuery::latest(1_000);
+    let reuse = store.security_events(&everything()).await.unwrap()[0].clone();
+    let written = [
+        NewSecurityEvent::new(SessionRevoked, 10_000, "logout").about("ev-ann").in_session("ev-s1").by("user"),
+        NewSecurityEvent::new(LoginLocked, 20_000, "10 failed logins from 192.0.2.1").about("ev-ann"),
+        NewSecurityEvent::new(KeyRotated, 30_000, "now signing with kid k2").by("tessera"),
+        NewSecurityEvent::new(AdminChange, 40_000, "revoked sub ev-bob: \"quoted\" \u{e9}").about("ev-bob").by("admin"),
+        NewSecurityEvent::new(SessionRevoked, 50_000, "rfc7009").about("ev-bob").in_session("ev-s2").by("client:svc"),
+    ];
+    let mut recorded = Vec::new();
+    for event in written.clone() {
+        recorded.push(store.record_security_event(event).await.unwrap());
+    }
+    let ids: Vec<u64> = recorded.iter().map(|event| event.id).collect();
+    assert!(reuse.id < ids[0] && ids.windows(2).all(|pair| pair[0] < pair[1]), "increasing: {} then {ids:?}", reuse.id);
+    for (event, recorded) in written.into_iter().zip(&recorded) {
+        assert_eq!(event.recorded(recorded.id), *recorded);
+    }
+    let [a, b, c, d, e] = recorded.clone().try_into().unwrap();
+
+    let read = |query: SecurityEventQuery| {
+        let store = Arc::clone(&store);
+        async move { store.security_events(&query).await.unwrap() }
+    };
+    let all = read(everything()).await;
+    assert_eq!(all[..6], [e.clone(), d.clone(), c.clone(), b.clone(), a.clone(), reuse.clone()], "as recorded");
+    let of_kind = |kind| SecurityEventQuery { kind: Some(kind), ..everything() };
+    assert_eq!(read(of_kind(SessionRevoked)).await, [e.clone(), a.clone()]);
+    assert_eq!(read(of_kind(SecurityEventKind::RefreshTokenReuse)).await, std::slice::from_ref(&reuse));
+    let about = |sub: &str| SecurityEventQuery { sub: Some(sub.into()), ..everything() };
+    assert_eq!(read(about("ev-ann")).await, [b.clone(), a.clone()]);
+    let between = SecurityEventQuery { since: Some(20_000), until: Some(40_000), ..everything() };
+    assert_eq!(read(between).await, [c.clone(), b.clone()], "since is inclusive, until exclusive");
+    let both = SecurityEventQuery { kind: Some(SessionRevoked), sub: Some("ev-bob".into()), ..everything() };
+    assert_eq!(read(both).await, std::slice::from_ref(&e));
+    assert!(read(SecurityEventQuery::latest(0)).await.is_empty());
+
+    // Pages of two, each below the last id of the one before, add up to everything.
+    let mut paged = Vec::new();
+    let mut before = None;
+    loop {
+        let page = read(SecurityEventQuery { before, ..SecurityEventQuery::latest(2) }).await;
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+    let below_c = SecurityEventQuery { before: Some(c.id), sub: Some("ev-ann".into()), ..everything() };
+    assert_eq!(read(below_c).await, [b, a]);
+
+    // Nodes recording at once: every event its own id.
+    let writers = (0..16).map(|i| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let event = NewSecurityEvent::new(KeyRotated, 60_000, format!("node {i}"));
+            store.record_security_event(event).await.unwrap().id
+        })
+    });
+    let mut ids: Vec<u64> = futures_util::future::join_all(writers).await.into_iter().map(Result::unwrap).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 16);
+    assert!(ids[0] > e.id);
 }
 
 async fn users(store: &dyn Store) {
@@ -285,8 +357,11 @@ async fn rotation(store: &dyn Store) {
     // Generation 0 is now two behind: theft. The family is revoked, logged, and the event recorded.
     assert!(matches!(store.refresh("f1", 0, 5_000, RULES).await.unwrap(), RefreshOutcome::TheftDetected(_)));
     assert_eq!(store.refresh("f1", 2, 5_001, RULES).await.unwrap(), RefreshOutcome::Refused(Refusal::Revoked));
-    let event = &store.security_events(10).await.unwrap()[0];
-    assert_eq!((event.kind.as_str(), event.sid.as_str(), event.sub.as_str()), ("refresh_token_reuse", "f1", "bob"));
+    let event = &store.security_events(&SecurityEventQuery::latest(10)).await.unwrap()[0];
+    assert_eq!(
+        (event.kind.as_str(), event.sid.as_deref(), event.sub.as_deref(), event.at),
+        ("refresh_token_reuse", Some("f1"), Some("bob"), 5_000)
+    );
     let log = store.revocations_after(0, 0, 100).await.unwrap();
     assert!(log.iter().any(|e| e.revocation == Revocation::Session { sid: "f1".into() }));
     assert_eq!(store.refresh("nope", 0, 1, RULES).await.unwrap(), RefreshOutcome::Refused(Refusal::Unknown));

@@ -10,7 +10,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::model::{
-    Client, Document, Millis, NewSession, Provenance, RefreshOutcome, RefreshRules, Revocation, Session,
+    Client, Document, Millis, NewSecurityEvent, NewSession, Provenance, RefreshOutcome, RefreshRules, Revocation,
+    SecurityEventQuery, Session,
 };
 use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
 
@@ -172,8 +173,12 @@ impl<S: Store> Store for Deadline<S> {
         self.bounded("log_head", self.inner.log_head()).await
     }
 
-    async fn security_events(&self, limit: usize) -> Result<Vec<SecurityEvent>, StoreError> {
-        self.bounded("security_events", self.inner.security_events(limit)).await
+    async fn record_security_event(&self, event: NewSecurityEvent) -> Result<SecurityEvent, StoreError> {
+        self.bounded("record_security_event", self.inner.record_security_event(event)).await
+    }
+
+    async fn security_events(&self, query: &SecurityEventQuery) -> Result<Vec<SecurityEvent>, StoreError> {
+        self.bounded("security_events", self.inner.security_events(query)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -37,9 +37,9 @@ pub use crate::redis::{BreakerSettings, BreakerState, RedisSettings, RedisStore}
 pub use deadline::Deadline;
 pub use error::{BackendCause, StoreError};
 pub use model::{
-    decide, AutomaticRevocation, Client, Decision, Document, Millis, NewSession, Provenance, RefreshOutcome,
-    RefreshRules, Refusal, Revocation, RevocationEntry, SecurityEvent, SecurityEventKind, Session, SessionState,
-    SubjectState, User,
+    decide, AutomaticRevocation, Client, Decision, Document, Millis, NewSecurityEvent, NewSession, Provenance,
+    RefreshOutcome, RefreshRules, Refusal, Revocation, RevocationEntry, SecurityEvent, SecurityEventKind,
+    SecurityEventQuery, Session, SessionState, SubjectState, User,
 };
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
@@ -228,11 +228,18 @@ pub trait Store: Send + Sync + 'static {
     /// Backend failures.
     async fn log_head(&self) -> Result<i64, StoreError>;
 
-    /// The latest security events, newest first.
+    /// Records a security event (reuse detection records its own, inside the refresh's atomic step) and returns
+    /// it with its id: larger than every id recorded before it on any node.
     ///
     /// # Errors
     /// Backend failures.
-    async fn security_events(&self, limit: usize) -> Result<Vec<SecurityEvent>, StoreError>;
+    async fn record_security_event(&self, event: NewSecurityEvent) -> Result<SecurityEvent, StoreError>;
+
+    /// The security events `query` asks for, newest (highest id) first.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn security_events(&self, query: &SecurityEventQuery) -> Result<Vec<SecurityEvent>, StoreError>;
 
     /// Whether the backend answers.
     ///

@@ -30,7 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::{
-    Client, Document, Millis, NewSession, Provenance, RefreshOutcome, RefreshRules, Revocation, Session, SessionState,
+    Client, Document, Millis, NewSecurityEvent, NewSession, Provenance, RefreshOutcome, RefreshRules, Revocation,
+    SecurityEventQuery, Session, SessionState,
 };
 use crate::redis::Rotation;
 use crate::{
@@ -235,8 +236,12 @@ impl Store for TieredStore {
         self.records.log_head().await
     }
 
-    async fn security_events(&self, limit: usize) -> Result<Vec<SecurityEvent>, StoreError> {
-        self.records.security_events(limit).await
+    async fn record_security_event(&self, event: NewSecurityEvent) -> Result<SecurityEvent, StoreError> {
+        self.records.record_security_event(event).await
+    }
+
+    async fn security_events(&self, query: &SecurityEventQuery) -> Result<Vec<SecurityEvent>, StoreError> {
+        self.records.security_events(query).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessera_store::{
-    conformance, decide, BreakerSettings, BreakerState, Decision, NewSession, Provenance, RedisSettings, RedisStore,
-    RefreshOutcome, RefreshRules, Revocation, Store, StoreError, User, EXPIRED_SESSION_KEPT_MS,
+    conformance, decide, BreakerSettings, BreakerState, Decision, NewSecurityEvent, NewSession, Provenance,
+    RedisSettings, RedisStore, RefreshOutcome, RefreshRules, Revocation, SecurityEventKind, SecurityEventQuery, Store,
+    StoreError, User, EXPIRED_SESSION_KEPT_MS,
 };
 use tessera_test_support::{Redis, RedisCluster};
 
@@ -73,6 +74,28 @@ async fn redis_cluster_passes_the_conformance_suite_waiting_for_a_replica_and_se
     let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
     conformance::two_nodes_share_one_store(Arc::clone(&a), Arc::clone(&b)).await;
     conformance::many_revocations_at_once_on_two_nodes(a, b, false).await;
+}
+
+/// Security events kept before they had ids (a list, newest first) are given ids in their order when a store
+/// connects, and read like every later event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_events_kept_before_they_had_ids_are_given_them_in_order() {
+    let redis = Redis::start();
+    let legacy = "tessera:{tessera-log}:events";
+    for (at, sid, length) in [(10, "s1", "1"), (20, "s2", "2")] {
+        let json = format!(r#"{{"at":{at},"kind":"refresh_token_reuse","sub":"ann","sid":"{sid}","detail":"d"}}"#);
+        assert_eq!(redis.cli(&["LPUSH", legacy, &json]).trim(), length);
+    }
+    let store = RedisStore::connect(&[redis.url()], false, 0).await.unwrap();
+    assert_eq!(redis.cli(&["EXISTS", legacy]).trim(), "0", "moved");
+    let event = NewSecurityEvent::new(SecurityEventKind::KeyRotated, 30, "now signing with k2");
+    assert_eq!(store.record_security_event(event).await.unwrap().id, 3);
+    let events = store.security_events(&SecurityEventQuery::latest(10)).await.unwrap();
+    let read: Vec<_> = events.iter().map(|e| (e.id, e.at, e.sid.as_deref(), e.actor.as_deref())).collect();
+    assert_eq!(read, [(3, 30, None, None), (2, 20, Some("s2"), None), (1, 10, Some("s1"), None)]);
+    // A second store finds nothing left to move.
+    RedisStore::connect(&[redis.url()], false, 0).await.unwrap();
+    assert_eq!(store.security_events(&SecurityEventQuery::latest(10)).await.unwrap(), events);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

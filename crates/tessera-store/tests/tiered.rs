@@ -125,6 +125,7 @@ async fn reuse_found_in_redis_revokes_the_session_in_postgresql() {
     assert_eq!((family.generation, family.revoked_at()), (1, Some(late)));
     let log = store.revocations_after(0, 0, 10).await.unwrap();
     assert!(log.iter().any(|e| e.revocation == Revocation::Session { sid: "s".into() }));
-    assert_eq!(store.security_events(10).await.unwrap()[0].kind, "refresh_token_reuse");
+    let events = store.security_events(&tessera_store::SecurityEventQuery::latest(10)).await.unwrap();
+    assert_eq!(events[0].kind, "refresh_token_reuse");
     assert_eq!(store.refresh("s", 1, late, RULES).await.unwrap(), RefreshOutcome::Refused(Refusal::Revoked));
 }

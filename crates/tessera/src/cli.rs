@@ -68,6 +68,10 @@ pub(crate) enum Command {
     /// TESSERA_ADMIN_TOKEN or server.admin_token_file), which records who changed what.
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// The security events a running server recorded (reuse detected, sessions revoked, logins locked, key
+    /// rotations, admin changes), newest first. Talks to its admin API (`server.listen`, or --url; the admin
+    /// credential from TESSERA_ADMIN_TOKEN or server.admin_token_file).
+    Events(EventsArgs),
     /// Security audit of a JWT or a key set: findings with severity, evidence and fixes. Exits 1 when anything
     /// HIGH or CRITICAL is found.
     #[command(subcommand)]
@@ -491,6 +495,33 @@ pub(crate) enum MigrateCommand {
         #[command(flatten)]
         target: MigrateTarget,
     },
+}
+
+/// `tessera events`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct EventsArgs {
+    /// Only events of this kind (refresh_token_reuse, session_revoked, sessions_revoked_all, login_locked,
+    /// key_rotated, key_entry_refused, admin_change, migration_auto_rollback).
+    #[arg(long)]
+    pub(crate) kind: Option<String>,
+    /// Only events about this subject.
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) sub: Option<String>,
+    /// Only events at or after this time: RFC 3339 in UTC (2026-08-04T10:00:00Z), or a duration ago (1h, 7d).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) since: Option<String>,
+    /// Only events before this time (as --since).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) until: Option<String>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: usize,
+    /// The admin API's JSON events as they are.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// The server's base URL [default: http://<server.listen>].
+    #[arg(long, value_name = "URL")]
+    pub(crate) url: Option<String>,
 }
 
 /// Which server `tessera migrate` talks to, and as whom.

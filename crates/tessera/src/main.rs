@@ -1,9 +1,11 @@
 //! `tessera`: the command line, configuration and wiring of the token service.
 
+mod admin_api;
 mod audit;
 mod cli;
 mod client;
 mod config;
+mod events;
 mod fetch;
 mod keys;
 mod migrate;
@@ -51,6 +53,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(command) => keys::run(&config, command),
         Command::Token(command) => token::run(&config, command),
         Command::Migrate(command) => migrate::run(&config, command),
+        Command::Events(args) => events::run(&config, args),
         Command::Revoke { jti, sid, sub, before, reason } => revoke::run(&config, jti, sid, sub, before, reason),
         Command::Completions { .. } => Ok(ExitCode::SUCCESS),
     }

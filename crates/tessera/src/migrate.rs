@@ -3,16 +3,12 @@
 //! records the change with the actor named here.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use serde_json::{json, Value};
 
 use crate::cli::{MigrateCommand, MigrateTarget};
 use crate::config::Config;
-
-/// Longest wait for the server: a change is one store write.
-const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) fn run(config: &Config, command: MigrateCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -83,39 +79,7 @@ fn call(
     suffix: &str,
     body: Option<Value>,
 ) -> anyhow::Result<Value> {
-    let token = config.admin_token()?.context(
-        "no admin credential: set TESSERA_ADMIN_TOKEN or server.admin_token_file (the server must have the same one)",
-    )?;
-    let base = match &target.url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let scheme = if config.server.tls_cert_file.is_some() { "https" } else { "http" };
-            format!("{scheme}://{}", config.server.listen)
-        }
-    };
-    let url = format!("{base}/admin/v1/migration{suffix}");
-    let client = reqwest::blocking::Client::builder()
-        .timeout(TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("building the HTTP client")?;
-    let mut request = client.request(method, &url).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
-    }
-    let response = request.send().with_context(|| format!("calling {url} (is `tessera serve` running there?)"))?;
-    let status = response.status();
-    let text = response.text().context("reading the server's answer")?;
-    let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    if !status.is_success() {
-        let why = answer.get("error_description").and_then(Value::as_str).unwrap_or("no description");
-        let code = answer.get("error").and_then(Value::as_str).unwrap_or("error");
-        bail!("{url} refused ({status}, {code}): {why}");
-    }
-    if answer.is_null() {
-        bail!("{url} answered something that is not JSON");
-    }
-    Ok(answer)
+    crate::admin_api::call(config, target.url.as_deref(), method, &format!("/admin/v1/migration{suffix}"), body)
 }
 
 /// The value at JSON pointer `path` of `value`, `null` when there is none.

@@ -40,6 +40,7 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
         allowed_origins: config.server.allowed_origins.clone(),
         demo: config.demo.enabled,
         migration: config.migration.enabled.then(|| config.migration.settings()),
+        webhook: config.events.webhook()?,
         trusted_proxies: config
             .server
             .trusted_proxies

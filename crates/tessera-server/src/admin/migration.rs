@@ -132,6 +132,7 @@ pub(super) async fn set(State(state): State<AppState>, request: Request) -> Resu
             forced = after.history.last().is_some_and(|change| change.kind == "forced"),
             "migration rollout changed"
         );
+        state.events().admin_migration_change(&format!("set to {}", after.rollout.describe()), &actor, &reason);
     }
     Ok(Json(status_body(&state, migration)).into_response())
 }
@@ -154,6 +155,7 @@ pub(super) async fn rollback(State(state): State<AppState>, request: Request) ->
         migration::update(&state, |stored| Ok(stored.rollback(&actor, &reason, now))).await.map_err(refused)?;
     if changed {
         tracing::warn!(security_event = "migration_rollback", actor = %actor, "migration rolled back: everyone on legacy sessions");
+        state.events().admin_migration_change("rolled back: everyone on legacy sessions", &actor, &reason);
     }
     Ok(Json(status_body(&state, migration)).into_response())
 }

@@ -1,6 +1,6 @@
 //! `/admin/v1/*`: for applications that authenticate users themselves (mint a session) and for operators
-//! (revoke). Authenticated by the admin credential (a bearer token, compared in constant time); disabled unless
-//! one is configured.
+//! (revoke, the migration, security events). Authenticated by the admin credential (a bearer token, compared in
+//! constant time); disabled unless one is configured.
 
 use std::borrow::Cow;
 
@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+mod events;
 mod migration;
 
 use crate::error::ApiError;
@@ -78,6 +79,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/admin/v1/revocations", post(revoke))
         .route("/admin/v1/migration", get(migration::status).put(migration::set))
         .route("/admin/v1/migration/rollback", post(migration::rollback))
+        .route("/admin/v1/security-events", get(events::list))
 }
 
 pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -184,7 +186,8 @@ async fn revoke(State(state): State<AppState>, request: Request) -> Result<Respo
     if reason.len() > tessera_revocation::MAX_ID_LEN {
         return Err(AdminError::InvalidRequest("the reason is too long".into()).into());
     }
-    let changed = state.revoke(revocation.clone(), tessera_model::Provenance::new("admin", reason)).await?;
+    let changed = state.revoke(revocation.clone(), tessera_model::Provenance::new("admin", reason.clone())).await?;
+    state.events().admin_revocation(&revocation, &reason, changed);
     metrics::counter!("tessera_revocations_total", "via" => "admin").increment(1);
     Ok(Json(serde_json::json!({ "revoked": revocation, "changed": changed })).into_response())
 }

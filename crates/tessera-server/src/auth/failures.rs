@@ -47,6 +47,25 @@ impl Budget {
 struct AddressRecord {
     full_again: Instant,
     last_failure: Option<Instant>,
+    /// The last attempt was refused: a refusal now continues a lock rather than starting one.
+    refused: bool,
+}
+
+/// Why a login may not go ahead now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refused {
+    /// How long to wait.
+    pub(crate) wait: Duration,
+    /// The failure limit (its setting's name) that refuses, when this is the first refusal since the address was
+    /// last let through for this user: the limit just locked them out (a security event).
+    pub(crate) locked_by: Option<&'static str>,
+}
+
+impl Refused {
+    /// Whole seconds to wait, at least 1 (for `Retry-After`).
+    pub(crate) fn retry_after_secs(self) -> u64 {
+        (self.wait.as_secs() + u64::from(self.wait.subsec_nanos() > 0)).max(1)
+    }
 }
 
 #[derive(Default)]
@@ -110,27 +129,34 @@ impl LoginFailures {
     /// A login for `user` from `address` may go ahead (holding one reserved failure), or `Err` with how long to
     /// wait: when this address spent its failures for this user, or when the user's failures from everywhere
     /// reached their ceiling and this address is one that failed for them in the last minute.
-    pub(crate) fn attempt(&self, user: &str, address: IpAddr) -> Result<Attempt<'_>, Duration> {
+    pub(crate) fn attempt(&self, user: &str, address: IpAddr) -> Result<Attempt<'_>, Refused> {
         self.attempt_at(user, address, Instant::now())?;
         Ok(Attempt { failures: self, user: user.to_owned(), address, failed: false })
     }
 
-    fn attempt_at(&self, user: &str, address: IpAddr, now: Instant) -> Result<(), Duration> {
+    fn attempt_at(&self, user: &str, address: IpAddr, now: Instant) -> Result<(), Refused> {
         let mut records = self.lock();
         let Records { by_user_and_address, by_user } = &mut *records;
-        let record = by_user_and_address
-            .entry((user.to_owned(), address))
-            .or_insert(AddressRecord { full_again: now, last_failure: None });
+        let record = by_user_and_address.entry((user.to_owned(), address)).or_insert(AddressRecord {
+            full_again: now,
+            last_failure: None,
+            refused: false,
+        });
+        let mut refuse = |wait, limit| {
+            rate_limited(limit);
+            let locked_by = (!record.refused).then_some(limit);
+            record.refused = true;
+            Err(Refused { wait, locked_by })
+        };
         if let Some(wait) = self.per_user_and_address.wait(record.full_again, now) {
-            rate_limited("failed_login_per_user_and_ip");
-            return Err(wait);
+            return refuse(wait, "failed_login_per_user_and_ip");
         }
         let user_full_again = by_user.entry(user.to_owned()).or_insert(now);
         let failed_recently = record.last_failure.is_some_and(|at| now.saturating_duration_since(at) < MINUTE);
         if let Some(wait) = self.per_user.wait(*user_full_again, now).filter(|_| failed_recently) {
-            rate_limited("failed_login_per_user");
-            return Err(wait);
+            return refuse(wait, "failed_login_per_user");
         }
+        record.refused = false;
         self.per_user_and_address.spend(&mut record.full_again, now);
         self.per_user.spend(user_full_again, now);
         Ok(())
@@ -177,7 +203,7 @@ mod tests {
 
     /// An attempt at `now` that fails.
     fn fail(failures: &LoginFailures, user: &str, address: IpAddr, now: Instant) -> Result<(), Duration> {
-        failures.attempt_at(user, address, now)?;
+        failures.attempt_at(user, address, now).map_err(|refused| refused.wait)?;
         let mut records = failures.lock();
         records.by_user_and_address.get_mut(&(user.to_owned(), address)).unwrap().last_failure = Some(now);
         Ok(())
@@ -195,6 +221,24 @@ mod tests {
         assert!(fail(&failures, "bob", A, start).is_ok(), "other users from that address are not affected");
         assert!(fail(&failures, "alice", address(2), start).is_ok(), "nor alice from another address");
         assert!(fail(&failures, "alice", A, start + Duration::from_secs(6)).is_ok(), "a failure later, one more");
+    }
+
+    #[test]
+    fn only_the_first_refusal_of_a_run_says_which_limit_locked_the_user_out() {
+        let failures = LoginFailures::new(2, 3);
+        let start = Instant::now();
+        let locked_by = |address, now| failures.attempt_at("alice", address, now).unwrap_err().locked_by;
+        fail(&failures, "alice", A, start).unwrap();
+        fail(&failures, "alice", A, start).unwrap();
+        assert_eq!(locked_by(A, start), Some("failed_login_per_user_and_ip"));
+        assert_eq!(locked_by(A, start), None, "still locked: no new lock");
+        // Let through again, then locked again: a new lock.
+        let later = start + Duration::from_secs(30);
+        fail(&failures, "alice", A, later).unwrap();
+        assert_eq!(locked_by(A, later), Some("failed_login_per_user_and_ip"));
+        // The user's ceiling (3 a minute from everywhere) locks out an address that failed for them.
+        fail(&failures, "alice", address(2), later).unwrap();
+        assert_eq!(locked_by(address(2), later), Some("failed_login_per_user"));
     }
 
     #[test]

@@ -48,9 +48,12 @@ pub(crate) async fn login(
     if request.username.is_empty() || request.username.len() > MAX_USERNAME || request.password.len() > MAX_PASSWORD {
         return Err(AuthError::InvalidRequest("username must be 1-256 bytes and password at most 1024").into());
     }
-    let attempt = state.limits().login(ip, &request.username).map_err(|wait| {
+    let attempt = state.limits().login(ip, &request.username).map_err(|refused| {
         count_failure("rate_limited");
-        ApiError::too_many(wait)
+        if let Some(limit) = refused.locked_by {
+            state.events().login_locked(&request.username, ip, limit, refused.retry_after_secs());
+        }
+        ApiError::too_many(refused.retry_after_secs())
     })?;
 
     let user = state.store().user(&request.username).await?;

@@ -337,6 +337,7 @@ pub(crate) async fn watch_triggers(state: AppState, settings: MigrationSettings)
             errors = health.errors,
             "migration trigger fired: {reason}; rollout returned to the previous phase"
         );
+        state.events().migration_auto_rollback(&current.state.rollout.describe(), &next.rollout.describe(), &reason);
         persist_pending(&state, migration).await;
     }
 }

@@ -16,15 +16,14 @@ use tokio_postgres::{NoTls, Row};
 
 use self::revocations::{client_changed, revoke_in, theft_in, write_revocations};
 use crate::batch::{PendingRevocation, REVOCATION_BATCH};
-use crate::codec::{
-    self, to_json, Column, Record, CLIENT_COLUMNS, EVENT_COLUMNS, REVOCATION_COLUMNS, SESSION_COLUMNS, USER_COLUMNS,
-};
+use crate::codec::{self, to_json, Column, Record, CLIENT_COLUMNS, REVOCATION_COLUMNS, SESSION_COLUMNS, USER_COLUMNS};
 use crate::model::{
-    decide, AutomaticRevocation, Client, Decision, Document, Millis, NewSession, Provenance, RefreshOutcome,
-    RefreshRules, Refusal, Revocation, Session,
+    decide, AutomaticRevocation, Client, Decision, Document, Millis, NewSecurityEvent, NewSession, Provenance,
+    RefreshOutcome, RefreshRules, Refusal, Revocation, SecurityEventQuery, Session,
 };
 use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
 
+mod events;
 mod listen;
 mod revocations;
 
@@ -36,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/03_documents.sql"),
     include_str!("migrations/04_token_by_id.sql"),
     include_str!("migrations/05_sessions_by_expiry.sql"),
+    include_str!("migrations/06_security_event_actor.sql"),
 ];
 
 /// Advisory lock key (an arbitrary constant, namespaced by its value) held while migrating.
@@ -527,11 +527,12 @@ impl Store for PostgresStore {
             .try_get(0)?)
     }
 
-    async fn security_events(&self, limit: usize) -> Result<Vec<SecurityEvent>, StoreError> {
-        let db = self.pool.get().await?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM security_events ORDER BY id DESC LIMIT $1");
-        db.query(&prepared(&db, &sql).await?, &[&limit]).await?.iter().map(codec::event_from).collect()
+    async fn record_security_event(&self, event: NewSecurityEvent) -> Result<SecurityEvent, StoreError> {
+        self.record_event(event).await
+    }
+
+    async fn security_events(&self, query: &SecurityEventQuery) -> Result<Vec<SecurityEvent>, StoreError> {
+        self.query_events(query).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

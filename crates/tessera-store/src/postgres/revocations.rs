@@ -12,7 +12,7 @@ use crate::StoreError;
 
 /// Advisory lock key (an arbitrary constant, namespaced by its value) taken by every log writer: ids are assigned
 /// and committed in order (see the module documentation of `postgres`).
-const LOG_LOCK: i64 = 0x7465_7373_0002;
+pub(super) const LOG_LOCK: i64 = 0x7465_7373_0002;
 
 /// Applies a revocation and logs it, in the caller's transaction (see [`Store::revoke`](crate::Store::revoke)).
 pub(super) async fn revoke_in(

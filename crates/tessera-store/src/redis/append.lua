@@ -3,8 +3,9 @@
 --
 -- KEYS: the position counter, the entries (ZSET: score = position, member = '<position> <entry JSON>'), the
 --       time index (ZSET: score = the highest `at` up to that position, member = the position zero-padded to 20
---       digits, so equal scores sort by position), the highest `at` so far, the security events (LIST, newest
---       first), the revoked access tokens (HASH: jti -> 1, what compact mode confirms its positives with). All
+--       digits, so equal scores sort by position), the highest `at` so far, the security events (ZSET: score =
+--       id, member = '<id> <event JSON>'), the revoked access tokens (HASH: jti -> 1, what compact mode confirms its
+--       positives with), the last security-event id handed out. All
 --       under one hash tag: one slot, so positions are gap-free and in commit order, and a token is found revoked
 --       exactly when its entry exists.
 -- ARGV: security event JSON ('' for none), then for each entry: at, entry JSON, the revoked token's jti ('' when
@@ -31,6 +32,7 @@ if highest then
   redis.call('SET', KEYS[4], highest)
 end
 if ARGV[1] ~= '' then
-  redis.call('LPUSH', KEYS[5], ARGV[1])
+  local event = redis.call('INCR', KEYS[7])
+  redis.call('ZADD', KEYS[5], event, string.format('%d', event) .. ' ' .. ARGV[1])
 end
 return id

@@ -8,7 +8,7 @@ use ::redis::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, to_json, Column, Record};
-use crate::model::{Client, Millis, Refusal, Session, User};
+use crate::model::{Client, Millis, NewSecurityEvent, Refusal, SecurityEvent, Session, User};
 use crate::StoreError;
 
 pub(super) fn hex(bytes: &[u8]) -> String {
@@ -161,14 +161,35 @@ pub(super) struct LogRecord {
     pub(super) reason: String,
 }
 
-/// A security event as stored.
+/// A security event as stored (its id is the member's prefix and the score). Events kept before they had an actor
+/// have none.
 #[derive(Serialize, Deserialize)]
 pub(super) struct EventRecord {
     pub(super) at: Millis,
     pub(super) kind: String,
-    pub(super) sub: String,
-    pub(super) sid: String,
+    pub(super) sub: Option<String>,
+    pub(super) sid: Option<String>,
+    #[serde(default)]
+    pub(super) actor: Option<String>,
     pub(super) detail: String,
+}
+
+impl EventRecord {
+    pub(super) fn of(event: &NewSecurityEvent) -> Self {
+        Self {
+            at: event.at,
+            kind: event.kind.as_str().to_owned(),
+            sub: event.sub.clone(),
+            sid: event.sid.clone(),
+            actor: event.actor.clone(),
+            detail: event.detail.clone(),
+        }
+    }
+
+    pub(super) fn with_id(self, id: u64) -> SecurityEvent {
+        let Self { at, kind, sub, sid, actor, detail } = self;
+        SecurityEvent { id, at, kind, sub, sid, actor, detail }
+    }
 }
 
 /// The refusal the refresh script answered with, by its name ([`Refusal::as_str`]).

@@ -46,7 +46,12 @@ pub(super) const LOG_SEQ_KEY: &str = "tessera:{tessera-log}:seq";
 pub(super) const LOG_KEY: &str = "tessera:{tessera-log}:entries";
 pub(super) const LOG_TIME_KEY: &str = "tessera:{tessera-log}:by-time";
 pub(super) const LOG_HIGHEST_AT_KEY: &str = "tessera:{tessera-log}:highest-at";
-pub(super) const EVENTS_KEY: &str = "tessera:{tessera-log}:events";
+/// The security events (a sorted set: score = id, member = '<id> <event JSON>').
+pub(super) const EVENTS_KEY: &str = "tessera:{tessera-log}:security-events";
+/// The last security-event id handed out.
+pub(super) const EVENTS_SEQ_KEY: &str = "tessera:{tessera-log}:security-events-seq";
+/// The security events as kept before they had ids (a list, newest first), moved to [`EVENTS_KEY`] on connect.
+pub(super) const LEGACY_EVENTS_KEY: &str = "tessera:{tessera-log}:events";
 /// The highest log position whose write the replicas acknowledged: readers never read past it (`commit.lua`).
 pub(super) const LOG_COMMITTED_KEY: &str = "tessera:{tessera-log}:committed";
 /// The `jti`s of revoked access tokens (a hash, `jti` → 1), written with their log entries.

@@ -7,8 +7,8 @@ use futures_util::StreamExt as _;
 
 use super::codec::{EventRecord, Fields, LogRecord};
 use super::keys::{
-    family_key, subject_key, EVENTS_KEY, LOG_COMMITTED_KEY, LOG_HIGHEST_AT_KEY, LOG_KEY, LOG_SEQ_KEY, LOG_TIME_KEY,
-    REVOKED_TOKENS_KEY,
+    family_key, subject_key, EVENTS_KEY, EVENTS_SEQ_KEY, LOG_COMMITTED_KEY, LOG_HIGHEST_AT_KEY, LOG_KEY, LOG_SEQ_KEY,
+    LOG_TIME_KEY, REVOKED_TOKENS_KEY,
 };
 use super::{RedisStore, CONNECTION_TIMEOUT, LOG_CHANNEL, LOG_PAGE, RESUBSCRIBE_DELAY};
 use crate::batch::{PendingRevocation, REVOCATION_BATCH};
@@ -63,7 +63,8 @@ impl RedisStore {
         event: Option<&EventRecord>,
     ) -> Result<(), StoreError> {
         let keys =
-            [LOG_SEQ_KEY, LOG_KEY, LOG_TIME_KEY, LOG_HIGHEST_AT_KEY, EVENTS_KEY, REVOKED_TOKENS_KEY].map(str::to_owned);
+            [LOG_SEQ_KEY, LOG_KEY, LOG_TIME_KEY, LOG_HIGHEST_AT_KEY, EVENTS_KEY, REVOKED_TOKENS_KEY, EVENTS_SEQ_KEY]
+                .map(str::to_owned);
         let mut args = vec![event.map(to_json).transpose()?.unwrap_or_default()];
         for (revocation, provenance, at) in entries {
             let (kind, value, instant) = revocation.to_columns();

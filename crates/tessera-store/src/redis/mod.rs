@@ -12,7 +12,7 @@
 //! | `tessera:{sid:SID}` | a session: refresh-token family and rotation state (hash), expiring two days after it does |
 //! | `tessera:{sub:SUB}:state` | the subject's "not before" instant (hash) |
 //! | `tessera:{sub:SUB}:sids` | the subject's sessions (sorted set, by when each may be forgotten), expiring with the longest-lived |
-//! | `tessera:{tessera-log}:…` | the revocation log, its position counter, its time index, the security events, the revoked tokens |
+//! | `tessera:{tessera-log}:…` | the revocation log, its position counter, its time index, the security events and their id counter, the revoked tokens |
 //! | `tessera:{tessera-index}:users`, `…:clients` | the names, for the listings |
 //!
 //! Names are escaped (`%`, `{`, `}`), so each tag is exactly the name and no two keys can collide.
@@ -63,7 +63,7 @@
 //!
 //! [`keys`] names every key; [`codec`] lays records out in hashes and JSON; [`scripts`] holds the Lua steps;
 //! [`connection`] talks to Redis (breaker, `WAIT`, script retries); [`log`] appends to and follows the revocation
-//! log and writes revocations in batches; this file is the [`Store`] itself.
+//! log and writes revocations in batches; [`events`] records and reads security events; this file is the [`Store`] itself.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -76,21 +76,22 @@ use self::codec::EventRecord;
 use self::codec::{client_fields, flag, hex, pairs, refusal, session_fields, session_from_value, user_fields};
 use self::connection::{Connection, Opener};
 use self::keys::{
-    assertion_key, client_key, document_key, family_key, sessions_key, set_members, user_key, CLIENTS_KEY, EVENTS_KEY,
+    assertion_key, client_key, document_key, family_key, sessions_key, set_members, user_key, CLIENTS_KEY,
     LOG_COMMITTED_KEY, REVOKED_TOKENS_KEY, USERS_KEY,
 };
 use self::scripts::Scripts;
 use crate::batch::PendingRevocation;
-use crate::codec::{self as records, from_json};
+use crate::codec as records;
 use crate::model::{
-    AutomaticRevocation, Client, Document, Millis, NewSession, Provenance, RefreshOutcome, RefreshRules, Refusal,
-    Revocation, SecurityEventKind, Session, SessionState,
+    AutomaticRevocation, Client, Document, Millis, NewSecurityEvent, NewSession, Provenance, RefreshOutcome,
+    RefreshRules, Refusal, Revocation, SecurityEventKind, SecurityEventQuery, Session, SessionState,
 };
 use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User, EXPIRED_SESSION_KEPT_MS};
 
 mod breaker;
 mod codec;
 mod connection;
+mod events;
 mod keys;
 mod log;
 mod scripts;
@@ -205,7 +206,7 @@ impl RedisStore {
         let (changes, log_changes) = tokio::sync::watch::channel(0);
         let subscriber = tokio::spawn(log::subscribe(urls.to_vec(), changes));
         let breaker = Breaker::new(breaker);
-        Ok(Self {
+        let store = Self {
             writers,
             next_writer: std::sync::atomic::AtomicUsize::new(0),
             reader,
@@ -217,7 +218,9 @@ impl RedisStore {
             wait_replicas,
             log_changes,
             subscriber,
-        })
+        };
+        store.upgrade_events().await?;
+        Ok(store)
     }
 
     /// The circuit breaker's state (see [`BreakerSettings`]).
@@ -414,15 +417,13 @@ impl Store for RedisStore {
             Rotation::Decided(outcome) => Ok(outcome),
             Rotation::Theft(family) => {
                 // Logged (with the security event) first, then marked: never revoked without its log entry.
-                let event = EventRecord {
-                    at: now,
-                    kind: SecurityEventKind::RefreshTokenReuse.as_str().into(),
-                    sub: family.sub.clone(),
-                    sid: sid.to_owned(),
-                    detail: format!("generation {presented} presented while generation {} is live", family.generation),
-                };
+                let detail = format!("generation {presented} presented while generation {} is live", family.generation);
+                let event = NewSecurityEvent::new(SecurityEventKind::RefreshTokenReuse, now, detail)
+                    .about(family.sub.clone())
+                    .in_session(sid);
                 let provenance = Provenance::automatic(AutomaticRevocation::ReuseDetected);
-                self.append(&Revocation::Session { sid: sid.to_owned() }, &provenance, now, Some(&event)).await?;
+                let revocation = Revocation::Session { sid: sid.to_owned() };
+                self.append(&revocation, &provenance, now, Some(&EventRecord::of(&event))).await?;
                 let (_, revoked) = self.mark_revoked(sid, now, &provenance.reason).await?;
                 Ok(RefreshOutcome::TheftDetected(revoked.unwrap_or(family)))
             }
@@ -501,24 +502,12 @@ impl Store for RedisStore {
         Ok(committed.unwrap_or(0))
     }
 
-    async fn security_events(&self, limit: usize) -> Result<Vec<SecurityEvent>, StoreError> {
-        let Some(last) = limit.checked_sub(1) else {
-            return Ok(Vec::new());
-        };
-        let events: Vec<String> = self.read(::redis::cmd("LRANGE").arg(EVENTS_KEY).arg(0).arg(last)).await?;
-        events
-            .iter()
-            .map(|json| {
-                let event: EventRecord = from_json("security event", json)?;
-                Ok(SecurityEvent {
-                    at: event.at,
-                    kind: event.kind,
-                    sub: event.sub,
-                    sid: event.sid,
-                    detail: event.detail,
-                })
-            })
-            .collect()
+    async fn record_security_event(&self, event: NewSecurityEvent) -> Result<SecurityEvent, StoreError> {
+        self.record_event(event).await
+    }
+
+    async fn security_events(&self, query: &SecurityEventQuery) -> Result<Vec<SecurityEvent>, StoreError> {
+        self.query_events(query).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -34,6 +34,8 @@ pub(super) struct Scripts {
     pub(super) commit: Lua,
     pub(super) assertion: Lua,
     pub(super) document: Lua,
+    pub(super) event: Lua,
+    pub(super) events_upgrade: Lua,
 }
 
 impl Scripts {
@@ -49,6 +51,8 @@ impl Scripts {
             commit: Lua::new(include_str!("commit.lua")),
             assertion: Lua::new(include_str!("assertion.lua")),
             document: Lua::new(include_str!("document.lua")),
+            event: Lua::new(include_str!("event.lua")),
+            events_upgrade: Lua::new(include_str!("events_upgrade.lua")),
         }
     }
 }

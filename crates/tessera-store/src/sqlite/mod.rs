@@ -10,13 +10,14 @@ use rusqlite::{params, Connection, OptionalExtension as _};
 
 use self::statements::{all, client_changed, decoded, load_family, load_subject, optional, revoke_in, update_one};
 use self::writer::Job;
-use crate::codec::{self, to_json, CLIENT_COLUMNS, EVENT_COLUMNS, REVOCATION_COLUMNS, SESSION_COLUMNS, USER_COLUMNS};
+use crate::codec::{self, to_json, CLIENT_COLUMNS, REVOCATION_COLUMNS, SESSION_COLUMNS, USER_COLUMNS};
 use crate::model::{
-    decide, AutomaticRevocation, Client, Decision, Document, Millis, NewSession, Provenance, RefreshOutcome,
-    RefreshRules, Refusal, Revocation, SecurityEventKind, Session, SessionState,
+    decide, AutomaticRevocation, Client, Decision, Document, Millis, NewSecurityEvent, NewSession, Provenance,
+    RefreshOutcome, RefreshRules, Refusal, Revocation, SecurityEventKind, SecurityEventQuery, Session, SessionState,
 };
 use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
 
+mod events;
 mod statements;
 mod writer;
 
@@ -30,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/06_documents.sql"),
     include_str!("migrations/07_token_by_id.sql"),
     include_str!("migrations/08_sessions_by_expiry.sql"),
+    include_str!("migrations/09_security_event_actor.sql"),
 ];
 
 /// Reader connections.
@@ -478,15 +480,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn security_events(&self, limit: usize) -> Result<Vec<SecurityEvent>, StoreError> {
-        self.read(move |conn| {
-            let sql = format!("SELECT {EVENT_COLUMNS} FROM security_events ORDER BY id DESC LIMIT ?1");
-            let mut statement = conn.prepare_cached(&sql)?;
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = all(statement.query_map([limit], decoded(|row| codec::event_from(row)))?);
-            rows
-        })
-        .await
+    async fn record_security_event(&self, event: NewSecurityEvent) -> Result<SecurityEvent, StoreError> {
+        self.record_event(event).await
+    }
+
+    async fn security_events(&self, query: &SecurityEventQuery) -> Result<Vec<SecurityEvent>, StoreError> {
+        self.query_events(query).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

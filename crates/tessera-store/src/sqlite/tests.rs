@@ -63,6 +63,39 @@ async fn the_revocation_log_survives_the_migration_that_adds_token_and_client_en
     assert_eq!((next[0].id, &next[0].revocation), (3, &token), "positions continue after the migrated ones");
 }
 
+#[tokio::test]
+async fn security_events_recorded_before_they_had_an_actor_keep_their_ids_and_read_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tessera.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..8] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 8).unwrap();
+        conn.execute_batch(
+            "INSERT INTO security_events (at, kind, sub, sid, detail)
+             VALUES (10, 'refresh_token_reuse', 'ann', 's1', 'generation 0 presented while generation 2 is live');",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let event = NewSecurityEvent::new(SecurityEventKind::KeyRotated, 20, "now signing with k2").by("tessera");
+    let recorded = store.record_security_event(event).await.unwrap();
+    let events = store.security_events(&SecurityEventQuery::latest(10)).await.unwrap();
+    let old = SecurityEvent {
+        id: 1,
+        at: 10,
+        kind: "refresh_token_reuse".into(),
+        sub: Some("ann".into()),
+        sid: Some("s1".into()),
+        actor: None,
+        detail: "generation 0 presented while generation 2 is live".into(),
+    };
+    assert_eq!(recorded.id, 2, "ids continue after the migrated ones");
+    assert_eq!(events, [recorded, old]);
+}
+
 /// The database, its write-ahead log and its shared-memory file are the owner's alone, whatever the umask.
 #[cfg(unix)]
 #[tokio::test]

@@ -16,6 +16,7 @@ pub(crate) const DEFAULT_CONFIG_FILE: &str = "tessera.toml";
 /// The environment variable holding the master key that seals signing keys at rest.
 pub(crate) const MASTER_KEY_ENV: &str = "TESSERA_MASTER_KEY";
 
+mod events;
 mod migration;
 mod sections;
 #[cfg(test)]
@@ -23,6 +24,7 @@ mod tests;
 mod tracing;
 mod validate;
 
+pub(crate) use events::EventsConfig;
 pub(crate) use migration::MigrationConfig;
 pub(crate) use sections::{
     DemoConfig, ExchangeRuleConfig, ForwardedHeadersConfig, GatewayConfig, KeyConfig, LogFormat, RateLimitConfig,
@@ -69,6 +71,8 @@ pub(crate) struct Config {
     pub(crate) migration: MigrationConfig,
     /// Trace export over OTLP.
     pub(crate) tracing: TracingConfig,
+    /// Security events: the webhook they are sent to.
+    pub(crate) events: EventsConfig,
 }
 
 impl Default for Config {
@@ -89,6 +93,7 @@ impl Default for Config {
             demo: DemoConfig::default(),
             migration: MigrationConfig::default(),
             tracing: TracingConfig::default(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -122,7 +127,8 @@ impl Config {
             }
             None => {}
         }
-        let env = Env::prefixed("TESSERA_").ignore(&["MASTER_KEY", "CONFIG", "ADMIN_TOKEN"]).split("__");
+        let env =
+            Env::prefixed("TESSERA_").ignore(&["MASTER_KEY", "CONFIG", "ADMIN_TOKEN", "WEBHOOK_SECRET"]).split("__");
         let config: Self = figment.merge(env).merge(Serialized::defaults(flags)).extract().map_err(|err| {
             let all: Vec<String> = err.into_iter().map(|e| e.to_string()).collect();
             anyhow::anyhow!("invalid configuration:\n  - {}", all.join("\n  - "))

@@ -173,6 +173,7 @@ impl Config {
         self.validate_gateway(&mut problems);
         self.migration.validate(&mut problems);
         self.tracing.validate(&mut problems);
+        self.events.validate(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
