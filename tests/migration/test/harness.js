@@ -3,170 +3,33 @@
 // on a free loopback port in a temporary directory that is removed at the end; the `tessera migrate` CLI; and a
 // load generator of virtual users who move from their legacy session to tokens as the rollout steers them.
 // Nothing here builds or downloads anything: a missing dependency fails naming the package that installs it.
-// Nothing here prints a token, a cookie or a secret.
-import { spawn } from "node:child_process";
+// Nothing here prints a token, a cookie or a secret. The process helpers (ports, children, Redis, `tessera serve`)
+// are the ones every suite shares, in tests/support/processes.js.
 import { createHmac, randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import {
+  Child, TESSERA_BIN, childEnv, eventually, freePorts, program, requireTessera, run, serveTessera, sleep, startRedis as startRedisServer,
+} from "../../support/processes.js";
 
+export { eventually, sleep };
 export const SUITE = path.resolve(fileURLToPath(import.meta.url), "../..");
-export const REPO = path.resolve(SUITE, "../..");
-export const TESSERA_BIN = process.env.TESSERA_BIN ?? path.join(REPO, "target/debug/tessera");
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const NGINX_CANDIDATES = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"];
-const REDIS_CANDIDATES = ["/usr/bin/redis-server", "/usr/local/bin/redis-server", "/usr/sbin/redis-server"];
 
 /** The cookie Tessera sets for its refresh token (Path=/auth). */
 export const REFRESH_COOKIE = "__Secure-tessera-refresh";
 export const LEGACY_COOKIE = "connect.sid";
 
-export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `check` until it returns a truthy value (returned) or `timeout` ms pass; then fails naming `what`. */
-export async function eventually(what, check, { timeout = 10_000, interval = 50 } = {}) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() >= deadline) break;
-    await sleep(interval);
-  }
-  throw new Error(`timed out after ${timeout} ms waiting for ${what}${last ? ` (last error: ${last.message})` : ""}`);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Several different free ports (a port just released may be handed out again by the next call). */
-async function freePorts(count) {
-  const ports = new Set();
-  while (ports.size < count) ports.add(await freePort());
-  return [...ports];
-}
-
-function findBinary(candidates, what, install) {
-  const found = candidates.find((candidate) => existsSync(candidate));
-  if (!found) throw new Error(`${what} is not installed: \`${install}\``);
-  return found;
-}
-
-// Children get no TESSERA_* variable of ours: only the test's configuration file (and what we pass) decides.
-function childEnv(extra = {}) {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("TESSERA_")));
-  return { ...env, ...extra };
-}
-
-/**
- * A child process of the suite. Its output is kept (the last lines) to explain a failure; it is killed when the
- * suite's process exits, whatever happens.
- */
-class Child {
-  #output = [];
-
-  constructor(name, command, args, options = {}) {
-    this.name = name;
-    this.process = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], ...options });
-    const keep = (chunk) => {
-      this.#output.push(...String(chunk).split("\n").filter(Boolean));
-      this.#output.splice(0, Math.max(0, this.#output.length - 60));
-    };
-    this.process.stdout.on("data", keep);
-    this.process.stderr.on("data", keep);
-    this.process.on("error", (error) => keep(`spawn failed: ${error.message}`));
-    this.exited = new Promise((resolve) => this.process.once("exit", (code, signal) => resolve({ code, signal })));
-    const reap = () => this.process.kill("SIGKILL");
-    process.once("exit", reap);
-    this.exited.then(() => process.removeListener("exit", reap));
-  }
-
-  get running() {
-    return this.process.exitCode === null && this.process.signalCode === null;
-  }
-
-  output() {
-    return this.#output.join("\n");
-  }
-
-  /** Waits until `line` (a RegExp) appears in the output; fails when the child exits first or after `timeout`. */
-  async waitForOutput(line, timeout = 15_000) {
-    await eventually(`${this.name} to print ${line}`, () => {
-      if (!this.running) throw new Error(`${this.name} exited:\n${this.output()}`);
-      return line.test(this.output());
-    }, { timeout }).catch((error) => {
-      throw new Error(`${error.message}\n--- ${this.name} output ---\n${this.output()}`);
-    });
-  }
-
-  signal(name) {
-    if (this.running) this.process.kill(name);
-  }
-
-  /** SIGTERM, then SIGKILL after `grace` ms. A stopped (SIGSTOP) child is continued so that it can exit. */
-  async stop(grace = 5_000) {
-    if (!this.running) return;
-    this.process.kill("SIGTERM");
-    this.process.kill("SIGCONT");
-    const timer = setTimeout(() => this.process.kill("SIGKILL"), grace);
-    await this.exited;
-    clearTimeout(timer);
-  }
-}
-
-/** Waits until something accepts TCP connections on 127.0.0.1:`port`. */
-async function waitForPort(port, child, timeout = 15_000) {
-  await eventually(`${child.name} to listen on port ${port}`, () => {
-    if (!child.running) throw new Error(`${child.name} exited:\n${child.output()}`);
-    return new Promise((resolve) => {
-      const socket = net.connect(port, "127.0.0.1");
-      socket.once("connect", () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once("error", () => resolve(false));
-    });
-  }, { timeout }).catch((error) => {
-    throw new Error(`${error.message}\n--- ${child.name} output ---\n${child.output()}`);
-  });
-}
-
 // ---- Redis ----
 
-/** A redis-server of its own: no persistence, loopback only, in `dir`. */
-export async function startRedis(dir, name) {
-  const binary = findBinary(REDIS_CANDIDATES, "redis-server", "apt-get install redis-server");
-  const [port] = await freePorts(1);
-  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir,
-    "--protected-mode", "yes", "--loglevel", "warning"];
-  const child = new Child(name, binary, args);
-  await waitForPort(port, child);
-  return {
-    port,
-    url: `redis://127.0.0.1:${port}`,
-    child,
-    /** Freezes the server (SIGSTOP): connections stay open and nothing answers, like a stalled store. */
-    pause: () => child.signal("SIGSTOP"),
-    resume: () => child.signal("SIGCONT"),
-    stop: () => child.stop(),
-    /** Sends one command (RESP) and returns the raw reply text. */
-    command: (...words) => redisCommand(port, words),
-  };
+/** A redis-server of its own (see startRedisServer) that also answers single commands: `command("GET", key)`. */
+async function startRedis(dir, name) {
+  const redis = await startRedisServer(dir, name);
+  /** Sends one command (RESP) and returns the raw reply text. */
+  return { ...redis, command: (...words) => redisCommand(redis.port, words) };
 }
 
 /** One Redis command over a fresh connection, reply as raw RESP text (enough for GET/SET/TTL/KEYS). */
@@ -218,7 +81,7 @@ async function startLegacyApp({ redisUrl, secrets, port }) {
   const child = new Child("legacy-app", process.execPath, [path.join(SUITE, "legacy-app/app.js"), String(port)], {
     env: childEnv({ REDIS_URL: redisUrl, SESSION_SECRETS: JSON.stringify(secrets) }),
   });
-  await child.waitForOutput(/legacy-app listening on/);
+  await child.until("legacy-app to print that it listens", () => /legacy-app listening on/.test(child.output()), { timeout: 15_000 });
   return child;
 }
 
@@ -323,7 +186,7 @@ function tesseraToml(s, options) {
 // ---- nginx ----
 
 async function startNginx(s) {
-  const binary = findBinary(NGINX_CANDIDATES, "nginx", "apt-get install nginx");
+  const binary = program("nginx");
   const dir = path.join(s.dir, "nginx");
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
@@ -337,7 +200,7 @@ async function startNginx(s) {
   await writeFile(file, config);
   // -e: the error log before the configuration is read, so that nginx never opens /var/log/nginx.
   const child = new Child("nginx", binary, ["-p", dir, "-e", path.join(dir, "startup.log"), "-c", file]);
-  await waitForPort(s.nginxPort, child);
+  await child.untilListening(s.nginxPort);
   return child;
 }
 
@@ -350,9 +213,7 @@ async function startNginx(s) {
  * fire and never close), `storeRedis`; `tessera: false` leaves Tessera out (the fixture alone).
  */
 export async function startStack(options = {}) {
-  if (options.tessera !== false && !existsSync(TESSERA_BIN)) {
-    throw new Error(`tessera binary not found at ${TESSERA_BIN}: build it with \`cargo build -p tessera\` (or set TESSERA_BIN)`);
-  }
+  if (options.tessera !== false) requireTessera();
   const dir = await mkdtemp(path.join(os.tmpdir(), "tessera-migration-"));
   const stack = new Stack(dir);
   try {
@@ -395,21 +256,12 @@ class Stack {
     this.config = path.join(this.dir, "tessera.toml");
     await writeFile(this.config, tesseraToml(this, { ...options, storeRedis: this.storeRedis }));
     this.env = childEnv({ TESSERA_MASTER_KEY: randomBytes(32).toString("base64") });
-    if (options.tessera !== false) await this.#startTessera();
+    if (options.tessera !== false) {
+      this.tessera = await serveTessera("tessera", this.config, this.env, this.tesseraOrigin);
+      this.#children.push(this.tessera);
+    }
     this.nginx = await startNginx(this);
     this.#children.push(this.nginx);
-  }
-
-  async #startTessera() {
-    this.tessera = new Child("tessera", TESSERA_BIN, ["--config", this.config, "serve"], { env: this.env });
-    this.#children.push(this.tessera);
-    await eventually("tessera serve to become healthy", async () => {
-      if (!this.tessera.running) throw new Error(`tessera exited:\n${this.tessera.output()}`);
-      const response = await fetch(`${this.tesseraOrigin}/healthz`, { signal: AbortSignal.timeout(1_000) });
-      return response.ok;
-    }, { timeout: 30_000, interval: 100 }).catch((error) => {
-      throw new Error(`${error.message}\n--- tessera output ---\n${this.tessera.output()}`);
-    });
   }
 
   /** Stops every process (nginx first) and removes the temporary directory. */
@@ -517,7 +369,7 @@ class Stack {
 
   /** `tessera --config <file> migrate <args>`: resolves to { code, stdout, stderr } whatever the exit code. */
   async migrateCli(args, { timeout = 15_000 } = {}) {
-    return runTessera(["--config", this.config, "migrate", ...args], this.env, timeout);
+    return run(TESSERA_BIN, ["--config", this.config, "migrate", ...args], { env: this.env, timeout });
   }
 
   /** `tessera migrate status --json`, parsed; fails when the command does. */
@@ -588,23 +440,6 @@ export function cookieFrom(response, name) {
     if (pair.slice(0, at).trim() === name) return pair.slice(at + 1).trim() || null;
   }
   return null;
-}
-
-/** Runs the tessera binary; resolves { code, stdout, stderr }. */
-export function runTessera(args, env, timeout = 15_000) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(TESSERA_BIN, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => (stdout += chunk));
-    child.stderr.on("data", (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeout);
-    child.on("error", reject);
-    child.on("exit", (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? `signal ${signal}`, stdout, stderr: stderr.trim() });
-    });
-  });
 }
 
 /** Sums a Prometheus metric over the series whose labels include `labels`. */

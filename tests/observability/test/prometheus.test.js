@@ -5,7 +5,7 @@
 // exist on what it groups. A failure names the dashboard panel or rule, and the metric or label that is missing.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { eventually } from "./processes.js";
+import { eventually } from "../../support/processes.js";
 import {
   analyse, dashboardQueries, labelValuesQuery, loadDashboards, loadRules, metricOf, substitute, variableQueries,
 } from "./promql.js";

@@ -5,7 +5,7 @@ import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { parser } from "@prometheus-io/lezer-promql";
 import YAML from "yaml";
-import { REPO } from "./processes.js";
+import { REPO } from "../../support/processes.js";
 
 export const DASHBOARDS = path.join(REPO, "deploy/grafana/dashboards");
 export const PROMETHEUS_DIR = path.join(REPO, "deploy/prometheus");

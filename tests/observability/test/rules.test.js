@@ -5,7 +5,7 @@ import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import YAML from "yaml";
-import { program, run } from "./processes.js";
+import { program, run } from "../../support/processes.js";
 import { PROMETHEUS_DIR, loadRules, ruleFiles } from "./promql.js";
 
 const TESTS_DIR = path.join(PROMETHEUS_DIR, "tests");

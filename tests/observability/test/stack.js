@@ -5,32 +5,44 @@
 // operator's dashboards are about: logins good and bad, refreshes, a refresh-token reuse, revocations of every
 // kind, client credentials, a token exchange, /verify calls, a key rotation, and a Redis outage.
 // Tokens, secrets and passwords stay in memory: nothing here prints one.
+// The processes come from the helpers every suite shares (tests/support/processes.js), each on a free loopback port
+// in a temporary directory, killed when the suite's process exits whatever happens.
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { Child, REPO, eventually, freePorts, run, startPrometheus, startRedis } from "./processes.js";
+import {
+  Child, TESSERA_BIN, childEnv, eventually, freePorts, program, requireTessera, run, serveTessera, startRedis,
+} from "../../support/processes.js";
 import { ruleFiles } from "./promql.js";
 
-export const TESSERA_BIN = process.env.TESSERA_BIN ?? path.join(REPO, "target/debug/tessera");
 const EXCHANGE_CLIENT = "obs-gateway";
 const PASSWORD = randomBytes(18).toString("base64url");
 
 const toml = (value) => JSON.stringify(String(value));
 
-// Children get none of our TESSERA_* variables: the configuration file (and what we pass) decides.
-function childEnv(extra) {
-  return { ...Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("TESSERA_"))), ...extra };
+/**
+ * A Prometheus of its own: `config` (the YAML text) in `dir`, its TSDB there too, its API on a free port.
+ * Resolves once it answers /-/ready.
+ */
+async function startPrometheus(dir, config) {
+  const binary = program("prometheus");
+  const [port] = await freePorts(1);
+  const file = path.join(dir, "prometheus.yml");
+  await writeFile(file, config);
+  const child = new Child("prometheus", binary, [`--config.file=${file}`, `--storage.tsdb.path=${path.join(dir, "tsdb")}`,
+    `--web.listen-address=127.0.0.1:${port}`, "--log.level=warn"]);
+  const url = `http://127.0.0.1:${port}`;
+  await child.until("prometheus to be ready", async () => (await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(1_000) })).ok,
+    { timeout: 30_000, interval: 100 });
+  return { child, url };
 }
 
 export class Stack {
   #children = [];
 
   static async start() {
-    if (!existsSync(TESSERA_BIN)) {
-      throw new Error(`tessera binary not found at ${TESSERA_BIN}: build it with \`cargo build -p tessera\` (or set TESSERA_BIN)`);
-    }
+    requireTessera();
     const stack = new Stack();
     try {
       await stack.#start();
@@ -131,10 +143,8 @@ export class Stack {
   }
 
   async #startNode(node) {
-    node.child = new Child(`tessera node ${node.name}`, TESSERA_BIN, ["--config", node.config, "serve"], { env: this.env });
+    node.child = await serveTessera(`tessera node ${node.name}`, node.config, this.env, node.origin);
     this.#children.push(node.child);
-    await node.child.until(`tessera node ${node.name} to become healthy`, async () =>
-      (await fetch(`${node.origin}/healthz`, { signal: AbortSignal.timeout(1_000) })).ok, { timeout: 30_000 });
   }
 
   /** `tessera --config <node a's file> ...`; fails with the command's error unless it exits 0. */
@@ -145,7 +155,7 @@ export class Stack {
   }
 
   logs() {
-    return this.#children.map((child) => child.output()).join("\n");
+    return this.#children.map((child) => `--- ${child.name} ---\n${child.output()}`).join("\n");
   }
 
   async close() {
@@ -261,7 +271,7 @@ export class Stack {
     for (const node of ["a", "b"]) {
       await eventually(`node ${node} to refuse the revoked tokens`, async () =>
         (await this.verify(node, second.access_token)).status === 401 && (await this.verify(node, sixth.access_token)).status === 401
-        && (await this.verify(node, third.access_token)).status === 401);
+        && (await this.verify(node, third.access_token)).status === 401, { timeout: 15_000, interval: 100 });
     }
     const survivor = await this.session("a");
     await this.admin("a", "POST", "/admin/v1/revocations", { sub: "mallory", reason: "observability test" });
@@ -282,7 +292,7 @@ export class Stack {
    * and both breakers close.
    */
   async outage(session) {
-    this.redis.freeze();
+    this.redis.pause();
     try {
       const attempts = Array.from({ length: 4 }, () => this.refresh("a", session.refresh_token, 8_000).catch(() => null));
       await eventually("node a's breaker to open", async () => (await this.metric("a", "tessera_redis_breaker_state")) === 2, { timeout: 15_000 });
@@ -291,7 +301,7 @@ export class Stack {
       await this.expect(200, "b", "GET", "/verify?audience=tessera", { headers: { authorization: `Bearer ${session.access_token}` } });
       await Promise.all(attempts);
     } finally {
-      this.redis.thaw();
+      this.redis.resume();
     }
     for (const node of ["a", "b"]) {
       await eventually(`node ${node}'s breaker to close`, async () => (await this.metric(node, "tessera_redis_breaker_state")) === 0, { timeout: 20_000 });

@@ -1,21 +1,21 @@
 // What the end-to-end tests share: a real `tessera serve` in a temporary directory, Debian's Chromium, small HTTP
 // servers standing in for other origins, and helpers that drive the demo page through its stable ids. Nothing
-// here builds or downloads anything: a missing dependency fails with the command that installs it.
-import { spawn } from "node:child_process";
+// here builds or downloads anything: a missing dependency fails with the command that installs it. The process
+// helpers (ports, children, `tessera serve`, polling) are the ones every suite shares, in tests/support/processes.js.
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import {
+  REPO, TESSERA_BIN, childEnv, eventually as eventuallyWithin, freePorts, requireTessera, run, serveTessera, sleep,
+} from "../../../../tests/support/processes.js";
 
-export const REPO = path.resolve(fileURLToPath(import.meta.url), "../../../../..");
+export { REPO, sleep };
 export const USERNAME = "alice";
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const TESSERA_BIN = process.env.TESSERA_BIN ?? path.join(REPO, "target/debug/tessera");
 
 export async function launchBrowser() {
   if (!existsSync(CHROMIUM)) {
@@ -31,37 +31,10 @@ export async function newContext(browser, options = {}) {
   return context;
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-// The child gets no TESSERA_* variable of ours: only the test's configuration file decides.
-function childEnv(extra) {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("TESSERA_")));
-  return { ...env, ...extra };
-}
-
-function run(args, env, input) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(TESSERA_BIN, args, { env, stdio: ["pipe", "ignore", "pipe"] });
-    let stderr = "";
-    child.stderr.on("data", (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-    child.on("error", reject);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve();
-      else reject(new Error(`tessera ${args.join(" ")} exited with ${code}: ${stderr}`));
-    });
-    child.stdin.end(input);
-  });
+/** `tessera <args>` to completion; fails with its error output unless it exits 0. */
+async function runTessera(args, env, input) {
+  const result = await run(TESSERA_BIN, args, { env, input });
+  if (result.code !== 0) throw new Error(`tessera ${args.join(" ")} exited with ${result.code}: ${result.stderr}`);
 }
 
 /**
@@ -69,11 +42,9 @@ function run(args, env, input) {
  * is random and only ever passed to the browser (never printed).
  */
 export async function startTessera({ accessTtl = "15m", leeway = "30s", allowedOrigins = [] } = {}) {
-  if (!existsSync(TESSERA_BIN)) {
-    throw new Error(`tessera binary not found at ${TESSERA_BIN}: build it with \`cargo build -p tessera\` (or set TESSERA_BIN)`);
-  }
+  requireTessera();
   const dir = await mkdtemp(path.join(os.tmpdir(), "tessera-e2e-"));
-  const port = await freePort();
+  const [port] = await freePorts(1);
   const config = path.join(dir, "tessera.toml");
   const toml = [
     `data_dir = ${JSON.stringify(path.join(dir, "data"))}`,
@@ -89,69 +60,35 @@ export async function startTessera({ accessTtl = "15m", leeway = "30s", allowedO
   await writeFile(config, toml.join("\n") + "\n");
   const env = childEnv({ TESSERA_MASTER_KEY: randomBytes(32).toString("base64") });
   const password = randomBytes(18).toString("base64url");
-  const tessera = new Tessera({ dir, config, env, port, password });
+  const server = new Tessera({ dir, config, env, port, password });
   try {
-    await run(["--config", config, "user", "add", USERNAME, "--password-stdin"], env, `${password}\n`);
-    await tessera.start();
+    await runTessera(["--config", config, "user", "add", USERNAME, "--password-stdin"], env, `${password}\n`);
+    await server.start();
   } catch (error) {
-    await tessera.close();
+    await server.close();
     throw error;
   }
-  return tessera;
+  return server;
 }
 
 class Tessera {
   #child = null;
-  #output = [];
 
   constructor({ dir, config, env, port, password }) {
     Object.assign(this, { dir, config, env, port, password });
     this.origin = `http://127.0.0.1:${port}`;
   }
 
+  /** Starts the server on its data directory; it must answer /healthz within 30 s. */
   async start() {
-    const child = spawn(TESSERA_BIN, ["--config", this.config, "serve"], {
-      env: this.env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    this.#child = child;
-    // Only the last lines are kept, to explain a failed start; Tessera logs no token, cookie or password.
-    const keep = (chunk) => {
-      this.#output.push(...String(chunk).split("\n").filter(Boolean));
-      this.#output.splice(0, Math.max(0, this.#output.length - 40));
-    };
-    child.stdout.on("data", keep);
-    child.stderr.on("data", keep);
-    // If the test process dies, the server must not outlive it.
-    const reap = () => child.kill("SIGKILL");
-    process.once("exit", reap);
-    child.once("exit", () => process.removeListener("exit", reap));
-
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline) {
-      if (child.exitCode !== null) break;
-      try {
-        const response = await fetch(`${this.origin}/healthz`, { signal: AbortSignal.timeout(1_000) });
-        if (response.ok) return;
-      } catch {
-        // Not listening yet.
-      }
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    await this.stop();
-    throw new Error(`tessera serve did not become healthy at ${this.origin}:\n${this.#output.join("\n")}`);
+    this.#child = await serveTessera("tessera serve", this.config, this.env, this.origin);
   }
 
   /** Stops the server (SIGTERM, then SIGKILL after 5 s); the data directory stays for a restart. */
   async stop() {
     const child = this.#child;
     this.#child = null;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-    await exited;
-    clearTimeout(timer);
+    await child?.stop();
   }
 
   async close() {
@@ -274,16 +211,9 @@ export async function expiresAt(page) {
   return Number(await page.getAttribute("#countdown", "data-expires-at"));
 }
 
-export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `check` until it returns true or `timeout` ms pass; then fails naming `what`. */
-export async function eventually(what, check, timeout = 10_000) {
-  const deadline = Date.now() + timeout;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
+/** Polls `check` until it returns a truthy value or `timeout` ms pass; then fails naming `what`. */
+export function eventually(what, check, timeout = 10_000) {
+  return eventuallyWithin(what, check, { timeout, interval: 100 });
 }
 
 /**
