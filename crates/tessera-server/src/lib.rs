@@ -94,10 +94,8 @@ pub fn app(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.request_timeout))
         .layer(axum::middleware::from_fn(error::json_error_bodies))
-        // Outside the limits, so requests they refuse are counted too.
-        .layer(axum::middleware::from_fn(ops::record))
-        // Outermost: every answer, a refusal included, carries the request's id.
-        .layer(axum::middleware::from_fn(trace::request_id));
+        // Outside the limits, so requests they refuse are counted (and given an id) too.
+        .layer(axum::middleware::from_fn(ops::record));
     for (name, value) in [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),

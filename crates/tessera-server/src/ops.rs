@@ -75,13 +75,16 @@ fn process_collector() -> &'static metrics_process::Collector {
 /// whatever the client sends: a label value taken from the request would let anyone create series without end (a
 /// Prometheus series lives until the process does). The route is the matched template (`/auth/sessions/{sid}`),
 /// never the raw path; the status is a three-digit code.
+///
+/// It also gives each request its id (`crate::trace`): one middleware for both, since each one a request passes
+/// costs `/verify` measurably.
 pub(crate) async fn record(request: Request, next: Next) -> Response {
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = method_label(request.method());
+    let id = crate::trace::request_id_of(&request);
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    crate::trace::record_status(response.status().as_u16());
+    let response = crate::trace::identified(id, next.run(request)).await;
     let status = response.status().as_u16().to_string();
     metrics::counter!("tessera_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);

@@ -7,11 +7,10 @@
 //! serve` makes it when traces are exported); this module records the status and the id into it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
 use tessera_model::SPAN_TARGET;
 
@@ -22,24 +21,24 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_REQUEST_ID: usize = 128;
 
 tokio::task_local! {
-    static REQUEST_ID: Arc<str>;
+    static REQUEST_ID: HeaderValue;
 }
 
-/// The id of the request being served on this task, if any.
+/// The id of the request being served on this task, if any (always visible ASCII: see [`acceptable`]).
 #[must_use]
-pub fn current_request_id() -> Option<Arc<str>> {
-    REQUEST_ID.try_with(Arc::clone).ok()
+pub fn current_request_id() -> Option<HeaderValue> {
+    REQUEST_ID.try_with(HeaderValue::clone).ok()
 }
 
 /// Whether a client's request id can be used as it is.
-fn acceptable(id: &str) -> bool {
-    (1..=MAX_REQUEST_ID).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+fn acceptable(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&id.len()) && id.iter().all(|b| b.is_ascii_graphic() && *b != b'"' && *b != b'\\')
 }
 
 /// A new request id: a prefix drawn once per process and a counter. Unique across nodes and restarts, cheap, and
 /// not a secret (it is echoed to whoever sent the request), so the prefix comes from the randomly keyed hasher the
 /// standard library seeds per process rather than from the injected generator a secret would need.
-fn new_request_id() -> Arc<str> {
+fn new_request_id() -> HeaderValue {
     static PREFIX: OnceLock<String> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(|| {
@@ -47,35 +46,36 @@ fn new_request_id() -> Arc<str> {
             std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), std::process::id());
         format!("{seed:016x}")
     });
-    format!("{prefix}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed)).into()
+    let id = format!("{prefix}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed));
+    // Hex digits and a dash: always a valid header value.
+    HeaderValue::try_from(id).unwrap_or_else(|_| HeaderValue::from_static("unnamed"))
 }
 
-/// Gives the request its id (see the module), serves it with the id in scope, and echoes it in the answer.
-pub(crate) async fn request_id(request: Request, next: Next) -> Response {
-    let id = match request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|id| acceptable(id)) {
-        Some(id) => Arc::from(id),
+/// The request's id: the client's when acceptable (shared with the request's buffer, not copied), else a new one.
+pub(crate) fn request_id_of(request: &Request) -> HeaderValue {
+    match request.headers().get(X_REQUEST_ID).filter(|id| acceptable(id.as_bytes())) {
+        Some(id) => id.clone(),
         None => new_request_id(),
-    };
-    if tracing::enabled!(target: SPAN_TARGET, tracing::Level::INFO) {
-        tracing::Span::current().record("request_id", &*id);
     }
-    let mut response = REQUEST_ID.scope(Arc::clone(&id), next.run(request)).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(X_REQUEST_ID, value);
-    }
-    response
 }
 
-/// Records the answer's status in the request's span. Nothing to do, and nothing done, when no span is exported.
-pub(crate) fn record_status(status: u16) {
-    if !tracing::enabled!(target: SPAN_TARGET, tracing::Level::INFO) {
-        return;
+/// Serves `answer` with `id` in scope (for log lines), recording it and then the status in the request's span,
+/// and echoes the id in the answer. One step of the one middleware every request passes (`ops::record`): a
+/// middleware of its own would cost `/verify` a few percent.
+pub(crate) async fn identified(id: HeaderValue, answer: impl std::future::Future<Output = Response>) -> Response {
+    let traced = tracing::enabled!(target: SPAN_TARGET, tracing::Level::INFO);
+    if traced {
+        tracing::Span::current().record("request_id", id.to_str().unwrap_or_default());
     }
-    let span = tracing::Span::current();
-    span.record("http.response.status_code", status);
-    if status >= 500 {
-        span.record("otel.status_code", "ERROR");
+    let mut response = REQUEST_ID.scope(id.clone(), answer).await;
+    if traced {
+        tracing::Span::current().record("http.response.status_code", response.status().as_u16());
+        if response.status().is_server_error() {
+            tracing::Span::current().record("otel.status_code", "ERROR");
+        }
     }
+    response.headers_mut().insert(X_REQUEST_ID, id);
+    response
 }
 
 #[cfg(test)]
@@ -85,11 +85,11 @@ mod tests {
     #[test]
     fn a_client_request_id_is_kept_only_when_it_is_safe_to_log_as_it_is() {
         for id in ["req-42", "0af7651916cd43dd8448eb211c80319c", "a:b/c=d+e.f_g"] {
-            assert!(acceptable(id), "{id}");
+            assert!(acceptable(id.as_bytes()), "{id}");
         }
         let long = "x".repeat(MAX_REQUEST_ID + 1);
         for id in ["", "with space", "quote\"", "back\\slash", "caf\u{e9}", "tab\there", long.as_str()] {
-            assert!(!acceptable(id), "{id:?}");
+            assert!(!acceptable(id.as_bytes()), "{id:?}");
         }
     }
 
@@ -97,6 +97,6 @@ mod tests {
     fn made_request_ids_are_unique_and_acceptable() {
         let ids: std::collections::HashSet<_> = (0..1000).map(|_| new_request_id()).collect();
         assert_eq!(ids.len(), 1000);
-        assert!(ids.iter().all(|id| acceptable(id)));
+        assert!(ids.iter().all(|id| acceptable(id.as_bytes())));
     }
 }

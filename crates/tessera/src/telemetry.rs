@@ -177,6 +177,7 @@ where
         let Some(id) = tessera_server::trace::current_request_id() else {
             return self.inner.format_event(ctx, writer, event);
         };
+        let id = id.to_str().unwrap_or_default();
         let mut line = String::new();
         self.inner.format_event(ctx, Writer::new(&mut line), event)?;
         let line = line.trim_end_matches('\n');

@@ -226,7 +226,7 @@ impl Answer<'_> {
     /// The 200 answer; `deprecated_since` (Unix seconds) adds a `Deprecation` header.
     fn into_response(self, deprecated_since: Option<i64>) -> Result<Response, ApiError> {
         // The request's own id (see `crate::trace`), passed on to the application behind the gateway.
-        let request_id = crate::trace::current_request_id().unwrap_or_else(|| "".into());
+        let request_id = crate::trace::current_request_id().unwrap_or_else(|| HeaderValue::from_static(""));
         let mut out = HeaderMap::with_capacity(IDENTITY_HEADERS + 1);
         // Every identity header is always sent, empty when it does not apply, so a gateway that only overrides the
         // headers it copies (Envoy) never leaves one a client wrote in place.
@@ -236,10 +236,10 @@ impl Answer<'_> {
             (X_TOKEN_ISSUER, self.issuer),
             (X_USER_ROLES, self.roles),
             (X_SCOPE, self.scope),
-            (X_REQUEST_ID, &*request_id),
         ] {
             out.insert(name, header_value(value)?);
         }
+        out.insert(X_REQUEST_ID, request_id);
         out.insert(X_AUTH_METHOD, HeaderValue::from_static(self.method.as_str()));
         if let Some(since) = deprecated_since {
             out.insert(DEPRECATION, header_value(&format!("@{since}"))?);
