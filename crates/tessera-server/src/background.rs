@@ -33,6 +33,9 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
     fetchers.push(tokio::spawn(keep_forgetting_expired_sessions(state.clone())));
     fetchers.push(tokio::spawn(keep_forgetting_idle_rate_limits(state.clone())));
     fetchers.push(tokio::spawn(keep_counting_sessions(state.clone())));
+    if let Some(metrics) = state.metrics() {
+        fetchers.push(tokio::spawn(keep_histograms_drained(metrics.clone())));
+    }
     if let Some(settings) = state.settings().migration.clone() {
         fetchers.push(tokio::spawn(crate::migration::keep_current(state.clone(), settings.poll_interval)));
         fetchers.push(tokio::spawn(crate::migration::watch_triggers(state.clone(), settings)));
@@ -77,6 +80,20 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
             });
         }
     }))
+}
+
+/// How often the recorder's histogram samples are folded into their buckets.
+const DRAIN_HISTOGRAMS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds the histogram samples recorded since the last time into their buckets. The recorder keeps every sample
+/// until then — a scrape does it too — so without this a node nobody scrapes would grow by every request's samples.
+async fn keep_histograms_drained(metrics: metrics_exporter_prometheus::PrometheusHandle) {
+    let mut tick = tokio::time::interval(DRAIN_HISTOGRAMS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        metrics.run_upkeep();
+    }
 }
 
 /// How often a node counts the live sessions: one indexed count query a minute, whatever the scrape rate.

@@ -6,7 +6,9 @@
 //! is a grace-window replay), a revocation may still be applied (revoking again changes nothing). Nothing
 //! acknowledged is lost, since nothing was acknowledged.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::model::{
@@ -20,18 +22,54 @@ pub struct Deadline<S> {
     inner: S,
     limit: Option<Duration>,
     backend: &'static str,
+    /// Each operation's latency histogram, resolved at the first call (so the metrics recorder must be installed
+    /// before the store is first used): a lookup by name and labels on every store call costs a refresh (several
+    /// calls) a few percent of its throughput.
+    timers: OnceLock<HashMap<&'static str, metrics::Histogram>>,
 }
+
+/// The operations [`Deadline`] times: every method of [`Store`] it forwards.
+const OPERATIONS: [&str; 28] = [
+    "create_user",
+    "user",
+    "users",
+    "set_user_disabled",
+    "set_password",
+    "create_client",
+    "client",
+    "clients",
+    "set_client_disabled",
+    "set_client_secret",
+    "set_client_jwks",
+    "use_assertion",
+    "create_session",
+    "session",
+    "refresh",
+    "revoke",
+    "live_sessions",
+    "subject",
+    "revocations_after",
+    "forget_sessions_expired_before",
+    "token_revoked",
+    "log_head",
+    "record_security_event",
+    "security_events",
+    "ping",
+    "live_session_count",
+    "document",
+    "replace_document",
+];
 
 impl<S: Store> Deadline<S> {
     /// Bounds every call of `inner` by `limit`; `backend` names it in the metrics (`postgres`, `redis`, ...).
     pub fn new(inner: S, limit: Duration, backend: &'static str) -> Self {
-        Self { inner, limit: Some(limit), backend }
+        Self { inner, limit: Some(limit), backend, timers: OnceLock::new() }
     }
 
     /// Times and counts the calls of `inner` without bounding them: for the embedded SQLite, which has no
     /// network to stall on and whose long calls (a batch of forgotten sessions) must not be cut off.
     pub fn measured(inner: S, backend: &'static str) -> Self {
-        Self { inner, limit: None, backend }
+        Self { inner, limit: None, backend, timers: OnceLock::new() }
     }
 
     /// Runs one call of the store: its latency by operation goes to `tessera_store_operation_duration_seconds`,
@@ -56,10 +94,29 @@ impl<S: Store> Deadline<S> {
             }
             None => call.await,
         };
-        let labels = [("backend", self.backend), ("operation", operation)];
-        metrics::histogram!("tessera_store_operation_duration_seconds", &labels)
-            .record(started.elapsed().as_secs_f64());
+        let timers = self.timers.get_or_init(|| {
+            let timer = |operation| {
+                metrics::histogram!(
+                    "tessera_store_operation_duration_seconds",
+                    "backend" => self.backend,
+                    "operation" => operation
+                )
+            };
+            OPERATIONS.iter().map(|operation| (*operation, timer(*operation))).collect()
+        });
+        let elapsed = started.elapsed().as_secs_f64();
+        match timers.get(operation) {
+            Some(timer) => timer.record(elapsed),
+            // An operation missing from OPERATIONS is still timed, only at the cost of a lookup.
+            None => metrics::histogram!(
+                "tessera_store_operation_duration_seconds",
+                "backend" => self.backend,
+                "operation" => operation
+            )
+            .record(elapsed),
+        }
         if answer.is_err() {
+            let labels = [("backend", self.backend), ("operation", operation)];
             metrics::counter!("tessera_store_errors_total", &labels).increment(1);
         }
         answer

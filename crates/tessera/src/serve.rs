@@ -145,6 +145,9 @@ async fn serve(
     listen: Option<SocketAddr>,
     telemetry: &crate::telemetry::Telemetry,
 ) -> anyhow::Result<()> {
+    // The metrics recorder first: the store and the server resolve some series once, at their first use, and a
+    // series resolved before the recorder exists would count nowhere.
+    let metrics = tessera_server::metrics_handle();
     let mut settings = settings(config)?;
     warn_if_verify_accepts_every_audience(&settings);
     if config.issuer.is_none() && config.store.backend != StoreBackend::Sqlite {
@@ -183,7 +186,7 @@ async fn serve(
     let verifier = tessera_jose::Verifier::remembering(KeySet::new(), policy, settings.remembered_verifications);
     let keys = KeyService::load(keystore, config.rotation_policy(), verifier, clock.now_secs())
         .context("loading signing keys")?;
-    let state = AppState::new(settings, store, keys, clock, tessera_server::metrics_handle());
+    let state = AppState::new(settings, store, keys, clock, metrics);
     if config.migration.enabled {
         state.enable_migration(config.migration.legacy_sessions()?).map_err(anyhow::Error::msg)?;
     }

@@ -30,6 +30,8 @@ pub struct Harness {
 }
 
 pub async fn harness_with(settings: Settings) -> Harness {
+    // As `tessera serve` does: the recorder before the store, whose series are resolved at its first call.
+    tessera_server::metrics_handle();
     let dir = tempfile::tempdir().unwrap();
     // Wrapped as `tessera serve` wraps it: every store call timed and counted.
     let store = Arc::new(Deadline::measured(SqliteStore::open(&dir.path().join("tessera.db")).unwrap(), "sqlite"));
