@@ -87,22 +87,73 @@ pub(crate) fn init(format: LogFormat, tracing: &TracingConfig) -> anyhow::Result
 }
 
 fn provider(config: &TracingConfig, url: String) -> anyhow::Result<SdkTracerProvider> {
-    let protocol = match config.protocol {
-        OtlpProtocol::HttpProtobuf => Protocol::HttpBinary,
-        OtlpProtocol::HttpJson => Protocol::HttpJson,
-    };
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(protocol)
-        .with_endpoint(url)
-        .with_timeout(config.timeout)
-        .build()
-        .context("setting up the OTLP exporter")?;
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+    let builder = SdkTracerProvider::builder()
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio))))
-        .with_resource(Resource::builder().with_service_name(config.service_name.clone()).build())
-        .build())
+        .with_resource(Resource::builder().with_service_name(config.service_name.clone()).build());
+    let builder = match config.protocol {
+        OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson => {
+            let protocol =
+                if config.protocol == OtlpProtocol::HttpJson { Protocol::HttpJson } else { Protocol::HttpBinary };
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(protocol)
+                .with_endpoint(url)
+                .with_timeout(config.timeout)
+                .build()
+                .context("setting up the OTLP/HTTP exporter")?;
+            builder.with_batch_exporter(exporter)
+        }
+        OtlpProtocol::Grpc => builder.with_batch_exporter(GrpcExporter::new(url, config.timeout)?),
+    };
+    Ok(builder.build())
+}
+
+/// The OTLP/gRPC exporter with a Tokio runtime of its own. tonic's connections need a Tokio reactor, and the batch
+/// processor exports from a plain thread of its own: without this the export would panic there and every span
+/// after it be dropped. One worker keeps the HTTP/2 connection alive between exports; the server's runtime is left
+/// alone, so a slow collector never takes a thread from the requests.
+#[derive(Debug)]
+struct GrpcExporter {
+    exporter: opentelemetry_otlp::SpanExporter,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl GrpcExporter {
+    fn new(url: String, timeout: std::time::Duration) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("tessera-otlp-grpc")
+            .enable_all()
+            .build()
+            .context("starting the OTLP/gRPC exporter's runtime")?;
+        // The channel is created here and bound to the reactor of the runtime entered.
+        let exporter = runtime.block_on(async {
+            opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(url).with_timeout(timeout).build()
+        });
+        Ok(Self { exporter: exporter.context("setting up the OTLP/gRPC exporter")?, runtime })
+    }
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for GrpcExporter {
+    fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
+        // Called on the batch processor's thread, never on a runtime's: blocking here is what that thread is for.
+        std::future::ready(self.runtime.block_on(self.exporter.export(batch)))
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.exporter.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.exporter.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.exporter.set_resource(resource);
+    }
 }
 
 /// The span of one request, named after its route (`POST /auth/refresh`: a layer of the router sees the matched

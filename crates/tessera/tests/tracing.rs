@@ -1,5 +1,5 @@
-//! Traces and request ids of `tessera serve`: an OTLP receiver started here gets the spans of a login, a refresh
-//! and a revocation — named after their routes, children of the caller's W3C `traceparent`, with the store calls,
+//! Traces and request ids of `tessera serve`: an OTLP receiver started here (over HTTP, and over gRPC) gets the
+//! spans of a login, a refresh and a revocation — named after their routes, children of the caller's W3C `traceparent`, with the store calls,
 //! the password check and the signing inside, and the token flow as events that name `jti`, `sid` and `sub` — and
 //! no exported byte carries a token, a password or the admin credential. Log lines written while a request is
 //! served carry its request id.
@@ -55,6 +55,41 @@ fn otlp_receiver() -> (SocketAddr, Received) {
                 }
             }
         }
+    });
+    (addr, received)
+}
+
+/// A minimal OTLP/gRPC collector: the trace service, keeping each export as OTLP/JSON (so one set of checks reads
+/// both transports).
+fn otlp_grpc_receiver() -> (SocketAddr, Received) {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+    use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+
+    struct Collector(Received);
+
+    #[tonic::async_trait]
+    impl TraceService for Collector {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let path = "/opentelemetry.proto.collector.trace.v1.TraceService/Export".to_owned();
+            self.0.lock().unwrap().push((path, serde_json::to_vec(request.get_ref()).unwrap()));
+            Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        }
+    }
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = Received::default();
+    let service = TraceServiceServer::new(Collector(Arc::clone(&received)));
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(tokio::net::TcpListener::from_std(listener).unwrap());
+            tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await.unwrap();
+        });
     });
     (addr, received)
 }
@@ -116,9 +151,22 @@ fn event<'a>(span: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn spans_of_a_login_a_refresh_and_a_revocation_reach_the_collector_without_a_token() {
-    let dir = tempfile::tempdir().unwrap();
     let (collector, received) = otlp_receiver();
-    configure(dir.path(), &format!("[tracing]\notlp_endpoint = \"http://{collector}\"\nprotocol = \"http/json\"\n"));
+    traced_flow(&format!("http://{collector}"), "http/json", &received, "/v1/traces");
+}
+
+#[test]
+fn spans_reach_a_collector_over_grpc() {
+    let (collector, received) = otlp_grpc_receiver();
+    let path = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    traced_flow(&format!("http://{collector}"), "grpc", &received, path);
+}
+
+/// A login, a refresh and a revocation against a server exporting to `endpoint` over `protocol`; then what the
+/// collector received (at `path`) is checked.
+fn traced_flow(endpoint: &str, protocol: &str, received: &Received, path: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    configure(dir.path(), &format!("[tracing]\notlp_endpoint = \"{endpoint}\"\nprotocol = \"{protocol}\"\n"));
     add_user(dir.path(), "alice");
     let mut server = Server::start_with(dir.path(), |command| {
         command.env("OTEL_BSP_SCHEDULE_DELAY", "100");
@@ -158,7 +206,7 @@ fn spans_of_a_login_a_refresh_and_a_revocation_reach_the_collector_without_a_tok
     server.child.wait().unwrap();
 
     let received = received.lock().unwrap();
-    assert!(received.iter().all(|(path, _)| path == "/v1/traces"), "posted to the traces path");
+    assert!(received.iter().all(|(sent_to, _)| sent_to == path), "sent to the traces path");
     let all = spans(&received);
 
     // The login: a child of the caller's span, in the caller's trace, with its request id, route and status, and

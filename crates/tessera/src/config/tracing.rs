@@ -12,11 +12,12 @@ use super::duration_text;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct TracingConfig {
-    /// The collector's OTLP/HTTP base URL (as `OTEL_EXPORTER_OTLP_ENDPOINT`: `/v1/traces` is added), e.g.
-    /// `http://127.0.0.1:4318`. Default none: no traces, and no cost.
+    /// The collector's OTLP URL, as `OTEL_EXPORTER_OTLP_ENDPOINT`: over HTTP the base URL, to which `/v1/traces` is
+    /// added (e.g. `http://127.0.0.1:4318`); over gRPC the server's URL (e.g. `http://127.0.0.1:4317`). `https`
+    /// verifies the collector against the system's roots. Default none: no traces, and no cost.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) otlp_endpoint: Option<String>,
-    /// `http/protobuf` (default) or `http/json`.
+    /// `http/protobuf` (default), `http/json` or `grpc`.
     pub(crate) protocol: OtlpProtocol,
     /// The `service.name` of the spans. Default `tessera`.
     pub(crate) service_name: String,
@@ -40,7 +41,7 @@ impl Default for TracingConfig {
     }
 }
 
-/// OTLP's encodings over HTTP.
+/// OTLP's transports and encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum OtlpProtocol {
     /// Protocol buffers, the default of collectors.
@@ -49,14 +50,18 @@ pub(crate) enum OtlpProtocol {
     /// JSON.
     #[serde(rename = "http/json")]
     HttpJson,
+    /// Protocol buffers over gRPC, the collectors' other port.
+    #[serde(rename = "grpc")]
+    Grpc,
 }
 
 impl TracingConfig {
-    /// The URL spans are posted to.
+    /// The URL spans are sent to: over HTTP the traces path under the endpoint, over gRPC the endpoint itself (the
+    /// service's path is gRPC's own).
     pub(crate) fn traces_url(&self) -> Option<String> {
         self.otlp_endpoint.as_ref().map(|base| {
             let base = base.trim_end_matches('/');
-            if base.ends_with("/v1/traces") {
+            if self.protocol == OtlpProtocol::Grpc || base.ends_with("/v1/traces") {
                 base.to_owned()
             } else {
                 format!("{base}/v1/traces")
