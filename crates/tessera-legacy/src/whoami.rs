@@ -61,6 +61,8 @@ impl std::fmt::Debug for WhoAmIConfig {
 /// an unreadable body or no answer within the timeout is [`Unavailable`](LegacyError::Unavailable).
 pub struct WhoAmI {
     client: reqwest::Client,
+    /// The headers that pass the request being served on to the endpoint (its id, its trace context).
+    passed_on: fn() -> HeaderMap,
     url: reqwest::Url,
     logout_url: Option<reqwest::Url>,
     cookie_name: String,
@@ -121,6 +123,7 @@ impl WhoAmI {
         match (url, client) {
             (Some(url), Some(client)) if problems.is_empty() => Ok(Self {
                 client,
+                passed_on: HeaderMap::new,
                 url,
                 logout_url,
                 cookie_name: config.cookie_name,
@@ -135,7 +138,15 @@ impl WhoAmI {
         }
     }
 
-    /// The request's only header: `Cookie: <name>=<value>`.
+    /// Sends the endpoint, with each request, the headers `headers` returns at the time (the server's request id and
+    /// W3C `traceparent`, so the legacy system's logs and traces join Tessera's). Default none. The cookie is set
+    /// after them and cannot be overridden.
+    #[must_use]
+    pub fn passing_on(self, headers: fn() -> HeaderMap) -> Self {
+        Self { passed_on: headers, ..self }
+    }
+
+    /// The request's session header: `Cookie: <name>=<value>`.
     fn cookie_header(&self, cookie_value: &str) -> Result<HeaderMap, LegacyError> {
         if cookie_value.len() > MAX_COOKIE_BYTES {
             return Err(LegacyError::Invalid("too long"));
@@ -164,6 +175,7 @@ impl WhoAmI {
         let headers = self.cookie_header(cookie_value)?;
         self.client
             .request(method, url.clone())
+            .headers((self.passed_on)())
             .headers(headers)
             .send()
             .await

@@ -17,8 +17,8 @@ const NOW_MS: i64 = 1_777_636_800_000;
 const NOW_S: i64 = NOW_MS / 1000;
 const COOKIE: &str = "s%3AXw3k9N2yR8bQe5TzVfL0aPcUiOmDjHgS.vkJQ7ozluINglcoqq%2FDNOkol8AaCpRailyJ772IDsVc";
 
-/// One request the endpoint saw: its path and `Cookie` headers.
-type Request = (String, Vec<String>);
+/// One request the endpoint saw: its path, its `Cookie` headers and its `traceparent`.
+type Request = (String, Vec<String>, Option<String>);
 
 /// What the endpoint saw.
 #[derive(Clone, Default)]
@@ -27,11 +27,12 @@ struct Seen(Arc<Mutex<Vec<Request>>>);
 impl Seen {
     fn record(&self, path: &str, headers: &HeaderMap) {
         let cookies = headers.get_all(header::COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
-        self.0.lock().unwrap().push((path.to_owned(), cookies));
+        let traceparent = headers.get("traceparent").map(|v| v.to_str().unwrap().to_owned());
+        self.0.lock().unwrap().push((path.to_owned(), cookies, traceparent));
     }
 
     fn paths(&self) -> Vec<String> {
-        self.0.lock().unwrap().iter().map(|(path, _)| path.clone()).collect()
+        self.0.lock().unwrap().iter().map(|(path, _, _)| path.clone()).collect()
     }
 }
 
@@ -115,7 +116,31 @@ async fn a_200_answer_is_the_identity_and_only_the_legacy_cookie_is_forwarded() 
         }
     );
     let requests = seen.0.lock().unwrap().clone();
-    assert_eq!(requests, [("/whoami".to_owned(), vec![format!("connect.sid={COOKIE}")])]);
+    assert_eq!(requests, [("/whoami".to_owned(), vec![format!("connect.sid={COOKIE}")], None)]);
+}
+
+/// What the server passes on: a trace context, and a cookie that must not get through.
+fn passed_on() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
+    headers.insert(header::COOKIE, "connect.sid=someone-elses".parse().unwrap());
+    headers
+}
+
+#[tokio::test]
+async fn the_servers_trace_context_is_passed_on_but_never_replaces_the_cookie() {
+    let seen = Seen::default();
+    let base = legacy_app(seen.clone()).await;
+    let legacy = adapter(format!("{base}/whoami"), Some(format!("{base}/logout"))).passing_on(passed_on);
+    legacy.identify(COOKIE, NOW_MS).await.unwrap();
+    assert!(legacy.end(COOKIE).await.unwrap());
+    let trace = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned());
+    let cookie = vec![format!("connect.sid={COOKIE}")];
+    let requests = seen.0.lock().unwrap().clone();
+    assert_eq!(
+        requests,
+        [("/whoami".to_owned(), cookie.clone(), trace.clone()), ("/logout".to_owned(), cookie, trace)]
+    );
 }
 
 #[tokio::test]
@@ -212,7 +237,7 @@ async fn ending_posts_the_cookie_to_the_logout_url_when_there_is_one() {
     let legacy = adapter(format!("{base}/whoami"), Some(format!("{base}/logout")));
     assert_eq!(legacy.end(COOKIE).await, Ok(true));
     let requests = seen.0.lock().unwrap().clone();
-    assert_eq!(requests, [("/logout".to_owned(), vec![format!("connect.sid={COOKIE}")])]);
+    assert_eq!(requests, [("/logout".to_owned(), vec![format!("connect.sid={COOKIE}")], None)]);
 
     assert_eq!(adapter(format!("{base}/whoami"), None).end(COOKIE).await, Ok(false));
     let broken = adapter(format!("{base}/whoami"), Some(format!("{base}/logout-broken")));

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tessera_jose::{KeySet, Policy, Verifier};
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 use crate::clock::Clock;
 use crate::settings::TrustedIssuer;
@@ -101,7 +102,8 @@ impl ExternalIssuer {
     /// Fetches the key set once; on success the keys are replaced and the next refresh delay returned.
     async fn fetch(&self, client: &reqwest::Client, now_ms: i64) -> Result<Duration, String> {
         self.last_fetch_ms.store(now_ms, Ordering::SeqCst);
-        let response = client.get(&self.config.jwks_url).send().await.map_err(|err| err.to_string())?;
+        let request = client.get(&self.config.jwks_url).headers(crate::trace::outgoing_headers());
+        let response = request.send().await.map_err(|err| err.to_string())?;
         if !response.status().is_success() {
             return Err(format!("HTTP {}", response.status()));
         }
@@ -169,7 +171,13 @@ pub(crate) async fn keep_current(issuer: Arc<ExternalIssuer>, clock: Arc<dyn Clo
         return;
     }
     loop {
-        let wait = match issuer.fetch(&client, clock.now_ms()).await {
+        let span = tracing::info_span!(
+            target: tessera_model::SPAN_TARGET,
+            "jwks.fetch",
+            otel.kind = "client",
+            issuer = %issuer.config.issuer,
+        );
+        let wait = match issuer.fetch(&client, clock.now_ms()).instrument(span).await {
             Ok(refresh) => {
                 tracing::debug!(issuer = %issuer.config.issuer, "trusted issuer keys refreshed");
                 refresh

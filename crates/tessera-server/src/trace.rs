@@ -5,14 +5,20 @@
 //! id is echoed in the answer, attached to the request's span and, through [`current_request_id`], to the log
 //! lines written while the request is served. The span itself is made by whoever serves the router (`tessera
 //! serve` makes it when traces are exported); this module records the status and the id into it.
+//!
+//! The calls Tessera makes itself (JWKS fetches, who-am-I lookups, webhooks) pass the request on: its id, and
+//! when traces are exported the current span's W3C `traceparent` ([`outgoing_headers`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tessera_model::SPAN_TARGET;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The header a request id travels in.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -28,6 +34,22 @@ tokio::task_local! {
 #[must_use]
 pub fn current_request_id() -> Option<HeaderValue> {
     REQUEST_ID.try_with(HeaderValue::clone).ok()
+}
+
+/// The headers that carry the current request on to a call Tessera makes: W3C `traceparent` (and `tracestate`)
+/// naming the current span, when traces are exported, and `X-Request-ID` while a request is served. Empty when
+/// there is neither.
+#[must_use]
+pub fn outgoing_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if tracing::enabled!(target: SPAN_TARGET, tracing::Level::INFO) {
+        let context = tracing::Span::current().context();
+        TraceContextPropagator::new().inject_context(&context, &mut opentelemetry_http::HeaderInjector(&mut headers));
+    }
+    if let Some(id) = current_request_id() {
+        headers.insert(X_REQUEST_ID, id);
+    }
+    headers
 }
 
 /// Whether a client's request id can be used as it is.

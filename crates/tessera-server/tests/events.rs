@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
 use common::{harness_with, json_post, Harness, Reply, PASSWORD};
 use serde_json::{json, Value};
 use tessera_keys::{Activation, KeyStore, RotationPolicy};
@@ -53,13 +53,15 @@ fn kinds(events: &[Value]) -> Vec<&str> {
     events.iter().map(|event| event["kind"].as_str().unwrap()).collect()
 }
 
-/// Alice's session used after it was rotated: refresh-token reuse. The session's cookie (dead now).
-async fn reuse(h: &Harness) -> String {
+/// Alice's session used after it was rotated: refresh-token reuse. The session's cookie (dead now) and the id of
+/// the request that reused it.
+async fn reuse(h: &Harness) -> (String, HeaderValue) {
     let session = h.login("alice").await;
     assert_eq!(h.refresh(&session.cookie, &session.csrf).await.status, StatusCode::OK);
     h.clock.advance_ms(11_000);
-    assert_eq!(h.refresh(&session.cookie, &session.csrf).await.status, StatusCode::UNAUTHORIZED);
-    session.cookie
+    let reused = h.refresh(&session.cookie, &session.csrf).await;
+    assert_eq!(reused.status, StatusCode::UNAUTHORIZED);
+    (session.cookie, reused.headers["x-request-id"].clone())
 }
 
 #[tokio::test]
@@ -260,9 +262,10 @@ async fn a_reuse_detection_reaches_the_webhook_signed() {
     let listener = loopback().await;
     let h = with_webhook(listener.local_addr().unwrap(), 100).await;
     let mut receiver = Receiver::start_on(listener).await;
-    let cookie = reuse(&h).await;
+    let (cookie, request_id) = reuse(&h).await;
     let delivery = receiver.next().await;
     delivery.answer.send(StatusCode::NO_CONTENT).unwrap();
+    assert_eq!(delivery.headers["x-request-id"], request_id, "the id of the request that raised it, passed on");
 
     let event: Value = serde_json::from_slice(&delivery.body).unwrap();
     let stored = events(&h, "kind=refresh_token_reuse", 1).await;
@@ -310,7 +313,7 @@ async fn a_receiver_that_is_down_gets_the_event_once_it_is_up() {
     // A free port with nothing listening on it yet: every attempt is refused until the receiver starts there.
     let addr = loopback().await.local_addr().unwrap();
     let h = with_webhook(addr, 100).await;
-    let cookie = reuse(&h).await;
+    let (cookie, _) = reuse(&h).await;
     let stored = events(&h, "kind=refresh_token_reuse", 1).await;
     let mut receiver = Receiver::start_on(tokio::net::TcpListener::bind(addr).await.unwrap()).await;
     let delivery = receiver.next().await;

@@ -18,45 +18,68 @@ const ADMIN: &str = "admin-credential-for-the-tracing-tests-0123456789";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
-/// What a receiver got: each request's path and body.
-type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+/// One request a receiver got.
+struct Got {
+    path: String,
+    /// Header names in lower case.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
 
-/// A minimal OTLP/HTTP receiver: keeps every request body posted to it, answers 200 `{}`.
-fn otlp_receiver() -> (SocketAddr, Received) {
+impl Got {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, value)| value.as_str())
+    }
+}
+
+/// What a receiver got, in order.
+type Received = Arc<Mutex<Vec<Got>>>;
+
+/// A minimal HTTP/1.1 receiver (an OTLP/HTTP collector, a webhook, a JWKS endpoint): keeps every request, answers
+/// 200 `{}`.
+fn http_receiver() -> (SocketAddr, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let received = Arc::new(Mutex::new(Vec::new()));
+    let received = Received::default();
     let keep = Arc::clone(&received);
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            let mut reader = BufReader::new(stream);
-            let mut path = String::new();
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                if path.is_empty() {
-                    path = line.split(' ').nth(1).unwrap_or_default().to_owned();
-                }
-                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = value.trim().parse().unwrap();
-                }
-                if line == "\r\n" {
-                    let mut body = vec![0; length];
-                    reader.read_exact(&mut body).unwrap();
-                    keep.lock().unwrap().push((path.clone(), body));
-                    let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
-                    reader.get_mut().write_all(answer.as_bytes()).unwrap();
-                    path.clear();
-                    length = 0;
-                }
-            }
+            // A thread per connection: a client keeps its connection open for the next request.
+            let keep = Arc::clone(&keep);
+            std::thread::spawn(move || serve_connection(stream, &keep));
         }
     });
     (addr, received)
+}
+
+fn serve_connection(stream: std::net::TcpStream, keep: &Received) {
+    let mut reader = BufReader::new(stream);
+    let mut path = String::new();
+    let mut headers: Vec<(String, String)> = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if line == "\r\n" {
+            let length =
+                headers.iter().find(|(name, _)| name == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            keep.lock().unwrap().push(Got {
+                path: std::mem::take(&mut path),
+                headers: std::mem::take(&mut headers),
+                body,
+            });
+            let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+            reader.get_mut().write_all(answer.as_bytes()).unwrap();
+        } else if path.is_empty() {
+            path = line.split(' ').nth(1).unwrap_or_default().to_owned();
+        } else if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+    }
 }
 
 /// A minimal OTLP/gRPC collector: the trace service, keeping each export as OTLP/JSON (so one set of checks reads
@@ -74,7 +97,8 @@ fn otlp_grpc_receiver() -> (SocketAddr, Received) {
             request: tonic::Request<ExportTraceServiceRequest>,
         ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
             let path = "/opentelemetry.proto.collector.trace.v1.TraceService/Export".to_owned();
-            self.0.lock().unwrap().push((path, serde_json::to_vec(request.get_ref()).unwrap()));
+            let body = serde_json::to_vec(request.get_ref()).unwrap();
+            self.0.lock().unwrap().push(Got { path, headers: Vec::new(), body });
             Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
         }
     }
@@ -87,7 +111,8 @@ fn otlp_grpc_receiver() -> (SocketAddr, Received) {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(tokio::net::TcpListener::from_std(listener).unwrap());
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(tokio::net::TcpListener::from_std(listener).unwrap());
             tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await.unwrap();
         });
     });
@@ -101,11 +126,11 @@ fn configure(dir: &std::path::Path, tracing: &str) {
 }
 
 /// Every span of every export, flattened: (name, span as JSON).
-fn spans(received: &[(String, Vec<u8>)]) -> Vec<Value> {
+fn spans(received: &[Got]) -> Vec<Value> {
     received
         .iter()
-        .flat_map(|(_, body)| {
-            let export: Value = serde_json::from_slice(body).unwrap();
+        .flat_map(|got| {
+            let export: Value = serde_json::from_slice(&got.body).unwrap();
             let mut all = Vec::new();
             for resource in export["resourceSpans"].as_array().unwrap() {
                 for scope in resource["scopeSpans"].as_array().unwrap() {
@@ -126,6 +151,10 @@ fn attribute(item: &Value, key: &str) -> Option<String> {
         .map(str::to_owned)
         .or_else(|| value["intValue"].as_str().map(str::to_owned))
         .or_else(|| value["intValue"].as_i64().map(|n| n.to_string()))
+}
+
+fn json_str(value: &Value) -> String {
+    value.as_str().unwrap().to_owned()
 }
 
 fn named<'a>(spans: &'a [Value], name: &str) -> Vec<&'a Value> {
@@ -151,7 +180,7 @@ fn event<'a>(span: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn spans_of_a_login_a_refresh_and_a_revocation_reach_the_collector_without_a_token() {
-    let (collector, received) = otlp_receiver();
+    let (collector, received) = http_receiver();
     traced_flow(&format!("http://{collector}"), "http/json", &received, "/v1/traces");
 }
 
@@ -162,11 +191,29 @@ fn spans_reach_a_collector_over_grpc() {
     traced_flow(&format!("http://{collector}"), "grpc", &received, path);
 }
 
+/// The trace id and parent span id of a W3C `traceparent` header.
+fn trace_context(got: &Got) -> (String, String) {
+    let header = got.header("traceparent").unwrap_or_else(|| panic!("no traceparent sent to {}", got.path));
+    let parts: Vec<&str> = header.split('-').collect();
+    assert!(parts.len() == 4 && parts[0] == "00", "{header}");
+    (parts[1].to_owned(), parts[2].to_owned())
+}
+
 /// A login, a refresh and a revocation against a server exporting to `endpoint` over `protocol`; then what the
-/// collector received (at `path`) is checked.
+/// collector received (at `path`) is checked, and the trace context Tessera's own calls (a trusted issuer's JWKS
+/// fetch, the security-event webhook) carried.
 fn traced_flow(endpoint: &str, protocol: &str, received: &Received, path: &str) {
     let dir = tempfile::tempdir().unwrap();
-    configure(dir.path(), &format!("[tracing]\notlp_endpoint = \"{endpoint}\"\nprotocol = \"{protocol}\"\n"));
+    let (outside, called) = http_receiver();
+    std::fs::write(dir.path().join("webhook-secret"), "webhook-secret-for-the-tracing-tests").unwrap();
+    configure(
+        dir.path(),
+        &format!(
+            "[tracing]\notlp_endpoint = \"{endpoint}\"\nprotocol = \"{protocol}\"\n\n\
+             [events.webhook]\nurl = \"http://{outside}/hook\"\nsecret_file = \"webhook-secret\"\n\n\
+             [[trusted_issuers]]\nissuer = \"https://partner.test/\"\njwks_url = \"http://{outside}/jwks\"\naudiences = [\"api\"]\n"
+        ),
+    );
     add_user(dir.path(), "alice");
     let mut server = Server::start_with(dir.path(), |command| {
         command.env("OTEL_BSP_SCHEDULE_DELAY", "100");
@@ -192,21 +239,23 @@ fn traced_flow(endpoint: &str, protocol: &str, received: &Received, path: &str) 
         request(addr, "POST", "/admin/v1/revocations", &admin, &json!({"sid": sid}).to_string()).unwrap();
     assert!(status < 300, "{status} {body}");
 
-    let names = |received: &[(String, Vec<u8>)]| {
-        spans(received).iter().map(|s| s["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
-    };
+    let names =
+        |received: &[Got]| spans(received).iter().map(|s| s["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
     eventually("the spans of all three requests exported", || {
         let names = names(&received.lock().unwrap());
-        ["POST /auth/login", "POST /oauth2/token", "POST /admin/v1/revocations", "revocation.sync"]
+        ["POST /auth/login", "POST /oauth2/token", "POST /admin/v1/revocations", "revocation.sync", "jwks.fetch"]
             .iter()
             .all(|name| names.iter().any(|n| n == name))
+    });
+    eventually("the admin change delivered to the webhook", || {
+        called.lock().unwrap().iter().any(|got| got.path == "/hook")
     });
     // Stopped gracefully, the server flushes what it still holds.
     std::process::Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
     server.child.wait().unwrap();
 
     let received = received.lock().unwrap();
-    assert!(received.iter().all(|(sent_to, _)| sent_to == path), "sent to the traces path");
+    assert!(received.iter().all(|got| got.path == path), "sent to the traces path");
     let all = spans(&received);
 
     // The login: a child of the caller's span, in the caller's trace, with its request id, route and status, and
@@ -239,6 +288,19 @@ fn traced_flow(endpoint: &str, protocol: &str, received: &Received, path: &str) 
     assert_eq!(attribute(revoked, "revocation_kind").as_deref(), Some("session"));
     assert_eq!(attribute(revoked, "revocation_target").as_deref(), Some(sid.as_str()));
 
+    // Tessera's own calls carry the trace context: the webhook the span of the request that raised the event (and
+    // its request id), the JWKS fetch a client span of its own.
+    let called = called.lock().unwrap();
+    let hook = called.iter().find(|got| got.path == "/hook").unwrap();
+    let admin_span = named(&all, "POST /admin/v1/revocations")[0];
+    assert_eq!(trace_context(hook), (json_str(&admin_span["traceId"]), json_str(&admin_span["spanId"])));
+    assert_eq!(hook.header("x-request-id"), attribute(admin_span, "request_id").as_deref());
+    let fetch = called.iter().find(|got| got.path == "/jwks").unwrap();
+    let (trace, parent) = trace_context(fetch);
+    let fetch_span = named(&all, "jwks.fetch").into_iter().find(|span| span["spanId"] == parent.as_str()).unwrap();
+    assert_eq!(fetch_span["traceId"], trace.as_str());
+    assert_eq!(attribute(fetch_span, "issuer").as_deref(), Some("https://partner.test/"));
+
     // Nothing exported carries a secret.
     let secrets = [
         access,
@@ -248,8 +310,8 @@ fn traced_flow(endpoint: &str, protocol: &str, received: &Received, path: &str) 
         PASSWORD,
         ADMIN,
     ];
-    for (_, body) in received.iter() {
-        let text = String::from_utf8_lossy(body);
+    for got in received.iter() {
+        let text = String::from_utf8_lossy(&got.body);
         for secret in secrets {
             assert!(!text.contains(secret), "an exported span carries a secret");
         }

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::http::HeaderMap;
 use serde::Serialize;
 use tessera_model::{
     Millis, NewSecurityEvent, Provenance, Revocation, SecurityEvent, SecurityEventKind, SecurityEventQuery, Session,
@@ -44,6 +45,7 @@ impl SecurityEvents {
         count(SecurityEventKind::RefreshTokenReuse);
         let at = session.revoked_at().unwrap_or_else(|| self.0.clock.now_ms());
         let (this, sub, sid) = (self.clone(), session.sub.clone(), session.sid.clone());
+        let raised_in = self.raised_in();
         self.spawn(async move {
             let query = SecurityEventQuery {
                 kind: Some(SecurityEventKind::RefreshTokenReuse),
@@ -54,14 +56,14 @@ impl SecurityEvents {
                 events.into_iter().find(|event| event.sid.as_deref() == Some(sid.as_str()))
             });
             match stored {
-                Ok(Some(event)) => this.send(Some(event.id), &EventView::of(&event)),
+                Ok(Some(event)) => this.send(Some(event.id), &EventView::of(&event), raised_in),
                 outcome => {
                     let why = outcome.err().map_or_else(|| "not found".to_owned(), |err| err.to_string());
                     tracing::error!(error = %why, "the stored refresh-token reuse event could not be read: delivered without its id");
                     let event = NewSecurityEvent::new(SecurityEventKind::RefreshTokenReuse, at, "session revoked")
                         .about(sub)
                         .in_session(sid);
-                    this.send(None, &EventView::unrecorded(&event));
+                    this.send(None, &EventView::unrecorded(&event), raised_in);
                 }
             }
         });
@@ -144,26 +146,36 @@ impl SecurityEvents {
     fn emit(&self, event: NewSecurityEvent) {
         count(event.kind);
         let this = self.clone();
+        let raised_in = self.raised_in();
         self.spawn(async move {
             match this.0.store.record_security_event(event.clone()).await {
-                Ok(recorded) => this.send(Some(recorded.id), &EventView::of(&recorded)),
+                Ok(recorded) => this.send(Some(recorded.id), &EventView::of(&recorded), raised_in),
                 Err(err) => {
                     tracing::error!(
                         security_event = event.kind.as_str(),
                         error = %err,
                         "a security event could not be recorded: delivered without an id"
                     );
-                    this.send(None, &EventView::unrecorded(&event));
+                    this.send(None, &EventView::unrecorded(&event), raised_in);
                 }
             }
         });
     }
 
-    /// Hands an event to the webhook, if any.
-    fn send(&self, id: Option<u64>, view: &EventView<'_>) {
+    /// What the webhook delivery passes on of the request raising an event: its id and trace context.
+    fn raised_in(&self) -> HeaderMap {
+        if self.0.webhook.is_some() {
+            crate::trace::outgoing_headers()
+        } else {
+            HeaderMap::new()
+        }
+    }
+
+    /// Hands an event to the webhook, if any, with the headers of the request that raised it.
+    fn send(&self, id: Option<u64>, view: &EventView<'_>, raised_in: HeaderMap) {
         let Some(queue) = &self.0.webhook else { return };
         match serde_json::to_vec(view) {
-            Ok(body) => queue.send(webhook::Delivery { id, body }),
+            Ok(body) => queue.send(webhook::Delivery { id, body, raised_in }),
             Err(err) => tracing::error!(error = %err, "a security event could not be written as JSON"),
         }
     }

@@ -77,10 +77,13 @@ pub fn check_webhook_url(url: &str) -> Result<(), String> {
     crate::issuers::check_https_or_loopback("events.webhook.url", url)
 }
 
-/// An event ready to go: its id (none when it could not be recorded) and its JSON.
+/// An event ready to go: its id (none when it could not be recorded), its JSON, and the trace context and request
+/// id of the request that raised it (see [`crate::trace::outgoing_headers`]), so a receiver can follow an alert
+/// back to its cause.
 pub(super) struct Delivery {
     pub(super) id: Option<u64>,
     pub(super) body: Vec<u8>,
+    pub(super) raised_in: reqwest::header::HeaderMap,
 }
 
 /// The request path's end of the queue.
@@ -190,6 +193,7 @@ impl Courier {
         let mut request = self
             .client
             .post(&self.settings.url)
+            .headers(delivery.raised_in.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("Tessera-Signature", signature)
             .body(delivery.body.clone());

@@ -21,6 +21,7 @@ use axum::response::Response;
 use tessera_legacy::{LegacyError, LegacyIdentity, LegacySessions};
 use tessera_migration::{Health, HealthWindow, Method, MigrationState, SetError, DOCUMENT};
 use tessera_store::StoreError;
+use tracing::Instrument as _;
 
 use crate::error::ApiError;
 use crate::settings::MigrationSettings;
@@ -151,7 +152,8 @@ pub(crate) async fn identify(
     cookie: &str,
 ) -> Result<LegacyIdentity, ApiError> {
     let now = state.clock().now_ms();
-    let identity = migration.sessions.identify(cookie, now).await.map_err(|err| {
+    let span = tracing::info_span!(target: tessera_model::SPAN_TARGET, "legacy.identify");
+    let identity = migration.sessions.identify(cookie, now).instrument(span).await.map_err(|err| {
         let reason = match &err {
             LegacyError::Invalid(_) => "invalid_cookie",
             LegacyError::NoSession => "no_session",
@@ -485,7 +487,12 @@ pub(crate) async fn start_session(
     metrics::counter!("tessera_migration_migrated_total").increment(1);
     let end = state.settings().migration.as_ref().is_some_and(|settings| settings.end_legacy_session);
     let legacy_ended = end
-        && match migration.sessions.end(cookie).await {
+        && match migration
+            .sessions
+            .end(cookie)
+            .instrument(tracing::info_span!(target: tessera_model::SPAN_TARGET, "legacy.end"))
+            .await
+        {
             Ok(ended) => ended,
             Err(err) => {
                 // The Tessera session stands; the legacy one lives on until it expires or the user logs out.

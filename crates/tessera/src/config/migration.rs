@@ -371,7 +371,8 @@ impl MigrationConfig {
                     expires_field: self.whoami.expires_field.clone(),
                     logout_url: self.whoami.logout_url.clone(),
                 })
-                .context("migration.whoami")?;
+                .context("migration.whoami")?
+                .passing_on(tessera_server::trace::outgoing_headers);
                 Arc::new(Cached::new(adapter, self.whoami.cache_ttl, stale_for, CACHE_CAPACITY))
             }
         })
