@@ -248,9 +248,9 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// How many sessions are live at `now` (not expired, not revoked by session id — a subject logged out
-    /// everywhere still counts its sessions until they expire), when the backend can count them with one
-    /// indexed query; `None` when it cannot at a bounded cost (Redis keeps no global index of sessions). For the
-    /// `tessera_sessions_active` gauge, read at most once a minute per node.
+    /// everywhere still counts its sessions until they expire), when the backend can count them from an index at a
+    /// bounded cost; `None` when it cannot. For the `tessera_sessions_active` gauge, read at most once a minute per
+    /// node.
     ///
     /// # Errors
     /// Backend failures.

@@ -220,6 +220,13 @@ impl RedisStore {
         Ok(::redis::from_redis_value(reply)?)
     }
 
+    /// A write no caller acknowledges to anyone (the live-session index behind a gauge): through the breaker, but
+    /// without `WAIT`, so it costs one round trip and no replica's.
+    pub(super) async fn unwaited(&self, cmd: &Cmd) -> Result<(), StoreError> {
+        let writer = self.writers.first().unwrap_or(&self.reader);
+        Ok(self.guarded(writer.query::<Value>(cmd)).await.map(drop)?)
+    }
+
     pub(super) async fn read<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
         Ok(self.guarded(self.reader.query(cmd)).await?)
     }

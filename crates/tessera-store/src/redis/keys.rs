@@ -40,6 +40,25 @@ pub(super) fn sessions_key(sub: &str) -> String {
     format!("tessera:{{sub:{}}}:sids", escape(sub))
 }
 
+/// The live-session index (which sessions have not expired and are not revoked, for the `tessera_sessions_active`
+/// gauge) is spread over this many sorted sets, each under a hash tag of its own, so that no one cluster slot takes
+/// every login.
+pub(super) const LIVE_SESSION_SHARDS: u64 = 16;
+
+/// Shard `shard` of the live-session index: member the session id, score when the session expires.
+pub(super) fn live_sessions_shard(shard: u64) -> String {
+    format!("tessera:{{tessera-live-{shard}}}:sessions")
+}
+
+/// The shard holding session `sid`: FNV-1a of the id, the same on every node and in every build (the standard
+/// library's hasher promises neither).
+pub(super) fn live_sessions_key(sid: &str) -> String {
+    let hash = sid
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
+    live_sessions_shard(hash % LIVE_SESSION_SHARDS)
+}
+
 pub(super) const USERS_KEY: &str = "tessera:{tessera-index}:users";
 pub(super) const CLIENTS_KEY: &str = "tessera:{tessera-index}:clients";
 pub(super) const LOG_SEQ_KEY: &str = "tessera:{tessera-log}:seq";

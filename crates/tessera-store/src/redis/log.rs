@@ -7,8 +7,8 @@ use futures_util::StreamExt as _;
 
 use super::codec::{EventRecord, Fields, LogRecord};
 use super::keys::{
-    family_key, subject_key, EVENTS_KEY, EVENTS_SEQ_KEY, LOG_COMMITTED_KEY, LOG_HIGHEST_AT_KEY, LOG_KEY, LOG_SEQ_KEY,
-    LOG_TIME_KEY, REVOKED_TOKENS_KEY,
+    family_key, live_sessions_key, subject_key, EVENTS_KEY, EVENTS_SEQ_KEY, LOG_COMMITTED_KEY, LOG_HIGHEST_AT_KEY,
+    LOG_KEY, LOG_SEQ_KEY, LOG_TIME_KEY, REVOKED_TOKENS_KEY,
 };
 use super::{RedisStore, CONNECTION_TIMEOUT, LOG_CHANNEL, LOG_PAGE, RESUBSCRIBE_DELAY};
 use crate::batch::{PendingRevocation, REVOCATION_BATCH};
@@ -109,6 +109,14 @@ impl RedisStore {
         let (changed, family): (i64, Value) =
             self.script(&self.scripts.revoke_family, &[family_key(sid)], &[now.to_string(), reason.to_owned()]).await?;
         let family = Fields::from_value(family)?.as_ref().map(codec::session_from).transpose()?;
+        if changed == 1 {
+            // No longer live. The revocation stands whatever happens here: a failure only leaves the session
+            // counted by the gauge until it expires.
+            let unlisted = ::redis::cmd("ZREM").arg(live_sessions_key(sid)).arg(sid).clone();
+            if let Err(err) = self.unwaited(&unlisted).await {
+                tracing::warn!(error = %err, "a revoked session stays in the live-session count until it expires");
+            }
+        }
         Ok((changed == 1, family))
     }
 

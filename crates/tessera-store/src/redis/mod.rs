@@ -14,6 +14,7 @@
 //! | `tessera:{sub:SUB}:sids` | the subject's sessions (sorted set, by when each may be forgotten), expiring with the longest-lived |
 //! | `tessera:{tessera-log}:…` | the revocation log, its position counter, its time index, the security events and their id counter, the revoked tokens |
 //! | `tessera:{tessera-index}:users`, `…:clients` | the names, for the listings |
+//! | `tessera:{tessera-live-N}:sessions` | shard N (of 16, by the session id) of the live sessions (sorted set, by when each expires), for the active-sessions gauge |
 //!
 //! Names are escaped (`%`, `{`, `}`), so each tag is exactly the name and no two keys can collide.
 //!
@@ -31,8 +32,10 @@
 //!   kills the whole family). Concurrent calls may log one revocation twice; merging it is idempotent;
 //! - a client change is applied *first*, then logged: verifiers reload clients when they see the entry, so the
 //!   entry must follow the state it announces (logged first, a verifier would reload and keep the old state);
-//! - a new user, client or session is added to its listing (users, clients, the subject's sessions) first, then
-//!   created: a listed name with nothing behind it is skipped by the listings.
+//! - a new user, client or session is added to its listing (users, clients, the subject's sessions, the live
+//!   sessions) first, then created: a listed name with nothing behind it is skipped by the listings, and counted
+//!   by the active-sessions gauge only until it would have expired. A revoked session leaves the live sessions
+//!   after it is marked; the live-session index is written without `WAIT`, being only a gauge's.
 //!
 //! The subject's state is read just before the rotation script runs (it lives in other slots), as the PostgreSQL
 //! backend's single-statement rotation reads it at the statement's start: a refresh racing a logout-everywhere may
@@ -76,8 +79,8 @@ use self::codec::EventRecord;
 use self::codec::{client_fields, flag, hex, pairs, refusal, session_fields, session_from_value, user_fields};
 use self::connection::{Connection, Opener};
 use self::keys::{
-    assertion_key, client_key, document_key, family_key, sessions_key, set_members, user_key, CLIENTS_KEY,
-    LOG_COMMITTED_KEY, REVOKED_TOKENS_KEY, USERS_KEY,
+    assertion_key, client_key, document_key, family_key, live_sessions_key, live_sessions_shard, sessions_key,
+    set_members, user_key, CLIENTS_KEY, LIVE_SESSION_SHARDS, LOG_COMMITTED_KEY, REVOKED_TOKENS_KEY, USERS_KEY,
 };
 use self::scripts::Scripts;
 use crate::batch::PendingRevocation;
@@ -390,6 +393,8 @@ impl Store for RedisStore {
         let ttl = forgettable_at.saturating_sub(session.created_at).clamp(1, MAX_SESSION_TTL_MS);
         let args = [sid.clone(), session.created_at.to_string(), forgettable_at.to_string(), ttl.to_string()];
         self.script::<i64>(&self.scripts.add_session, &[sessions_key(sub)], &args).await?;
+        let live = ::redis::cmd("ZADD").arg(live_sessions_key(sid)).arg(session.expires_at).arg(sid).clone();
+        self.unwaited(&live).await?;
         if !self.create(family_key(sid), Some(ttl), session_fields(&session)?).await? {
             return Err(StoreError::AlreadyExists(format!("session {sid:?}")));
         }
@@ -512,6 +517,20 @@ impl Store for RedisStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.read::<String>(&::redis::cmd("PING")).await.map(drop)
+    }
+
+    /// Two commands per shard of the live-session index: the sessions expired by `now` are dropped from it (so it
+    /// stays as large as the live sessions), then the rest are counted. A session created by a version without the
+    /// index is not counted.
+    async fn live_session_count(&self, now: Millis) -> Result<Option<u64>, StoreError> {
+        let mut live = 0_u64;
+        for shard in 0..LIVE_SESSION_SHARDS {
+            let key = live_sessions_shard(shard);
+            self.unwaited(::redis::cmd("ZREMRANGEBYSCORE").arg(&key).arg("-inf").arg(now)).await?;
+            let count: u64 = self.read(::redis::cmd("ZCOUNT").arg(&key).arg(format!("({now}")).arg("+inf")).await?;
+            live = live.saturating_add(count);
+        }
+        Ok(Some(live))
     }
 
     async fn document(&self, name: &str) -> Result<Option<Document>, StoreError> {
