@@ -30,6 +30,10 @@ pub use session::{
 /// disabled and cost nothing. Their fields name tokens by `jti`, `sid`, `sub` and `client_id`, never a token.
 pub const SPAN_TARGET: &str = "tessera::span";
 
+/// The scope a client needs to read the revocation feed (`/gateway/v1/revocations`), the log that services
+/// verifying tokens in process follow as Tessera's own nodes do.
+pub const REVOCATION_FEED_SCOPE: &str = "revocations:read";
+
 /// Milliseconds since the epoch: storage keeps sub-second order so that a login right after a logout-everywhere
 /// in the same second survives it.
 pub type Millis = i64;

@@ -225,6 +225,9 @@ async fn sync_once(state: &AppState) -> Result<(), tessera_store::StoreError> {
             clients.mark_stale();
         }
         index.apply(&entries, now);
+        if !entries.is_empty() {
+            state.log_grew();
+        }
         if !resync {
             record_propagation(&entries, state.clock().now_ms());
         }

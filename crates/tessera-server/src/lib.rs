@@ -34,6 +34,7 @@ mod ops;
 pub mod password;
 mod repeated;
 pub mod secrets;
+mod series;
 mod session;
 pub mod settings;
 mod state;
@@ -193,6 +194,12 @@ pub async fn serve_router(
     let timeouts = listen::Timeouts {
         handshake: state.settings().tls_handshake_timeout,
         header_read: state.settings().header_read_timeout,
+    };
+    let closing = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Requests in flight are answered before the server stops: long polls must not make it wait.
+        closing.close();
     };
     listen::serve(listener, tls, router, timeouts, shutdown).await
 }

@@ -79,18 +79,45 @@ fn process_collector() -> &'static metrics_process::Collector {
 /// It also gives each request its id (`crate::trace`): one middleware for both, since each one a request passes
 /// costs `/verify` measurably.
 pub(crate) async fn record(request: Request, next: Next) -> Response {
-    let route =
-        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    // The matched route shares its text with the router (an `Arc<str>`): cloned, not copied.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = method_label(request.method());
     let id = crate::trace::request_id_of(&request);
     let started = std::time::Instant::now();
     let response = crate::trace::identified(id, next.run(request)).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("tessera_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let status = response.status().as_u16();
+    let series = request_series();
+    series
+        .requests
+        .get(route, (method, status), || {
+            metrics::counter!(
+                "tessera_http_requests_total",
+                "route" => route.to_owned(),
+                "method" => method,
+                "status" => status.to_string()
+            )
+        })
         .increment(1);
-    metrics::histogram!("tessera_http_request_duration_seconds", "route" => route)
+    series
+        .duration
+        .get(route, (), || metrics::histogram!("tessera_http_request_duration_seconds", "route" => route.to_owned()))
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The per-request series, by route (and method and status).
+struct RequestSeries {
+    requests: crate::series::Resolved<(&'static str, u16), metrics::Counter>,
+    duration: crate::series::Resolved<(), metrics::Histogram>,
+}
+
+fn request_series() -> &'static RequestSeries {
+    static SERIES: std::sync::OnceLock<RequestSeries> = std::sync::OnceLock::new();
+    SERIES.get_or_init(|| RequestSeries {
+        requests: crate::series::Resolved::new(),
+        duration: crate::series::Resolved::new(),
+    })
 }
 
 /// The method as a label: the standard methods (RFC 9110 §9, and PATCH) by name, any other `other`.

@@ -76,10 +76,19 @@ pub(crate) enum RefreshFailure {
     Unavailable(ApiError),
 }
 
+/// Counts a refresh by outcome (its series resolved once: this is every refresh's path).
+fn count_refresh(outcome: &'static str) {
+    static REFRESHES: std::sync::OnceLock<crate::series::Resolved<(), metrics::Counter>> = std::sync::OnceLock::new();
+    REFRESHES
+        .get_or_init(crate::series::Resolved::new)
+        .get(outcome, (), || metrics::counter!("tessera_refresh_total", "outcome" => outcome))
+        .increment(1);
+}
+
 /// Presents a refresh token: rotation, grace replay, theft detection (see `tessera_model::decide`).
 pub(crate) async fn refresh(state: &AppState, token: &str) -> Result<Issued, RefreshFailure> {
     let Some(claim) = state.secrets().open_refresh_token(token) else {
-        metrics::counter!("tessera_refresh_total", "outcome" => "invalid").increment(1);
+        count_refresh("invalid");
         return Err(RefreshFailure::Rejected);
     };
     let now = state.clock().now_ms();
@@ -88,7 +97,7 @@ pub(crate) async fn refresh(state: &AppState, token: &str) -> Result<Issued, Ref
         .refresh(&claim.sid, claim.generation, now, state.refresh_rules())
         .await
         .map_err(|err| RefreshFailure::Unavailable(err.into()))?;
-    metrics::counter!("tessera_refresh_total", "outcome" => outcome.label()).increment(1);
+    count_refresh(outcome.label());
     tracing::info!(
         target: tessera_model::SPAN_TARGET,
         sid = %claim.sid,
@@ -115,6 +124,8 @@ pub(crate) async fn refresh(state: &AppState, token: &str) -> Result<Issued, Ref
                 "refresh token reuse detected: session revoked"
             );
             state.events().reuse_detected(&session);
+            // The store logged the session's revocation: feed requests waiting for the log wake now.
+            state.log_grew();
             Err(RefreshFailure::Rejected)
         }
         RefreshOutcome::Refused(_) => Err(RefreshFailure::Rejected),

@@ -250,6 +250,9 @@ pub struct RateLimits {
     pub failed_refresh_per_ip: u32,
     /// Failed refreshes per user, counted when the refresh token names one of their sessions.
     pub failed_refresh_per_user: u32,
+    /// Revocation-feed requests per client (`/gateway/v1/revocations`), shared by every instance that
+    /// authenticates as that client.
+    pub feed_per_client: u32,
 }
 
 impl Default for RateLimits {
@@ -260,6 +263,7 @@ impl Default for RateLimits {
             failed_login_per_user: 100,
             failed_refresh_per_ip: 60,
             failed_refresh_per_user: 30,
+            feed_per_client: 600,
         }
     }
 }

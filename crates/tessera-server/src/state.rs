@@ -44,6 +44,11 @@ struct Inner {
     migration: std::sync::OnceLock<crate::migration::Migration>,
     /// Security events: recorded, and sent to the webhook when one is configured.
     events: crate::events::SecurityEvents,
+    /// Bumped whenever the revocation log may have grown (a revocation here, entries a sync applied): what a
+    /// long-polling feed request waits on.
+    log_growth: tokio::sync::watch::Sender<u64>,
+    /// True once the server stops accepting requests: long polls answer at once instead of holding it up.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -115,6 +120,8 @@ impl AppState {
             rng,
             migration: std::sync::OnceLock::new(),
             events,
+            log_growth: tokio::sync::watch::Sender::new(0),
+            closing: tokio::sync::watch::Sender::new(false),
         }))
     }
 
@@ -141,6 +148,26 @@ impl AppState {
         &self.0.events
     }
 
+    /// Changes whenever the revocation log may have grown.
+    pub(crate) fn log_growth(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.log_growth.subscribe()
+    }
+
+    /// Wakes whoever waits on [`log_growth`](Self::log_growth).
+    pub(crate) fn log_grew(&self) {
+        self.0.log_growth.send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// Says the server is shutting down: requests waiting (long polls) answer now.
+    pub fn close(&self) {
+        self.0.closing.send_replace(true);
+    }
+
+    /// Becomes true when the server shuts down.
+    pub(crate) fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.closing.subscribe()
+    }
+
     /// The revocation index.
     #[must_use]
     pub fn revocations(&self) -> &RevocationIndex {
@@ -154,6 +181,7 @@ impl AppState {
         let (kind, target, _) = revocation.to_columns();
         let changed = self.0.store.revoke(revocation.clone(), provenance.clone(), now).await?;
         self.0.revocations.apply_local(&revocation, now);
+        self.log_grew();
         tracing::info!(
             target: SPAN_TARGET,
             revocation_kind = kind,
@@ -309,7 +337,13 @@ impl AppState {
 /// Counts an issued token. Clients are registered ones (or the configured first-party client), so the `client`
 /// label stays bounded.
 pub(crate) fn count_issued(kind: &'static str, alg: &'static str, client: &str) {
-    metrics::counter!("tessera_tokens_issued_total", "type" => kind, "alg" => alg, "client" => client.to_owned())
+    static ISSUED: std::sync::OnceLock<crate::series::Resolved<(&'static str, &'static str), metrics::Counter>> =
+        std::sync::OnceLock::new();
+    ISSUED
+        .get_or_init(crate::series::Resolved::new)
+        .get(client, (kind, alg), || {
+            metrics::counter!("tessera_tokens_issued_total", "type" => kind, "alg" => alg, "client" => client.to_owned())
+        })
         .increment(1);
 }
 
@@ -323,6 +357,7 @@ pub(crate) struct Limits {
     login_failures: crate::auth::failures::LoginFailures,
     failed_refresh_by_ip: DefaultKeyedRateLimiter<IpAddr>,
     failed_refresh_by_user: DefaultKeyedRateLimiter<String>,
+    feed_by_client: DefaultKeyedRateLimiter<String>,
 }
 
 /// The key an address is limited under: an IPv6 client usually holds a whole /64 and can pick any address in
@@ -358,6 +393,7 @@ impl Limits {
             ),
             failed_refresh_by_ip: RateLimiter::keyed(per_minute(r.failed_refresh_per_ip)),
             failed_refresh_by_user: RateLimiter::keyed(per_minute(r.failed_refresh_per_user)),
+            feed_by_client: RateLimiter::keyed(per_minute(r.feed_per_client)),
         }
     }
 
@@ -393,6 +429,15 @@ impl Limits {
         by_ip.max(by_user)
     }
 
+    /// Counts a revocation-feed request of an authenticated client: `Err(seconds)` to wait once it is over its
+    /// budget.
+    pub(crate) fn feed(&self, client_id: &str) -> Result<(), u64> {
+        self.feed_by_client.check_key(&client_id.to_owned()).map_err(|not_until| {
+            rate_limited("feed_per_client");
+            seconds_to_wait(not_until)
+        })
+    }
+
     /// Forgets the keys whose budget is full again. Keys are client addresses and attacker-chosen usernames, so
     /// without this the limiters would grow with every address and name ever seen.
     pub(crate) fn forget_idle(&self) {
@@ -400,8 +445,10 @@ impl Limits {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
-        self.failed_refresh_by_user.retain_recent();
-        self.failed_refresh_by_user.shrink_to_fit();
+        for limiter in [&self.failed_refresh_by_user, &self.feed_by_client] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
         self.login_failures.forget_idle();
     }
 }

@@ -137,6 +137,9 @@ async fn each_occasion_records_its_event() {
     let sid = common::claims_of(&second.access)["sid"].as_str().unwrap().to_owned();
     let path = format!("/auth/sessions/{sid}");
     assert_eq!(h.with_bearer("DELETE", &path, &first.access).await.status, StatusCode::NO_CONTENT);
+    // Events are recorded in the background, each given its id when it is stored: the first is waited for, so
+    // that the two are listed in the order they happened.
+    events(&h, "kind=session_revoked", 1).await;
     let revoke = format!("token={}&client_id=tessera", first.cookie);
     let reply = h.send(common::form_post("/oauth2/revoke", &revoke)).await;
     assert_eq!(reply.status, StatusCode::OK);

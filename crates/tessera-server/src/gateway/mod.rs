@@ -6,7 +6,10 @@
 //! (`/verify?audience=orders&scope=orders:read`) and the route rules. The answer is 200 with identity headers
 //! for the upstream ([`identity`]), 400 for a request that cannot be judged unambiguously, 401 `invalid_token`,
 //! or 403 `insufficient_scope`.
+//!
+//! `/gateway/v1/revocations` ([`feed`]) is the revocation log for services that verify tokens themselves.
 
+mod feed;
 mod forwarded;
 pub mod identity;
 pub mod path;
@@ -65,6 +68,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/verify", get(verify).post(verify))
         .route("/verify/", any(verify_envoy))
         .route("/verify/{*path}", any(verify_envoy))
+        .route("/gateway/v1/revocations", get(feed::feed).post(feed::feed))
 }
 
 /// The first rule matching the original request's normalised path, and — where the path has dot segments, which

@@ -89,7 +89,7 @@ const MAX_FORM_PARAMETERS: usize = 32;
 
 /// The form parameters, each present at most once (RFC 6749 §3.2). Runs before anything else an endpoint does
 /// (client authentication included), in time linear in the body.
-fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
+pub(crate) fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !content_type.starts_with("application/x-www-form-urlencoded") {
         return Err(OAuthError::InvalidRequest("Content-Type must be application/x-www-form-urlencoded"));

@@ -315,6 +315,10 @@ pub(crate) struct RateLimitConfig {
     /// Failed refreshes per user, counted when the refresh token names one of their sessions (a replayed
     /// stolen or revoked token, a wrong CSRF token); successful ones are never limited. Default 30.
     pub(crate) failed_refresh_per_user: u32,
+    /// Revocation-feed requests per client (`/gateway/v1/revocations`), shared by every instance that
+    /// authenticates as that client: a follower asks again after each answer, so a busy log means a request per
+    /// revocation or batch of them. Default 600.
+    pub(crate) feed_per_client: u32,
 }
 
 impl Default for ServerConfig {
@@ -357,6 +361,7 @@ impl Default for RateLimitConfig {
             failed_login_per_user: 100,
             failed_refresh_per_ip: 60,
             failed_refresh_per_user: 30,
+            feed_per_client: 600,
         }
     }
 }

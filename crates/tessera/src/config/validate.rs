@@ -130,6 +130,7 @@ impl Config {
             r.failed_login_per_user,
             r.failed_refresh_per_ip,
             r.failed_refresh_per_user,
+            r.feed_per_client,
         ];
         if budgets.contains(&0) {
             problems.push("rate_limits must be at least 1 per minute".to_owned());
