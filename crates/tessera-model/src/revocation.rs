@@ -1,11 +1,11 @@
 //! The revocation log: what a revocation revokes, who made it and why, and its position in the log.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Millis;
 
 /// A change verifiers must apply to their revocation index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Revocation {
     /// Every token of this session is dead.

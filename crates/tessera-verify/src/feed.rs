@@ -1,0 +1,215 @@
+//! Following Tessera's revocation feed (`/gateway/v1/revocations`) into the in-process index: a cold start reads
+//! the entries within retention page by page, then long polls carry each new revocation as soon as Tessera's node
+//! has it. A log that went back (`409 log_rewound`, or a `next` behind the position already applied) is read again
+//! from the start; an unreachable Tessera or an answer that makes no sense is retried with bounded, jittered
+//! backoff, and the index's last sync — what the stale policy looks at — only moves on a good answer.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tessera_model::clock::Clock;
+use tessera_model::{Millis, Provenance, Revocation, RevocationEntry};
+use tessera_revocation::RevocationIndex;
+
+/// The feed's path under Tessera's base URL.
+pub const FEED_PATH: &str = "/gateway/v1/revocations";
+/// First wait after a failure; each further failure doubles it, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Largest answer read (1000 entries of the longest kind fit many times over).
+const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
+/// Why a feed request brought nothing to apply. Never contains the client's secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FeedError {
+    /// Tessera could not be reached, timed out or broke off.
+    #[error("revocation feed unreachable: {0}")]
+    Unreachable(String),
+    /// Tessera refused the request (wrong credentials, no `revocations:read` scope, over budget, ...).
+    #[error("revocation feed refused the request: HTTP {status} {error}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The OAuth error code of the answer, if it had one.
+        error: String,
+    },
+    /// The log went back (restored from an older backup): read it again from the start.
+    #[error("the revocation log went back")]
+    Rewound,
+    /// The answer was not a feed page.
+    #[error("revocation feed answered something else: {0}")]
+    Garbage(String),
+}
+
+/// A page of the feed, as Tessera sends it.
+#[derive(Debug, Deserialize)]
+struct Page {
+    entries: Vec<Entry>,
+    next: i64,
+    more: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct Entry {
+    position: i64,
+    at: Millis,
+    #[serde(flatten)]
+    revocation: Revocation,
+}
+
+/// Where the feed is and how to ask it.
+#[derive(Debug, Clone)]
+pub(crate) struct Feed {
+    pub(crate) client: reqwest::Client,
+    /// The feed's URL.
+    pub(crate) url: String,
+    /// The client id and secret, form-encoded for Basic authentication (RFC 6749 §2.3.1).
+    pub(crate) client_id: String,
+    pub(crate) client_secret: String,
+    /// How long a request waits for news once caught up.
+    pub(crate) wait: Duration,
+}
+
+impl Feed {
+    /// One page after `after`, waiting up to `wait` for news.
+    async fn page(&self, after: i64, wait: Duration) -> Result<Page, FeedError> {
+        let unreachable = |err: reqwest::Error| FeedError::Unreachable(err.without_url().to_string());
+        let mut response = self
+            .client
+            .get(format!("{}?after={after}&wait={}", self.url, wait.as_secs()))
+            // The request may wait for news that long, plus the time to answer.
+            .timeout(wait + Duration::from_secs(10))
+            .basic_auth(&self.client_id, Some(&self.client_secret))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_ANSWER_BYTES {
+                return Err(FeedError::Garbage("answer larger than 4 MiB".into()));
+            }
+        }
+        if status == reqwest::StatusCode::CONFLICT {
+            return Err(FeedError::Rewound);
+        }
+        if status != reqwest::StatusCode::OK {
+            let error = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|answer| answer.get("error")?.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            return Err(FeedError::Refused { status: status.as_u16(), error });
+        }
+        serde_json::from_slice(&body).map_err(|err| FeedError::Garbage(err.to_string()))
+    }
+}
+
+/// Follows the feed into `index` until the task is dropped or aborted.
+pub(crate) async fn follow(feed: Feed, index: &RevocationIndex, clock: &dyn Clock) {
+    let mut after = 0_i64;
+    let mut caught_up = false;
+    let mut failures = 0_u32;
+    loop {
+        let wait = if caught_up { feed.wait } else { Duration::ZERO };
+        match feed.page(after, wait).await {
+            Ok(page) if page.next < after => {
+                tracing::error!(
+                    after,
+                    next = page.next,
+                    "the revocation feed went back: reading it again from the start"
+                );
+                index.rewind();
+                (after, caught_up) = (0, false);
+            }
+            Ok(page) => {
+                failures = 0;
+                let now = clock.now_ms();
+                let entries: Vec<RevocationEntry> = page
+                    .entries
+                    .into_iter()
+                    .map(|entry| RevocationEntry {
+                        id: entry.position,
+                        at: entry.at,
+                        revocation: entry.revocation,
+                        provenance: Provenance::new("tessera", "revocation feed"),
+                    })
+                    .collect();
+                index.apply(&entries, now);
+                index.prune_if_due(now);
+                index.mark_synced(now);
+                (after, caught_up) = (page.next, !page.more);
+            }
+            Err(FeedError::Rewound) => {
+                tracing::error!(
+                    after,
+                    "the revocation log went back (restored or lost): reading it again from the start"
+                );
+                index.rewind();
+                (after, caught_up) = (0, false);
+            }
+            Err(err) => {
+                failures = failures.saturating_add(1);
+                let wait = backoff(failures);
+                if failures == 1 || failures.is_multiple_of(10) {
+                    tracing::warn!(error = %err, failures, retry_in_ms = wait.as_millis(), "following the revocation feed failed");
+                }
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// The wait after `failures` failures in a row: doubling from [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`], less up to a
+/// quarter at random, so that the instances of a service that lost Tessera together do not return together.
+fn backoff(failures: u32) -> Duration {
+    let full = FIRST_BACKOFF.saturating_mul(2_u32.saturating_pow(failures.saturating_sub(1))).min(MAX_BACKOFF);
+    // Spread, not a secret: the standard library's randomly keyed hasher is enough.
+    let random = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), failures);
+    let quarter = u64::try_from((full / 4).as_millis()).unwrap_or(0);
+    full.saturating_sub(Duration::from_millis(random.checked_rem(quarter.saturating_add(1)).unwrap_or(0)))
+}
+
+/// `text` as `application/x-www-form-urlencoded` encodes it: what Basic authentication carries (RFC 6749 §2.3.1).
+pub(crate) fn form_encoded(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_ten_seconds_less_at_most_a_quarter() {
+        for (failures, full) in [(1, 200), (2, 400), (3, 800), (6, 6_400), (7, 10_000), (40, 10_000)] {
+            let wait = backoff(failures).as_millis();
+            assert!(full * 3 / 4 <= wait && wait <= full, "{failures}: {wait} ms");
+        }
+    }
+
+    #[test]
+    fn a_page_reads_each_kind_of_entry() {
+        let page: Page = serde_json::from_str(
+            r#"{"entries":[
+                {"position":3,"at":10,"kind":"session","sid":"s1"},
+                {"position":5,"at":11,"kind":"subject","sub":"alice","not_before":12},
+                {"position":6,"at":12,"kind":"token","jti":"j","expires_at":99},
+                {"position":7,"at":13,"kind":"token_by_id","jti":"k","expires_at":98},
+                {"position":8,"at":14,"kind":"client","client_id":"c","not_before":15}
+            ],"next":8,"more":false,"head":8,"retention_ms":1000}"#,
+        )
+        .unwrap();
+        assert_eq!(page.entries.iter().map(|e| e.position).collect::<Vec<_>>(), [3, 5, 6, 7, 8]);
+        assert_eq!(page.entries[1].revocation, Revocation::Subject { sub: "alice".into(), not_before: 12 });
+        assert_eq!(page.entries[4].revocation, Revocation::Client { client_id: "c".into(), not_before: 15 });
+        assert!(serde_json::from_str::<Page>(
+            r#"{"entries":[{"position":1,"at":1,"kind":"nonsense"}],"next":1,"more":false}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn credentials_are_form_encoded() {
+        assert_eq!(form_encoded("svc:a b/é"), "svc%3Aa+b%2F%C3%A9");
+    }
+}
