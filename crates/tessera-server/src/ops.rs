@@ -87,37 +87,27 @@ pub(crate) async fn record(request: Request, next: Next) -> Response {
     let response = crate::trace::identified(id, next.run(request)).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let status = response.status().as_u16();
-    let series = request_series();
-    series
-        .requests
-        .get(route, (method, status), || {
-            metrics::counter!(
-                "tessera_http_requests_total",
-                "route" => route.to_owned(),
-                "method" => method,
-                "status" => status.to_string()
-            )
-        })
-        .increment(1);
-    series
-        .duration
-        .get(route, (), || metrics::histogram!("tessera_http_request_duration_seconds", "route" => route.to_owned()))
-        .record(started.elapsed().as_secs_f64());
+    let (requests, duration) = request_series().get(route, (method, status), || {
+        let requests = metrics::counter!(
+            "tessera_http_requests_total",
+            "route" => route.to_owned(),
+            "method" => method,
+            "status" => status.to_string()
+        );
+        (requests, metrics::histogram!("tessera_http_request_duration_seconds", "route" => route.to_owned()))
+    });
+    requests.increment(1);
+    duration.record(started.elapsed().as_secs_f64());
     response
 }
 
-/// The per-request series, by route (and method and status).
-struct RequestSeries {
-    requests: crate::series::Resolved<(&'static str, u16), metrics::Counter>,
-    duration: crate::series::Resolved<(), metrics::Histogram>,
-}
+/// The per-request series by route, method and status: the request counter and the route's duration histogram,
+/// found with one lookup.
+type RequestSeries = crate::series::Resolved<(&'static str, u16), (metrics::Counter, metrics::Histogram)>;
 
 fn request_series() -> &'static RequestSeries {
     static SERIES: std::sync::OnceLock<RequestSeries> = std::sync::OnceLock::new();
-    SERIES.get_or_init(|| RequestSeries {
-        requests: crate::series::Resolved::new(),
-        duration: crate::series::Resolved::new(),
-    })
+    SERIES.get_or_init(crate::series::Resolved::new)
 }
 
 /// The method as a label: the standard methods (RFC 9110 §9, and PATCH) by name, any other `other`.

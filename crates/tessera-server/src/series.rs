@@ -5,8 +5,9 @@
 //! costs more than the increment itself, and together a few percent of a refresh. A [`Resolved`] keeps each
 //! series' handle under its labels: a read lock and a short search, no allocation.
 //!
-//! The label values must come from bounded sets (matched routes, registered clients): every combination seen is
-//! kept for the life of the process, as the registry itself would keep it.
+//! The label values must come from bounded sets the server names (matched routes, registered clients, outcome
+//! names): every combination seen is kept for the life of the process, as the registry itself would keep it. For
+//! the same reason the map hashes with foldhash rather than SipHash: no key is chosen by a client.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -16,12 +17,12 @@ type ByLabels<L, H> = Vec<(L, H)>;
 
 /// Handles of type `H` by a name (a route, a client id) and further labels `L` from a small fixed set.
 pub(crate) struct Resolved<L, H> {
-    by_name: RwLock<HashMap<Box<str>, ByLabels<L, H>>>,
+    by_name: RwLock<HashMap<Box<str>, ByLabels<L, H>, foldhash::fast::FixedState>>,
 }
 
 impl<L: Copy + PartialEq, H: Clone> Resolved<L, H> {
     pub(crate) fn new() -> Self {
-        Self { by_name: RwLock::new(HashMap::new()) }
+        Self { by_name: RwLock::new(HashMap::with_hasher(foldhash::fast::FixedState::default())) }
     }
 
     /// The handle of (`name`, `labels`), made by `resolve` the first time.
