@@ -267,15 +267,8 @@ async fn check_revocation(state: &AppState, claims: &Claims) -> Result<(), Rejec
     // CHECK_TIMING_SAMPLE is timed, which keeps the histogram's shape (and so its quantiles and the share above
     // the objective); every check that asks the store is timed. Counts are in tessera_revocation_checks_total.
     let mut started = sample_check_timing().then(std::time::Instant::now);
-    let token = tessera_revocation::TokenRef {
-        jti: claims.jti.as_deref(),
-        orig_jti: claims.extra.get("orig_jti").and_then(serde_json::Value::as_str),
-        sid: claims.sid.as_deref(),
-        sub: claims.sub.as_deref(),
-        client_id: claims.client_id.as_deref(),
-        iat_secs: claims.iat.unwrap_or(i64::MIN),
-        exp_secs: claims.exp.unwrap_or(i64::MIN),
-    };
+    // What the index looks at, read from the claims as every embedded verifier reads it.
+    let token = tessera_verify::token_ref(claims);
     let layer = |layer: &'static str, outcome: &'static str| {
         metrics::counter!("tessera_revocation_checks_total", "layer" => layer, "outcome" => outcome).increment(1);
     };
