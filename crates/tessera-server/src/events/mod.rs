@@ -77,12 +77,13 @@ impl SecurityEvents {
         match revocation {
             Revocation::Session { sid } => {
                 let event = self.now(SecurityEventKind::SessionRevoked, &provenance.reason).in_session(sid).by(by);
-                // Whose it was, for the filter by subject: one read, in the background.
-                let (this, sid) = (self.clone(), sid.clone());
+                // Whose it was, for the filter by subject: one read, in the background (the request's trace context
+                // is taken now, while the request is served).
+                let (this, sid, raised_in) = (self.clone(), sid.clone(), self.raised_in());
                 self.spawn(async move {
                     match this.0.store.session(&sid).await {
-                        Ok(Some(session)) => this.emit(event.about(session.sub)),
-                        _ => this.emit(event),
+                        Ok(Some(session)) => this.emit_raised_in(event.about(session.sub), raised_in),
+                        _ => this.emit_raised_in(event, raised_in),
                     }
                 });
             }
@@ -144,9 +145,13 @@ impl SecurityEvents {
 
     /// Counts `event`, then records and delivers it in the background.
     fn emit(&self, event: NewSecurityEvent) {
+        self.emit_raised_in(event, self.raised_in());
+    }
+
+    /// [`emit`](Self::emit), with the headers of the request that raised it taken earlier.
+    fn emit_raised_in(&self, event: NewSecurityEvent, raised_in: HeaderMap) {
         count(event.kind);
         let this = self.clone();
-        let raised_in = self.raised_in();
         self.spawn(async move {
             match this.0.store.record_security_event(event.clone()).await {
                 Ok(recorded) => this.send(Some(recorded.id), &EventView::of(&recorded), raised_in),
