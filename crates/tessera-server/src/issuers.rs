@@ -18,7 +18,7 @@ use crate::settings::TrustedIssuer;
 /// # Errors
 /// Why not, for the operator.
 pub fn check_jwks_url(url: &str) -> Result<(), String> {
-    tessera_verify::keys::check_https_or_loopback("jwks_url", url)
+    tessera_client::check_https_or_loopback("jwks_url", url)
 }
 
 /// One trusted issuer's verifier and fetch state.

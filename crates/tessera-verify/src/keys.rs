@@ -187,29 +187,6 @@ pub fn client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder().timeout(FETCH_TIMEOUT).redirect(reqwest::redirect::Policy::none()).build()
 }
 
-/// Whether `url`, the value of setting `name`, is `https`, or plain `http` to this machine only (127.0.0.0/8,
-/// `::1`, `localhost`). Over plain HTTP anyone on the path could swap the keys, and with them whose tokens are
-/// accepted; loopback stays allowed for a local sidecar and for tests.
-///
-/// # Errors
-/// Why not, for the operator.
-pub fn check_https_or_loopback(name: &str, url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|err| format!("{name} {url:?} is not a URL: {err}"))?;
-    // The parser has normalised the host already (lower case, `127.1` as `127.0.0.1`, IPv6 in brackets).
-    let host = parsed.host_str().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    match parsed.scheme() {
-        "https" if !host.is_empty() => Ok(()),
-        "http" if loopback => Ok(()),
-        _ => Err(format!("{name} {url:?} must be https (plain http only to a loopback address)")),
-    }
-}
-
 /// How long a fetched key set serves before the next fetch: the answer's `Cache-Control: max-age`, clamped to
 /// [`MIN_REFRESH`, `MAX_REFRESH`] so that an issuer can neither make every verifier hammer it nor pin keys for
 /// weeks; [`DEFAULT_REFRESH`] when it gives no usable `max-age`.
@@ -260,31 +237,6 @@ mod tests {
             (Some("s-maxage=600"), secs(300)),
         ] {
             assert_eq!(refresh_after(cache_control), expected, "{cache_control:?}");
-        }
-    }
-
-    #[test]
-    fn jwks_urls_are_https_or_loopback_http() {
-        for allowed in [
-            "https://idp.example/jwks.json",
-            "http://127.0.0.1:9000/jwks.json",
-            "http://127.3.4.5/k",
-            "http://[::1]:8080/k",
-            "http://localhost/k",
-            "http://LOCALHOST:1/k",
-        ] {
-            assert_eq!(check_https_or_loopback("jwks_url", allowed), Ok(()), "{allowed}");
-        }
-        for refused in [
-            "http://idp.example/jwks.json",
-            "http://10.0.0.1/k",
-            "http://localhost.idp.example/k",
-            "http://[::ffff:127.0.0.1]/k",
-            "ftp://127.0.0.1/k",
-            "file:///etc/jwks.json",
-            "idp.example/jwks.json",
-        ] {
-            assert!(check_https_or_loopback("jwks_url", refused).is_err(), "{refused}");
         }
     }
 }

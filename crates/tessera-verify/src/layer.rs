@@ -21,31 +21,48 @@ use tessera_jose::Claims;
 
 use crate::verifier::{Refusal, TokenVerifier};
 
-/// The claims of the request's verified token, left in its extensions by [`RequireToken`].
-#[derive(Debug, Clone)]
-pub struct Verified(Arc<Claims>);
+/// The claims of the request's verified token, left in its extensions by [`RequireToken`]. `Debug` shows the
+/// claims, never the token.
+#[derive(Clone)]
+pub struct Verified {
+    claims: Arc<Claims>,
+    token: Arc<str>,
+}
+
+impl std::fmt::Debug for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verified").field("claims", &self.claims).finish_non_exhaustive()
+    }
+}
 
 impl Verified {
     /// All the claims.
     #[must_use]
     pub fn claims(&self) -> &Claims {
-        &self.0
+        &self.claims
+    }
+
+    /// The bearer token itself, to exchange for a token meant for the next service (`tessera-client`'s
+    /// `OnBehalfOf`). Never log it, and never send it on as it is: it is meant for this service only.
+    #[must_use]
+    pub fn token(&self) -> &Arc<str> {
+        &self.token
     }
 
     /// The subject (`sub`): the user, or for a service token the client.
     #[must_use]
     pub fn subject(&self) -> &str {
-        self.0.sub.as_deref().unwrap_or_default()
+        self.claims.sub.as_deref().unwrap_or_default()
     }
 
     /// The scopes (`scope`, space-separated).
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
-        self.0.scope.as_deref().unwrap_or_default().split(' ').filter(|scope| !scope.is_empty())
+        self.claims.scope.as_deref().unwrap_or_default().split(' ').filter(|scope| !scope.is_empty())
     }
 
     /// The roles (`roles`, an array of strings; others are ignored).
     pub fn roles(&self) -> impl Iterator<Item = &str> {
-        self.0
+        self.claims
             .extra
             .get("roles")
             .and_then(serde_json::Value::as_array)
@@ -57,7 +74,7 @@ impl Verified {
     /// The client the token was issued to (`client_id`).
     #[must_use]
     pub fn client_id(&self) -> Option<&str> {
-        self.0.client_id.as_deref()
+        self.claims.client_id.as_deref()
     }
 }
 
@@ -142,7 +159,7 @@ impl RequireToken {
             Refusal::Stale | Refusal::KeysUnknown => Refused::Unavailable,
             Refusal::Invalid(_) | Refusal::NotClaims | Refusal::Revoked => Refused::Invalid,
         })?;
-        let verified = Verified(Arc::new(claims));
+        let verified = Verified { claims: Arc::new(claims), token: token.into() };
         let requirements = &self.requirements;
         if let Some(audience) = &requirements.audience {
             if !verified.claims().aud.as_ref().is_some_and(|aud| aud.contains(audience)) {

@@ -10,7 +10,8 @@ use tessera_model::Millis;
 use tessera_revocation::{Check, Retention, RevocationIndex, TokenRef};
 
 use crate::feed::{form_encoded, Feed, FEED_PATH};
-use crate::keys::{check_https_or_loopback, Quiet, RemoteKeys};
+use crate::keys::{Quiet, RemoteKeys};
+use tessera_client::check_https_or_loopback;
 
 /// What a stale revocation index means: the feed has not been heard from for `stale_after`, so a revocation
 /// made meanwhile may be missing.

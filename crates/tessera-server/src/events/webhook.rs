@@ -74,7 +74,7 @@ impl std::fmt::Debug for WebhookSettings {
 /// # Errors
 /// Why not, for the operator.
 pub fn check_webhook_url(url: &str) -> Result<(), String> {
-    tessera_verify::keys::check_https_or_loopback("events.webhook.url", url)
+    tessera_client::check_https_or_loopback("events.webhook.url", url)
 }
 
 /// An event ready to go: its id (none when it could not be recorded), its JSON, and the trace context and request
