@@ -13,6 +13,8 @@ pub struct Settings {
     pub access_ttl_secs: i64,
     /// Lifetime of service tokens from the client-credentials grant, seconds.
     pub service_ttl_secs: i64,
+    /// The `scope` of users' own access tokens (space-separated), kept by the session through every refresh.
+    pub user_scope: Option<String>,
     /// Refresh-family absolute lifetime, never extended by rotation.
     pub refresh_ttl: Duration,
     /// A session unused this long cannot be refreshed.
@@ -275,6 +277,7 @@ impl Default for Settings {
             audience: "tessera".into(),
             access_ttl_secs: 15 * 60,
             service_ttl_secs: 60,
+            user_scope: None,
             refresh_ttl: Duration::from_secs(7 * 86_400),
             idle_timeout: Duration::from_secs(86_400),
             grace: Duration::from_secs(10),

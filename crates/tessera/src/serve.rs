@@ -30,6 +30,10 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
         audience: config.tokens.audience.clone(),
         access_ttl_secs: secs(config.tokens.access_ttl),
         service_ttl_secs: secs(config.tokens.service_ttl),
+        user_scope: {
+            let scopes: Vec<&str> = config.tokens.user_scope.split(' ').filter(|s| !s.is_empty()).collect();
+            (!scopes.is_empty()).then(|| scopes.join(" "))
+        },
         refresh_ttl: config.sessions.refresh_ttl,
         idle_timeout: config.sessions.idle_timeout,
         grace: config.sessions.grace,

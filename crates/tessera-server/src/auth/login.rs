@@ -104,7 +104,7 @@ pub(crate) async fn login(
         SessionRequest {
             sub: user.username,
             client_id: state.settings().client_id.clone(),
-            scope: None,
+            scope: state.settings().user_scope.clone(),
             roles: user.roles,
             claims: serde_json::Map::new(),
             user_agent,

@@ -478,7 +478,7 @@ pub(crate) async fn start_session(
     let request = crate::session::SessionRequest {
         sub: identity.user_id.clone(),
         client_id,
-        scope: None,
+        scope: state.settings().user_scope.clone(),
         roles: identity.roles,
         claims: serde_json::Map::new(),
         user_agent,

@@ -378,6 +378,9 @@ pub(crate) struct TokenConfig {
     /// Lifetime of service tokens from the client-credentials grant. Default 60 seconds.
     #[serde(with = "duration_text")]
     pub(crate) service_ttl: Duration,
+    /// Scopes of users' own access tokens (login, migration, and every refresh after), space-separated: what a
+    /// service may narrow a user's token to when it exchanges it for the next hop. Default none.
+    pub(crate) user_scope: String,
     /// The longest lifetime any token may be issued with; retired keys stay published this long (plus leeway).
     /// Default 24 hours.
     #[serde(with = "duration_text")]
@@ -425,6 +428,7 @@ impl Default for TokenConfig {
             audience: "tessera".into(),
             access_ttl: Duration::from_secs(15 * 60),
             service_ttl: Duration::from_secs(60),
+            user_scope: String::new(),
             max_ttl: Duration::from_secs(24 * 3600),
             leeway: Duration::from_secs(30),
             max_token_bytes: tessera_jose::DEFAULT_MAX_TOKEN_LEN,

@@ -27,8 +27,10 @@ fn every_problem_is_reported_at_once() {
     config.store.pool_size = 0;
     config.store.redis_breaker_failures = 0;
     config.store.redis_connections = 0;
+    config.tokens.user_scope = "orders:write pay\"ments".into();
     let message = config.validate().unwrap_err().to_string();
     for needle in [
+        "tokens.user_scope: \"pay\\\"ments\"",
         "access_ttl",
         "rsa_bits",
         "cannot sign",

@@ -35,6 +35,15 @@ impl Config {
         if t.service_ttl.is_zero() || t.service_ttl > t.max_ttl {
             problems.push("tokens.service_ttl must be between 1s and tokens.max_ttl".to_owned());
         }
+        // RFC 6749 §3.3: a scope token is printable ASCII without space, `"` or `\`.
+        if let Some(bad) = t
+            .user_scope
+            .split(' ')
+            .find(|scope| scope.bytes().any(|b| !b.is_ascii_graphic() || b == b'"' || b == b'\\'))
+        {
+            problems
+                .push(format!("tokens.user_scope: {bad:?} is not a scope (printable ASCII, no quote or backslash)"));
+        }
         let backend = self.store.backend;
         let (uses_postgres, uses_redis) = (
             matches!(backend, StoreBackend::Postgres | StoreBackend::Tiered),
