@@ -59,6 +59,10 @@ pub enum BenchCommand {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// `tessera-verify` inside a service: requests per second through its tower layer next to raw signature
+    /// verification (one core each), and the time from a logout at Tessera to the embedded verifier refusing the
+    /// session's token (p50, p99, max).
+    Embedded(EmbeddedArgs),
     /// How soon a restarted node is ready: fills a store with live revocation entries (70% token ids, 20%
     /// sessions, 10% subjects), then starts `tessera serve` on it and times it until /readyz answers with every
     /// entry in its index.
@@ -69,6 +73,20 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `embedded` measures.
+#[derive(Debug, Clone, Args)]
+pub struct EmbeddedArgs {
+    /// Signing algorithm of the server's key.
+    #[arg(long, default_value = "EdDSA", value_parser = signing_algorithm)]
+    pub alg: Algorithm,
+    /// Sessions logged out, one after another, for the revocation-to-refusal times.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rounds: u32,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What `restart` measures.

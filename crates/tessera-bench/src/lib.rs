@@ -6,6 +6,7 @@
 //! `restart`.
 
 pub mod cli;
+mod embedded;
 mod load;
 mod raw;
 pub mod restart;
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let tessera = sandbox::tessera_binary(cli.tessera.as_deref())?;
     let (scenario, alg, load) = match cli.command {
         BenchCommand::Restart { restart, json } => return restart::run(&tessera, &restart, json),
+        BenchCommand::Embedded(args) => return embedded::run(&tessera, &args),
         BenchCommand::Refresh { alg, load } => (Scenario::Refresh, alg, load),
         BenchCommand::Login { load } => (Scenario::Login, Algorithm::EdDSA, load),
         BenchCommand::Verify { alg, tokens, load } => {

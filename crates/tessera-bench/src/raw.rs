@@ -44,7 +44,7 @@ fn raw_sign_rate(alg: Algorithm, budget: Duration) -> anyhow::Result<f64> {
 
 /// Signature verifications per second on one core with a key of `alg`: a token-core verify of a one-key set with
 /// the bare JWS policy, whose cost is the signature check.
-fn raw_verify_rate(alg: Algorithm, budget: Duration) -> anyhow::Result<f64> {
+pub(crate) fn raw_verify_rate(alg: Algorithm, budget: Duration) -> anyhow::Result<f64> {
     let key = tessera_jose::SigningKey::generate(alg, tessera_jose::RsaBits::Bits2048)?;
     let token = tessera_jose::sign_compact(&key, br#"{"alg":"x"}"#, b"payload")?;
     let input = token.rsplit_once('.').map(|(i, _)| i.to_owned()).unwrap_or_default();

@@ -19,6 +19,8 @@ use crate::load::Scenario;
 /// The benchmark user's name and password (scripts/lib/bench.sh uses the same).
 pub(crate) const USER: &str = "bench";
 pub(crate) const PASSWORD: &str = "bench password 0123456789";
+/// The client an embedded verifier follows the revocation feed as (`embedded`).
+pub(crate) const SERVICE_CLIENT: &str = "bench-service";
 
 /// The database file `tessera serve` keeps in its data directory on the embedded store.
 const DATABASE_FILE: &str = "tessera.db";
@@ -221,7 +223,35 @@ pub(crate) struct ServerProcess {
 impl ServerProcess {
     pub(crate) fn start(exe: &Path, alg: Algorithm, scenario: Scenario, store: &BenchStore) -> anyhow::Result<Self> {
         let sandbox = Sandbox::new(exe, alg, store.clone())?;
-        let mut adding = sandbox
+        sandbox.add_user()?;
+        let credential = if matches!(scenario, Scenario::Revoke | Scenario::Verify { .. }) {
+            Some(sandbox.admin_token.clone())
+        } else if scenario == Scenario::ClientCredentials {
+            Some(sandbox.add_client("bench", "api", "read")?)
+        } else {
+            None
+        };
+        Self::launch(sandbox, credential)
+    }
+
+    /// A server on the SQLite store with the benchmark's user and a service's client ([`SERVICE_CLIENT`], allowed
+    /// to read the revocation feed), whose secret is the credential.
+    pub(crate) fn start_for_a_service(exe: &Path, alg: Algorithm) -> anyhow::Result<Self> {
+        let sandbox = Sandbox::new(exe, alg, BenchStore::default())?;
+        sandbox.add_user()?;
+        let secret = sandbox.add_client(SERVICE_CLIENT, "tessera", tessera_model::REVOCATION_FEED_SCOPE)?;
+        Self::launch(sandbox, Some(secret))
+    }
+
+    fn launch(sandbox: Sandbox, credential: Option<String>) -> anyhow::Result<Self> {
+        let (child, addr) = sandbox.serve()?;
+        Ok(Self { child, addr, credential, _sandbox: sandbox })
+    }
+}
+
+impl Sandbox {
+    fn add_user(&self) -> anyhow::Result<()> {
+        let mut adding = self
             .command()
             .args(["user", "add", USER, "--password-stdin"])
             .stdin(Stdio::piped())
@@ -231,21 +261,16 @@ impl ServerProcess {
         if !adding.wait()?.success() {
             bail!("could not add the benchmark user");
         }
-        let credential = if matches!(scenario, Scenario::Revoke | Scenario::Verify { .. }) {
-            Some(sandbox.admin_token.clone())
-        } else if scenario == Scenario::ClientCredentials {
-            let output = sandbox
-                .command()
-                .args(["client", "add", "bench", "--audience", "api", "--scope", "read", "--json"])
-                .output()?;
-            let added: serde_json::Value =
-                serde_json::from_slice(&output.stdout).context("could not add the benchmark client")?;
-            Some(added.get("client_secret").and_then(serde_json::Value::as_str).context("no client secret")?.to_owned())
-        } else {
-            None
-        };
-        let (child, addr) = sandbox.serve()?;
-        Ok(Self { child, addr, credential, _sandbox: sandbox })
+        Ok(())
+    }
+
+    /// Adds a client (`client_credentials`); its secret.
+    fn add_client(&self, id: &str, audience: &str, scope: &str) -> anyhow::Result<String> {
+        let output =
+            self.command().args(["client", "add", id, "--audience", audience, "--scope", scope, "--json"]).output()?;
+        let added: serde_json::Value =
+            serde_json::from_slice(&output.stdout).context("could not add the benchmark client")?;
+        Ok(added.get("client_secret").and_then(serde_json::Value::as_str).context("no client secret")?.to_owned())
     }
 }
 
