@@ -52,6 +52,9 @@ pub use credentials::Credentials;
 pub use middleware::{CallError, Destination, OnBehalfOf, ServiceAuth};
 pub use tokens::{TokenClient, TokenClientConfig};
 
+/// The waits between a token request's attempts.
+const TOKEN_BACKOFF: Backoff = Backoff { first: Duration::from_millis(100), max: Duration::from_secs(2) };
+
 /// An access token from Tessera and when it expires. `Debug` never shows the token.
 #[derive(Clone)]
 pub struct AccessToken {
@@ -159,19 +162,40 @@ pub(crate) fn random_id() -> Result<String, TokenError> {
     Ok(tessera_jose::base64url::encode(bytes))
 }
 
-/// The wait before attempt `attempt + 1`: 100 ms doubling per attempt, up to 2 s, with ±50% jitter so that many
-/// instances failing together do not retry together.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    let base =
-        Duration::from_millis(100).saturating_mul(1 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(2));
-    // Spread, not a secret: the standard library's randomly keyed hasher is enough.
-    let spread = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), attempt) % 1000;
-    base.mul_f64(0.5 + f64::from(u32::try_from(spread).unwrap_or(500)) / 1000.0)
+/// Waits between tries: doubling from `first` up to `max`, less up to a quarter at random, so that the instances
+/// of a service that failed together do not try again together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The wait after the first failure.
+    pub first: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The wait after `failures` failures in a row (1 for the first).
+    #[must_use]
+    pub fn after(&self, failures: u32) -> Duration {
+        let full = self.first.saturating_mul(2_u32.saturating_pow(failures.saturating_sub(1))).min(self.max);
+        // Spread, not a secret: the standard library's randomly keyed hasher is enough.
+        let random = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), failures);
+        let quarter = u64::try_from((full / 4).as_millis()).unwrap_or(0);
+        full.saturating_sub(Duration::from_millis(random.checked_rem(quarter.saturating_add(1)).unwrap_or(0)))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_maximum_less_at_most_a_quarter() {
+        let backoff = Backoff { first: Duration::from_millis(200), max: Duration::from_secs(10) };
+        for (failures, full) in [(1, 200), (2, 400), (3, 800), (6, 6_400), (7, 10_000), (40, 10_000)] {
+            let wait = backoff.after(failures).as_millis();
+            assert!(full * 3 / 4 <= wait && wait <= full, "{failures}: {wait} ms");
+        }
+    }
 
     #[test]
     fn urls_are_https_or_loopback_http() {

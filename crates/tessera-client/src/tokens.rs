@@ -32,7 +32,7 @@ pub struct TokenClientConfig {
     /// How long one request to the token endpoint may take. Default 5 s.
     pub timeout: Duration,
     /// Tries per token request when Tessera is unreachable, answers 5xx or 429 (never on a refusal), with
-    /// jittered exponential backoff from 100 ms. Default 3.
+    /// jittered exponential backoff from 100 ms up to 2 s. Default 3.
     pub attempts: u32,
     /// Derived tokens kept, one per (subject token, audience, scope). Default 10,000.
     pub exchange_cache_capacity: usize,
@@ -208,7 +208,7 @@ impl TokenClient {
             match self.request_once(form.clone()).await {
                 Err(Failure::Transient(error)) if attempt < attempts => {
                     tracing::debug!(%error, attempt, "token request failed; trying again");
-                    tokio::time::sleep(crate::backoff(attempt)).await;
+                    tokio::time::sleep(crate::TOKEN_BACKOFF.after(attempt)).await;
                     attempt += 1;
                 }
                 Err(Failure::Transient(error) | Failure::Final(error)) => return Err(error),

@@ -7,15 +7,15 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use tessera_client::Backoff;
 use tessera_model::clock::Clock;
 use tessera_model::{Millis, Provenance, Revocation, RevocationEntry};
 use tessera_revocation::RevocationIndex;
 
 /// The feed's path under Tessera's base URL.
 pub const FEED_PATH: &str = "/gateway/v1/revocations";
-/// First wait after a failure; each further failure doubles it, up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The waits after failures: from 200 ms, doubling up to 10 s, less up to a quarter at random.
+const BACKOFF: Backoff = Backoff { first: Duration::from_millis(200), max: Duration::from_secs(10) };
 /// Largest answer read (1000 entries of the longest kind fit many times over).
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
@@ -150,7 +150,7 @@ pub(crate) async fn follow(feed: Feed, index: &RevocationIndex, clock: &dyn Cloc
             }
             Err(err) => {
                 failures = failures.saturating_add(1);
-                let wait = backoff(failures);
+                let wait = BACKOFF.after(failures);
                 if failures == 1 || failures.is_multiple_of(10) {
                     tracing::warn!(error = %err, failures, retry_in_ms = wait.as_millis(), "following the revocation feed failed");
                 }
@@ -158,16 +158,6 @@ pub(crate) async fn follow(feed: Feed, index: &RevocationIndex, clock: &dyn Cloc
             }
         }
     }
-}
-
-/// The wait after `failures` failures in a row: doubling from [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`], less up to a
-/// quarter at random, so that the instances of a service that lost Tessera together do not return together.
-fn backoff(failures: u32) -> Duration {
-    let full = FIRST_BACKOFF.saturating_mul(2_u32.saturating_pow(failures.saturating_sub(1))).min(MAX_BACKOFF);
-    // Spread, not a secret: the standard library's randomly keyed hasher is enough.
-    let random = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), failures);
-    let quarter = u64::try_from((full / 4).as_millis()).unwrap_or(0);
-    full.saturating_sub(Duration::from_millis(random.checked_rem(quarter.saturating_add(1)).unwrap_or(0)))
 }
 
 /// `text` as `application/x-www-form-urlencoded` encodes it: what Basic authentication carries (RFC 6749 §2.3.1).
@@ -178,14 +168,6 @@ pub(crate) fn form_encoded(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_ten_seconds_less_at_most_a_quarter() {
-        for (failures, full) in [(1, 200), (2, 400), (3, 800), (6, 6_400), (7, 10_000), (40, 10_000)] {
-            let wait = backoff(failures).as_millis();
-            assert!(full * 3 / 4 <= wait && wait <= full, "{failures}: {wait} ms");
-        }
-    }
 
     #[test]
     fn a_page_reads_each_kind_of_entry() {
