@@ -158,48 +158,51 @@ mod tests {
         Fetched { token: AccessToken::new(value.into(), now + lives, None), fresh_until: now + lives - margin }
     }
 
+    /// `callers` concurrent gets of one key whose fetch takes 50 ms and ends in `outcome`: their answers, and how
+    /// many fetches were made.
+    async fn concurrently(
+        cache: &Arc<TokenCache<&'static str>>,
+        callers: usize,
+        outcome: fn() -> Result<Fetched, TokenError>,
+    ) -> (Vec<Result<AccessToken, TokenError>>, usize) {
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let callers: Vec<_> = (0..callers)
+            .map(|_| {
+                let (cache, fetches) = (Arc::clone(cache), Arc::clone(&fetches));
+                tokio::spawn(async move {
+                    cache
+                        .get(&"payments", || async {
+                            fetches.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            outcome()
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for caller in callers {
+            answers.push(caller.await.unwrap());
+        }
+        (answers, fetches.load(Ordering::SeqCst))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn one_fetch_serves_every_waiting_caller() {
-        let cache = Arc::new(TokenCache::<&str>::new(10));
-        let fetches = Arc::new(AtomicUsize::new(0));
-        let callers = (0..50).map(|_| {
-            let (cache, fetches) = (Arc::clone(&cache), Arc::clone(&fetches));
-            tokio::spawn(async move {
-                cache
-                    .get(&"payments", || async {
-                        fetches.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        Ok(fetched("t1", Duration::from_secs(60), Duration::from_secs(10)))
-                    })
-                    .await
-            })
-        });
-        for caller in callers.collect::<Vec<_>>() {
-            assert_eq!(caller.await.unwrap().unwrap().secret(), "t1");
-        }
-        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        let cache = Arc::new(TokenCache::new(10));
+        let (answers, fetches) =
+            concurrently(&cache, 50, || Ok(fetched("t1", Duration::from_secs(60), Duration::from_secs(10)))).await;
+        assert!(answers.iter().all(|answer| answer.as_ref().is_ok_and(|token| token.secret() == "t1")));
+        assert_eq!(fetches, 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_fetch_answers_every_caller_that_waited_for_it() {
-        let cache = Arc::new(TokenCache::<&str>::new(10));
-        let fetches = Arc::new(AtomicUsize::new(0));
-        let callers = (0..20).map(|_| {
-            let (cache, fetches) = (Arc::clone(&cache), Arc::clone(&fetches));
-            tokio::spawn(async move {
-                cache
-                    .get(&"payments", || async {
-                        fetches.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        Err(TokenError::Unreachable("connection refused".into()))
-                    })
-                    .await
-            })
-        });
-        for caller in callers.collect::<Vec<_>>() {
-            assert!(matches!(caller.await.unwrap(), Err(TokenError::Unreachable(_))));
-        }
-        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        let cache = Arc::new(TokenCache::new(10));
+        let (answers, fetches) =
+            concurrently(&cache, 20, || Err(TokenError::Unreachable("connection refused".into()))).await;
+        assert!(answers.iter().all(|answer| matches!(answer, Err(TokenError::Unreachable(_)))));
+        assert_eq!(fetches, 1);
         // A later call, after the failure, tries again.
         let again = cache.get(&"payments", || async { Ok(fetched("t2", Duration::from_secs(60), Duration::ZERO)) });
         assert_eq!(again.await.unwrap().secret(), "t2");

@@ -230,7 +230,7 @@ impl TokenClient {
             |err: reqwest::Error| Failure::Transient(TokenError::Unreachable(err.without_url().to_string()));
         let answer = request.form(&form).send().await.map_err(unreachable)?;
         let status = answer.status();
-        let body = read_bounded(answer).await.map_err(|err| Failure::Transient(TokenError::Unreachable(err)))?;
+        let body = read_bounded(answer).await?;
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(Failure::Transient(TokenError::Unavailable(status.as_u16())));
         }
@@ -260,12 +260,14 @@ fn subject_hash(subject_token: &str) -> [u8; 32] {
     hash
 }
 
-/// The answer's body, refused past [`MAX_ANSWER_BYTES`].
-async fn read_bounded(mut answer: reqwest::Response) -> Result<Vec<u8>, String> {
+/// The answer's body: a connection broken off is worth another try, an answer past [`MAX_ANSWER_BYTES`] is not.
+async fn read_bounded(mut answer: reqwest::Response) -> Result<Vec<u8>, Failure> {
     let mut body = Vec::new();
-    while let Some(chunk) = answer.chunk().await.map_err(|err| err.without_url().to_string())? {
+    let broken = |err: reqwest::Error| Failure::Transient(TokenError::Unreachable(err.without_url().to_string()));
+    while let Some(chunk) = answer.chunk().await.map_err(broken)? {
         if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(format!("the answer is longer than {MAX_ANSWER_BYTES} bytes"));
+            let why = format!("the answer is longer than {MAX_ANSWER_BYTES} bytes");
+            return Err(Failure::Final(TokenError::BadAnswer(why)));
         }
         body.extend_from_slice(&chunk);
     }

@@ -148,7 +148,7 @@ async fn transient_failures_are_retried_a_bounded_number_of_times_and_refusals_n
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_from_the_token_endpoint_is_a_typed_error_and_never_a_panic() {
     let huge = format!(r#"{{"access_token":"{}","token_type":"Bearer","expires_in":60}}"#, "a".repeat(100_000));
-    let (_fake, url) = fake_tessera(
+    let (fake, url) = fake_tessera(
         Duration::ZERO,
         Arc::new(move |_, form| match form["audience"].as_str() {
             "html" => (200, "<html>login page</html>".into()),
@@ -165,7 +165,8 @@ async fn garbage_from_the_token_endpoint_is_a_typed_error_and_never_a_panic() {
         assert!(matches!(error, TokenError::BadAnswer(_)), "{audience}: {error:?}");
     }
     let error = tokens.service_token("huge", None).await.unwrap_err();
-    assert!(matches!(&error, TokenError::Unreachable(why) if why.contains("longer than")), "{error:?}");
+    assert!(matches!(&error, TokenError::BadAnswer(why) if why.contains("longer than")), "{error:?}");
+    assert_eq!(requests(&fake), 5, "an unusable answer is not asked for again");
 
     // Nothing listening: unreachable, after the bounded attempts.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
@@ -267,6 +268,11 @@ fn middleware_client(
         .build()
 }
 
+/// The JSON body of `response`.
+async fn json(response: reqwest::Response) -> serde_json::Value {
+    serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
+}
+
 fn call_error(error: reqwest_middleware::Error) -> CallError {
     match error {
         reqwest_middleware::Error::Middleware(error) => error.downcast::<CallError>().unwrap(),
@@ -292,23 +298,14 @@ async fn each_call_carries_its_destinations_token_and_the_request_context() {
         .header("authorization", "Bearer the-users-own-token")
         .with_extension(OnBehalfOf::new("alice-token"))
         .send();
-    let seen: serde_json::Value =
-        context.scope(call).await.unwrap().bytes().await.map(|body| serde_json::from_slice(&body).unwrap()).unwrap();
+    let seen: serde_json::Value = json(context.scope(call).await.unwrap()).await;
     assert_eq!(seen["authorization"], "Bearer token-0", "the derived token replaces the user's own");
     assert_eq!(seen["request_id"], "req-1234");
     assert_eq!(seen["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     assert_eq!(fake.seen.lock().unwrap()[0].1["subject_token"], "alice-token");
 
     // As the service, outside any request: the service token and a fresh request id.
-    let seen: serde_json::Value = client
-        .post(format!("{payments}/reconcile"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .map(|body| serde_json::from_slice(&body).unwrap())
-        .unwrap();
+    let seen = json(client.post(format!("{payments}/reconcile")).send().await.unwrap()).await;
     assert_eq!(seen["authorization"], "Bearer token-1");
     assert!(seen["request_id"].as_str().is_some_and(|id| !id.is_empty() && id != "req-1234"));
     assert_eq!(fake.seen.lock().unwrap()[1].1["grant_type"], "client_credentials");
@@ -329,20 +326,12 @@ async fn a_refused_token_is_forgotten_and_the_call_tried_once_with_a_new_one() {
     let payments = destination(Arc::clone(&hits), Arc::clone(&revoked)).await;
     let client =
         middleware_client(client(&url, Credentials::secret("job", "secret")), &payments, BreakerConfig::default());
-    let first: serde_json::Value = client
-        .post(format!("{payments}/reconcile"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .map(|body| serde_json::from_slice(&body).unwrap())
-        .unwrap();
+    let first = json(client.post(format!("{payments}/reconcile")).send().await.unwrap()).await;
     assert_eq!(first["authorization"], "Bearer token-0");
     *revoked.lock().unwrap() = Some("token-0".into());
     let second = client.post(format!("{payments}/reconcile")).body("replayable").send().await.unwrap();
     assert_eq!(second.status(), 200);
-    let second: serde_json::Value = second.bytes().await.map(|body| serde_json::from_slice(&body).unwrap()).unwrap();
+    let second = json(second).await;
     assert_eq!(second["authorization"], "Bearer token-1");
     assert_eq!((hits.load(Ordering::SeqCst), requests(&fake)), (3, 2));
 }
