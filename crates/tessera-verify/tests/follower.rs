@@ -1,7 +1,8 @@
 //! `TokenVerifier` against a scripted Tessera on loopback: a revocation log that goes back (a `next` behind the
 //! position applied, or `409 log_rewound`) is read again from the start, so entries written after the restore are
 //! not skipped; a feed answering garbage is retried without a panic, the index goes stale and, under the default
-//! policy, tokens are refused until the feed answers again.
+//! policy, tokens are refused until the feed answers again; a key set that changes mid-flight is fetched again
+//! when a token names a key it does not have (at most once per 30 s), and the old keys serve meanwhile.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a panic here is a failed test
 
 use std::collections::HashMap;
@@ -77,37 +78,47 @@ struct Fake {
     url: String,
     key: SigningKey,
     script: Arc<Mutex<Script>>,
+    /// The key set the JWKS endpoint publishes.
+    published: Arc<Mutex<serde_json::Value>>,
 }
 
 async fn fake_tessera(log: Vec<(i64, &'static str)>) -> Fake {
     let key = SigningKey::generate(Algorithm::EdDSA, RsaBits::Bits2048).unwrap();
-    let jwks = serde_json::json!({"keys": [key.verifying_key().public_jwk().unwrap()]});
+    let published = Arc::new(Mutex::new(serde_json::json!({"keys": [key.verifying_key().public_jwk().unwrap()]})));
     let script = Arc::new(Mutex::new(Script { log, mode: Mode::Log, from_the_start: 0 }));
+    let jwks = Arc::clone(&published);
     let app = Router::new()
-        .route("/.well-known/jwks.json", get(move || async move { axum::Json(jwks) }))
+        .route("/.well-known/jwks.json", get(move || async move { axum::Json(jwks.lock().unwrap().clone()) }))
         .route("/gateway/v1/revocations", get(feed))
         .with_state(Arc::clone(&script));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Fake { url, key, script }
+    Fake { url, key, script, published }
 }
 
 impl Fake {
     fn token(&self, sid: &str) -> String {
-        let now = SystemClock.now_secs();
+        self.token_at(&self.key, sid, SystemClock.now_secs())
+    }
+
+    fn token_at(&self, key: &SigningKey, sid: &str, now: i64) -> String {
         let claims = serde_json::json!({
             "iss": self.url, "aud": "svc", "sub": "alice", "client_id": "app", "sid": sid,
             "jti": format!("jti-{sid}"), "iat": now, "exp": now + 300,
         });
-        tessera_jose::encode_jwt(&self.key, Some(tessera_jose::ACCESS_TOKEN_TYP), &claims).unwrap()
+        tessera_jose::encode_jwt(key, Some(tessera_jose::ACCESS_TOKEN_TYP), &claims).unwrap()
     }
 
     fn verifier(&self, stale_after: Duration) -> TokenVerifier {
+        TokenVerifier::start(self.config(stale_after)).unwrap()
+    }
+
+    fn config(&self, stale_after: Duration) -> VerifierConfig {
         let mut config = VerifierConfig::new(&self.url, "svc", "svc-verifier", "secret");
         config.poll_wait = Duration::from_millis(500);
         config.stale_after = stale_after;
-        TokenVerifier::start(config).unwrap()
+        config
     }
 }
 
@@ -171,4 +182,30 @@ async fn a_feed_answering_garbage_leaves_the_index_stale_and_tokens_refused_unti
     fake.script.lock().unwrap().mode = Mode::Log;
     until(&verifier, &token, "accepted again once the feed answers", Result::is_ok).await;
     until(&verifier, &fake.token("s-a"), "s-a still revoked", revoked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_set_that_changes_mid_flight_is_fetched_again_on_an_unknown_kid() {
+    let fake = fake_tessera(Vec::new()).await;
+    let clock = Arc::new(tessera_model::clock::ManualClock::new(SystemClock.now_ms()));
+    let verifier = TokenVerifier::with_clock(fake.config(Duration::from_secs(60)), clock.clone()).unwrap();
+    let now = || clock.now_secs();
+    let old = fake.token_at(&fake.key, "s-1", now());
+    until(&verifier, &old, "the first key set fetched", Result::is_ok).await;
+
+    // Tessera rotates: the new key signs, both are published.
+    let next = SigningKey::generate(Algorithm::EdDSA, RsaBits::Bits2048).unwrap();
+    *fake.published.lock().unwrap() = serde_json::json!({"keys": [
+        fake.key.verifying_key().public_jwk().unwrap(), next.verifying_key().public_jwk().unwrap(),
+    ]});
+    let new = fake.token_at(&next, "s-2", now());
+    // Within 30 s of the last fetch an unknown kid is refused and asks for nothing; the old key still serves.
+    assert!(matches!(verifier.verify(&new), Err(Refusal::Invalid(_))));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(matches!(verifier.verify(&new), Err(Refusal::Invalid(_))), "refetched within 30 s");
+    assert!(verifier.verify(&old).is_ok());
+    clock.advance_ms(31_000);
+    let new = fake.token_at(&next, "s-2", now());
+    until(&verifier, &new, "the new key fetched on its unknown kid", Result::is_ok).await;
+    assert!(verifier.verify(&fake.token_at(&fake.key, "s-1", now())).is_ok(), "the old key too");
 }
