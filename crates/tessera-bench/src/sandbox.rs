@@ -43,7 +43,8 @@ pub(crate) fn tessera_binary(named: Option<&Path>) -> anyhow::Result<PathBuf> {
         "no tessera binary at {}: build it (`cargo build --release -p tessera`) or name it with --tessera",
         path.display()
     );
-    Ok(path)
+    // The servers run in their sandbox directory: a relative path would name nothing there.
+    Ok(std::path::absolute(&path)?)
 }
 
 /// Where a benchmark's server keeps its data.

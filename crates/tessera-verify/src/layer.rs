@@ -9,12 +9,11 @@
 //! is stale under the fail-closed policy, or before Tessera's keys were ever fetched, 503 with `Retry-After` — the
 //! token may be fine, the user should not be logged out for it.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::FromRequestParts;
+use futures_util::future::Either;
 use http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use tessera_jose::Claims;
@@ -26,7 +25,8 @@ use crate::verifier::{Refusal, TokenVerifier};
 #[derive(Clone)]
 pub struct Verified {
     claims: Arc<Claims>,
-    token: Arc<str>,
+    /// The request's `Authorization` value, shared rather than copied (a `HeaderValue` clone is a reference count).
+    authorization: HeaderValue,
 }
 
 impl std::fmt::Debug for Verified {
@@ -45,8 +45,9 @@ impl Verified {
     /// The bearer token itself, to exchange for a token meant for the next service (`tessera-client`'s
     /// `OnBehalfOf`). Never log it, and never send it on as it is: it is meant for this service only.
     #[must_use]
-    pub fn token(&self) -> &Arc<str> {
-        &self.token
+    pub fn token(&self) -> &str {
+        // The layer accepted exactly this shape: `Bearer <token>`, visible ASCII.
+        self.authorization.to_str().ok().and_then(|value| value.split_once(' ')).map_or("", |(_, token)| token.trim())
     }
 
     /// The subject (`sub`): the user, or for a service token the client.
@@ -159,7 +160,7 @@ impl RequireToken {
             Refusal::Stale | Refusal::KeysUnknown => Refused::Unavailable,
             Refusal::Invalid(_) | Refusal::NotClaims | Refusal::Revoked => Refused::Invalid,
         })?;
-        let verified = Verified { claims: Arc::new(claims), token: token.into() };
+        let verified = Verified { claims: Arc::new(claims), authorization: value.clone() };
         let requirements = &self.requirements;
         if let Some(audience) = &requirements.audience {
             if !verified.claims().aud.as_ref().is_some_and(|aud| aud.contains(audience)) {
@@ -231,15 +232,13 @@ pub struct RequireTokenService<S> {
 
 impl<S, ReqBody, ResBody> tower_service::Service<Request<ReqBody>> for RequireTokenService<S>
 where
-    S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ReqBody: Send + 'static,
-    ResBody: Default + Send + 'static,
+    S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    /// The inner service's own future, or the refusal at once: nothing boxed per request.
+    type Future = Either<std::future::Ready<Result<Self::Response, Self::Error>>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -249,15 +248,9 @@ where
         match self.layer.check(request.headers()) {
             Ok(verified) => {
                 request.extensions_mut().insert(verified);
-                // The service that was polled ready takes the request; a clone stays for the next one.
-                let clone = self.inner.clone();
-                let mut ready = std::mem::replace(&mut self.inner, clone);
-                Box::pin(async move { ready.call(request).await })
+                Either::Right(self.inner.call(request))
             }
-            Err(refused) => {
-                let response = refused.response();
-                Box::pin(std::future::ready(Ok(response)))
-            }
+            Err(refused) => Either::Left(std::future::ready(Ok(refused.response()))),
         }
     }
 }

@@ -99,7 +99,7 @@ async fn place_order(State(orders): State<Orders>, token: Verified) -> Response 
     let charge = orders
         .payments
         .post(format!("{}/charges", orders.payments_url))
-        .with_extension(OnBehalfOf::new(Arc::clone(token.token())))
+        .with_extension(OnBehalfOf::new(token.token()))
         .send()
         .await;
     match charge {
