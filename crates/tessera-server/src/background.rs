@@ -30,7 +30,18 @@ pub async fn start_background(state: &AppState) -> Result<tokio::task::JoinHandl
             tokio::spawn(issuers::keep_current(std::sync::Arc::clone(issuer), std::sync::Arc::clone(state.clock())))
         })
         .collect();
-    fetchers.push(tokio::spawn(keep_forgetting_expired_sessions(state.clone())));
+    fetchers.push(tokio::spawn(keep_forgetting(
+        state.clone(),
+        "expired sessions",
+        "tessera_sessions_forgotten_total",
+        forget_expired_sessions,
+    )));
+    fetchers.push(tokio::spawn(keep_forgetting(
+        state.clone(),
+        "old revocation log entries",
+        "tessera_revocation_log_forgotten_total",
+        forget_old_revocations,
+    )));
     fetchers.push(tokio::spawn(keep_forgetting_idle_rate_limits(state.clone())));
     fetchers.push(tokio::spawn(keep_counting_sessions(state.clone())));
     if let Some(metrics) = state.metrics() {
@@ -114,10 +125,10 @@ async fn keep_counting_sessions(state: AppState) {
     }
 }
 
-/// How often a node forgets expired sessions.
-const FORGET_SESSIONS_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+/// How often a node forgets expired sessions and old revocation log entries.
+const FORGET_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Sessions forgotten per store call, and calls per round at most: a store with a backlog (the first round after
+/// Rows forgotten per store call, and calls per round at most: a store with a backlog (the first round after
 /// an upgrade) catches up over a few rounds instead of holding its writer for long.
 const FORGET_BATCH: usize = 10_000;
 const FORGET_BATCHES_PER_ROUND: usize = 10;
@@ -127,11 +138,32 @@ const FORGET_BATCHES_PER_ROUND: usize = 10;
 ///
 /// # Errors
 /// Store failures (what was forgotten before one stays forgotten).
-pub async fn forget_expired_sessions(state: &AppState) -> Result<usize, tessera_store::StoreError> {
+pub async fn forget_expired_sessions(state: AppState) -> Result<usize, tessera_store::StoreError> {
     let before = state.clock().now_ms().saturating_sub(tessera_store::EXPIRED_SESSION_KEPT_MS);
+    in_batches(|limit| state.store().forget_sessions_expired_before(before, limit)).await
+}
+
+/// Forgets revocation log entries older than [`Settings::revocation_log_kept_ms`](crate::settings::Settings),
+/// in batches; how many. Without it the log grows by every revocation ever made (50 million a day in the
+/// reference design). Every node runs it; the store keeps the log's newest entry whatever its age.
+///
+/// # Errors
+/// Store failures (what was forgotten before one stays forgotten).
+pub async fn forget_old_revocations(state: AppState) -> Result<usize, tessera_store::StoreError> {
+    let before = state.clock().now_ms().saturating_sub(state.settings().revocation_log_kept_ms());
+    in_batches(|limit| state.store().forget_revocations_recorded_before(before, limit)).await
+}
+
+/// Calls `forget` with [`FORGET_BATCH`] until a batch comes back short, at most [`FORGET_BATCHES_PER_ROUND`]
+/// times; how many were forgotten. Each call is one short write: writers wait at most one batch.
+async fn in_batches<F, Fut>(mut forget: F) -> Result<usize, tessera_store::StoreError>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<usize, tessera_store::StoreError>>,
+{
     let mut forgotten = 0;
     for _ in 0..FORGET_BATCHES_PER_ROUND {
-        let batch = state.store().forget_sessions_expired_before(before, FORGET_BATCH).await?;
+        let batch = forget(FORGET_BATCH).await?;
         forgotten += batch;
         if batch < FORGET_BATCH {
             break;
@@ -153,15 +185,21 @@ async fn keep_forgetting_idle_rate_limits(state: AppState) {
     }
 }
 
-async fn keep_forgetting_expired_sessions(state: AppState) {
-    let mut tick = tokio::time::interval(FORGET_SESSIONS_EVERY);
+/// Every [`FORGET_EVERY`], runs `forget` and counts what it forgot in the counter `metric`; failures are logged
+/// as `what`'s, once per run of them.
+async fn keep_forgetting<F, Fut>(state: AppState, what: &'static str, metric: &'static str, forget: F)
+where
+    F: Fn(AppState) -> Fut,
+    Fut: std::future::Future<Output = Result<usize, tessera_store::StoreError>>,
+{
+    let mut tick = tokio::time::interval(FORGET_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failures = repeated::Repeated::new("forgetting expired sessions");
+    let mut failures = repeated::Repeated::new(what);
     loop {
         tick.tick().await;
-        let outcome = forget_expired_sessions(&state).await;
+        let outcome = forget(state.clone()).await;
         if let Ok(forgotten) = &outcome {
-            metrics::counter!("tessera_sessions_forgotten_total").increment(u64::try_from(*forgotten).unwrap_or(0));
+            metrics::counter!(metric).increment(u64::try_from(*forgotten).unwrap_or(0));
         }
         failures.record(outcome.map(drop));
     }

@@ -58,7 +58,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use background::{forget_expired_sessions, start_background, sync};
+pub use background::{forget_expired_sessions, forget_old_revocations, start_background, sync};
 pub use clients::assertion_keys as client_assertion_keys;
 pub use error::ApiError;
 pub use events::{check_webhook_url, WebhookSettings};

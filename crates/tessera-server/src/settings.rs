@@ -69,6 +69,9 @@ pub struct Settings {
     pub trusted_issuers: Vec<TrustedIssuer>,
     /// How long the revocation index may go without a successful sync before it counts as stale.
     pub revocations_stale_after: Duration,
+    /// How long the revocation log keeps its entries (who revoked what, when, why) for audit. Never less than
+    /// verification needs: [`Settings::revocation_log_kept_ms`].
+    pub revocation_log_retention: Duration,
     /// What verification does while the index is stale.
     pub stale_revocations: StalePolicy,
     /// Compact mode for the revocation index: revoked `jti`s in a time-bucketed prefilter, whose positives the
@@ -303,6 +306,7 @@ impl Default for Settings {
             require_verify_audience: false,
             trusted_issuers: Vec::new(),
             revocations_stale_after: Duration::from_secs(60),
+            revocation_log_retention: Duration::from_secs(90 * 86_400),
             stale_revocations: StalePolicy::FailClosed,
             compact_revocations: None,
             demo: true,
@@ -313,6 +317,15 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// How long the revocation log keeps an entry: the audit retention, or longer when verification needs it
+    /// longer (until no token it matches can still be valid).
+    #[must_use]
+    pub fn revocation_log_kept_ms(&self) -> tessera_model::Millis {
+        let audit = tessera_model::Millis::try_from(self.revocation_log_retention.as_millis()).unwrap_or(i64::MAX);
+        let retention = self.retention();
+        audit.max(retention.max_token_lifetime_ms.saturating_add(retention.leeway_ms))
+    }
+
     /// How long revocations matter to this server (see [`revocation_retention`]).
     #[must_use]
     pub fn retention(&self) -> tessera_revocation::Retention {

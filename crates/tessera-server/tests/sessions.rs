@@ -125,13 +125,40 @@ async fn expired_sessions_are_forgotten_only_a_while_after_they_expire() {
     let sid = claims_of(&s.access)["sid"].as_str().unwrap().to_owned();
     let lifetime_ms = u64::try_from(Settings::default().refresh_ttl.as_millis()).unwrap();
     h.clock.advance_ms(i64::try_from(lifetime_ms).unwrap() + 60_000);
-    assert_eq!(tessera_server::forget_expired_sessions(&h.state).await.unwrap(), 0, "kept a while after expiry");
+    assert_eq!(tessera_server::forget_expired_sessions(h.state.clone()).await.unwrap(), 0, "kept a while after expiry");
     assert!(h.state.store().session(&sid).await.unwrap().is_some());
     assert_eq!(h.refresh(&s.cookie, &s.csrf).await.status, StatusCode::UNAUTHORIZED);
     h.clock.advance_ms(tessera_store::EXPIRED_SESSION_KEPT_MS);
-    assert_eq!(tessera_server::forget_expired_sessions(&h.state).await.unwrap(), 1);
+    assert_eq!(tessera_server::forget_expired_sessions(h.state.clone()).await.unwrap(), 1);
     assert_eq!(h.state.store().session(&sid).await.unwrap(), None);
     assert_eq!(h.refresh(&s.cookie, &s.csrf).await.status, StatusCode::UNAUTHORIZED, "still refused");
+}
+
+/// The revocation log forgets an entry once it is older than its retention (90 days by default), not before, and
+/// never its newest entry; a retention set shorter than the tokens live is lengthened to their lifetime.
+#[tokio::test]
+async fn revocation_log_entries_are_forgotten_after_their_retention() {
+    let h = harness().await;
+    let (first, second) = (h.login("alice").await, h.login("alice").await);
+    assert_eq!(h.with_bearer("POST", "/auth/logout", &first.access).await.status, StatusCode::NO_CONTENT);
+    h.clock.advance_ms(86_400_000);
+    // A day later (its access token has expired by then): an operator ends the second session.
+    let sid = claims_of(&second.access)["sid"].as_str().unwrap().to_owned();
+    let by = Provenance::new("admin", "left the company");
+    assert!(h.state.store().revoke(Revocation::Session { sid }, by, h.clock.now_ms()).await.unwrap());
+    let logged = h.state.store().revocations_after(0, i64::MIN, 100).await.unwrap();
+    assert_eq!(logged.len(), 2);
+    assert_eq!(tessera_server::forget_old_revocations(h.state.clone()).await.unwrap(), 0, "both younger than 90 days");
+    h.clock.advance_ms(89 * 86_400_000 + 3_600_000);
+    assert_eq!(tessera_server::forget_old_revocations(h.state.clone()).await.unwrap(), 1, "the first is 90 days old");
+    let kept = h.state.store().revocations_after(0, i64::MIN, 100).await.unwrap();
+    assert_eq!(kept.iter().map(|e| e.id).collect::<Vec<_>>(), [logged[1].id]);
+    h.clock.advance_ms(365 * 86_400_000);
+    assert_eq!(tessera_server::forget_old_revocations(h.state.clone()).await.unwrap(), 0, "the newest entry stays");
+
+    let short = Settings { revocation_log_retention: std::time::Duration::from_secs(1), ..Settings::default() };
+    let lifetime_ms = (short.access_ttl_secs.max(short.service_ttl_secs) + short.leeway_secs) * 1000;
+    assert_eq!(short.revocation_log_kept_ms(), lifetime_ms, "never shorter than verification needs");
 }
 
 #[tokio::test]

@@ -29,7 +29,7 @@ pub struct Deadline<S> {
 }
 
 /// The operations [`Deadline`] times: every method of [`Store`] it forwards.
-const OPERATIONS: [&str; 28] = [
+const OPERATIONS: [&str; 29] = [
     "create_user",
     "user",
     "users",
@@ -50,6 +50,7 @@ const OPERATIONS: [&str; 28] = [
     "subject",
     "revocations_after",
     "forget_sessions_expired_before",
+    "forget_revocations_recorded_before",
     "token_revoked",
     "log_head",
     "record_security_event",
@@ -220,6 +221,11 @@ impl<S: Store> Store for Deadline<S> {
 
     async fn forget_sessions_expired_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError> {
         self.bounded("forget_sessions_expired_before", self.inner.forget_sessions_expired_before(before, limit)).await
+    }
+
+    async fn forget_revocations_recorded_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError> {
+        let forgetting = self.inner.forget_revocations_recorded_before(before, limit);
+        self.bounded("forget_revocations_recorded_before", forgetting).await
     }
 
     async fn token_revoked(&self, jti: &str) -> Result<bool, StoreError> {

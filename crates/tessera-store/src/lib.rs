@@ -179,6 +179,16 @@ pub trait Store: Send + Sync + 'static {
     /// Backend failures.
     async fn forget_sessions_expired_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError>;
 
+    /// Forgets up to `limit` revocation log entries recorded before `before`, oldest first; how many. The
+    /// newest entry always stays, whatever its age: it is the log's head, by which readers tell a log that went
+    /// back. A token entry forgotten is no longer [`token_revoked`](Self::token_revoked). The caller picks
+    /// `before` so that nothing forgotten can match a valid token and the audit history is kept as long as
+    /// configured; each call is one short write, so pruning in batches never holds writers up for long.
+    ///
+    /// # Errors
+    /// Backend failures (what was forgotten before one stays forgotten).
+    async fn forget_revocations_recorded_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError>;
+
     /// Applies a revocation and logs it, with who and why, for verifiers and for audit. Sessions are marked
     /// revoked (sticky), subject instants only move forward, token and client entries are added. Returns whether
     /// it changed anything (a session that was live, an instant that moved); nothing is logged when it did not.

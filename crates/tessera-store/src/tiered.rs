@@ -228,6 +228,11 @@ impl Store for TieredStore {
         self.records.forget_sessions_expired_before(before, limit).await
     }
 
+    async fn forget_revocations_recorded_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError> {
+        // The log is PostgreSQL's.
+        self.records.forget_revocations_recorded_before(before, limit).await
+    }
+
     async fn token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
         self.records.token_revoked(jti).await
     }

@@ -68,6 +68,7 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
         password_hash_queue: config.server.password_hash_queue,
         reload_interval: config.server.reload_interval,
         revocations_stale_after: config.revocation.stale_after,
+        revocation_log_retention: config.revocation.log_retention,
         stale_revocations: match config.revocation.stale_policy {
             crate::config::StalePolicyConfig::FailClosed => tessera_server::StalePolicy::FailClosed,
             crate::config::StalePolicyConfig::FailOpen => tessera_server::StalePolicy::FailOpen,

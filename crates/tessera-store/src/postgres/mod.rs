@@ -513,6 +513,16 @@ impl Store for PostgresStore {
         Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
     }
 
+    async fn forget_revocations_recorded_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError> {
+        let db = self.pool.get().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = "DELETE FROM revocation_log WHERE id IN (
+                       SELECT id FROM revocation_log
+                       WHERE at < $1 AND id < (SELECT max(id) FROM revocation_log) ORDER BY id LIMIT $2)";
+        let deleted = db.execute(&prepared(&db, sql).await?, &[&before, &limit]).await?;
+        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+    }
+
     async fn token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
         let db = self.pool.get().await?;
         let sql = "SELECT EXISTS (SELECT 1 FROM revocation_log WHERE value = $1 AND kind IN ('token', 'token_by_id'))";

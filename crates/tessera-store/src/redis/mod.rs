@@ -80,7 +80,8 @@ use self::codec::{client_fields, flag, hex, pairs, refusal, session_fields, sess
 use self::connection::{Connection, Opener};
 use self::keys::{
     assertion_key, client_key, document_key, family_key, live_sessions_key, live_sessions_shard, sessions_key,
-    set_members, user_key, CLIENTS_KEY, LIVE_SESSION_SHARDS, LOG_COMMITTED_KEY, REVOKED_TOKENS_KEY, USERS_KEY,
+    set_members, user_key, CLIENTS_KEY, LIVE_SESSION_SHARDS, LOG_COMMITTED_KEY, LOG_KEY, LOG_TIME_KEY,
+    REVOKED_TOKENS_KEY, USERS_KEY,
 };
 use self::scripts::Scripts;
 use crate::batch::PendingRevocation;
@@ -495,6 +496,13 @@ impl Store for RedisStore {
     async fn forget_sessions_expired_before(&self, _before: Millis, _limit: usize) -> Result<usize, StoreError> {
         // Every session key, and every subject's session set, expires by itself (see `create_session`).
         Ok(0)
+    }
+
+    async fn forget_revocations_recorded_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError> {
+        let keys = [LOG_KEY, LOG_TIME_KEY, REVOKED_TOKENS_KEY, LOG_COMMITTED_KEY].map(str::to_owned);
+        let forgotten: i64 =
+            self.script(&self.scripts.prune_log, &keys, &[before.to_string(), limit.to_string()]).await?;
+        Ok(usize::try_from(forgotten).unwrap_or(0))
     }
 
     async fn token_revoked(&self, jti: &str) -> Result<bool, StoreError> {

@@ -325,6 +325,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn forget_revocations_recorded_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.write(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "DELETE FROM revocation_log WHERE id IN (
+                         SELECT id FROM revocation_log
+                         WHERE at < ?1 AND id < (SELECT max(id) FROM revocation_log) ORDER BY id LIMIT ?2)",
+                )?
+                .execute(params![before, limit])?)
+        })
+        .await
+    }
+
     async fn create_session(&self, session: NewSession) -> Result<Session, StoreError> {
         self.write(move |conn| {
             let session = Session::new(session);

@@ -163,6 +163,11 @@ pub(crate) struct RevocationConfig {
     /// With `compact`: the revocations one bucket is sized for (about 1.7 MB per million); a fuller bucket grows
     /// and its false-positive rate adds up. Size it for the busiest bucket. Default 1,000,000.
     pub(crate) compact_bucket_capacity: usize,
+    /// How long the revocation log keeps each entry (who revoked what, when, why) before the nodes forget it, in
+    /// the background and in batches. Never less than verification needs (the longest token lifetime plus
+    /// leeway), whatever is set. Default 90 days.
+    #[serde(with = "duration_text")]
+    pub(crate) log_retention: Duration,
 }
 
 /// See [`RevocationConfig::stale_policy`].
@@ -183,6 +188,7 @@ impl Default for RevocationConfig {
             compact: false,
             compact_bucket_width: Duration::from_secs(3600),
             compact_bucket_capacity: 1_000_000,
+            log_retention: Duration::from_secs(90 * 86_400),
         }
     }
 }
