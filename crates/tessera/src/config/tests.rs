@@ -182,3 +182,27 @@ fn an_enabled_migration_reports_every_problem_and_never_trusts_unsigned_cookies(
     // The secrets never reach a log line through Debug.
     assert!(!format!("{config:?}").contains("keyboard cat"));
 }
+
+/// The configuration file the Kubernetes ConfigMap ships (`deploy/kubernetes/configmap.yaml`, the block under
+/// `tessera.toml: |`) parses into the known settings and passes validation once the Secret's PostgreSQL URL is in
+/// the environment, as the Deployment gives it.
+#[test]
+fn the_kubernetes_configuration_is_valid() {
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/kubernetes/configmap.yaml")).unwrap();
+    let block: Vec<&str> = manifest
+        .lines()
+        .skip_while(|line| line.trim() != "tessera.toml: |")
+        .skip(1)
+        .take_while(|line| line.is_empty() || line.starts_with("    "))
+        .map(|line| line.strip_prefix("    ").unwrap_or(line))
+        .collect();
+    assert!(block.len() > 5, "no tessera.toml block in the ConfigMap");
+    let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
+        .merge(Toml::string(&block.join("\n")))
+        .extract()
+        .unwrap_or_else(|err| panic!("the ConfigMap's tessera.toml: {err}"));
+    assert_eq!(config.store.backend, StoreBackend::Tiered);
+    config.store.postgres_url = Some("postgres://tessera@postgres:5432/tessera".into());
+    config.validate().unwrap();
+}
