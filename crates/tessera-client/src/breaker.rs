@@ -66,7 +66,8 @@ impl Breaker {
         }
         state.failures_in_a_row = state.failures_in_a_row.saturating_add(1);
         if state.trial_in_flight || state.failures_in_a_row >= self.config.failures.max(1) {
-            state.open_until = Some(Instant::now() + self.config.open_for);
+            // At most a day: a configured eternity must not overflow the clock.
+            state.open_until = Some(Instant::now() + self.config.open_for.min(Duration::from_secs(86_400)));
             state.trial_in_flight = false;
         }
     }

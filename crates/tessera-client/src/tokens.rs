@@ -15,6 +15,8 @@ use crate::{AccessToken, ConfigError, Credentials, TokenError};
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 /// RFC 8693 §2.1: the grant type of token exchange.
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The longest a token is cached, whatever its lifetime.
+const MAX_CACHED_SECS: u64 = 86_400;
 /// The longest token answer read: a token response is a few kilobytes.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
@@ -238,7 +240,8 @@ impl TokenClient {
             return Err(Failure::Final(refusal(status.as_u16(), &body)));
         }
         let answer = parse_answer(&body).map_err(Failure::Final)?;
-        let lifetime = Duration::from_secs(answer.expires_in);
+        // A token is cached a day at most, whatever the answer says (and an absurd `expires_in` cannot overflow).
+        let lifetime = Duration::from_secs(answer.expires_in.min(MAX_CACHED_SECS));
         let margin = inner.config.refresh_margin.min(lifetime / 2);
         Ok(Fetched {
             token: AccessToken::new(answer.access_token, asked_at + lifetime, answer.scope),

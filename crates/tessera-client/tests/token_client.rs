@@ -155,6 +155,9 @@ async fn garbage_from_the_token_endpoint_is_a_typed_error_and_never_a_panic() {
             "mac" => (200, r#"{"access_token":"t","token_type":"mac","expires_in":60}"#.into()),
             "negative" => (200, r#"{"access_token":"t","token_type":"Bearer","expires_in":-1}"#.into()),
             "huge" => (200, huge.clone()),
+            "forever" => {
+                (200, r#"{"access_token":"t","token_type":"Bearer","expires_in":18446744073709551615}"#.into())
+            }
             _ => (200, r#"{"access_token":"t\u0000x","token_type":"Bearer","expires_in":60}"#.into()),
         }),
     )
@@ -164,9 +167,11 @@ async fn garbage_from_the_token_endpoint_is_a_typed_error_and_never_a_panic() {
         let error = tokens.service_token(audience, None).await.unwrap_err();
         assert!(matches!(error, TokenError::BadAnswer(_)), "{audience}: {error:?}");
     }
+    // An absurd lifetime is not an error (nor an overflow): the token is cached a day at most.
+    assert_eq!(tokens.service_token("forever", None).await.unwrap().secret(), "t");
     let error = tokens.service_token("huge", None).await.unwrap_err();
     assert!(matches!(&error, TokenError::BadAnswer(why) if why.contains("longer than")), "{error:?}");
-    assert_eq!(requests(&fake), 5, "an unusable answer is not asked for again");
+    assert_eq!(requests(&fake), 6, "an unusable answer is not asked for again");
 
     // Nothing listening: unreachable, after the bounded attempts.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
