@@ -189,7 +189,8 @@ fn an_enabled_migration_reports_every_problem_and_never_trusts_unsigned_cookies(
 #[test]
 fn the_kubernetes_configuration_is_valid() {
     let manifest =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/kubernetes/configmap.yaml")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/kubernetes/configmap.yaml"))
+            .unwrap();
     let block: Vec<&str> = manifest
         .lines()
         .skip_while(|line| line.trim() != "tessera.toml: |")
