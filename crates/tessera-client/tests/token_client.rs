@@ -105,13 +105,13 @@ async fn a_hundred_concurrent_callers_cause_one_token_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_is_replaced_a_margin_before_it_expires() {
-    // 4-second tokens: the margin is capped at half the lifetime, so each serves 2 s.
-    let (fake, url) = fake_tessera(Duration::ZERO, Arc::new(|n, _| token_answer(n, 4))).await;
+    // 8-second tokens: the margin is capped at half the lifetime, so each serves 4 s.
+    let (fake, url) = fake_tessera(Duration::ZERO, Arc::new(|n, _| token_answer(n, 8))).await;
     let tokens = client(&url, Credentials::secret("job", "secret"));
     assert_eq!(tokens.service_token("payments", None).await.unwrap().secret(), "token-0");
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(tokens.service_token("payments", None).await.unwrap().secret(), "token-0");
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
     assert_eq!(tokens.service_token("payments", None).await.unwrap().secret(), "token-1");
     assert_eq!(requests(&fake), 2);
 }
