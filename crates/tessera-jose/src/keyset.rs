@@ -1,6 +1,7 @@
 //! A set of verifying keys found only by exact `kid`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::sign::JwtHeader;
 use crate::{b64, Header, Jwk, Jwks, KeyError, VerifyingKey, ACCESS_TOKEN_TYP, MAX_KEYS_IN_SET};
@@ -10,7 +11,7 @@ use crate::{b64, Header, Jwk, Jwks, KeyError, VerifyingKey, ACCESS_TOKEN_TYP, MA
 pub struct KeySet {
     keys: HashMap<String, VerifyingKey>,
     /// The base64url header Tessera's signer writes for each key's access tokens → that key's id and the header.
-    canonical_headers: HashMap<String, (String, Header)>,
+    canonical_headers: HashMap<String, (String, Arc<Header>)>,
 }
 
 impl KeySet {
@@ -98,7 +99,7 @@ impl KeySet {
                 typ: Some(ACCESS_TOKEN_TYP.to_owned()),
                 other: serde_json::Map::new(),
             };
-            self.canonical_headers.insert(b64::encode(json), (key.kid().to_owned(), parsed));
+            self.canonical_headers.insert(b64::encode(json), (key.kid().to_owned(), Arc::new(parsed)));
         }
         self.keys.insert(key.kid().to_owned(), key);
         Ok(())
@@ -111,9 +112,9 @@ impl KeySet {
     }
 
     /// The parsed header and key for a header segment exactly as Tessera's signer writes it.
-    pub(crate) fn by_canonical_header(&self, segment: &str) -> Option<(Header, &VerifyingKey)> {
+    pub(crate) fn by_canonical_header(&self, segment: &str) -> Option<(Arc<Header>, &VerifyingKey)> {
         let (kid, header) = self.canonical_headers.get(segment)?;
-        Some((header.clone(), self.keys.get(kid)?))
+        Some((Arc::clone(header), self.keys.get(kid)?))
     }
 
     /// The only key of a one-key set: used for tokens without `kid`, and only when there is no ambiguity.

@@ -69,8 +69,9 @@ impl Policy {
 /// A token that passed verification.
 #[derive(Debug, Clone)]
 pub struct Verified {
-    /// Its header.
-    pub header: Header,
+    /// Its header: shared with the key set when it is one Tessera's signer writes, so the common case copies
+    /// nothing.
+    pub header: Arc<Header>,
     /// Its payload. Under [`Profile::Access`] always [`Payload::Claims`].
     pub payload: Payload,
 }
@@ -208,7 +209,7 @@ impl Verifier {
                     Some(kid) => keys.get(kid).ok_or_else(|| TokenError::UnknownKey(kid.clone()))?,
                     None => keys.sole_key().ok_or_else(|| TokenError::UnknownKey(String::new()))?,
                 };
-                (header, key)
+                (Arc::new(header), key)
             }
         };
         if header.alg != key.algorithm().as_str() {
