@@ -19,6 +19,10 @@ async fn healthz() -> &'static str {
 
 /// Ready when the store answers and the revocation index synced recently (so tokens revoked elsewhere are known).
 /// A store known to be down (Redis behind an open circuit breaker) is not asked: it is not ready, and says why.
+///
+/// A store that answers but has parts that cannot acknowledge writes (a Redis shard short of replicas) is still
+/// ready, and `/readyz` names those parts: verification and the writes to every other part go on, and taking
+/// every node out of rotation for it would turn the loss of some writes into the loss of all traffic.
 async fn readyz(State(state): State<AppState>) -> Response {
     if let Some(reason) = state.store().health() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {reason}")).into_response();
@@ -27,7 +31,18 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let age_ms = state.clock().now_ms() - state.revocations().last_sync_ms();
     let fresh = age_ms <= (crate::state::millis(state.settings().reload_interval) * 20).max(5_000);
     match (store, fresh) {
-        (Ok(()), true) => (StatusCode::OK, "ready").into_response(),
+        (Ok(()), true) => {
+            let unwritable = state.store().unwritable();
+            if unwritable.is_empty() {
+                (StatusCode::OK, "ready").into_response()
+            } else {
+                (
+                    StatusCode::OK,
+                    format!("ready, degraded: writes cannot be acknowledged on\n{}", unwritable.join("\n")),
+                )
+                    .into_response()
+            }
+        }
         (Err(err), _) => {
             tracing::warn!(error = %err, "not ready: store");
             (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()

@@ -268,6 +268,10 @@ impl<S: Store> Store for Deadline<S> {
         self.inner.health()
     }
 
+    fn unwritable(&self) -> Vec<String> {
+        self.inner.unwritable()
+    }
+
     fn record_metrics(&self) {
         self.inner.record_metrics();
     }

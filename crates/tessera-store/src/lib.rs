@@ -296,6 +296,13 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Parts of the backend that answer but cannot acknowledge writes now — a Redis shard with fewer replicas online
+    /// than writes wait for — each described, for `/readyz`. Empty when every part can, or when the backend cannot
+    /// tell.
+    fn unwritable(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Sets the backend's own gauges (the Redis circuit breaker's state). Called on every metrics scrape, so they
     /// show from the first scrape on, whichever of the store and the metrics recorder was set up first.
     fn record_metrics(&self) {}

@@ -270,6 +270,14 @@ impl Store for TieredStore {
         self.records.log_changes()
     }
 
+    fn health(&self) -> Option<&'static str> {
+        self.rotations.health()
+    }
+
+    fn unwritable(&self) -> Vec<String> {
+        self.rotations.unwritable()
+    }
+
     fn record_metrics(&self) {
         self.rotations.record_metrics();
     }

@@ -198,9 +198,13 @@ impl Redis {
     }
 }
 
-/// A throwaway Redis Cluster of three masters and three replicas, killed on drop.
+/// A throwaway Redis Cluster of three masters with one replica each (or more: [`start_with_replicas`]), killed
+/// on drop.
+///
+/// [`start_with_replicas`]: Self::start_with_replicas
 pub struct RedisCluster {
     nodes: Vec<RedisProcess>,
+    replicas_per_master: usize,
     _dir: tempfile::TempDir,
 }
 
@@ -217,9 +221,16 @@ impl RedisCluster {
     /// a replica takes over from a dead master within a few of these.
     #[must_use]
     pub fn start_with_node_timeout(node_timeout: Duration) -> Self {
+        Self::start_with_replicas(1, node_timeout)
+    }
+
+    /// Three masters with `replicas_per_master` replicas each (`--cluster-replicas`), nodes counting one as failed
+    /// after `node_timeout`.
+    #[must_use]
+    pub fn start_with_replicas(replicas_per_master: usize, node_timeout: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let timeout = node_timeout.as_millis().to_string();
-        let nodes = (0..6)
+        let nodes = (0..3 * (1 + replicas_per_master))
             .map(|node| {
                 // The cluster bus gets its own free port (the default, port + 10000, may be taken or out of range).
                 RedisProcess::start(
@@ -236,13 +247,13 @@ impl RedisCluster {
                 )
             })
             .collect();
-        let cluster = Self { nodes, _dir: dir };
+        let cluster = Self { nodes, replicas_per_master, _dir: dir };
         let addresses: Vec<String> = cluster.nodes.iter().map(|node| format!("127.0.0.1:{}", node.port)).collect();
         let created = redis_program("redis-cli")
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas_per_master.to_string(), "--cluster-yes"])
             .output()
             .unwrap();
         assert!(
@@ -337,13 +348,18 @@ impl RedisCluster {
         }
     }
 
-    /// Waits (60 s at most) until every master with slots has a replica in sync: writes waiting for one replica
-    /// (`WAIT 1`) succeed everywhere again.
+    /// Waits (60 s at most) until every master has as many replicas in sync as the cluster was started with:
+    /// writes waiting for them (`WAIT`) succeed everywhere again.
     pub fn wait_until_replicated(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         let replicated = |port: u16| {
             let replication = redis_cli(port, &["INFO", "replication"]);
-            !replication.contains("role:master") || replication.contains("connected_slaves:1")
+            let connected = replication
+                .lines()
+                .find_map(|line| line.trim().strip_prefix("connected_slaves:"))
+                .and_then(|count| count.parse::<usize>().ok())
+                .unwrap_or(0);
+            !replication.contains("role:master") || connected >= self.replicas_per_master
         };
         while !self.nodes.iter().filter(|node| node.alive()).all(|node| replicated(node.port)) {
             assert!(Instant::now() < deadline, "a Redis master stayed without a replica");

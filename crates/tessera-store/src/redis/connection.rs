@@ -235,14 +235,22 @@ impl RedisStore {
         Fields::from_value(self.read(::redis::cmd("HGETALL").arg(key)).await?)
     }
 
-    /// Creates a hash unless it exists: `false` when it did.
+    /// Creates a hash unless another write did: `false` when one did (see `create.lua`).
     pub(super) async fn create(
         &self,
         key: String,
         ttl_ms: Option<Millis>,
         fields: Vec<String>,
     ) -> Result<bool, StoreError> {
-        let args: Vec<String> = std::iter::once(ttl_ms.unwrap_or(0).to_string()).chain(fields).collect();
+        let mut write_id = [0_u8; 16];
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "an id that never leaves Redis and that no test needs to fix: only unique, from the OS"
+        )]
+        getrandom::fill(&mut write_id)
+            .map_err(|err| StoreError::backend(format!("the OS random source failed: {err}")))?;
+        let write_id = write_id.iter().map(|byte| format!("{byte:02x}")).collect::<String>();
+        let args: Vec<String> = [ttl_ms.unwrap_or(0).to_string(), write_id].into_iter().chain(fields).collect();
         Ok(self.script::<i64>(&self.scripts.create, &[key], &args).await? == 1)
     }
 
@@ -271,5 +279,29 @@ impl RedisStore {
         }))
         .await?;
         hashes.iter().flatten().map(parse).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a panic here is a failed test
+
+    use super::super::RedisStore;
+
+    #[tokio::test]
+    async fn a_create_run_twice_by_the_same_write_is_one_create_and_another_write_finds_it_taken() {
+        let redis = tessera_test_support::Redis::start();
+        let store = RedisStore::connect(&[redis.url()], false, 0).await.unwrap();
+        let key = "tessera:test:created".to_owned();
+        let create = |write_id: &str| {
+            let args = ["0", write_id, "field", "value"].map(str::to_owned);
+            let keys = [key.clone()];
+            let store = &store;
+            async move { store.script::<i64>(&store.scripts.create, &keys, &args).await.unwrap() }
+        };
+        assert_eq!(create("write-1").await, 1);
+        assert_eq!(create("write-1").await, 1, "the cluster client's retry of a write whose reply was lost");
+        assert_eq!(create("write-2").await, 0, "another write");
+        assert!(!store.create(key, None, vec!["field".into(), "value".into()]).await.unwrap(), "a fresh write id");
     }
 }

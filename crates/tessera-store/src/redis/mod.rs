@@ -69,6 +69,7 @@
 //! log and writes revocations in batches; [`events`] records and reads security events; this file is the [`Store`] itself.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::redis::Value;
@@ -98,6 +99,7 @@ mod connection;
 mod events;
 mod keys;
 mod log;
+mod replicas;
 mod scripts;
 
 /// How long a write waits for its replicas before it fails.
@@ -161,11 +163,15 @@ pub struct RedisStore {
     wait_replicas: u32,
     log_changes: tokio::sync::watch::Receiver<u64>,
     subscriber: tokio::task::JoinHandle<()>,
+    /// The shards and their replicas online, as the probe last saw them (see [`replicas`]).
+    shards: replicas::Shards,
+    replica_probe: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for RedisStore {
     fn drop(&mut self) {
         self.subscriber.abort();
+        self.replica_probe.abort();
     }
 }
 
@@ -210,6 +216,8 @@ impl RedisStore {
         let (changes, log_changes) = tokio::sync::watch::channel(0);
         let subscriber = tokio::spawn(log::subscribe(urls.to_vec(), changes));
         let breaker = Breaker::new(breaker);
+        let shards = replicas::Shards::default();
+        let replica_probe = tokio::spawn(replicas::watch(reader.clone(), cluster, Arc::clone(&shards), wait_replicas));
         let store = Self {
             writers,
             next_writer: std::sync::atomic::AtomicUsize::new(0),
@@ -222,6 +230,8 @@ impl RedisStore {
             wait_replicas,
             log_changes,
             subscriber,
+            shards,
+            replica_probe,
         };
         store.upgrade_events().await?;
         Ok(store)
@@ -563,7 +573,21 @@ impl Store for RedisStore {
         }
     }
 
+    fn unwritable(&self) -> Vec<String> {
+        let shards = self.shards.lock().map(|shards| shards.clone()).unwrap_or_default();
+        shards.iter().filter_map(|shard| shard.unwritable_because(self.wait_replicas)).collect()
+    }
+
     fn record_metrics(&self) {
         metrics::gauge!("tessera_redis_breaker_state").set(self.breaker_state().gauge());
+        let shards = self.shards.lock().map(|shards| shards.clone()).unwrap_or_default();
+        let unwritable = shards.iter().filter(|shard| shard.unwritable_because(self.wait_replicas).is_some()).count();
+        for shard in &shards {
+            let writable = shard.unwritable_because(self.wait_replicas).is_none();
+            metrics::gauge!("tessera_redis_shard_acknowledges_writes", "slots" => shard.slots.clone())
+                .set(if writable { 1.0 } else { 0.0 });
+        }
+        #[allow(clippy::cast_precision_loss)] // a handful of shards
+        metrics::gauge!("tessera_redis_shards_unable_to_acknowledge_writes").set(unwritable as f64);
     }
 }
