@@ -242,10 +242,10 @@ impl RedisStore {
         ttl_ms: Option<Millis>,
         fields: Vec<String>,
     ) -> Result<bool, StoreError> {
-        let mut write_id = [0_u8; 16];
+        let mut write_id = [0_u8; 8];
         #[allow(
             clippy::disallowed_methods,
-            reason = "an id that never leaves Redis and that no test needs to fix: only unique, from the OS"
+            reason = "an id that never leaves Redis and that no test needs to fix: only unique among the writes racing for one key"
         )]
         getrandom::fill(&mut write_id)
             .map_err(|err| StoreError::backend(format!("the OS random source failed: {err}")))?;
