@@ -63,6 +63,11 @@ pub enum BenchCommand {
     /// verification (one core each), and the time from a logout at Tessera to the embedded verifier refusing the
     /// session's token (p50, p99, max).
     Embedded(EmbeddedArgs),
+    /// A compressed day: millions of token revocations written through the store library, with token lifetimes
+    /// and a log retention of minutes so that most expire during the run, while a real `tessera serve` follows
+    /// the log; samples of the store's size, the server's index and memory, and revocation-to-refusal time show
+    /// whether they stay flat once the windows are full.
+    Day(DayArgs),
     /// How soon a restarted node is ready: fills a store with live revocation entries (70% token ids, 20%
     /// sessions, 10% subjects), then starts `tessera serve` on it and times it until /readyz answers with every
     /// entry in its index.
@@ -87,6 +92,51 @@ pub struct EmbeddedArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What `day` writes and how it samples. Bounded: it stops after `--revocations` or `--max-duration`.
+#[derive(Debug, Clone, Args)]
+pub struct DayArgs {
+    /// Token revocations to write (the reference design's day is 50 million).
+    #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1_000..=100_000_000))]
+    pub revocations: u64,
+    /// Revocations written per second at most: the pace that spreads them over several token lifetimes and
+    /// retentions, so the run shows the windows full (the reference design's day is 580 a second on average).
+    #[arg(long, default_value_t = 25_000, value_parser = clap::value_parser!(u32).range(100..=1_000_000))]
+    pub rate: u32,
+    /// Lifetime of the tokens revoked (and the server's access and service token lifetimes).
+    #[arg(long, default_value = "1m", value_parser = minutes_at_most_an_hour)]
+    pub token_lifetime: std::time::Duration,
+    /// The server's `revocation.log_retention`.
+    #[arg(long, default_value = "2m", value_parser = minutes_at_most_an_hour)]
+    pub log_retention: std::time::Duration,
+    /// Time between samples.
+    #[arg(long, default_value = "15s", value_parser = bench_duration)]
+    pub sample_every: std::time::Duration,
+    /// Give up (an error) when the revocations are not all written by then.
+    #[arg(long, default_value = "30m", value_parser = minutes_at_most_two_hours)]
+    pub max_duration: std::time::Duration,
+    /// Print the samples as JSON at the end.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: BenchStore,
+}
+
+fn minutes_at_most_an_hour(text: &str) -> Result<std::time::Duration, String> {
+    minutes_between(text, 1, 60)
+}
+
+fn minutes_at_most_two_hours(text: &str) -> Result<std::time::Duration, String> {
+    minutes_between(text, 1, 120)
+}
+
+fn minutes_between(text: &str, least: u64, most: u64) -> Result<std::time::Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|err| err.to_string())?;
+    if !(std::time::Duration::from_secs(60 * least)..=std::time::Duration::from_secs(60 * most)).contains(&duration) {
+        return Err(format!("between {least}m and {most}m"));
+    }
+    Ok(duration)
 }
 
 /// What `restart` measures.

@@ -6,6 +6,7 @@
 //! `restart`.
 
 pub mod cli;
+mod day;
 mod embedded;
 mod load;
 mod raw;
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (scenario, alg, load) = match cli.command {
         BenchCommand::Restart { restart, json } => return restart::run(&tessera, &restart, json),
         BenchCommand::Embedded(args) => return embedded::run(&tessera, &args),
+        BenchCommand::Day(args) => return day::run(&tessera, &args),
         BenchCommand::Refresh { alg, load } => (Scenario::Refresh, alg, load),
         BenchCommand::Login { load } => (Scenario::Login, Algorithm::EdDSA, load),
         BenchCommand::Verify { alg, tokens, load } => {

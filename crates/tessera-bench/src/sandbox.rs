@@ -101,6 +101,8 @@ pub(crate) struct Sandbox {
     admin_token: String,
     /// The master key sealing this sandbox's keys (random per run; a shared store refuses to start without one).
     master_key: String,
+    /// Settings of the scenario, as environment variables (`TESSERA_TOKENS__ACCESS_TTL`, ...).
+    settings: Vec<(&'static str, String)>,
 }
 
 impl Sandbox {
@@ -112,7 +114,9 @@ impl Sandbox {
         // directory, and read ./tessera.toml).
         let backend = Backend::of(&store);
         if backend != Backend::Sqlite {
-            let mut section = format!("[store]\nbackend = {}\n", toml_string(backend.name()));
+            // Nodes of a shared store must agree on the issuer (it refuses to start without one).
+            let mut section =
+                format!("issuer = \"http://tessera.bench\"\n[store]\nbackend = {}\n", toml_string(backend.name()));
             if let Some(url) = &store.postgres_url {
                 section += &format!("postgres_url = {}\n", toml_string(url));
             }
@@ -131,10 +135,22 @@ impl Sandbox {
         OsRng.fill(&mut secret)?;
         let admin_token = secret.iter().map(|byte| format!("{byte:02x}")).collect();
         let (_, master_key) = tessera_keys::MasterKey::generate()?;
-        Ok(Self { exe: exe.to_owned(), dir, alg, store, admin_token, master_key })
+        Ok(Self { exe: exe.to_owned(), dir, alg, store, admin_token, master_key, settings: Vec::new() })
     }
 
-    fn data_dir(&self) -> PathBuf {
+    /// The same sandbox, its server run with these settings (environment variables named as in
+    /// `tessera.example.toml`).
+    pub(crate) fn with_settings(mut self, settings: impl IntoIterator<Item = (&'static str, String)>) -> Self {
+        self.settings.extend(settings);
+        self
+    }
+
+    /// The admin API's credential of this sandbox's server.
+    pub(crate) fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }
 
@@ -149,6 +165,7 @@ impl Sandbox {
             .env("TESSERA_ADMIN_TOKEN", &self.admin_token)
             .env("TESSERA_MASTER_KEY", &self.master_key)
             .env("RUST_LOG", "warn")
+            .envs(self.settings.iter().map(|(name, value)| (name, value)))
             .env_remove("TESSERA_CONFIG");
         command
     }

@@ -91,8 +91,8 @@ impl Config {
         if !(1..=100_000_000).contains(&self.revocation.compact_bucket_capacity) {
             problems.push("revocation.compact_bucket_capacity must be between 1 and 100000000".to_owned());
         }
-        if self.revocation.log_retention < Duration::from_secs(3600) {
-            problems.push("revocation.log_retention must be at least 1h".to_owned());
+        if self.revocation.log_retention < Duration::from_secs(60) {
+            problems.push("revocation.log_retention must be at least 1m".to_owned());
         }
         if self.revocation.stale_after <= self.server.reload_interval {
             problems.push("revocation.stale_after must be longer than server.reload_interval".to_owned());
