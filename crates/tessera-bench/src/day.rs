@@ -215,31 +215,21 @@ async fn write_revocations(
     let lifetime_ms = i64::try_from(lifetime.as_millis())?;
     let provenance = Provenance::new("bench", "compressed day");
     let wrote = Arc::new(wrote);
-    let mut writes = tokio::task::JoinSet::new();
     let started = tokio::time::Instant::now();
-    for n in 0..count {
-        // Paced: revocation n goes out no earlier than n / rate seconds in.
-        if n % 1_000 == 0 {
-            tokio::time::sleep_until(started + Duration::from_secs_f64(n as f64 / f64::from(rate))).await;
-        }
+    crate::spawn_bounded(count, IN_FLIGHT, |n| {
         let (store, provenance, wrote) = (Arc::clone(&store), provenance.clone(), Arc::clone(&wrote));
-        writes.spawn(async move {
+        // Paced: revocation n goes out no earlier than n / rate seconds in.
+        let due = started + Duration::from_secs_f64(n as f64 / f64::from(rate));
+        async move {
+            tokio::time::sleep_until(due).await;
             let now = SystemClock.now_ms();
             let revocation = Revocation::Token { jti: format!("day-{n}"), expires_at: now + lifetime_ms };
             store.revoke(revocation, provenance, now).await?;
             wrote();
-            anyhow::Ok(())
-        });
-        while writes.len() >= IN_FLIGHT {
-            if let Some(done) = writes.join_next().await {
-                done??;
-            }
+            Ok(())
         }
-    }
-    while let Some(done) = writes.join_next().await {
-        done??;
-    }
-    Ok(())
+    })
+    .await
 }
 
 /// A token minted through the admin API and accepted by `/verify`, then revoked through the store like the bulk

@@ -52,3 +52,25 @@ async fn until_stopped<T>(work: impl std::future::Future<Output = anyhow::Result
         () = tessera_server::shutdown_signal() => anyhow::bail!("interrupted; the benchmark's server was stopped"),
     }
 }
+
+/// Runs `task(n)` for each `n` in `0..count` on the runtime, at most `in_flight` at once; the first failure ends
+/// it (with the tasks still running dropped).
+async fn spawn_bounded<F, Fut>(count: u64, in_flight: usize, task: F) -> anyhow::Result<()>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let mut running = tokio::task::JoinSet::new();
+    for n in 0..count {
+        running.spawn(task(n));
+        while running.len() >= in_flight {
+            if let Some(done) = running.join_next().await {
+                done??;
+            }
+        }
+    }
+    while let Some(done) = running.join_next().await {
+        done??;
+    }
+    Ok(())
+}

@@ -100,12 +100,11 @@ async fn seed(sandbox: &Sandbox, entries: u64, now: Millis) -> anyhow::Result<()
     let sessions = entries / 5;
     let subjects = entries / 10;
     let provenance = Provenance::new("bench", "restart benchmark");
-    let mut writes = tokio::task::JoinSet::new();
-    for n in 0..entries {
+    crate::spawn_bounded(entries, IN_FLIGHT, |n| {
         let store = Arc::clone(&store);
         let provenance = provenance.clone();
         let spread = i64::try_from(n % 600_000).unwrap_or(0);
-        writes.spawn(async move {
+        async move {
             let revocation = if n < sessions {
                 let sid = format!("bench-session-{n}");
                 store
@@ -127,18 +126,11 @@ async fn seed(sandbox: &Sandbox, entries: u64, now: Millis) -> anyhow::Result<()
             } else {
                 Revocation::Token { jti: format!("bench-token-{n}"), expires_at: now + 3_600_000 - spread }
             };
-            store.revoke(revocation, provenance, now).await
-        });
-        while writes.len() >= IN_FLIGHT {
-            if let Some(done) = writes.join_next().await {
-                done??;
-            }
+            store.revoke(revocation, provenance, now).await?;
+            Ok(())
         }
-    }
-    while let Some(done) = writes.join_next().await {
-        done??;
-    }
-    Ok(())
+    })
+    .await
 }
 
 /// Polls /readyz until it answers 200 (at most a minute), then reads the index size from /metrics.
