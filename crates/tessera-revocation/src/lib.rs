@@ -148,8 +148,34 @@ pub struct RevocationIndex {
     last_prune_ms: AtomicI64,
 }
 
-/// How often [`RevocationIndex::prune_if_due`] prunes. A prune visits every entry under the write lock (about
-/// 5 ms at 1 million entries on a slow VM), so it runs rarely; expired entries only cost memory meanwhile.
+/// Entries removed per hold of the write lock while pruning (about half a millisecond's work).
+const PRUNE_CHUNK: usize = 10_000;
+
+/// The maps of [`Entries`], by what they key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Token,
+    Session,
+    Subject,
+    Client,
+}
+
+impl Kind {
+    const ALL: [Self; 4] = [Self::Token, Self::Session, Self::Subject, Self::Client];
+
+    /// Entries of this kind whose instant is before this bound match nothing valid at `now`: a token's expiry
+    /// plus the leeway has passed, or a session's, subject's or client's instant is older than any token that
+    /// can still be valid.
+    fn bound(self, retention: Retention, now: Millis) -> Millis {
+        match self {
+            Self::Token => now.saturating_sub(retention.leeway_ms),
+            Self::Session | Self::Subject | Self::Client => retention.horizon(now),
+        }
+    }
+}
+
+/// How often [`RevocationIndex::prune_if_due`] prunes. A prune visits every entry (about 5 ms at 1 million entries
+/// on a slow VM), so it runs rarely; expired entries only cost memory meanwhile.
 pub const PRUNE_EVERY_MS: Millis = 60_000;
 
 /// Entries keyed by a 64-bit keyed hash of the identifier rather than the identifier itself: a probe compares two
@@ -370,20 +396,39 @@ impl RevocationIndex {
     }
 
     /// Drops every entry that can no longer match a valid token at `now`; returns how many.
+    ///
+    /// Verifications are never held up for the whole sweep: the expired entries are found under the read lock,
+    /// which verifications share, and removed under the write lock [`PRUNE_CHUNK`] at a time, each checked again
+    /// (an entry applied meanwhile may have moved its instant later). A single write-locked sweep held every
+    /// verification of the node for the whole visit: about 5 ms per million entries, 17 ms at the 3.4 million
+    /// of `tessera-bench day`.
     pub fn prune(&self, now: Millis) -> usize {
-        let Ok(mut guard) = self.entries.write() else { return 0 };
-        let entries = &mut *guard;
-        let before = entries.len();
-        let horizon = self.retention.horizon(now);
-        let token_horizon = now.saturating_sub(self.retention.leeway_ms);
-        entries.tokens.retain(|_, expires_at| *expires_at >= token_horizon);
-        for map in [&mut entries.sessions, &mut entries.subjects, &mut entries.clients] {
-            map.retain(|_, instant| *instant >= horizon);
+        let expired = self.expired(now);
+        let mut dropped = 0;
+        for chunk in expired.chunks(PRUNE_CHUNK) {
+            let Ok(mut entries) = self.entries.write() else { return dropped };
+            dropped += entries.remove_if_expired(chunk, self.retention, now);
         }
-        if let Some(prefilter) = &mut entries.prefilter {
-            prefilter.drop_expired(now);
+        if let Ok(mut entries) = self.entries.write() {
+            if let Some(prefilter) = &mut entries.prefilter {
+                let before = prefilter.len();
+                prefilter.drop_expired(now);
+                dropped += before.saturating_sub(prefilter.len());
+            }
         }
-        before.saturating_sub(entries.len())
+        dropped
+    }
+
+    /// The entries that can no longer match a valid token at `now`, found under the read lock.
+    fn expired(&self, now: Millis) -> Vec<(Kind, u64)> {
+        let Ok(entries) = self.entries.read() else { return Vec::new() };
+        Kind::ALL
+            .into_iter()
+            .flat_map(|kind| {
+                let bound = kind.bound(self.retention, now);
+                entries.map(kind).iter().filter(move |(_, at)| **at < bound).map(move |(key, _)| (kind, *key))
+            })
+            .collect()
     }
 
     /// The last log position applied.
@@ -418,6 +463,37 @@ impl RevocationIndex {
 
 impl Entries {
     /// Entries held; in compact mode a `jti` filed under several expiry buckets counts in each.
+    fn map(&self, kind: Kind) -> &HashMap<u64, Millis, PreHashed> {
+        match kind {
+            Kind::Token => &self.tokens,
+            Kind::Session => &self.sessions,
+            Kind::Subject => &self.subjects,
+            Kind::Client => &self.clients,
+        }
+    }
+
+    fn map_mut(&mut self, kind: Kind) -> &mut HashMap<u64, Millis, PreHashed> {
+        match kind {
+            Kind::Token => &mut self.tokens,
+            Kind::Session => &mut self.sessions,
+            Kind::Subject => &mut self.subjects,
+            Kind::Client => &mut self.clients,
+        }
+    }
+
+    /// Removes those of `found` that still match nothing valid at `now`; how many.
+    fn remove_if_expired(&mut self, found: &[(Kind, u64)], retention: Retention, now: Millis) -> usize {
+        let mut removed = 0;
+        for &(kind, key) in found {
+            let map = self.map_mut(kind);
+            if map.get(&key).is_some_and(|at| *at < kind.bound(retention, now)) {
+                map.remove(&key);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     fn len(&self) -> usize {
         let filtered = self.prefilter.as_ref().map_or(0, Prefilter::len);
         self.tokens.len() + self.sessions.len() + self.subjects.len() + self.clients.len() + filtered
@@ -529,6 +605,21 @@ mod tests {
         assert!(!index.is_revoked(&token("j", "s", "u", "c", 0)));
         assert!(!index.is_revoked(&TokenRef::default()), "a token without the claims matches nothing");
         assert_eq!(index.applied_through(), 4);
+    }
+
+    #[test]
+    fn a_prune_keeps_what_was_applied_again_with_a_later_instant_while_it_ran() {
+        let index = RevocationIndex::new(RETENTION);
+        let revoke = |jti: &str, expires_at| Revocation::Token { jti: jti.into(), expires_at };
+        index.apply(&[entry(1, 0, revoke("again", 60_000)), entry(2, 0, revoke("once", 60_000))], 0);
+        // The sweep finds both expired at 120.001 s (60 s of leeway past their expiry)...
+        let found = index.expired(120_001);
+        assert_eq!(found.len(), 2);
+        // ...and before it removes them, "again" is revoked as a token living until 600 s.
+        index.apply(&[entry(3, 100_000, revoke("again", 600_000))], 100_000);
+        assert_eq!(index.entries.write().unwrap().remove_if_expired(&found, RETENTION, 120_001), 1);
+        let entries = index.entries.read().unwrap();
+        assert!(entries.tokens.contains_key(&index.key("again")) && !entries.tokens.contains_key(&index.key("once")));
     }
 
     #[test]
