@@ -83,7 +83,7 @@ struct Run {
 /// Three masters with `replicas_per_master` replicas each (writes waiting for one), two Tessera nodes, three
 /// refresh loops and a mint-and-revoke loop. 2 s in, the revocation log's master dies; `after_failover` runs once
 /// a replica has taken over, given the cluster, the dead node and the Tessera nodes, and the load goes on for at
-/// least 6 s after it. Then: no wrong answer, the breaker never opened, and nothing a 2xx acknowledged is lost —
+/// least 8 s after it. Then: no wrong answer, the breaker never opened, and nothing a 2xx acknowledged is lost —
 /// every session's last rotation refreshes, every acknowledged revocation is refused on every node and on a node
 /// started afterwards.
 fn sigkill_of_the_log_master_under_load(
@@ -181,7 +181,7 @@ fn sigkill_of_the_log_master_under_load(
         cluster.wait_until_ok();
         failed_over_at = started.elapsed();
         after_failover(&mut cluster, log_master, addrs);
-        let load_until = Duration::from_secs(12).max(started.elapsed() + Duration::from_secs(6));
+        let load_until = Duration::from_secs(12).max(started.elapsed() + Duration::from_secs(8));
         std::thread::sleep(load_until.saturating_sub(started.elapsed()));
     });
 
@@ -285,10 +285,11 @@ fn with_two_replicas_per_master_writes_go_on_after_the_log_master_dies_and_nothi
             });
         }
     });
-    // The cluster client learns the new layout within a few of its retries: from then on, everything succeeds.
-    let settled = run.failed_over_at + Duration::from_secs(3);
+    // The cluster client learns the new layout within a few of its retries (room is left for a loaded machine):
+    // from then on, everything succeeds.
+    let settled = run.failed_over_at + Duration::from_secs(4);
     let after: Vec<&Sample> = run.record.requests.iter().filter(|r| r.start >= settled).collect();
-    assert!(after.len() >= 50, "the load went on after the failover: {} requests", after.len());
+    assert!(after.len() >= 20, "the load went on after the failover: {} requests", after.len());
     let failed: Vec<Duration> = after.iter().filter(|r| r.failed).map(|r| r.start).collect();
     assert!(failed.is_empty(), "writes failed after the failover (killed at {:?}): {failed:?}", run.killed_at);
 }
