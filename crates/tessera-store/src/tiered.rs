@@ -270,10 +270,8 @@ impl Store for TieredStore {
         self.records.log_changes()
     }
 
-    fn health(&self) -> Option<&'static str> {
-        self.rotations.health()
-    }
-
+    // No `health()` from the Redis part: with Redis away a tiered node still verifies, revokes and logs out
+    // (PostgreSQL holds all of that), so its open breaker must not take the node out of rotation.
     fn unwritable(&self) -> Vec<String> {
         self.rotations.unwritable()
     }

@@ -215,9 +215,12 @@ fn sigkill_of_the_log_master_under_load(
     assert!(!disturbed.is_empty(), "the fault was felt (or the test proves nothing)");
     assert!(!revoked.is_empty() && sessions.len() == 3);
     // One dead master among healthy ones is no outage: replies from the other masters keep the breaker closed
-    // (docs/service.md), so writes to their shards went on throughout.
+    // (docs/service.md), so writes to their shards go on. Only while the failover is pending does the whole
+    // cluster answer CLUSTERDOWN, which on a loaded machine can last for the five calls in a row that open the
+    // breaker once; it never opens twice, and it is closed again by the end.
     for addr in addrs {
-        assert_eq!((transitions(addr, "open"), breaker_state(addr)), (0, Some(0)), "the breaker opened on {addr}");
+        let (opened, state) = (transitions(addr, "open"), breaker_state(addr));
+        assert!(opened <= 1 && state == Some(0), "the breaker opened {opened} times on {addr}, state {state:?}");
     }
 
     // No acknowledged rotation lost: every session's last acknowledged token refreshes.
