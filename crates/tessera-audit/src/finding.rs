@@ -62,6 +62,18 @@ pub struct Finding {
     /// The weakness in the CWE catalogue, e.g. `CWE-290` (omitted when none is named).
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub cwe: &'static [&'static str],
+    /// Where in a source tree it was found (findings on files: lockfiles, code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+}
+
+/// A place in a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Location {
+    /// The file, relative to what was audited, with `/` separators.
+    pub path: String,
+    /// The 1-based line (0 when unknown).
+    pub line: usize,
 }
 
 impl Finding {
@@ -82,6 +94,7 @@ impl Finding {
             fix,
             impact: severity.likelihood(),
             cwe: &[],
+            location: None,
         }
     }
 
@@ -89,6 +102,12 @@ impl Finding {
     #[must_use]
     pub fn with_cwe(self, cwe: &'static [&'static str]) -> Self {
         Self { cwe, ..self }
+    }
+
+    /// The same finding, placed in a file.
+    #[must_use]
+    pub fn at(self, path: impl Into<String>, line: usize) -> Self {
+        Self { location: Some(Location { path: path.into(), line }), ..self }
     }
 }
 

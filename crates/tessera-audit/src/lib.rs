@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod crack;
+pub mod deps;
 mod finding;
 pub mod gateway;
 mod jwks;
@@ -14,7 +15,7 @@ pub mod probe;
 pub mod render;
 mod token;
 
-pub use finding::{Finding, Report, Severity};
+pub use finding::{Finding, Location, Report, Severity};
 pub use jwks::audit_jwks;
 pub use token::{audit_token, TokenAudit};
 

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::{Report, Severity};
+use crate::{Finding, Location, Report, Severity};
 
 const SEVERITIES: [Severity; 5] = [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Info];
 
@@ -76,7 +76,7 @@ pub fn sarif(report: &Report) -> String {
                 "ruleId": f.id,
                 "level": match f.severity { Severity::Critical | Severity::High => "error", Severity::Medium => "warning", _ => "note" },
                 "message": {"text": format!("{}: {}", f.title, f.evidence)},
-                "locations": [{"physicalLocation": {"artifactLocation": {"uri": report.target}}}],
+                "locations": [location(report, f)],
             })
         })
         .collect();
@@ -90,6 +90,21 @@ pub fn sarif(report: &Report) -> String {
         }],
     });
     serde_json::to_string_pretty(&document).unwrap_or_default()
+}
+
+/// Where a finding is: its file and line when it has one (code-scanning tools annotate that line), otherwise
+/// what was audited.
+fn location(report: &Report, finding: &Finding) -> serde_json::Value {
+    match &finding.location {
+        Some(Location { path, line }) if *line > 0 => serde_json::json!({"physicalLocation": {
+            "artifactLocation": {"uri": path, "uriBaseId": "%SRCROOT%"},
+            "region": {"startLine": line},
+        }}),
+        Some(Location { path, .. }) => {
+            serde_json::json!({"physicalLocation": {"artifactLocation": {"uri": path, "uriBaseId": "%SRCROOT%"}}})
+        }
+        None => serde_json::json!({"physicalLocation": {"artifactLocation": {"uri": report.target}}}),
+    }
 }
 
 /// Code-scanning tags: CWE ids in the `external/cwe/cwe-N` form dashboards link to the catalogue.

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use tessera_audit::crack::Candidates;
+use tessera_audit::deps::Advisories;
 use tessera_audit::gateway::{Routes, Style, NOT_PROBED};
 use tessera_audit::{audit_jwks, audit_token, render, Report, Severity, TokenAudit};
 use tessera_jose::KeySet;
@@ -100,6 +101,23 @@ pub(crate) fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             };
             let target = crate::probe::Target { url, header, method, timeout, introspection, gateway };
             (crate::probe::run(&target, &token, jwks.as_deref(), &reject)?, format.format)
+        }
+        AuditCommand::Source { path, advisories, format } => {
+            let advisories = match advisories {
+                Some(file) => {
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading the advisory table {}", file.display()))?;
+                    Advisories::parse(&text).map_err(|problems| {
+                        anyhow::anyhow!(
+                            "the advisory table {} is refused:\n  {}",
+                            file.display(),
+                            problems.join("\n  ")
+                        )
+                    })?
+                }
+                None => Advisories::shipped(),
+            };
+            (crate::audit_source::audit(&path, &advisories)?, format.format)
         }
         AuditCommand::Jwks { source, format } => {
             let fetched = crate::fetch::fetch(&source)?;

@@ -214,6 +214,17 @@ pub(crate) enum AuditCommand {
         #[command(flatten)]
         format: FormatArgs,
     },
+    /// Findings on a source tree (a directory or one file), read only, never built or run: JWT and JOSE
+    /// libraries its lockfiles pin at versions with published advisories. Exits 1 on a HIGH or CRITICAL finding.
+    Source {
+        /// The directory or file.
+        path: std::path::PathBuf,
+        /// A newer advisory table in the shipped format (see docs/audit.md), used instead of the shipped one.
+        #[arg(long, value_name = "FILE")]
+        advisories: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
     /// Findings on a JWK Set: private or symmetric keys published, weak RSA, duplicate kids, cache headers.
     Jwks {
         /// The key set: a file or an http(s) URL.

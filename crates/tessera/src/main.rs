@@ -2,6 +2,7 @@
 
 mod admin_api;
 mod audit;
+mod audit_source;
 mod cli;
 mod client;
 mod config;

@@ -465,6 +465,80 @@ fn audit_reports_and_exit_codes() {
 }
 
 #[test]
+fn audit_source_finds_vulnerable_libraries_in_a_tree_without_following_links_or_stopping_at_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tessera-audit/tests/corpus/deps");
+    let tree = d.join("tree");
+    let copy = |from: &str, to: &str| {
+        std::fs::create_dir_all(tree.join(to).parent().unwrap()).unwrap();
+        std::fs::copy(corpus.join(from), tree.join(to)).unwrap();
+    };
+    copy("package-lock/vulnerable/package-lock.json", "web/package-lock.json");
+    // Installed packages are covered by the project's own lockfile: not read again.
+    copy("package-lock/vulnerable/package-lock.json", "web/node_modules/sdk/package-lock.json");
+    // go.mod says which versions are built; the go.sum beside it (listing an older one) is not read.
+    copy("go-mod/fixed/go.mod", "api/go.mod");
+    copy("go-sum/vulnerable/go.sum", "api/go.sum");
+    // A link back up the tree, a binary file and a lockfile that is not text: no loop, no crash.
+    std::os::unix::fs::symlink(&tree, tree.join("web/loop")).unwrap();
+    std::fs::write(tree.join("web/logo.png"), [0x89, b'P', b'N', b'G', 0, 0xff, 0xfe, 0]).unwrap();
+    std::fs::write(tree.join("web/requirements-dev.txt"), [b'P', b'y', 0xff, b'=', b'=', b'1']).unwrap();
+
+    let run = tessera(d, &["audit", "source", "tree", "--format", "sarif"], &[]);
+    assert_eq!(run.code, 1, "HIGH findings fail the run: {}", run.stderr);
+    let sarif: Value = serde_json::from_str(&run.stdout).unwrap();
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    let mut places: Vec<(String, u64)> = results
+        .iter()
+        .map(|r| {
+            let location = &r["locations"][0]["physicalLocation"];
+            (
+                location["artifactLocation"]["uri"].as_str().unwrap().to_owned(),
+                location["region"]["startLine"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    places.sort();
+    let web = |line| ("web/package-lock.json".to_owned(), line);
+    assert_eq!(places, [web(19), web(19), web(19), web(23), web(23)], "{results:?}");
+    let not_tested = sarif["runs"][0]["properties"]["notTested"].to_string();
+    assert!(not_tested.contains("web/requirements-dev.txt: not UTF-8 text"), "{not_tested}");
+    assert!(not_tested.contains("the code itself"), "a partial report says so: {not_tested}");
+
+    // A newer table replaces the shipped one: only what it names is found; MEDIUM alone exits 0.
+    std::fs::write(
+        d.join("newer.tsv"),
+        "# as of: 2027-01-01\nnpm\texpress\tmedium\tGHSA-test\t<5.0.0\t5.0.0\t2027-01-01\ta test advisory\n",
+    )
+    .unwrap();
+    let run = tessera(
+        d,
+        &["audit", "source", "tree/web/package-lock.json", "--advisories", "newer.tsv", "--format", "json"],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{report}");
+    assert_eq!(findings[0]["location"], serde_json::json!({"path": "package-lock.json", "line": 15}));
+
+    // A table that does not parse is refused whole, every bad line named; a missing path is a clear error.
+    std::fs::write(d.join("bad.tsv"), "# as of: 2027-01-01\nnpm\texpress\n\nnpm\tx\tsevere\tX\t<1\t1\t2027-01-01\ti\n")
+        .unwrap();
+    let run = tessera(d, &["audit", "source", "tree", "--advisories", "bad.tsv"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("line 2: 2 tab-separated fields") && run.stderr.contains("line 4: unknown severity"),
+        "{}",
+        run.stderr
+    );
+    let run = tessera(d, &["audit", "source", "no-such-dir"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("no-such-dir"), "{}", run.stderr);
+}
+
+#[test]
 fn private_key_jwt_clients_are_added_with_public_keys_only() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
