@@ -7,7 +7,6 @@
 #![warn(missing_docs)]
 
 pub mod crack;
-pub mod deps;
 mod finding;
 pub mod gateway;
 mod jwks;

@@ -86,7 +86,7 @@ pub fn sarif(report: &Report) -> String {
         "runs": [{
             "tool": {"driver": {"name": "tessera-audit", "version": env!("CARGO_PKG_VERSION"), "rules": rules}},
             "results": results,
-            "properties": {"notTested": report.not_tested},
+            "properties": {"notTested": report.not_tested, "stats": report.stats},
         }],
     });
     serde_json::to_string_pretty(&document).unwrap_or_default()

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use tessera_audit::crack::Candidates;
-use tessera_audit::deps::Advisories;
 use tessera_audit::gateway::{Routes, Style, NOT_PROBED};
 use tessera_audit::{audit_jwks, audit_token, render, Report, Severity, TokenAudit};
+use tessera_audit_source::deps::Advisories;
 use tessera_jose::KeySet;
 
 use crate::cli::{AuditCommand, GatewayStyle, ReportFormat};

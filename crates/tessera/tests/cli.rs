@@ -468,18 +468,22 @@ fn audit_reports_and_exit_codes() {
 fn audit_source_finds_vulnerable_libraries_in_a_tree_without_following_links_or_stopping_at_bad_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tessera-audit/tests/corpus/deps");
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tessera-audit-source/tests/corpus");
     let tree = d.join("tree");
     let copy = |from: &str, to: &str| {
         std::fs::create_dir_all(tree.join(to).parent().unwrap()).unwrap();
         std::fs::copy(corpus.join(from), tree.join(to)).unwrap();
     };
-    copy("package-lock/vulnerable/package-lock.json", "web/package-lock.json");
+    copy("deps/package-lock/vulnerable/package-lock.json", "web/package-lock.json");
     // Installed packages are covered by the project's own lockfile: not read again.
-    copy("package-lock/vulnerable/package-lock.json", "web/node_modules/sdk/package-lock.json");
+    copy("deps/package-lock/vulnerable/package-lock.json", "web/node_modules/sdk/package-lock.json");
     // go.mod says which versions are built; the go.sum beside it (listing an older one) is not read.
-    copy("go-mod/fixed/go.mod", "api/go.mod");
-    copy("go-sum/vulnerable/go.sum", "api/go.sum");
+    copy("deps/go-mod/fixed/go.mod", "api/go.mod");
+    copy("deps/go-sum/vulnerable/go.sum", "api/go.sum");
+    // Code: a Python file with a fallback secret, one that does not parse, and Go code the rules do not read yet.
+    copy("code/py-secrets/vulnerable/app/tokens.py", "api/tokens.py");
+    std::fs::write(tree.join("api/broken.py"), "def f(:\n    return jwt.decode(token, key)\n").unwrap();
+    std::fs::write(tree.join("api/main.go"), "package main\n").unwrap();
     // A link back up the tree, a binary file and a lockfile that is not text: no loop, no crash.
     std::os::unix::fs::symlink(&tree, tree.join("web/loop")).unwrap();
     std::fs::write(tree.join("web/logo.png"), [0x89, b'P', b'N', b'G', 0, 0xff, 0xfe, 0]).unwrap();
@@ -500,11 +504,28 @@ fn audit_source_finds_vulnerable_libraries_in_a_tree_without_following_links_or_
         })
         .collect();
     places.sort();
-    let web = |line| ("web/package-lock.json".to_owned(), line);
-    assert_eq!(places, [web(19), web(19), web(19), web(23), web(23)], "{results:?}");
+    let at = |path: &str, line| (path.to_owned(), line);
+    let lock = "web/package-lock.json";
+    let python = "api/tokens.py";
+    assert_eq!(
+        places,
+        [
+            at(python, 9),
+            at(python, 9),
+            at(python, 13),
+            at(lock, 19),
+            at(lock, 19),
+            at(lock, 19),
+            at(lock, 23),
+            at(lock, 23)
+        ],
+        "{results:?}"
+    );
+    let stats = &sarif["runs"][0]["properties"];
+    assert_eq!(stats["stats"]["files_with_syntax_errors"], 1, "{stats}");
     let not_tested = sarif["runs"][0]["properties"]["notTested"].to_string();
     assert!(not_tested.contains("web/requirements-dev.txt: not UTF-8 text"), "{not_tested}");
-    assert!(not_tested.contains("the code itself"), "a partial report says so: {not_tested}");
+    assert!(not_tested.contains("1 Go files: the Go rules are not built yet"), "{not_tested}");
 
     // A newer table replaces the shipped one: only what it names is found; MEDIUM alone exits 0.
     std::fs::write(

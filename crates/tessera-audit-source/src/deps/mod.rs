@@ -18,7 +18,7 @@ mod version;
 pub use lockfile::{Dependency, Ecosystem, Lockfile};
 pub use version::{Range, Version};
 
-use crate::{Finding, Report, Severity};
+use tessera_audit::{Finding, Report, Severity};
 
 /// The table shipped with this build.
 const SHIPPED: &str = include_str!("advisories.tsv");

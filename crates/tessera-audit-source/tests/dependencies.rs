@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use tessera_audit::deps::{audit_lockfile, Advisories, Lockfile};
 use tessera_audit::Report;
+use tessera_audit_source::deps::{audit_lockfile, Advisories, Lockfile};
 
 fn audit(dir: &Path) -> Report {
     let mut report = Report::new("source", dir.display().to_string());

@@ -1,0 +1,374 @@
+//! JWT misuse in application code, found on the syntax tree of a real parser.
+//!
+//! Each file is parsed with its language's tree-sitter grammar; the rules look at calls to the JWT libraries the
+//! file imports (so `x.sign(...)` is a JWT signing only where `x` is `jsonwebtoken`, `jws` or `jose`), at their
+//! arguments as syntax (a string literal, an options object and its properties, a constant declared in the same
+//! file), and at what flows into a few sinks inside one function. Comments and strings are never read as code.
+//!
+//! Where heuristics remain, they are named in `docs/audit.md`: which files ship to browsers, which names look
+//! like tokens, and the one-step data flow from a `kid` to a sink.
+
+mod javascript;
+mod python;
+mod syntax;
+
+use tessera_audit::crack::BUILTIN_SECRETS;
+use tessera_audit::{Finding, Report, Severity};
+
+/// The languages whose code is analysed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// JavaScript, including JSX and minified bundles (`.js`, `.mjs`, `.cjs`, `.jsx`).
+    JavaScript,
+    /// TypeScript (`.ts`, `.mts`, `.cts`).
+    TypeScript,
+    /// TypeScript with JSX (`.tsx`).
+    Tsx,
+    /// Python (`.py`).
+    Python,
+}
+
+impl Language {
+    /// The language a file name says, if it is one analysed.
+    #[must_use]
+    pub fn from_file_name(name: &str) -> Option<Self> {
+        let extension = name.rsplit_once('.')?.1;
+        Some(match extension {
+            "js" | "mjs" | "cjs" | "jsx" => Self::JavaScript,
+            "ts" | "mts" | "cts" if !name.ends_with(".d.ts") => Self::TypeScript,
+            "tsx" => Self::Tsx,
+            "py" => Self::Python,
+            _ => return None,
+        })
+    }
+
+    fn grammar(self) -> tree_sitter::Language {
+        match self {
+            Self::JavaScript => tree_sitter_javascript::LANGUAGE.into(),
+            Self::TypeScript => tree_sitter_typescript::LANGUAGE_TYPESCRIPT.into(),
+            Self::Tsx => tree_sitter_typescript::LANGUAGE_TSX.into(),
+            Self::Python => tree_sitter_python::LANGUAGE.into(),
+        }
+    }
+}
+
+/// Why a file could not be analysed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodeError {
+    /// The grammar could not be loaded (a build problem, not the file's).
+    #[error("the {0:?} parser could not be loaded")]
+    Grammar(Language),
+    /// The parser gave up (it stops on nothing but cancellation, so this is not expected).
+    #[error("the parser gave up")]
+    Parse,
+}
+
+/// Analyses one file: adds its findings to `report`, each placed at `path` and its line. A file with syntax
+/// errors is still analysed (the parser recovers around them); how much of it did not parse is returned, so the
+/// caller can say so.
+///
+/// # Errors
+/// [`CodeError`] when the file could not be parsed at all.
+pub fn audit_code(path: &str, language: Language, text: &str, report: &mut Report) -> Result<Outcome, CodeError> {
+    let mut parser = tree_sitter::Parser::new();
+    parser.set_language(&language.grammar()).map_err(|_| CodeError::Grammar(language))?;
+    let tree = parser.parse(text, None).ok_or(CodeError::Parse)?;
+    let file = syntax::File { path, text, root: tree.root_node() };
+    let mut findings = Vec::new();
+    match language {
+        Language::JavaScript | Language::TypeScript | Language::Tsx => javascript::audit(&file, &mut findings),
+        Language::Python => python::audit(&file, &mut findings),
+    }
+    // One finding per rule and line: `readFileSync(path.join(dir, header.kid))` is one flaw, not two.
+    let mut seen = std::collections::HashSet::new();
+    findings.retain(|finding| seen.insert((finding.id, finding.location.as_ref().map(|at| at.line))));
+    report.findings.extend(findings);
+    Ok(Outcome { has_syntax_errors: tree.root_node().has_error() })
+}
+
+/// What analysing one file found out about the file itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// Parts of the file did not parse (the rest was analysed).
+    pub has_syntax_errors: bool,
+}
+
+/// The HMAC key length RFC 7518 §3.2 requires for HS256: a key shorter than the hash is a finding.
+const MIN_HMAC_SECRET_BYTES: usize = 32;
+/// Clock leeway beyond this many seconds keeps expired tokens alive for longer than any clock skew explains.
+const MAX_LEEWAY_SECS: f64 = 300.0;
+
+/// The findings every language's rules raise, with their weakness, fix and risk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rule {
+    ClientSideSigning,
+    AlgorithmFromToken,
+    AlgNoneAllowed,
+    MixedAlgorithmFamilies,
+    DecodeWithoutVerify,
+    SignatureCheckOff,
+    ExpiryCheckOff,
+    UnboundedLeeway,
+    HardCodedSecret,
+    WeakSecret,
+    FallbackSecret,
+    KidInjection,
+    HeaderUrlFetched,
+    MissingAudience,
+    MissingIssuer,
+    TokenInWebStorage,
+    CookieWithoutFlags,
+}
+
+impl Rule {
+    /// Id, severity, weakness, fix, and impact on the 1–5 scale of the risk matrix.
+    fn describe(self) -> (&'static str, Severity, &'static [&'static str], &'static str, u8) {
+        match self {
+            Self::ClientSideSigning => (
+                "CODE-CLIENT-SIDE-SIGNING",
+                Severity::Critical,
+                &["CWE-602", "CWE-321"],
+                "Never sign tokens in code that ships to browsers or apps: whoever has the code has the key and can mint \
+                 any token. Sign on the server (Tessera issues the tokens) and give the client only tokens.",
+                5,
+            ),
+            Self::AlgorithmFromToken => (
+                "CODE-ALGORITHM-FROM-TOKEN",
+                Severity::High,
+                &["CWE-347", "CWE-757"],
+                "Pass the exact list of accepted algorithms (`algorithms: ['RS256']`): without it the token's own `alg` \
+                 header chooses how it is checked (alg none, RS/HS key confusion).",
+                5,
+            ),
+            Self::AlgNoneAllowed => (
+                "CODE-ALG-NONE-ALLOWED",
+                Severity::Critical,
+                &["CWE-347"],
+                "Remove `none` from the accepted algorithms: an unsigned token must never verify.",
+                5,
+            ),
+            Self::MixedAlgorithmFamilies => (
+                "CODE-MIXED-ALGORITHM-FAMILIES",
+                Severity::High,
+                &["CWE-347"],
+                "Accept one algorithm family per key: HMAC and public-key algorithms together let a public key be used \
+                 as an HMAC secret (key confusion).",
+                5,
+            ),
+            Self::DecodeWithoutVerify => (
+                "CODE-DECODE-WITHOUT-VERIFY",
+                Severity::Medium,
+                &["CWE-345"],
+                "On the server, read claims only from a verified token (`verify`, not `decode`): decoded claims are \
+                 whatever the sender wrote.",
+                4,
+            ),
+            Self::SignatureCheckOff => (
+                "CODE-SIGNATURE-CHECK-OFF",
+                Severity::Critical,
+                &["CWE-347"],
+                "Do not switch signature verification off: the claims of an unverified token are the sender's.",
+                5,
+            ),
+            Self::ExpiryCheckOff => (
+                "CODE-EXPIRY-CHECK-OFF",
+                Severity::High,
+                &["CWE-613"],
+                "Keep the expiry check on: a stolen token must stop working when it expires.",
+                4,
+            ),
+            Self::UnboundedLeeway => (
+                "CODE-UNBOUNDED-LEEWAY",
+                Severity::Medium,
+                &["CWE-613"],
+                "Keep clock leeway to seconds (at most a few minutes): a large leeway extends every token's life.",
+                3,
+            ),
+            Self::HardCodedSecret => (
+                "CODE-HARD-CODED-SECRET",
+                Severity::High,
+                &["CWE-798"],
+                "Load signing keys and secrets from a secret store or the environment at start, never from source \
+                 code, and rotate the one that was committed.",
+                5,
+            ),
+            Self::WeakSecret => (
+                "CODE-WEAK-SECRET",
+                Severity::Critical,
+                &["CWE-521", "CWE-326"],
+                "Use a random HMAC secret of at least 32 bytes (or an asymmetric key): a short or well-known secret is \
+                 cracked offline from any one token.",
+                5,
+            ),
+            Self::FallbackSecret => (
+                "CODE-FALLBACK-SECRET",
+                Severity::High,
+                &["CWE-1188", "CWE-798"],
+                "Fail at start when the secret is not configured instead of falling back to a default: the default is \
+                 public, and a deployment that forgot the variable signs with it.",
+                5,
+            ),
+            Self::KidInjection => (
+                "CODE-KID-INJECTION",
+                Severity::High,
+                &["CWE-22", "CWE-89", "CWE-78", "CWE-918"],
+                "Look keys up by exact `kid` in a fixed key set; never build a file path, query, command or URL from a \
+                 token header.",
+                5,
+            ),
+            Self::HeaderUrlFetched => (
+                "CODE-HEADER-URL-FETCHED",
+                Severity::High,
+                &["CWE-918", "CWE-345"],
+                "Never fetch keys from a URL the token names (`jku`, `x5u`): configure the issuer's key set URL instead.",
+                5,
+            ),
+            Self::MissingAudience => (
+                "CODE-MISSING-AUDIENCE-CHECK",
+                Severity::Medium,
+                &["CWE-345"],
+                "Require the audience this service is (`audience` option): otherwise a token issued for another \
+                 service is accepted here.",
+                3,
+            ),
+            Self::MissingIssuer => (
+                "CODE-MISSING-ISSUER-CHECK",
+                Severity::Medium,
+                &["CWE-345"],
+                "Require the expected issuer (`issuer` option): otherwise a token from another issuer sharing the key \
+                 is accepted.",
+                3,
+            ),
+            Self::TokenInWebStorage => (
+                "CODE-TOKEN-IN-WEB-STORAGE",
+                Severity::Medium,
+                &["CWE-922"],
+                "Keep tokens out of localStorage and sessionStorage, which any injected script reads: hold the access \
+                 token in memory and the refresh token in an HttpOnly, Secure, SameSite cookie.",
+                4,
+            ),
+            Self::CookieWithoutFlags => (
+                "CODE-TOKEN-COOKIE-FLAGS",
+                Severity::Medium,
+                &["CWE-1004", "CWE-614", "CWE-1275"],
+                "Set token cookies HttpOnly, Secure and SameSite (Strict or Lax) so scripts cannot read them, they never \
+                 travel in clear, and other sites cannot send them.",
+                4,
+            ),
+        }
+    }
+
+    /// A finding of this rule at `line` of `path`: `title` says what, `evidence` shows the expression.
+    pub(crate) fn finding(self, path: &str, line: usize, title: String, evidence: String) -> Finding {
+        let (id, severity, cwe, fix, impact) = self.describe();
+        Finding { impact, ..Finding::new(id, severity, title, evidence, fix).with_cwe(cwe).at(path, line) }
+    }
+}
+
+/// What is wrong with a secret written in the code, beyond being written there.
+pub(crate) fn secret_weakness(secret: &str) -> Option<String> {
+    if BUILTIN_SECRETS.contains(&secret) {
+        Some("it is on the list of well-known JWT secrets".to_owned())
+    } else if secret.len() < MIN_HMAC_SECRET_BYTES {
+        Some(format!("{} bytes, under the {MIN_HMAC_SECRET_BYTES} HS256 needs", secret.len()))
+    } else {
+        None
+    }
+}
+
+/// A secret as evidence: its length and first characters, never the whole of it.
+pub(crate) fn masked(secret: &str) -> String {
+    let shown: String = secret.chars().take(3).collect();
+    format!("\"{shown}…\" ({} bytes)", secret.len())
+}
+
+/// Whether a name looks like it holds a token or a session (storage keys, cookie names, variables).
+pub(crate) fn looks_like_token(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    ["token", "jwt", "bearer", "auth", "session", "credential"].iter().any(|word| lower.contains(word))
+}
+
+/// Whether a leeway in seconds is beyond what clock skew explains.
+pub(crate) fn leeway_unbounded(seconds: f64) -> bool {
+    seconds > MAX_LEEWAY_SECS
+}
+
+/// What accepting these algorithm names allows: `none`, and HMAC mixed with public-key algorithms.
+pub(crate) fn algorithm_list_problems(names: &[String]) -> Vec<Rule> {
+    let mut problems = Vec::new();
+    if names.iter().any(|name| name.eq_ignore_ascii_case("none")) {
+        problems.push(Rule::AlgNoneAllowed);
+    }
+    let hmac = names.iter().any(|name| name.to_ascii_uppercase().starts_with("HS"));
+    let public_key = names.iter().any(|name| {
+        let upper = name.to_ascii_uppercase();
+        ["RS", "PS", "ES", "ED"].iter().any(|family| upper.starts_with(family))
+    });
+    if hmac && public_key {
+        problems.push(Rule::MixedAlgorithmFamilies);
+    }
+    problems
+}
+
+/// Where a value from a token header must never flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sink {
+    FilePath,
+    Query,
+    Command,
+    Url,
+}
+
+impl Sink {
+    /// The sink a called function is, by its name as written (`fs.readFileSync`, `cursor.execute`, `requests.get`).
+    pub(crate) fn of_callee(callee: &str) -> Option<Self> {
+        let last = callee.rsplit('.').next().unwrap_or(callee);
+        let first = callee.split('.').next().unwrap_or(callee);
+        let bare = callee == last;
+        Some(match last {
+            "readFile" | "readFileSync" | "createReadStream" | "existsSync" => Self::FilePath,
+            "join" | "resolve" if first == "path" || callee.starts_with("os.path") => Self::FilePath,
+            "open" if bare || first == "io" || first == "fs" => Self::FilePath,
+            "query" | "execute" | "executemany" | "raw" => Self::Query,
+            "exec" | "execSync" | "spawn" | "spawnSync" | "execFile" if bare || first == "child_process" => {
+                Self::Command
+            }
+            "system" | "popen" if first == "os" => Self::Command,
+            "run" | "call" | "check_output" | "check_call" | "Popen" if first == "subprocess" => Self::Command,
+            "fetch" | "urlopen" | "createRemoteJWKSet" => Self::Url,
+            "get" | "post" | "request" if ["axios", "got", "requests", "httpx", "http", "https"].contains(&first) => {
+                Self::Url
+            }
+            "axios" | "got" if bare => Self::Url,
+            _ => return None,
+        })
+    }
+
+    fn weakness(self) -> &'static str {
+        match self {
+            Self::FilePath => "a file path (CWE-22)",
+            Self::Query => "a database query (CWE-89)",
+            Self::Command => "a shell command (CWE-78)",
+            Self::Url => "a URL that is fetched (CWE-918)",
+        }
+    }
+}
+
+/// Which header parameter reached a sink: `kid`, or a key URL.
+pub(crate) fn header_flow_finding(
+    file: &syntax::File<'_>,
+    call: tree_sitter::Node<'_>,
+    sink: Sink,
+    parameter: &str,
+) -> Finding {
+    let (rule, what) = match parameter {
+        "kid" => (Rule::KidInjection, "the token's `kid`"),
+        _ => (Rule::HeaderUrlFetched, "a key URL from the token header"),
+    };
+    rule.finding(
+        file.path,
+        syntax::File::line(call),
+        format!("{what} ({parameter}) flows into {}", sink.weakness()),
+        file.excerpt(call),
+    )
+}

@@ -1,0 +1,104 @@
+//! What the rules need from a syntax tree, for every grammar: a node's text and line, its named children, the
+//! nodes of a kind anywhere below it, and string literals' values.
+
+use tree_sitter::Node;
+
+/// A parsed file.
+pub(crate) struct File<'a> {
+    pub(crate) path: &'a str,
+    pub(crate) text: &'a str,
+    pub(crate) root: Node<'a>,
+}
+
+impl<'a> File<'a> {
+    /// The source text of `node`.
+    pub(crate) fn text(&self, node: Node<'_>) -> &'a str {
+        self.text.get(node.byte_range()).unwrap_or_default()
+    }
+
+    /// The source of `node` as evidence: one line, at most 160 characters.
+    pub(crate) fn excerpt(&self, node: Node<'_>) -> String {
+        let text: String = self.text(node).split_whitespace().collect::<Vec<_>>().join(" ");
+        match text.char_indices().nth(160) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text,
+        }
+    }
+
+    /// The 1-based line `node` starts on.
+    pub(crate) fn line(node: Node<'_>) -> usize {
+        node.start_position().row + 1
+    }
+}
+
+/// Every node below `node` (itself included) whose kind is one of `kinds`, in source order. The walk uses the
+/// tree's cursor, not recursion, so deeply nested code cannot exhaust the stack.
+pub(crate) fn descendants<'t>(node: Node<'t>, kinds: &[&str]) -> Vec<Node<'t>> {
+    let mut found = Vec::new();
+    let mut cursor = node.walk();
+    loop {
+        let current = cursor.node();
+        if kinds.contains(&current.kind()) {
+            found.push(current);
+        }
+        if cursor.goto_first_child() {
+            continue;
+        }
+        loop {
+            if cursor.node() == node {
+                return found;
+            }
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return found;
+            }
+        }
+    }
+}
+
+/// The named children of `node` that are not comments.
+pub(crate) fn arguments(node: Node<'_>) -> Vec<Node<'_>> {
+    let mut cursor = node.walk();
+    node.named_children(&mut cursor).filter(|child| child.kind() != "comment").collect()
+}
+
+/// The value of a string literal without interpolation (`"x"`, `'x'`, `` `x` `` without `${}`; Python's `"x"`
+/// without an `f` prefix), with the common escapes undone; `None` for anything else.
+pub(crate) fn string_value(file: &File<'_>, node: Node<'_>) -> Option<String> {
+    match node.kind() {
+        "string" | "template_string" => {}
+        _ => return None,
+    }
+    let mut cursor = node.walk();
+    let mut value = String::new();
+    for child in node.named_children(&mut cursor) {
+        match child.kind() {
+            "string_fragment" | "string_content" => value.push_str(file.text(child)),
+            "escape_sequence" => value.push_str(&unescape(file.text(child))),
+            "string_start" | "string_end" => {
+                // Python: `f"..."`, `b"..."` and friends are not plain strings.
+                if child.kind() == "string_start"
+                    && file.text(child).chars().any(|c| matches!(c, 'f' | 'F' | 'b' | 'B'))
+                {
+                    return None;
+                }
+            }
+            // An interpolation: the value is not known.
+            _ => return None,
+        }
+    }
+    Some(value)
+}
+
+fn unescape(sequence: &str) -> String {
+    match sequence {
+        "\\n" => "\n".to_owned(),
+        "\\t" => "\t".to_owned(),
+        "\\\\" => "\\".to_owned(),
+        "\\'" => "'".to_owned(),
+        "\\\"" => "\"".to_owned(),
+        other => other.trim_start_matches('\\').to_owned(),
+    }
+}

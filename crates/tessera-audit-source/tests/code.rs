@@ -1,0 +1,156 @@
+//! The code rules over the corpus in `tests/corpus/code`: for every rule and language, a vulnerable program whose
+//! flaws are each found at their line, and the same program fixed (with the flaw left in comments and strings),
+//! where nothing is found.
+#![allow(clippy::unwrap_used, clippy::panic)] // a panic here is a failed test
+
+use std::path::Path;
+
+use tessera_audit::Report;
+use tessera_audit_source::code::{audit_code, Language};
+
+/// Every file under `dir`, audited, as (path relative to `dir`, finding id, line), sorted.
+fn audit(dir: &Path) -> Vec<(String, &'static str, usize)> {
+    let mut report = Report::new("source", dir.display().to_string());
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            let language = Language::from_file_name(&relative).unwrap_or_else(|| panic!("{relative}: no language"));
+            let outcome =
+                audit_code(&relative, language, &std::fs::read_to_string(&path).unwrap(), &mut report).unwrap();
+            assert!(!outcome.has_syntax_errors, "{relative} should parse cleanly");
+        }
+    }
+    let mut found: Vec<_> = report
+        .findings
+        .iter()
+        .map(|f| {
+            let at = f.location.clone().unwrap();
+            (at.path, f.id, at.line)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+type Expected<'a> = &'a [(&'a str, &'a str, usize)];
+
+#[test]
+fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_one() {
+    let expected: [(&str, Expected<'_>); 12] = [
+        (
+            "js-client-side-signing",
+            &[
+                ("src/components/Login.jsx", "CODE-CLIENT-SIDE-SIGNING", 8),
+                ("src/components/Login.jsx", "CODE-HARD-CODED-SECRET", 8),
+            ],
+        ),
+        (
+            "js-verify-options",
+            &[
+                ("server/auth.js", "CODE-ALGORITHM-FROM-TOKEN", 5),
+                ("server/auth.js", "CODE-MISSING-AUDIENCE-CHECK", 5),
+                ("server/auth.js", "CODE-MISSING-ISSUER-CHECK", 5),
+                ("server/auth.js", "CODE-ALG-NONE-ALLOWED", 9),
+                ("server/auth.js", "CODE-MIXED-ALGORITHM-FAMILIES", 9),
+                ("server/auth.js", "CODE-EXPIRY-CHECK-OFF", 9),
+                ("server/auth.js", "CODE-UNBOUNDED-LEEWAY", 9),
+            ],
+        ),
+        (
+            "js-secrets",
+            &[
+                ("server/tokens.js", "CODE-FALLBACK-SECRET", 6),
+                ("server/tokens.js", "CODE-WEAK-SECRET", 6),
+                ("server/tokens.js", "CODE-HARD-CODED-SECRET", 10),
+            ],
+        ),
+        ("js-decode-without-verify", &[("server/admin.js", "CODE-DECODE-WITHOUT-VERIFY", 4)]),
+        (
+            "js-header-injection",
+            &[
+                ("server/keys.js", "CODE-KID-INJECTION", 6),
+                ("server/keys.js", "CODE-KID-INJECTION", 8),
+                ("server/keys.js", "CODE-HEADER-URL-FETCHED", 9),
+            ],
+        ),
+        (
+            "js-storage-and-cookies",
+            &[
+                ("web/session.js", "CODE-TOKEN-IN-WEB-STORAGE", 2),
+                ("web/session.js", "CODE-TOKEN-COOKIE-FLAGS", 3),
+                ("server/login.js", "CODE-TOKEN-COOKIE-FLAGS", 2),
+            ],
+        ),
+        (
+            "ts-express-jwt",
+            &[
+                ("src/app.ts", "CODE-ALGORITHM-FROM-TOKEN", 5),
+                ("src/app.ts", "CODE-HARD-CODED-SECRET", 5),
+                ("src/app.ts", "CODE-WEAK-SECRET", 5),
+            ],
+        ),
+        (
+            "js-minified-bundle",
+            &[
+                ("dist/app.min.js", "CODE-CLIENT-SIDE-SIGNING", 1),
+                ("dist/app.min.js", "CODE-HARD-CODED-SECRET", 1),
+                ("dist/app.min.js", "CODE-WEAK-SECRET", 1),
+            ],
+        ),
+        (
+            "py-decode-options",
+            &[
+                ("app/auth.py", "CODE-ALGORITHM-FROM-TOKEN", 5),
+                ("app/auth.py", "CODE-MISSING-AUDIENCE-CHECK", 5),
+                ("app/auth.py", "CODE-MISSING-ISSUER-CHECK", 5),
+                ("app/auth.py", "CODE-SIGNATURE-CHECK-OFF", 9),
+                ("app/auth.py", "CODE-ALG-NONE-ALLOWED", 13),
+                ("app/auth.py", "CODE-MIXED-ALGORITHM-FAMILIES", 13),
+                ("app/auth.py", "CODE-EXPIRY-CHECK-OFF", 13),
+                ("app/auth.py", "CODE-UNBOUNDED-LEEWAY", 13),
+            ],
+        ),
+        (
+            "py-secrets",
+            &[
+                ("app/tokens.py", "CODE-FALLBACK-SECRET", 9),
+                ("app/tokens.py", "CODE-WEAK-SECRET", 9),
+                ("app/tokens.py", "CODE-HARD-CODED-SECRET", 13),
+            ],
+        ),
+        (
+            "py-header-injection",
+            &[
+                ("app/keys.py", "CODE-KID-INJECTION", 8),
+                ("app/keys.py", "CODE-KID-INJECTION", 10),
+                ("app/keys.py", "CODE-HEADER-URL-FETCHED", 11),
+            ],
+        ),
+        (
+            "py-cookies-and-unverified-claims",
+            &[("app/views.py", "CODE-TOKEN-COOKIE-FLAGS", 7), ("app/views.py", "CODE-DECODE-WITHOUT-VERIFY", 12)],
+        ),
+    ];
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/code");
+    let mut cases: Vec<String> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    cases.sort();
+    let mut named: Vec<&str> = expected.iter().map(|(case, _)| *case).collect();
+    named.sort_unstable();
+    assert_eq!(cases, named, "every corpus case has expectations");
+    for (case, findings) in &expected {
+        let mut wanted: Vec<(String, &str, usize)> =
+            findings.iter().map(|(path, id, line)| ((*path).to_owned(), *id, *line)).collect();
+        wanted.sort();
+        assert_eq!(audit(&corpus.join(case).join("vulnerable")), wanted, "{case}: vulnerable");
+        assert_eq!(audit(&corpus.join(case).join("fixed")), [], "{case}: fixed");
+    }
+}

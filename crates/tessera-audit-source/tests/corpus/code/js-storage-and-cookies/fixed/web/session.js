@@ -1,0 +1,6 @@
+let accessToken = null;
+
+export function remember(token) {
+  accessToken = token;
+  localStorage.setItem('theme', 'dark');
+}

@@ -1,0 +1,12 @@
+import requests
+from jose import jwt
+
+
+def key_for(token, cursor):
+    header = jwt.get_unverified_header(token)
+    kid = header["kid"]
+    with open(f"/etc/keys/{kid}.pem") as pem:
+        key = pem.read()
+    cursor.execute(f"SELECT pem FROM keys WHERE kid = '{kid}'")
+    remote = requests.get(header["jku"])
+    return key, remote
