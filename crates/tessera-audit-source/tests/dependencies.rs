@@ -24,7 +24,7 @@ fn audit(dir: &Path) -> Report {
 fn every_format_finds_the_vulnerable_versions_and_not_the_fixed_ones() {
     // Format → (package, advisory id, line) expected in the vulnerable project.
     type Expected<'a> = &'a [(&'a str, &'a str, usize)];
-    let expected: [(&str, Expected<'_>); 14] = [
+    let expected: [(&str, Expected<'_>); 16] = [
         (
             "package-lock",
             &[
@@ -50,6 +50,8 @@ fn every_format_finds_the_vulnerable_versions_and_not_the_fixed_ones() {
         ("pnpm-lock-v6", &[("fast-jwt", "CVE-2023-48223", 10), ("fast-jwt", "CVE-2026-44351", 10)]),
         ("requirements", &[("PyJWT", "CVE-2022-29217", 4), ("PyJWT", "CVE-2026-32597", 4)]),
         ("poetry-lock", &[("authlib", "CVE-2024-37568", 4)]),
+        ("uv-lock", &[("python-jose", "CVE-2024-33663", 13), ("python-jose", "CVE-2024-33664", 13)]),
+        ("bun-lock", &[("jose", "CVE-2024-28176", 14)]),
         ("go-mod", &[("github.com/golang-jwt/jwt/v5", "CVE-2025-30204", 6)]),
         (
             "go-sum",

@@ -1,7 +1,7 @@
 //! Reading the pinned dependencies out of lockfiles and manifests, by file name, from their text.
 //!
-//! The formats are read line by line where their generators write one fact per line (yarn, pnpm, pip, Poetry,
-//! Cargo, Go, Maven), and as JSON where they are JSON (npm, Composer, NuGet), with the line of each entry found
+//! The formats are read line by line where their generators write one fact per line (yarn, pnpm, Bun, pip,
+//! Poetry, uv, Cargo, Go, Maven), and as JSON where they are JSON (npm, Composer, NuGet), with the line of each entry found
 //! in one pass over the text. A `pom.xml` version given as a `${property}` is resolved from the file's own
 //! `<properties>`; one defined elsewhere (a parent POM) cannot be, and is skipped.
 
@@ -85,10 +85,14 @@ pub enum Lockfile {
     YarnLock,
     /// `pnpm-lock.yaml` (lockfile versions 5 to 9).
     PnpmLock,
+    /// `bun.lock` (Bun's text lockfile).
+    BunLock,
     /// `requirements*.txt`: pinned (`==`) requirements only.
     Requirements,
     /// `poetry.lock`.
     PoetryLock,
+    /// `uv.lock`.
+    UvLock,
     /// `go.mod`: the required versions.
     GoMod,
     /// `go.sum`, read only where no `go.mod` is beside it: the newest version of each module built.
@@ -111,7 +115,9 @@ impl Lockfile {
             "package-lock.json" | "npm-shrinkwrap.json" => Self::PackageLock,
             "yarn.lock" => Self::YarnLock,
             "pnpm-lock.yaml" => Self::PnpmLock,
+            "bun.lock" => Self::BunLock,
             "poetry.lock" => Self::PoetryLock,
+            "uv.lock" => Self::UvLock,
             "go.mod" => Self::GoMod,
             "go.sum" => Self::GoSum,
             "Cargo.lock" => Self::CargoLock,
@@ -132,8 +138,9 @@ impl Lockfile {
             Self::PackageLock => package_lock(text),
             Self::YarnLock => Ok(yarn_lock(text)),
             Self::PnpmLock => Ok(pnpm_lock(text)),
+            Self::BunLock => Ok(bun_lock(text)),
             Self::Requirements => Ok(requirements(text)),
-            Self::PoetryLock => Ok(toml_packages(text, Ecosystem::PyPi)),
+            Self::PoetryLock | Self::UvLock => Ok(toml_packages(text, Ecosystem::PyPi)),
             Self::CargoLock => Ok(toml_packages(text, Ecosystem::Cargo)),
             Self::GoMod => Ok(go_mod(text)),
             Self::GoSum => Ok(go_sum(text)),
@@ -257,6 +264,34 @@ fn pnpm_lock(text: &str) -> Vec<Dependency> {
         };
         let version = version.split('_').next().unwrap_or(version);
         if !name.is_empty() && !version.is_empty() {
+            found.push(Dependency {
+                ecosystem: Ecosystem::Npm,
+                name: name.to_owned(),
+                version: version.to_owned(),
+                line: number + 1,
+            });
+        }
+    }
+    found
+}
+
+/// `bun.lock`'s `"packages"` entries, one per line: `"key": ["name@version", ...]`. The file is JSON with trailing
+/// commas, which JSON parsers refuse, and Bun writes each package on one line.
+fn bun_lock(text: &str) -> Vec<Dependency> {
+    let mut found = Vec::new();
+    let mut in_packages = false;
+    for (number, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("\"packages\"") {
+            in_packages = true;
+            continue;
+        }
+        let Some((_, rest)) = trimmed.split_once("\": [\"").filter(|_| in_packages) else { continue };
+        let Some(spec) = rest.split('"').next() else { continue };
+        // `name@version`, where a scoped name starts with `@`; workspace and git entries carry no plain version.
+        let Some(name) = npm_name_of_spec(spec) else { continue };
+        let version = spec.get(name.len() + 1..).unwrap_or_default();
+        if !version.is_empty() && !version.contains(':') {
             found.push(Dependency {
                 ecosystem: Ecosystem::Npm,
                 name: name.to_owned(),
