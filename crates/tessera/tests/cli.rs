@@ -484,6 +484,8 @@ fn audit_source_finds_vulnerable_libraries_in_a_tree_without_following_links_or_
     copy("code/py-secrets/vulnerable/app/tokens.py", "api/tokens.py");
     std::fs::write(tree.join("api/broken.py"), "def f(:\n    return jwt.decode(token, key)\n").unwrap();
     std::fs::write(tree.join("api/main.go"), "package main\n").unwrap();
+    // A bundle over the 16 MiB a source file may have: named, not parsed.
+    std::fs::write(tree.join("web/huge.min.js"), "x=1;".repeat(4 * 1024 * 1024 + 1)).unwrap();
     // A link back up the tree, a binary file and a lockfile that is not text: no loop, no crash.
     std::os::unix::fs::symlink(&tree, tree.join("web/loop")).unwrap();
     std::fs::write(tree.join("web/logo.png"), [0x89, b'P', b'N', b'G', 0, 0xff, 0xfe, 0]).unwrap();
@@ -526,6 +528,10 @@ fn audit_source_finds_vulnerable_libraries_in_a_tree_without_following_links_or_
     let not_tested = sarif["runs"][0]["properties"]["notTested"].to_string();
     assert!(not_tested.contains("web/requirements-dev.txt: not UTF-8 text"), "{not_tested}");
     assert!(not_tested.contains("1 Go files: the Go rules are not built yet"), "{not_tested}");
+    assert!(
+        not_tested.contains("code in web/huge.min.js: 16777220 bytes, over the 16777216-byte limit"),
+        "{not_tested}"
+    );
 
     // A newer table replaces the shipped one: only what it names is found; MEDIUM alone exits 0.
     std::fs::write(
