@@ -31,7 +31,7 @@ impl Severity {
         }
     }
 
-    /// How likely exploitation is, 1 (rare) to 5 (almost certain), for the risk matrix.
+    /// The severity as a level from 1 (INFO) to 5 (CRITICAL): how ids without a risk profile are rated.
     #[must_use]
     pub fn likelihood(self) -> u8 {
         match self {
@@ -57,8 +57,13 @@ pub struct Finding {
     pub evidence: String,
     /// What to do about it.
     pub fix: &'static str,
-    /// Impact 1 (negligible) to 5 (severe), for the risk matrix.
+    /// How likely exploitation is, 1 (rare) to 5 (almost certain), from the exposure (see [`crate::risk`]).
+    pub likelihood: u8,
+    /// What exploitation gives, 1 (nothing) to 5 (forging any identity), rated apart from the likelihood.
     pub impact: u8,
+    /// The OWASP ASVS 5.0 requirements it breaks (omitted when none is named).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub asvs: &'static [&'static str],
     /// The weakness in the CWE catalogue, e.g. `CWE-290` (omitted when none is named).
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub cwe: &'static [&'static str],
@@ -77,7 +82,7 @@ pub struct Location {
 }
 
 impl Finding {
-    /// A finding whose impact follows its severity.
+    /// A finding, rated by its id's risk profile ([`crate::risk`]).
     #[must_use]
     pub fn new(
         id: &'static str,
@@ -86,13 +91,16 @@ impl Finding {
         evidence: impl Into<String>,
         fix: &'static str,
     ) -> Self {
+        let (likelihood, impact) = crate::risk::rate(id, severity);
         Self {
             id,
             severity,
             title: title.into(),
             evidence: evidence.into(),
             fix,
-            impact: severity.likelihood(),
+            likelihood,
+            impact,
+            asvs: crate::risk::profile_of(id).map_or(&[], |profile| profile.asvs),
             cwe: &[],
             location: None,
         }

@@ -10,8 +10,10 @@ pub mod crack;
 mod finding;
 pub mod gateway;
 mod jwks;
+pub mod plan;
 pub mod probe;
 pub mod render;
+pub mod risk;
 mod token;
 
 pub use finding::{Finding, Location, Report, Severity};

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::{Finding, Location, Report, Severity};
+use crate::{plan, risk, Finding, Location, Report, Severity};
 
 const SEVERITIES: [Severity; 5] = [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Info];
 
@@ -34,6 +34,7 @@ pub fn table(report: &Report) -> String {
             if !f.cwe.is_empty() {
                 let _ = writeln!(out, "{:41}weakness: {}", "", f.cwe.join(", "));
             }
+            let _ = writeln!(out, "{:41}risk: likelihood {} × impact {}{}", "", f.likelihood, f.impact, asvs_suffix(f));
         }
     }
     let summary: Vec<String> =
@@ -77,6 +78,7 @@ pub fn sarif(report: &Report) -> String {
                 "level": match f.severity { Severity::Critical | Severity::High => "error", Severity::Medium => "warning", _ => "note" },
                 "message": {"text": format!("{}: {}", f.title, f.evidence)},
                 "locations": [location(report, f)],
+                "properties": {"likelihood": f.likelihood, "impact": f.impact, "asvs": f.asvs},
             })
         })
         .collect();
@@ -157,39 +159,94 @@ pub fn markdown(report: &Report) -> String {
         let _ = writeln!(out, "\n### {}\n", severity.as_str());
         for f in report.findings.iter().filter(|f| f.severity == *severity) {
             let _ = writeln!(out, "- **{}** `{}`\n  - Evidence: {}\n  - Fix: {}", f.title, f.id, f.evidence, f.fix);
+            if let Some(Location { path, line }) = &f.location {
+                let _ = writeln!(out, "  - Where: `{path}:{line}`");
+            }
             if !f.cwe.is_empty() {
                 let _ = writeln!(out, "  - Weakness: {}", f.cwe.join(", "));
             }
+            let _ = writeln!(out, "  - Risk: {}", risk_line(f));
         }
     }
-    out.push_str("\n## Risk matrix (likelihood × impact)\n\n| likelihood \\ impact | 1 | 2 | 3 | 4 | 5 |\n|---|---|---|---|---|---|\n");
+    out.push_str(
+        "\n## Risk matrix\n\nLikelihood comes from exposure (what an attacker needs), impact from what the flaw gives; \
+         each cell lists the finding ids in it, with their count.\n\n\
+         | likelihood \\ impact | 1 | 2 | 3 | 4 | 5 |\n|---|---|---|---|---|---|\n",
+    );
     for likelihood in (1..=5u8).rev() {
         let _ = write!(out, "| {likelihood} |");
         for impact in 1..=5u8 {
-            let ids: Vec<&str> = report
-                .findings
+            let mut cell: Vec<(&str, usize)> = Vec::new();
+            for f in report.findings.iter().filter(|f| f.likelihood == likelihood && f.impact == impact) {
+                match cell.iter_mut().find(|(id, _)| *id == f.id) {
+                    Some((_, count)) => *count += 1,
+                    None => cell.push((f.id, 1)),
+                }
+            }
+            let ids: Vec<String> = cell
                 .iter()
-                .filter(|f| f.severity.likelihood() == likelihood && f.impact == impact)
-                .map(|f| f.id)
+                .map(|(id, count)| if *count > 1 { format!("{id} ×{count}") } else { (*id).to_owned() })
                 .collect();
             let _ = write!(out, " {} |", ids.join(", "));
         }
         out.push('\n');
     }
-    out.push_str("\n## Remediation priorities\n");
-    for (title, range) in [
-        ("Immediate", &[Severity::Critical, Severity::High][..]),
-        ("Short term", &[Severity::Medium][..]),
-        ("Medium term", &[Severity::Low, Severity::Info][..]),
-    ] {
-        let _ = writeln!(out, "\n### {title}\n");
-        let items: Vec<_> = report.findings.iter().filter(|f| range.contains(&f.severity)).collect();
+    out.push_str("\n## Remediation plan\n\nOne recommendation per kind of finding, with the risk it removes (the sum of likelihood × impact over its findings) and its effort; phases by the worst finding's score (immediate: 15 or more; short term: 8 to 14; medium term: below 8), most risk removed per hour first.\n");
+    for (phase, items, share) in plan::plan(report) {
+        let _ = writeln!(out, "\n### {} — {:.0}% of the total risk\n", phase.as_str(), share * 100.0);
         if items.is_empty() {
             out.push_str("- nothing\n");
         }
-        for f in items {
-            let _ = writeln!(out, "- `{}`: {}", f.id, f.fix);
+        for item in items {
+            let _ = writeln!(
+                out,
+                "- `{}` ({} finding{}; risk {}; about {} h): {}",
+                item.id,
+                item.findings,
+                if item.findings == 1 { "" } else { "s" },
+                item.risk,
+                item.effort_hours,
+                item.fix
+            );
+        }
+    }
+    let controls = plan::compliance(report);
+    out.push_str("\n## Compliance\n\nWhat the findings mean for common frameworks, worded as risk to discuss with whoever owns compliance; this is not legal advice.\n\n");
+    if controls.is_empty() {
+        out.push_str("No finding bears on the controls below.\n");
+    } else {
+        out.push_str("| standard | control | risk | findings |\n|---|---|---|---|\n");
+        for (control, ids) in controls {
+            let _ = writeln!(
+                out,
+                "| {} | {} ({}) | {} | {} |",
+                control.standard,
+                control.id,
+                control.subject,
+                control.risk,
+                ids.iter().map(|id| format!("`{id}`")).collect::<Vec<_>>().join(", ")
+            );
         }
     }
     out
+}
+
+/// A finding's risk in words: likelihood with its exposure, impact with its gain, the ASVS requirements.
+fn risk_line(f: &Finding) -> String {
+    let profile = risk::profile_of(f.id);
+    let exposure = profile
+        .map(|p| p.exposure.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", "))
+        .filter(|text| !text.is_empty())
+        .map(|text| format!(" ({text})"))
+        .unwrap_or_default();
+    let gain = profile.map(|p| format!(" ({})", p.gain.as_str())).unwrap_or_default();
+    format!("likelihood {}{exposure} × impact {}{gain}{}", f.likelihood, f.impact, asvs_suffix(f))
+}
+
+fn asvs_suffix(f: &Finding) -> String {
+    if f.asvs.is_empty() {
+        String::new()
+    } else {
+        format!("; OWASP ASVS v5.0.0: {}", f.asvs.join(", "))
+    }
 }

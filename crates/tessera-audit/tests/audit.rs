@@ -228,8 +228,9 @@ fn reports_render_in_every_format() {
         "## Executive summary",
         "## Findings by severity",
         "## Risk matrix",
-        "## Remediation priorities",
+        "## Remediation plan",
         "### Immediate",
+        "## Compliance",
         "This report is partial",
     ] {
         assert!(markdown.contains(section), "{section}");

@@ -121,8 +121,8 @@ pub(crate) enum Rule {
 }
 
 impl Rule {
-    /// Id, severity, weakness, fix, and impact on the 1–5 scale of the risk matrix.
-    fn describe(self) -> (&'static str, Severity, &'static [&'static str], &'static str, u8) {
+    /// Id, severity, weakness and fix (likelihood and impact come from the id's risk profile).
+    fn describe(self) -> (&'static str, Severity, &'static [&'static str], &'static str) {
         match self {
             Self::ClientSideSigning => (
                 "CODE-CLIENT-SIDE-SIGNING",
@@ -130,7 +130,6 @@ impl Rule {
                 &["CWE-602", "CWE-321"],
                 "Never sign tokens in code that ships to browsers or apps: whoever has the code has the key and can mint \
                  any token. Sign on the server (Tessera issues the tokens) and give the client only tokens.",
-                5,
             ),
             Self::AlgorithmFromToken => (
                 "CODE-ALGORITHM-FROM-TOKEN",
@@ -138,14 +137,12 @@ impl Rule {
                 &["CWE-347", "CWE-757"],
                 "Pass the exact list of accepted algorithms (`algorithms: ['RS256']`): without it the token's own `alg` \
                  header chooses how it is checked (alg none, RS/HS key confusion).",
-                5,
             ),
             Self::AlgNoneAllowed => (
                 "CODE-ALG-NONE-ALLOWED",
                 Severity::Critical,
                 &["CWE-347"],
                 "Remove `none` from the accepted algorithms: an unsigned token must never verify.",
-                5,
             ),
             Self::MixedAlgorithmFamilies => (
                 "CODE-MIXED-ALGORITHM-FAMILIES",
@@ -153,7 +150,6 @@ impl Rule {
                 &["CWE-347"],
                 "Accept one algorithm family per key: HMAC and public-key algorithms together let a public key be used \
                  as an HMAC secret (key confusion).",
-                5,
             ),
             Self::DecodeWithoutVerify => (
                 "CODE-DECODE-WITHOUT-VERIFY",
@@ -161,28 +157,24 @@ impl Rule {
                 &["CWE-345"],
                 "On the server, read claims only from a verified token (`verify`, not `decode`): decoded claims are \
                  whatever the sender wrote.",
-                4,
             ),
             Self::SignatureCheckOff => (
                 "CODE-SIGNATURE-CHECK-OFF",
                 Severity::Critical,
                 &["CWE-347"],
                 "Do not switch signature verification off: the claims of an unverified token are the sender's.",
-                5,
             ),
             Self::ExpiryCheckOff => (
                 "CODE-EXPIRY-CHECK-OFF",
                 Severity::High,
                 &["CWE-613"],
                 "Keep the expiry check on: a stolen token must stop working when it expires.",
-                4,
             ),
             Self::UnboundedLeeway => (
                 "CODE-UNBOUNDED-LEEWAY",
                 Severity::Medium,
                 &["CWE-613"],
                 "Keep clock leeway to seconds (at most a few minutes): a large leeway extends every token's life.",
-                3,
             ),
             Self::HardCodedSecret => (
                 "CODE-HARD-CODED-SECRET",
@@ -190,7 +182,6 @@ impl Rule {
                 &["CWE-798"],
                 "Load signing keys and secrets from a secret store or the environment at start, never from source \
                  code, and rotate the one that was committed.",
-                5,
             ),
             Self::WeakSecret => (
                 "CODE-WEAK-SECRET",
@@ -198,7 +189,6 @@ impl Rule {
                 &["CWE-521", "CWE-326"],
                 "Use a random HMAC secret of at least 32 bytes (or an asymmetric key): a short or well-known secret is \
                  cracked offline from any one token.",
-                5,
             ),
             Self::FallbackSecret => (
                 "CODE-FALLBACK-SECRET",
@@ -206,7 +196,6 @@ impl Rule {
                 &["CWE-1188", "CWE-798"],
                 "Fail at start when the secret is not configured instead of falling back to a default: the default is \
                  public, and a deployment that forgot the variable signs with it.",
-                5,
             ),
             Self::KidInjection => (
                 "CODE-KID-INJECTION",
@@ -214,14 +203,12 @@ impl Rule {
                 &["CWE-22", "CWE-89", "CWE-78", "CWE-918"],
                 "Look keys up by exact `kid` in a fixed key set; never build a file path, query, command or URL from a \
                  token header.",
-                5,
             ),
             Self::HeaderUrlFetched => (
                 "CODE-HEADER-URL-FETCHED",
                 Severity::High,
                 &["CWE-918", "CWE-345"],
                 "Never fetch keys from a URL the token names (`jku`, `x5u`): configure the issuer's key set URL instead.",
-                5,
             ),
             Self::MissingAudience => (
                 "CODE-MISSING-AUDIENCE-CHECK",
@@ -229,7 +216,6 @@ impl Rule {
                 &["CWE-345"],
                 "Require the audience this service is (`audience` option): otherwise a token issued for another \
                  service is accepted here.",
-                3,
             ),
             Self::MissingIssuer => (
                 "CODE-MISSING-ISSUER-CHECK",
@@ -237,7 +223,6 @@ impl Rule {
                 &["CWE-345"],
                 "Require the expected issuer (`issuer` option): otherwise a token from another issuer sharing the key \
                  is accepted.",
-                3,
             ),
             Self::TokenInWebStorage => (
                 "CODE-TOKEN-IN-WEB-STORAGE",
@@ -245,7 +230,6 @@ impl Rule {
                 &["CWE-922"],
                 "Keep tokens out of localStorage and sessionStorage, which any injected script reads: hold the access \
                  token in memory and the refresh token in an HttpOnly, Secure, SameSite cookie.",
-                4,
             ),
             Self::CookieWithoutFlags => (
                 "CODE-TOKEN-COOKIE-FLAGS",
@@ -253,15 +237,14 @@ impl Rule {
                 &["CWE-1004", "CWE-614", "CWE-1275"],
                 "Set token cookies HttpOnly, Secure and SameSite (Strict or Lax) so scripts cannot read them, they never \
                  travel in clear, and other sites cannot send them.",
-                4,
             ),
         }
     }
 
     /// A finding of this rule at `line` of `path`: `title` says what, `evidence` shows the expression.
     pub(crate) fn finding(self, path: &str, line: usize, title: String, evidence: String) -> Finding {
-        let (id, severity, cwe, fix, impact) = self.describe();
-        Finding { impact, ..Finding::new(id, severity, title, evidence, fix).with_cwe(cwe).at(path, line) }
+        let (id, severity, cwe, fix) = self.describe();
+        Finding::new(id, severity, title, evidence, fix).with_cwe(cwe).at(path, line)
     }
 }
 
