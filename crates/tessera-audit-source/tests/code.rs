@@ -42,7 +42,7 @@ type Expected<'a> = &'a [(&'a str, &'a str, usize)];
 
 #[test]
 fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_one() {
-    let expected: [(&str, Expected<'_>); 12] = [
+    let expected: [(&str, Expected<'_>); 14] = [
         (
             "js-client-side-signing",
             &[
@@ -130,6 +130,32 @@ fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_
                 ("app/keys.py", "CODE-KID-INJECTION", 8),
                 ("app/keys.py", "CODE-KID-INJECTION", 10),
                 ("app/keys.py", "CODE-HEADER-URL-FETCHED", 11),
+            ],
+        ),
+        (
+            "go-parse-and-secrets",
+            &[
+                ("auth/auth.go", "CODE-ALGORITHM-FROM-TOKEN", 18),
+                ("auth/auth.go", "CODE-HARD-CODED-SECRET", 18),
+                ("auth/auth.go", "CODE-WEAK-SECRET", 18),
+                ("auth/auth.go", "CODE-UNBOUNDED-LEEWAY", 18),
+                ("auth/auth.go", "CODE-MISSING-AUDIENCE-CHECK", 18),
+                ("auth/auth.go", "CODE-MISSING-ISSUER-CHECK", 18),
+                ("auth/auth.go", "CODE-HARD-CODED-SECRET", 23),
+                ("auth/auth.go", "CODE-DECODE-WITHOUT-VERIFY", 27),
+                ("auth/auth.go", "CODE-EXPIRY-CHECK-OFF", 32),
+            ],
+        ),
+        (
+            "go-header-injection-and-cookies",
+            &[
+                ("middleware/auth.go", "CODE-MISSING-AUDIENCE-CHECK", 14),
+                ("middleware/auth.go", "CODE-MISSING-ISSUER-CHECK", 14),
+                ("middleware/auth.go", "CODE-KID-INJECTION", 19),
+                ("middleware/auth.go", "CODE-KID-INJECTION", 21),
+                ("middleware/auth.go", "CODE-HEADER-URL-FETCHED", 24),
+                ("middleware/auth.go", "CODE-TOKEN-COOKIE-FLAGS", 31),
+                ("middleware/auth.go", "CODE-TOKEN-COOKIE-FLAGS", 35),
             ],
         ),
         (

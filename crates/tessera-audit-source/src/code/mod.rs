@@ -8,6 +8,7 @@
 //! Where heuristics remain, they are named in `docs/audit.md`: which files ship to browsers, which names look
 //! like tokens, and the one-step data flow from a `kid` to a sink.
 
+mod go;
 mod javascript;
 mod python;
 mod syntax;
@@ -26,6 +27,8 @@ pub enum Language {
     Tsx,
     /// Python (`.py`).
     Python,
+    /// Go (`.go`).
+    Go,
 }
 
 impl Language {
@@ -38,6 +41,7 @@ impl Language {
             "ts" | "mts" | "cts" if !name.ends_with(".d.ts") => Self::TypeScript,
             "tsx" => Self::Tsx,
             "py" => Self::Python,
+            "go" => Self::Go,
             _ => return None,
         })
     }
@@ -48,6 +52,7 @@ impl Language {
             Self::TypeScript => tree_sitter_typescript::LANGUAGE_TYPESCRIPT.into(),
             Self::Tsx => tree_sitter_typescript::LANGUAGE_TSX.into(),
             Self::Python => tree_sitter_python::LANGUAGE.into(),
+            Self::Go => tree_sitter_go::LANGUAGE.into(),
         }
     }
 }
@@ -78,6 +83,7 @@ pub fn audit_code(path: &str, language: Language, text: &str, report: &mut Repor
     match language {
         Language::JavaScript | Language::TypeScript | Language::Tsx => javascript::audit(&file, &mut findings),
         Language::Python => python::audit(&file, &mut findings),
+        Language::Go => go::audit(&file, &mut findings),
     }
     // One finding per rule and line: `readFileSync(path.join(dir, header.kid))` is one flaw, not two.
     let mut seen = std::collections::HashSet::new();
@@ -309,10 +315,16 @@ impl Sink {
         let first = callee.split('.').next().unwrap_or(callee);
         let bare = callee == last;
         Some(match last {
-            "readFile" | "readFileSync" | "createReadStream" | "existsSync" => Self::FilePath,
+            "readFile" | "readFileSync" | "createReadStream" | "existsSync" | "ReadFile" => Self::FilePath,
             "join" | "resolve" if first == "path" || callee.starts_with("os.path") => Self::FilePath,
+            "Join" if first == "filepath" || first == "path" => Self::FilePath,
             "open" if bare || first == "io" || first == "fs" => Self::FilePath,
+            "Open" | "OpenFile" if first == "os" => Self::FilePath,
             "query" | "execute" | "executemany" | "raw" => Self::Query,
+            "Query" | "QueryRow" | "QueryContext" | "QueryRowContext" | "Exec" | "ExecContext" | "Raw" => Self::Query,
+            "Command" | "CommandContext" if first == "exec" => Self::Command,
+            "Get" | "Post" | "Head" if first == "http" => Self::Url,
+            "Fetch" if first == "jwk" => Self::Url,
             "exec" | "execSync" | "spawn" | "spawnSync" | "execFile" if bare || first == "child_process" => {
                 Self::Command
             }

@@ -65,17 +65,22 @@ pub(crate) fn arguments(node: Node<'_>) -> Vec<Node<'_>> {
 }
 
 /// The value of a string literal without interpolation (`"x"`, `'x'`, `` `x` `` without `${}`; Python's `"x"`
-/// without an `f` prefix), with the common escapes undone; `None` for anything else.
+/// without an `f` prefix; Go's `"x"` and `` `x` ``), with the common escapes undone; `None` for anything else.
 pub(crate) fn string_value(file: &File<'_>, node: Node<'_>) -> Option<String> {
     match node.kind() {
-        "string" | "template_string" => {}
+        "string" | "template_string" | "interpreted_string_literal" | "raw_string_literal" => {}
         _ => return None,
     }
     let mut cursor = node.walk();
     let mut value = String::new();
     for child in node.named_children(&mut cursor) {
         match child.kind() {
-            "string_fragment" | "string_content" => value.push_str(file.text(child)),
+            "string_fragment"
+            | "string_content"
+            | "interpreted_string_literal_content"
+            | "raw_string_literal_content" => {
+                value.push_str(file.text(child));
+            }
             "escape_sequence" => value.push_str(&unescape(file.text(child))),
             "string_start" | "string_end" => {
                 // Python: `f"..."`, `b"..."` and friends are not plain strings.
