@@ -42,7 +42,7 @@ type Expected<'a> = &'a [(&'a str, &'a str, usize)];
 
 #[test]
 fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_one() {
-    let expected: [(&str, Expected<'_>); 14] = [
+    let expected: [(&str, Expected<'_>); 16] = [
         (
             "js-client-side-signing",
             &[
@@ -156,6 +156,37 @@ fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_
                 ("middleware/auth.go", "CODE-HEADER-URL-FETCHED", 24),
                 ("middleware/auth.go", "CODE-TOKEN-COOKIE-FLAGS", 31),
                 ("middleware/auth.go", "CODE-TOKEN-COOKIE-FLAGS", 35),
+            ],
+        ),
+        (
+            "java-jjwt",
+            &[
+                ("src/main/java/com/example/auth/TokenService.java", "CODE-HARD-CODED-SECRET", 12),
+                ("src/main/java/com/example/auth/TokenService.java", "CODE-WEAK-SECRET", 12),
+                ("src/main/java/com/example/auth/TokenService.java", "CODE-HARD-CODED-SECRET", 16),
+                ("src/main/java/com/example/auth/TokenService.java", "CODE-WEAK-SECRET", 16),
+                ("src/main/java/com/example/auth/TokenService.java", "CODE-MISSING-AUDIENCE-CHECK", 16),
+                ("src/main/java/com/example/auth/TokenService.java", "CODE-MISSING-ISSUER-CHECK", 16),
+                ("src/main/java/com/example/auth/TokenService.java", "CODE-UNBOUNDED-LEEWAY", 16),
+                ("src/main/java/com/example/auth/TokenService.java", "CODE-HARD-CODED-SECRET", 20),
+                ("src/main/java/com/example/auth/TokenService.java", "CODE-ALG-NONE-ALLOWED", 20),
+                ("src/main/java/com/example/auth/TokenService.java", "CODE-MISSING-AUDIENCE-CHECK", 20),
+                ("src/main/java/com/example/auth/TokenService.java", "CODE-MISSING-ISSUER-CHECK", 20),
+            ],
+        ),
+        (
+            "java-jwt-sinks-and-cookies",
+            &[
+                ("src/main/java/com/example/auth/Verifier.java", "CODE-HARD-CODED-SECRET", 15),
+                ("src/main/java/com/example/auth/Verifier.java", "CODE-WEAK-SECRET", 15),
+                ("src/main/java/com/example/auth/Verifier.java", "CODE-MISSING-AUDIENCE-CHECK", 15),
+                ("src/main/java/com/example/auth/Verifier.java", "CODE-MISSING-ISSUER-CHECK", 15),
+                ("src/main/java/com/example/auth/Verifier.java", "CODE-UNBOUNDED-LEEWAY", 15),
+                ("src/main/java/com/example/auth/Verifier.java", "CODE-DECODE-WITHOUT-VERIFY", 19),
+                ("src/main/java/com/example/auth/Verifier.java", "CODE-KID-INJECTION", 24),
+                ("src/main/java/com/example/auth/Verifier.java", "CODE-KID-INJECTION", 25),
+                ("src/main/java/com/example/auth/Verifier.java", "CODE-TOKEN-COOKIE-FLAGS", 29),
+                ("src/main/java/com/example/auth/Verifier.java", "CODE-TOKEN-COOKIE-FLAGS", 35),
             ],
         ),
         (

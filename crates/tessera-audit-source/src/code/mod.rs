@@ -9,6 +9,7 @@
 //! like tokens, and the one-step data flow from a `kid` to a sink.
 
 mod go;
+mod java;
 mod javascript;
 mod python;
 mod syntax;
@@ -29,6 +30,8 @@ pub enum Language {
     Python,
     /// Go (`.go`).
     Go,
+    /// Java (`.java`).
+    Java,
 }
 
 impl Language {
@@ -42,6 +45,7 @@ impl Language {
             "tsx" => Self::Tsx,
             "py" => Self::Python,
             "go" => Self::Go,
+            "java" => Self::Java,
             _ => return None,
         })
     }
@@ -53,6 +57,7 @@ impl Language {
             Self::Tsx => tree_sitter_typescript::LANGUAGE_TSX.into(),
             Self::Python => tree_sitter_python::LANGUAGE.into(),
             Self::Go => tree_sitter_go::LANGUAGE.into(),
+            Self::Java => tree_sitter_java::LANGUAGE.into(),
         }
     }
 }
@@ -84,6 +89,7 @@ pub fn audit_code(path: &str, language: Language, text: &str, report: &mut Repor
         Language::JavaScript | Language::TypeScript | Language::Tsx => javascript::audit(&file, &mut findings),
         Language::Python => python::audit(&file, &mut findings),
         Language::Go => go::audit(&file, &mut findings),
+        Language::Java => java::audit(&file, &mut findings),
     }
     // One finding per rule and line: `readFileSync(path.join(dir, header.kid))` is one flaw, not two.
     let mut seen = std::collections::HashSet::new();
@@ -311,6 +317,15 @@ pub(crate) enum Sink {
 impl Sink {
     /// The sink a called function is, by its name as written (`fs.readFileSync`, `cursor.execute`, `requests.get`).
     pub(crate) fn of_callee(callee: &str) -> Option<Self> {
+        // Java constructors: `new File(...)`, `new java.net.URL(...)`.
+        if let Some(constructed) = callee.strip_prefix("new ") {
+            return match constructed.rsplit('.').next().unwrap_or(constructed) {
+                "File" | "FileInputStream" | "FileReader" | "RandomAccessFile" => Some(Self::FilePath),
+                "URL" | "URI" => Some(Self::Url),
+                "ProcessBuilder" => Some(Self::Command),
+                _ => None,
+            };
+        }
         let last = callee.rsplit('.').next().unwrap_or(callee);
         let first = callee.split('.').next().unwrap_or(callee);
         let bare = callee == last;
@@ -323,9 +338,16 @@ impl Sink {
             "query" | "execute" | "executemany" | "raw" => Self::Query,
             "Query" | "QueryRow" | "QueryContext" | "QueryRowContext" | "Exec" | "ExecContext" | "Raw" => Self::Query,
             "Command" | "CommandContext" if first == "exec" => Self::Command,
+            "readAllBytes" | "readString" | "readAllLines" | "newInputStream" if first == "Files" => Self::FilePath,
+            "get" if first == "Paths" => Self::FilePath,
+            "of" if first == "Path" => Self::FilePath,
+            "executeQuery" | "executeUpdate" | "prepareStatement" | "createQuery" | "createNativeQuery"
+            | "queryForObject" | "queryForList" => Self::Query,
             "Get" | "Post" | "Head" if first == "http" => Self::Url,
             "Fetch" if first == "jwk" => Self::Url,
-            "exec" | "execSync" | "spawn" | "spawnSync" | "execFile" if bare || first == "child_process" => {
+            "exec" | "execSync" | "spawn" | "spawnSync" | "execFile"
+                if bare || first == "child_process" || first == "Runtime" =>
+            {
                 Self::Command
             }
             "system" | "popen" if first == "os" => Self::Command,

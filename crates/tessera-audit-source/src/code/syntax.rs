@@ -64,6 +64,18 @@ pub(crate) fn arguments(node: Node<'_>) -> Vec<Node<'_>> {
     node.named_children(&mut cursor).filter(|child| child.kind() != "comment").collect()
 }
 
+/// The nearest ancestor of `node` whose kind is one of `kinds`.
+pub(crate) fn ancestor<'t>(node: Node<'t>, kinds: &[&str]) -> Option<Node<'t>> {
+    let mut current = node.parent();
+    while let Some(parent) = current {
+        if kinds.contains(&parent.kind()) {
+            return Some(parent);
+        }
+        current = parent.parent();
+    }
+    None
+}
+
 /// The value of a string literal without interpolation (`"x"`, `'x'`, `` `x` `` without `${}`; Python's `"x"`
 /// without an `f` prefix; Go's `"x"` and `` `x` ``), with the common escapes undone; `None` for anything else.
 pub(crate) fn string_value(file: &File<'_>, node: Node<'_>) -> Option<String> {
