@@ -42,7 +42,7 @@ type Expected<'a> = &'a [(&'a str, &'a str, usize)];
 
 #[test]
 fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_one() {
-    let expected: [(&str, Expected<'_>); 16] = [
+    let expected: [(&str, Expected<'_>); 17] = [
         (
             "js-client-side-signing",
             &[
@@ -187,6 +187,22 @@ fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_
                 ("src/main/java/com/example/auth/Verifier.java", "CODE-KID-INJECTION", 25),
                 ("src/main/java/com/example/auth/Verifier.java", "CODE-TOKEN-COOKIE-FLAGS", 29),
                 ("src/main/java/com/example/auth/Verifier.java", "CODE-TOKEN-COOKIE-FLAGS", 35),
+            ],
+        ),
+        (
+            "rust-jsonwebtoken",
+            &[
+                ("src/auth.rs", "CODE-HARD-CODED-SECRET", 13),
+                ("src/auth.rs", "CODE-WEAK-SECRET", 13),
+                ("src/auth.rs", "CODE-EXPIRY-CHECK-OFF", 18),
+                ("src/auth.rs", "CODE-UNBOUNDED-LEEWAY", 19),
+                ("src/auth.rs", "CODE-MIXED-ALGORITHM-FAMILIES", 20),
+                ("src/auth.rs", "CODE-FALLBACK-SECRET", 22),
+                ("src/auth.rs", "CODE-WEAK-SECRET", 22),
+                ("src/auth.rs", "CODE-MISSING-AUDIENCE-CHECK", 22),
+                ("src/auth.rs", "CODE-MISSING-ISSUER-CHECK", 22),
+                ("src/auth.rs", "CODE-KID-INJECTION", 27),
+                ("src/auth.rs", "CODE-TOKEN-COOKIE-FLAGS", 31),
             ],
         ),
         (

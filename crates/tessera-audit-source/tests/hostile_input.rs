@@ -9,8 +9,6 @@ use tessera_audit::Report;
 use tessera_audit_source::code::{audit_code, Language};
 use tessera_audit_source::deps::{audit_lockfile, Advisories, Lockfile};
 
-const LANGUAGES: [Language; 5] =
-    [Language::JavaScript, Language::TypeScript, Language::Tsx, Language::Python, Language::Go];
 const LOCKFILES: [&str; 13] = [
     "package-lock.json",
     "yarn.lock",
@@ -46,7 +44,7 @@ fn corpus() -> Vec<String> {
 
 fn audit_everything(text: &str) {
     let mut report = Report::new("source", "fuzz");
-    for language in LANGUAGES {
+    for language in Language::ALL {
         audit_code("f", language, text, &mut report).unwrap();
     }
     let advisories = Advisories::shipped();

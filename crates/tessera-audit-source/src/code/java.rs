@@ -256,7 +256,7 @@ fn literal_secret(
         return None;
     }
     match node.kind() {
-        "string_literal" => string_value_java(file, node).map(|value| (value, None)),
+        "string_literal" => string_value(file, node).map(|value| (value, None)),
         "identifier" => {
             let value = constants.get(file.text(node))?;
             literal_secret(file, constants, *value, depth + 1)
@@ -277,23 +277,6 @@ fn literal_secret(
         }
         _ => None,
     }
-}
-
-/// A Java string literal's value (`"..."`, without text blocks' indentation rules).
-fn string_value_java(file: &File<'_>, node: Node<'_>) -> Option<String> {
-    if node.kind() != "string_literal" {
-        return None;
-    }
-    let mut cursor = node.walk();
-    let mut value = String::new();
-    for child in node.named_children(&mut cursor) {
-        match child.kind() {
-            "string_fragment" | "multiline_string_fragment" => value.push_str(file.text(child)),
-            "escape_sequence" => value.push_str(file.text(child).trim_start_matches('\\')),
-            _ => return None,
-        }
-    }
-    Some(value)
 }
 
 fn secret_findings(
@@ -341,10 +324,7 @@ fn header_parameter_in(file: &File<'_>, node: Node<'_>, tainted: &HashMap<&str, 
                     "getHeaderClaim" | "getHeader" => part
                         .child_by_field_name("arguments")
                         .map(arguments)
-                        .and_then(|args| {
-                            args.first()
-                                .and_then(|arg| string_value(file, *arg).or_else(|| string_value_java(file, *arg)))
-                        })
+                        .and_then(|args| args.first().and_then(|arg| string_value(file, *arg)))
                         .filter(|name| ["kid", "jku", "x5u"].contains(&name.as_str())),
                     _ => None,
                 }
@@ -366,7 +346,7 @@ fn response_cookie(file: &File<'_>, chain: &[Link<'_>], findings: &mut Vec<Findi
         link.args
             .iter()
             .take(2)
-            .any(|arg| looks_like_token(&string_value_java(file, *arg).unwrap_or_else(|| file.text(*arg).to_owned())))
+            .any(|arg| looks_like_token(&string_value(file, *arg).unwrap_or_else(|| file.text(*arg).to_owned())))
     });
     if !rooted || !tokenish || !chain.iter().any(|link| link.name == "build") {
         return;
@@ -374,9 +354,10 @@ fn response_cookie(file: &File<'_>, chain: &[Link<'_>], findings: &mut Vec<Findi
     let set = |name: &str, wanted: fn(&str) -> bool| {
         chain.iter().any(|link| {
             link.name == name
-                && link.args.first().is_some_and(|arg| {
-                    wanted(&string_value_java(file, *arg).unwrap_or_else(|| file.text(*arg).to_owned()))
-                })
+                && link
+                    .args
+                    .first()
+                    .is_some_and(|arg| wanted(&string_value(file, *arg).unwrap_or_else(|| file.text(*arg).to_owned())))
         })
     };
     let missing: Vec<&str> = [
@@ -412,7 +393,7 @@ fn servlet_cookies(file: &File<'_>, findings: &mut Vec<Finding>) {
         let tokenish = args
             .iter()
             .take(2)
-            .any(|arg| looks_like_token(&string_value_java(file, *arg).unwrap_or_else(|| file.text(*arg).to_owned())));
+            .any(|arg| looks_like_token(&string_value(file, *arg).unwrap_or_else(|| file.text(*arg).to_owned())));
         if !is_cookie || !tokenish {
             continue;
         }

@@ -12,6 +12,7 @@ mod go;
 mod java;
 mod javascript;
 mod python;
+mod rust;
 mod syntax;
 
 use tessera_audit::crack::BUILTIN_SECRETS;
@@ -32,9 +33,15 @@ pub enum Language {
     Go,
     /// Java (`.java`).
     Java,
+    /// Rust (`.rs`).
+    Rust,
 }
 
 impl Language {
+    /// Every language analysed.
+    pub const ALL: [Self; 7] =
+        [Self::JavaScript, Self::TypeScript, Self::Tsx, Self::Python, Self::Go, Self::Java, Self::Rust];
+
     /// The language a file name says, if it is one analysed.
     #[must_use]
     pub fn from_file_name(name: &str) -> Option<Self> {
@@ -46,6 +53,7 @@ impl Language {
             "py" => Self::Python,
             "go" => Self::Go,
             "java" => Self::Java,
+            "rs" => Self::Rust,
             _ => return None,
         })
     }
@@ -58,6 +66,7 @@ impl Language {
             Self::Python => tree_sitter_python::LANGUAGE.into(),
             Self::Go => tree_sitter_go::LANGUAGE.into(),
             Self::Java => tree_sitter_java::LANGUAGE.into(),
+            Self::Rust => tree_sitter_rust::LANGUAGE.into(),
         }
     }
 }
@@ -90,6 +99,7 @@ pub fn audit_code(path: &str, language: Language, text: &str, report: &mut Repor
         Language::Python => python::audit(&file, &mut findings),
         Language::Go => go::audit(&file, &mut findings),
         Language::Java => java::audit(&file, &mut findings),
+        Language::Rust => rust::audit(&file, &mut findings),
     }
     // One finding per rule and line: `readFileSync(path.join(dir, header.kid))` is one flaw, not two.
     let mut seen = std::collections::HashSet::new();
@@ -338,6 +348,10 @@ impl Sink {
             "query" | "execute" | "executemany" | "raw" => Self::Query,
             "Query" | "QueryRow" | "QueryContext" | "QueryRowContext" | "Exec" | "ExecContext" | "Raw" => Self::Query,
             "Command" | "CommandContext" if first == "exec" => Self::Command,
+            "read" | "read_to_string" if callee.contains("fs.") => Self::FilePath,
+            "open" if callee.ends_with("File.open") => Self::FilePath,
+            "query_as" | "query_scalar" => Self::Query,
+            "new" if callee.ends_with("Command.new") => Self::Command,
             "readAllBytes" | "readString" | "readAllLines" | "newInputStream" if first == "Files" => Self::FilePath,
             "get" if first == "Paths" => Self::FilePath,
             "of" if first == "Path" => Self::FilePath,
@@ -353,7 +367,9 @@ impl Sink {
             "system" | "popen" if first == "os" => Self::Command,
             "run" | "call" | "check_output" | "check_call" | "Popen" if first == "subprocess" => Self::Command,
             "fetch" | "urlopen" | "createRemoteJWKSet" => Self::Url,
-            "get" | "post" | "request" if ["axios", "got", "requests", "httpx", "http", "https"].contains(&first) => {
+            "get" | "post" | "request"
+                if ["axios", "got", "requests", "httpx", "http", "https", "reqwest"].contains(&first) =>
+            {
                 Self::Url
             }
             "axios" | "got" if bare => Self::Url,

@@ -77,10 +77,11 @@ pub(crate) fn ancestor<'t>(node: Node<'t>, kinds: &[&str]) -> Option<Node<'t>> {
 }
 
 /// The value of a string literal without interpolation (`"x"`, `'x'`, `` `x` `` without `${}`; Python's `"x"`
-/// without an `f` prefix; Go's `"x"` and `` `x` ``), with the common escapes undone; `None` for anything else.
+/// without an `f` prefix; Go's `"x"` and `` `x` ``; Java's and Rust's string literals, byte strings included), with
+/// the common escapes undone; `None` for anything else.
 pub(crate) fn string_value(file: &File<'_>, node: Node<'_>) -> Option<String> {
     match node.kind() {
-        "string" | "template_string" | "interpreted_string_literal" | "raw_string_literal" => {}
+        "string" | "template_string" | "interpreted_string_literal" | "raw_string_literal" | "string_literal" => {}
         _ => return None,
     }
     let mut cursor = node.walk();
@@ -89,6 +90,7 @@ pub(crate) fn string_value(file: &File<'_>, node: Node<'_>) -> Option<String> {
         match child.kind() {
             "string_fragment"
             | "string_content"
+            | "multiline_string_fragment"
             | "interpreted_string_literal_content"
             | "raw_string_literal_content" => {
                 value.push_str(file.text(child));
