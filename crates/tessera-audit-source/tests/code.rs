@@ -42,7 +42,7 @@ type Expected<'a> = &'a [(&'a str, &'a str, usize)];
 
 #[test]
 fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_one() {
-    let expected: [(&str, Expected<'_>); 17] = [
+    let expected: [(&str, Expected<'_>); 18] = [
         (
             "js-client-side-signing",
             &[
@@ -203,6 +203,24 @@ fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_
                 ("src/auth.rs", "CODE-MISSING-ISSUER-CHECK", 22),
                 ("src/auth.rs", "CODE-KID-INJECTION", 27),
                 ("src/auth.rs", "CODE-TOKEN-COOKIE-FLAGS", 31),
+            ],
+        ),
+        (
+            "php-jwt",
+            &[
+                ("src/Auth.php", "CODE-UNBOUNDED-LEEWAY", 8),
+                ("src/Auth.php", "CODE-HARD-CODED-SECRET", 12),
+                ("src/Auth.php", "CODE-WEAK-SECRET", 12),
+                ("src/Auth.php", "CODE-FALLBACK-SECRET", 17),
+                ("src/Auth.php", "CODE-WEAK-SECRET", 17),
+                ("src/Auth.php", "CODE-MISSING-AUDIENCE-CHECK", 17),
+                ("src/Auth.php", "CODE-MISSING-ISSUER-CHECK", 17),
+                ("src/Auth.php", "CODE-ALG-NONE-ALLOWED", 22),
+                ("src/Auth.php", "CODE-MIXED-ALGORITHM-FAMILIES", 22),
+                ("src/Auth.php", "CODE-MISSING-AUDIENCE-CHECK", 22),
+                ("src/Auth.php", "CODE-MISSING-ISSUER-CHECK", 22),
+                ("src/Auth.php", "CODE-KID-INJECTION", 28),
+                ("src/Auth.php", "CODE-TOKEN-COOKIE-FLAGS", 33),
             ],
         ),
         (

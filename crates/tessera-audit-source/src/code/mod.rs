@@ -11,6 +11,7 @@
 mod go;
 mod java;
 mod javascript;
+mod php;
 mod python;
 mod rust;
 mod syntax;
@@ -35,12 +36,14 @@ pub enum Language {
     Java,
     /// Rust (`.rs`).
     Rust,
+    /// PHP (`.php`).
+    Php,
 }
 
 impl Language {
     /// Every language analysed.
-    pub const ALL: [Self; 7] =
-        [Self::JavaScript, Self::TypeScript, Self::Tsx, Self::Python, Self::Go, Self::Java, Self::Rust];
+    pub const ALL: [Self; 8] =
+        [Self::JavaScript, Self::TypeScript, Self::Tsx, Self::Python, Self::Go, Self::Java, Self::Rust, Self::Php];
 
     /// The language a file name says, if it is one analysed.
     #[must_use]
@@ -54,6 +57,7 @@ impl Language {
             "go" => Self::Go,
             "java" => Self::Java,
             "rs" => Self::Rust,
+            "php" => Self::Php,
             _ => return None,
         })
     }
@@ -67,6 +71,7 @@ impl Language {
             Self::Go => tree_sitter_go::LANGUAGE.into(),
             Self::Java => tree_sitter_java::LANGUAGE.into(),
             Self::Rust => tree_sitter_rust::LANGUAGE.into(),
+            Self::Php => tree_sitter_php::LANGUAGE_PHP.into(),
         }
     }
 }
@@ -100,6 +105,7 @@ pub fn audit_code(path: &str, language: Language, text: &str, report: &mut Repor
         Language::Go => go::audit(&file, &mut findings),
         Language::Java => java::audit(&file, &mut findings),
         Language::Rust => rust::audit(&file, &mut findings),
+        Language::Php => php::audit(&file, &mut findings),
     }
     // One finding per rule and line: `readFileSync(path.join(dir, header.kid))` is one flaw, not two.
     let mut seen = std::collections::HashSet::new();
@@ -348,6 +354,10 @@ impl Sink {
             "query" | "execute" | "executemany" | "raw" => Self::Query,
             "Query" | "QueryRow" | "QueryContext" | "QueryRowContext" | "Exec" | "ExecContext" | "Raw" => Self::Query,
             "Command" | "CommandContext" if first == "exec" => Self::Command,
+            "file_get_contents" | "fopen" | "readfile" | "file" if bare => Self::FilePath,
+            "shell_exec" | "system" | "passthru" | "popen" | "proc_open" if bare => Self::Command,
+            "mysqli_query" | "pg_query" => Self::Query,
+            "curl_init" => Self::Url,
             "read" | "read_to_string" if callee.contains("fs.") => Self::FilePath,
             "open" if callee.ends_with("File.open") => Self::FilePath,
             "query_as" | "query_scalar" => Self::Query,
