@@ -42,7 +42,7 @@ type Expected<'a> = &'a [(&'a str, &'a str, usize)];
 
 #[test]
 fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_one() {
-    let expected: [(&str, Expected<'_>); 18] = [
+    let expected: [(&str, Expected<'_>); 19] = [
         (
             "js-client-side-signing",
             &[
@@ -130,6 +130,22 @@ fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_
                 ("app/keys.py", "CODE-KID-INJECTION", 8),
                 ("app/keys.py", "CODE-KID-INJECTION", 10),
                 ("app/keys.py", "CODE-HEADER-URL-FETCHED", 11),
+            ],
+        ),
+        (
+            "csharp-token-validation",
+            &[
+                ("Auth/JwtSetup.cs", "CODE-MISSING-ISSUER-CHECK", 14),
+                ("Auth/JwtSetup.cs", "CODE-MISSING-AUDIENCE-CHECK", 15),
+                ("Auth/JwtSetup.cs", "CODE-EXPIRY-CHECK-OFF", 16),
+                ("Auth/JwtSetup.cs", "CODE-UNBOUNDED-LEEWAY", 17),
+                ("Auth/JwtSetup.cs", "CODE-HARD-CODED-SECRET", 18),
+                ("Auth/JwtSetup.cs", "CODE-WEAK-SECRET", 18),
+                ("Auth/JwtSetup.cs", "CODE-KID-INJECTION", 20),
+                ("Auth/JwtSetup.cs", "CODE-DECODE-WITHOUT-VERIFY", 23),
+                ("Auth/JwtSetup.cs", "CODE-TOKEN-COOKIE-FLAGS", 26),
+                ("Auth/JwtSetup.cs", "CODE-FALLBACK-SECRET", 29),
+                ("Auth/JwtSetup.cs", "CODE-WEAK-SECRET", 29),
             ],
         ),
         (

@@ -8,6 +8,7 @@
 //! Where heuristics remain, they are named in `docs/audit.md`: which files ship to browsers, which names look
 //! like tokens, and the one-step data flow from a `kid` to a sink.
 
+mod csharp;
 mod go;
 mod java;
 mod javascript;
@@ -38,12 +39,23 @@ pub enum Language {
     Rust,
     /// PHP (`.php`).
     Php,
+    /// C# (`.cs`).
+    CSharp,
 }
 
 impl Language {
     /// Every language analysed.
-    pub const ALL: [Self; 8] =
-        [Self::JavaScript, Self::TypeScript, Self::Tsx, Self::Python, Self::Go, Self::Java, Self::Rust, Self::Php];
+    pub const ALL: [Self; 9] = [
+        Self::JavaScript,
+        Self::TypeScript,
+        Self::Tsx,
+        Self::Python,
+        Self::Go,
+        Self::Java,
+        Self::Rust,
+        Self::Php,
+        Self::CSharp,
+    ];
 
     /// The language a file name says, if it is one analysed.
     #[must_use]
@@ -58,6 +70,7 @@ impl Language {
             "java" => Self::Java,
             "rs" => Self::Rust,
             "php" => Self::Php,
+            "cs" => Self::CSharp,
             _ => return None,
         })
     }
@@ -72,6 +85,7 @@ impl Language {
             Self::Java => tree_sitter_java::LANGUAGE.into(),
             Self::Rust => tree_sitter_rust::LANGUAGE.into(),
             Self::Php => tree_sitter_php::LANGUAGE_PHP.into(),
+            Self::CSharp => tree_sitter_c_sharp::LANGUAGE.into(),
         }
     }
 }
@@ -106,6 +120,7 @@ pub fn audit_code(path: &str, language: Language, text: &str, report: &mut Repor
         Language::Java => java::audit(&file, &mut findings),
         Language::Rust => rust::audit(&file, &mut findings),
         Language::Php => php::audit(&file, &mut findings),
+        Language::CSharp => csharp::audit(&file, &mut findings),
     }
     // One finding per rule and line: `readFileSync(path.join(dir, header.kid))` is one flaw, not two.
     let mut seen = std::collections::HashSet::new();
@@ -337,8 +352,10 @@ impl Sink {
         if let Some(constructed) = callee.strip_prefix("new ") {
             return match constructed.rsplit('.').next().unwrap_or(constructed) {
                 "File" | "FileInputStream" | "FileReader" | "RandomAccessFile" => Some(Self::FilePath),
-                "URL" | "URI" => Some(Self::Url),
+                "URL" | "URI" | "Uri" => Some(Self::Url),
                 "ProcessBuilder" => Some(Self::Command),
+                "SqlCommand" | "NpgsqlCommand" | "MySqlCommand" => Some(Self::Query),
+                "FileStream" | "StreamReader" => Some(Self::FilePath),
                 _ => None,
             };
         }
@@ -358,6 +375,11 @@ impl Sink {
             "shell_exec" | "system" | "passthru" | "popen" | "proc_open" if bare => Self::Command,
             "mysqli_query" | "pg_query" => Self::Query,
             "curl_init" => Self::Url,
+            "ReadAllText" | "ReadAllBytes" | "ReadAllLines" | "OpenRead" if first == "File" => Self::FilePath,
+            "Combine" if first == "Path" => Self::FilePath,
+            "ExecuteReader" | "ExecuteNonQuery" | "ExecuteScalar" | "FromSqlRaw" | "ExecuteSqlRaw" => Self::Query,
+            "Start" if first == "Process" => Self::Command,
+            "GetAsync" | "GetStringAsync" | "GetByteArrayAsync" | "DownloadString" => Self::Url,
             "read" | "read_to_string" if callee.contains("fs.") => Self::FilePath,
             "open" if callee.ends_with("File.open") => Self::FilePath,
             "query_as" | "query_scalar" => Self::Query,

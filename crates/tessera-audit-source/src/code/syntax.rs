@@ -77,7 +77,7 @@ pub(crate) fn ancestor<'t>(node: Node<'t>, kinds: &[&str]) -> Option<Node<'t>> {
 }
 
 /// The value of a string literal without interpolation (`"x"`, `'x'`, `` `x` `` without `${}`; Python's `"x"`
-/// without an `f` prefix; Go's `"x"` and `` `x` ``; Java's and Rust's string literals, byte strings included), with
+/// without an `f` prefix; Go's `"x"` and `` `x` ``; Java's, Rust's and C#'s string literals, byte strings included), with
 /// the common escapes undone; `None` for anything else.
 pub(crate) fn string_value(file: &File<'_>, node: Node<'_>) -> Option<String> {
     match node.kind() {
@@ -91,6 +91,7 @@ pub(crate) fn string_value(file: &File<'_>, node: Node<'_>) -> Option<String> {
             "string_fragment"
             | "string_content"
             | "multiline_string_fragment"
+            | "string_literal_content"
             | "interpreted_string_literal_content"
             | "raw_string_literal_content" => {
                 value.push_str(file.text(child));
