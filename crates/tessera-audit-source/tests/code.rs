@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use tessera_audit::Report;
-use tessera_audit_source::code::{audit_code, Language};
+use tessera_audit_source::code::{audit_code, Language, TestCode};
 
 /// Every file under `dir`, audited, as (path relative to `dir`, finding id, line), sorted.
 fn audit(dir: &Path) -> Vec<(String, &'static str, usize)> {
@@ -22,7 +22,8 @@ fn audit(dir: &Path) -> Vec<(String, &'static str, usize)> {
             let relative = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
             let language = Language::from_file_name(&relative).unwrap_or_else(|| panic!("{relative}: no language"));
             let outcome =
-                audit_code(&relative, language, &std::fs::read_to_string(&path).unwrap(), &mut report).unwrap();
+                audit_code(&relative, language, &std::fs::read_to_string(&path).unwrap(), TestCode::Skip, &mut report)
+                    .unwrap();
             assert!(!outcome.has_syntax_errors, "{relative} should parse cleanly");
         }
     }
@@ -260,4 +261,18 @@ fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_
         assert_eq!(audit(&corpus.join(case).join("vulnerable")), wanted, "{case}: vulnerable");
         assert_eq!(audit(&corpus.join(case).join("fixed")), [], "{case}: fixed");
     }
+}
+
+#[test]
+fn rust_test_modules_are_skipped_unless_asked_for() {
+    let source = "use jsonwebtoken::EncodingKey;\n\nfn key() -> EncodingKey {\n    EncodingKey::from_secret(b\"production-secret-that-is-long-enough-0123\")\n}\n\n#[cfg(test)]\nmod tests {\n    fn key() -> jsonwebtoken::EncodingKey {\n        jsonwebtoken::EncodingKey::from_secret(b\"secret\")\n    }\n}\n";
+    let lines = |tests| {
+        let mut report = Report::new("source", "x");
+        audit_code("src/auth.rs", Language::Rust, source, tests, &mut report).unwrap();
+        let mut lines: Vec<usize> = report.findings.iter().map(|f| f.location.clone().unwrap().line).collect();
+        lines.sort_unstable();
+        lines
+    };
+    assert_eq!(lines(TestCode::Skip), [4]);
+    assert_eq!(lines(TestCode::Include), [4, 10, 10]);
 }

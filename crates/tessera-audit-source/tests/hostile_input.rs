@@ -6,7 +6,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use tessera_audit::Report;
-use tessera_audit_source::code::{audit_code, Language};
+use tessera_audit_source::code::{audit_code, Language, TestCode};
 use tessera_audit_source::deps::{audit_lockfile, Advisories, Lockfile};
 
 const LOCKFILES: [&str; 13] = [
@@ -45,7 +45,7 @@ fn corpus() -> Vec<String> {
 fn audit_everything(text: &str) {
     let mut report = Report::new("source", "fuzz");
     for language in Language::ALL {
-        audit_code("f", language, text, &mut report).unwrap();
+        audit_code("f", language, text, TestCode::Include, &mut report).unwrap();
     }
     let advisories = Advisories::shipped();
     for name in LOCKFILES {

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use tessera_audit::crack::Candidates;
 use tessera_audit::gateway::{Routes, Style, NOT_PROBED};
 use tessera_audit::{audit_jwks, audit_token, render, Report, Severity, TokenAudit};
+use tessera_audit_source::code::TestCode;
 use tessera_audit_source::deps::Advisories;
 use tessera_jose::KeySet;
 
@@ -102,7 +103,7 @@ pub(crate) fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             let target = crate::probe::Target { url, header, method, timeout, introspection, gateway };
             (crate::probe::run(&target, &token, jwks.as_deref(), &reject)?, format.format)
         }
-        AuditCommand::Source { path, advisories, format } => {
+        AuditCommand::Source { path, advisories, include_tests, format } => {
             let advisories = match advisories {
                 Some(file) => {
                     let text = std::fs::read_to_string(&file)
@@ -117,7 +118,8 @@ pub(crate) fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 }
                 None => Advisories::shipped(),
             };
-            (crate::audit_source::audit(&path, &advisories)?, format.format)
+            let tests = if include_tests { TestCode::Include } else { TestCode::Skip };
+            (crate::audit_source::audit(&path, &advisories, tests)?, format.format)
         }
         AuditCommand::Jwks { source, format } => {
             let fetched = crate::fetch::fetch(&source)?;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use tessera_audit::Report;
-use tessera_audit_source::code::{audit_code, Language};
+use tessera_audit_source::code::{audit_code, is_test_file, Language, TestCode};
 use tessera_audit_source::deps::{audit_lockfile, Advisories, Lockfile};
 
 /// Directories whose files describe something other than the project: installed packages (covered by the
@@ -29,10 +29,10 @@ enum Work {
 }
 
 /// The report on the tree (or file) at `root`.
-pub(crate) fn audit(root: &Path, advisories: &Advisories) -> anyhow::Result<Report> {
+pub(crate) fn audit(root: &Path, advisories: &Advisories, tests: TestCode) -> anyhow::Result<Report> {
     let metadata = std::fs::metadata(root).with_context(|| format!("reading {}", root.display()))?;
     let mut report = Report::new("source", root.display().to_string());
-    let (work, stats) = walk(root, metadata.is_dir(), &mut report);
+    let (work, stats) = walk(root, metadata.is_dir(), tests, &mut report);
     let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let chunk = work.len().div_ceil(threads).max(1);
     let parts: Vec<(Report, u64)> = std::thread::scope(|scope| {
@@ -43,7 +43,7 @@ pub(crate) fn audit(root: &Path, advisories: &Advisories) -> anyhow::Result<Repo
                     let mut part = Report::new("source", String::new());
                     let mut syntax_errors = 0_u64;
                     for (relative, path, kind) in files {
-                        syntax_errors += u64::from(read_one(relative, path, kind, advisories, &mut part));
+                        syntax_errors += u64::from(read_one(relative, path, kind, advisories, tests, &mut part));
                     }
                     (part, syntax_errors)
                 })
@@ -60,6 +60,12 @@ pub(crate) fn audit(root: &Path, advisories: &Advisories) -> anyhow::Result<Repo
     for (language, count) in &stats.not_analysed {
         report.not_tested.push(format!("{count} {language} files: the {language} rules are not built yet"));
     }
+    if stats.test_files > 0 {
+        report.not_tested.push(format!(
+            "{} test files (test directories, *.test.*, *_test.*, ...): left out; --include-tests analyses them",
+            stats.test_files
+        ));
+    }
     if stats.too_deep > 0 {
         report.not_tested.push(format!("{} entries nested deeper than {MAX_DEPTH} directories", stats.too_deep));
     }
@@ -68,6 +74,7 @@ pub(crate) fn audit(root: &Path, advisories: &Advisories) -> anyhow::Result<Repo
     report.stats.insert("lockfiles_read".into(), lockfiles.into());
     report.stats.insert("source_files_analysed".into(), (work.len() - lockfiles).into());
     report.stats.insert("files_with_syntax_errors".into(), syntax_errors.into());
+    report.stats.insert("test_files_left_out".into(), stats.test_files.into());
     report
         .stats
         .insert("advisory_table".into(), format!("{} advisories as of {}", advisories.len(), advisories.as_of).into());
@@ -86,13 +93,20 @@ pub(crate) fn audit(root: &Path, advisories: &Advisories) -> anyhow::Result<Repo
 struct WalkStats {
     files: u64,
     too_deep: u64,
+    /// Test code files left out.
+    test_files: u64,
     /// Files of languages whose rules are not built yet, by language.
     not_analysed: Vec<(&'static str, u64)>,
 }
 
 /// The files to read under `root`, in walk order. Links are not followed: a loop cannot trap the walk, and
 /// nothing outside `root` is read.
-fn walk(root: &Path, root_is_directory: bool, report: &mut Report) -> (Vec<(String, PathBuf, Work)>, WalkStats) {
+fn walk(
+    root: &Path,
+    root_is_directory: bool,
+    tests: TestCode,
+    report: &mut Report,
+) -> (Vec<(String, PathBuf, Work)>, WalkStats) {
     let mut work = Vec::new();
     let mut stats = WalkStats::default();
     let entries =
@@ -134,13 +148,25 @@ fn walk(root: &Path, root_is_directory: bool, report: &mut Report) -> (Vec<(Stri
                 continue;
             }
         };
-        work.push((relative_name(root, entry.path(), root_is_directory), entry.into_path(), kind));
+        let relative = relative_name(root, entry.path(), root_is_directory);
+        if matches!(kind, Work::Code(_)) && tests == TestCode::Skip && is_test_file(&relative) {
+            stats.test_files += 1;
+            continue;
+        }
+        work.push((relative, entry.into_path(), kind));
     }
     (work, stats)
 }
 
 /// Reads and audits one file into `report`; whether parts of it did not parse.
-fn read_one(relative: &str, path: &Path, kind: &Work, advisories: &Advisories, report: &mut Report) -> bool {
+fn read_one(
+    relative: &str,
+    path: &Path,
+    kind: &Work,
+    advisories: &Advisories,
+    tests: TestCode,
+    report: &mut Report,
+) -> bool {
     let (what, limit) = match kind {
         Work::Lockfile(_) => ("dependencies in", MAX_LOCKFILE_BYTES),
         Work::Code(_) => ("code in", MAX_CODE_BYTES),
@@ -166,7 +192,7 @@ fn read_one(relative: &str, path: &Path, kind: &Work, advisories: &Advisories, r
             audit_lockfile(relative, *lockfile, &text, advisories, report);
             false
         }
-        Work::Code(language) => match audit_code(relative, *language, &text, report) {
+        Work::Code(language) => match audit_code(relative, *language, &text, tests, report) {
             Ok(outcome) => outcome.has_syntax_errors,
             Err(err) => {
                 report.not_tested.push(format!("{what} {relative}: {err}"));

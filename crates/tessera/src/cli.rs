@@ -225,6 +225,10 @@ pub(crate) enum AuditCommand {
         /// A newer advisory table in the shipped format (see docs/audit.md), used instead of the shipped one.
         #[arg(long, value_name = "FILE")]
         advisories: Option<std::path::PathBuf>,
+        /// Also analyse test code (test directories and files, Rust `#[cfg(test)]` modules), which is left out by
+        /// default: tests use throwaway secrets and switch checks off on purpose.
+        #[arg(long)]
+        include_tests: bool,
         #[command(flatten)]
         format: FormatArgs,
     },

@@ -482,6 +482,8 @@ fn audit_source_finds_vulnerable_libraries_in_a_tree_without_following_links_or_
     copy("deps/go-sum/vulnerable/go.sum", "api/go.sum");
     // Code: a Python file with a fallback secret, one that does not parse, and Kotlin code the rules do not read yet.
     copy("code/py-secrets/vulnerable/app/tokens.py", "api/tokens.py");
+    // Test code signs with throwaway secrets on purpose: left out unless asked for.
+    copy("code/py-secrets/vulnerable/app/tokens.py", "api/tests/test_tokens.py");
     std::fs::write(tree.join("api/broken.py"), "def f(:\n    return jwt.decode(token, key)\n").unwrap();
     std::fs::write(tree.join("api/Main.kt"), "class Main\n").unwrap();
     // A bundle over the 16 MiB a source file may have: named, not parsed.
@@ -532,6 +534,13 @@ fn audit_source_finds_vulnerable_libraries_in_a_tree_without_following_links_or_
         not_tested.contains("code in web/huge.min.js: 16777220 bytes, over the 16777216-byte limit"),
         "{not_tested}"
     );
+
+    assert!(not_tested.contains("1 test files"), "{not_tested}");
+    let run = tessera(d, &["audit", "source", "tree", "--include-tests", "--format", "json"], &[]);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let in_tests =
+        report["findings"].as_array().unwrap().iter().filter(|f| f["location"]["path"] == "api/tests/test_tokens.py");
+    assert_eq!(in_tests.count(), 3, "{report}");
 
     // A newer table replaces the shipped one: only what it names is found; MEDIUM alone exits 0.
     std::fs::write(

@@ -107,7 +107,13 @@ pub enum CodeError {
 ///
 /// # Errors
 /// [`CodeError`] when the file could not be parsed at all.
-pub fn audit_code(path: &str, language: Language, text: &str, report: &mut Report) -> Result<Outcome, CodeError> {
+pub fn audit_code(
+    path: &str,
+    language: Language,
+    text: &str,
+    tests: TestCode,
+    report: &mut Report,
+) -> Result<Outcome, CodeError> {
     let mut parser = tree_sitter::Parser::new();
     parser.set_language(&language.grammar()).map_err(|_| CodeError::Grammar(language))?;
     let tree = parser.parse(text, None).ok_or(CodeError::Parse)?;
@@ -122,11 +128,50 @@ pub fn audit_code(path: &str, language: Language, text: &str, report: &mut Repor
         Language::Php => php::audit(&file, &mut findings),
         Language::CSharp => csharp::audit(&file, &mut findings),
     }
+    if tests == TestCode::Skip && language == Language::Rust {
+        let test_lines = rust::test_module_lines(&file);
+        findings.retain(|finding| {
+            let line = finding.location.as_ref().map_or(0, |at| at.line);
+            !test_lines.iter().any(|lines| lines.contains(&line))
+        });
+    }
     // One finding per rule and line: `readFileSync(path.join(dir, header.kid))` is one flaw, not two.
     let mut seen = std::collections::HashSet::new();
     findings.retain(|finding| seen.insert((finding.id, finding.location.as_ref().map(|at| at.line))));
     report.findings.extend(findings);
     Ok(Outcome { has_syntax_errors: tree.root_node().has_error() })
+}
+
+/// Whether test code is analysed. Tests sign with throwaway secrets and switch checks off on purpose, so by
+/// default they are not: test files are left to the caller ([`is_test_file`]), and Rust's `#[cfg(test)]`
+/// modules inside a file are skipped here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestCode {
+    /// Leave test code out.
+    Skip,
+    /// Analyse it like the rest.
+    Include,
+}
+
+/// Directory names that hold tests, fixtures and benchmarks.
+const TEST_DIRECTORIES: [&str; 10] =
+    ["test", "tests", "__tests__", "spec", "specs", "testdata", "benches", "e2e", "__mocks__", "fixtures"];
+
+/// Whether `path` (relative, `/`-separated) is a test file by its directory or its name: `tests/...`,
+/// `*.test.js`, `*.spec.ts`, `*_test.go`, `test_*.py`, `*_test.py`, `*Test.java`, `*Tests.cs`, ...
+#[must_use]
+pub fn is_test_file(path: &str) -> bool {
+    let mut parts = path.rsplit('/');
+    let name = parts.next().unwrap_or(path);
+    if parts.any(|dir| TEST_DIRECTORIES.contains(&dir)) {
+        return true;
+    }
+    let stem = name.split('.').next().unwrap_or(name);
+    let middle = name.split('.').nth(1);
+    matches!(middle, Some("test" | "spec"))
+        || stem.ends_with("_test")
+        || (stem.starts_with("test_") && name.ends_with(".py"))
+        || ((stem.ends_with("Test") || stem.ends_with("Tests")) && (name.ends_with(".java") || name.ends_with(".cs")))
 }
 
 /// What analysing one file found out about the file itself.
@@ -436,4 +481,30 @@ pub(crate) fn header_flow_finding(
         format!("{what} ({parameter}) flows into {}", sink.weakness()),
         file.excerpt(call),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_files_are_known_by_directory_and_name() {
+        for test in [
+            "tests/auth.rs",
+            "src/__tests__/login.js",
+            "web/login.test.ts",
+            "web/login.spec.tsx",
+            "pkg/auth_test.go",
+            "app/test_tokens.py",
+            "app/tokens_test.py",
+            "src/test/java/AuthTest.java",
+            "Auth/JwtTests.cs",
+            "benches/jwt.rs",
+        ] {
+            assert!(is_test_file(test), "{test}");
+        }
+        for code in ["src/auth.rs", "web/contest.js", "app/testing_utils.py", "src/Attest.java", "server/latest.ts"] {
+            assert!(!is_test_file(code), "{code}");
+        }
+    }
 }

@@ -44,6 +44,19 @@ pub(super) fn audit(file: &File<'_>, findings: &mut Vec<Finding>) {
     }
 }
 
+/// The line ranges of `#[cfg(test)]` modules: test code, which signs with throwaway secrets on purpose.
+pub(super) fn test_module_lines(file: &File<'_>) -> Vec<std::ops::RangeInclusive<usize>> {
+    descendants(file.root, &["mod_item"])
+        .into_iter()
+        .filter(|module| {
+            module.prev_named_sibling().is_some_and(|attribute| {
+                attribute.kind() == "attribute_item" && file.text(attribute).replace(' ', "").contains("cfg(test)")
+            })
+        })
+        .map(|module| File::line(module)..=module.end_position().row + 1)
+        .collect()
+}
+
 /// `const X: &str = "..."`, `static X: ...`, `let x = ...` declared once in the file.
 fn constants<'a>(file: &File<'a>) -> HashMap<&'a str, Node<'a>> {
     let mut seen: HashMap<&str, Option<Node<'a>>> = HashMap::new();
