@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use tree_sitter::Node;
 
-use super::syntax::{arguments, descendants, string_value, File};
+use super::syntax::{arguments, declared_once, descendants, fields, literal_or_text, string_value, File};
 use super::{
-    algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, masked, secret_weakness, Rule,
-    Sink,
+    algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, report_cookie_flags,
+    report_secret, Rule, Secret, Sink,
 };
 use tessera_audit::Finding;
 
@@ -48,11 +48,10 @@ pub(super) fn audit(file: &File<'_>, findings: &mut Vec<Finding>) {
         }
         let method = callee.rsplit('.').next().unwrap_or(callee);
         if uses_identity_model && matches!(method, "ReadJwtToken" | "ReadToken") && !reads_only_the_header(file, call) {
-            findings.push(Rule::DecodeWithoutVerify.finding(
-                file.path,
-                File::line(call),
+            findings.push(Rule::DecodeWithoutVerify.at(
+                file,
+                call,
                 format!("{method} reads a token without validating it"),
-                file.excerpt(call),
             ));
         }
         if callee.ends_with("Cookies.Append") {
@@ -87,28 +86,18 @@ fn declared_value(declarator: Node<'_>) -> Option<Node<'_>> {
 
 /// Fields, constants and locals declared once with a value, by name.
 fn constants<'a>(file: &File<'a>) -> HashMap<&'a str, Node<'a>> {
-    let mut seen: HashMap<&str, Option<Node<'a>>> = HashMap::new();
-    for declarator in descendants(file.root, &["variable_declarator"]) {
-        let (Some(name), Some(value)) = (declarator.child_by_field_name("name"), declared_value(declarator)) else {
-            continue;
-        };
-        seen.entry(file.text(name)).and_modify(|slot| *slot = None).or_insert(Some(value));
-    }
-    seen.into_iter().filter_map(|(name, value)| Some((name, value?))).collect()
+    declared_once(descendants(file.root, &["variable_declarator"]).into_iter().filter_map(|declarator| {
+        Some((file.text(declarator.child_by_field_name("name")?), declared_value(declarator)?))
+    }))
 }
 
 /// The settings of a `new TokenValidationParameters { ... }` that switch checks off.
 fn validation_parameters(file: &File<'_>, creation: Node<'_>, findings: &mut Vec<Finding>) {
     let Some(initializer) = creation.child_by_field_name("initializer") else { return };
     for setting in arguments(initializer).into_iter().filter(|node| node.kind() == "assignment_expression") {
-        let (Some(left), Some(right)) = (setting.child_by_field_name("left"), setting.child_by_field_name("right"))
-        else {
-            continue;
-        };
+        let Some((left, right)) = fields(setting, "left", "right") else { continue };
         let value = file.text(right);
-        let at = |rule: Rule, title: &str| {
-            rule.finding(file.path, File::line(setting), title.to_owned(), file.excerpt(setting))
-        };
+        let at = |rule: Rule, title: &str| rule.at(file, setting, title);
         match (file.text(left), value) {
             ("RequireSignedTokens", "false") => {
                 findings.push(at(Rule::SignatureCheckOff, "unsigned tokens are accepted"))
@@ -184,20 +173,14 @@ fn secret_findings(
             _ => break,
         };
     }
-    let via = named.map(|name| format!(" (through `{name}`)")).unwrap_or_default();
     let default = (node.kind() == "binary_expression")
         .then(|| node.child_by_field_name("right"))
         .flatten()
         .filter(|_| node.child_by_field_name("operator").is_some_and(|op| file.text(op) == "??"));
-    let (rule, secret, what) = match (string_value(file, node), default.and_then(|d| string_value(file, d))) {
-        (Some(secret), _) => (Rule::HardCodedSecret, secret, "a JWT signing key is written in the code"),
-        (None, Some(secret)) => (Rule::FallbackSecret, secret, "the JWT signing key falls back to a default"),
-        (None, None) => return,
-    };
-    let at = |rule: Rule, title: String| rule.finding(file.path, File::line(at_node), title, file.excerpt(at_node));
-    findings.push(at(rule, format!("{what}{via}: {}", masked(&secret))));
-    if let Some(weakness) = secret_weakness(&secret) {
-        findings.push(at(Rule::WeakSecret, format!("a weak JWT signing key{via}: {weakness}")));
+    match (string_value(file, node), default.and_then(|d| string_value(file, d))) {
+        (Some(secret), _) => report_secret(file, at_node, Secret::Written(&secret), named.as_deref(), findings),
+        (None, Some(default)) => report_secret(file, at_node, Secret::Default(&default), named.as_deref(), findings),
+        (None, None) => {}
     }
 }
 
@@ -243,10 +226,7 @@ fn header_parameter_in(file: &File<'_>, node: Node<'_>, tainted: &HashMap<&str, 
 /// `Response.Cookies.Append("token", t, new CookieOptions { ... })` without `HttpOnly = true`, `Secure = true` or a
 /// `SameSite` other than `None`.
 fn cookie(file: &File<'_>, call: Node<'_>, args: &[Node<'_>], findings: &mut Vec<Finding>) {
-    let tokenish = args
-        .iter()
-        .take(2)
-        .any(|arg| looks_like_token(&string_value(file, *arg).unwrap_or_else(|| file.text(*arg).to_owned())));
+    let tokenish = args.iter().take(2).any(|arg| looks_like_token(&literal_or_text(file, *arg)));
     if !tokenish {
         return;
     }
@@ -265,20 +245,14 @@ fn cookie(file: &File<'_>, call: Node<'_>, args: &[Node<'_>], findings: &mut Vec
                 .collect()
         })
         .unwrap_or_default();
-    let missing: Vec<&str> = [
-        ("HttpOnly", settings.get("HttpOnly") == Some(&"true")),
-        ("Secure", settings.get("Secure") == Some(&"true")),
-        ("SameSite", settings.get("SameSite").is_some_and(|mode| !mode.ends_with("None"))),
-    ]
-    .into_iter()
-    .filter_map(|(name, set)| (!set).then_some(name))
-    .collect();
-    if !missing.is_empty() {
-        findings.push(Rule::CookieWithoutFlags.finding(
-            file.path,
-            File::line(call),
-            format!("a token cookie is set without {}", missing.join(", ")),
-            file.excerpt(call),
-        ));
-    }
+    report_cookie_flags(
+        file,
+        call,
+        &[
+            ("HttpOnly", settings.get("HttpOnly") == Some(&"true")),
+            ("Secure", settings.get("Secure") == Some(&"true")),
+            ("SameSite", settings.get("SameSite").is_some_and(|mode| !mode.ends_with("None"))),
+        ],
+        findings,
+    );
 }

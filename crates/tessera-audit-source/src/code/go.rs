@@ -6,8 +6,10 @@ use std::collections::HashMap;
 
 use tree_sitter::Node;
 
-use super::syntax::{arguments, descendants, string_value, File};
-use super::{header_flow_finding, leeway_unbounded, looks_like_token, masked, secret_weakness, Rule, Sink};
+use super::syntax::{arguments, declared_once, descendants, fields, literal_or_text, string_value, File};
+use super::{
+    header_flow_finding, leeway_unbounded, looks_like_token, report_cookie_flags, report_secret, Rule, Secret, Sink,
+};
 use tessera_audit::Finding;
 
 /// The JWT modules recognised, by import path prefix.
@@ -50,11 +52,10 @@ pub(super) fn audit(file: &File<'_>, findings: &mut Vec<Finding>) {
         let package = selector.child_by_field_name("operand").and_then(|operand| packages.get(file.text(operand)));
         let field = selector.child_by_field_name("field").map(|field| file.text(field));
         if package == Some(&Package::Jwt) && field == Some("UnsafeAllowNoneSignatureType") {
-            findings.push(Rule::AlgNoneAllowed.finding(
-                file.path,
-                File::line(selector),
+            findings.push(Rule::AlgNoneAllowed.at(
+                file,
+                selector,
                 "jwt accepts unsigned tokens (UnsafeAllowNoneSignatureType)".to_owned(),
-                file.excerpt(selector),
             ));
         }
     }
@@ -62,11 +63,10 @@ pub(super) fn audit(file: &File<'_>, findings: &mut Vec<Finding>) {
         // `SkipClaimsValidation: true` in a parser literal, or `parser.SkipClaimsValidation = true`.
         let text = file.text(element);
         if text.contains("SkipClaimsValidation") && text.trim_end().ends_with("true") {
-            findings.push(Rule::ExpiryCheckOff.finding(
-                file.path,
-                File::line(element),
+            findings.push(Rule::ExpiryCheckOff.at(
+                file,
+                element,
                 "jwt parsing skips claims validation (expiry included)".to_owned(),
-                file.excerpt(element),
             ));
         }
     }
@@ -102,29 +102,23 @@ fn imports<'a>(file: &File<'a>) -> HashMap<&'a str, Package> {
 
 /// `const X = "..."`, `var X = ...` and `x := ...` with one name and one value, declared once in the file.
 fn constants<'a>(file: &File<'a>) -> HashMap<&'a str, Node<'a>> {
-    let mut seen: HashMap<&str, Option<Node<'a>>> = HashMap::new();
-    let mut record = |name: Node<'a>, value: Node<'a>| {
-        seen.entry(file.text(name)).and_modify(|slot| *slot = None).or_insert(Some(value));
-    };
-    for spec in descendants(file.root, &["const_spec", "var_spec", "short_var_declaration"]) {
-        let (names, values) = match spec.kind() {
-            "short_var_declaration" => (spec.child_by_field_name("left"), spec.child_by_field_name("right")),
-            _ => (Some(spec), spec.child_by_field_name("value")),
-        };
-        let names: Vec<Node<'a>> = match names {
-            Some(node) if node.kind() == "expression_list" => arguments(node),
-            Some(node) => {
-                let mut cursor = node.walk();
-                node.children_by_field_name("name", &mut cursor).collect()
+    declared_once(descendants(file.root, &["const_spec", "var_spec", "short_var_declaration"]).into_iter().filter_map(
+        |spec| {
+            let (names, values) = match spec.kind() {
+                "short_var_declaration" => {
+                    fields(spec, "left", "right").map(|(left, right)| (arguments(left), right))?
+                }
+                _ => {
+                    let mut cursor = spec.walk();
+                    (spec.children_by_field_name("name", &mut cursor).collect(), spec.child_by_field_name("value")?)
+                }
+            };
+            match (names.as_slice(), arguments(values).as_slice()) {
+                ([name], [value]) => Some((file.text(*name), *value)),
+                _ => None,
             }
-            None => continue,
-        };
-        let values = values.map(arguments).unwrap_or_default();
-        if let ([name], [value]) = (names.as_slice(), values.as_slice()) {
-            record(*name, *value);
-        }
-    }
-    seen.into_iter().filter_map(|(name, value)| Some((name, value?))).collect()
+        },
+    ))
 }
 
 /// Top-level functions by name, for key functions passed by name.
@@ -159,12 +153,9 @@ fn jwt_call(
     if callee.kind() != "selector_expression" {
         return;
     }
-    let (Some(operand), Some(field)) = (callee.child_by_field_name("operand"), callee.child_by_field_name("field"))
-    else {
-        return;
-    };
+    let Some((operand, field)) = fields(callee, "operand", "field") else { return };
     let package = packages.get(file.text(operand)).copied();
-    let at = |rule: Rule, title: String| rule.finding(file.path, File::line(call), title, file.excerpt(call));
+    let at = |rule: Rule, title: String| rule.at(file, call, title);
     // Where the key function sits among the arguments of each parsing entry point.
     let keyfunc_at = match (package, file.text(field)) {
         (Some(Package::Jwt), "Parse") | (None, "Parse") if package.is_some() || args.len() >= 2 => Some(1),
@@ -262,12 +253,8 @@ fn secret_findings(context: &Context<'_>, call: Node<'_>, key: Node<'_>, finding
         _ => key,
     };
     let named = (inner.kind() == "identifier").then(|| file.text(inner));
-    let Some(literal) = string_value(file, context.through_constant(inner)) else { return };
-    let via = named.map(|name| format!(" (through `{name}`)")).unwrap_or_default();
-    let at = |rule: Rule, title: String| rule.finding(file.path, File::line(call), title, file.excerpt(call));
-    findings.push(at(Rule::HardCodedSecret, format!("a JWT secret is written in the code{via}: {}", masked(&literal))));
-    if let Some(weakness) = secret_weakness(&literal) {
-        findings.push(at(Rule::WeakSecret, format!("a weak JWT secret{via}: {weakness}")));
+    if let Some(literal) = string_value(file, context.through_constant(inner)) {
+        report_secret(file, call, Secret::Written(&literal), named, findings);
     }
 }
 
@@ -275,11 +262,7 @@ fn secret_findings(context: &Context<'_>, call: Node<'_>, key: Node<'_>, finding
 fn tainted_names<'a>(file: &File<'a>) -> HashMap<&'a str, String> {
     let mut tainted = HashMap::new();
     for declaration in descendants(file.root, &["short_var_declaration", "assignment_statement"]) {
-        let (Some(left), Some(right)) =
-            (declaration.child_by_field_name("left"), declaration.child_by_field_name("right"))
-        else {
-            continue;
-        };
+        let Some((left, right)) = fields(declaration, "left", "right") else { continue };
         if let (Some(name), Some(parameter)) =
             (arguments(left).first().copied(), header_parameter_in(file, right, &HashMap::new()))
         {
@@ -322,22 +305,16 @@ fn cookies(file: &File<'_>, findings: &mut Vec<Finding>) {
         if !tokenish {
             continue;
         }
-        let missing: Vec<&str> = [
-            ("HttpOnly", fields.get("HttpOnly") == Some(&"true")),
-            ("Secure", fields.get("Secure") == Some(&"true")),
-            ("SameSite", fields.get("SameSite").is_some_and(|mode| !mode.ends_with("SameSiteNoneMode"))),
-        ]
-        .into_iter()
-        .filter_map(|(name, set)| (!set).then_some(name))
-        .collect();
-        if !missing.is_empty() {
-            findings.push(Rule::CookieWithoutFlags.finding(
-                file.path,
-                File::line(literal),
-                format!("a token cookie is set without {}", missing.join(", ")),
-                file.excerpt(literal),
-            ));
-        }
+        report_cookie_flags(
+            file,
+            literal,
+            &[
+                ("HttpOnly", fields.get("HttpOnly") == Some(&"true")),
+                ("Secure", fields.get("Secure") == Some(&"true")),
+                ("SameSite", fields.get("SameSite").is_some_and(|mode| !mode.ends_with("SameSiteNoneMode"))),
+            ],
+            findings,
+        );
     }
 }
 
@@ -347,23 +324,10 @@ fn gin_cookie(file: &File<'_>, call: Node<'_>, callee: Node<'_>, args: &[Node<'_
     if !is_set_cookie || args.len() != 7 {
         return;
     }
-    let tokenish = args
-        .iter()
-        .take(2)
-        .any(|arg| looks_like_token(&string_value(file, *arg).unwrap_or_else(|| file.text(*arg).to_owned())));
+    let tokenish = args.iter().take(2).any(|arg| looks_like_token(&literal_or_text(file, *arg)));
     if !tokenish {
         return;
     }
-    let missing: Vec<&str> = [("Secure", 5), ("HttpOnly", 6)]
-        .into_iter()
-        .filter_map(|(name, index)| (args.get(index).map(|arg| file.text(*arg)) != Some("true")).then_some(name))
-        .collect();
-    if !missing.is_empty() {
-        findings.push(Rule::CookieWithoutFlags.finding(
-            file.path,
-            File::line(call),
-            format!("a token cookie is set without {}", missing.join(", ")),
-            file.excerpt(call),
-        ));
-    }
+    let set = |index: usize| args.get(index).map(|arg| file.text(*arg)) == Some("true");
+    report_cookie_flags(file, call, &[("Secure", set(5)), ("HttpOnly", set(6))], findings);
 }

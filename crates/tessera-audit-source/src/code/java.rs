@@ -6,8 +6,10 @@ use std::collections::HashMap;
 
 use tree_sitter::Node;
 
-use super::syntax::{arguments, descendants, string_value, File};
-use super::{header_flow_finding, leeway_unbounded, looks_like_token, masked, secret_weakness, Rule, Sink};
+use super::syntax::{arguments, declared_once, descendants, fields, literal_or_text, string_value, File};
+use super::{
+    header_flow_finding, leeway_unbounded, looks_like_token, report_cookie_flags, report_secret, Rule, Secret, Sink,
+};
 use tessera_audit::Finding;
 
 /// The libraries recognised, by the package prefix they are imported from.
@@ -82,16 +84,11 @@ fn imported_libraries(file: &File<'_>) -> Vec<&'static str> {
 
 /// Fields and local variables declared once, with their initial value.
 fn constants<'a>(file: &File<'a>) -> HashMap<&'a str, Node<'a>> {
-    let mut seen: HashMap<&str, Option<Node<'a>>> = HashMap::new();
-    for declarator in descendants(file.root, &["variable_declarator"]) {
-        let (Some(name), Some(value)) =
-            (declarator.child_by_field_name("name"), declarator.child_by_field_name("value"))
-        else {
-            continue;
-        };
-        seen.entry(file.text(name)).and_modify(|slot| *slot = None).or_insert(Some(value));
-    }
-    seen.into_iter().filter_map(|(name, value)| Some((name, value?))).collect()
+    declared_once(
+        descendants(file.root, &["variable_declarator"])
+            .into_iter()
+            .filter_map(|declarator| fields(declarator, "name", "value").map(|(name, value)| (file.text(name), value))),
+    )
 }
 
 /// The calls of the chain ending at `outermost`, from its root: `Jwts.parser().setSigningKey(k).parse(t)` →
@@ -122,8 +119,7 @@ fn chain_rules(
     findings: &mut Vec<Finding>,
 ) {
     let (Some(root), Some(last)) = (chain.first(), chain.last()) else { return };
-    let line = File::line(last.node);
-    let at = |rule: Rule, title: String| rule.finding(file.path, line, title, file.excerpt(last.node));
+    let at = |rule: Rule, title: String| rule.at(file, last.node, title);
     let has = |name: &str| chain.iter().any(|link| link.name == name);
     let link = |name: &str| chain.iter().find(|link| link.name == name);
     let first_arg = |name: &str| link(name).and_then(|link| link.args.first().copied());
@@ -286,12 +282,8 @@ fn secret_findings(
     key: Node<'_>,
     findings: &mut Vec<Finding>,
 ) {
-    let Some((secret, named)) = literal_secret(file, constants, key, 0) else { return };
-    let via = named.map(|name| format!(" (through `{name}`)")).unwrap_or_default();
-    let at = |rule: Rule, title: String| rule.finding(file.path, File::line(at_node), title, file.excerpt(at_node));
-    findings.push(at(Rule::HardCodedSecret, format!("a JWT secret is written in the code{via}: {}", masked(&secret))));
-    if let Some(weakness) = secret_weakness(&secret) {
-        findings.push(at(Rule::WeakSecret, format!("a weak JWT secret{via}: {weakness}")));
+    if let Some((secret, named)) = literal_secret(file, constants, key, 0) {
+        report_secret(file, at_node, Secret::Written(&secret), named.as_deref(), findings);
     }
 }
 
@@ -299,11 +291,7 @@ fn secret_findings(
 fn tainted_names<'a>(file: &File<'a>) -> HashMap<&'a str, String> {
     let mut tainted = HashMap::new();
     for declarator in descendants(file.root, &["variable_declarator"]) {
-        let (Some(name), Some(value)) =
-            (declarator.child_by_field_name("name"), declarator.child_by_field_name("value"))
-        else {
-            continue;
-        };
+        let Some((name, value)) = fields(declarator, "name", "value") else { continue };
         if let Some(parameter) = header_parameter_in(file, value, &HashMap::new()) {
             tainted.insert(file.text(name), parameter);
         }
@@ -342,58 +330,39 @@ fn header_parameter_in(file: &File<'_>, node: Node<'_>, tainted: &HashMap<&str, 
 fn response_cookie(file: &File<'_>, chain: &[Link<'_>], findings: &mut Vec<Finding>) {
     let Some(from) = chain.iter().position(|link| link.name == "from") else { return };
     let rooted = chain.first().is_some_and(|root| root.name == "ResponseCookie") && from == 1;
-    let tokenish = chain.get(from).is_some_and(|link| {
-        link.args
-            .iter()
-            .take(2)
-            .any(|arg| looks_like_token(&string_value(file, *arg).unwrap_or_else(|| file.text(*arg).to_owned())))
-    });
+    let tokenish = chain
+        .get(from)
+        .is_some_and(|link| link.args.iter().take(2).any(|arg| looks_like_token(&literal_or_text(file, *arg))));
     if !rooted || !tokenish || !chain.iter().any(|link| link.name == "build") {
         return;
     }
     let set = |name: &str, wanted: fn(&str) -> bool| {
-        chain.iter().any(|link| {
-            link.name == name
-                && link
-                    .args
-                    .first()
-                    .is_some_and(|arg| wanted(&string_value(file, *arg).unwrap_or_else(|| file.text(*arg).to_owned())))
-        })
+        chain
+            .iter()
+            .any(|link| link.name == name && link.args.first().is_some_and(|arg| wanted(&literal_or_text(file, *arg))))
     };
-    let missing: Vec<&str> = [
-        ("HttpOnly", set("httpOnly", |v| v == "true")),
-        ("Secure", set("secure", |v| v == "true")),
-        ("SameSite", set("sameSite", |v| !v.eq_ignore_ascii_case("none"))),
-    ]
-    .into_iter()
-    .filter_map(|(name, ok)| (!ok).then_some(name))
-    .collect();
-    if let (false, Some(last)) = (missing.is_empty(), chain.last()) {
-        findings.push(Rule::CookieWithoutFlags.finding(
-            file.path,
-            File::line(last.node),
-            format!("a token cookie is set without {}", missing.join(", ")),
-            file.excerpt(last.node),
-        ));
-    }
+    let Some(last) = chain.last() else { return };
+    report_cookie_flags(
+        file,
+        last.node,
+        &[
+            ("HttpOnly", set("httpOnly", |v| v == "true")),
+            ("Secure", set("secure", |v| v == "true")),
+            ("SameSite", set("sameSite", |v| !v.eq_ignore_ascii_case("none"))),
+        ],
+        findings,
+    );
 }
 
 /// Servlet cookies: `Cookie c = new Cookie("token", v);` with no `c.setHttpOnly(true)` or `c.setSecure(true)` in
 /// the same method. (The Servlet `Cookie` cannot say SameSite before Servlet 6; that is not asked of it.)
 fn servlet_cookies(file: &File<'_>, findings: &mut Vec<Finding>) {
     for declarator in descendants(file.root, &["variable_declarator"]) {
-        let (Some(name), Some(value)) =
-            (declarator.child_by_field_name("name"), declarator.child_by_field_name("value"))
-        else {
-            continue;
-        };
+        let Some((name, value)) = fields(declarator, "name", "value") else { continue };
         let is_cookie = value.kind() == "object_creation_expression"
             && value.child_by_field_name("type").is_some_and(|t| file.text(t) == "Cookie");
         let args = value.child_by_field_name("arguments").map(arguments).unwrap_or_default();
-        let tokenish = args
-            .iter()
-            .take(2)
-            .any(|arg| looks_like_token(&string_value(file, *arg).unwrap_or_else(|| file.text(*arg).to_owned())));
+        let tokenish = args.iter().take(2).any(|arg| looks_like_token(&literal_or_text(file, *arg)));
         if !is_cookie || !tokenish {
             continue;
         }
@@ -407,17 +376,11 @@ fn servlet_cookies(file: &File<'_>, findings: &mut Vec<Finding>) {
                     && call.child_by_field_name("arguments").is_some_and(|a| file.text(a).contains("true"))
             })
         };
-        let missing: Vec<&str> = [("HttpOnly", called("setHttpOnly")), ("Secure", called("setSecure"))]
-            .into_iter()
-            .filter_map(|(n, ok)| (!ok).then_some(n))
-            .collect();
-        if !missing.is_empty() {
-            findings.push(Rule::CookieWithoutFlags.finding(
-                file.path,
-                File::line(declarator),
-                format!("a token cookie is set without {}", missing.join(", ")),
-                file.excerpt(declarator),
-            ));
-        }
+        report_cookie_flags(
+            file,
+            declarator,
+            &[("HttpOnly", called("setHttpOnly")), ("Secure", called("setSecure"))],
+            findings,
+        );
     }
 }

@@ -5,10 +5,10 @@ use std::collections::{HashMap, HashSet};
 
 use tree_sitter::Node;
 
-use super::syntax::{arguments, descendants, string_value, File};
+use super::syntax::{arguments, declared_once, descendants, fields, literal_or_text, string_value, File};
 use super::{
-    algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, masked, secret_weakness, Rule,
-    Sink,
+    algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, report_cookie_flags,
+    report_secret, Rule, Secret, Sink,
 };
 use tessera_audit::Finding;
 
@@ -73,11 +73,7 @@ fn imports<'a>(file: &File<'a>) -> HashMap<&'a str, Binding> {
     let library_of =
         |node: Node<'_>| string_value(file, node).and_then(|name| LIBRARIES.iter().copied().find(|lib| *lib == name));
     for declarator in descendants(file.root, &["variable_declarator"]) {
-        let (Some(name), Some(value)) =
-            (declarator.child_by_field_name("name"), declarator.child_by_field_name("value"))
-        else {
-            continue;
-        };
+        let Some((name, value)) = fields(declarator, "name", "value") else { continue };
         let Some(library) = required_module(file, value).and_then(library_of) else { continue };
         match name.kind() {
             "identifier" => {
@@ -179,8 +175,7 @@ fn library_call(
     findings: &mut Vec<Finding>,
 ) {
     let file = context.file;
-    let line = File::line(call);
-    let at = |rule: Rule, title: String| rule.finding(file.path, line, title, file.excerpt(call));
+    let at = |rule: Rule, title: String| rule.at(file, call, title);
     match (library, member) {
         ("jsonwebtoken", "sign") | ("jws", "sign") | ("jose", "SignJWT") | ("jose", "CompactSign") => {
             if client {
@@ -275,7 +270,7 @@ fn verify_options(
         None => None,
         Some(_) => return,
     };
-    let at = |rule: Rule, title: String| rule.finding(file.path, File::line(call), title, file.excerpt(call));
+    let at = |rule: Rule, title: String| rule.at(file, call, title);
     let get = |name: &str| options.and_then(|options| property(file, options, name));
     match get("algorithms") {
         None if algorithms_required => {
@@ -327,22 +322,10 @@ fn secret_findings(context: &Context<'_>, call: Node<'_>, secret: Node<'_>, find
     let file = context.file;
     let named = (secret.kind() == "identifier").then(|| file.text(secret));
     let value = context.through_constant(secret);
-    let at = |rule: Rule, title: String| rule.finding(file.path, File::line(call), title, file.excerpt(call));
-    let via = named.map(|name| format!(" (through `{name}`)")).unwrap_or_default();
     if let Some(literal) = literal_secret(file, value) {
-        findings
-            .push(at(Rule::HardCodedSecret, format!("a JWT secret is written in the code{via}: {}", masked(&literal))));
-        if let Some(weakness) = secret_weakness(&literal) {
-            findings.push(at(Rule::WeakSecret, format!("a weak JWT secret{via}: {weakness}")));
-        }
+        report_secret(file, call, Secret::Written(&literal), named, findings);
     } else if let Some(default) = fallback_default(file, value) {
-        findings.push(at(
-            Rule::FallbackSecret,
-            format!("the JWT secret falls back to a default{via}: {}", masked(&default)),
-        ));
-        if let Some(weakness) = secret_weakness(&default) {
-            findings.push(at(Rule::WeakSecret, format!("a weak default JWT secret{via}: {weakness}")));
-        }
+        report_secret(file, call, Secret::Default(&default), named, findings);
     }
 }
 
@@ -383,7 +366,7 @@ fn property<'t>(file: &File<'_>, object: Node<'t>, name: &str) -> Option<Node<'t
     arguments(object).into_iter().find_map(|member| match member.kind() {
         "pair" => {
             let key = member.child_by_field_name("key")?;
-            let key_name = string_value(file, key).unwrap_or_else(|| file.text(key).to_owned());
+            let key_name = literal_or_text(file, key);
             (key_name == name).then(|| member.child_by_field_name("value")).flatten()
         }
         // `{ secret }`: the value is the variable of that name.
@@ -394,30 +377,17 @@ fn property<'t>(file: &File<'_>, object: Node<'t>, name: &str) -> Option<Node<'t
 
 /// Constants declared once in the file (`const X = ...`, `let X = ...`), by name.
 fn constants<'a>(file: &File<'a>) -> HashMap<&'a str, Node<'a>> {
-    let mut seen: HashMap<&str, Option<Node<'a>>> = HashMap::new();
-    for declarator in descendants(file.root, &["variable_declarator"]) {
-        let (Some(name), Some(value)) =
-            (declarator.child_by_field_name("name"), declarator.child_by_field_name("value"))
-        else {
-            continue;
-        };
-        if name.kind() == "identifier" {
-            // Declared twice (two scopes): which one a use means is not known here.
-            seen.entry(file.text(name)).and_modify(|slot| *slot = None).or_insert(Some(value));
-        }
-    }
-    seen.into_iter().filter_map(|(name, value)| Some((name, value?))).collect()
+    declared_once(descendants(file.root, &["variable_declarator"]).into_iter().filter_map(|declarator| {
+        let (name, value) = fields(declarator, "name", "value")?;
+        (name.kind() == "identifier").then(|| (file.text(name), value))
+    }))
 }
 
 /// Names that hold a header parameter: `const kid = header.kid`, `const { kid } = decoded.header`, by parameter.
 fn tainted_names<'a>(file: &File<'a>) -> HashMap<&'a str, String> {
     let mut tainted = HashMap::new();
     for declarator in descendants(file.root, &["variable_declarator"]) {
-        let (Some(name), Some(value)) =
-            (declarator.child_by_field_name("name"), declarator.child_by_field_name("value"))
-        else {
-            continue;
-        };
+        let Some((name, value)) = fields(declarator, "name", "value") else { continue };
         match name.kind() {
             "identifier" => {
                 if let Some(parameter) = header_parameter_in(file, value, &HashMap::new()) {
@@ -491,18 +461,11 @@ fn storage_and_cookies(
     if callee.kind() != "member_expression" {
         return;
     }
-    let (Some(object), Some(method)) = (callee.child_by_field_name("object"), callee.child_by_field_name("property"))
-    else {
-        return;
-    };
+    let Some((object, method)) = fields(callee, "object", "property") else { return };
     let object = file.text(object);
     let method = file.text(method);
-    let tokenish = |index: usize| {
-        args.get(index).is_some_and(|arg| {
-            looks_like_token(&string_value(file, *arg).unwrap_or_else(|| file.text(*arg).to_owned()))
-        })
-    };
-    let at = |rule: Rule, title: String| rule.finding(file.path, File::line(call), title, file.excerpt(call));
+    let tokenish = |index: usize| args.get(index).is_some_and(|arg| looks_like_token(&literal_or_text(file, *arg)));
+    let at = |rule: Rule, title: String| rule.at(file, call, title);
     let storage = object.trim_start_matches("window.");
     if method == "setItem" && matches!(storage, "localStorage" | "sessionStorage") && (tokenish(0) || tokenish(1)) {
         findings.push(at(Rule::TokenInWebStorage, format!("a token is kept in {storage}")));
@@ -516,35 +479,27 @@ fn storage_and_cookies(
         let flag = |names: &[&str], wanted: fn(&str) -> bool| {
             options
                 .and_then(|options| names.iter().find_map(|name| property(file, options, name)))
-                .is_some_and(|value| wanted(&string_value(file, value).unwrap_or_else(|| file.text(value).to_owned())))
+                .is_some_and(|value| wanted(&literal_or_text(file, value)))
         };
-        let missing: Vec<&str> = [
-            ("HttpOnly", flag(&["httpOnly", "httponly"], |v| v == "true")),
-            ("Secure", flag(&["secure"], |v| v == "true")),
-            (
-                "SameSite",
-                flag(&["sameSite", "samesite"], |v| !matches!(v.to_ascii_lowercase().as_str(), "none" | "false")),
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(name, set)| (!set).then_some(name))
-        .collect();
-        if !missing.is_empty() {
-            findings
-                .push(at(Rule::CookieWithoutFlags, format!("a token cookie is set without {}", missing.join(", "))));
-        }
+        let same_site = |v: &str| !matches!(v.to_ascii_lowercase().as_str(), "none" | "false");
+        report_cookie_flags(
+            file,
+            call,
+            &[
+                ("HttpOnly", flag(&["httpOnly", "httponly"], |v| v == "true")),
+                ("Secure", flag(&["secure"], |v| v == "true")),
+                ("SameSite", flag(&["sameSite", "samesite"], same_site)),
+            ],
+            findings,
+        );
     }
 }
 
 /// `localStorage.token = ...`, `localStorage["jwt"] = ...`, `document.cookie = "token=..."`.
 fn assigned_storage_or_cookie(file: &File<'_>, assignment: Node<'_>, findings: &mut Vec<Finding>) {
-    let (Some(left), Some(right)) = (assignment.child_by_field_name("left"), assignment.child_by_field_name("right"))
-    else {
-        return;
-    };
+    let Some((left, right)) = fields(assignment, "left", "right") else { return };
     let target = file.text(left).trim_start_matches("window.");
-    let at =
-        |rule: Rule, title: String| rule.finding(file.path, File::line(assignment), title, file.excerpt(assignment));
+    let at = |rule: Rule, title: String| rule.at(file, assignment, title);
     if target == "document.cookie" && looks_like_token(file.text(right)) {
         findings.push(at(
             Rule::CookieWithoutFlags,

@@ -329,10 +329,61 @@ impl Rule {
         }
     }
 
-    /// A finding of this rule at `line` of `path`: `title` says what, `evidence` shows the expression.
-    pub(crate) fn finding(self, path: &str, line: usize, title: String, evidence: String) -> Finding {
+    /// A finding of this rule at `node` of `file`: `title` says what, the node's source is the evidence.
+    pub(crate) fn at(self, file: &syntax::File<'_>, node: tree_sitter::Node<'_>, title: impl Into<String>) -> Finding {
         let (id, severity, cwe, fix) = self.describe();
-        Finding::new(id, severity, title, evidence, fix).with_cwe(cwe).at(path, line)
+        Finding::new(id, severity, title, file.excerpt(node), fix).with_cwe(cwe).at(file.path, syntax::File::line(node))
+    }
+}
+
+/// A secret found in the code, by how it got there.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Secret<'s> {
+    /// Written as the key itself, or in a constant the key is.
+    Written(&'s str),
+    /// The default used when an environment variable is not set.
+    Default(&'s str),
+}
+
+/// Reports a secret found at `node`: hard-coded or a fallback default — through the constant `through` when one
+/// was followed — and weak when it is short or well known. Every language's rules report secrets here.
+pub(crate) fn report_secret(
+    file: &syntax::File<'_>,
+    node: tree_sitter::Node<'_>,
+    secret: Secret<'_>,
+    through: Option<&str>,
+    findings: &mut Vec<Finding>,
+) {
+    let via = through.map(|name| format!(" (through `{name}`)")).unwrap_or_default();
+    let (rule, value, what, weak) = match secret {
+        Secret::Written(value) => {
+            (Rule::HardCodedSecret, value, "a JWT secret is written in the code", "a weak JWT secret")
+        }
+        Secret::Default(value) => {
+            (Rule::FallbackSecret, value, "the JWT secret falls back to a default", "a weak default JWT secret")
+        }
+    };
+    findings.push(rule.at(file, node, format!("{what}{via}: {}", masked(value))));
+    if let Some(weakness) = secret_weakness(value) {
+        findings.push(Rule::WeakSecret.at(file, node, format!("{weak}{via}: {weakness}")));
+    }
+}
+
+/// Reports a token cookie set at `node` without some of its protections: `flags` pairs each flag's name with
+/// whether the code sets it.
+pub(crate) fn report_cookie_flags(
+    file: &syntax::File<'_>,
+    node: tree_sitter::Node<'_>,
+    flags: &[(&str, bool)],
+    findings: &mut Vec<Finding>,
+) {
+    let missing: Vec<&str> = flags.iter().filter_map(|(name, set)| (!set).then_some(*name)).collect();
+    if !missing.is_empty() {
+        findings.push(Rule::CookieWithoutFlags.at(
+            file,
+            node,
+            format!("a token cookie is set without {}", missing.join(", ")),
+        ));
     }
 }
 
@@ -475,12 +526,7 @@ pub(crate) fn header_flow_finding(
         "kid" => (Rule::KidInjection, "the token's `kid`"),
         _ => (Rule::HeaderUrlFetched, "a key URL from the token header"),
     };
-    rule.finding(
-        file.path,
-        syntax::File::line(call),
-        format!("{what} ({parameter}) flows into {}", sink.weakness()),
-        file.excerpt(call),
-    )
+    rule.at(file, call, format!("{what} ({parameter}) flows into {}", sink.weakness()))
 }
 
 #[cfg(test)]

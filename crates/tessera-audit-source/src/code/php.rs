@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use tree_sitter::Node;
 
-use super::syntax::{arguments, descendants, File};
+use super::syntax::{arguments, declared_once, descendants, fields, literal_or_text, string_value, File};
 use super::{
-    algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, masked, secret_weakness, Rule,
-    Sink,
+    algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, report_cookie_flags,
+    report_secret, Rule, Secret, Sink,
 };
 use tessera_audit::Finding;
 
@@ -47,18 +47,13 @@ pub(super) fn audit(file: &File<'_>, findings: &mut Vec<Finding>) {
             }
         }
         for assignment in descendants(file.root, &["assignment_expression"]) {
-            let (Some(left), Some(right)) =
-                (assignment.child_by_field_name("left"), assignment.child_by_field_name("right"))
-            else {
-                continue;
-            };
+            let Some((left, right)) = fields(assignment, "left", "right") else { continue };
             let seconds = file.text(right).parse::<f64>().ok().filter(|seconds| leeway_unbounded(*seconds));
             if let (true, Some(seconds)) = (file.text(left).ends_with("JWT::$leeway"), seconds) {
-                findings.push(Rule::UnboundedLeeway.finding(
-                    file.path,
-                    File::line(assignment),
+                findings.push(Rule::UnboundedLeeway.at(
+                    file,
+                    assignment,
                     format!("php-jwt allows {seconds} s of leeway"),
-                    file.excerpt(assignment),
                 ));
             }
         }
@@ -95,47 +90,26 @@ fn callee_text(file: &File<'_>, call: Node<'_>) -> String {
 
 /// `const X = '...'`, `define('X', '...')` and `$x = ...` assigned once in the file, by name (`X`, `$x`).
 fn constants<'a>(file: &File<'a>) -> HashMap<&'a str, Node<'a>> {
-    let mut seen: HashMap<&str, Option<Node<'a>>> = HashMap::new();
-    let mut record = |name: &'a str, value: Node<'a>| {
-        seen.entry(name).and_modify(|slot| *slot = None).or_insert(Some(value));
-    };
-    for element in descendants(file.root, &["const_element"]) {
-        let parts = arguments(element);
-        if let [name, value] = parts.as_slice() {
-            record(file.text(*name), *value);
+    let consts = descendants(file.root, &["const_element"]).into_iter().filter_map(|element| {
+        match arguments(element).as_slice() {
+            [name, value] => Some((file.text(*name), *value)),
+            _ => None,
         }
-    }
-    for assignment in descendants(file.root, &["assignment_expression"]) {
-        if let (Some(left), Some(right)) =
-            (assignment.child_by_field_name("left"), assignment.child_by_field_name("right"))
-        {
-            if left.kind() == "variable_name" {
-                record(file.text(left), right);
+    });
+    let variables = descendants(file.root, &["assignment_expression"]).into_iter().filter_map(|assignment| {
+        let (left, right) = fields(assignment, "left", "right")?;
+        (left.kind() == "variable_name").then(|| (file.text(left), right))
+    });
+    let defines = descendants(file.root, &["function_call_expression"]).into_iter().filter_map(|call| {
+        call.child_by_field_name("function").filter(|f| file.text(*f) == "define")?;
+        match call_arguments(call).as_slice() {
+            [name, value] if matches!(name.kind(), "string" | "encapsed_string") => {
+                Some((file.text(*name).trim_matches(['\'', '"']), *value))
             }
+            _ => None,
         }
-    }
-    for call in descendants(file.root, &["function_call_expression"]) {
-        if call.child_by_field_name("function").is_some_and(|f| file.text(f) == "define") {
-            if let [name, value] = call_arguments(call).as_slice() {
-                if matches!(name.kind(), "string" | "encapsed_string") {
-                    record(file.text(*name).trim_matches(['\'', '"']), *value);
-                }
-            }
-        }
-    }
-    seen.into_iter().filter_map(|(name, value)| Some((name, value?))).collect()
-}
-
-/// A PHP string without interpolation: `'x'`, or `"x"` without variables.
-fn string_value(file: &File<'_>, node: Node<'_>) -> Option<String> {
-    if !matches!(node.kind(), "string" | "encapsed_string") {
-        return None;
-    }
-    let parts = arguments(node);
-    if parts.iter().any(|part| !matches!(part.kind(), "string_content" | "escape_sequence")) {
-        return None;
-    }
-    Some(parts.iter().map(|part| file.text(*part)).collect())
+    });
+    declared_once(consts.chain(variables).chain(defines))
 }
 
 fn through_constant<'t>(
@@ -160,7 +134,7 @@ fn php_jwt_call(
     args: &[Node<'_>],
     findings: &mut Vec<Finding>,
 ) {
-    let at = |rule: Rule, title: String| rule.finding(file.path, File::line(call), title, file.excerpt(call));
+    let at = |rule: Rule, title: String| rule.at(file, call, title);
     match callee.rsplit('\\').next().unwrap_or(callee) {
         "JWT.encode" => {
             if let Some(secret) = args.get(1) {
@@ -219,7 +193,6 @@ fn secret_findings(
     findings: &mut Vec<Finding>,
 ) {
     let (value, named) = through_constant(file, constants, key);
-    let via = named.map(|name| format!(" (through `{name}`)")).unwrap_or_default();
     let default = match value.kind() {
         "conditional_expression" => value.child_by_field_name("alternative"),
         "binary_expression" if value.child_by_field_name("operator").is_some_and(|op| file.text(op) == "??") => {
@@ -229,17 +202,12 @@ fn secret_findings(
     };
     let from_environment =
         ["getenv", "$_ENV", "$_SERVER", "env("].iter().any(|source| file.text(value).contains(source));
-    let (rule, secret, what) = match (string_value(file, value), default.and_then(|d| string_value(file, d))) {
-        (Some(secret), _) => (Rule::HardCodedSecret, secret, "a JWT secret is written in the code"),
-        (None, Some(secret)) if from_environment => {
-            (Rule::FallbackSecret, secret, "the JWT secret falls back to a default")
+    match (string_value(file, value), default.and_then(|d| string_value(file, d))) {
+        (Some(secret), _) => report_secret(file, at_node, Secret::Written(&secret), named.as_deref(), findings),
+        (None, Some(default)) if from_environment => {
+            report_secret(file, at_node, Secret::Default(&default), named.as_deref(), findings);
         }
-        _ => return,
-    };
-    let at = |rule: Rule, title: String| rule.finding(file.path, File::line(at_node), title, file.excerpt(at_node));
-    findings.push(at(rule, format!("{what}{via}: {}", masked(&secret))));
-    if let Some(weakness) = secret_weakness(&secret) {
-        findings.push(at(Rule::WeakSecret, format!("a weak JWT secret{via}: {weakness}")));
+        _ => {}
     }
 }
 
@@ -247,11 +215,7 @@ fn secret_findings(
 fn tainted_names<'a>(file: &File<'a>) -> HashMap<&'a str, String> {
     let mut tainted = HashMap::new();
     for assignment in descendants(file.root, &["assignment_expression"]) {
-        let (Some(left), Some(right)) =
-            (assignment.child_by_field_name("left"), assignment.child_by_field_name("right"))
-        else {
-            continue;
-        };
+        let Some((left, right)) = fields(assignment, "left", "right") else { continue };
         if let (true, Some(parameter)) =
             (left.kind() == "variable_name", header_parameter_in(file, right, &HashMap::new()))
         {
@@ -280,10 +244,7 @@ fn header_parameter_in(file: &File<'_>, node: Node<'_>, tainted: &HashMap<&str, 
 /// `setcookie('token', $t, ...)`: flags as positional arguments (`$secure`, `$httponly`) or an options array
 /// (`'secure'`, `'httponly'`, `'samesite'`).
 fn set_cookie(file: &File<'_>, call: Node<'_>, args: &[Node<'_>], findings: &mut Vec<Finding>) {
-    let tokenish = args
-        .iter()
-        .take(2)
-        .any(|arg| looks_like_token(&string_value(file, *arg).unwrap_or_else(|| file.text(*arg).to_owned())));
+    let tokenish = args.iter().take(2).any(|arg| looks_like_token(&literal_or_text(file, *arg)));
     if !tokenish {
         return;
     }
@@ -292,26 +253,18 @@ fn set_cookie(file: &File<'_>, call: Node<'_>, args: &[Node<'_>], findings: &mut
         descendants(*array, &["array_element_initializer"]).into_iter().find_map(|element| {
             let parts = arguments(element);
             let (key, value) = (parts.first()?, parts.get(1)?);
-            string_value(file, *key)
-                .filter(|key| key.eq_ignore_ascii_case(name))
-                .map(|_| string_value(file, *value).unwrap_or_else(|| file.text(*value).to_owned()))
+            string_value(file, *key).filter(|key| key.eq_ignore_ascii_case(name)).map(|_| literal_or_text(file, *value))
         })
     };
     let positional = |index: usize| args.get(index).map(|arg| file.text(*arg).to_ascii_lowercase());
-    let missing: Vec<&str> = [
-        ("HttpOnly", option("httponly").or_else(|| positional(6)).is_some_and(|v| v.eq_ignore_ascii_case("true"))),
-        ("Secure", option("secure").or_else(|| positional(5)).is_some_and(|v| v.eq_ignore_ascii_case("true"))),
-        ("SameSite", option("samesite").is_some_and(|v| !v.eq_ignore_ascii_case("none"))),
-    ]
-    .into_iter()
-    .filter_map(|(name, set)| (!set).then_some(name))
-    .collect();
-    if !missing.is_empty() {
-        findings.push(Rule::CookieWithoutFlags.finding(
-            file.path,
-            File::line(call),
-            format!("a token cookie is set without {}", missing.join(", ")),
-            file.excerpt(call),
-        ));
-    }
+    report_cookie_flags(
+        file,
+        call,
+        &[
+            ("HttpOnly", option("httponly").or_else(|| positional(6)).is_some_and(|v| v.eq_ignore_ascii_case("true"))),
+            ("Secure", option("secure").or_else(|| positional(5)).is_some_and(|v| v.eq_ignore_ascii_case("true"))),
+            ("SameSite", option("samesite").is_some_and(|v| !v.eq_ignore_ascii_case("none"))),
+        ],
+        findings,
+    );
 }

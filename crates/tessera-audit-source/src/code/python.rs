@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use tree_sitter::Node;
 
-use super::syntax::{arguments, descendants, string_value, File};
+use super::syntax::{arguments, declared_once, descendants, fields, literal_or_text, string_value, File};
 use super::{
-    algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, masked, secret_weakness, Rule,
-    Sink,
+    algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, report_cookie_flags,
+    report_secret, Rule, Secret, Sink,
 };
 use tessera_audit::Finding;
 
@@ -133,7 +133,7 @@ fn library_call(
     args: &CallArguments<'_, '_>,
     findings: &mut Vec<Finding>,
 ) {
-    let at = |rule: Rule, title: String| rule.finding(file.path, File::line(call), title, file.excerpt(call));
+    let at = |rule: Rule, title: String| rule.at(file, call, title);
     match member {
         "encode" => {
             if let Some(secret) = args.either("key", 1) {
@@ -204,18 +204,10 @@ fn through_constant<'t>(file: &File<'_>, constants: &HashMap<&str, Node<'t>>, no
 
 /// Names assigned exactly once anywhere in the file, with their value.
 fn constants<'a>(file: &File<'a>) -> HashMap<&'a str, Node<'a>> {
-    let mut seen: HashMap<&str, Option<Node<'a>>> = HashMap::new();
-    for assignment in descendants(file.root, &["assignment"]) {
-        let (Some(left), Some(right)) =
-            (assignment.child_by_field_name("left"), assignment.child_by_field_name("right"))
-        else {
-            continue;
-        };
-        if left.kind() == "identifier" {
-            seen.entry(file.text(left)).and_modify(|slot| *slot = None).or_insert(Some(right));
-        }
-    }
-    seen.into_iter().filter_map(|(name, value)| Some((name, value?))).collect()
+    declared_once(descendants(file.root, &["assignment"]).into_iter().filter_map(|assignment| {
+        let (left, right) = fields(assignment, "left", "right")?;
+        (left.kind() == "identifier").then(|| (file.text(left), right))
+    }))
 }
 
 fn secret_findings(
@@ -227,22 +219,10 @@ fn secret_findings(
 ) {
     let named = (secret.kind() == "identifier").then(|| file.text(secret));
     let value = through_constant(file, constants, secret);
-    let via = named.map(|name| format!(" (through `{name}`)")).unwrap_or_default();
-    let at = |rule: Rule, title: String| rule.finding(file.path, File::line(call), title, file.excerpt(call));
     if let Some(literal) = string_value(file, value) {
-        findings
-            .push(at(Rule::HardCodedSecret, format!("a JWT secret is written in the code{via}: {}", masked(&literal))));
-        if let Some(weakness) = secret_weakness(&literal) {
-            findings.push(at(Rule::WeakSecret, format!("a weak JWT secret{via}: {weakness}")));
-        }
+        report_secret(file, call, Secret::Written(&literal), named, findings);
     } else if let Some(default) = fallback_default(file, value) {
-        findings.push(at(
-            Rule::FallbackSecret,
-            format!("the JWT secret falls back to a default{via}: {}", masked(&default)),
-        ));
-        if let Some(weakness) = secret_weakness(&default) {
-            findings.push(at(Rule::WeakSecret, format!("a weak default JWT secret{via}: {weakness}")));
-        }
+        report_secret(file, call, Secret::Default(&default), named, findings);
     }
 }
 
@@ -291,11 +271,7 @@ fn dict_value<'t>(file: &File<'_>, dict: Node<'t>, name: &str) -> Option<Node<'t
 fn tainted_names<'a>(file: &File<'a>) -> HashMap<&'a str, String> {
     let mut tainted = HashMap::new();
     for assignment in descendants(file.root, &["assignment"]) {
-        let (Some(left), Some(right)) =
-            (assignment.child_by_field_name("left"), assignment.child_by_field_name("right"))
-        else {
-            continue;
-        };
+        let Some((left, right)) = fields(assignment, "left", "right") else { continue };
         if left.kind() == "identifier" {
             if let Some(parameter) = header_parameter_in(file, right, &HashMap::new()) {
                 tainted.insert(file.text(left), parameter);
@@ -337,32 +313,21 @@ fn cookie(
     {
         return;
     }
-    let tokenish = |node: Option<Node<'_>>| {
-        node.is_some_and(|node| {
-            looks_like_token(&string_value(file, node).unwrap_or_else(|| file.text(node).to_owned()))
-        })
-    };
+    let tokenish = |node: Option<Node<'_>>| node.is_some_and(|node| looks_like_token(&literal_or_text(file, node)));
     if !(tokenish(args.either("key", 0)) || tokenish(args.either("value", 1))) {
         return;
     }
     let set = |name: &str, wanted: fn(&str) -> bool| {
-        args.keyword(name)
-            .is_some_and(|value| wanted(&string_value(file, value).unwrap_or_else(|| file.text(value).to_owned())))
+        args.keyword(name).is_some_and(|value| wanted(&literal_or_text(file, value)))
     };
-    let missing: Vec<&str> = [
-        ("HttpOnly", set("httponly", |v| v == "True")),
-        ("Secure", set("secure", |v| v == "True")),
-        ("SameSite", set("samesite", |v| !matches!(v.to_ascii_lowercase().as_str(), "none" | "false"))),
-    ]
-    .into_iter()
-    .filter_map(|(name, ok)| (!ok).then_some(name))
-    .collect();
-    if !missing.is_empty() {
-        findings.push(Rule::CookieWithoutFlags.finding(
-            file.path,
-            File::line(call),
-            format!("a token cookie is set without {}", missing.join(", ")),
-            file.excerpt(call),
-        ));
-    }
+    report_cookie_flags(
+        file,
+        call,
+        &[
+            ("HttpOnly", set("httponly", |v| v == "True")),
+            ("Secure", set("secure", |v| v == "True")),
+            ("SameSite", set("samesite", |v| !matches!(v.to_ascii_lowercase().as_str(), "none" | "false"))),
+        ],
+        findings,
+    );
 }

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use tree_sitter::Node;
 
-use super::syntax::{arguments, descendants, string_value, File};
+use super::syntax::{arguments, declared_once, descendants, fields, string_value, File};
 use super::{
-    algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, masked, secret_weakness, Rule,
-    Sink,
+    algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, report_cookie_flags,
+    report_secret, Rule, Secret, Sink,
 };
 use tessera_audit::Finding;
 
@@ -59,15 +59,12 @@ pub(super) fn test_module_lines(file: &File<'_>) -> Vec<std::ops::RangeInclusive
 
 /// `const X: &str = "..."`, `static X: ...`, `let x = ...` declared once in the file.
 fn constants<'a>(file: &File<'a>) -> HashMap<&'a str, Node<'a>> {
-    let mut seen: HashMap<&str, Option<Node<'a>>> = HashMap::new();
-    for item in descendants(file.root, &["const_item", "static_item", "let_declaration"]) {
-        let name = item.child_by_field_name("name").or_else(|| item.child_by_field_name("pattern"));
-        let (Some(name), Some(value)) = (name, item.child_by_field_name("value")) else { continue };
-        if name.kind() == "identifier" {
-            seen.entry(file.text(name)).and_modify(|slot| *slot = None).or_insert(Some(value));
-        }
-    }
-    seen.into_iter().filter_map(|(name, value)| Some((name, value?))).collect()
+    declared_once(descendants(file.root, &["const_item", "static_item", "let_declaration"]).into_iter().filter_map(
+        |item| {
+            let name = item.child_by_field_name("name").or_else(|| item.child_by_field_name("pattern"))?;
+            (name.kind() == "identifier").then(|| Some((file.text(name), item.child_by_field_name("value")?))).flatten()
+        },
+    ))
 }
 
 fn jsonwebtoken_call(
@@ -78,7 +75,7 @@ fn jsonwebtoken_call(
     args: &[Node<'_>],
     findings: &mut Vec<Finding>,
 ) {
-    let at = |rule: Rule, title: String| rule.finding(file.path, File::line(call), title, file.excerpt(call));
+    let at = |rule: Rule, title: String| rule.at(file, call, title);
     let last = callee.rsplit([':', '.']).next().unwrap_or(callee);
     match last {
         "from_secret" | "from_base64_secret" => {
@@ -107,11 +104,7 @@ fn jsonwebtoken_call(
 fn validation_settings(file: &File<'_>, findings: &mut Vec<Finding>) {
     let mut settings: Vec<(Node<'_>, &str, Node<'_>)> = Vec::new();
     for assignment in descendants(file.root, &["assignment_expression"]) {
-        let (Some(left), Some(right)) =
-            (assignment.child_by_field_name("left"), assignment.child_by_field_name("right"))
-        else {
-            continue;
-        };
+        let Some((left, right)) = fields(assignment, "left", "right") else { continue };
         if let Some(field) = left.child_by_field_name("field").filter(|_| left.kind() == "field_expression") {
             settings.push((assignment, file.text(field), right));
         }
@@ -120,15 +113,13 @@ fn validation_settings(file: &File<'_>, findings: &mut Vec<Finding>) {
         let named = literal.child_by_field_name("name").is_some_and(|name| file.text(name).ends_with("Validation"));
         let Some(body) = literal.child_by_field_name("body").filter(|_| named) else { continue };
         for initializer in descendants(body, &["field_initializer"]) {
-            if let (Some(field), Some(value)) =
-                (initializer.child_by_field_name("field"), initializer.child_by_field_name("value"))
-            {
+            if let Some((field, value)) = fields(initializer, "field", "value") {
                 settings.push((initializer, file.text(field), value));
             }
         }
     }
     for (node, field, value) in settings {
-        let at = |rule: Rule, title: String| rule.finding(file.path, File::line(node), title, file.excerpt(node));
+        let at = |rule: Rule, title: String| rule.at(file, node, title);
         let value_text = file.text(value);
         match field {
             "validate_exp" if value_text == "false" => {
@@ -173,16 +164,10 @@ fn secret_findings(
     findings: &mut Vec<Finding>,
 ) {
     let (value, named) = resolve(file, constants, key);
-    let via = named.map(|name| format!(" (through `{name}`)")).unwrap_or_default();
-    let at = |rule: Rule, title: String| rule.finding(file.path, File::line(call), title, file.excerpt(call));
-    let (rule, secret, what) = match (string_value(file, value), environment_default(file, value)) {
-        (Some(secret), _) => (Rule::HardCodedSecret, secret, "a JWT secret is written in the code"),
-        (None, Some(default)) => (Rule::FallbackSecret, default, "the JWT secret falls back to a default"),
-        (None, None) => return,
-    };
-    findings.push(at(rule, format!("{what}{via}: {}", masked(&secret))));
-    if let Some(weakness) = secret_weakness(&secret) {
-        findings.push(at(Rule::WeakSecret, format!("a weak JWT secret{via}: {weakness}")));
+    if let Some(secret) = string_value(file, value) {
+        report_secret(file, call, Secret::Written(&secret), named.as_deref(), findings);
+    } else if let Some(default) = environment_default(file, value) {
+        report_secret(file, call, Secret::Default(&default), named.as_deref(), findings);
     }
 }
 
@@ -231,11 +216,7 @@ fn environment_default(file: &File<'_>, node: Node<'_>) -> Option<String> {
 fn tainted_names<'a>(file: &File<'a>) -> HashMap<&'a str, String> {
     let mut tainted = HashMap::new();
     for declaration in descendants(file.root, &["let_declaration"]) {
-        let (Some(pattern), Some(value)) =
-            (declaration.child_by_field_name("pattern"), declaration.child_by_field_name("value"))
-        else {
-            continue;
-        };
+        let Some((pattern, value)) = fields(declaration, "pattern", "value") else { continue };
         if let Some(parameter) =
             header_parameter_in(file, value, &HashMap::new()).filter(|_| pattern.kind() == "identifier")
         {
@@ -293,20 +274,14 @@ fn cookie(file: &File<'_>, call: Node<'_>, findings: &mut Vec<Finding>) {
         return;
     }
     let compact: String = chain.split_whitespace().collect();
-    let missing: Vec<&str> = [
-        ("HttpOnly", compact.contains(".http_only(true)")),
-        ("Secure", compact.contains(".secure(true)")),
-        ("SameSite", compact.contains(".same_site(") && !compact.contains("SameSite::None")),
-    ]
-    .into_iter()
-    .filter_map(|(name, set)| (!set).then_some(name))
-    .collect();
-    if !missing.is_empty() {
-        findings.push(Rule::CookieWithoutFlags.finding(
-            file.path,
-            File::line(call),
-            format!("a token cookie is built without {}", missing.join(", ")),
-            file.excerpt(call),
-        ));
-    }
+    report_cookie_flags(
+        file,
+        call,
+        &[
+            ("HttpOnly", compact.contains(".http_only(true)")),
+            ("Secure", compact.contains(".secure(true)")),
+            ("SameSite", compact.contains(".same_site(") && !compact.contains("SameSite::None")),
+        ],
+        findings,
+    );
 }

@@ -1,6 +1,8 @@
 //! What the rules need from a syntax tree, for every grammar: a node's text and line, its named children, the
 //! nodes of a kind anywhere below it, and string literals' values.
 
+use std::collections::HashMap;
+
 use tree_sitter::Node;
 
 /// A parsed file.
@@ -58,10 +60,31 @@ pub(crate) fn descendants<'t>(node: Node<'t>, kinds: &[&str]) -> Vec<Node<'t>> {
     }
 }
 
+/// The children of `node` in fields `first` and `second`, when it has both (`left` and `right`, `name` and
+/// `value`).
+pub(crate) fn fields<'t>(node: Node<'t>, first: &str, second: &str) -> Option<(Node<'t>, Node<'t>)> {
+    Some((node.child_by_field_name(first)?, node.child_by_field_name(second)?))
+}
+
+/// The names bound exactly once, with their values: a name bound twice (two scopes, a reassignment) could mean
+/// either value where it is used, so it is left out rather than guessed.
+pub(crate) fn declared_once<'a>(bindings: impl IntoIterator<Item = (&'a str, Node<'a>)>) -> HashMap<&'a str, Node<'a>> {
+    let mut seen: HashMap<&str, Option<Node<'a>>> = HashMap::new();
+    for (name, value) in bindings {
+        seen.entry(name).and_modify(|slot| *slot = None).or_insert(Some(value));
+    }
+    seen.into_iter().filter_map(|(name, value)| Some((name, value?))).collect()
+}
+
 /// The named children of `node` that are not comments.
 pub(crate) fn arguments(node: Node<'_>) -> Vec<Node<'_>> {
     let mut cursor = node.walk();
     node.named_children(&mut cursor).filter(|child| child.kind() != "comment").collect()
+}
+
+/// A string literal's value, or else the expression's source: what a name-based heuristic looks at.
+pub(crate) fn literal_or_text(file: &File<'_>, node: Node<'_>) -> String {
+    string_value(file, node).unwrap_or_else(|| file.text(node).to_owned())
 }
 
 /// The nearest ancestor of `node` whose kind is one of `kinds`.
@@ -77,11 +100,17 @@ pub(crate) fn ancestor<'t>(node: Node<'t>, kinds: &[&str]) -> Option<Node<'t>> {
 }
 
 /// The value of a string literal without interpolation (`"x"`, `'x'`, `` `x` `` without `${}`; Python's `"x"`
-/// without an `f` prefix; Go's `"x"` and `` `x` ``; Java's, Rust's and C#'s string literals, byte strings included), with
+/// without an `f` prefix; Go's `"x"` and `` `x` ``; Java's, Rust's and C#'s string literals, byte strings included;
+/// PHP's `'x'` and `"x"` without variables), with
 /// the common escapes undone; `None` for anything else.
 pub(crate) fn string_value(file: &File<'_>, node: Node<'_>) -> Option<String> {
     match node.kind() {
-        "string" | "template_string" | "interpreted_string_literal" | "raw_string_literal" | "string_literal" => {}
+        "string"
+        | "template_string"
+        | "interpreted_string_literal"
+        | "raw_string_literal"
+        | "string_literal"
+        | "encapsed_string" => {}
         _ => return None,
     }
     let mut cursor = node.walk();
