@@ -43,7 +43,7 @@ type Expected<'a> = &'a [(&'a str, &'a str, usize)];
 
 #[test]
 fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_one() {
-    let expected: [(&str, Expected<'_>); 19] = [
+    let expected: [(&str, Expected<'_>); 20] = [
         (
             "js-client-side-signing",
             &[
@@ -220,6 +220,21 @@ fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_
                 ("src/auth.rs", "CODE-MISSING-ISSUER-CHECK", 22),
                 ("src/auth.rs", "CODE-KID-INJECTION", 27),
                 ("src/auth.rs", "CODE-TOKEN-COOKIE-FLAGS", 31),
+            ],
+        ),
+        (
+            "kotlin-jvm-libraries",
+            &[
+                ("src/main/kotlin/com/example/auth/Tokens.kt", "CODE-HARD-CODED-SECRET", 12),
+                ("src/main/kotlin/com/example/auth/Tokens.kt", "CODE-WEAK-SECRET", 12),
+                ("src/main/kotlin/com/example/auth/Tokens.kt", "CODE-MISSING-AUDIENCE-CHECK", 12),
+                ("src/main/kotlin/com/example/auth/Tokens.kt", "CODE-MISSING-ISSUER-CHECK", 12),
+                ("src/main/kotlin/com/example/auth/Tokens.kt", "CODE-UNBOUNDED-LEEWAY", 12),
+                ("src/main/kotlin/com/example/auth/Tokens.kt", "CODE-DECODE-WITHOUT-VERIFY", 14),
+                ("src/main/kotlin/com/example/auth/Tokens.kt", "CODE-KID-INJECTION", 18),
+                ("src/main/kotlin/com/example/auth/Tokens.kt", "CODE-ALG-NONE-ALLOWED", 21),
+                ("src/main/kotlin/com/example/auth/Tokens.kt", "CODE-MISSING-AUDIENCE-CHECK", 21),
+                ("src/main/kotlin/com/example/auth/Tokens.kt", "CODE-MISSING-ISSUER-CHECK", 21),
             ],
         ),
         (

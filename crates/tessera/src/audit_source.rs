@@ -20,7 +20,7 @@ const MAX_CODE_BYTES: u64 = 16 * 1024 * 1024;
 /// Directories nested deeper than this are reported, not entered.
 const MAX_DEPTH: usize = 64;
 /// Languages whose rules are not built yet, by extension: their files are counted and named as not analysed.
-const NOT_YET_ANALYSED: [(&str, &str); 4] = [("kt", "Kotlin"), ("kts", "Kotlin"), ("rb", "Ruby"), ("swift", "Swift")];
+const NOT_YET_ANALYSED: [(&str, &str); 4] = [("rb", "Ruby"), ("swift", "Swift"), ("scala", "Scala"), ("ex", "Elixir")];
 
 /// A file the audit reads.
 enum Work {

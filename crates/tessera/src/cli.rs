@@ -215,10 +215,10 @@ pub(crate) enum AuditCommand {
         format: FormatArgs,
     },
     /// Findings on a source tree (a directory or one file), read only, never built or run: JWT misuse in
-    /// JavaScript, TypeScript, Python, Go, Java, Rust, PHP and C# code (client-side signing, algorithms taken
-    /// from the token, disabled checks, hard-coded and weak secrets, header values in paths, queries, commands
-    /// and URLs, tokens in web storage or unprotected cookies), and JWT libraries its lockfiles pin at versions
-    /// with published advisories. Exits 1 on a HIGH or CRITICAL finding.
+    /// JavaScript, TypeScript, Python, Go, Java, Kotlin, Rust, PHP and C# code (client-side signing, algorithms
+    /// taken from the token, disabled checks, hard-coded and weak secrets, header values in paths, queries,
+    /// commands and URLs, tokens in web storage or unprotected cookies), and JWT libraries its lockfiles pin at
+    /// versions with published advisories. Exits 1 on a HIGH or CRITICAL finding.
     Source {
         /// The directory or file.
         path: std::path::PathBuf,

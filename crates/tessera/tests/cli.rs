@@ -480,12 +480,12 @@ fn audit_source_finds_vulnerable_libraries_in_a_tree_without_following_links_or_
     // go.mod says which versions are built; the go.sum beside it (listing an older one) is not read.
     copy("deps/go-mod/fixed/go.mod", "api/go.mod");
     copy("deps/go-sum/vulnerable/go.sum", "api/go.sum");
-    // Code: a Python file with a fallback secret, one that does not parse, and Kotlin code the rules do not read yet.
+    // Code: a Python file with a fallback secret, one that does not parse, and Ruby code the rules do not read yet.
     copy("code/py-secrets/vulnerable/app/tokens.py", "api/tokens.py");
     // Test code signs with throwaway secrets on purpose: left out unless asked for.
     copy("code/py-secrets/vulnerable/app/tokens.py", "api/tests/test_tokens.py");
     std::fs::write(tree.join("api/broken.py"), "def f(:\n    return jwt.decode(token, key)\n").unwrap();
-    std::fs::write(tree.join("api/Main.kt"), "class Main\n").unwrap();
+    std::fs::write(tree.join("api/app.rb"), "puts 1\n").unwrap();
     // A bundle over the 16 MiB a source file may have: named, not parsed.
     std::fs::write(tree.join("web/huge.min.js"), "x=1;".repeat(4 * 1024 * 1024 + 1)).unwrap();
     // A link back up the tree, a binary file and a lockfile that is not text: no loop, no crash.
@@ -529,7 +529,7 @@ fn audit_source_finds_vulnerable_libraries_in_a_tree_without_following_links_or_
     assert_eq!(stats["stats"]["files_with_syntax_errors"], 1, "{stats}");
     let not_tested = sarif["runs"][0]["properties"]["notTested"].to_string();
     assert!(not_tested.contains("web/requirements-dev.txt: not UTF-8 text"), "{not_tested}");
-    assert!(not_tested.contains("1 Kotlin files: the Kotlin rules are not built yet"), "{not_tested}");
+    assert!(not_tested.contains("1 Ruby files: the Ruby rules are not built yet"), "{not_tested}");
     assert!(
         not_tested.contains("code in web/huge.min.js: 16777220 bytes, over the 16777216-byte limit"),
         "{not_tested}"

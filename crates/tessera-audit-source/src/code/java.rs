@@ -1,6 +1,7 @@
 //! The rules for Java: jjwt (`io.jsonwebtoken`), java-jwt (`com.auth0.jwt`) and Nimbus JOSE+JWT
 //! (`com.nimbusds`) as the file imports them, read as the call chains these builders are written in; cookies;
-//! and header values flowing into sinks.
+//! and header values flowing into sinks. Kotlin code uses the same libraries: `kotlin.rs` builds the same chains
+//! from Kotlin's syntax and judges them with [`chain_rules`].
 
 use std::collections::HashMap;
 
@@ -17,10 +18,10 @@ const LIBRARIES: [(&str, &str); 3] =
     [("io.jsonwebtoken", "jjwt"), ("com.auth0.jwt", "java-jwt"), ("com.nimbusds", "Nimbus")];
 
 /// One call of a chain: its method name, arguments and node.
-struct Link<'t> {
-    name: &'t str,
-    args: Vec<Node<'t>>,
-    node: Node<'t>,
+pub(super) struct Link<'t> {
+    pub(super) name: &'t str,
+    pub(super) args: Vec<Node<'t>>,
+    pub(super) node: Node<'t>,
 }
 
 pub(super) fn audit(file: &File<'_>, findings: &mut Vec<Finding>) {
@@ -68,10 +69,10 @@ pub(super) fn audit(file: &File<'_>, findings: &mut Vec<Finding>) {
     servlet_cookies(file, findings);
 }
 
-/// The JWT libraries the file imports.
-fn imported_libraries(file: &File<'_>) -> Vec<&'static str> {
+/// The JWT libraries the file imports (Java's `import_declaration`, Kotlin's `import`).
+pub(super) fn imported_libraries(file: &File<'_>) -> Vec<&'static str> {
     let mut found = Vec::new();
-    for import in descendants(file.root, &["import_declaration"]) {
+    for import in descendants(file.root, &["import_declaration", "import"]) {
         let text = file.text(import);
         for (prefix, library) in LIBRARIES {
             if text.contains(prefix) && !found.contains(&library) {
@@ -110,7 +111,7 @@ fn chain<'t>(file: &File<'t>, outermost: Node<'t>) -> Vec<Link<'t>> {
     links
 }
 
-fn chain_rules(
+pub(super) fn chain_rules(
     file: &File<'_>,
     constants: &HashMap<&str, Node<'_>>,
     libraries: &[&str],
@@ -172,7 +173,8 @@ fn chain_rules(
             // Reading the header to choose the key (`JWT.decode(t).getKeyId()`) is what decode is for.
             ("JWT", Some("decode"))
                 if !chain.get(2).is_some_and(|link| {
-                    ["getKeyId", "getAlgorithm", "getHeaderClaim", "getType", "getContentType"].contains(&link.name)
+                    ["getKeyId", "keyId", "getAlgorithm", "algorithm", "getHeaderClaim", "getType", "type"]
+                        .contains(&link.name)
                 }) =>
             {
                 findings
@@ -258,16 +260,30 @@ fn literal_secret(
             literal_secret(file, constants, *value, depth + 1)
                 .map(|(secret, _)| (secret, Some(file.text(node).to_owned())))
         }
-        "method_invocation" => {
-            let name = node.child_by_field_name("name").map(|name| file.text(name))?;
-            match name {
-                // `"s".getBytes(UTF_8)`: the receiver is the secret.
-                "getBytes" => literal_secret(file, constants, node.child_by_field_name("object")?, depth + 1),
-                // `Keys.hmacShaKeyFor(bytes)`, `Base64.getDecoder().decode("...")`: the argument is.
-                "hmacShaKeyFor" | "decode" => {
-                    let first = node.child_by_field_name("arguments").map(arguments)?.first().copied()?;
-                    literal_secret(file, constants, first, depth + 1)
+        // Java's `x.m(args)`, and Kotlin's `x.m(args)` (a call of a navigation).
+        "method_invocation" | "call_expression" => {
+            let (name, receiver, first) = match node.kind() {
+                "method_invocation" => (
+                    file.text(node.child_by_field_name("name")?),
+                    node.child_by_field_name("object"),
+                    node.child_by_field_name("arguments").map(arguments).and_then(|args| args.first().copied()),
+                ),
+                _ => {
+                    let callee = node.named_child(0).filter(|callee| callee.kind() == "navigation_expression")?;
+                    (
+                        file.text(callee.named_child(callee.named_child_count().checked_sub(1)?)?),
+                        callee.named_child(0),
+                        super::kotlin::call_arguments(node).first().copied(),
+                    )
                 }
+            };
+            match name {
+                // `"s".getBytes(UTF_8)`, Kotlin's `"s".toByteArray()`: the receiver is the secret.
+                "getBytes" | "toByteArray" | "encodeToByteArray" => {
+                    literal_secret(file, constants, receiver?, depth + 1)
+                }
+                // `Keys.hmacShaKeyFor(bytes)`, `Base64.getDecoder().decode("...")`: the argument is.
+                "hmacShaKeyFor" | "decode" => literal_secret(file, constants, first?, depth + 1),
                 _ => None,
             }
         }
@@ -275,7 +291,7 @@ fn literal_secret(
     }
 }
 
-fn secret_findings(
+pub(super) fn secret_findings(
     file: &File<'_>,
     constants: &HashMap<&str, Node<'_>>,
     at_node: Node<'_>,
@@ -327,7 +343,7 @@ fn header_parameter_in(file: &File<'_>, node: Node<'_>, tainted: &HashMap<&str, 
 }
 
 /// Spring's `ResponseCookie.from("token", v)...build()` without `httpOnly(true)`, `secure(true)` or `sameSite`.
-fn response_cookie(file: &File<'_>, chain: &[Link<'_>], findings: &mut Vec<Finding>) {
+pub(super) fn response_cookie(file: &File<'_>, chain: &[Link<'_>], findings: &mut Vec<Finding>) {
     let Some(from) = chain.iter().position(|link| link.name == "from") else { return };
     let rooted = chain.first().is_some_and(|root| root.name == "ResponseCookie") && from == 1;
     let tokenish = chain

@@ -12,6 +12,7 @@ mod csharp;
 mod go;
 mod java;
 mod javascript;
+mod kotlin;
 mod php;
 mod python;
 mod rust;
@@ -41,11 +42,13 @@ pub enum Language {
     Php,
     /// C# (`.cs`).
     CSharp,
+    /// Kotlin (`.kt`, `.kts`).
+    Kotlin,
 }
 
 impl Language {
     /// Every language analysed.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::JavaScript,
         Self::TypeScript,
         Self::Tsx,
@@ -55,6 +58,7 @@ impl Language {
         Self::Rust,
         Self::Php,
         Self::CSharp,
+        Self::Kotlin,
     ];
 
     /// The language a file name says, if it is one analysed.
@@ -71,6 +75,7 @@ impl Language {
             "rs" => Self::Rust,
             "php" => Self::Php,
             "cs" => Self::CSharp,
+            "kt" | "kts" => Self::Kotlin,
             _ => return None,
         })
     }
@@ -86,6 +91,7 @@ impl Language {
             Self::Rust => tree_sitter_rust::LANGUAGE.into(),
             Self::Php => tree_sitter_php::LANGUAGE_PHP.into(),
             Self::CSharp => tree_sitter_c_sharp::LANGUAGE.into(),
+            Self::Kotlin => tree_sitter_kotlin_ng::LANGUAGE.into(),
         }
     }
 }
@@ -127,6 +133,7 @@ pub fn audit_code(
         Language::Rust => rust::audit(&file, &mut findings),
         Language::Php => php::audit(&file, &mut findings),
         Language::CSharp => csharp::audit(&file, &mut findings),
+        Language::Kotlin => kotlin::audit(&file, &mut findings),
     }
     if tests == TestCode::Skip && language == Language::Rust {
         let test_lines = rust::test_module_lines(&file);
