@@ -43,7 +43,7 @@ type Expected<'a> = &'a [(&'a str, &'a str, usize)];
 
 #[test]
 fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_one() {
-    let expected: [(&str, Expected<'_>); 20] = [
+    let expected: [(&str, Expected<'_>); 22] = [
         (
             "js-client-side-signing",
             &[
@@ -63,6 +63,14 @@ fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_
                 ("server/auth.js", "CODE-UNBOUNDED-LEEWAY", 9),
             ],
         ),
+        (
+            "js-refresh-rotation",
+            &[
+                ("server/refresh.js", "CODE-REFRESH-NOT-ROTATED", 8),
+                ("server/refresh.js", "CODE-REFRESH-REUSE-UNDETECTED", 13),
+            ],
+        ),
+        ("py-refresh-rotation", &[("app/refresh.py", "CODE-REFRESH-NOT-ROTATED", 11)]),
         (
             "js-secrets",
             &[

@@ -226,6 +226,9 @@ pub fn profile_of(id: &str) -> Option<Profile> {
         "CODE-MISSING-ISSUER-CHECK" => profile(&[OwnToken, OtherFlaw], Gain::Escalation, &["9.2.3"], 1),
         "CODE-TOKEN-IN-WEB-STORAGE" => profile(&[OtherFlaw], Gain::Takeover, &["3.3.4", "10.1.1"], 16),
         "CODE-TOKEN-COOKIE-FLAGS" => profile(&[OtherFlaw], Gain::Takeover, &["3.3.1", "3.3.2", "3.3.4"], 2),
+        "CODE-REFRESH-NOT-ROTATED" | "CODE-REFRESH-REUSE-UNDETECTED" => {
+            profile(&[StolenToken], Gain::Takeover, &["10.4.5", "7.4.1"], 8)
+        }
         // Dependencies: rated by the advisory's own severity (see `rate`).
         "DEP-VULNERABLE-JWT-LIBRARY" => profile(&[Network], Gain::Weakening, &["15.1.1", "15.2.1"], 4),
         _ => return None,

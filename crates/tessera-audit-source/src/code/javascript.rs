@@ -7,8 +7,8 @@ use tree_sitter::Node;
 
 use super::syntax::{arguments, declared_once, descendants, fields, literal_or_text, string_value, File};
 use super::{
-    algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, report_cookie_flags,
-    report_secret, Rule, Secret, Sink,
+    algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, refresh_rotation,
+    report_cookie_flags, report_secret, Rule, Secret, Sink,
 };
 use tessera_audit::Finding;
 
@@ -57,6 +57,44 @@ pub(super) fn audit(file: &File<'_>, findings: &mut Vec<Finding>) {
     }
     for assignment in descendants(file.root, &["assignment_expression"]) {
         assigned_storage_or_cookie(file, assignment, findings);
+    }
+    refresh_handlers(file, &bindings, findings);
+}
+
+/// Functions that handle refresh — named so, or registered at a route saying so (`router.post("/refresh", ...)`) —
+/// judged by the rotation rule on the JWT calls inside them.
+fn refresh_handlers(file: &File<'_>, bindings: &HashMap<&str, Binding>, findings: &mut Vec<Finding>) {
+    let kinds = ["function_declaration", "function_expression", "arrow_function", "method_definition"];
+    for function in descendants(file.root, &kinds) {
+        let label = function
+            .child_by_field_name("name")
+            .or_else(|| {
+                function
+                    .parent()
+                    .filter(|p| p.kind() == "variable_declarator")
+                    .and_then(|p| p.child_by_field_name("name"))
+            })
+            .map(|name| file.text(name).to_owned())
+            .or_else(|| {
+                // A handler passed to a route registration: the route's path names it.
+                let call = function.parent().filter(|p| p.kind() == "arguments")?.parent()?;
+                let first = call.child_by_field_name("arguments").map(arguments)?.first().copied()?;
+                string_value(file, first)
+            });
+        let Some(label) = label else { continue };
+        let (mut signs, mut verifies) = (0, false);
+        for call in descendants(function, &["call_expression", "new_expression"]) {
+            let field = if call.kind() == "new_expression" { "constructor" } else { "function" };
+            let Some(callee) = call.child_by_field_name(field) else { continue };
+            match resolve(file, bindings, callee).as_ref().map(|(library, member)| (*library, member.as_str())) {
+                Some(("jsonwebtoken" | "jws", "sign") | ("jose", "SignJWT")) => signs += 1,
+                Some(("jsonwebtoken" | "jws", "verify" | "decode") | ("jose", "jwtVerify" | "decodeJwt")) => {
+                    verifies = true
+                }
+                _ => {}
+            }
+        }
+        refresh_rotation(file, function, &label, signs, verifies, findings);
     }
 }
 

@@ -213,6 +213,8 @@ pub(crate) enum Rule {
     MissingIssuer,
     TokenInWebStorage,
     CookieWithoutFlags,
+    RefreshNotRotated,
+    RefreshReuseUndetected,
 }
 
 impl Rule {
@@ -319,6 +321,20 @@ impl Rule {
                 "Require the expected issuer (`issuer` option): otherwise a token from another issuer sharing the key \
                  is accepted.",
             ),
+            Self::RefreshNotRotated => (
+                "CODE-REFRESH-NOT-ROTATED",
+                Severity::Medium,
+                &["CWE-613"],
+                "Issue a new refresh token with every refresh and invalidate the one presented: a refresh token that \
+                 stays valid keeps a stolen session alive for as long as it lives.",
+            ),
+            Self::RefreshReuseUndetected => (
+                "CODE-REFRESH-REUSE-UNDETECTED",
+                Severity::Medium,
+                &["CWE-613", "CWE-294"],
+                "Record each refresh token as used when it is exchanged, and treat a second use as theft: revoke the \
+                 whole session (its token family), as Tessera's refresh does.",
+            ),
             Self::TokenInWebStorage => (
                 "CODE-TOKEN-IN-WEB-STORAGE",
                 Severity::Medium,
@@ -334,6 +350,18 @@ impl Rule {
                  travel in clear, and other sites cannot send them.",
             ),
         }
+    }
+
+    /// A finding of this rule at the first line of `node` (a whole function): its first line is the evidence.
+    pub(crate) fn at_line(
+        self,
+        file: &syntax::File<'_>,
+        node: tree_sitter::Node<'_>,
+        title: impl Into<String>,
+    ) -> Finding {
+        let (id, severity, cwe, fix) = self.describe();
+        let first_line = file.text(node).lines().next().unwrap_or_default().trim().to_owned();
+        Finding::new(id, severity, title, first_line, fix).with_cwe(cwe).at(file.path, syntax::File::line(node))
     }
 
     /// A finding of this rule at `node` of `file`: `title` says what, the node's source is the evidence.
@@ -390,6 +418,55 @@ pub(crate) fn report_cookie_flags(
             file,
             node,
             format!("a token cookie is set without {}", missing.join(", ")),
+        ));
+    }
+}
+
+/// Words a refresh handler uses when it invalidates or tracks the token it was given.
+const INVALIDATION_WORDS: [&str; 12] = [
+    "revoke",
+    "invalidate",
+    "delete",
+    "remove",
+    "destroy",
+    "blacklist",
+    "denylist",
+    "blocklist",
+    "rotate",
+    "used",
+    "reuse",
+    "family",
+];
+
+/// The refresh-rotation rule, for a function that handles refresh (named so, or routed at a path saying so):
+/// signing one token only (the access token) means the refresh token never rotates; signing a new refresh token
+/// too without ever invalidating or tracking the old one means reuse goes unnoticed. `signs` counts the JWT
+/// signing calls in the function, `verifies` says whether it verifies or decodes a token at all.
+pub(crate) fn refresh_rotation(
+    file: &syntax::File<'_>,
+    function: tree_sitter::Node<'_>,
+    label: &str,
+    signs: usize,
+    verifies: bool,
+    findings: &mut Vec<Finding>,
+) {
+    if !label.to_ascii_lowercase().contains("refresh") || !verifies || signs == 0 {
+        return;
+    }
+    let body = file.text(function).to_ascii_lowercase();
+    let invalidates = INVALIDATION_WORDS.iter().any(|word| body.contains(word));
+    let node = function;
+    if signs == 1 && !invalidates {
+        findings.push(Rule::RefreshNotRotated.at_line(
+            file,
+            node,
+            format!("`{label}` refreshes without issuing a new refresh token"),
+        ));
+    } else if signs >= 2 && !invalidates {
+        findings.push(Rule::RefreshReuseUndetected.at_line(
+            file,
+            node,
+            format!("`{label}` issues a new refresh token but never invalidates the one it was given"),
         ));
     }
 }

@@ -7,8 +7,8 @@ use tree_sitter::Node;
 
 use super::syntax::{arguments, declared_once, descendants, fields, literal_or_text, string_value, File};
 use super::{
-    algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, report_cookie_flags,
-    report_secret, Rule, Secret, Sink,
+    algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, refresh_rotation,
+    report_cookie_flags, report_secret, Rule, Secret, Sink,
 };
 use tessera_audit::Finding;
 
@@ -39,6 +39,29 @@ pub(super) fn audit(file: &File<'_>, findings: &mut Vec<Finding>) {
             }
         }
         cookie(file, call, callee, &call_args, findings);
+    }
+    for function in descendants(file.root, &["function_definition"]) {
+        // Its name, or the route of its decorator (`@router.post("/token/refresh")`).
+        let route = function
+            .parent()
+            .filter(|parent| parent.kind() == "decorated_definition")
+            .map(|decorated| {
+                file.text(decorated).lines().filter(|line| line.trim_start().starts_with('@')).collect::<String>()
+            })
+            .unwrap_or_default();
+        let name = function.child_by_field_name("name").map_or("", |name| file.text(name));
+        let label =
+            if route.to_ascii_lowercase().contains("refresh") { route.trim().to_owned() } else { name.to_owned() };
+        let (mut signs, mut verifies) = (0, false);
+        for call in descendants(function, &["call"]) {
+            let Some(callee) = call.child_by_field_name("function") else { continue };
+            match resolve(file, &bindings, callee).as_ref().map(|(_, member)| member.as_str()) {
+                Some("encode") => signs += 1,
+                Some("decode" | "get_unverified_claims") => verifies = true,
+                _ => {}
+            }
+        }
+        refresh_rotation(file, function, &label, signs, verifies, findings);
     }
 }
 
