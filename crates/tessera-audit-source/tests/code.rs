@@ -43,7 +43,7 @@ type Expected<'a> = &'a [(&'a str, &'a str, usize)];
 
 #[test]
 fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_one() {
-    let expected: [(&str, Expected<'_>); 22] = [
+    let expected: [(&str, Expected<'_>); 23] = [
         (
             "js-client-side-signing",
             &[
@@ -155,6 +155,16 @@ fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_
                 ("Auth/JwtSetup.cs", "CODE-TOKEN-COOKIE-FLAGS", 26),
                 ("Auth/JwtSetup.cs", "CODE-FALLBACK-SECRET", 29),
                 ("Auth/JwtSetup.cs", "CODE-WEAK-SECRET", 29),
+            ],
+        ),
+        (
+            "go-jose-and-jwx",
+            &[
+                ("keys/verify.go", "CODE-ALGORITHM-FROM-TOKEN", 11),
+                ("keys/verify.go", "CODE-DECODE-WITHOUT-VERIFY", 16),
+                ("keys/verify.go", "CODE-SIGNATURE-CHECK-OFF", 21),
+                ("keys/verify.go", "CODE-EXPIRY-CHECK-OFF", 21),
+                ("keys/verify.go", "CODE-UNBOUNDED-LEEWAY", 21),
             ],
         ),
         (

@@ -1,6 +1,6 @@
 //! The rules for Go: `github.com/golang-jwt/jwt` (v3 to v5), `github.com/dgrijalva/jwt-go` and
-//! `github.com/form3tech-oss/jwt-go` as the file imports them (with their `request` packages), cookies, and
-//! header values flowing into sinks.
+//! `github.com/form3tech-oss/jwt-go` as the file imports them (with their `request` packages); go-jose and
+//! lestrat-go/jwx's switches that turn checks off; cookies; and header values flowing into sinks.
 
 use std::collections::HashMap;
 
@@ -28,6 +28,7 @@ enum Package {
 }
 
 pub(super) fn audit(file: &File<'_>, findings: &mut Vec<Finding>) {
+    jose_and_jwx(file, findings);
     let packages = imports(file);
     let context = Context { file, constants: constants(file), functions: functions(file) };
     let tainted = tainted_names(file);
@@ -71,6 +72,48 @@ pub(super) fn audit(file: &File<'_>, findings: &mut Vec<Finding>) {
         }
     }
     cookies(file, findings);
+}
+
+/// go-jose and lestrrat-go/jwx, in files that import them: reading claims without verification, verification or
+/// validation switched off, a long acceptable skew, and go-jose's `ParseSigned` without the algorithms it may
+/// accept (v2 and v3 take none; v4 requires them).
+fn jose_and_jwx(file: &File<'_>, findings: &mut Vec<Finding>) {
+    let imported = descendants(file.root, &["import_spec"]).into_iter().any(|spec| {
+        let path = file.text(spec);
+        path.contains("go-jose") || path.contains("lestrrat-go/jwx")
+    });
+    if !imported {
+        return;
+    }
+    for call in descendants(file.root, &["call_expression"]) {
+        let Some(field) = call.child_by_field_name("function").and_then(|f| f.child_by_field_name("field")) else {
+            continue;
+        };
+        let args = call.child_by_field_name("arguments").map(arguments).unwrap_or_default();
+        let first = args.first().map(|arg| file.text(*arg));
+        let finding = match (file.text(field), first) {
+            ("UnsafeClaimsWithoutVerification" | "ParseInsecure", _) => {
+                Some((Rule::DecodeWithoutVerify, "claims are read without verifying the signature".to_owned()))
+            }
+            ("WithVerify", Some("false")) => {
+                Some((Rule::SignatureCheckOff, "signature verification is off".to_owned()))
+            }
+            ("WithValidate", Some("false")) => {
+                Some((Rule::ExpiryCheckOff, "claims validation (expiry included) is off".to_owned()))
+            }
+            ("WithAcceptableSkew", _) => duration_seconds(file, call)
+                .filter(|seconds| leeway_unbounded(*seconds))
+                .map(|seconds| (Rule::UnboundedLeeway, format!("{seconds} s of clock skew are accepted"))),
+            ("ParseSigned", _) if args.len() == 1 => Some((
+                Rule::AlgorithmFromToken,
+                "ParseSigned without the algorithms it may accept: the token's header chooses".to_owned(),
+            )),
+            _ => None,
+        };
+        if let Some((rule, title)) = finding {
+            findings.push(rule.at(file, call, title));
+        }
+    }
 }
 
 struct Context<'a> {
