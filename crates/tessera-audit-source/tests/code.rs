@@ -86,6 +86,7 @@ fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_
                 ("server/keys.js", "CODE-KID-INJECTION", 6),
                 ("server/keys.js", "CODE-KID-INJECTION", 8),
                 ("server/keys.js", "CODE-HEADER-URL-FETCHED", 9),
+                ("server/keys.js", "CODE-HEADER-KEY-TRUSTED", 10),
             ],
         ),
         (
@@ -139,6 +140,7 @@ fn every_rule_finds_its_flaw_in_the_vulnerable_program_and_nothing_in_the_fixed_
                 ("app/keys.py", "CODE-KID-INJECTION", 8),
                 ("app/keys.py", "CODE-KID-INJECTION", 10),
                 ("app/keys.py", "CODE-HEADER-URL-FETCHED", 11),
+                ("app/keys.py", "CODE-HEADER-KEY-TRUSTED", 12),
             ],
         ),
         (

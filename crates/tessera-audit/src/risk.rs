@@ -222,6 +222,7 @@ pub fn profile_of(id: &str) -> Option<Profile> {
         "CODE-FALLBACK-SECRET" => profile(&[OtherFlaw], Gain::Forgery, &["13.3.1"], 2),
         "CODE-KID-INJECTION" => profile(&[Network], Gain::Forgery, &["1.2.4", "1.2.5", "5.3.2", "1.3.6", "9.1.3"], 4),
         "CODE-HEADER-URL-FETCHED" => profile(&[Network], Gain::Forgery, &["9.1.3", "1.3.6"], 4),
+        "CODE-HEADER-KEY-TRUSTED" => profile(&[Network], Gain::Forgery, &["9.1.3"], 2),
         "CODE-MISSING-AUDIENCE-CHECK" => profile(&[OwnToken], Gain::Escalation, &["9.2.3"], 1),
         "CODE-MISSING-ISSUER-CHECK" => profile(&[OwnToken, OtherFlaw], Gain::Escalation, &["9.2.3"], 1),
         "CODE-TOKEN-IN-WEB-STORAGE" => profile(&[OtherFlaw], Gain::Takeover, &["3.3.4", "10.1.1"], 16),

@@ -13,7 +13,8 @@ use super::{
 use tessera_audit::Finding;
 
 /// The header parameters that must never reach a sink, as .NET names their properties.
-const HEADER_PARAMETERS: [(&str, &str); 4] = [("Kid", "kid"), ("kid", "kid"), ("Jku", "jku"), ("X5u", "x5u")];
+const HEADER_PROPERTIES: [(&str, &str); 5] =
+    [("Kid", "kid"), ("kid", "kid"), ("Jku", "jku"), ("X5u", "x5u"), ("Jwk", "jwk")];
 
 pub(super) fn audit(file: &File<'_>, findings: &mut Vec<Finding>) {
     let uses_identity_model = file.text.contains("IdentityModel") || file.text.contains("JwtBearer");
@@ -209,7 +210,7 @@ fn header_parameter_in(file: &File<'_>, node: Node<'_>, tainted: &HashMap<&str, 
     for part in descendants(node, &["member_access_expression", "identifier"]) {
         let found = match part.kind() {
             "member_access_expression" => part.child_by_field_name("name").and_then(|name| {
-                HEADER_PARAMETERS
+                HEADER_PROPERTIES
                     .iter()
                     .find(|(property, _)| *property == file.text(name))
                     .map(|(_, parameter)| (*parameter).to_owned())

@@ -9,14 +9,13 @@ use tree_sitter::Node;
 use super::syntax::{arguments, declared_once, descendants, fields, literal_or_text, string_value, File};
 use super::{
     header_flow_finding, leeway_unbounded, looks_like_token, report_cookie_flags, report_secret, Rule, Secret, Sink,
+    HEADER_PARAMETERS,
 };
 use tessera_audit::Finding;
 
 /// The JWT modules recognised, by import path prefix.
 const MODULES: [&str; 3] =
     ["github.com/golang-jwt/jwt", "github.com/dgrijalva/jwt-go", "github.com/form3tech-oss/jwt-go"];
-/// The header parameters that must never reach a sink.
-const HEADER_PARAMETERS: [&str; 3] = ["kid", "jku", "x5u"];
 
 /// What a package name in the file refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

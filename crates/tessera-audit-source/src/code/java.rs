@@ -10,6 +10,7 @@ use tree_sitter::Node;
 use super::syntax::{arguments, declared_once, descendants, fields, literal_or_text, string_value, File};
 use super::{
     header_flow_finding, leeway_unbounded, looks_like_token, report_cookie_flags, report_secret, Rule, Secret, Sink,
+    HEADER_PARAMETERS,
 };
 use tessera_audit::Finding;
 
@@ -325,11 +326,12 @@ fn header_parameter_in(file: &File<'_>, node: Node<'_>, tainted: &HashMap<&str, 
                     "getKeyId" => Some("kid".to_owned()),
                     "getJWKURL" => Some("jku".to_owned()),
                     "getX509CertURL" => Some("x5u".to_owned()),
+                    "getJWK" => Some("jwk".to_owned()),
                     "getHeaderClaim" | "getHeader" => part
                         .child_by_field_name("arguments")
                         .map(arguments)
                         .and_then(|args| args.first().and_then(|arg| string_value(file, *arg)))
-                        .filter(|name| ["kid", "jku", "x5u"].contains(&name.as_str())),
+                        .filter(|name| HEADER_PARAMETERS.contains(&name.as_str())),
                     _ => None,
                 }
             }

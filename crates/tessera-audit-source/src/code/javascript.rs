@@ -8,7 +8,7 @@ use tree_sitter::Node;
 use super::syntax::{arguments, declared_once, descendants, fields, literal_or_text, string_value, File};
 use super::{
     algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, refresh_rotation,
-    report_cookie_flags, report_secret, Rule, Secret, Sink,
+    report_cookie_flags, report_secret, Rule, Secret, Sink, HEADER_PARAMETERS,
 };
 use tessera_audit::Finding;
 
@@ -21,8 +21,6 @@ const CLIENT_FRAMEWORKS: [&str; 8] =
 const BROWSER_GLOBALS: [&str; 5] = ["window", "document", "localStorage", "sessionStorage", "navigator"];
 /// Directory names whose files are served to browsers as they are.
 const CLIENT_DIRECTORIES: [&str; 7] = ["public", "static", "client", "frontend", "www", "assets", "browser"];
-/// The header parameters that must never reach a sink.
-const HEADER_PARAMETERS: [&str; 3] = ["kid", "jku", "x5u"];
 
 /// What a local name refers to: a JWT library (`member` `None`: the module itself) or one of its exports.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use tree_sitter::Node;
 
-use super::header_flow_finding;
 use super::java::{chain_rules, imported_libraries, response_cookie, Link};
 use super::syntax::{arguments, declared_once, descendants, string_value, File};
 use super::Sink;
+use super::{header_flow_finding, HEADER_PARAMETERS};
 use tessera_audit::Finding;
 
 pub(super) fn audit(file: &File<'_>, findings: &mut Vec<Finding>) {
@@ -129,6 +129,7 @@ fn header_parameter_in(file: &File<'_>, node: Node<'_>, tainted: &HashMap<&str, 
                     Some("keyId" | "getKeyId") => Some("kid".to_owned()),
                     Some("jwkurl" | "getJWKURL") => Some("jku".to_owned()),
                     Some("x509CertURL" | "getX509CertURL") => Some("x5u".to_owned()),
+                    Some("jwk" | "getJWK") => Some("jwk".to_owned()),
                     _ => None,
                 }
             }
@@ -137,7 +138,7 @@ fn header_parameter_in(file: &File<'_>, node: Node<'_>, tainted: &HashMap<&str, 
                 (named.ends_with("getHeaderClaim") || named.ends_with("getHeader"))
                     .then(|| call_arguments(part).first().and_then(|arg| string_value(file, *arg)))
                     .flatten()
-                    .filter(|name| ["kid", "jku", "x5u"].contains(&name.as_str()))
+                    .filter(|name| HEADER_PARAMETERS.contains(&name.as_str()))
             }
             "string_literal" => {
                 let text = file.text(part);

@@ -215,6 +215,7 @@ pub(crate) enum Rule {
     CookieWithoutFlags,
     RefreshNotRotated,
     RefreshReuseUndetected,
+    HeaderKeyTrusted,
 }
 
 impl Rule {
@@ -320,6 +321,13 @@ impl Rule {
                 &["CWE-345"],
                 "Require the expected issuer (`issuer` option): otherwise a token from another issuer sharing the key \
                  is accepted.",
+            ),
+            Self::HeaderKeyTrusted => (
+                "CODE-HEADER-KEY-TRUSTED",
+                Severity::Critical,
+                &["CWE-347", "CWE-345"],
+                "Never build the verification key from the token's own header (`jwk`): the attacker signs with their key \
+                 and puts it there. Verify with the issuer's configured keys only.",
             ),
             Self::RefreshNotRotated => (
                 "CODE-REFRESH-NOT-ROTATED",
@@ -523,6 +531,8 @@ pub(crate) enum Sink {
     Query,
     Command,
     Url,
+    /// Key material built from a value: whoever controls the value controls the key.
+    Key,
 }
 
 impl Sink {
@@ -560,6 +570,10 @@ impl Sink {
             "ExecuteReader" | "ExecuteNonQuery" | "ExecuteScalar" | "FromSqlRaw" | "ExecuteSqlRaw" => Self::Query,
             "Start" if first == "Process" => Self::Command,
             "GetAsync" | "GetStringAsync" | "GetByteArrayAsync" | "DownloadString" => Self::Url,
+            "importJWK" | "jwkToPem" | "from_jwk" | "PyJWK" | "createPublicKey" => Self::Key,
+            "construct" if first == "jwk" => Self::Key,
+            "ParseKey" | "FromRaw" if first == "jwk" => Self::Key,
+            "parse" if first == "JWK" || first == "RSAKey" || first == "ECKey" => Self::Key,
             "read" | "read_to_string" if callee.contains("fs.") => Self::FilePath,
             "open" if callee.ends_with("File.open") => Self::FilePath,
             "query_as" | "query_scalar" => Self::Query,
@@ -595,11 +609,15 @@ impl Sink {
             Self::Query => "a database query (CWE-89)",
             Self::Command => "a shell command (CWE-78)",
             Self::Url => "a URL that is fetched (CWE-918)",
+            Self::Key => "the key that verifies it (CWE-347)",
         }
     }
 }
 
-/// Which header parameter reached a sink: `kid`, or a key URL.
+/// The header parameters that must never reach a sink: the key id, the key URLs, and the embedded key.
+pub(crate) const HEADER_PARAMETERS: [&str; 4] = ["kid", "jku", "x5u", "jwk"];
+
+/// Which header parameter reached a sink: `kid`, a key URL, or the embedded key.
 pub(crate) fn header_flow_finding(
     file: &syntax::File<'_>,
     call: tree_sitter::Node<'_>,
@@ -608,6 +626,7 @@ pub(crate) fn header_flow_finding(
 ) -> Finding {
     let (rule, what) = match parameter {
         "kid" => (Rule::KidInjection, "the token's `kid`"),
+        "jwk" => (Rule::HeaderKeyTrusted, "the key embedded in the token"),
         _ => (Rule::HeaderUrlFetched, "a key URL from the token header"),
     };
     rule.at(file, call, format!("{what} ({parameter}) flows into {}", sink.weakness()))

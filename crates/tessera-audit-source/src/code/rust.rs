@@ -8,12 +8,9 @@ use tree_sitter::Node;
 use super::syntax::{arguments, declared_once, descendants, fields, string_value, File};
 use super::{
     algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, report_cookie_flags,
-    report_secret, Rule, Secret, Sink,
+    report_secret, Rule, Secret, Sink, HEADER_PARAMETERS,
 };
 use tessera_audit::Finding;
-
-/// The header parameters that must never reach a sink.
-const HEADER_PARAMETERS: [&str; 3] = ["kid", "jku", "x5u"];
 
 pub(super) fn audit(file: &File<'_>, findings: &mut Vec<Finding>) {
     let uses_jsonwebtoken = file.text.contains("jsonwebtoken");

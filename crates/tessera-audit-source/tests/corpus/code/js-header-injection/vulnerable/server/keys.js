@@ -7,7 +7,8 @@ async function keyFor(token, db) {
   const { kid } = header;
   const row = await db.query(`SELECT pem FROM keys WHERE kid = '${kid}'`);
   const remote = await fetch(header.jku);
-  return [pem, row, remote];
+  const embedded = await importJWK(header.jwk);
+  return [pem, row, remote, embedded];
 }
 
 module.exports = { keyFor };

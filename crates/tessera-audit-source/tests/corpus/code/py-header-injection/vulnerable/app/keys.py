@@ -1,5 +1,5 @@
 import requests
-from jose import jwt
+from jose import jwk, jwt
 
 
 def key_for(token, cursor):
@@ -9,4 +9,5 @@ def key_for(token, cursor):
         key = pem.read()
     cursor.execute(f"SELECT pem FROM keys WHERE kid = '{kid}'")
     remote = requests.get(header["jku"])
-    return key, remote
+    embedded = jwk.construct(header["jwk"])
+    return key, remote, embedded
