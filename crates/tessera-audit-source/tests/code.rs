@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use tessera_audit::Report;
-use tessera_audit_source::code::{audit_code, Language, TestCode};
+use tessera_audit_source::code::{audit_code, Language, Options, TestCode};
 
 /// Every file under `dir`, audited, as (path relative to `dir`, finding id, line), sorted.
 fn audit(dir: &Path) -> Vec<(String, &'static str, usize)> {
@@ -21,9 +21,14 @@ fn audit(dir: &Path) -> Vec<(String, &'static str, usize)> {
             }
             let relative = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
             let language = Language::from_file_name(&relative).unwrap_or_else(|| panic!("{relative}: no language"));
-            let outcome =
-                audit_code(&relative, language, &std::fs::read_to_string(&path).unwrap(), TestCode::Skip, &mut report)
-                    .unwrap();
+            let outcome = audit_code(
+                &relative,
+                language,
+                &std::fs::read_to_string(&path).unwrap(),
+                &Options::default(),
+                &mut report,
+            )
+            .unwrap();
             assert!(!outcome.has_syntax_errors, "{relative} should parse cleanly");
         }
     }
@@ -303,11 +308,24 @@ fn rust_test_modules_are_skipped_unless_asked_for() {
     let source = "use jsonwebtoken::EncodingKey;\n\nfn key() -> EncodingKey {\n    EncodingKey::from_secret(b\"production-secret-that-is-long-enough-0123\")\n}\n\n#[cfg(test)]\nmod tests {\n    fn key() -> jsonwebtoken::EncodingKey {\n        jsonwebtoken::EncodingKey::from_secret(b\"secret\")\n    }\n}\n";
     let lines = |tests| {
         let mut report = Report::new("source", "x");
-        audit_code("src/auth.rs", Language::Rust, source, tests, &mut report).unwrap();
+        audit_code("src/auth.rs", Language::Rust, source, &Options { tests, ..Options::default() }, &mut report)
+            .unwrap();
         let mut lines: Vec<usize> = report.findings.iter().map(|f| f.location.clone().unwrap().line).collect();
         lines.sort_unstable();
         lines
     };
     assert_eq!(lines(TestCode::Skip), [4]);
     assert_eq!(lines(TestCode::Include), [4, 10, 10]);
+}
+
+#[test]
+fn a_parse_over_its_budget_stops_with_an_error_instead_of_running_on() {
+    let text = "let x = [1, 2, (3 + 4) * 5];\n".repeat(20_000);
+    let options = Options { parse_budget: Some(std::time::Duration::ZERO), ..Options::default() };
+    let mut report = Report::new("source", "x");
+    let outcome = audit_code("big.js", Language::JavaScript, &text, &options, &mut report);
+    assert!(matches!(outcome, Err(tessera_audit_source::code::CodeError::TooSlow(_))), "{outcome:?}");
+    assert!(report.findings.is_empty());
+    // The default budget parses it.
+    assert!(audit_code("big.js", Language::JavaScript, &text, &Options::default(), &mut report).is_ok());
 }

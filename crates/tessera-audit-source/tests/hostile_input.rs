@@ -1,12 +1,14 @@
 //! Whatever a file holds, the audit ends without a panic: every lockfile reader and every language's rules over
 //! arbitrary text and over the corpus files cut, spliced and garbled at random.
-#![allow(clippy::unwrap_used)] // a panic here is a failed test
+#![allow(clippy::unwrap_used, clippy::panic)] // a panic here is a failed test
 
 use std::path::Path;
 
 use proptest::prelude::*;
+use std::time::Duration;
 use tessera_audit::Report;
-use tessera_audit_source::code::{audit_code, Language, TestCode};
+
+use tessera_audit_source::code::{audit_code, CodeError, Language, Options, TestCode};
 use tessera_audit_source::deps::{audit_lockfile, Advisories, Lockfile};
 
 const LOCKFILES: [&str; 13] = [
@@ -45,7 +47,13 @@ fn corpus() -> Vec<String> {
 fn audit_everything(text: &str) {
     let mut report = Report::new("source", "fuzz");
     for language in Language::ALL {
-        audit_code("f", language, text, TestCode::Include, &mut report).unwrap();
+        // A parse over budget is an error the caller reports, never a hang or a panic.
+        let options =
+            Options { tests: TestCode::Include, parse_budget: Some(Duration::from_secs(1)), ..Options::default() };
+        match audit_code("f", language, text, &options, &mut report) {
+            Ok(_) | Err(CodeError::TooSlow(_)) => {}
+            Err(err) => panic!("{language:?}: {err}"),
+        }
     }
     let advisories = Advisories::shipped();
     for name in LOCKFILES {

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use tessera_audit::crack::Candidates;
 use tessera_audit::gateway::{Routes, Style, NOT_PROBED};
 use tessera_audit::{audit_jwks, audit_token, render, Report, Severity, TokenAudit};
-use tessera_audit_source::code::TestCode;
+use tessera_audit_source::code::{Options, TestCode, Wordlist};
 use tessera_audit_source::deps::Advisories;
 use tessera_jose::KeySet;
 
@@ -103,7 +103,7 @@ pub(crate) fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             let target = crate::probe::Target { url, header, method, timeout, introspection, gateway };
             (crate::probe::run(&target, &token, jwks.as_deref(), &reject)?, format.format)
         }
-        AuditCommand::Source { path, advisories, include_tests, format } => {
+        AuditCommand::Source { path, advisories, include_tests, wordlist, format } => {
             let advisories = match advisories {
                 Some(file) => {
                     let text = std::fs::read_to_string(&file)
@@ -118,8 +118,17 @@ pub(crate) fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 }
                 None => Advisories::shipped(),
             };
+            let wordlist = match wordlist {
+                Some(path) => Wordlist::parse(
+                    &std::fs::read(&path).with_context(|| format!("reading wordlist {}", path.display()))?,
+                ),
+                None => Wordlist::default(),
+            };
             let tests = if include_tests { TestCode::Include } else { TestCode::Skip };
-            (crate::audit_source::audit(&path, &advisories, tests)?, format.format)
+            (
+                crate::audit_source::audit(&path, &advisories, &Options { tests, wordlist, parse_budget: None })?,
+                format.format,
+            )
         }
         AuditCommand::Jwks { source, format } => {
             let fetched = crate::fetch::fetch(&source)?;

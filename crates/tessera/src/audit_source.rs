@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use tessera_audit::Report;
-use tessera_audit_source::code::{audit_code, is_test_file, Language, TestCode};
+use tessera_audit_source::code::{audit_code, is_test_file, Language, Options, TestCode};
 use tessera_audit_source::deps::{audit_lockfile, Advisories, Lockfile};
 
 /// Directories whose files describe something other than the project: installed packages (covered by the
@@ -29,10 +29,10 @@ enum Work {
 }
 
 /// The report on the tree (or file) at `root`.
-pub(crate) fn audit(root: &Path, advisories: &Advisories, tests: TestCode) -> anyhow::Result<Report> {
+pub(crate) fn audit(root: &Path, advisories: &Advisories, options: &Options) -> anyhow::Result<Report> {
     let metadata = std::fs::metadata(root).with_context(|| format!("reading {}", root.display()))?;
     let mut report = Report::new("source", root.display().to_string());
-    let (work, stats) = walk(root, metadata.is_dir(), tests, &mut report);
+    let (work, stats) = walk(root, metadata.is_dir(), options.tests, &mut report);
     let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let chunk = work.len().div_ceil(threads).max(1);
     let parts: Vec<(Report, u64)> = std::thread::scope(|scope| {
@@ -43,7 +43,7 @@ pub(crate) fn audit(root: &Path, advisories: &Advisories, tests: TestCode) -> an
                     let mut part = Report::new("source", String::new());
                     let mut syntax_errors = 0_u64;
                     for (relative, path, kind) in files {
-                        syntax_errors += u64::from(read_one(relative, path, kind, advisories, tests, &mut part));
+                        syntax_errors += u64::from(read_one(relative, path, kind, advisories, options, &mut part));
                     }
                     (part, syntax_errors)
                 })
@@ -164,7 +164,7 @@ fn read_one(
     path: &Path,
     kind: &Work,
     advisories: &Advisories,
-    tests: TestCode,
+    options: &Options,
     report: &mut Report,
 ) -> bool {
     let (what, limit) = match kind {
@@ -192,7 +192,7 @@ fn read_one(
             audit_lockfile(relative, *lockfile, &text, advisories, report);
             false
         }
-        Work::Code(language) => match audit_code(relative, *language, &text, tests, report) {
+        Work::Code(language) => match audit_code(relative, *language, &text, options, report) {
             Ok(outcome) => outcome.has_syntax_errors,
             Err(err) => {
                 report.not_tested.push(format!("{what} {relative}: {err}"));

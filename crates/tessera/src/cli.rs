@@ -229,6 +229,9 @@ pub(crate) enum AuditCommand {
         /// default: tests use throwaway secrets and switch checks off on purpose.
         #[arg(long)]
         include_tests: bool,
+        /// More known secrets to check hard-coded ones against, one per line (the jwt.secrets.list format).
+        #[arg(long, value_name = "FILE")]
+        wordlist: Option<std::path::PathBuf>,
         #[command(flatten)]
         format: FormatArgs,
     },

@@ -536,6 +536,13 @@ fn audit_source_finds_vulnerable_libraries_in_a_tree_without_following_links_or_
     );
 
     assert!(not_tested.contains("1 test files"), "{not_tested}");
+    // A wordlist adds known secrets: the long hard-coded one in tokens.py is in this one.
+    std::fs::write(d.join("secrets.list"), "alpha\r\na-hard-coded-service-secret-that-is-long-enough\r\n").unwrap();
+    let run =
+        tessera(d, &["audit", "source", "tree/api/tokens.py", "--wordlist", "secrets.list", "--format", "json"], &[]);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let weak = report["findings"].as_array().unwrap().iter().filter(|f| f["id"] == "CODE-WEAK-SECRET").count();
+    assert_eq!(weak, 2, "the default's weakness and the wordlist's: {report}");
     let run = tessera(d, &["audit", "source", "tree", "--include-tests", "--format", "json"], &[]);
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
     let in_tests =

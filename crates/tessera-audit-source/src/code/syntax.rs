@@ -10,6 +10,8 @@ pub(crate) struct File<'a> {
     pub(crate) path: &'a str,
     pub(crate) text: &'a str,
     pub(crate) root: Node<'a>,
+    /// Secrets known to be weak beyond the built-in list (`--wordlist`).
+    pub(crate) wordlist: &'a super::Wordlist,
 }
 
 impl<'a> File<'a> {
