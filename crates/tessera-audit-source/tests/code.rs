@@ -329,3 +329,16 @@ fn a_parse_over_its_budget_stops_with_an_error_instead_of_running_on() {
     // The default budget parses it.
     assert!(audit_code("big.js", Language::JavaScript, &text, &Options::default(), &mut report).is_ok());
 }
+
+#[test]
+fn a_hard_coded_secret_never_appears_whole_in_a_report() {
+    let secret = "a-hard-coded-service-secret-that-is-long-enough";
+    let source = format!("import jwt from 'jsonwebtoken';\nexport const t = jwt.sign({{ sub: 'x' }}, '{secret}');\n");
+    let mut report = Report::new("source", "x");
+    audit_code("server/t.js", Language::JavaScript, &source, &Options::default(), &mut report).unwrap();
+    assert!(!report.findings.is_empty());
+    for finding in &report.findings {
+        assert!(!finding.evidence.contains(secret) && !finding.title.contains(secret), "{finding:?}");
+        assert!(finding.evidence.contains("a-h…"), "{finding:?}");
+    }
+}

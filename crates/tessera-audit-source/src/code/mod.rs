@@ -484,9 +484,17 @@ pub(crate) fn report_secret(
             (Rule::FallbackSecret, value, "the JWT secret falls back to a default", "a weak default JWT secret")
         }
     };
-    findings.push(rule.at(file, node, format!("{what}{via}: {}", masked(value))));
+    // The evidence is the call, which may hold the secret itself: never the whole of it in a report.
+    let hide = |mut finding: Finding| {
+        if !value.is_empty() {
+            let shown: String = value.chars().take(3).collect();
+            finding.evidence = finding.evidence.replace(value, &format!("{shown}…"));
+        }
+        finding
+    };
+    findings.push(hide(rule.at(file, node, format!("{what}{via}: {}", masked(value)))));
     if let Some(weakness) = secret_weakness(value, file.wordlist) {
-        findings.push(Rule::WeakSecret.at(file, node, format!("{weak}{via}: {weakness}")));
+        findings.push(hide(Rule::WeakSecret.at(file, node, format!("{weak}{via}: {weakness}"))));
     }
 }
 
