@@ -76,6 +76,12 @@ pub struct Dependency {
     pub line: usize,
 }
 
+impl Dependency {
+    fn new(ecosystem: Ecosystem, name: impl Into<String>, version: impl Into<String>, line: usize) -> Self {
+        Self { ecosystem, name: name.into(), version: version.into(), line }
+    }
+}
+
 /// The lockfiles and manifests read, by file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lockfile {
@@ -160,6 +166,11 @@ fn line_index(text: &str) -> HashMap<&str, usize> {
     index
 }
 
+/// The line of an entry `line_index` found, or 0 (unplaced).
+fn line_of(lines: &HashMap<&str, usize>, entry: &str) -> usize {
+    lines.get(entry).copied().unwrap_or(0)
+}
+
 fn parse_json(text: &str) -> Result<Value, String> {
     serde_json::from_str(text).map_err(|err| format!("not JSON: {err}"))
 }
@@ -170,12 +181,8 @@ fn package_lock(text: &str) -> Result<Vec<Dependency>, String> {
     let dependency = |name: &str, entry: &Value, key: &str| {
         let version = entry.get("version")?.as_str()?;
         let linked = entry.get("link").and_then(Value::as_bool) == Some(true);
-        (!linked).then(|| Dependency {
-            ecosystem: Ecosystem::Npm,
-            name: name.to_owned(),
-            version: version.to_owned(),
-            line: lines.get(format!("{}: {{", Value::from(key)).as_str()).copied().unwrap_or(0),
-        })
+        let line = line_of(&lines, &format!("{}: {{", Value::from(key)));
+        (!linked).then(|| Dependency::new(Ecosystem::Npm, name, version, line))
     };
     let mut found = Vec::new();
     if let Some(packages) = document.get("packages").and_then(Value::as_object) {
@@ -227,12 +234,7 @@ fn yarn_lock(text: &str) -> Vec<Dependency> {
         } else if let Some((name, line_number)) = current.as_ref().filter(|_| !line.starts_with("   ")) {
             // Classic: `  version "1.2.3"`; Berry: `  version: 1.2.3`.
             if let Some(version) = line.trim().strip_prefix("version").map(|rest| rest.trim_start_matches(':').trim()) {
-                found.push(Dependency {
-                    ecosystem: Ecosystem::Npm,
-                    name: name.clone(),
-                    version: version.trim_matches('"').to_owned(),
-                    line: *line_number,
-                });
+                found.push(Dependency::new(Ecosystem::Npm, name, version.trim_matches('"'), *line_number));
                 current = None;
             }
         }
@@ -264,12 +266,7 @@ fn pnpm_lock(text: &str) -> Vec<Dependency> {
         };
         let version = version.split('_').next().unwrap_or(version);
         if !name.is_empty() && !version.is_empty() {
-            found.push(Dependency {
-                ecosystem: Ecosystem::Npm,
-                name: name.to_owned(),
-                version: version.to_owned(),
-                line: number + 1,
-            });
+            found.push(Dependency::new(Ecosystem::Npm, name, version, number + 1));
         }
     }
     found
@@ -292,12 +289,7 @@ fn bun_lock(text: &str) -> Vec<Dependency> {
         let Some(name) = npm_name_of_spec(spec) else { continue };
         let version = spec.get(name.len() + 1..).unwrap_or_default();
         if !version.is_empty() && !version.contains(':') {
-            found.push(Dependency {
-                ecosystem: Ecosystem::Npm,
-                name: name.to_owned(),
-                version: version.to_owned(),
-                line: number + 1,
-            });
+            found.push(Dependency::new(Ecosystem::Npm, name, version, number + 1));
         }
     }
     found
@@ -316,12 +308,7 @@ fn requirements(text: &str) -> Vec<Dependency> {
         let name = name.split('[').next().unwrap_or(name).trim();
         let version = version.split_whitespace().next().unwrap_or_default();
         if !name.is_empty() && !version.is_empty() && !version.contains('*') {
-            found.push(Dependency {
-                ecosystem: Ecosystem::PyPi,
-                name: name.to_owned(),
-                version: version.to_owned(),
-                line: number + 1,
-            });
+            found.push(Dependency::new(Ecosystem::PyPi, name, version, number + 1));
         }
     }
     found
@@ -339,7 +326,7 @@ fn toml_packages(text: &str, ecosystem: Ecosystem) -> Vec<Dependency> {
     let mut current: Option<Table> = None;
     let mut finish = |current: &mut Option<Table>| {
         if let Some(Table { name: Some((name, line)), version: Some(version) }) = current.take() {
-            found.push(Dependency { ecosystem, name, version, line });
+            found.push(Dependency::new(ecosystem, name, version, line));
         }
     };
     for (number, line) in text.lines().enumerate() {
@@ -387,12 +374,7 @@ fn go_mod(text: &str) -> Vec<Dependency> {
         };
         let mut words = requirement.split_whitespace();
         if let (Some(module), Some(version)) = (words.next(), words.next()) {
-            found.push(Dependency {
-                ecosystem: Ecosystem::Go,
-                name: module.to_owned(),
-                version: version.to_owned(),
-                line: number + 1,
-            });
+            found.push(Dependency::new(Ecosystem::Go, module, version, number + 1));
         }
     }
     found
@@ -416,12 +398,7 @@ fn go_sum(text: &str) -> Vec<Dependency> {
     }
     let mut found: Vec<_> = newest
         .into_iter()
-        .map(|(module, (version, line))| Dependency {
-            ecosystem: Ecosystem::Go,
-            name: module.to_owned(),
-            version: version.to_owned(),
-            line,
-        })
+        .map(|(module, (version, line))| Dependency::new(Ecosystem::Go, module, version, line))
         .collect();
     found.sort_by_key(|dependency| dependency.line);
     found
@@ -464,12 +441,8 @@ fn pom(text: &str) -> Vec<Dependency> {
         else {
             continue;
         };
-        found.push(Dependency {
-            ecosystem: Ecosystem::Maven,
-            name: format!("{group}:{artifact}"),
-            version,
-            line: text[..start].matches('\n').count() + 1,
-        });
+        let line = text[..start].matches('\n').count() + 1;
+        found.push(Dependency::new(Ecosystem::Maven, format!("{group}:{artifact}"), version, line));
     }
     found
 }
@@ -485,12 +458,8 @@ fn composer_lock(text: &str) -> Result<Vec<Dependency>, String> {
             else {
                 continue;
             };
-            found.push(Dependency {
-                ecosystem: Ecosystem::Packagist,
-                name: name.to_owned(),
-                version: version.to_owned(),
-                line: lines.get(format!("\"name\": {}", Value::from(name)).as_str()).copied().unwrap_or(0),
-            });
+            let line = line_of(&lines, &format!("\"name\": {}", Value::from(name)));
+            found.push(Dependency::new(Ecosystem::Packagist, name, version, line));
         }
     }
     Ok(found)
@@ -507,12 +476,8 @@ fn nuget_lock(text: &str) -> Result<Vec<Dependency>, String> {
             if found.iter().any(|seen| seen.name == *name && seen.version == version) {
                 continue; // The same package under a second target framework.
             }
-            found.push(Dependency {
-                ecosystem: Ecosystem::NuGet,
-                name: name.clone(),
-                version: version.to_owned(),
-                line: lines.get(format!("{}: {{", Value::from(name.as_str())).as_str()).copied().unwrap_or(0),
-            });
+            let line = line_of(&lines, &format!("{}: {{", Value::from(name.as_str())));
+            found.push(Dependency::new(Ecosystem::NuGet, name.as_str(), version, line));
         }
     }
     Ok(found)
