@@ -258,6 +258,8 @@ pub struct RateLimits {
     /// Revocation-feed requests per client (`/gateway/v1/revocations`), shared by every instance that
     /// authenticates as that client.
     pub feed_per_client: u32,
+    /// Revocation-feed long polls one client may have waiting at once, across all its instances.
+    pub feed_waits_per_client: u32,
 }
 
 impl Default for RateLimits {
@@ -269,6 +271,7 @@ impl Default for RateLimits {
             failed_refresh_per_ip: 60,
             failed_refresh_per_user: 30,
             feed_per_client: 600,
+            feed_waits_per_client: 64,
         }
     }
 }

@@ -358,6 +358,27 @@ pub(crate) struct Limits {
     failed_refresh_by_ip: DefaultKeyedRateLimiter<IpAddr>,
     failed_refresh_by_user: DefaultKeyedRateLimiter<String>,
     feed_by_client: DefaultKeyedRateLimiter<String>,
+    /// Long polls of the revocation feed waiting now, per client, and how many one client may hold.
+    feed_waits: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    feed_waits_per_client: u32,
+}
+
+/// One of a client's long-poll slots on the revocation feed, given back when dropped.
+pub(crate) struct FeedWaitSlot<'a> {
+    limits: &'a Limits,
+    client_id: &'a str,
+}
+
+impl Drop for FeedWaitSlot<'_> {
+    fn drop(&mut self) {
+        let mut waits = self.limits.feed_waits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = waits.get_mut(self.client_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                waits.remove(self.client_id);
+            }
+        }
+    }
 }
 
 /// The key an address is limited under: an IPv6 client usually holds a whole /64 and can pick any address in
@@ -394,6 +415,8 @@ impl Limits {
             failed_refresh_by_ip: RateLimiter::keyed(per_minute(r.failed_refresh_per_ip)),
             failed_refresh_by_user: RateLimiter::keyed(per_minute(r.failed_refresh_per_user)),
             feed_by_client: RateLimiter::keyed(per_minute(r.feed_per_client)),
+            feed_waits: std::sync::Mutex::default(),
+            feed_waits_per_client: r.feed_waits_per_client,
         }
     }
 
@@ -436,6 +459,20 @@ impl Limits {
             rate_limited("feed_per_client");
             seconds_to_wait(not_until)
         })
+    }
+
+    /// Takes one of `client_id`'s long-poll slots for as long as the slot lives; `None` when the client already holds
+    /// `rate_limits.feed_waits_per_client` of them. The request budget alone would let one client park a minute's
+    /// worth of requests at once, each holding a connection and a task for up to 30 s.
+    pub(crate) fn feed_wait<'a>(&'a self, client_id: &'a str) -> Option<FeedWaitSlot<'a>> {
+        let mut waits = self.feed_waits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = waits.entry(client_id.to_owned()).or_insert(0);
+        if *count >= self.feed_waits_per_client {
+            rate_limited("feed_waits_per_client");
+            return None;
+        }
+        *count += 1;
+        Some(FeedWaitSlot { limits: self, client_id })
     }
 
     /// Forgets the keys whose budget is full again. Keys are client addresses and attacker-chosen usernames, so

@@ -15,11 +15,11 @@ use tessera_server::{RateLimits, Settings};
 const FEED: &str = "/gateway/v1/revocations";
 
 async fn feed_harness(feed_per_client: u32) -> Harness {
-    let settings = Settings {
-        admin_token: Some(ADMIN.into()),
-        rate_limits: RateLimits { feed_per_client, ..RateLimits::default() },
-        ..Settings::default()
-    };
+    feed_harness_with(RateLimits { feed_per_client, ..RateLimits::default() }).await
+}
+
+async fn feed_harness_with(rate_limits: RateLimits) -> Harness {
+    let settings = Settings { admin_token: Some(ADMIN.into()), rate_limits, ..Settings::default() };
     let h = harness_with(settings).await;
     register_client(&h, "orders", SECRET, &["revocations:read"], &["orders"], &["client_credentials"]).await;
     register_client(&h, "payments", SECRET, &["payments:read"], &["payments"], &["client_credentials"]).await;
@@ -216,4 +216,31 @@ async fn bad_parameters_are_refused_and_each_client_has_a_budget() {
     let refused = read(&h, "", ("orders", SECRET)).await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(refused.headers.contains_key(header::RETRY_AFTER));
+}
+
+#[tokio::test]
+async fn a_client_holds_a_bounded_number_of_waiting_long_polls() {
+    let h = feed_harness_with(RateLimits { feed_waits_per_client: 2, ..RateLimits::default() }).await;
+    let head = read(&h, "", ("orders", SECRET)).await.body["head"].as_i64().unwrap();
+    let first = long_poll(&h.app, head);
+    let second = long_poll(&h.app, head);
+    until_waiting(2).await;
+
+    // A third would wait: refused at once, with when to ask again.
+    let refused = read(&h, &format!("?after={head}&wait=5"), ("orders", SECRET)).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{}", refused.body);
+    assert_eq!(refused.headers[header::RETRY_AFTER], "1");
+    // One with something to hand out at once never waits, so it needs no slot.
+    assert_eq!(read(&h, "?after=0&wait=5", ("orders", SECRET)).await.status, StatusCode::OK);
+
+    // The revocation ends both waits and gives their slots back: the client may wait again.
+    logged_out(&h).await;
+    first.await.unwrap();
+    second.await.unwrap();
+    until_waiting(0).await;
+    let head = read(&h, "", ("orders", SECRET)).await.body["head"].as_i64().unwrap();
+    let again = long_poll(&h.app, head);
+    until_waiting(1).await;
+    h.state.close();
+    again.await.unwrap();
 }

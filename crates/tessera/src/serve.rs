@@ -60,6 +60,7 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
             failed_refresh_per_ip: config.rate_limits.failed_refresh_per_ip,
             failed_refresh_per_user: config.rate_limits.failed_refresh_per_user,
             feed_per_client: config.rate_limits.feed_per_client,
+            feed_waits_per_client: config.rate_limits.feed_waits_per_client,
         },
         max_body_bytes: config.server.max_body_bytes,
         request_timeout: config.server.request_timeout,

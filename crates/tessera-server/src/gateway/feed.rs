@@ -4,7 +4,8 @@
 //! - **Who.** A registered client holding the [`REVOCATION_FEED_SCOPE`] scope, authenticated on every request as at
 //!   the introspection endpoint: `client_secret_basic` (GET or POST), or `client_secret_post` / `private_key_jwt` in
 //!   a POSTed form. A secret is never taken from the query string, where proxies log it. Each client has a budget
-//!   of requests a minute (`rate_limits.feed_per_client`); beyond it, 429 with `Retry-After`.
+//!   of requests a minute (`rate_limits.feed_per_client`) and of long polls waiting at once
+//!   (`rate_limits.feed_waits_per_client`); beyond either, 429 with `Retry-After`.
 //! - **From where.** `after` is the last position the caller applied, 0 to start: the answer holds the entries
 //!   after it, oldest first, at most `limit` (1 to 1000, default 1000), leaving out those older than the nodes'
 //!   retention (their tokens have expired: a cold start's snapshot is the entries within retention, in pages).
@@ -50,6 +51,8 @@ pub(crate) enum FeedError {
     NotGranted,
     /// The caller has passed positions the log no longer has: it went back.
     Rewound { head: i64 },
+    /// The client already has `rate_limits.feed_waits_per_client` long polls waiting.
+    TooManyWaiting,
 }
 
 impl IntoResponse for FeedError {
@@ -71,6 +74,7 @@ impl IntoResponse for FeedError {
                 })),
             )
                 .into_response(),
+            Self::TooManyWaiting => ApiError::too_many(1).into_response(),
         }
     }
 }
@@ -161,7 +165,7 @@ pub(crate) async fn feed(
         return Err(ApiError::too_many(wait).into_response());
     }
     let ask = ask(&[query, form].concat(), state.settings().request_timeout).map_err(IntoResponse::into_response)?;
-    let (entries, head) = read(&state, &ask).await.map_err(|err| match err {
+    let (entries, head) = read(&state, &ask, &client.client_id).await.map_err(|err| match err {
         Read::Feed(err) => err.into_response(),
         Read::Store(err) => ApiError::from(err).into_response(),
     })?;
@@ -193,12 +197,13 @@ impl From<tessera_store::StoreError> for Read {
 }
 
 /// The entries after `ask.after` and the log's head, waiting up to `ask.wait` for the log to grow when there are
-/// none.
-async fn read(state: &AppState, ask: &Ask) -> Result<(Vec<RevocationEntry>, i64), Read> {
+/// none. Waiting takes one of the client's long-poll slots, and is refused when it holds them all.
+async fn read(state: &AppState, ask: &Ask, client_id: &str) -> Result<(Vec<RevocationEntry>, i64), Read> {
     let deadline = tokio::time::Instant::now() + ask.wait;
     // Watched before the first read: growth between the read and the wait is not missed.
     let mut growth = state.log_growth();
     let mut closing = state.closing();
+    let mut slot = None;
     loop {
         let head = state.store().log_head().await?;
         if ask.after > head {
@@ -209,6 +214,9 @@ async fn read(state: &AppState, ask: &Ask) -> Result<(Vec<RevocationEntry>, i64)
         let entries = state.store().revocations_after(ask.after, since, ask.limit).await?;
         if !entries.is_empty() || tokio::time::Instant::now() >= deadline || *closing.borrow() {
             return Ok((entries, head));
+        }
+        if slot.is_none() {
+            slot = Some(state.limits().feed_wait(client_id).ok_or(Read::Feed(FeedError::TooManyWaiting))?);
         }
         let _waiting = Waiting::start();
         tokio::select! {

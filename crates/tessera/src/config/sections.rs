@@ -325,6 +325,10 @@ pub(crate) struct RateLimitConfig {
     /// authenticates as that client: a follower asks again after each answer, so a busy log means a request per
     /// revocation or batch of them. Default 600.
     pub(crate) feed_per_client: u32,
+    /// Revocation-feed long polls (`wait`) one client may have waiting at once, across all its instances; one more
+    /// is answered 429 with `Retry-After: 1`. Each waiting poll holds a connection and a task for up to 30 s. Set it
+    /// above the number of instances sharing one client. Default 64.
+    pub(crate) feed_waits_per_client: u32,
 }
 
 impl Default for ServerConfig {
@@ -368,6 +372,7 @@ impl Default for RateLimitConfig {
             failed_refresh_per_ip: 60,
             failed_refresh_per_user: 30,
             feed_per_client: 600,
+            feed_waits_per_client: 64,
         }
     }
 }

@@ -147,6 +147,9 @@ impl Config {
         if budgets.contains(&0) {
             problems.push("rate_limits must be at least 1 per minute".to_owned());
         }
+        if r.feed_waits_per_client == 0 {
+            problems.push("rate_limits.feed_waits_per_client must be at least 1".to_owned());
+        }
         for (name, timeout) in [
             ("server.tls_handshake_timeout", self.server.tls_handshake_timeout),
             ("server.header_read_timeout", self.server.header_read_timeout),
