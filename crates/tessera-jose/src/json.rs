@@ -37,9 +37,12 @@ pub(crate) fn parse_members<E>(
     bytes: &[u8],
     on_member: impl FnMut(Cow<'_, str>, Value) -> Result<(), E>,
 ) -> Result<(), MemberError<E>> {
+    // UTF-8 checked once over the whole document rather than string by string as the parser reads them.
+    let text =
+        std::str::from_utf8(bytes).map_err(|err| MemberError::Json(StrictJsonError::Invalid(err.to_string())))?;
     let duplicate = RefCell::new(None);
     let mut verdict = None;
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let mut deserializer = serde_json::Deserializer::from_str(text);
     let visitor = TopLevel { seed: StrictSeed { depth: 1, duplicate: &duplicate }, on_member, verdict: &mut verdict };
     let parsed = deserializer.deserialize_any(visitor).and_then(|()| deserializer.end());
     match (parsed, verdict) {

@@ -536,7 +536,6 @@ impl SigningKey {
 
 /// Decodes one PEM block into its label and DER bytes.
 fn decode_pem(pem: &str) -> Result<(String, Vec<u8>), KeyError> {
-    use base64::Engine as _;
     let invalid = |why: &str| KeyError::InvalidPem(why.into());
     let mut lines = pem.lines().map(str::trim).skip_while(|line| line.is_empty());
     let first = lines.next().ok_or_else(|| invalid("empty input"))?;
@@ -548,8 +547,7 @@ fn decode_pem(pem: &str) -> Result<(String, Vec<u8>), KeyError> {
     let mut body = String::new();
     for line in lines.by_ref() {
         if line == footer {
-            let der =
-                base64::engine::general_purpose::STANDARD.decode(&body).map_err(|_| invalid("body is not base64"))?;
+            let der = base64_simd::STANDARD.decode_to_vec(&body).map_err(|_| invalid("body is not base64"))?;
             return Ok((label.to_owned(), der));
         }
         if line.contains(':') {

@@ -9,9 +9,13 @@ use crate::{b64, Header, Jwk, Jwks, KeyError, VerifyingKey, ACCESS_TOKEN_TYP, MA
 /// The keys a verifier trusts. A key is found only by exact `kid` lookup; never by URL, path or query.
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
-    keys: HashMap<String, VerifyingKey>,
+    // Both maps are looked up with text from an unverified token on every verification. They hold only the
+    // server's own keys (a bounded number, none chosen by a client), so no input can make their buckets collide
+    // into long chains: a fast seeded hash is safe here, and SipHash over a 100-byte header segment was a visible
+    // share of a verification.
+    keys: HashMap<String, VerifyingKey, foldhash::fast::RandomState>,
     /// The base64url header Tessera's signer writes for each key's access tokens → that key's id and the header.
-    canonical_headers: HashMap<String, (String, Arc<Header>)>,
+    canonical_headers: HashMap<String, (String, Arc<Header>), foldhash::fast::RandomState>,
 }
 
 impl KeySet {

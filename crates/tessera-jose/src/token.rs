@@ -189,11 +189,15 @@ fn set_once<T>(slot: &mut Option<T>, value: T, part: Part, name: &str) -> Result
 
 /// Keeps a member this library has no typed field for, refusing a second occurrence.
 fn keep_other(map: &mut Map<String, Value>, part: Part, name: Cow<'_, str>, value: Value) -> Result<(), TokenError> {
-    if map.contains_key(name.as_ref()) {
-        return Err(TokenError::DuplicateMember { part, name: name.into_owned() });
+    match map.entry(name.into_owned()) {
+        serde_json::map::Entry::Occupied(repeated) => {
+            Err(TokenError::DuplicateMember { part, name: repeated.key().clone() })
+        }
+        serde_json::map::Entry::Vacant(slot) => {
+            slot.insert(value);
+            Ok(())
+        }
     }
-    map.insert(name.into_owned(), value);
-    Ok(())
 }
 
 /// Bounds on NumericDate values: beyond ±2^53 s a float cannot count seconds, and nothing legitimate lives there.

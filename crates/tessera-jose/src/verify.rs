@@ -1,5 +1,6 @@
 //! The one verification path every verifier in Tessera uses.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -10,6 +11,8 @@ use crate::{b64, is_acceptable_kid, Algorithm, KeySet, Part, TokenError};
 
 /// Tokens longer than this are refused before any parsing.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Payloads up to this many bytes are decoded on the stack (an access token's are a few hundred).
+const PAYLOAD_ON_STACK: usize = 2048;
 /// Allowed clock skew for `exp`, `nbf` and `iat`, in seconds.
 pub const DEFAULT_LEEWAY_SECS: i64 = 30;
 /// The `typ` of an RFC 9068 access token.
@@ -218,11 +221,20 @@ impl Verifier {
                 None => TokenError::UnsupportedAlgorithm(header.alg.clone()),
             });
         }
-        // The longest signature (RSA-8192) is 1024 bytes: decode on the stack, not the heap.
-        let mut signature = [0u8; 1024];
+        // The longest signature (RSA-8192) is 1024 bytes: decode on the stack, not the heap, and without zeroing
+        // the space first. So is a payload of common size; a longer one goes to the heap.
+        let mut signature = [MaybeUninit::uninit(); 1024];
         let signature =
             b64::decode_into(parts.signature, &mut signature).ok_or(TokenError::BadBase64 { part: Part::Signature })?;
-        let payload = decode_segment(parts.payload, Part::Payload)?;
+        let mut payload_space = [MaybeUninit::uninit(); PAYLOAD_ON_STACK];
+        let payload_on_heap;
+        let payload = match b64::decode_into(parts.payload, &mut payload_space) {
+            Some(payload) => payload,
+            None => {
+                payload_on_heap = decode_segment(parts.payload, Part::Payload)?;
+                &payload_on_heap
+            }
+        };
         if !key.verify_signature(parts.signing_input.as_bytes(), signature) {
             return Err(TokenError::BadSignature);
         }
@@ -230,11 +242,11 @@ impl Verifier {
         let payload = match policy.profile {
             Profile::Access => {
                 check_access_typ(header.typ.as_deref())?;
-                let claims = Claims::parse(&payload)?;
+                let claims = Claims::parse(payload)?;
                 check_access_required(&claims)?;
                 Payload::Claims(claims)
             }
-            Profile::Jws => Payload::parse(&payload)?,
+            Profile::Jws => Payload::parse(payload)?,
         };
         if let Some(claims) = payload.claims() {
             check_claims(&policy, claims, now)?;

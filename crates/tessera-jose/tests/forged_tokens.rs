@@ -407,6 +407,12 @@ fn cases(s: &Setup) -> Vec<Case> {
         format!("{rsa_h}.{rsa_p}.{}", flip_trailing_bits(&rsa_sig)),
         TokenError::BadBase64 { part: Part::Signature },
     ));
+    // Longer than any signature (RSA-8192's 1,024 bytes), within the size limit: refused, not decoded past a buffer.
+    cases.push(case(
+        "a signature of 1,500 bytes",
+        format!("{rsa_h}.{rsa_p}.{}", "A".repeat(2000)),
+        TokenError::BadBase64 { part: Part::Signature },
+    ));
 
     // Extra or missing segments, size, serialization.
     cases.push(case("four segments", format!("{valid_rsa}.{rsa_sig}"), TokenError::WrongPartCount(4)));
@@ -522,6 +528,23 @@ fn the_untampered_tokens_verify() {
     };
     let token = encode_jwt(&s.ed, Some(ACCESS_TOKEN_TYP), &typed).unwrap();
     assert_eq!(s.verifier.verify(&token, NOW).unwrap().claims().unwrap(), &typed);
+}
+
+/// Payloads of a few hundred bytes are decoded on the stack, longer ones on the heap: both verify alike, and a bad
+/// one is refused alike.
+#[test]
+fn payloads_of_every_size_up_to_the_limit_verify() {
+    let s = setup();
+    for pad in [0, 1500, 2100, 5000] {
+        let mut long = claims();
+        long["pad"] = json!("x".repeat(pad));
+        let token = signed_claims(&s.ed, &header("EdDSA", "ed-1"), &long);
+        let verified = s.verifier.verify(&token, NOW).unwrap_or_else(|e| panic!("pad {pad}: {e}"));
+        assert_eq!(verified.claims().unwrap().extra["pad"].as_str().map(str::len), Some(pad));
+        let [h, p, sig] = parts(&token);
+        let broken = format!("{h}.{}!.{sig}", &p[..p.len() - 1]);
+        assert_eq!(s.verifier.verify(&broken, NOW).unwrap_err(), TokenError::BadBase64 { part: Part::Payload });
+    }
 }
 
 #[test]
