@@ -64,8 +64,9 @@ impl Credentials {
         }
     }
 
-    /// What is missing or unusable, for the configuration report.
-    pub(crate) fn problems(&self) -> Vec<String> {
+    /// What is missing or unusable, for a configuration report (empty when nothing is).
+    #[must_use]
+    pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.client_id().is_empty() {
             problems.push("the client id must not be empty".to_owned());
@@ -76,9 +77,14 @@ impl Credentials {
         problems
     }
 
-    /// `request` (a POST to `token_endpoint` whose form is `form`) authenticated: the Basic header, or the
-    /// assertion's two form fields, which must be added before the form is encoded.
-    pub(crate) fn authenticate(
+    /// `request` (a POST whose form is `form`, to Tessera's token endpoint `token_endpoint` or another endpoint
+    /// that authenticates clients as it does) authenticated: the Basic header, or the assertion's two form fields,
+    /// which must be added before the form is encoded. The assertion's audience is `token_endpoint`, which Tessera
+    /// accepts at each such endpoint.
+    ///
+    /// # Errors
+    /// [`TokenError::Credentials`] when the assertion cannot be signed.
+    pub fn authenticate(
         &self,
         request: reqwest::RequestBuilder,
         form: &mut Vec<(&'static str, String)>,

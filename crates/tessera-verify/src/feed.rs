@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use tessera_client::Backoff;
+use tessera_client::{Backoff, Credentials};
 use tessera_model::clock::Clock;
 use tessera_model::{Millis, Provenance, Revocation, RevocationEntry};
 use tessera_revocation::RevocationIndex;
@@ -25,6 +25,9 @@ pub enum FeedError {
     /// Tessera could not be reached, timed out or broke off.
     #[error("revocation feed unreachable: {0}")]
     Unreachable(String),
+    /// The client's assertion (`private_key_jwt`) could not be signed.
+    #[error("revocation feed credentials unusable: {0}")]
+    Credentials(String),
     /// Tessera refused the request (wrong credentials, no `revocations:read` scope, over budget, ...).
     #[error("revocation feed refused the request: HTTP {status} {error}")]
     Refused {
@@ -63,26 +66,30 @@ pub(crate) struct Feed {
     pub(crate) client: reqwest::Client,
     /// The feed's URL.
     pub(crate) url: String,
-    /// The client id and secret, form-encoded for Basic authentication (RFC 6749 §2.3.1).
-    pub(crate) client_id: String,
-    pub(crate) client_secret: String,
+    /// Tessera's token endpoint: the audience of a `private_key_jwt` assertion, which the feed accepts too.
+    pub(crate) token_endpoint: String,
+    /// Who the service is to Tessera.
+    pub(crate) credentials: Credentials,
     /// How long a request waits for news once caught up.
     pub(crate) wait: Duration,
 }
 
 impl Feed {
-    /// One page after `after`, waiting up to `wait` for news.
-    async fn page(&self, after: i64, wait: Duration) -> Result<Page, FeedError> {
+    /// One page after `after`, waiting up to `wait` for news. A POST with a form: a `private_key_jwt` assertion
+    /// can only travel in one (a secret goes in the `Authorization` header either way).
+    async fn page(&self, after: i64, wait: Duration, clock: &dyn Clock) -> Result<Page, FeedError> {
         let unreachable = |err: reqwest::Error| FeedError::Unreachable(err.without_url().to_string());
-        let mut response = self
+        let mut form = vec![("after", after.to_string()), ("wait", wait.as_secs().to_string())];
+        let request = self
             .client
-            .get(format!("{}?after={after}&wait={}", self.url, wait.as_secs()))
+            .post(&self.url)
             // The request may wait for news that long, plus the time to answer.
-            .timeout(wait + Duration::from_secs(10))
-            .basic_auth(&self.client_id, Some(&self.client_secret))
-            .send()
-            .await
-            .map_err(unreachable)?;
+            .timeout(wait + Duration::from_secs(10));
+        let request = self
+            .credentials
+            .authenticate(request, &mut form, &self.token_endpoint, clock)
+            .map_err(|err| FeedError::Credentials(err.to_string()))?;
+        let mut response = request.form(&form).send().await.map_err(unreachable)?;
         let status = response.status();
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
@@ -112,7 +119,7 @@ pub(crate) async fn follow(feed: Feed, index: &RevocationIndex, clock: &dyn Cloc
     let mut failures = 0_u32;
     loop {
         let wait = if caught_up { feed.wait } else { Duration::ZERO };
-        match feed.page(after, wait).await {
+        match feed.page(after, wait, clock).await {
             Ok(page) if page.next < after => {
                 tracing::error!(
                     after,
@@ -160,11 +167,6 @@ pub(crate) async fn follow(feed: Feed, index: &RevocationIndex, clock: &dyn Cloc
     }
 }
 
-/// `text` as `application/x-www-form-urlencoded` encodes it: what Basic authentication carries (RFC 6749 §2.3.1).
-pub(crate) fn form_encoded(text: &str) -> String {
-    form_urlencoded::byte_serialize(text.as_bytes()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,10 +190,5 @@ mod tests {
             r#"{"entries":[{"position":1,"at":1,"kind":"nonsense"}],"next":1,"more":false}"#
         )
         .is_err());
-    }
-
-    #[test]
-    fn credentials_are_form_encoded() {
-        assert_eq!(form_encoded("svc:a b/é"), "svc%3Aa+b%2F%C3%A9");
     }
 }

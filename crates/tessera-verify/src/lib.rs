@@ -7,7 +7,8 @@
 //! - [`keys`]: Tessera's signing keys, fetched from its JWKS and kept current (honouring `Cache-Control`,
 //!   refetched on an unknown `kid` at most once per 30 s, the last good set kept when a fetch fails).
 //! - [`feed`]: the revocation log, followed from Tessera's `/gateway/v1/revocations` into the in-process index
-//!   of `tessera-revocation` (the client needs the `revocations:read` scope).
+//!   of `tessera-revocation` (the client needs the `revocations:read` scope; it authenticates with a secret or,
+//!   with [`Credentials::private_key`], `private_key_jwt`).
 //! - [`TokenVerifier`]: both together, with the stale policy: when the feed has not been heard from for
 //!   `stale_after`, tokens are refused (the default) or accepted and counted.
 //! - [`RequireToken`]: a tower layer that verifies the bearer token of each request against per-route
@@ -37,4 +38,6 @@ mod layer;
 mod verifier;
 
 pub use layer::{RequireToken, RequireTokenService, Verified};
+/// How the service authenticates to the revocation feed: re-exported so a service need not name `tessera-client`.
+pub use tessera_client::Credentials;
 pub use verifier::{token_ref, Refusal, StalePolicy, StartError, TokenVerifier, VerifierConfig};

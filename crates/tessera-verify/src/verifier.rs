@@ -9,9 +9,9 @@ use tessera_model::clock::{Clock, SystemClock};
 use tessera_model::Millis;
 use tessera_revocation::{Check, Retention, RevocationIndex, TokenRef};
 
-use crate::feed::{form_encoded, Feed, FEED_PATH};
+use crate::feed::{Feed, FEED_PATH};
 use crate::keys::{Quiet, RemoteKeys};
-use tessera_client::check_https_or_loopback;
+use tessera_client::{check_https_or_loopback, Credentials};
 
 /// What a stale revocation index means: the feed has not been heard from for `stale_after`, so a revocation
 /// made meanwhile may be missing.
@@ -33,10 +33,9 @@ pub struct VerifierConfig {
     pub issuer: String,
     /// This service's audience: a token must name it in `aud`.
     pub audience: String,
-    /// The client this service authenticates as to the revocation feed (it needs the `revocations:read` scope).
-    pub client_id: String,
-    /// That client's secret (`client_secret_basic`).
-    pub client_secret: String,
+    /// The client this service authenticates as to the revocation feed (it needs the `revocations:read` scope):
+    /// `client_secret_basic`, or `private_key_jwt` with [`Credentials::private_key`].
+    pub credentials: Credentials,
     /// How long without a good answer from the feed before the index counts as stale. Default 60 s.
     pub stale_after: Duration,
     /// What a stale index means. Default [`StalePolicy::FailClosed`].
@@ -55,12 +54,12 @@ pub struct VerifierConfig {
 
 impl std::fmt::Debug for VerifierConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the secret.
+        // Never the secret (`Credentials` shows the client id and the method only).
         f.debug_struct("VerifierConfig")
             .field("tessera_url", &self.tessera_url)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
-            .field("client_id", &self.client_id)
+            .field("credentials", &self.credentials)
             .field("stale_after", &self.stale_after)
             .field("stale_policy", &self.stale_policy)
             .finish_non_exhaustive()
@@ -69,7 +68,8 @@ impl std::fmt::Debug for VerifierConfig {
 
 impl VerifierConfig {
     /// Tokens of the Tessera at `tessera_url` for `audience`; revocations read as `client_id` with
-    /// `client_secret`; every other setting its default.
+    /// `client_secret` (`client_secret_basic`; set [`credentials`](Self::credentials) for `private_key_jwt`);
+    /// every other setting its default.
     #[must_use]
     pub fn new(
         tessera_url: impl Into<String>,
@@ -82,8 +82,7 @@ impl VerifierConfig {
             issuer: tessera_url.clone(),
             tessera_url,
             audience: audience.into(),
-            client_id: client_id.into(),
-            client_secret: client_secret.into(),
+            credentials: Credentials::secret(client_id, client_secret),
             stale_after: Duration::from_secs(60),
             stale_policy: StalePolicy::FailClosed,
             max_token_lifetime: Duration::from_secs(86_400),
@@ -172,16 +171,12 @@ impl TokenVerifier {
         if let Err(why) = check_https_or_loopback("tessera_url", &config.tessera_url) {
             problems.push(why);
         }
-        for (name, value) in
-            [("issuer", &config.issuer), ("audience", &config.audience), ("client_id", &config.client_id)]
-        {
+        for (name, value) in [("issuer", &config.issuer), ("audience", &config.audience)] {
             if value.trim().is_empty() {
                 problems.push(format!("{name} must not be empty"));
             }
         }
-        if config.client_secret.is_empty() {
-            problems.push("client_secret must not be empty".to_owned());
-        }
+        problems.extend(config.credentials.problems());
         if config.stale_after <= config.poll_wait {
             problems.push("stale_after must be longer than poll_wait (a quiet long poll is not staleness)".to_owned());
         }
@@ -207,8 +202,8 @@ impl TokenVerifier {
         let feed = Feed {
             client: feed_client,
             url: format!("{}{FEED_PATH}", config.tessera_url),
-            client_id: form_encoded(&config.client_id),
-            client_secret: form_encoded(&config.client_secret),
+            token_endpoint: format!("{}/oauth2/token", config.tessera_url),
+            credentials: config.credentials.clone(),
             wait: config.poll_wait,
         };
         let tasks = vec![

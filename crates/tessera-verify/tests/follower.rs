@@ -9,10 +9,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use axum::Form;
 use axum::Router;
 use tessera_jose::{Algorithm, RsaBits, SigningKey};
 use tessera_model::clock::{Clock, SystemClock};
@@ -35,8 +36,8 @@ struct Script {
     from_the_start: usize,
 }
 
-async fn feed(State(script): State<Arc<Mutex<Script>>>, Query(query): Query<HashMap<String, i64>>) -> Response {
-    let after = query.get("after").copied().unwrap_or(0);
+async fn feed(State(script): State<Arc<Mutex<Script>>>, Form(form): Form<HashMap<String, String>>) -> Response {
+    let after = form.get("after").and_then(|after| after.parse().ok()).unwrap_or(0);
     let (mode, entries, last) = {
         let mut script = script.lock().unwrap();
         script.from_the_start += usize::from(after == 0);
@@ -89,7 +90,7 @@ async fn fake_tessera(log: Vec<(i64, &'static str)>) -> Fake {
     let jwks = Arc::clone(&published);
     let app = Router::new()
         .route("/.well-known/jwks.json", get(move || async move { axum::Json(jwks.lock().unwrap().clone()) }))
-        .route("/gateway/v1/revocations", get(feed))
+        .route("/gateway/v1/revocations", post(feed))
         .with_state(Arc::clone(&script));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -92,6 +92,34 @@ async fn a_token_verified_in_process_is_refused_once_its_session_is_revoked() {
     assert!(matches!(verifier.verify(&forged), Err(Refusal::Invalid(_))));
 }
 
+/// A service whose client has no secret, only a registered public key, follows the feed with `private_key_jwt`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifier_authenticating_with_a_private_key_follows_the_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_user(d, "alice");
+    let key =
+        tessera_jose::SigningKey::generate(tessera_jose::Algorithm::ES256, tessera_jose::RsaBits::Bits2048).unwrap();
+    let jwks = serde_json::json!({"keys": [key.verifying_key().public_jwk().unwrap()]});
+    std::fs::write(d.join("verifier.jwks.json"), jwks.to_string()).unwrap();
+    let added = tessera(d)
+        .args(["client", "add", CLIENT, "--audience", "tessera", "--scope", "revocations:read"])
+        .args(["--jwks", "verifier.jwks.json", "--json"])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let server = Server::start(d);
+    let mut config = config(&server, "unused");
+    config.credentials = tessera_verify::Credentials::private_key(CLIENT, key);
+    let verifier = TokenVerifier::start(config).unwrap();
+
+    let access = login(&server);
+    until(&verifier, &access, "accepted once keys and feed arrived", Result::is_ok).await;
+    let logout = format!("authorization: Bearer {access}\r\n");
+    assert_eq!(request(server.addr, "POST", "/auth/logout", &logout, "").unwrap().0, 204);
+    until(&verifier, &access, "refused after the logout", |answer| answer == &Err(Refusal::Revoked)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_layer_answers_rfc_6750_and_checks_each_routes_scopes() {
     let (_dir, server, secret) = tessera_with_a_service();
