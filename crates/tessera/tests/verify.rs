@@ -22,17 +22,22 @@ const CLIENT: &str = "orders-verifier";
 /// A Tessera with a user and the service's client (revocation feed, and service tokens scoped `orders:read`).
 fn tessera_with_a_service() -> (tempfile::TempDir, Server, String) {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    add_user(d, "alice");
+    add_user(dir.path(), "alice");
+    let added = add_service_client(dir.path(), "revocations:read orders:read", &["--grant", "client_credentials"]);
+    let secret = added["client_secret"].as_str().unwrap().to_owned();
+    let server = Server::start(dir.path());
+    (dir, server, secret)
+}
+
+/// Registers the service's client with `scope` and `extra` arguments; what `client add --json` printed.
+fn add_service_client(d: &std::path::Path, scope: &str, extra: &[&str]) -> Value {
     let added = tessera(d)
-        .args(["client", "add", CLIENT, "--audience", "tessera", "--scope", "revocations:read orders:read"])
-        .args(["--grant", "client_credentials", "--json"])
+        .args(["client", "add", CLIENT, "--audience", "tessera", "--scope", scope, "--json"])
+        .args(extra)
         .output()
         .unwrap();
     assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
-    let secret = serde_json::from_slice::<Value>(&added.stdout).unwrap()["client_secret"].as_str().unwrap().to_owned();
-    let server = Server::start(d);
-    (dir, server, secret)
+    serde_json::from_slice(&added.stdout).unwrap()
 }
 
 fn config(server: &Server, secret: &str) -> VerifierConfig {
@@ -102,12 +107,8 @@ async fn a_verifier_authenticating_with_a_private_key_follows_the_feed() {
         tessera_jose::SigningKey::generate(tessera_jose::Algorithm::ES256, tessera_jose::RsaBits::Bits2048).unwrap();
     let jwks = serde_json::json!({"keys": [key.verifying_key().public_jwk().unwrap()]});
     std::fs::write(d.join("verifier.jwks.json"), jwks.to_string()).unwrap();
-    let added = tessera(d)
-        .args(["client", "add", CLIENT, "--audience", "tessera", "--scope", "revocations:read"])
-        .args(["--jwks", "verifier.jwks.json", "--json"])
-        .output()
-        .unwrap();
-    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let added = add_service_client(d, "revocations:read", &["--jwks", "verifier.jwks.json"]);
+    assert_eq!(added.get("client_secret"), None, "a client with keys holds no secret: {added}");
     let server = Server::start(d);
     let mut config = config(&server, "unused");
     config.credentials = tessera_verify::Credentials::private_key(CLIENT, key);
