@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use tree_sitter::Node;
 
-use super::syntax::{arguments, declared_once, descendants, fields, literal_or_text, string_value, File};
+use super::syntax::{
+    arguments, declared_once, descendants, fields, literal_or_text, named_constant, string_value, File,
+};
 use super::{
     algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, report_cookie_flags,
     report_secret, Rule, Secret, Sink, HEADER_PARAMETERS,
@@ -115,8 +117,8 @@ fn through_constant<'t>(
     node: Node<'t>,
 ) -> (Node<'t>, Option<String>) {
     match node.kind() {
-        "name" | "variable_name" => match constants.get(file.text(node)) {
-            Some(value) => (*value, Some(file.text(node).to_owned())),
+        "name" | "variable_name" => match named_constant(file, constants, node) {
+            Some((value, name)) => (value, Some(name)),
             None => (node, None),
         },
         _ => (node, None),

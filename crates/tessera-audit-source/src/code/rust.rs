@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use tree_sitter::Node;
 
-use super::syntax::{arguments, declared_once, descendants, fields, string_value, File};
+use super::syntax::{arguments, declared_once, descendants, fields, named_constant, string_value, File};
 use super::{
     algorithm_list_problems, header_flow_finding, leeway_unbounded, looks_like_token, report_cookie_flags,
     report_secret, Rule, Secret, Sink, HEADER_PARAMETERS,
@@ -186,10 +186,10 @@ fn resolve<'t>(file: &File<'_>, constants: &HashMap<&str, Node<'t>>, mut node: N
                     _ => break,
                 }
             }
-            "identifier" => match constants.get(file.text(node)) {
-                Some(value) => {
-                    named = Some(file.text(node).to_owned());
-                    *value
+            "identifier" => match named_constant(file, constants, node) {
+                Some((value, name)) => {
+                    named = Some(name);
+                    value
                 }
                 None => break,
             },

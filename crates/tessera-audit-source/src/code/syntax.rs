@@ -78,6 +78,16 @@ pub(crate) fn declared_once<'a>(bindings: impl IntoIterator<Item = (&'a str, Nod
     seen.into_iter().filter_map(|(name, value)| Some((name, value?))).collect()
 }
 
+/// The value of the constant `node` names (one of `declared_once`'s), and that name; `None` when it names none.
+pub(crate) fn named_constant<'t>(
+    file: &File<'_>,
+    constants: &HashMap<&str, Node<'t>>,
+    node: Node<'t>,
+) -> Option<(Node<'t>, String)> {
+    let name = file.text(node);
+    constants.get(name).map(|value| (*value, name.to_owned()))
+}
+
 /// The named children of `node` that are not comments.
 pub(crate) fn arguments(node: Node<'_>) -> Vec<Node<'_>> {
     let mut cursor = node.walk();
