@@ -165,6 +165,10 @@ pub struct BenchStore {
     /// The Redis URLs are nodes of a Redis Cluster (writes then wait for one replica).
     #[arg(long, requires = "redis_url")]
     pub redis_cluster: bool,
+    /// Partitions of the Redis revocation log (`store.redis_log_partitions`) on a Redis-only store; the Redis must
+    /// not hold a log written with another number.
+    #[arg(long, default_value_t = 1, requires = "redis_url", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub redis_log_partitions: u16,
 }
 
 /// How much load, for how long. Bounded: the run stops by itself.

@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _};
 use tessera_jose::Algorithm;
 use tessera_server::clock::{Clock as _, SystemClock};
 use tessera_server::secrets::{OsRng, Rng as _};
-use tessera_store::{PostgresStore, RedisStore, SqliteStore, Store, TieredStore};
+use tessera_store::{PostgresStore, RedisSettings, RedisStore, SqliteStore, Store, TieredStore};
 
 use crate::cli::BenchStore;
 use crate::load::Scenario;
@@ -128,6 +128,9 @@ impl Sandbox {
                     store.redis_cluster,
                     wait_replicas(&store)
                 );
+                if backend == Backend::Redis {
+                    section += &format!("redis_log_partitions = {}\n", store.redis_log_partitions);
+                }
             }
             std::fs::write(dir.join("tessera.toml"), section)?;
         }
@@ -174,7 +177,18 @@ impl Sandbox {
     /// server starts.
     pub(crate) async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
         let store = &self.store;
-        let redis = || RedisStore::connect(&store.redis_url, store.redis_cluster, wait_replicas(store));
+        let settings = RedisSettings {
+            cluster: store.redis_cluster,
+            wait_replicas: wait_replicas(store),
+            // Tiered keeps its log in PostgreSQL.
+            log_partitions: if Backend::of(store) == Backend::Redis {
+                usize::from(store.redis_log_partitions)
+            } else {
+                1
+            },
+            ..RedisSettings::default()
+        };
+        let redis = || RedisStore::connect_with(&store.redis_url, settings);
         let postgres = || async {
             let url = store.postgres_url.as_deref().context("no PostgreSQL URL")?;
             anyhow::Ok(PostgresStore::connect(url, SEED_POOL_SIZE).await?)

@@ -19,7 +19,9 @@ mod session;
 
 pub use account::{is_safe_role, Client, User, MAX_ROLE_LEN};
 pub use record::{Document, NewSecurityEvent, SecurityEvent, SecurityEventQuery};
-pub use revocation::{AutomaticRevocation, Provenance, Revocation, RevocationEntry};
+pub use revocation::{
+    AutomaticRevocation, BadLogCursor, LogCursor, Provenance, Revocation, RevocationEntry, MAX_LOG_PARTITIONS,
+};
 pub use session::{
     decide, Decision, NewSession, RefreshOutcome, RefreshRules, Refusal, SecurityEventKind, Session, SessionState,
     SubjectState,

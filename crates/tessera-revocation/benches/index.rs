@@ -80,7 +80,13 @@ fn build(index: &RevocationIndex, mix: Mix) {
             };
             position += 1;
             let at = NOW - rng.below(DAY as u64) as Millis;
-            page.push(RevocationEntry { id: position, at, revocation, provenance: Provenance::new("", "") });
+            page.push(RevocationEntry {
+                partition: 0,
+                id: position,
+                at,
+                revocation,
+                provenance: Provenance::new("", ""),
+            });
             if page.len() == PAGE {
                 index.apply(&page, NOW);
                 page.clear();

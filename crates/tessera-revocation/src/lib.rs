@@ -23,7 +23,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
 
-use tessera_model::{Millis, Revocation, RevocationEntry};
+use tessera_model::{LogCursor, Millis, Revocation, RevocationEntry};
 
 pub mod compact;
 
@@ -143,7 +143,8 @@ pub struct RevocationIndex {
     compact: bool,
     keys: RandomState,
     entries: RwLock<Entries>,
-    applied_through: AtomicI64,
+    /// How far the log was applied, in each partition.
+    applied: std::sync::Mutex<LogCursor>,
     last_sync_ms: AtomicI64,
     last_prune_ms: AtomicI64,
 }
@@ -260,7 +261,7 @@ impl RevocationIndex {
             compact: entries.prefilter.is_some(),
             keys: RandomState::new(),
             entries: RwLock::new(entries),
-            applied_through: AtomicI64::new(0),
+            applied: std::sync::Mutex::default(),
             last_sync_ms: AtomicI64::new(0),
             last_prune_ms: AtomicI64::new(0),
         }
@@ -301,9 +302,10 @@ impl RevocationIndex {
             return;
         }
         let Ok(mut entries) = self.entries.write() else { return };
+        let Ok(mut applied) = self.applied.lock() else { return };
         for entry in log {
             entries.insert(&entry.revocation, entry.at, self.retention, now, &self.keys);
-            self.applied_through.fetch_max(entry.id, Ordering::SeqCst);
+            applied.advance(entry);
         }
     }
 
@@ -378,10 +380,13 @@ impl RevocationIndex {
         of(&entries.subjects, sub).max(of(&entries.clients, client_id))
     }
 
-    /// Forgets how far the log was applied (the entries stay): the next sync reads the whole log again, for a log
-    /// that went back (see `Store::log_head`). Applying entries again changes nothing.
-    pub fn rewind(&self) {
-        self.applied_through.store(0, Ordering::SeqCst);
+    /// Forgets how far the log was applied in each partition where it went back past `head` (the entries stay):
+    /// the next sync reads those partitions again from the start (see `Store::log_head`). Applying entries again
+    /// changes nothing.
+    pub fn rewind_to(&self, head: &LogCursor) {
+        if let Ok(mut applied) = self.applied.lock() {
+            *applied = applied.restarted_where_behind(head);
+        }
     }
 
     /// [`Self::prune`], at most once per [`PRUNE_EVERY_MS`]; how many entries were dropped, if it ran.
@@ -431,10 +436,10 @@ impl RevocationIndex {
             .collect()
     }
 
-    /// The last log position applied.
+    /// The last log position applied in each partition.
     #[must_use]
-    pub fn applied_through(&self) -> i64 {
-        self.applied_through.load(Ordering::SeqCst)
+    pub fn applied(&self) -> LogCursor {
+        self.applied.lock().map(|applied| applied.clone()).unwrap_or_default()
     }
 
     /// Records a successful sync with the store at `now`.
@@ -544,7 +549,7 @@ mod tests {
     const RETENTION: Retention = Retention { max_token_lifetime_ms: 900_000, leeway_ms: 60_000 };
 
     fn entry(id: i64, at: Millis, revocation: Revocation) -> RevocationEntry {
-        RevocationEntry { id, at, revocation, provenance: Provenance::new("test", "") }
+        RevocationEntry { partition: 0, id, at, revocation, provenance: Provenance::new("test", "") }
     }
 
     fn token<'a>(jti: &'a str, sid: &'a str, sub: &'a str, client_id: &'a str, iat_secs: i64) -> TokenRef<'a> {
@@ -604,7 +609,7 @@ mod tests {
         assert!(!index.is_revoked(&token("j", "s", "u", "c1", 8)));
         assert!(!index.is_revoked(&token("j", "s", "u", "c", 0)));
         assert!(!index.is_revoked(&TokenRef::default()), "a token without the claims matches nothing");
-        assert_eq!(index.applied_through(), 4);
+        assert_eq!(index.applied(), LogCursor::at(vec![4]));
     }
 
     #[test]
@@ -648,7 +653,21 @@ mod tests {
         // Entries already past their use when they arrive are not kept at all.
         index.apply(&[entry(4, 0, Revocation::Session { sid: "old".into() })], 2_000_000);
         assert!(index.is_empty());
-        assert_eq!(index.applied_through(), 4, "but their position counts");
+        assert_eq!(index.applied(), LogCursor::at(vec![4]), "but their position counts");
+    }
+
+    #[test]
+    fn a_log_that_went_back_in_one_partition_is_read_again_there_only() {
+        let index = RevocationIndex::new(RETENTION);
+        let session = |partition, id, sid: &str| RevocationEntry {
+            partition,
+            ..entry(id, 1_000, Revocation::Session { sid: sid.into() })
+        };
+        index.apply(&[session(0, 7, "a"), session(1, 3, "b"), session(2, 5, "c")], 1_000);
+        assert_eq!(index.applied(), LogCursor::at(vec![7, 3, 5]));
+        index.rewind_to(&LogCursor::at(vec![7, 1, 9]));
+        assert_eq!(index.applied(), LogCursor::at(vec![7, 0, 5]));
+        assert!(index.is_revoked(&token("j", "b", "u", "c", 100)), "what was applied stays");
     }
 
     /// Compact mode with one-minute buckets, for tokens that live up to 900 s.
@@ -747,7 +766,7 @@ mod tests {
                     prop_assert_eq!(forward.is_revoked(&t), shuffled.is_revoked(&t));
                 }
             }
-            prop_assert_eq!(forward.applied_through(), shuffled.applied_through());
+            prop_assert_eq!(forward.applied(), shuffled.applied());
         }
     }
 }

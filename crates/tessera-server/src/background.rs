@@ -254,19 +254,21 @@ async fn sync_once(state: &AppState) -> Result<(), tessera_store::StoreError> {
     let clients = state.clients();
     // A log that went back (a restore from an older backup, a Redis shard lost with its replica) would hand out
     // positions this node has passed, and their entries would be skipped for good: read it all again instead.
+    // Per partition, when the log has several.
     let head = state.store().log_head().await?;
     // Reading the whole log (the first sync, or after a rewind) is a resync; its entries are old news, not
     // propagation.
     let mut resync = index.last_sync_ms() == 0;
-    if head < index.applied_through() {
+    let applied = index.applied();
+    if applied.is_past(&head) {
         tracing::error!(
-            head,
-            applied = index.applied_through(),
-            "the revocation log went back (restored or lost): reading it again from the start"
+            head = %head,
+            applied = %applied,
+            "the revocation log went back (restored or lost): reading it again from the start where it did"
         );
         metrics::counter!("tessera_revocation_log_rewound_total").increment(1);
         metrics::counter!("tessera_revocation_propagation_gaps_total").increment(1);
-        index.rewind();
+        index.rewind_to(&head);
         clients.mark_stale();
         resync = true;
     }
@@ -274,8 +276,8 @@ async fn sync_once(state: &AppState) -> Result<(), tessera_store::StoreError> {
         metrics::counter!("tessera_revocation_resyncs_total").increment(1);
     }
     loop {
-        let after = index.applied_through();
-        let entries = state.store().revocations_after(after, index.retention().horizon(now), 10_000).await?;
+        let after = index.applied();
+        let entries = state.store().revocations_after(&after, index.retention().horizon(now), 10_000).await?;
         if entries.iter().any(|entry| matches!(entry.revocation, tessera_model::Revocation::Client { .. })) {
             clients.mark_stale();
         }
@@ -308,6 +310,7 @@ fn record_propagation(entries: &[tessera_model::RevocationEntry], applied_at: te
             target: tessera_model::SPAN_TARGET,
             revocation_kind = kind,
             revocation_target = target,
+            log_partition = entry.partition,
             log_position = entry.id,
             lag_ms = applied_at.saturating_sub(entry.at),
             "revocation.propagated"

@@ -13,7 +13,7 @@ use common::clients::{
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 use tessera_server::clock::Clock as _;
-use tessera_store::Revocation;
+use tessera_store::{LogCursor, Revocation};
 use tower::ServiceExt as _;
 
 /// These tests' clients and rules, with the compact revocation index (one-minute buckets).
@@ -124,7 +124,7 @@ async fn rfc7009_revokes_a_clients_own_tokens_and_nothing_else() {
         let (status, _, _) = post(&h, "/oauth2/revoke", &format!("token={token}"), Some(("billing", SECRET))).await;
         assert_eq!(status, StatusCode::OK, "{token}");
     }
-    let log = h.state.store().revocations_after(0, 0, 100).await.unwrap();
+    let log = h.state.store().revocations_after(&LogCursor::default(), 0, 100).await.unwrap();
     let entry = log.iter().find(|e| matches!(e.revocation, tessera_store::Revocation::Token { .. })).unwrap();
     assert_eq!((entry.provenance.actor.as_str(), entry.provenance.reason.as_str()), ("client:billing", "rfc7009"));
 }
@@ -195,7 +195,7 @@ async fn admin_revocations_by_jti_sid_and_sub_reach_derived_tokens_and_are_kept_
     assert_eq!(verify(&h, &late, "/").await.0, StatusCode::OK);
 
     // Bad requests are refused and change nothing.
-    let before = h.state.store().revocations_after(0, 0, 1_000).await.unwrap().len();
+    let before = h.state.store().revocations_after(&LogCursor::default(), 0, 1_000).await.unwrap().len();
     let future = h.clock.now_ms() / 1000 + 60;
     for body in [
         serde_json::json!({}),
@@ -213,7 +213,7 @@ async fn admin_revocations_by_jti_sid_and_sub_reach_derived_tokens_and_are_kept_
     }
     assert_eq!(admin_revoke(&h, serde_json::json!({"sub": "carol"}), "wrong").await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(verify(&h, &late, "/").await.0, StatusCode::OK);
-    let log = h.state.store().revocations_after(0, 0, 1_000).await.unwrap();
+    let log = h.state.store().revocations_after(&LogCursor::default(), 0, 1_000).await.unwrap();
     assert_eq!(log.len(), before, "nothing was recorded");
     let by_jti = log.iter().find(|e| matches!(&e.revocation, Revocation::TokenById { jti: j, .. } if *j == jti));
     let provenance = &by_jti.unwrap().provenance;

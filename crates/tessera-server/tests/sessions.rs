@@ -11,7 +11,7 @@ use http_body_util::BodyExt as _;
 use serde_json::json;
 use tessera_server::clock::Clock as _;
 use tessera_server::{Settings, StalePolicy};
-use tessera_store::{Provenance, Revocation};
+use tessera_store::{LogCursor, Provenance, Revocation};
 use tower::ServiceExt as _;
 
 #[tokio::test]
@@ -93,7 +93,11 @@ async fn a_revocation_log_that_went_back_is_read_again_from_the_start() {
     let now = h.clock.now_ms();
     let everything = Revocation::Subject { sub: "alice".into(), not_before: now };
     h.state.store().revoke(everything, Provenance::new("admin", "after the restore"), now).await.unwrap();
-    assert_eq!(h.state.store().log_head().await.unwrap(), 1, "the restored log hands out position 1 again");
+    assert_eq!(
+        h.state.store().log_head().await.unwrap(),
+        LogCursor::at(vec![1]),
+        "the restored log hands out position 1 again"
+    );
     tessera_server::sync(&h.state).await.unwrap();
     assert_eq!(h.verify(&s.access).await, StatusCode::UNAUTHORIZED, "the revocation made after the restore applies");
 }
@@ -146,12 +150,12 @@ async fn revocation_log_entries_are_forgotten_after_their_retention() {
     let sid = claims_of(&second.access)["sid"].as_str().unwrap().to_owned();
     let by = Provenance::new("admin", "left the company");
     assert!(h.state.store().revoke(Revocation::Session { sid }, by, h.clock.now_ms()).await.unwrap());
-    let logged = h.state.store().revocations_after(0, i64::MIN, 100).await.unwrap();
+    let logged = h.state.store().revocations_after(&LogCursor::default(), i64::MIN, 100).await.unwrap();
     assert_eq!(logged.len(), 2);
     assert_eq!(tessera_server::forget_old_revocations(h.state.clone()).await.unwrap(), 0, "both younger than 90 days");
     h.clock.advance_ms(89 * 86_400_000 + 3_600_000);
     assert_eq!(tessera_server::forget_old_revocations(h.state.clone()).await.unwrap(), 1, "the first is 90 days old");
-    let kept = h.state.store().revocations_after(0, i64::MIN, 100).await.unwrap();
+    let kept = h.state.store().revocations_after(&LogCursor::default(), i64::MIN, 100).await.unwrap();
     assert_eq!(kept.iter().map(|e| e.id).collect::<Vec<_>>(), [logged[1].id]);
     h.clock.advance_ms(365 * 86_400_000);
     assert_eq!(tessera_server::forget_old_revocations(h.state.clone()).await.unwrap(), 0, "the newest entry stays");

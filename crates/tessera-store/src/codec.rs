@@ -147,6 +147,7 @@ pub(crate) fn revocation_entry_from(record: &impl Record) -> Result<crate::model
     let revocation =
         revocation_from(&kind, record.text(column(3, "value"))?, record.optional_integer(column(4, "instant"))?)?;
     Ok(crate::model::RevocationEntry {
+        partition: 0,
         id: record.integer(column(0, "id"))?,
         at: record.integer(column(1, "at"))?,
         revocation,

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::Map;
 
 use crate::{
-    Client, Millis, NewSecurityEvent, NewSession, Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation,
-    SecurityEventKind, SecurityEventQuery, Store, StoreError, User,
+    Client, LogCursor, Millis, NewSecurityEvent, NewSession, Provenance, RefreshOutcome, RefreshRules, Refusal,
+    Revocation, RevocationEntry, SecurityEventKind, SecurityEventQuery, Store, StoreError, User,
 };
 
 const RULES: RefreshRules = RefreshRules { grace_ms: 10_000, idle_timeout_ms: 86_400_000 };
@@ -59,7 +59,7 @@ pub async fn two_nodes_share_one_store(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let revocation = Revocation::Session { sid: "shared".into() };
     assert!(a.revoke(revocation.clone(), Provenance::new("admin", "test"), 3_000).await.unwrap());
     tokio::time::timeout(Duration::from_secs(10), changes.changed()).await.expect("no notification").unwrap();
-    let log = b.revocations_after(0, 0, 100).await.unwrap();
+    let log = b.revocations_after(&LogCursor::default(), 0, 100).await.unwrap();
     assert!(log.iter().any(|e| e.revocation == revocation));
 }
 
@@ -125,7 +125,7 @@ pub async fn many_revocations_at_once_on_two_nodes(a: Arc<dyn Store>, b: Arc<dyn
     for i in 1..=30 {
         revocations.push((i % 2, Revocation::Subject { sub: "batched".into(), not_before: 5_000 + i * 10 }));
     }
-    let before = a.revocations_after(0, 0, 100_000).await.unwrap().len();
+    let before = a.revocations_after(&LogCursor::default(), 0, 100_000).await.unwrap().len();
     let tasks: Vec<_> = revocations
         .into_iter()
         .map(|(node, revocation)| {
@@ -143,11 +143,12 @@ pub async fn many_revocations_at_once_on_two_nodes(a: Arc<dyn Store>, b: Arc<dyn
         sessions_changed += usize::from(session && did);
     }
     assert_eq!(sessions_changed, 20, "each session revoked twice at once changed once");
-    let log = a.revocations_after(0, 0, 100_000).await.unwrap();
-    let ids: Vec<i64> = log.iter().map(|entry| entry.id).collect();
-    // From the oldest entry kept (an earlier check may have forgotten the ones before it).
-    let first = ids.first().copied().unwrap_or(1);
-    assert_eq!(ids, (first..first + i64::try_from(log.len()).unwrap()).collect::<Vec<_>>(), "gap-free, in order");
+    let log = a.revocations_after(&LogCursor::default(), 0, 100_000).await.unwrap();
+    for ids in positions_by_partition(&log) {
+        // From the oldest entry kept (an earlier check may have forgotten the ones before it).
+        let first = ids.first().copied().unwrap_or(1);
+        assert_eq!(ids, (first..first + i64::try_from(ids.len()).unwrap()).collect::<Vec<_>>(), "gap-free, in order");
+    }
     if logs_only_changes {
         assert_eq!(log.len() - before, changed, "exactly the revocations that changed something are logged");
     } else {
@@ -197,8 +198,9 @@ async fn the_revocation_log_is_pruned_oldest_first_and_keeps_its_head(store: &dy
         .revoke(Revocation::Token { jti: "new".into(), expires_at: NEW + 60_000 }, by.clone(), NEW)
         .await
         .unwrap());
-    let everything = store.revocations_after(0, i64::MIN, 100_000).await.unwrap();
+    let everything = store.revocations_after(&LogCursor::default(), i64::MIN, 100_000).await.unwrap();
     let head = store.log_head().await.unwrap();
+    let everything_by_partition = positions_by_partition(&everything);
 
     let mut forgotten = Vec::new();
     loop {
@@ -208,17 +210,26 @@ async fn the_revocation_log_is_pruned_oldest_first_and_keeps_its_head(store: &dy
             break;
         }
         forgotten.push(batch);
-        let left = store.revocations_after(0, i64::MIN, 100_000).await.unwrap();
-        assert_eq!(
-            left.first().map(|e| e.id),
-            everything.get(forgotten.iter().sum::<usize>()).map(|e| e.id),
-            "oldest first"
-        );
+        let left =
+            positions_by_partition(&store.revocations_after(&LogCursor::default(), i64::MIN, 100_000).await.unwrap());
+        for (partition, left) in left.iter().enumerate() {
+            assert!(everything_by_partition[partition].ends_with(left), "oldest first in partition {partition}");
+        }
     }
-    assert_eq!(forgotten.iter().sum::<usize>(), everything.len() - 1, "all but the newer entry");
-    let left = store.revocations_after(0, i64::MIN, 100_000).await.unwrap();
-    assert_eq!(left.iter().map(|e| e.id).collect::<Vec<_>>(), [head]);
-    assert!(!store.token_revoked("old-1").await.unwrap(), "a forgotten token entry");
+    // Every partition keeps its newest entry, and only that: "new" is the newest of its own.
+    let heads: Vec<i64> = everything_by_partition.iter().filter_map(|ids| ids.last().copied()).collect();
+    assert_eq!(forgotten.iter().sum::<usize>(), everything.len() - heads.len(), "all but each partition's head");
+    let left = store.revocations_after(&LogCursor::default(), i64::MIN, 100_000).await.unwrap();
+    assert_eq!(left.len(), heads.len(), "{left:?}");
+    for entry in &left {
+        assert_eq!(entry.id, head.position(entry.partition), "what is left is the head");
+    }
+    for entry in &everything {
+        if let Revocation::Token { jti, .. } | Revocation::TokenById { jti, .. } = &entry.revocation {
+            let kept = left.iter().any(|left| left.revocation == entry.revocation);
+            assert_eq!(store.token_revoked(jti).await.unwrap(), kept, "{jti}: a forgotten token entry is no more");
+        }
+    }
     assert!(store.token_revoked("new").await.unwrap());
 
     // The head stays even once it is old itself: without it a reader would take the emptied log for one that
@@ -226,8 +237,22 @@ async fn the_revocation_log_is_pruned_oldest_first_and_keeps_its_head(store: &dy
     assert_eq!(store.forget_revocations_recorded_before(Millis::MAX, 100).await.unwrap(), 0);
     assert_eq!(store.log_head().await.unwrap(), head);
     let after = Revocation::Token { jti: "after-pruning".into(), expires_at: NEW + 60_000 };
-    assert!(store.revoke(after, by, NEW + 1).await.unwrap());
-    assert!(store.log_head().await.unwrap() > head, "positions go on from the head");
+    assert!(store.revoke(after.clone(), by, NEW + 1).await.unwrap());
+    let next = store.revocations_after(&head, i64::MIN, 100).await.unwrap();
+    assert_eq!(next.iter().map(|e| &e.revocation).collect::<Vec<_>>(), [&after]);
+    assert!(next[0].id > head.position(next[0].partition), "positions go on from the head");
+}
+
+/// Each partition's positions in `log`, in the order given, partition 0 first.
+fn positions_by_partition(log: &[RevocationEntry]) -> Vec<Vec<i64>> {
+    let mut partitions: Vec<Vec<i64>> = Vec::new();
+    for entry in log {
+        if partitions.len() <= entry.partition {
+            partitions.resize(entry.partition + 1, Vec::new());
+        }
+        partitions[entry.partition].push(entry.id);
+    }
+    partitions
 }
 
 /// The keyring and the server secrets are documents that several nodes may write at once: a write names the
@@ -362,7 +387,7 @@ async fn clients(store: &dyn Store) {
     store.create_client(client.clone()).await.unwrap();
     assert!(matches!(store.create_client(client.clone()).await, Err(StoreError::AlreadyExists(_))));
     assert_eq!(store.client("svc").await.unwrap(), Some(client.clone()));
-    let before = store.revocations_after(0, 0, 100).await.unwrap().len();
+    let before = store.revocations_after(&LogCursor::default(), 0, 100).await.unwrap().len();
     store.set_client_secret("svc", vec![2; 32], 7_000).await.unwrap();
     store.set_client_disabled("svc", true, 8_000).await.unwrap();
     let changed = store.client("svc").await.unwrap().unwrap();
@@ -380,7 +405,7 @@ async fn clients(store: &dyn Store) {
     assert_eq!(store.client("keyed").await.unwrap().unwrap().jwks.as_deref(), Some("{\"keys\":[1]}"));
     assert_eq!(store.clients().await.unwrap().len(), 2);
     // Every change reaches verifiers through the log: the creation, the rotation and the disabling.
-    let log = store.revocations_after(0, 0, 100).await.unwrap();
+    let log = store.revocations_after(&LogCursor::default(), 0, 100).await.unwrap();
     let client_entries: Vec<_> = log
         .iter()
         .filter_map(|e| match &e.revocation {
@@ -414,7 +439,7 @@ async fn rotation(store: &dyn Store) {
         (event.kind.as_str(), event.sid.as_deref(), event.sub.as_deref(), event.at),
         ("refresh_token_reuse", Some("f1"), Some("bob"), 5_000)
     );
-    let log = store.revocations_after(0, 0, 100).await.unwrap();
+    let log = store.revocations_after(&LogCursor::default(), 0, 100).await.unwrap();
     assert!(log.iter().any(|e| e.revocation == Revocation::Session { sid: "f1".into() }));
     assert_eq!(store.refresh("nope", 0, 1, RULES).await.unwrap(), RefreshOutcome::Refused(Refusal::Unknown));
     // Expiry is absolute; idleness is measured from the last use.
@@ -476,15 +501,19 @@ async fn logout_and_logout_everywhere(store: &dyn Store) {
     // A login after the instant is unaffected.
     store.create_session(new_session("d3", "dora", 4_001)).await.unwrap();
     assert!(matches!(store.refresh("d3", 0, 4_500, RULES).await.unwrap(), RefreshOutcome::Rotated(_)));
-    let log = store.revocations_after(0, 0, 100).await.unwrap();
-    assert!(log.windows(2).all(|w| w[0].id < w[1].id), "the log is ordered");
+    let log = store.revocations_after(&LogCursor::default(), 0, 100).await.unwrap();
+    assert!(positions_by_partition(&log).iter().all(|ids| ids.windows(2).all(|w| w[0] < w[1])), "the log is ordered");
     assert!(log.iter().any(|e| e.revocation == Revocation::Subject { sub: "dora".into(), not_before: 4_000 }));
     let session_entry = log.iter().find(|e| e.revocation == d1()).unwrap();
     assert_eq!((session_entry.at, &session_entry.provenance), (3_000, &logout()), "who, when and why are kept");
     assert_eq!(log.iter().filter(|e| e.revocation == d1()).count(), 1, "a no-op revocation is not logged");
-    let after = log.last().unwrap().id;
-    assert!(store.revocations_after(after, 0, 100).await.unwrap().is_empty());
-    assert!(store.revocations_after(0, 3_001, 100).await.unwrap().iter().all(|e| e.at >= 3_001), "since filters");
+    let mut after = LogCursor::default();
+    log.iter().for_each(|entry| after.advance(entry));
+    assert!(store.revocations_after(&after, 0, 100).await.unwrap().is_empty());
+    assert!(
+        store.revocations_after(&LogCursor::default(), 3_001, 100).await.unwrap().iter().all(|e| e.at >= 3_001),
+        "since filters"
+    );
 }
 
 async fn client_assertions_are_used_once(store: &dyn Store) {
@@ -510,13 +539,19 @@ async fn token_revocations_are_logged(store: &dyn Store) {
     let by_id = Revocation::TokenById { jti: "j-3".into(), expires_at: 1_020_000 };
     assert!(store.revoke(by_id.clone(), by.clone(), 60_000).await.unwrap());
     assert!(store.token_revoked("j-3").await.unwrap());
-    let log = store.revocations_after(0, 60_000, 100).await.unwrap();
+    let log = store.revocations_after(&LogCursor::default(), 60_000, 100).await.unwrap();
     assert!(log.iter().any(|e| e.revocation == by_id), "{log:?}");
     let entry = log.iter().find(|e| e.revocation == token).unwrap();
     assert_eq!((entry.at, &entry.provenance), (60_000, &by));
     // The head is the newest position a reader sees: the whole log's last entry.
-    let everything = store.revocations_after(0, i64::MIN, 100_000).await.unwrap();
-    assert_eq!(store.log_head().await.unwrap(), everything.last().unwrap().id);
+    let everything = store.revocations_after(&LogCursor::default(), i64::MIN, 100_000).await.unwrap();
+    let mut seen = LogCursor::default();
+    everything.iter().for_each(|entry| seen.advance(entry));
+    let head = store.log_head().await.unwrap();
+    assert!(head.partitions() >= 1, "a head for each partition");
+    for partition in 0..head.partitions() {
+        assert_eq!(head.position(partition), seen.position(partition), "partition {partition}");
+    }
 }
 
 async fn disabling_a_user_ends_their_sessions(store: &dyn Store) {

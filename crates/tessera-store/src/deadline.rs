@@ -15,7 +15,7 @@ use crate::model::{
     Client, Document, Millis, NewSecurityEvent, NewSession, Provenance, RefreshOutcome, RefreshRules, Revocation,
     SecurityEventQuery, Session,
 };
-use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
+use crate::{LogCursor, RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
 
 /// `inner`, with every call bounded by `limit`, timed and counted.
 pub struct Deadline<S> {
@@ -212,11 +212,11 @@ impl<S: Store> Store for Deadline<S> {
 
     async fn revocations_after(
         &self,
-        after_id: i64,
+        after: &LogCursor,
         since: Millis,
         limit: usize,
     ) -> Result<Vec<RevocationEntry>, StoreError> {
-        self.bounded("revocations_after", self.inner.revocations_after(after_id, since, limit)).await
+        self.bounded("revocations_after", self.inner.revocations_after(after, since, limit)).await
     }
 
     async fn forget_sessions_expired_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError> {
@@ -232,7 +232,7 @@ impl<S: Store> Store for Deadline<S> {
         self.bounded("token_revoked", self.inner.token_revoked(jti)).await
     }
 
-    async fn log_head(&self) -> Result<i64, StoreError> {
+    async fn log_head(&self) -> Result<LogCursor, StoreError> {
         self.bounded("log_head", self.inner.log_head()).await
     }
 

@@ -37,8 +37,8 @@ pub use crate::redis::{BreakerSettings, BreakerState, RedisSettings, RedisStore}
 pub use deadline::Deadline;
 pub use error::{BackendCause, StoreError};
 pub use model::{
-    decide, AutomaticRevocation, Client, Decision, Document, Millis, NewSecurityEvent, NewSession, Provenance,
-    RefreshOutcome, RefreshRules, Refusal, Revocation, RevocationEntry, SecurityEvent, SecurityEventKind,
+    decide, AutomaticRevocation, Client, Decision, Document, LogCursor, Millis, NewSecurityEvent, NewSession,
+    Provenance, RefreshOutcome, RefreshRules, Refusal, Revocation, RevocationEntry, SecurityEvent, SecurityEventKind,
     SecurityEventQuery, Session, SessionState, SubjectState, User,
 };
 #[cfg(feature = "postgres")]
@@ -209,13 +209,15 @@ pub trait Store: Send + Sync + 'static {
     /// Backend failures.
     async fn subject(&self, sub: &str) -> Result<SubjectState, StoreError>;
 
-    /// Revocations after log position `after_id` and recorded at or after `since`, oldest first, at most `limit`.
+    /// Revocations after the positions of `after` (in each partition) and recorded at or after `since`, at most
+    /// `limit`, each partition's oldest first: a reader that advances its cursor past each entry it gets misses
+    /// nothing. A log of several partitions interleaves them by record time.
     ///
     /// # Errors
     /// Backend failures.
     async fn revocations_after(
         &self,
-        after_id: i64,
+        after: &LogCursor,
         since: Millis,
         limit: usize,
     ) -> Result<Vec<RevocationEntry>, StoreError>;
@@ -229,14 +231,15 @@ pub trait Store: Send + Sync + 'static {
     /// Backend failures.
     async fn token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
 
-    /// The position of the newest entry of the revocation log a reader can see (0 when the log is empty). A
-    /// reader that has applied more than this reads a log that went back — a database restored from an older
-    /// backup, a Redis shard lost with its replica — whose next entries would reuse positions it has passed, and
-    /// must read it again from the start.
+    /// The position of the newest entry of each partition of the revocation log a reader can see (0 for an empty
+    /// one), one for each partition the log has. A reader that has applied more than this in a partition reads a
+    /// log that went back there — a database restored from an older backup, a Redis shard lost with its replica —
+    /// whose next entries would reuse positions it has passed, and must read that partition again from the start
+    /// ([`LogCursor::restarted_where_behind`]).
     ///
     /// # Errors
     /// Backend failures.
-    async fn log_head(&self) -> Result<i64, StoreError>;
+    async fn log_head(&self) -> Result<LogCursor, StoreError>;
 
     /// Records a security event (reuse detection records its own, inside the refresh's atomic step) and returns
     /// it with its id: larger than every id recorded before it on any node.

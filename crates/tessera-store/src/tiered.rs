@@ -35,7 +35,8 @@ use crate::model::{
 };
 use crate::redis::Rotation;
 use crate::{
-    PostgresStore, RedisStore, Refusal, RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User,
+    LogCursor, PostgresStore, RedisStore, Refusal, RevocationEntry, SecurityEvent, Store, StoreError, SubjectState,
+    User,
 };
 
 /// How often each node pings Redis. Only logins and refreshes need Redis, so without this a quiet node would
@@ -216,11 +217,11 @@ impl Store for TieredStore {
 
     async fn revocations_after(
         &self,
-        after_id: i64,
+        after: &LogCursor,
         since: Millis,
         limit: usize,
     ) -> Result<Vec<RevocationEntry>, StoreError> {
-        self.records.revocations_after(after_id, since, limit).await
+        self.records.revocations_after(after, since, limit).await
     }
 
     async fn forget_sessions_expired_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError> {
@@ -237,7 +238,7 @@ impl Store for TieredStore {
         self.records.token_revoked(jti).await
     }
 
-    async fn log_head(&self) -> Result<i64, StoreError> {
+    async fn log_head(&self) -> Result<LogCursor, StoreError> {
         self.records.log_head().await
     }
 

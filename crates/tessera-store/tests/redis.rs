@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessera_store::{
-    conformance, decide, BreakerSettings, BreakerState, Decision, NewSecurityEvent, NewSession, Provenance,
+    conformance, decide, BreakerSettings, BreakerState, Decision, LogCursor, NewSecurityEvent, NewSession, Provenance,
     RedisSettings, RedisStore, RefreshOutcome, RefreshRules, Revocation, SecurityEventKind, SecurityEventQuery, Store,
     StoreError, User, EXPIRED_SESSION_KEPT_MS,
 };
@@ -64,16 +64,118 @@ async fn redis_passes_the_conformance_suite_and_serves_two_nodes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_cluster_passes_the_conformance_suite_waiting_for_a_replica_and_serves_two_nodes() {
+async fn redis_cluster_passes_the_conformance_suite_with_a_partitioned_log_and_serves_two_nodes() {
     let cluster = RedisCluster::start();
     let urls = cluster.urls();
-    let store = RedisStore::connect(&urls, true, 1).await.unwrap();
+    // The log spread over 8 partitions (slots), as a cluster runs it: every check holds across them.
+    let settings = RedisSettings { cluster: true, wait_replicas: 1, log_partitions: 8, ..RedisSettings::default() };
+    let store = RedisStore::connect_with(&urls, settings).await.unwrap();
     conformance::run_all(Arc::new(store)).await;
     // A second pair of stores, on the same (now non-empty) cluster: names below are fresh.
-    let (a, b) = tokio::join!(RedisStore::connect(&urls[..1], true, 1), RedisStore::connect(&urls[3..], true, 1));
+    let (a, b) =
+        tokio::join!(RedisStore::connect_with(&urls[..1], settings), RedisStore::connect_with(&urls[3..], settings));
     let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
     conformance::two_nodes_share_one_store(Arc::clone(&a), Arc::clone(&b)).await;
     conformance::many_revocations_at_once_on_two_nodes(a, b, false).await;
+}
+
+/// A log written with one partition is moved to four by `repartition`, and back: until then a store configured
+/// with another number refuses to connect; afterwards every entry is read, every revoked token is still found, and
+/// a reader that followed the log before the change goes on from where it was without missing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_moved_to_another_number_of_partitions_only_on_purpose_and_loses_nothing() {
+    let redis = Redis::start();
+    let url = vec![redis.url()];
+    let partitions = |log_partitions| RedisSettings { wait_replicas: 0, log_partitions, ..RedisSettings::default() };
+    let by = Provenance::new("admin", "partitions");
+    let one = RedisStore::connect_with(&url, partitions(1)).await.unwrap();
+    let mut written = Vec::new();
+    for n in 0..40 {
+        let revocation = match n % 3 {
+            0 => Revocation::Token { jti: format!("t{n}"), expires_at: 1 << 40 },
+            1 => Revocation::TokenById { jti: format!("b{n}"), expires_at: 1 << 40 },
+            _ => Revocation::Subject { sub: format!("u{n}"), not_before: n },
+        };
+        assert!(one.revoke(revocation.clone(), by.clone(), 1_000 + n).await.unwrap());
+        written.push(revocation);
+    }
+    let reader = one.log_head().await.unwrap();
+    assert_eq!(reader, LogCursor::at(vec![40]));
+    drop(one);
+
+    let Err(refused) = RedisStore::connect_with(&url, partitions(4)).await else { panic!("connected with 4") };
+    assert!(refused.to_string().contains("tessera store repartition"), "{refused}");
+    assert_eq!(RedisStore::repartition(&url, partitions(4)).await.unwrap(), 40);
+    assert_eq!(RedisStore::repartition(&url, partitions(4)).await.unwrap(), 0, "done once");
+    assert!(RedisStore::connect_with(&url, partitions(1)).await.is_err(), "one partition no longer");
+    let four = RedisStore::connect_with(&url, partitions(4)).await.unwrap();
+    let head = four.log_head().await.unwrap();
+    assert_eq!(head.partitions(), 4);
+    assert!(!reader.is_past(&head), "partition 0 kept counting up: the earlier reader did not see the log go back");
+    let log = four.revocations_after(&reader, 0, 1_000).await.unwrap();
+    let mut read: Vec<_> = log.iter().map(|entry| entry.revocation.clone()).collect();
+    read.sort_by_key(|revocation| format!("{revocation:?}"));
+    let mut expected = written.clone();
+    expected.sort_by_key(|revocation| format!("{revocation:?}"));
+    assert_eq!(read, expected, "every entry, once, after where the earlier reader stood");
+    let used: std::collections::BTreeSet<_> = log.iter().map(|entry| entry.partition).collect();
+    assert_eq!(used.len(), 4, "spread over every partition");
+    for revocation in &written {
+        if let Revocation::Token { jti, .. } | Revocation::TokenById { jti, .. } = revocation {
+            assert!(four.token_revoked(jti).await.unwrap(), "{jti}");
+        }
+    }
+    assert!(!four.token_revoked("t1").await.unwrap());
+
+    // One partition's keys lost (a shard gone with its replica): only that partition is read again.
+    let mut applied = LogCursor::default();
+    log.iter().for_each(|entry| applied.advance(entry));
+    for name in ["entries", "seq", "committed", "by-time"] {
+        assert_eq!(redis.cli(&["DEL", &format!("tessera:{{tessera-log-2}}:{name}")]).trim(), "1", "{name}");
+    }
+    let rewound = four.log_head().await.unwrap();
+    assert!(applied.is_past(&rewound));
+    let restarted = applied.restarted_where_behind(&rewound);
+    assert_eq!((0..4).map(|p| restarted.position(p) == 0).collect::<Vec<_>>(), [false, false, true, false]);
+    drop(four);
+
+    assert_eq!(
+        RedisStore::repartition(&url, partitions(1)).await.unwrap(),
+        40 - log.iter().filter(|e| e.partition == 2).count()
+    );
+    let back = RedisStore::connect_with(&url, partitions(1)).await.unwrap();
+    let log = back.revocations_after(&LogCursor::default(), 0, 1_000).await.unwrap();
+    assert!(log.iter().all(|entry| entry.partition == 0));
+    assert_eq!(back.log_head().await.unwrap().partitions(), 1);
+    assert!(log.iter().all(|entry| written.contains(&entry.revocation)));
+    assert_eq!(redis.cli(&["EXISTS", "tessera:{tessera-log}:partitions"]).trim(), "0", "one partition, as before");
+}
+
+/// A change of partitions that stopped half-way keeps every node out until it is finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_change_of_partitions_keeps_nodes_out_until_finished() {
+    let redis = Redis::start();
+    let url = vec![redis.url()];
+    let settings = |log_partitions| RedisSettings { wait_replicas: 0, log_partitions, ..RedisSettings::default() };
+    let store = RedisStore::connect_with(&url, settings(1)).await.unwrap();
+    let token = Revocation::Token { jti: "kept".into(), expires_at: 1 << 40 };
+    assert!(store.revoke(token, Provenance::new("admin", ""), 1_000).await.unwrap());
+    drop(store);
+    // What `repartition` leaves when it stops after setting the entries aside.
+    assert_eq!(redis.cli(&["RENAME", "tessera:{tessera-log}:entries", "tessera:{tessera-log}:moving"]).trim(), "OK");
+    assert_eq!(
+        redis.cli(&["DEL", "tessera:{tessera-log}:revoked-tokens", "tessera:{tessera-log}:by-time"]).trim(),
+        "2"
+    );
+    assert_eq!(redis.cli(&["SET", "tessera:{tessera-log}:repartitioning", "4"]).trim(), "OK");
+    for n in [1, 4] {
+        let Err(err) = RedisStore::connect_with(&url, settings(n)).await else { panic!("connected with {n}") };
+        assert!(err.to_string().contains("interrupted"), "{err}");
+    }
+    assert!(RedisStore::repartition(&url, settings(2)).await.is_err(), "another number first");
+    assert_eq!(RedisStore::repartition(&url, settings(4)).await.unwrap(), 1);
+    let store = RedisStore::connect_with(&url, settings(4)).await.unwrap();
+    assert!(store.token_revoked("kept").await.unwrap());
 }
 
 /// Security events kept before they had ids (a list, newest first) are given ids in their order when a store
@@ -196,7 +298,7 @@ async fn readers_never_see_a_log_entry_the_replicas_have_not_acknowledged() {
     let store = RedisStore::connect(&[redis.url()], false, 0).await.unwrap();
     let token = |jti: &str| Revocation::Token { jti: jti.into(), expires_at: 10_000 };
     assert!(store.revoke(token("first"), Provenance::new("t", ""), 1_000).await.unwrap());
-    assert_eq!(store.revocations_after(0, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.revocations_after(&LogCursor::default(), 0, 10).await.unwrap().len(), 1);
 
     // What a failover can leave behind: an entry appended on the master whose replicas never acknowledged it
     // (its position may be reused once the master is gone), so it was never committed.
@@ -204,11 +306,14 @@ async fn readers_never_see_a_log_entry_the_replicas_have_not_acknowledged() {
     let unacknowledged = first.trim().replacen("1 ", "2 ", 1).replace("first", "unacknowledged");
     assert_eq!(redis.cli(&["INCR", "tessera:{tessera-log}:seq"]).trim(), "2");
     assert_eq!(redis.cli(&["ZADD", "tessera:{tessera-log}:entries", "2", &unacknowledged]).trim(), "1");
-    assert!(store.revocations_after(1, 0, 10).await.unwrap().is_empty(), "no reader sees an uncommitted entry");
+    assert!(
+        store.revocations_after(&LogCursor::at(vec![1]), 0, 10).await.unwrap().is_empty(),
+        "no reader sees an uncommitted entry"
+    );
 
     // The next acknowledged append commits past it.
     assert!(store.revoke(token("third"), Provenance::new("t", ""), 1_001).await.unwrap());
-    let log = store.revocations_after(1, 0, 10).await.unwrap();
+    let log = store.revocations_after(&LogCursor::at(vec![1]), 0, 10).await.unwrap();
     assert_eq!(log.iter().map(|e| e.id).collect::<Vec<_>>(), [2, 3]);
     assert_eq!(log[1].revocation, token("third"));
 }

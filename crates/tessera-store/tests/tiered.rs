@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessera_store::{
-    conformance, BreakerSettings, PostgresStore, Provenance, RedisSettings, RedisStore, RefreshOutcome, RefreshRules,
-    Refusal, Revocation, Store, StoreError, TieredStore,
+    conformance, BreakerSettings, LogCursor, PostgresStore, Provenance, RedisSettings, RedisStore, RefreshOutcome,
+    RefreshRules, Refusal, Revocation, Store, StoreError, TieredStore,
 };
 use tessera_test_support::{Postgres, Redis};
 
@@ -86,7 +86,7 @@ async fn with_redis_down_revocations_go_on_and_stay_in_force_when_it_returns() {
     assert!(store.create_session(conformance::new_session("new", "u", 3_000)).await.is_err());
     let revocation = Revocation::Session { sid: "revoked".into() };
     assert!(store.revoke(revocation.clone(), Provenance::new("admin", "outage"), 3_000).await.unwrap());
-    let log = store.revocations_after(head, 0, 10).await.unwrap();
+    let log = store.revocations_after(&head, 0, 10).await.unwrap();
     assert_eq!(log.iter().map(|e| &e.revocation).collect::<Vec<_>>(), [&revocation], "verifiers still follow");
     store.ping().await.expect("ready: PostgreSQL answers");
     let recorded = store.session("kept").await.unwrap().unwrap();
@@ -123,7 +123,7 @@ async fn reuse_found_in_redis_revokes_the_session_in_postgresql() {
         panic!("reuse after the grace window must be theft")
     };
     assert_eq!((family.generation, family.revoked_at()), (1, Some(late)));
-    let log = store.revocations_after(0, 0, 10).await.unwrap();
+    let log = store.revocations_after(&LogCursor::default(), 0, 10).await.unwrap();
     assert!(log.iter().any(|e| e.revocation == Revocation::Session { sid: "s".into() }));
     let events = store.security_events(&tessera_store::SecurityEventQuery::latest(10)).await.unwrap();
     assert_eq!(events[0].kind, "refresh_token_reuse");

@@ -1,7 +1,7 @@
 //! Following Tessera's revocation feed (`/gateway/v1/revocations`) into the in-process index: a cold start reads
 //! the entries within retention page by page, then long polls carry each new revocation as soon as Tessera's node
 //! has it. A log that went back (`409 log_rewound`, or a `next` behind the position already applied) is read again
-//! from the start; an unreachable Tessera or an answer that makes no sense is retried with bounded, jittered
+//! from the start, in each partition where it went back when it has several; an unreachable Tessera or an answer that makes no sense is retried with bounded, jittered
 //! backoff, and the index's last sync — what the stale policy looks at — only moves on a good answer.
 
 use std::time::Duration;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tessera_client::{Backoff, Credentials};
 use tessera_model::clock::Clock;
-use tessera_model::{Millis, Provenance, Revocation, RevocationEntry};
+use tessera_model::{LogCursor, Millis, Provenance, Revocation, RevocationEntry};
 use tessera_revocation::RevocationIndex;
 
 /// The feed's path under Tessera's base URL.
@@ -36,9 +36,10 @@ pub enum FeedError {
         /// The OAuth error code of the answer, if it had one.
         error: String,
     },
-    /// The log went back (restored from an older backup): read it again from the start.
+    /// The log went back (restored from an older backup): read it again from the start where it did. Its head,
+    /// when the answer gave one that reads.
     #[error("the revocation log went back")]
-    Rewound,
+    Rewound(Option<LogCursor>),
     /// The answer was not a feed page.
     #[error("revocation feed answered something else: {0}")]
     Garbage(String),
@@ -48,12 +49,15 @@ pub enum FeedError {
 #[derive(Debug, Deserialize)]
 struct Page {
     entries: Vec<Entry>,
-    next: i64,
+    next: LogCursor,
     more: bool,
 }
 
 #[derive(Debug, Deserialize)]
 struct Entry {
+    /// Absent in a log of one partition.
+    #[serde(default)]
+    partition: usize,
     position: i64,
     at: Millis,
     #[serde(flatten)]
@@ -77,7 +81,7 @@ pub(crate) struct Feed {
 impl Feed {
     /// One page after `after`, waiting up to `wait` for news. A POST with a form: a `private_key_jwt` assertion
     /// can only travel in one (a secret goes in the `Authorization` header either way).
-    async fn page(&self, after: i64, wait: Duration, clock: &dyn Clock) -> Result<Page, FeedError> {
+    async fn page(&self, after: &LogCursor, wait: Duration, clock: &dyn Clock) -> Result<Page, FeedError> {
         let unreachable = |err: reqwest::Error| FeedError::Unreachable(err.without_url().to_string());
         let mut form = vec![("after", after.to_string()), ("wait", wait.as_secs().to_string())];
         let request = self
@@ -99,7 +103,10 @@ impl Feed {
             }
         }
         if status == reqwest::StatusCode::CONFLICT {
-            return Err(FeedError::Rewound);
+            let head = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|mut answer| serde_json::from_value(answer.get_mut("head")?.take()).ok());
+            return Err(FeedError::Rewound(head));
         }
         if status != reqwest::StatusCode::OK {
             let error = serde_json::from_slice::<serde_json::Value>(&body)
@@ -114,20 +121,19 @@ impl Feed {
 
 /// Follows the feed into `index` until the task is dropped or aborted.
 pub(crate) async fn follow(feed: Feed, index: &RevocationIndex, clock: &dyn Clock) {
-    let mut after = 0_i64;
+    let mut after = LogCursor::default();
     let mut caught_up = false;
     let mut failures = 0_u32;
     loop {
         let wait = if caught_up { feed.wait } else { Duration::ZERO };
-        match feed.page(after, wait, clock).await {
-            Ok(page) if page.next < after => {
+        match feed.page(&after, wait, clock).await {
+            Ok(page) if after.is_past(&page.next) => {
                 tracing::error!(
-                    after,
-                    next = page.next,
-                    "the revocation feed went back: reading it again from the start"
+                    after = %after,
+                    next = %page.next,
+                    "the revocation feed went back: reading it again from the start where it did"
                 );
-                index.rewind();
-                (after, caught_up) = (0, false);
+                (after, caught_up) = (after.restarted_where_behind(&page.next), false);
             }
             Ok(page) => {
                 failures = 0;
@@ -136,6 +142,7 @@ pub(crate) async fn follow(feed: Feed, index: &RevocationIndex, clock: &dyn Cloc
                     .entries
                     .into_iter()
                     .map(|entry| RevocationEntry {
+                        partition: entry.partition,
                         id: entry.position,
                         at: entry.at,
                         revocation: entry.revocation,
@@ -147,13 +154,13 @@ pub(crate) async fn follow(feed: Feed, index: &RevocationIndex, clock: &dyn Cloc
                 index.mark_synced(now);
                 (after, caught_up) = (page.next, !page.more);
             }
-            Err(FeedError::Rewound) => {
+            Err(FeedError::Rewound(head)) => {
                 tracing::error!(
-                    after,
-                    "the revocation log went back (restored or lost): reading it again from the start"
+                    after = %after,
+                    "the revocation log went back (restored or lost): reading it again from the start where it did"
                 );
-                index.rewind();
-                (after, caught_up) = (0, false);
+                let restarted = head.map_or_else(LogCursor::default, |head| after.restarted_where_behind(&head));
+                (after, caught_up) = (restarted, false);
             }
             Err(err) => {
                 failures = failures.saturating_add(1);
@@ -190,5 +197,19 @@ mod tests {
             r#"{"entries":[{"position":1,"at":1,"kind":"nonsense"}],"next":1,"more":false}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_page_of_a_partitioned_log_names_each_entrys_partition_and_a_position_per_partition() {
+        let page: Page = serde_json::from_str(
+            r#"{"entries":[
+                {"partition":2,"position":3,"at":10,"kind":"session","sid":"s1"},
+                {"partition":0,"position":9,"at":11,"kind":"session","sid":"s2"}
+            ],"next":"9.0.3","more":false,"head":"9.0.3","retention_ms":1000}"#,
+        )
+        .unwrap();
+        let read: Vec<_> = page.entries.iter().map(|e| (e.partition, e.position)).collect();
+        assert_eq!(read, [(2, 3), (0, 9)]);
+        assert_eq!(page.next, LogCursor::at(vec![9, 0, 3]));
     }
 }

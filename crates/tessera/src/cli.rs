@@ -72,6 +72,9 @@ pub(crate) enum Command {
     /// rotations, admin changes), newest first. Talks to its admin API (`server.listen`, or --url; the admin
     /// credential from TESSERA_ADMIN_TOKEN or server.admin_token_file).
     Events(EventsArgs),
+    /// Work on the shared store itself, with every node stopped.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Security audit of a JWT or a key set: findings with severity, evidence and fixes. Exits 1 when anything
     /// HIGH or CRITICAL is found.
     #[command(subcommand)]
@@ -80,6 +83,19 @@ pub(crate) enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+/// `tessera store ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum StoreCommand {
+    /// Moves the Redis revocation log to another number of partitions (`store.redis_log_partitions`), every entry
+    /// to the partition it belongs to in the new number. Stop every node first, run this, then start them with
+    /// the new number; interrupted, run it again. Nodes refuse to start while the number differs.
+    Repartition {
+        /// The new number of partitions (1 to 1024).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        partitions: u16,
     },
 }
 

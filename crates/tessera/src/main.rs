@@ -55,6 +55,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(command) => token::run(&config, command),
         Command::Migrate(command) => migrate::run(&config, command),
         Command::Events(args) => events::run(&config, args),
+        Command::Store(cli::StoreCommand::Repartition { partitions }) => {
+            store::repartition(&config, usize::from(partitions))
+        }
         Command::Revoke { jti, sid, sub, before, reason } => revoke::run(&config, jti, sid, sub, before, reason),
         Command::Completions { .. } => Ok(ExitCode::SUCCESS),
     }

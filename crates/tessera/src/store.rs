@@ -79,7 +79,14 @@ async fn connect_postgres(config: &Config) -> anyhow::Result<PostgresStore> {
 async fn connect_redis(config: &Config) -> anyhow::Result<RedisStore> {
     let store = &config.store;
     let what = if store.redis_cluster { "connecting to the Redis Cluster" } else { "connecting to Redis" };
-    let settings = tessera_store::RedisSettings {
+    let log_partitions = if store.backend == StoreBackend::Redis { store.redis_log_partitions } else { 1 };
+    RedisStore::connect_with(&store.redis_urls, redis_settings(config, log_partitions)).await.context(what)
+}
+
+/// How the configuration says to use Redis, with the revocation log in `log_partitions` partitions.
+fn redis_settings(config: &Config, log_partitions: usize) -> tessera_store::RedisSettings {
+    let store = &config.store;
+    tessera_store::RedisSettings {
         cluster: store.redis_cluster,
         wait_replicas: store.redis_wait_replicas,
         write_connections: store.redis_connections,
@@ -88,8 +95,26 @@ async fn connect_redis(config: &Config) -> anyhow::Result<RedisStore> {
             cool_down: store.redis_breaker_cool_down,
             response_timeout: store.timeout,
         },
-    };
-    RedisStore::connect_with(&store.redis_urls, settings).await.context(what)
+        log_partitions,
+    }
+}
+
+/// `tessera store repartition`: moves the Redis revocation log to `partitions` partitions, with every node
+/// stopped (see `RedisStore::repartition`).
+pub(crate) fn repartition(config: &Config, partitions: usize) -> anyhow::Result<std::process::ExitCode> {
+    if config.store.backend != StoreBackend::Redis {
+        anyhow::bail!("only the redis backend partitions its revocation log (store.backend is not \"redis\")");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let settings = redis_settings(config, partitions);
+    let moved = runtime
+        .block_on(RedisStore::repartition(&config.store.redis_urls, settings))
+        .context("repartitioning the revocation log")?;
+    println!(
+        "the revocation log has {partitions} partition(s) ({moved} entries moved): set store.redis_log_partitions = \
+         {partitions} on every node before starting it"
+    );
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// The keyring, unlocked with the master key if one is configured: in the data directory on the embedded store;

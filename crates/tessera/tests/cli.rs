@@ -685,7 +685,7 @@ fn revoking_an_identifier_that_starts_with_a_dash_works() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let store = tessera_store::SqliteStore::open(&d.join("tessera-data/tessera.db")).unwrap();
     let logged: Vec<Value> = runtime
-        .block_on(tessera_store::Store::revocations_after(&store, 0, 0, 10))
+        .block_on(tessera_store::Store::revocations_after(&store, &tessera_store::LogCursor::default(), 0, 10))
         .unwrap()
         .into_iter()
         .map(|entry| serde_json::to_value(entry.revocation).unwrap())

@@ -1,5 +1,5 @@
 //! Three `tessera serve` nodes on one shared store — PostgreSQL; a Redis Cluster of three masters and three
-//! replicas; Redis in front of PostgreSQL (tiered) with the compact revocation index — each started by the test on
+//! replicas, the revocation log in 16 partitions; Redis in front of PostgreSQL (tiered) with the compact revocation index — each started by the test on
 //! free loopback ports, each node with its own data directory, so the signing
 //! keys and the refresh-token MAC key they share come from the store: a session started on one node rotates on
 //! another, reuse of a rotated token is caught on a third and ends the session on every node, and
@@ -64,16 +64,18 @@ fn three_nodes_on_postgresql_share_sessions_theft_detection_and_revocations() {
 }
 
 #[test]
-fn three_nodes_on_a_redis_cluster_share_sessions_theft_detection_and_revocations() {
+fn three_nodes_on_a_redis_cluster_with_a_partitioned_log_share_sessions_theft_detection_and_revocations() {
     let cluster = RedisCluster::start();
     let urls: Vec<String> = cluster.urls().iter().map(|url| format!("\"{url}\"")).collect();
+    // The revocation log in 16 partitions, spread over the three masters: each node follows every one.
     three_nodes_share_sessions_theft_detection_and_revocations(
         &format!(
-            "backend = \"redis\"\nredis_urls = [{}]\nredis_cluster = true\nredis_wait_replicas = 1\n",
+            "backend = \"redis\"\nredis_urls = [{}]\nredis_cluster = true\nredis_wait_replicas = 1\n\
+             redis_log_partitions = 16\n",
             urls.join(", ")
         ),
         "",
-        "Redis Cluster 3+3, Pub/Sub, WAIT 1",
+        "Redis Cluster 3+3, Pub/Sub, WAIT 1, 16 log partitions",
     );
 }
 

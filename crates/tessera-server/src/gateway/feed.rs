@@ -7,7 +7,8 @@
 //!   of requests a minute (`rate_limits.feed_per_client`) and of long polls waiting at once
 //!   (`rate_limits.feed_waits_per_client`); beyond either, 429 with `Retry-After`.
 //! - **From where.** `after` is the last position the caller applied, 0 to start: the answer holds the entries
-//!   after it, oldest first, at most `limit` (1 to 1000, default 1000), leaving out those older than the nodes'
+//!   after it, oldest first (a log of several partitions — Redis Cluster — has a position per partition: `after`
+//!   and `next` are then the positions joined by dots, `"12.0.7"`, and each entry names its `partition`), at most `limit` (1 to 1000, default 1000), leaving out those older than the nodes'
 //!   retention (their tokens have expired: a cold start's snapshot is the entries within retention, in pages).
 //!   The caller asks next from `next`, at once while `more` is true.
 //! - **Long polling.** With `wait` (seconds; at most 30 and the request timeout less a second, a longer wait is
@@ -16,8 +17,8 @@
 //! - **Nothing skipped.** Positions are the log's own: increasing, not always consecutive (a PostgreSQL sequence
 //!   skips numbers). Asking from `next` sees every entry the nodes see, in their order: `next` moves past a
 //!   position only once everything up to it was handed out or is past retention. A log that went back (a restore
-//!   from an older backup) is answered 409 `log_rewound` with the current `head`: start again from 0, as the nodes
-//!   do.
+//!   from an older backup) is answered 409 `log_rewound` with the current `head`: start again from 0 (or, with
+//!   several partitions, from 0 in those the caller had passed), as the nodes do.
 //!
 //! Each entry is the revocation as the nodes apply it (`kind` and its fields), its `position` and `at` (when it was
 //! recorded, Unix milliseconds); who asked for it and why stay with the admin API.
@@ -30,7 +31,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use tessera_model::{Millis, Revocation, RevocationEntry, REVOCATION_FEED_SCOPE};
+use tessera_model::{LogCursor, Millis, Revocation, RevocationEntry, REVOCATION_FEED_SCOPE};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -50,7 +51,7 @@ pub(crate) enum FeedError {
     /// The client is authenticated but was not granted the feed's scope.
     NotGranted,
     /// The caller has passed positions the log no longer has: it went back.
-    Rewound { head: i64 },
+    Rewound { head: LogCursor },
     /// The client already has `rate_limits.feed_waits_per_client` long polls waiting.
     TooManyWaiting,
 }
@@ -69,7 +70,7 @@ impl IntoResponse for FeedError {
                 StatusCode::CONFLICT,
                 Json(serde_json::json!({
                     "error": "log_rewound",
-                    "error_description": "the revocation log went back (restored from an older backup): start again from position 0",
+                    "error_description": "the revocation log went back (restored from an older backup): start again from position 0 in each partition where you are past the head",
                     "head": head,
                 })),
             )
@@ -82,7 +83,7 @@ impl IntoResponse for FeedError {
 /// What a request asks for.
 #[derive(Debug, PartialEq, Eq)]
 struct Ask {
-    after: i64,
+    after: LogCursor,
     limit: usize,
     wait: Duration,
 }
@@ -100,8 +101,16 @@ fn ask(pairs: &[(String, String)], request_timeout: Duration) -> Result<Ask, Fee
     let number = |name, why| -> Result<Option<u64>, FeedError> {
         one(name)?.map(|text| text.parse::<u64>().map_err(|_| FeedError::InvalidRequest(why))).transpose()
     };
-    let after = number("after", "after must be a log position (a whole number, 0 to start)")?.unwrap_or(0);
-    let after = i64::try_from(after).map_err(|_| FeedError::InvalidRequest("after is beyond any log position"))?;
+    let after = one("after")?
+        .map(|text| {
+            text.parse::<LogCursor>().map_err(|_| {
+                FeedError::InvalidRequest(
+                    "after must be a log position (a whole number, 0 to start), or one per partition joined by dots",
+                )
+            })
+        })
+        .transpose()?
+        .unwrap_or_default();
     let limit = number("limit", "limit must be a whole number from 1 to 1000")?.unwrap_or(MAX_ENTRIES as u64);
     let limit = usize::try_from(limit)
         .ok()
@@ -114,6 +123,9 @@ fn ask(pairs: &[(String, String)], request_timeout: Duration) -> Result<Ask, Fee
 
 #[derive(Serialize)]
 struct Entry<'a> {
+    /// Left out in a log of one partition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partition: Option<usize>,
     position: i64,
     at: Millis,
     #[serde(flatten)]
@@ -124,11 +136,11 @@ struct Entry<'a> {
 struct Page<'a> {
     entries: Vec<Entry<'a>>,
     /// The position to ask from next.
-    next: i64,
+    next: LogCursor,
     /// Whether more entries may follow at once (the page is full).
     more: bool,
     /// The newest position of the log.
-    head: i64,
+    head: LogCursor,
     /// How far back entries are kept for verifiers (their tokens have expired beyond it), in milliseconds.
     retention_ms: Millis,
 }
@@ -171,15 +183,29 @@ pub(crate) async fn feed(
     })?;
     let retention = state.revocations().retention();
     let more = entries.len() == ask.limit;
-    let last = entries.last().map_or(ask.after, |entry| entry.id);
+    let mut next = ask.after.clone();
+    entries.iter().for_each(|entry| next.advance(entry));
     // A page that is not full holds everything after `after` up to the head read before it (older entries are
     // past retention): the caller may go on from the head, and never asks again for positions it has passed.
-    let next = if more { last } else { last.max(head) };
+    if !more {
+        next.catch_up(&head);
+    }
+    let mut newest = head;
+    newest.catch_up(&next);
+    let partitioned = newest.partitions() > 1;
     let body = Page {
         next,
         more,
-        entries: entries.iter().map(|e| Entry { position: e.id, at: e.at, revocation: &e.revocation }).collect(),
-        head: head.max(next),
+        entries: entries
+            .iter()
+            .map(|e| Entry {
+                partition: partitioned.then_some(e.partition),
+                position: e.id,
+                at: e.at,
+                revocation: &e.revocation,
+            })
+            .collect(),
+        head: newest,
         retention_ms: retention.max_token_lifetime_ms.saturating_add(retention.leeway_ms),
     };
     Ok(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response())
@@ -198,7 +224,7 @@ impl From<tessera_store::StoreError> for Read {
 
 /// The entries after `ask.after` and the log's head, waiting up to `ask.wait` for the log to grow when there are
 /// none. Waiting takes one of the client's long-poll slots, and is refused when it holds them all.
-async fn read(state: &AppState, ask: &Ask, client_id: &str) -> Result<(Vec<RevocationEntry>, i64), Read> {
+async fn read(state: &AppState, ask: &Ask, client_id: &str) -> Result<(Vec<RevocationEntry>, LogCursor), Read> {
     let deadline = tokio::time::Instant::now() + ask.wait;
     // Watched before the first read: growth between the read and the wait is not missed.
     let mut growth = state.log_growth();
@@ -206,12 +232,12 @@ async fn read(state: &AppState, ask: &Ask, client_id: &str) -> Result<(Vec<Revoc
     let mut slot = None;
     loop {
         let head = state.store().log_head().await?;
-        if ask.after > head {
+        if ask.after.is_past(&head) {
             return Err(Read::Feed(FeedError::Rewound { head }));
         }
         let now = state.clock().now_ms();
         let since = state.revocations().retention().horizon(now);
-        let entries = state.store().revocations_after(ask.after, since, ask.limit).await?;
+        let entries = state.store().revocations_after(&ask.after, since, ask.limit).await?;
         if !entries.is_empty() || tokio::time::Instant::now() >= deadline || *closing.borrow() {
             return Ok((entries, head));
         }
@@ -255,11 +281,15 @@ mod tests {
     #[test]
     fn parameters_have_defaults_and_bounds() {
         let timeout = Duration::from_secs(10);
-        assert_eq!(ask(&pairs(""), timeout), Ok(Ask { after: 0, limit: 1000, wait: Duration::ZERO }));
+        assert_eq!(
+            ask(&pairs(""), timeout),
+            Ok(Ask { after: LogCursor::default(), limit: 1000, wait: Duration::ZERO })
+        );
         assert_eq!(
             ask(&pairs("after=42&limit=10&wait=9"), timeout),
-            Ok(Ask { after: 42, limit: 10, wait: Duration::from_secs(9) })
+            Ok(Ask { after: LogCursor::at(vec![42]), limit: 10, wait: Duration::from_secs(9) })
         );
+        assert_eq!(ask(&pairs("after=42.0.7"), timeout).map(|a| a.after), Ok(LogCursor::at(vec![42, 0, 7])));
         for bad in [
             "after=-1",
             "after=x",
@@ -269,6 +299,8 @@ mod tests {
             "wait=1.5",
             "wait=-1",
             "after=1&after=2",
+            "after=1..2",
+            "after=1.",
         ] {
             assert!(matches!(ask(&pairs(bad), timeout), Err(FeedError::InvalidRequest(_))), "{bad}");
         }

@@ -21,7 +21,7 @@ use crate::model::{
     decide, AutomaticRevocation, Client, Decision, Document, Millis, NewSecurityEvent, NewSession, Provenance,
     RefreshOutcome, RefreshRules, Refusal, Revocation, SecurityEventQuery, Session,
 };
-use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
+use crate::{LogCursor, RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
 
 mod events;
 mod listen;
@@ -490,10 +490,12 @@ impl Store for PostgresStore {
 
     async fn revocations_after(
         &self,
-        after_id: i64,
+        after: &LogCursor,
         since: Millis,
         limit: usize,
     ) -> Result<Vec<RevocationEntry>, StoreError> {
+        // One partition.
+        let after_id = after.position(0);
         let db = self.pool.get().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let sql =
@@ -529,12 +531,13 @@ impl Store for PostgresStore {
         Ok(db.query_one(&prepared(&db, sql).await?, &[&jti]).await?.try_get(0)?)
     }
 
-    async fn log_head(&self) -> Result<i64, StoreError> {
+    async fn log_head(&self) -> Result<LogCursor, StoreError> {
         let db = self.pool.get().await?;
-        Ok(db
+        let head = db
             .query_one(&prepared(&db, "SELECT coalesce(max(id), 0) FROM revocation_log").await?, &[])
             .await?
-            .try_get(0)?)
+            .try_get(0)?;
+        Ok(LogCursor::at(vec![head]))
     }
 
     async fn record_security_event(&self, event: NewSecurityEvent) -> Result<SecurityEvent, StoreError> {

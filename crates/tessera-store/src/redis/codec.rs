@@ -8,8 +8,8 @@ use ::redis::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, to_json, Column, Record};
-use crate::model::{Client, Millis, NewSecurityEvent, Refusal, SecurityEvent, Session, User};
-use crate::StoreError;
+use crate::model::{Client, Millis, NewSecurityEvent, Provenance, Refusal, Revocation, SecurityEvent, Session, User};
+use crate::{RevocationEntry, StoreError};
 
 pub(super) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
@@ -159,6 +159,31 @@ pub(super) struct LogRecord {
     pub(super) instant: Option<Millis>,
     pub(super) actor: String,
     pub(super) reason: String,
+}
+
+impl LogRecord {
+    pub(super) fn of(revocation: &Revocation, provenance: &Provenance, at: Millis) -> Self {
+        let (kind, value, instant) = revocation.to_columns();
+        Self {
+            at,
+            kind: kind.to_owned(),
+            value: value.to_owned(),
+            instant,
+            actor: provenance.actor.clone(),
+            reason: provenance.reason.clone(),
+        }
+    }
+
+    /// The entry at position `id` of `partition`.
+    pub(super) fn into_entry(self, partition: usize, id: i64) -> Result<RevocationEntry, StoreError> {
+        Ok(RevocationEntry {
+            partition,
+            id,
+            at: self.at,
+            revocation: codec::revocation_from(&self.kind, self.value, self.instant)?,
+            provenance: Provenance { actor: self.actor, reason: self.reason },
+        })
+    }
 }
 
 /// A security event as stored (its id is the member's prefix and the score). Events kept before they had an actor

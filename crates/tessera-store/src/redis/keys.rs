@@ -50,28 +50,73 @@ pub(super) fn live_sessions_shard(shard: u64) -> String {
     format!("tessera:{{tessera-live-{shard}}}:sessions")
 }
 
-/// The shard holding session `sid`: FNV-1a of the id, the same on every node and in every build (the standard
-/// library's hasher promises neither).
+/// FNV-1a: the same on every node and in every build (the standard library's hasher promises neither), for
+/// spreading keys over shards and partitions.
+fn stable_hash(text: &str) -> u64 {
+    text.bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// The shard holding session `sid`.
 pub(super) fn live_sessions_key(sid: &str) -> String {
-    let hash = sid
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
-    live_sessions_shard(hash % LIVE_SESSION_SHARDS)
+    live_sessions_shard(stable_hash(sid) % LIVE_SESSION_SHARDS)
+}
+
+/// The keys of one partition of the revocation log, all under one hash tag: partition 0 is the log as it was
+/// before it had partitions (`{tessera-log}`, where the security events also live), partition N > 0 is
+/// `{tessera-log-N}`.
+pub(super) struct LogKeys {
+    /// The last position handed out.
+    pub(super) seq: String,
+    /// The entries (sorted set: score = position, member = '<position> <entry JSON>').
+    pub(super) entries: String,
+    /// The time index (sorted set: score = the highest `at` up to that position, member = the zero-padded
+    /// position).
+    pub(super) by_time: String,
+    /// The highest `at` so far.
+    pub(super) highest_at: String,
+    /// The highest position whose write the replicas acknowledged: readers never read past it (`commit.lua`).
+    pub(super) committed: String,
+    /// The `jti`s of revoked access tokens (a hash, `jti` → 1), written with their log entries.
+    pub(super) revoked_tokens: String,
+    /// The entries being moved to other partitions by a change of the partition count (see
+    /// `RedisStore::repartition`).
+    pub(super) moving: String,
+}
+
+impl LogKeys {
+    pub(super) fn of(partition: usize) -> Self {
+        let tag = if partition == 0 { "tessera-log".to_owned() } else { format!("tessera-log-{partition}") };
+        let key = |name: &str| format!("tessera:{{{tag}}}:{name}");
+        Self {
+            seq: key("seq"),
+            entries: key("entries"),
+            by_time: key("by-time"),
+            highest_at: key("highest-at"),
+            committed: key("committed"),
+            revoked_tokens: key("revoked-tokens"),
+            moving: key("moving"),
+        }
+    }
+}
+
+/// The partition of a log of `partitions` that holds revocations of `target` (a `jti`, `sid`, `sub` or client
+/// id): a token's entry is where [`Store::token_revoked`](crate::Store::token_revoked) looks for it.
+pub(super) fn log_partition(target: &str, partitions: usize) -> usize {
+    // Partitions are at most MAX_LOG_PARTITIONS: the remainder fits.
+    usize::try_from(stable_hash(target) % partitions.max(1) as u64).unwrap_or(0)
 }
 
 pub(super) const USERS_KEY: &str = "tessera:{tessera-index}:users";
 pub(super) const CLIENTS_KEY: &str = "tessera:{tessera-index}:clients";
-pub(super) const LOG_SEQ_KEY: &str = "tessera:{tessera-log}:seq";
-pub(super) const LOG_KEY: &str = "tessera:{tessera-log}:entries";
-pub(super) const LOG_TIME_KEY: &str = "tessera:{tessera-log}:by-time";
-pub(super) const LOG_HIGHEST_AT_KEY: &str = "tessera:{tessera-log}:highest-at";
 /// The security events (a sorted set: score = id, member = '<id> <event JSON>').
 pub(super) const EVENTS_KEY: &str = "tessera:{tessera-log}:security-events";
 /// The last security-event id handed out.
 pub(super) const EVENTS_SEQ_KEY: &str = "tessera:{tessera-log}:security-events-seq";
 /// The security events as kept before they had ids (a list, newest first), moved to [`EVENTS_KEY`] on connect.
 pub(super) const LEGACY_EVENTS_KEY: &str = "tessera:{tessera-log}:events";
-/// The highest log position whose write the replicas acknowledged: readers never read past it (`commit.lua`).
-pub(super) const LOG_COMMITTED_KEY: &str = "tessera:{tessera-log}:committed";
-/// The `jti`s of revoked access tokens (a hash, `jti` → 1), written with their log entries.
-pub(super) const REVOKED_TOKENS_KEY: &str = "tessera:{tessera-log}:revoked-tokens";
+/// How many partitions the revocation log has, when more than one (absent: one, the log as it was before it had
+/// partitions).
+pub(super) const LOG_PARTITIONS_KEY: &str = "tessera:{tessera-log}:partitions";
+/// The number of partitions a change of the revocation log's partitions is moving its entries to, while it is.
+pub(super) const LOG_REPARTITION_KEY: &str = "tessera:{tessera-log}:repartitioning";

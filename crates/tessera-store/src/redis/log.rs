@@ -6,14 +6,11 @@ use ::redis::{RedisError, Value};
 use futures_util::StreamExt as _;
 
 use super::codec::{EventRecord, Fields, LogRecord};
-use super::keys::{
-    family_key, live_sessions_key, subject_key, EVENTS_KEY, EVENTS_SEQ_KEY, LOG_COMMITTED_KEY, LOG_HIGHEST_AT_KEY,
-    LOG_KEY, LOG_SEQ_KEY, LOG_TIME_KEY, REVOKED_TOKENS_KEY,
-};
+use super::keys::{family_key, live_sessions_key, log_partition, subject_key, LogKeys, EVENTS_KEY, EVENTS_SEQ_KEY};
 use super::{RedisStore, CONNECTION_TIMEOUT, LOG_CHANNEL, LOG_PAGE, RESUBSCRIBE_DELAY};
 use crate::batch::{PendingRevocation, REVOCATION_BATCH};
 use crate::codec::{self, from_json, to_json};
-use crate::model::{AutomaticRevocation, Millis, Provenance, Revocation, Session};
+use crate::model::{AutomaticRevocation, LogCursor, Millis, Provenance, Revocation, Session};
 use crate::{RevocationEntry, StoreError};
 
 /// Keeps one subscription to [`LOG_CHANNEL`], on the configured nodes in turn, and bumps `changes` on every
@@ -45,7 +42,13 @@ pub(super) async fn subscribe(urls: Vec<String>, changes: tokio::sync::watch::Se
 }
 
 impl RedisStore {
-    /// Appends to the revocation log (and the security events), publishing the growth.
+    /// The partition of the revocation log that holds `revocation`.
+    pub(super) fn partition_of(&self, revocation: &Revocation) -> usize {
+        log_partition(revocation.to_columns().1, self.log_partitions)
+    }
+
+    /// Appends to the revocation log (and the security events), publishing the growth. A revocation logged with a
+    /// security event goes to partition 0, where the events live, so that both are written in one step.
     pub(super) async fn append(
         &self,
         revocation: &Revocation,
@@ -53,31 +56,28 @@ impl RedisStore {
         now: Millis,
         event: Option<&EventRecord>,
     ) -> Result<(), StoreError> {
-        self.append_all(&[(revocation, provenance, now)], event).await
+        let partition = if event.is_some() { 0 } else { self.partition_of(revocation) };
+        self.append_to(partition, &[(revocation, provenance, now)], event).await
     }
 
-    /// Appends entries to the revocation log in one step (and the security event, if any), publishing the growth.
-    async fn append_all(
+    /// Appends entries to one partition of the revocation log in one step (and the security event, if any: only
+    /// to partition 0), publishing the growth.
+    pub(super) async fn append_to(
         &self,
+        partition: usize,
         entries: &[(&Revocation, &Provenance, Millis)],
         event: Option<&EventRecord>,
     ) -> Result<(), StoreError> {
-        let keys =
-            [LOG_SEQ_KEY, LOG_KEY, LOG_TIME_KEY, LOG_HIGHEST_AT_KEY, EVENTS_KEY, REVOKED_TOKENS_KEY, EVENTS_SEQ_KEY]
-                .map(str::to_owned);
+        let log = LogKeys::of(partition);
+        let mut keys = vec![log.seq, log.entries, log.by_time, log.highest_at, log.revoked_tokens];
+        if event.is_some() {
+            debug_assert_eq!(partition, 0, "the security events live with partition 0");
+            keys.extend([EVENTS_SEQ_KEY, EVENTS_KEY].map(str::to_owned));
+        }
         let mut args = vec![event.map(to_json).transpose()?.unwrap_or_default()];
         for (revocation, provenance, at) in entries {
-            let (kind, value, instant) = revocation.to_columns();
-            let record = LogRecord {
-                at: *at,
-                kind: kind.to_owned(),
-                value: value.to_owned(),
-                instant,
-                actor: provenance.actor.clone(),
-                reason: provenance.reason.clone(),
-            };
             args.push(at.to_string());
-            args.push(to_json(&record)?);
+            args.push(to_json(&LogRecord::of(revocation, provenance, *at))?);
             args.push(match revocation {
                 Revocation::Token { jti, .. } | Revocation::TokenById { jti, .. } => jti.clone(),
                 _ => String::new(),
@@ -88,7 +88,7 @@ impl RedisStore {
         // then reuses their positions; readers never saw them, so they skip nothing.
         let position: i64 = self.script(&self.scripts.append, &keys, &args).await?;
         let commit = [position.to_string(), LOG_CHANNEL.to_owned()];
-        self.script::<i64>(&self.scripts.commit, &[LOG_COMMITTED_KEY.to_owned()], &commit).await.map(drop)
+        self.script::<i64>(&self.scripts.commit, &[log.committed], &commit).await.map(drop)
     }
 
     /// The subject's "not before" instant.
@@ -177,8 +177,9 @@ impl RedisStore {
         }
     }
 
-    /// [`Store::revoke`](crate::Store::revoke) for a batch: log first (every revocation that would change something, in one append),
-    /// then apply (see the module documentation); each caller gets its own answer.
+    /// [`Store::revoke`](crate::Store::revoke) for a batch: log first (every revocation that would change
+    /// something, one append per partition, the partitions at once), then apply (see the module documentation);
+    /// each caller gets its own answer.
     async fn revoke_batch(&self, batch: Vec<PendingRevocation>) {
         let wanted = futures_util::future::join_all(batch.iter().map(|p| self.would_change(&p.revocation))).await;
         let mut logged = Vec::new();
@@ -189,12 +190,21 @@ impl RedisStore {
                 Err(err) => drop(pending.reply.send(Err(err))),
             }
         }
-        if logged.is_empty() {
-            return;
+        let mut by_partition: Vec<Vec<PendingRevocation>> = (0..self.log_partitions).map(|_| Vec::new()).collect();
+        for pending in logged {
+            let partition = self.partition_of(&pending.revocation);
+            by_partition[partition].push(pending);
         }
+        let partitions = by_partition.into_iter().enumerate().filter(|(_, logged)| !logged.is_empty());
+        futures_util::future::join_all(partitions.map(|(partition, logged)| self.log_and_apply(partition, logged)))
+            .await;
+    }
+
+    /// Logs revocations in one append to `partition`, then applies them; each caller gets its own answer.
+    async fn log_and_apply(&self, partition: usize, logged: Vec<PendingRevocation>) {
         let entries: Vec<_> = logged.iter().map(|p| (&p.revocation, &p.provenance, p.now)).collect();
-        if let Err(err) = self.append_all(&entries, None).await {
-            // Nothing acknowledged: every caller in the batch gets the error and may retry.
+        if let Err(err) = self.append_to(partition, &entries, None).await {
+            // Nothing acknowledged in this partition: each of its callers gets the error and may retry.
             let err = std::sync::Arc::new(err);
             for pending in logged {
                 let _ = pending.reply.send(Err(StoreError::Backend(Box::new(std::sync::Arc::clone(&err)))));
@@ -221,10 +231,37 @@ impl RedisStore {
         self.append(&revocation, &Provenance::automatic(reason), now, None).await
     }
 
-    /// [`Store::revocations_after`](crate::Store::revocations_after): committed entries only, found from the
-    /// time index, read a page at a time.
+    /// [`Store::revocations_after`](crate::Store::revocations_after): each partition read at once, then merged
+    /// by record time, each partition's entries staying in their order.
     pub(super) async fn read_log(
         &self,
+        after: &LogCursor,
+        since: Millis,
+        limit: usize,
+    ) -> Result<Vec<RevocationEntry>, StoreError> {
+        if self.log_partitions == 1 {
+            return self.read_partition(0, after.position(0), since, limit).await;
+        }
+        let read = (0..self.log_partitions)
+            .map(|partition| self.read_partition(partition, after.position(partition), since, limit));
+        let partitions = futures_util::future::try_join_all(read).await?;
+        Ok(merge_by_time(partitions, limit))
+    }
+
+    /// The positions each partition's readers may read up to.
+    pub(super) async fn committed_positions(&self) -> Result<LogCursor, StoreError> {
+        let read = (0..self.log_partitions).map(|partition| async move {
+            let committed: Option<i64> = self.read(::redis::cmd("GET").arg(LogKeys::of(partition).committed)).await?;
+            Ok::<_, StoreError>(committed.unwrap_or(0))
+        });
+        Ok(LogCursor::at(futures_util::future::try_join_all(read).await?))
+    }
+
+    /// One partition's committed entries after `after_id` and recorded at or after `since`, found from the time
+    /// index, read a page at a time.
+    async fn read_partition(
+        &self,
+        partition: usize,
         after_id: i64,
         since: Millis,
         limit: usize,
@@ -232,14 +269,15 @@ impl RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let log = LogKeys::of(partition);
         // Only what the replicas acknowledged (see `commit.lua`).
-        let committed: Option<i64> = self.read(::redis::cmd("GET").arg(LOG_COMMITTED_KEY)).await?;
+        let committed: Option<i64> = self.read(::redis::cmd("GET").arg(&log.committed)).await?;
         let Some(committed) = committed.filter(|&committed| committed > after_id) else {
             return Ok(Vec::new());
         };
         // The first position whose running highest `at` reaches `since` bounds every match from below.
         let first: Vec<String> = self
-            .read(::redis::cmd("ZRANGEBYSCORE").arg(LOG_TIME_KEY).arg(since).arg("+inf").arg("LIMIT").arg(0).arg(1))
+            .read(::redis::cmd("ZRANGEBYSCORE").arg(&log.by_time).arg(since).arg("+inf").arg("LIMIT").arg(0).arg(1))
             .await?;
         let Some(first) = first.first() else {
             return Ok(Vec::new());
@@ -253,7 +291,7 @@ impl RedisStore {
             let members: Vec<String> = self
                 .read(
                     ::redis::cmd("ZRANGEBYSCORE")
-                        .arg(LOG_KEY)
+                        .arg(&log.entries)
                         .arg(format!("({cursor}"))
                         .arg(committed)
                         .arg("LIMIT")
@@ -262,19 +300,10 @@ impl RedisStore {
                 )
                 .await?;
             for member in &members {
-                let (id, json) =
-                    member.split_once(' ').ok_or_else(|| StoreError::corrupt("revocation log entry", "no position"))?;
-                let id: i64 =
-                    id.parse().map_err(|_| StoreError::corrupt("revocation log position", format!("{id:?}")))?;
+                let (id, record) = log_member(member)?;
                 cursor = id;
-                let record: LogRecord = from_json("revocation log entry", json)?;
                 if record.at >= since {
-                    entries.push(RevocationEntry {
-                        id,
-                        at: record.at,
-                        revocation: codec::revocation_from(&record.kind, record.value, record.instant)?,
-                        provenance: Provenance { actor: record.actor, reason: record.reason },
-                    });
+                    entries.push(record.into_entry(partition, id)?);
                     if entries.len() == limit {
                         return Ok(entries);
                     }
@@ -284,5 +313,62 @@ impl RedisStore {
                 return Ok(entries);
             }
         }
+    }
+}
+
+/// A log entry as stored: `<position> <entry JSON>`.
+pub(super) fn log_member(member: &str) -> Result<(i64, LogRecord), StoreError> {
+    let (id, json) =
+        member.split_once(' ').ok_or_else(|| StoreError::corrupt("revocation log entry", "no position"))?;
+    let id: i64 = id.parse().map_err(|_| StoreError::corrupt("revocation log position", format!("{id:?}")))?;
+    Ok((id, from_json("revocation log entry", json)?))
+}
+
+/// The first `limit` entries of several partitions' pages, by record time: always the earliest of the partitions'
+/// next entries, so each partition contributes a prefix of its page in its own order (a reader advancing past
+/// each entry skips none), whatever the nodes' clocks did.
+fn merge_by_time(partitions: Vec<Vec<RevocationEntry>>, limit: usize) -> Vec<RevocationEntry> {
+    let mut heads: Vec<_> = partitions.into_iter().map(|page| page.into_iter().peekable()).collect();
+    let mut merged = Vec::new();
+    while merged.len() < limit {
+        let earliest = heads
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(partition, page)| page.peek().map(|entry| (entry.at, partition)))
+            .min();
+        let Some((_, partition)) = earliest else { break };
+        merged.extend(heads[partition].next());
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(partition: usize, id: i64, at: Millis) -> RevocationEntry {
+        RevocationEntry {
+            partition,
+            id,
+            at,
+            revocation: Revocation::Session { sid: format!("{partition}-{id}") },
+            provenance: Provenance { actor: "test".into(), reason: String::new() },
+        }
+    }
+
+    #[test]
+    fn merging_keeps_each_partitions_order_and_takes_a_prefix_of_each() {
+        // Partition 1's clock ran behind: its second entry is older than its first.
+        let pages = vec![
+            vec![entry(0, 1, 10), entry(0, 2, 30), entry(0, 3, 50)],
+            vec![entry(1, 1, 20), entry(1, 2, 5), entry(1, 3, 40)],
+        ];
+        let merged = merge_by_time(pages.clone(), 4);
+        let order: Vec<_> = merged.iter().map(|e| (e.partition, e.id)).collect();
+        assert_eq!(order, [(0, 1), (1, 1), (1, 2), (0, 2)]);
+        let mut cursor = LogCursor::default();
+        merged.iter().for_each(|entry| cursor.advance(entry));
+        assert_eq!(cursor, LogCursor::at(vec![2, 2]), "what a reader passed is exactly what it was given");
+        assert_eq!(merge_by_time(pages, 100).len(), 6);
     }
 }

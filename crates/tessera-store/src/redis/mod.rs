@@ -12,7 +12,8 @@
 //! | `tessera:{sid:SID}` | a session: refresh-token family and rotation state (hash), expiring two days after it does |
 //! | `tessera:{sub:SUB}:state` | the subject's "not before" instant (hash) |
 //! | `tessera:{sub:SUB}:sids` | the subject's sessions (sorted set, by when each may be forgotten), expiring with the longest-lived |
-//! | `tessera:{tessera-log}:…` | the revocation log, its position counter, its time index, the security events and their id counter, the revoked tokens |
+//! | `tessera:{tessera-log}:…` | partition 0 of the revocation log (its entries, position counter, time index, committed position, revoked tokens), the number of partitions when more than one, the security events and their id counter |
+//! | `tessera:{tessera-log-N}:…` | partition N of the revocation log, when it has several |
 //! | `tessera:{tessera-index}:users`, `…:clients` | the names, for the listings |
 //! | `tessera:{tessera-live-N}:sessions` | shard N (of 16, by the session id) of the live sessions (sorted set, by when each expires), for the active-sessions gauge |
 //!
@@ -40,6 +41,17 @@
 //! The subject's state is read just before the rotation script runs (it lives in other slots), as the PostgreSQL
 //! backend's single-statement rotation reads it at the statement's start: a refresh racing a logout-everywhere may
 //! still rotate once, and the family it rotates is dead to every later refresh and to every verifier.
+//!
+//! # Partitions of the log
+//!
+//! The log is one partition (`{tessera-log}`) unless [`RedisSettings::log_partitions`] says more: each partition a
+//! hash tag of its own, so that on a Redis Cluster revocation writes spread over the masters instead of all taking
+//! one slot's. A revocation goes to the partition of its target (`jti`, `sid`, `sub`, client id; by a hash every
+//! node computes alike), so a token's entry is where [`Store::token_revoked`] looks. Positions count up within each
+//! partition; readers keep one position per partition ([`LogCursor`]) and tell per partition whether the log went
+//! back. Reuse detection logs its revocation to partition 0, in the same step as its security event. The number of
+//! partitions is recorded in the store; a store configured with another number refuses to connect, and
+//! [`RedisStore::repartition`] moves the entries to a new number, with every node stopped.
 //!
 //! # Durability
 //!
@@ -80,9 +92,8 @@ use self::codec::EventRecord;
 use self::codec::{client_fields, flag, hex, pairs, refusal, session_fields, session_from_value, user_fields};
 use self::connection::{Connection, Opener};
 use self::keys::{
-    assertion_key, client_key, document_key, family_key, live_sessions_key, live_sessions_shard, sessions_key,
-    set_members, user_key, CLIENTS_KEY, LIVE_SESSION_SHARDS, LOG_COMMITTED_KEY, LOG_KEY, LOG_TIME_KEY,
-    REVOKED_TOKENS_KEY, USERS_KEY,
+    assertion_key, client_key, document_key, family_key, live_sessions_key, live_sessions_shard, log_partition,
+    sessions_key, set_members, user_key, LogKeys, CLIENTS_KEY, LIVE_SESSION_SHARDS, USERS_KEY,
 };
 use self::scripts::Scripts;
 use crate::batch::PendingRevocation;
@@ -90,8 +101,11 @@ use crate::codec as records;
 use crate::model::{
     AutomaticRevocation, Client, Document, Millis, NewSecurityEvent, NewSession, Provenance, RefreshOutcome,
     RefreshRules, Refusal, Revocation, SecurityEventKind, SecurityEventQuery, Session, SessionState,
+    MAX_LOG_PARTITIONS,
 };
-use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User, EXPIRED_SESSION_KEPT_MS};
+use crate::{
+    LogCursor, RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User, EXPIRED_SESSION_KEPT_MS,
+};
 
 mod breaker;
 mod codec;
@@ -99,6 +113,7 @@ mod connection;
 mod events;
 mod keys;
 mod log;
+mod partitions;
 mod replicas;
 mod scripts;
 
@@ -130,12 +145,21 @@ pub struct RedisSettings {
     pub write_connections: usize,
     /// The circuit breaker around every call.
     pub breaker: BreakerSettings,
+    /// Partitions of the revocation log (1 to [`MAX_LOG_PARTITIONS`]; see the module documentation). It must be the
+    /// number the store records: [`RedisStore::repartition`] changes it.
+    pub log_partitions: usize,
 }
 
 impl Default for RedisSettings {
-    /// One Redis, writes waiting for one replica, 8 write connections, the breaker's defaults.
+    /// One Redis, writes waiting for one replica, 8 write connections, the breaker's defaults, one log partition.
     fn default() -> Self {
-        Self { cluster: false, wait_replicas: 1, write_connections: 8, breaker: BreakerSettings::default() }
+        Self {
+            cluster: false,
+            wait_replicas: 1,
+            write_connections: 8,
+            breaker: BreakerSettings::default(),
+            log_partitions: 1,
+        }
     }
 }
 
@@ -165,6 +189,8 @@ pub struct RedisStore {
     breaker: Breaker,
     scripts: Scripts,
     wait_replicas: u32,
+    /// Partitions of the revocation log.
+    log_partitions: usize,
     log_changes: tokio::sync::watch::Receiver<u64>,
     subscriber: tokio::task::JoinHandle<()>,
     /// The shards and their replicas online, as the probe last saw them (see [`replicas`]).
@@ -208,8 +234,23 @@ impl RedisStore {
     ///
     /// # Errors
     /// As [`connect`](Self::connect).
+    /// As [`connect`](Self::connect); also a number of log partitions out of range, or other than the store
+    /// records.
     pub async fn connect_with(urls: &[String], settings: RedisSettings) -> Result<Self, StoreError> {
-        let RedisSettings { cluster, wait_replicas, write_connections, breaker } = settings;
+        let store = Self::open(urls, settings).await?;
+        store.check_partitions().await?;
+        store.upgrade_events().await?;
+        Ok(store)
+    }
+
+    /// Connects, checking nothing the store holds.
+    async fn open(urls: &[String], settings: RedisSettings) -> Result<Self, StoreError> {
+        let RedisSettings { cluster, wait_replicas, write_connections, breaker, log_partitions } = settings;
+        if !(1..=MAX_LOG_PARTITIONS).contains(&log_partitions) {
+            return Err(StoreError::backend(format!(
+                "the revocation log can have 1 to {MAX_LOG_PARTITIONS} partitions, not {log_partitions}"
+            )));
+        }
         let open = Opener::new(urls, cluster, breaker.response_timeout)?;
         let reader = open.connection().await?;
         reader.query::<String>(&::redis::cmd("PING")).await?;
@@ -232,12 +273,12 @@ impl RedisStore {
             breaker,
             scripts: Scripts::new(),
             wait_replicas,
+            log_partitions,
             log_changes,
             subscriber,
             shards,
             replica_probe,
         };
-        store.upgrade_events().await?;
         Ok(store)
     }
 
@@ -500,11 +541,11 @@ impl Store for RedisStore {
 
     async fn revocations_after(
         &self,
-        after_id: i64,
+        after: &LogCursor,
         since: Millis,
         limit: usize,
     ) -> Result<Vec<RevocationEntry>, StoreError> {
-        self.read_log(after_id, since, limit).await
+        self.read_log(after, since, limit).await
     }
 
     async fn forget_sessions_expired_before(&self, _before: Millis, _limit: usize) -> Result<usize, StoreError> {
@@ -513,28 +554,32 @@ impl Store for RedisStore {
     }
 
     async fn forget_revocations_recorded_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError> {
-        let keys = [LOG_KEY, LOG_TIME_KEY, REVOKED_TOKENS_KEY, LOG_COMMITTED_KEY].map(str::to_owned);
         let mut forgotten = 0;
-        while forgotten < limit {
-            let most = (limit - forgotten).min(PRUNED_PER_SCRIPT);
-            let args = [before.to_string(), most.to_string()];
-            let pruned = usize::try_from(self.script::<i64>(&self.scripts.prune_log, &keys, &args).await?).unwrap_or(0);
-            forgotten += pruned;
-            if pruned < most {
-                break;
+        for partition in 0..self.log_partitions {
+            let log = LogKeys::of(partition);
+            let keys = [log.entries, log.by_time, log.revoked_tokens, log.committed];
+            while forgotten < limit {
+                let most = (limit - forgotten).min(PRUNED_PER_SCRIPT);
+                let args = [before.to_string(), most.to_string()];
+                let pruned =
+                    usize::try_from(self.script::<i64>(&self.scripts.prune_log, &keys, &args).await?).unwrap_or(0);
+                forgotten += pruned;
+                if pruned < most {
+                    break;
+                }
             }
         }
         Ok(forgotten)
     }
 
     async fn token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
-        self.read(::redis::cmd("HEXISTS").arg(REVOKED_TOKENS_KEY).arg(jti)).await
+        let revoked_tokens = LogKeys::of(log_partition(jti, self.log_partitions)).revoked_tokens;
+        self.read(::redis::cmd("HEXISTS").arg(revoked_tokens).arg(jti)).await
     }
 
-    async fn log_head(&self) -> Result<i64, StoreError> {
+    async fn log_head(&self) -> Result<LogCursor, StoreError> {
         // Readers see only committed positions (see `commit.lua`).
-        let committed: Option<i64> = self.read(::redis::cmd("GET").arg(LOG_COMMITTED_KEY)).await?;
-        Ok(committed.unwrap_or(0))
+        self.committed_positions().await
     }
 
     async fn record_security_event(&self, event: NewSecurityEvent) -> Result<SecurityEvent, StoreError> {

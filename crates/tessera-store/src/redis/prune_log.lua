@@ -3,7 +3,7 @@
 --
 -- KEYS: the entries (ZSET: score = position, member = '<position> <entry JSON>'), the time index (ZSET: score =
 --       the highest `at` up to that position, member = the zero-padded position), the revoked access tokens
---       (HASH: jti -> 1), the committed position. One hash tag: one slot (see append.lua).
+--       (HASH: jti -> 1), the committed position, all of one partition. One hash tag: one slot (see append.lua).
 -- ARGV: the time (milliseconds; entries whose time-index score is below it go), the most entries to forget.
 -- Returns how many were forgotten.
 --

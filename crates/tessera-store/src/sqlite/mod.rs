@@ -15,7 +15,7 @@ use crate::model::{
     decide, AutomaticRevocation, Client, Decision, Document, Millis, NewSecurityEvent, NewSession, Provenance,
     RefreshOutcome, RefreshRules, Refusal, Revocation, SecurityEventKind, SecurityEventQuery, Session, SessionState,
 };
-use crate::{RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
+use crate::{LogCursor, RevocationEntry, SecurityEvent, Store, StoreError, SubjectState, User};
 
 mod events;
 mod statements;
@@ -458,10 +458,12 @@ impl Store for SqliteStore {
 
     async fn revocations_after(
         &self,
-        after_id: i64,
+        after: &LogCursor,
         since: Millis,
         limit: usize,
     ) -> Result<Vec<RevocationEntry>, StoreError> {
+        // One partition.
+        let after_id = after.position(0);
         self.read(move |conn| {
             let sql = format!(
                 "SELECT {REVOCATION_COLUMNS} FROM revocation_log WHERE id > ?1 AND at >= ?2 ORDER BY id LIMIT ?3"
@@ -485,13 +487,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn log_head(&self) -> Result<i64, StoreError> {
-        self.read(|conn| {
-            Ok(conn
-                .prepare_cached("SELECT coalesce(max(id), 0) FROM revocation_log")?
-                .query_row([], |row| row.get(0))?)
-        })
-        .await
+    async fn log_head(&self) -> Result<LogCursor, StoreError> {
+        let head = self
+            .read(|conn| {
+                Ok(conn
+                    .prepare_cached("SELECT coalesce(max(id), 0) FROM revocation_log")?
+                    .query_row([], |row| row.get(0))?)
+            })
+            .await?;
+        Ok(LogCursor::at(vec![head]))
     }
 
     async fn record_security_event(&self, event: NewSecurityEvent) -> Result<SecurityEvent, StoreError> {

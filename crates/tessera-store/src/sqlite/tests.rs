@@ -48,7 +48,7 @@ async fn the_revocation_log_survives_the_migration_that_adds_token_and_client_en
         .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
-    let log = store.revocations_after(0, 0, 10).await.unwrap();
+    let log = store.revocations_after(&LogCursor::default(), 0, 10).await.unwrap();
     let kept: Vec<_> = log.iter().map(|e| (e.id, e.at, e.revocation.clone())).collect();
     assert_eq!(
         kept,
@@ -59,7 +59,7 @@ async fn the_revocation_log_survives_the_migration_that_adds_token_and_client_en
     );
     let token = Revocation::Token { jti: "j".into(), expires_at: 99 };
     store.revoke(token.clone(), Provenance::new("cli", "test"), 30).await.unwrap();
-    let next = store.revocations_after(2, 0, 10).await.unwrap();
+    let next = store.revocations_after(&LogCursor::at(vec![2]), 0, 10).await.unwrap();
     assert_eq!((next[0].id, &next[0].revocation), (3, &token), "positions continue after the migrated ones");
 }
 
@@ -121,11 +121,11 @@ async fn a_logged_revocation_of_unknown_kind_or_without_its_instant_is_corrupt()
     let conn = Connection::open(&path).unwrap();
     let log = "INSERT INTO revocation_log (at, kind, value, instant, actor, reason) VALUES (1, ?1, 'x', ?2, 'cli', '')";
     conn.execute(log, params!["subject", None::<i64>]).unwrap();
-    let err = store.revocations_after(0, 0, 10).await.unwrap_err();
+    let err = store.revocations_after(&LogCursor::default(), 0, 10).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { what: "revocation instant", .. }), "{err}");
     // The schema refuses unknown kinds; a damaged file need not.
     conn.execute_batch("DELETE FROM revocation_log; PRAGMA ignore_check_constraints = ON").unwrap();
     conn.execute(log, params!["cleint", 5]).unwrap();
-    let err = store.revocations_after(0, 0, 10).await.unwrap_err();
+    let err = store.revocations_after(&LogCursor::default(), 0, 10).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { what: "revocation kind", .. }), "{err}");
 }

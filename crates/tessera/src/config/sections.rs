@@ -217,6 +217,11 @@ pub(crate) struct StoreConfig {
     /// With `redis` or `tiered`: connections per node for writes, used in turn (reads have one more). A write
     /// holds its connection while it waits for its replicas, so this bounds the writes in flight. Default 8.
     pub(crate) redis_connections: usize,
+    /// With `redis`: partitions of the revocation log, each in a hash slot of its own, so that on a Redis Cluster
+    /// revocation writes spread over every master instead of all taking one (16 to 64 for a cluster of several
+    /// masters). Default 1. It must match the number the store records: change it with every node stopped, by
+    /// `tessera store repartition` (docs/scaling.md). With `tiered` the log is PostgreSQL's and this stays 1.
+    pub(crate) redis_log_partitions: usize,
     /// With `redis` or `tiered`: replicas that must acknowledge every write (`WAIT`) before Tessera acknowledges it, so an
     /// acknowledged refresh or revocation survives the loss of a Redis node. Default 1 (one replica per master);
     /// 0 only for a single development Redis, durable then only with `appendonly yes` and `appendfsync always`.
@@ -270,6 +275,7 @@ impl Default for StoreConfig {
             redis_urls: Vec::new(),
             redis_cluster: false,
             redis_connections: 8,
+            redis_log_partitions: 1,
             redis_wait_replicas: 1,
             redis_breaker_failures: 5,
             redis_breaker_cool_down: Duration::from_secs(2),

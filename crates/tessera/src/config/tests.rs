@@ -27,6 +27,7 @@ fn every_problem_is_reported_at_once() {
     config.store.pool_size = 0;
     config.store.redis_breaker_failures = 0;
     config.store.redis_connections = 0;
+    config.store.redis_log_partitions = 2;
     config.tokens.user_scope = "orders:write pay\"ments".into();
     let message = config.validate().unwrap_err().to_string();
     for needle in [
@@ -38,6 +39,7 @@ fn every_problem_is_reported_at_once() {
         "pool_size",
         "redis_breaker",
         "redis_connections",
+        "redis_log_partitions applies to the redis backend only",
     ] {
         assert!(message.contains(needle), "{message}");
     }

@@ -103,6 +103,17 @@ impl Config {
         if !(1..=256).contains(&self.store.redis_connections) {
             problems.push("store.redis_connections must be between 1 and 256".to_owned());
         }
+        if !(1..=tessera_store::model::MAX_LOG_PARTITIONS).contains(&self.store.redis_log_partitions) {
+            problems.push(format!(
+                "store.redis_log_partitions must be between 1 and {}",
+                tessera_store::model::MAX_LOG_PARTITIONS
+            ));
+        } else if self.store.redis_log_partitions > 1 && self.store.backend != StoreBackend::Redis {
+            problems.push(
+                "store.redis_log_partitions applies to the redis backend only (tiered keeps the log in PostgreSQL)"
+                    .to_owned(),
+            );
+        }
         if t.leeway > Duration::from_secs(300) {
             problems.push("tokens.leeway must be at most 5m".to_owned());
         }
