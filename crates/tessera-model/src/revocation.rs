@@ -172,12 +172,18 @@ impl LogCursor {
         self.advance_to(entry.partition, entry.id);
     }
 
-    /// Moves `partition` to `position`, if that is forward.
+    /// Moves `partition` to `position`, if that is forward. A partition beyond [`MAX_LOG_PARTITIONS`] is no
+    /// partition of any log, and is ignored (it would take room for every partition before it).
     pub fn advance_to(&mut self, partition: usize, position: i64) {
+        if partition >= MAX_LOG_PARTITIONS {
+            return;
+        }
         if partition >= self.0.len() {
             self.0.resize(partition + 1, 0);
         }
-        self.0[partition] = self.0[partition].max(position);
+        if let Some(applied) = self.0.get_mut(partition) {
+            *applied = (*applied).max(position);
+        }
     }
 
     /// Moves every partition at least as far as `other` has.
@@ -197,7 +203,7 @@ impl LogCursor {
     /// This cursor with each partition the log went back in (its position beyond `head`'s) started again from 0,
     /// and the others kept: a reader reads again only what it may have missed. A partition the cursor has no
     /// position for is read from the start; one `head` does not have is gone (the log has fewer partitions now,
-    /// its entries moved to the others, which kept counting up), and starts again too.
+    /// its entries moved to the others), and starts again too.
     #[must_use]
     pub fn restarted_where_behind(&self, head: &Self) -> Self {
         Self(
@@ -337,5 +343,8 @@ mod tests {
         assert_eq!(cursor, LogCursor::at(vec![1, 0, 7]));
         cursor.catch_up(&LogCursor::at(vec![0, 4, 9]));
         assert_eq!(cursor, LogCursor::at(vec![1, 4, 9]));
+        cursor.advance_to(usize::MAX, 5);
+        cursor.advance_to(MAX_LOG_PARTITIONS, 5);
+        assert_eq!(cursor, LogCursor::at(vec![1, 4, 9]), "no log has such a partition");
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tessera_client::{Backoff, Credentials};
 use tessera_model::clock::Clock;
-use tessera_model::{LogCursor, Millis, Provenance, Revocation, RevocationEntry};
+use tessera_model::{LogCursor, Millis, Provenance, Revocation, RevocationEntry, MAX_LOG_PARTITIONS};
 use tessera_revocation::RevocationIndex;
 
 /// The feed's path under Tessera's base URL.
@@ -115,7 +115,11 @@ impl Feed {
                 .unwrap_or_default();
             return Err(FeedError::Refused { status: status.as_u16(), error });
         }
-        serde_json::from_slice(&body).map_err(|err| FeedError::Garbage(err.to_string()))
+        let page: Page = serde_json::from_slice(&body).map_err(|err| FeedError::Garbage(err.to_string()))?;
+        if page.entries.iter().any(|entry| entry.partition >= MAX_LOG_PARTITIONS) {
+            return Err(FeedError::Garbage("an entry of a partition no log has".into()));
+        }
+        Ok(page)
     }
 }
 

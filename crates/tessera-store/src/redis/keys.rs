@@ -64,7 +64,10 @@ pub(super) fn live_sessions_key(sid: &str) -> String {
 
 /// The keys of one partition of the revocation log, all under one hash tag: partition 0 is the log as it was
 /// before it had partitions (`{tessera-log}`, where the security events also live), partition N > 0 is
-/// `{tessera-log-N}`.
+/// `{tessera-log-N-K}`, K chosen so that of P partitions, partition N sits in the N-th P-th of the cluster's
+/// slots: a cluster's masters hold slots in ranges, so the partitions spread over them evenly (by the hash alone,
+/// 16 partitions fell 11, 3 and 2 on three masters).
+#[derive(Debug, Clone)]
 pub(super) struct LogKeys {
     /// The last position handed out.
     pub(super) seq: String,
@@ -84,9 +87,31 @@ pub(super) struct LogKeys {
     pub(super) moving: String,
 }
 
+/// Slots of a Redis Cluster.
+const SLOTS: usize = 16_384;
+
+/// The slot of a hash tag, as Redis Cluster computes it.
+fn slot(tag: &str) -> usize {
+    usize::from(crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes())) % SLOTS
+}
+
+/// The hash tag of partition `partition` of `partitions` (see [`LogKeys`]).
+fn log_tag(partition: usize, partitions: usize) -> String {
+    if partition == 0 {
+        return "tessera-log".to_owned();
+    }
+    let range = SLOTS / partitions.max(1);
+    // A range holds at least 16 slots (at most 1024 partitions): a tag lands in it within a few thousand tries.
+    (0..)
+        .map(|k| format!("tessera-log-{partition}-{k}"))
+        .find(|tag| slot(tag) / range == partition)
+        .unwrap_or_else(|| format!("tessera-log-{partition}"))
+}
+
 impl LogKeys {
-    pub(super) fn of(partition: usize) -> Self {
-        let tag = if partition == 0 { "tessera-log".to_owned() } else { format!("tessera-log-{partition}") };
+    /// The keys of partition `partition` of a log of `partitions`.
+    pub(super) fn of(partition: usize, partitions: usize) -> Self {
+        let tag = log_tag(partition, partitions);
         let key = |name: &str| format!("tessera:{{{tag}}}:{name}");
         Self {
             seq: key("seq"),
@@ -120,3 +145,27 @@ pub(super) const LEGACY_EVENTS_KEY: &str = "tessera:{tessera-log}:events";
 pub(super) const LOG_PARTITIONS_KEY: &str = "tessera:{tessera-log}:partitions";
 /// The number of partitions a change of the revocation log's partitions is moving its entries to, while it is.
 pub(super) const LOG_REPARTITION_KEY: &str = "tessera:{tessera-log}:repartitioning";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis_cluster() {
+        // CLUSTER KEYSLOT values from Redis's documentation and a live cluster.
+        assert_eq!(slot("foo"), 12_182);
+        assert_eq!(slot("123456789"), 0x31c3);
+    }
+
+    #[test]
+    fn partitions_spread_evenly_over_the_slots() {
+        for partitions in [2, 3, 16, 64, 1024] {
+            let range = SLOTS / partitions;
+            for partition in 1..partitions {
+                let tag = log_tag(partition, partitions);
+                assert_eq!(slot(&tag) / range, partition, "{tag} of {partitions}");
+            }
+        }
+        assert_eq!(LogKeys::of(0, 16).entries, "tessera:{tessera-log}:entries", "partition 0 is the log as it was");
+    }
+}

@@ -41,7 +41,28 @@ pub(super) async fn subscribe(urls: Vec<String>, changes: tokio::sync::watch::Se
     }
 }
 
+/// One partition of the revocation log: its keys, and the revocations queued for it with the turn to write them —
+/// one queue and turn per partition, so each partition's writes go on whatever another partition's master is
+/// doing (slow, failing over).
+pub(super) struct Partition {
+    pub(super) keys: LogKeys,
+    pub(super) queue: std::sync::Mutex<Vec<PendingRevocation>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl Partition {
+    pub(super) fn new(keys: LogKeys) -> Self {
+        Self { keys, queue: std::sync::Mutex::default(), turn: tokio::sync::Mutex::default() }
+    }
+}
+
 impl RedisStore {
+    /// Partition `partition` of the revocation log (every partition a caller names comes from
+    /// [`log_partition`], below the count).
+    pub(super) fn partition(&self, partition: usize) -> Result<&Partition, StoreError> {
+        self.log.get(partition).ok_or_else(|| StoreError::corrupt("revocation log partition", partition.to_string()))
+    }
+
     /// The partition of the revocation log that holds `revocation`.
     pub(super) fn partition_of(&self, revocation: &Revocation) -> usize {
         log_partition(revocation.to_columns().1, self.log_partitions)
@@ -68,7 +89,7 @@ impl RedisStore {
         entries: &[(&Revocation, &Provenance, Millis)],
         event: Option<&EventRecord>,
     ) -> Result<(), StoreError> {
-        let log = LogKeys::of(partition);
+        let log = self.partition(partition)?.keys.clone();
         let mut keys = vec![log.seq, log.entries, log.by_time, log.highest_at, log.revoked_tokens];
         if event.is_some() {
             debug_assert_eq!(partition, 0, "the security events live with partition 0");
@@ -120,13 +141,15 @@ impl RedisStore {
         Ok((changed == 1, family))
     }
 
-    /// Waits for the turn to write queued revocations and writes them until `answer` has come: `None` when it was
-    /// dropped unanswered (the turn that took it was cancelled).
+    /// Waits for the turn to write revocations queued for `partition` and writes them until `answer` has come:
+    /// `None` when it was dropped unanswered (the turn that took it was cancelled).
     pub(super) async fn take_turns(
         &self,
+        partition: usize,
         mut answer: tokio::sync::oneshot::Receiver<Result<bool, StoreError>>,
     ) -> Result<Option<Result<bool, StoreError>>, StoreError> {
-        let _turn = self.revocation_turn.lock().await;
+        let partition_log = self.partition(partition)?;
+        let _turn = partition_log.turn.lock().await;
         loop {
             match answer.try_recv() {
                 Ok(answered) => return Ok(Some(answered)),
@@ -134,7 +157,7 @@ impl RedisStore {
                 Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
             }
             let batch: Vec<PendingRevocation> = {
-                let mut queue = self.revocations.lock().map_err(|_| StoreError::Unavailable)?;
+                let mut queue = partition_log.queue.lock().map_err(|_| StoreError::Unavailable)?;
                 let take = queue.len().min(REVOCATION_BATCH);
                 queue.drain(..take).collect()
             };
@@ -143,7 +166,7 @@ impl RedisStore {
                 // only comes after that one was cancelled): wait for the answer or its loss.
                 return Ok(answer.await.ok());
             }
-            self.revoke_batch(batch).await;
+            self.revoke_batch(partition, batch).await;
         }
     }
 
@@ -177,10 +200,10 @@ impl RedisStore {
         }
     }
 
-    /// [`Store::revoke`](crate::Store::revoke) for a batch: log first (every revocation that would change
-    /// something, one append per partition, the partitions at once), then apply (see the module documentation);
-    /// each caller gets its own answer.
-    async fn revoke_batch(&self, batch: Vec<PendingRevocation>) {
+    /// [`Store::revoke`](crate::Store::revoke) for a batch of one partition: log first (every revocation that
+    /// would change something, in one append), then apply (see the module documentation); each caller gets its
+    /// own answer.
+    async fn revoke_batch(&self, partition: usize, batch: Vec<PendingRevocation>) {
         let wanted = futures_util::future::join_all(batch.iter().map(|p| self.would_change(&p.revocation))).await;
         let mut logged = Vec::new();
         for (pending, wanted) in batch.into_iter().zip(wanted) {
@@ -190,18 +213,9 @@ impl RedisStore {
                 Err(err) => drop(pending.reply.send(Err(err))),
             }
         }
-        let mut by_partition: Vec<Vec<PendingRevocation>> = (0..self.log_partitions).map(|_| Vec::new()).collect();
-        for pending in logged {
-            let partition = self.partition_of(&pending.revocation);
-            by_partition[partition].push(pending);
+        if logged.is_empty() {
+            return;
         }
-        let partitions = by_partition.into_iter().enumerate().filter(|(_, logged)| !logged.is_empty());
-        futures_util::future::join_all(partitions.map(|(partition, logged)| self.log_and_apply(partition, logged)))
-            .await;
-    }
-
-    /// Logs revocations in one append to `partition`, then applies them; each caller gets its own answer.
-    async fn log_and_apply(&self, partition: usize, logged: Vec<PendingRevocation>) {
         let entries: Vec<_> = logged.iter().map(|p| (&p.revocation, &p.provenance, p.now)).collect();
         if let Err(err) = self.append_to(partition, &entries, None).await {
             // Nothing acknowledged in this partition: each of its callers gets the error and may retry.
@@ -250,8 +264,8 @@ impl RedisStore {
 
     /// The positions each partition's readers may read up to.
     pub(super) async fn committed_positions(&self) -> Result<LogCursor, StoreError> {
-        let read = (0..self.log_partitions).map(|partition| async move {
-            let committed: Option<i64> = self.read(::redis::cmd("GET").arg(LogKeys::of(partition).committed)).await?;
+        let read = self.log.iter().map(|partition| async move {
+            let committed: Option<i64> = self.read(::redis::cmd("GET").arg(&partition.keys.committed)).await?;
             Ok::<_, StoreError>(committed.unwrap_or(0))
         });
         Ok(LogCursor::at(futures_util::future::try_join_all(read).await?))
@@ -269,7 +283,7 @@ impl RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let log = LogKeys::of(partition);
+        let log = &self.partition(partition)?.keys;
         // Only what the replicas acknowledged (see `commit.lua`).
         let committed: Option<i64> = self.read(::redis::cmd("GET").arg(&log.committed)).await?;
         let Some(committed) = committed.filter(|&committed| committed > after_id) else {
@@ -336,8 +350,8 @@ fn merge_by_time(partitions: Vec<Vec<RevocationEntry>>, limit: usize) -> Vec<Rev
             .enumerate()
             .filter_map(|(partition, page)| page.peek().map(|entry| (entry.at, partition)))
             .min();
-        let Some((_, partition)) = earliest else { break };
-        merged.extend(heads[partition].next());
+        let Some(next) = earliest.and_then(|(_, partition)| heads.get_mut(partition)?.next()) else { break };
+        merged.push(next);
     }
     merged
 }

@@ -184,13 +184,12 @@ pub struct RedisStore {
     /// Sessions' subjects, as read (see `subject_of`).
     subjects: std::sync::Mutex<HashMap<String, String>>,
     /// Revocations waiting to be written, and the turn to write them (see [`Store::revoke`]).
-    revocations: std::sync::Mutex<Vec<PendingRevocation>>,
-    revocation_turn: tokio::sync::Mutex<()>,
     breaker: Breaker,
     scripts: Scripts,
     wait_replicas: u32,
-    /// Partitions of the revocation log.
+    /// Partitions of the revocation log (how many, and each).
     log_partitions: usize,
+    log: Vec<log::Partition>,
     log_changes: tokio::sync::watch::Receiver<u64>,
     subscriber: tokio::task::JoinHandle<()>,
     /// The shards and their replicas online, as the probe last saw them (see [`replicas`]).
@@ -268,12 +267,13 @@ impl RedisStore {
             next_writer: std::sync::atomic::AtomicUsize::new(0),
             reader,
             subjects: std::sync::Mutex::default(),
-            revocations: std::sync::Mutex::default(),
-            revocation_turn: tokio::sync::Mutex::default(),
             breaker,
             scripts: Scripts::new(),
             wait_replicas,
             log_partitions,
+            log: (0..log_partitions)
+                .map(|partition| log::Partition::new(LogKeys::of(partition, log_partitions)))
+                .collect(),
             log_changes,
             subscriber,
             shards,
@@ -492,8 +492,8 @@ impl Store for RedisStore {
     }
 
     async fn revoke(&self, revocation: Revocation, provenance: Provenance, now: Millis) -> Result<bool, StoreError> {
-        // Group commit: revocations queue; callers take turns, and whoever has the turn writes everything queued
-        // (up to REVOCATION_BATCH per append) — its own revocation and those that arrived meanwhile — so under
+        // Group commit, per log partition: revocations queue; callers take turns, and whoever has the turn writes
+        // everything queued for the partition (up to REVOCATION_BATCH per append) — its own revocation and those that arrived meanwhile — so under
         // load many revocations share one append, one commit and their WAITs, and a lone one waits for nothing.
         // A caller whose turn is cancelled (its client went away) drops the answers of the batch it held; their
         // callers submit again (revoking twice is harmless), a few times at most.
@@ -501,8 +501,9 @@ impl Store for RedisStore {
             let (reply, answer) = tokio::sync::oneshot::channel();
             let pending =
                 PendingRevocation { revocation: revocation.clone(), provenance: provenance.clone(), now, reply };
-            self.revocations.lock().map_err(|_| StoreError::Unavailable)?.push(pending);
-            if let Some(answered) = self.take_turns(answer).await? {
+            let partition = self.partition_of(&revocation);
+            self.partition(partition)?.queue.lock().map_err(|_| StoreError::Unavailable)?.push(pending);
+            if let Some(answered) = self.take_turns(partition, answer).await? {
                 return answered;
             }
         }
@@ -555,8 +556,8 @@ impl Store for RedisStore {
 
     async fn forget_revocations_recorded_before(&self, before: Millis, limit: usize) -> Result<usize, StoreError> {
         let mut forgotten = 0;
-        for partition in 0..self.log_partitions {
-            let log = LogKeys::of(partition);
+        for partition in &self.log {
+            let log = partition.keys.clone();
             let keys = [log.entries, log.by_time, log.revoked_tokens, log.committed];
             while forgotten < limit {
                 let most = (limit - forgotten).min(PRUNED_PER_SCRIPT);
@@ -573,7 +574,7 @@ impl Store for RedisStore {
     }
 
     async fn token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
-        let revoked_tokens = LogKeys::of(log_partition(jti, self.log_partitions)).revoked_tokens;
+        let revoked_tokens = &self.partition(log_partition(jti, self.log_partitions))?.keys.revoked_tokens;
         self.read(::redis::cmd("HEXISTS").arg(revoked_tokens).arg(jti)).await
     }
 

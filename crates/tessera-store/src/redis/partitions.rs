@@ -29,7 +29,7 @@ impl RedisStore {
         let recorded = match self.recorded_partitions().await? {
             Some(recorded) => recorded,
             None if self.log_partitions == 1 => return Ok(()),
-            None if self.read::<bool>(::redis::cmd("EXISTS").arg(LogKeys::of(0).seq)).await? => 1,
+            None if self.read::<bool>(::redis::cmd("EXISTS").arg(&self.partition(0)?.keys.seq)).await? => 1,
             None => {
                 // A fresh log: the first node records its number; one racing it with another number loses.
                 let set = ::redis::cmd("SET").arg(LOG_PARTITIONS_KEY).arg(self.log_partitions).arg("NX").clone();
@@ -52,9 +52,10 @@ impl RedisStore {
     /// the partition its target belongs to in the new number; how many entries moved. Every node must be stopped
     /// meanwhile: one still writing with the old number would log where readers no longer look.
     ///
-    /// Moved entries get new positions in their new partition, after every position it handed out before (each
-    /// partition's counter keeps counting), so a verifier that follows the log over the change reads them again
-    /// rather than missing any; the security events stay where they are. Interrupted, it refuses every node's
+    /// Moved entries get new positions in their new partition: partition 0 keeps counting up, the others are new
+    /// slots (their hash tags depend on the number of partitions) whose positions start again, which readers take
+    /// for a partition gone back and read from the start. Either way a verifier that follows the log over the
+    /// change reads the moved entries again rather than missing any. The security events stay where they are. Interrupted, it refuses every node's
     /// connection until run again, and then carries on where it stopped.
     ///
     /// # Errors
@@ -77,7 +78,7 @@ impl RedisStore {
         }
         let mut moved = 0;
         for partition in 0..from {
-            moved += store.move_set_aside(partition).await?;
+            moved += store.move_set_aside(partition, from).await?;
         }
         let record = if to == 1 {
             ::redis::cmd("DEL").arg(LOG_PARTITIONS_KEY).clone()
@@ -94,7 +95,7 @@ impl RedisStore {
     /// built from them, which the moved entries rebuild; then records that a change to `to` is under way.
     async fn set_aside(&self, from: usize, to: usize) -> Result<(), StoreError> {
         for partition in 0..from {
-            let log = LogKeys::of(partition);
+            let log = LogKeys::of(partition, from);
             if self.read::<bool>(::redis::cmd("EXISTS").arg(&log.moving)).await? {
                 return Err(StoreError::corrupt(
                     "revocation log",
@@ -109,10 +110,10 @@ impl RedisStore {
         self.command::<String>(::redis::cmd("SET").arg(LOG_REPARTITION_KEY).arg(to).clone()).await.map(drop)
     }
 
-    /// Appends the entries set aside from `partition` to their partitions, oldest first, a page at a time, each
+    /// Appends the entries set aside from `partition` of `from` to their partitions, oldest first, a page at a time, each
     /// page forgotten from the set-aside ones once appended; how many.
-    async fn move_set_aside(&self, partition: usize) -> Result<usize, StoreError> {
-        let moving = LogKeys::of(partition).moving;
+    async fn move_set_aside(&self, partition: usize, from: usize) -> Result<usize, StoreError> {
+        let moving = LogKeys::of(partition, from).moving;
         let mut moved = 0;
         loop {
             let members: Vec<String> =
@@ -125,16 +126,13 @@ impl RedisStore {
                 let (id, record) = log_member(member)?;
                 entries.push(record.into_entry(partition, id)?);
             }
-            let mut by_partition: Vec<Vec<_>> = (0..self.log_partitions).map(|_| Vec::new()).collect();
+            let mut by_partition = std::collections::BTreeMap::<usize, Vec<_>>::new();
             for entry in &entries {
-                by_partition[self.partition_of(&entry.revocation)].push((
-                    &entry.revocation,
-                    &entry.provenance,
-                    entry.at,
-                ));
+                let to = by_partition.entry(self.partition_of(&entry.revocation)).or_default();
+                to.push((&entry.revocation, &entry.provenance, entry.at));
             }
-            for (to, entries) in by_partition.iter().enumerate().filter(|(_, entries)| !entries.is_empty()) {
-                self.append_to(to, entries, None).await?;
+            for (to, entries) in &by_partition {
+                self.append_to(*to, entries, None).await?;
             }
             self.command::<i64>(::redis::cmd("ZREM").arg(&moving).arg(&members).clone()).await?;
             moved += members.len();
