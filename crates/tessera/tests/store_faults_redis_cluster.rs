@@ -1,9 +1,9 @@
 //! A Redis Cluster (3 masters, 3 replicas, writes waiting for one replica) under `tessera serve`, with real
 //! processes on loopback ports:
 //!
-//! - it loses the master of the revocation log to SIGKILL under load: no refresh or revocation acknowledged with a
-//!   2xx is lost, and no request ever gets a wrong answer (only 503s while the cluster fails over), and the circuit
-//!   breaker stays closed (one dead master among healthy ones is no outage). Requests, errors, the length of the
+//! - it loses the master of the revocation log (of its partition 0, when it has 16) to SIGKILL under load: no
+//!   refresh or revocation acknowledged with a 2xx is lost, and no request ever gets a wrong answer (only 503s
+//!   while the cluster fails over), and the circuit breaker stays closed (one dead master among healthy ones is no outage). Requests, errors, the length of the
 //!   disturbance and the failover time are printed (`--no-capture`) for BENCHMARKS.md: measured, not asserted.
 //!   With one replica per master, the promoted replica's shard then refuses writes and every node names it in
 //!   `/readyz` and `/metrics` until the dead node is back; with two (3 + 6 nodes), writes go on with no one's help;
@@ -88,12 +88,17 @@ struct Run {
 /// started afterwards.
 fn sigkill_of_the_log_master_under_load(
     replicas_per_master: usize,
+    log_partitions: usize,
     after_failover: impl FnOnce(&mut RedisCluster, usize, [SocketAddr; 2]) + Send,
 ) -> Run {
     let mut cluster = RedisCluster::start_with_replicas(replicas_per_master, Duration::from_millis(2_000));
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     configure(d, &cluster.urls(), true, 1, "120s");
+    let config = std::fs::read_to_string(d.join("tessera.toml")).unwrap();
+    assert!(config.contains("redis_wait_replicas = 1\n"), "{config}");
+    let partitioned = format!("redis_wait_replicas = 1\nredis_log_partitions = {log_partitions}\n");
+    std::fs::write(d.join("tessera.toml"), config.replacen("redis_wait_replicas = 1\n", &partitioned, 1)).unwrap();
     add_user(d, "alice");
     let nodes = [Server::start(d), Server::start(d)];
     let addrs = [nodes[0].addr, nodes[1].addr];
@@ -199,7 +204,7 @@ fn sigkill_of_the_log_master_under_load(
     };
     eprintln!(
         "SIGKILL of the revocation log's Redis master under load (3 masters with {replicas_per_master} replica(s) \
-         each, WAIT 1, cluster-node-timeout 2 s, 2 tessera nodes, 3 refresh loops + 1 mint-and-revoke loop, debug \
+         each, the log in {log_partitions} partition(s), WAIT 1, cluster-node-timeout 2 s, 2 tessera nodes, 3 refresh loops + 1 mint-and-revoke loop, debug \
          build):\n  \
          requests {}, errors {errors} ({:.2}%), slow (>= 1 s) but successful {slow}, longest {longest:.2?}\n  \
          disturbance (failed or slow requests) {disturbance}\n  \
@@ -256,7 +261,7 @@ fn unwritable_shards(addr: SocketAddr) -> Option<u64> {
 /// comes back as its replica.
 #[test]
 fn sigkill_of_the_revocation_log_master_under_load_loses_no_acknowledged_refresh_or_revocation() {
-    let run = sigkill_of_the_log_master_under_load(1, |cluster, dead, addrs| {
+    let run = sigkill_of_the_log_master_under_load(1, 1, |cluster, dead, addrs| {
         for addr in addrs {
             eventually("a node names the shard left without a replica", || {
                 let (status, body) = get(addr, "/readyz");
@@ -281,7 +286,18 @@ fn sigkill_of_the_revocation_log_master_under_load_loses_no_acknowledged_refresh
 /// one, so its shard goes on acknowledging writes with no operator and no node coming back.
 #[test]
 fn with_two_replicas_per_master_writes_go_on_after_the_log_master_dies_and_nothing_acknowledged_is_lost() {
-    let run = sigkill_of_the_log_master_under_load(2, |_, _, addrs| {
+    writes_go_on_after_a_master_dies_with_two_replicas_each(1);
+}
+
+/// The same with the revocation log in 16 partitions over the three masters: the dead master held partition 0 and
+/// about a third of the others, and nothing acknowledged in any of them is lost.
+#[test]
+fn with_the_log_in_16_partitions_a_dead_master_loses_no_acknowledged_revocation_and_writes_go_on() {
+    writes_go_on_after_a_master_dies_with_two_replicas_each(16);
+}
+
+fn writes_go_on_after_a_master_dies_with_two_replicas_each(log_partitions: usize) {
+    let run = sigkill_of_the_log_master_under_load(2, log_partitions, |_, _, addrs| {
         for addr in addrs {
             eventually("after the failover no shard is short of replicas", || {
                 get(addr, "/readyz") == (200, "ready".into()) && unwritable_shards(addr) == Some(0)
