@@ -252,14 +252,15 @@ async fn sync_once(state: &AppState) -> Result<(), tessera_store::StoreError> {
     let now = state.clock().now_ms();
     let index = state.revocations();
     let clients = state.clients();
-    // A log that went back (a restore from an older backup, a Redis shard lost with its replica) would hand out
-    // positions this node has passed, and their entries would be skipped for good: read it all again instead.
-    // Per partition, when the log has several.
-    let head = state.store().log_head().await?;
+    let horizon = index.retention().horizon(now);
+    // The head (per partition, when the log has several) and the first page after it, read together.
+    let applied = index.applied();
+    let (head, mut entries) = state.store().head_and_revocations_after(&applied, horizon, 10_000).await?;
     // Reading the whole log (the first sync, or after a rewind) is a resync; its entries are old news, not
     // propagation.
     let mut resync = index.last_sync_ms() == 0;
-    let applied = index.applied();
+    // A log that went back (a restore from an older backup, a Redis shard lost with its replica) would hand out
+    // positions this node has passed, and their entries would be skipped for good: read it again where it did.
     if applied.is_past(&head) {
         tracing::error!(
             head = %head,
@@ -271,13 +272,13 @@ async fn sync_once(state: &AppState) -> Result<(), tessera_store::StoreError> {
         index.rewind_to(&head);
         clients.mark_stale();
         resync = true;
+        // The page read with the positions passed: read again from where the log still is.
+        entries = state.store().revocations_after(&index.applied(), horizon, 10_000).await?;
     }
     if resync {
         metrics::counter!("tessera_revocation_resyncs_total").increment(1);
     }
     loop {
-        let after = index.applied();
-        let entries = state.store().revocations_after(&after, index.retention().horizon(now), 10_000).await?;
         if entries.iter().any(|entry| matches!(entry.revocation, tessera_model::Revocation::Client { .. })) {
             clients.mark_stale();
         }
@@ -291,6 +292,7 @@ async fn sync_once(state: &AppState) -> Result<(), tessera_store::StoreError> {
         if entries.len() < 10_000 {
             break;
         }
+        entries = state.store().revocations_after(&index.applied(), horizon, 10_000).await?;
     }
     if clients.take_stale() {
         reload_clients(state).await.inspect_err(|_| clients.mark_stale())?;

@@ -549,6 +549,9 @@ async fn token_revocations_are_logged(store: &dyn Store) {
     everything.iter().for_each(|entry| seen.advance(entry));
     let head = store.log_head().await.unwrap();
     assert!(head.partitions() >= 1, "a head for each partition");
+    let (read_with, entries) =
+        store.head_and_revocations_after(&LogCursor::default(), i64::MIN, 100_000).await.unwrap();
+    assert_eq!((read_with, entries), (head.clone(), everything.clone()), "the head and the entries read together");
     for partition in 0..head.partitions() {
         assert_eq!(head.position(partition), seen.position(partition), "partition {partition}");
     }

@@ -29,7 +29,7 @@ pub struct Deadline<S> {
 }
 
 /// The operations [`Deadline`] times: every method of [`Store`] it forwards.
-const OPERATIONS: [&str; 29] = [
+const OPERATIONS: [&str; 30] = [
     "create_user",
     "user",
     "users",
@@ -53,6 +53,7 @@ const OPERATIONS: [&str; 29] = [
     "forget_revocations_recorded_before",
     "token_revoked",
     "log_head",
+    "head_and_revocations_after",
     "record_security_event",
     "security_events",
     "ping",
@@ -234,6 +235,16 @@ impl<S: Store> Store for Deadline<S> {
 
     async fn log_head(&self) -> Result<LogCursor, StoreError> {
         self.bounded("log_head", self.inner.log_head()).await
+    }
+
+    async fn head_and_revocations_after(
+        &self,
+        after: &LogCursor,
+        since: Millis,
+        limit: usize,
+    ) -> Result<(LogCursor, Vec<RevocationEntry>), StoreError> {
+        let read = self.inner.head_and_revocations_after(after, since, limit);
+        self.bounded("head_and_revocations_after", read).await
     }
 
     async fn record_security_event(&self, event: NewSecurityEvent) -> Result<SecurityEvent, StoreError> {

@@ -241,6 +241,22 @@ pub trait Store: Send + Sync + 'static {
     /// Backend failures.
     async fn log_head(&self) -> Result<LogCursor, StoreError>;
 
+    /// [`log_head`](Self::log_head), then [`revocations_after`](Self::revocations_after) up to at least that head,
+    /// as a reader syncing does: backends that read the head on the way (Redis, a committed position per
+    /// partition) answer with one read of it instead of two.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn head_and_revocations_after(
+        &self,
+        after: &LogCursor,
+        since: Millis,
+        limit: usize,
+    ) -> Result<(LogCursor, Vec<RevocationEntry>), StoreError> {
+        let head = self.log_head().await?;
+        Ok((head, self.revocations_after(after, since, limit).await?))
+    }
+
     /// Records a security event (reuse detection records its own, inside the refresh's atomic step) and returns
     /// it with its id: larger than every id recorded before it on any node.
     ///

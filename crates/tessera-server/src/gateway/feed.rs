@@ -231,13 +231,12 @@ async fn read(state: &AppState, ask: &Ask, client_id: &str) -> Result<(Vec<Revoc
     let mut closing = state.closing();
     let mut slot = None;
     loop {
-        let head = state.store().log_head().await?;
+        let now = state.clock().now_ms();
+        let since = state.revocations().retention().horizon(now);
+        let (head, entries) = state.store().head_and_revocations_after(&ask.after, since, ask.limit).await?;
         if ask.after.is_past(&head) {
             return Err(Read::Feed(FeedError::Rewound { head }));
         }
-        let now = state.clock().now_ms();
-        let since = state.revocations().retention().horizon(now);
-        let entries = state.store().revocations_after(&ask.after, since, ask.limit).await?;
         if !entries.is_empty() || tokio::time::Instant::now() >= deadline || *closing.borrow() {
             return Ok((entries, head));
         }

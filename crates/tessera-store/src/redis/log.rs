@@ -245,19 +245,24 @@ impl RedisStore {
         self.append(&revocation, &Provenance::automatic(reason), now, None).await
     }
 
-    /// [`Store::revocations_after`](crate::Store::revocations_after): each partition read at once, then merged
-    /// by record time, each partition's entries staying in their order.
+    /// [`Store::revocations_after`](crate::Store::revocations_after): each partition read at once, up to its
+    /// committed position (`committed`'s, when the caller has just read them), then merged by record time, each
+    /// partition's entries staying in their order.
     pub(super) async fn read_log(
         &self,
         after: &LogCursor,
+        committed: Option<&LogCursor>,
         since: Millis,
         limit: usize,
     ) -> Result<Vec<RevocationEntry>, StoreError> {
+        let read_one = |partition| {
+            let committed = committed.map(|committed| committed.position(partition));
+            self.read_partition(partition, after.position(partition), committed, since, limit)
+        };
         if self.log_partitions == 1 {
-            return self.read_partition(0, after.position(0), since, limit).await;
+            return read_one(0).await;
         }
-        let read = (0..self.log_partitions)
-            .map(|partition| self.read_partition(partition, after.position(partition), since, limit));
+        let read = (0..self.log_partitions).map(read_one);
         let partitions = futures_util::future::try_join_all(read).await?;
         Ok(merge_by_time(partitions, limit))
     }
@@ -272,11 +277,13 @@ impl RedisStore {
     }
 
     /// One partition's committed entries after `after_id` and recorded at or after `since`, found from the time
-    /// index, read a page at a time.
+    /// index, read a page at a time; up to `committed` when the caller read it, else to the committed position
+    /// read here.
     async fn read_partition(
         &self,
         partition: usize,
         after_id: i64,
+        committed: Option<i64>,
         since: Millis,
         limit: usize,
     ) -> Result<Vec<RevocationEntry>, StoreError> {
@@ -285,7 +292,10 @@ impl RedisStore {
         }
         let log = &self.partition(partition)?.keys;
         // Only what the replicas acknowledged (see `commit.lua`).
-        let committed: Option<i64> = self.read(::redis::cmd("GET").arg(&log.committed)).await?;
+        let committed: Option<i64> = match committed {
+            Some(committed) => Some(committed),
+            None => self.read(::redis::cmd("GET").arg(&log.committed)).await?,
+        };
         let Some(committed) = committed.filter(|&committed| committed > after_id) else {
             return Ok(Vec::new());
         };

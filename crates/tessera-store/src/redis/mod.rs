@@ -546,7 +546,7 @@ impl Store for RedisStore {
         since: Millis,
         limit: usize,
     ) -> Result<Vec<RevocationEntry>, StoreError> {
-        self.read_log(after, since, limit).await
+        self.read_log(after, None, since, limit).await
     }
 
     async fn forget_sessions_expired_before(&self, _before: Millis, _limit: usize) -> Result<usize, StoreError> {
@@ -581,6 +581,17 @@ impl Store for RedisStore {
     async fn log_head(&self) -> Result<LogCursor, StoreError> {
         // Readers see only committed positions (see `commit.lua`).
         self.committed_positions().await
+    }
+
+    async fn head_and_revocations_after(
+        &self,
+        after: &LogCursor,
+        since: Millis,
+        limit: usize,
+    ) -> Result<(LogCursor, Vec<RevocationEntry>), StoreError> {
+        let head = self.committed_positions().await?;
+        let entries = self.read_log(after, Some(&head), since, limit).await?;
+        Ok((head, entries))
     }
 
     async fn record_security_event(&self, event: NewSecurityEvent) -> Result<SecurityEvent, StoreError> {
