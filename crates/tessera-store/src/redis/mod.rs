@@ -493,16 +493,17 @@ impl Store for RedisStore {
 
     async fn revoke(&self, revocation: Revocation, provenance: Provenance, now: Millis) -> Result<bool, StoreError> {
         // Group commit, per log partition: revocations queue; callers take turns, and whoever has the turn writes
-        // everything queued for the partition (up to REVOCATION_BATCH per append) — its own revocation and those that arrived meanwhile — so under
-        // load many revocations share one append, one commit and their WAITs, and a lone one waits for nothing.
-        // A caller whose turn is cancelled (its client went away) drops the answers of the batch it held; their
-        // callers submit again (revoking twice is harmless), a few times at most.
+        // everything queued for the partition (up to REVOCATION_BATCH per append) — its own revocation and those
+        // that arrived meanwhile — so under load many revocations share one append, one commit and their WAITs,
+        // and a lone one waits for nothing. A caller whose turn is cancelled (its client went away) drops the
+        // answers of the batch it held; their callers submit again (revoking twice is harmless), a few times at most.
+        let partition = self.partition_of(&revocation);
+        let queue = &self.partition(partition)?.queue;
         for _ in 0..3 {
             let (reply, answer) = tokio::sync::oneshot::channel();
             let pending =
                 PendingRevocation { revocation: revocation.clone(), provenance: provenance.clone(), now, reply };
-            let partition = self.partition_of(&revocation);
-            self.partition(partition)?.queue.lock().map_err(|_| StoreError::Unavailable)?.push(pending);
+            queue.lock().map_err(|_| StoreError::Unavailable)?.push(pending);
             if let Some(answered) = self.take_turns(partition, answer).await? {
                 return answered;
             }
