@@ -1,8 +1,9 @@
 //! Following Tessera's revocation feed (`/gateway/v1/revocations`) into the in-process index: a cold start reads
 //! the entries within retention page by page, then long polls carry each new revocation as soon as Tessera's node
 //! has it. A log that went back (`409 log_rewound`, or a `next` behind the position already applied) is read again
-//! from the start, in each partition where it went back when it has several; an unreachable Tessera or an answer that makes no sense is retried with bounded, jittered
-//! backoff, and the index's last sync — what the stale policy looks at — only moves on a good answer.
+//! from the start, in each partition where it went back when it has several; an unreachable Tessera or an answer
+//! that makes no sense is retried with bounded, jittered backoff, and the index's last sync — what the stale
+//! policy looks at — only moves on a good answer.
 
 use std::time::Duration;
 

@@ -8,8 +8,9 @@
 //!   (`rate_limits.feed_waits_per_client`); beyond either, 429 with `Retry-After`.
 //! - **From where.** `after` is the last position the caller applied, 0 to start: the answer holds the entries
 //!   after it, oldest first (a log of several partitions — Redis Cluster — has a position per partition: `after`
-//!   and `next` are then the positions joined by dots, `"12.0.7"`, and each entry names its `partition`), at most `limit` (1 to 1000, default 1000), leaving out those older than the nodes'
-//!   retention (their tokens have expired: a cold start's snapshot is the entries within retention, in pages).
+//!   and `next` are then the positions joined by dots, `"12.0.7"`, and each entry names its `partition`), at
+//!   most `limit` (1 to 1000, default 1000), leaving out those older than the nodes' retention (their tokens have
+//!   expired: a cold start's snapshot is the entries within retention, in pages).
 //!   The caller asks next from `next`, at once while `more` is true.
 //! - **Long polling.** With `wait` (seconds; at most 30 and the request timeout less a second, a longer wait is
 //!   shortened) and nothing new, the answer waits until the log grows — a revocation on this node, or one another
