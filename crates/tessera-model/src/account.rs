@@ -30,9 +30,28 @@ pub struct User {
     pub disabled: bool,
     /// When the user was added.
     pub created_at: Millis,
+    /// What OpenID Connect's `profile` and `email` scopes release about them.
+    pub profile: Profile,
 }
 
-/// A service that authenticates with a client secret (client credentials, token exchange, introspection).
+/// The user attributes OpenID Connect releases (Core §5.1): `name` with the `profile` scope, `email` and
+/// `email_verified` with the `email` scope. Empty by default: nothing is released that was not set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Full name, for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Email address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Whether the operator vouches that the address is the user's.
+    #[serde(default)]
+    pub email_verified: bool,
+}
+
+/// An application that calls the token endpoint: a service (client credentials, token exchange, introspection)
+/// authenticating with a secret or keys, or an application signing users in through the authorization endpoint
+/// ([`CodeFlow`]), confidential with a secret or keys, or public with neither.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Client {
     /// `client_id`.
@@ -52,4 +71,23 @@ pub struct Client {
     pub jwks: Option<String>,
     /// When it was added.
     pub created_at: Millis,
+    /// How the client signs users in through the authorization endpoint; `None` for a client that may not.
+    pub code_flow: Option<CodeFlow>,
+}
+
+/// A client's registration for the authorization code flow (RFC 6749 §4.1 with PKCE, OpenID Connect).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeFlow {
+    /// Where codes may be sent, matched exactly (RFC 9700 §4.1.3); a loopback `http` URI matches on any port
+    /// (RFC 8252 §7.3).
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send the browser back to, matched exactly.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Whether authorization requests must be pushed first (RFC 9126 §6).
+    #[serde(default)]
+    pub require_par: bool,
+    /// An application of the same operator: users are not asked to consent to it.
+    #[serde(default)]
+    pub first_party: bool,
 }

@@ -103,6 +103,8 @@ pub enum AutomaticRevocation {
     ClientSecretRotated,
     /// A client's keys were replaced: its tokens end.
     ClientKeysReplaced,
+    /// An authorization code came back a second time: the tokens issued for it end (RFC 6749 §4.1.2).
+    CodeReplayed,
 }
 
 impl AutomaticRevocation {
@@ -117,6 +119,7 @@ impl AutomaticRevocation {
             Self::ClientAdded => "client_added",
             Self::ClientSecretRotated => "client_secret_rotated",
             Self::ClientKeysReplaced => "client_keys_replaced",
+            Self::CodeReplayed => "code_replayed",
         }
     }
 }

@@ -48,6 +48,10 @@ fn json<T: DeserializeOwned>(record: &impl Record, column: Column) -> Result<T, 
     from_json(column.name, &record.text(column)?)
 }
 
+fn optional_json<T: DeserializeOwned>(record: &impl Record, column: Column) -> Result<Option<T>, StoreError> {
+    record.optional_text(column)?.map(|text| from_json(column.name, &text)).transpose()
+}
+
 /// A stored generation (a signed integer in SQL).
 pub(crate) fn generation(stored: i64) -> Result<u64, StoreError> {
     u64::try_from(stored).map_err(|_| StoreError::corrupt("generation", format!("negative generation {stored}")))
@@ -73,7 +77,7 @@ pub(crate) fn stored_document_version(version: u64) -> Result<i64, StoreError> {
 
 /// The user columns, in this order.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) const USER_COLUMNS: &str = "username, password_hash, roles, disabled, created_at";
+pub(crate) const USER_COLUMNS: &str = "username, password_hash, roles, disabled, created_at, profile";
 
 /// A user.
 pub(crate) fn user_from(record: &impl Record) -> Result<User, StoreError> {
@@ -83,12 +87,15 @@ pub(crate) fn user_from(record: &impl Record) -> Result<User, StoreError> {
         roles: json(record, column(2, "roles"))?,
         disabled: record.flag(column(3, "disabled"))?,
         created_at: record.integer(column(4, "created_at"))?,
+        // Absent from records written before profiles existed: nothing released.
+        profile: optional_json(record, column(5, "profile"))?.unwrap_or_default(),
     })
 }
 
 /// The client columns, in this order.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) const CLIENT_COLUMNS: &str = "client_id, secret_hash, scopes, audiences, grants, disabled, created_at, jwks";
+pub(crate) const CLIENT_COLUMNS: &str =
+    "client_id, secret_hash, scopes, audiences, grants, disabled, created_at, jwks, code_flow";
 
 /// A client.
 pub(crate) fn client_from(record: &impl Record) -> Result<Client, StoreError> {
@@ -101,6 +108,7 @@ pub(crate) fn client_from(record: &impl Record) -> Result<Client, StoreError> {
         disabled: record.flag(column(5, "disabled"))?,
         created_at: record.integer(column(6, "created_at"))?,
         jwks: record.optional_text(column(7, "jwks"))?,
+        code_flow: optional_json(record, column(8, "code_flow"))?,
     })
 }
 

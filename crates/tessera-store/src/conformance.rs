@@ -361,6 +361,11 @@ async fn users(store: &dyn Store) {
         roles: vec!["r".into()],
         disabled: false,
         created_at: 1,
+        profile: crate::model::Profile {
+            name: Some("Ann Example".into()),
+            email: Some("ann@example.com".into()),
+            email_verified: true,
+        },
     };
     store.create_user(user.clone()).await.unwrap();
     assert!(matches!(store.create_user(user.clone()).await, Err(StoreError::AlreadyExists(_))));
@@ -383,6 +388,7 @@ async fn clients(store: &dyn Store) {
         disabled: false,
         created_at: 1,
         jwks: None,
+        code_flow: None,
     };
     store.create_client(client.clone()).await.unwrap();
     assert!(matches!(store.create_client(client.clone()).await, Err(StoreError::AlreadyExists(_))));
@@ -398,11 +404,25 @@ async fn clients(store: &dyn Store) {
         matches!(store.set_client_jwks("svc", "{}".into(), 9).await, Err(StoreError::NotFound(_))),
         "a secret client"
     );
-    let keyed = Client { client_id: "keyed".into(), secret_hash: vec![], jwks: Some("{\"keys\":[]}".into()), ..client };
+    let code_flow = crate::model::CodeFlow {
+        redirect_uris: vec!["https://app.example/cb".into(), "http://127.0.0.1/cb".into()],
+        post_logout_redirect_uris: vec!["https://app.example/".into()],
+        require_par: true,
+        first_party: false,
+    };
+    let keyed = Client {
+        client_id: "keyed".into(),
+        secret_hash: vec![],
+        jwks: Some("{\"keys\":[]}".into()),
+        code_flow: Some(code_flow.clone()),
+        ..client
+    };
     store.create_client(keyed).await.unwrap();
     store.set_client_jwks("keyed", "{\"keys\":[1]}".into(), 8_500).await.unwrap();
     assert!(matches!(store.set_client_secret("keyed", vec![3; 32], 9).await, Err(StoreError::NotFound(_))));
-    assert_eq!(store.client("keyed").await.unwrap().unwrap().jwks.as_deref(), Some("{\"keys\":[1]}"));
+    let keyed = store.client("keyed").await.unwrap().unwrap();
+    assert_eq!(keyed.jwks.as_deref(), Some("{\"keys\":[1]}"));
+    assert_eq!(keyed.code_flow, Some(code_flow), "the authorization-code registration is kept whole");
     assert_eq!(store.clients().await.unwrap().len(), 2);
     // Every change reaches verifiers through the log: the creation, the rotation and the disabling.
     let log = store.revocations_after(&LogCursor::default(), 0, 100).await.unwrap();
@@ -558,8 +578,14 @@ async fn token_revocations_are_logged(store: &dyn Store) {
 }
 
 async fn disabling_a_user_ends_their_sessions(store: &dyn Store) {
-    let user =
-        User { username: "eve".into(), password_hash: "h".into(), roles: vec![], disabled: false, created_at: 1 };
+    let user = User {
+        username: "eve".into(),
+        password_hash: "h".into(),
+        roles: vec![],
+        disabled: false,
+        created_at: 1,
+        profile: Default::default(),
+    };
     store.create_user(user).await.unwrap();
     store.create_session(new_session("e1", "eve", 1_000)).await.unwrap();
     store.set_user_disabled("eve", true, 2_000).await.unwrap();

@@ -227,8 +227,14 @@ async fn the_rotation_script_decides_exactly_as_decide() {
         seed ^= seed << 17;
         seed % bound
     };
-    let disabled =
-        User { username: "user-6".into(), password_hash: "h".into(), roles: vec![], disabled: true, created_at: 1 };
+    let disabled = User {
+        username: "user-6".into(),
+        password_hash: "h".into(),
+        roles: vec![],
+        disabled: true,
+        created_at: 1,
+        profile: Default::default(),
+    };
     store.create_user(disabled).await.unwrap();
     let mut seen = std::collections::HashSet::new();
     for case in 0..400 {

@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/04_token_by_id.sql"),
     include_str!("migrations/05_sessions_by_expiry.sql"),
     include_str!("migrations/06_security_event_actor.sql"),
+    include_str!("migrations/07_sign_in.sql"),
 ];
 
 /// Advisory lock key (an arbitrary constant, namespaced by its value) held while migrating.
@@ -217,10 +218,10 @@ impl PostgresStore {
 impl Store for PostgresStore {
     async fn create_user(&self, user: User) -> Result<(), StoreError> {
         let db = self.pool.get().await?;
-        let sql = format!("INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING");
-        let roles = to_json(&user.roles)?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-            [&user.username, &user.password_hash, &roles, &user.disabled, &user.created_at];
+        let sql = format!("INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING");
+        let (roles, profile) = (to_json(&user.roles)?, to_json(&user.profile)?);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+            [&user.username, &user.password_hash, &roles, &user.disabled, &user.created_at, &profile];
         if db.execute(&prepared(&db, &sql).await?, &params).await? == 0 {
             return Err(StoreError::AlreadyExists(format!("user {:?}", user.username)));
         }
@@ -265,11 +266,12 @@ impl Store for PostgresStore {
         let mut db = self.pool.get().await?;
         let tx = db.transaction().await?;
         let sql = format!(
-            "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
+            "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"
         );
         let (scopes, audiences, grants) =
             (to_json(&client.scopes)?, to_json(&client.audiences)?, to_json(&client.grants)?);
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+        let code_flow = client.code_flow.as_ref().map(to_json).transpose()?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
             &client.client_id,
             &client.secret_hash,
             &scopes,
@@ -278,6 +280,7 @@ impl Store for PostgresStore {
             &client.disabled,
             &client.created_at,
             &client.jwks,
+            &code_flow,
         ];
         if tx.execute(&prepared(&tx, &sql).await?, &params).await? == 0 {
             return Err(StoreError::AlreadyExists(format!("client {:?}", client.client_id)));

@@ -105,6 +105,7 @@ pub(super) fn user_fields(user: &User) -> Result<Vec<String>, StoreError> {
         ("roles", to_json(&user.roles)?),
         ("disabled", flag(user.disabled)),
         ("created_at", user.created_at.to_string()),
+        ("profile", to_json(&user.profile)?),
     ]))
 }
 
@@ -119,6 +120,7 @@ pub(super) fn client_fields(client: &Client) -> Result<Vec<String>, StoreError> 
         ("created_at", client.created_at.to_string()),
     ];
     fields.extend(client.jwks.clone().map(|jwks| ("jwks", jwks)));
+    fields.extend(client.code_flow.as_ref().map(to_json).transpose()?.map(|flow| ("code_flow", flow)));
     Ok(pairs(fields))
 }
 

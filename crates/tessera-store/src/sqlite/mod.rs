@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/07_token_by_id.sql"),
     include_str!("migrations/08_sessions_by_expiry.sql"),
     include_str!("migrations/09_security_event_actor.sql"),
+    include_str!("migrations/10_sign_in.sql"),
 ];
 
 /// Reader connections.
@@ -140,9 +141,16 @@ impl Store for SqliteStore {
             let roles = to_json(&user.roles)?;
             let inserted = conn
                 .prepare_cached(&format!(
-                    "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING"
+                    "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"
                 ))?
-                .execute(params![user.username, user.password_hash, roles, user.disabled, user.created_at])?;
+                .execute(params![
+                    user.username,
+                    user.password_hash,
+                    roles,
+                    user.disabled,
+                    user.created_at,
+                    to_json(&user.profile)?
+                ])?;
             if inserted == 0 {
                 return Err(StoreError::AlreadyExists(format!("user {:?}", user.username)));
             }
@@ -205,7 +213,7 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let inserted = conn
                 .prepare_cached(&format!(
-                    "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING"
+                    "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING"
                 ))?
                 .execute(params![
                     client.client_id,
@@ -215,7 +223,8 @@ impl Store for SqliteStore {
                     to_json(&client.grants)?,
                     client.disabled,
                     client.created_at,
-                    client.jwks
+                    client.jwks,
+                    client.code_flow.as_ref().map(to_json).transpose()?
                 ])?;
             if inserted == 0 {
                 return Err(StoreError::AlreadyExists(format!("client {:?}", client.client_id)));

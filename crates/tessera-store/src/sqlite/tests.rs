@@ -11,7 +11,14 @@ async fn the_writer_thread_runs_under_sched_batch_and_leaves_other_threads_alone
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("tessera.db")).unwrap();
     // The thread names itself and sets its policy once it runs: a committed change shows it has.
-    let user = User { username: "u".into(), password_hash: "h".into(), roles: vec![], disabled: false, created_at: 0 };
+    let user = User {
+        username: "u".into(),
+        password_hash: "h".into(),
+        roles: vec![],
+        disabled: false,
+        created_at: 0,
+        profile: Default::default(),
+    };
     store.create_user(user).await.unwrap();
     let policy_of = |task: &std::path::Path| {
         let stat = std::fs::read_to_string(task.join("stat")).unwrap();
