@@ -181,12 +181,15 @@ impl IntoResponse for ApiError {
 
 /// Gives the client errors that do not come from a handler (413 from the body limit, 408 from the timeout, 405
 /// for a wrong method, axum's plain-text rejections) the JSON body every handler error has, keeping their headers
-/// (`Allow`, say). Server-side answers keep their own bodies: `/readyz` says in plain text why it is not ready.
+/// (`Allow`, say). Server-side answers keep their own bodies: `/readyz` says in plain text why it is not ready. The
+/// sign-in pages' errors are HTML written for a person, and stay so.
 pub(crate) async fn json_error_bodies(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == b"application/json");
-    if is_json || !status.is_client_error() {
+    let content_type = response.headers().get(header::CONTENT_TYPE).map(axum::http::HeaderValue::as_bytes);
+    let is_json = content_type == Some(b"application/json");
+    let is_page = content_type.is_some_and(|v| v.starts_with(b"text/html"));
+    if is_json || is_page || !status.is_client_error() {
         return response;
     }
     let description = match status {

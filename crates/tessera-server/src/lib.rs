@@ -63,6 +63,7 @@ pub use clients::assertion_keys as client_assertion_keys;
 pub use error::ApiError;
 pub use events::{check_webhook_url, WebhookSettings};
 pub use oauth2::client_auth::secret_hash as client_secret_hash;
+pub use oauth2::request::check_redirect_uri;
 pub use settings::{
     CompactRevocations, ExchangeRule, ForwardedHeaders, MigrationSettings, RateLimits, RouteRule, Settings,
     StalePolicy, TrustedIssuer,

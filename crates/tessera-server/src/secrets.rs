@@ -8,6 +8,11 @@
 //! "Rotation and theft detection" in `docs/service.md`).
 //! A CSRF token is `base64url(key id ‖ HMAC-SHA256(key, key id ‖ sid))`.
 //!
+//! What the authorization endpoint hands a browser or a client to carry back — an authorization code, a pushed
+//! request's `request_uri`, the request held in the login and consent forms, the login cookie — is *sealed*:
+//! `base64url(3 ‖ key id ‖ nonce(12) ‖ AES-256-GCM(…))` under a key derived from the refresh MAC key, with the
+//! purpose as associated data, so one kind can never be passed off as another and none can be read or forged.
+//!
 //! The MAC keys rotate (see `tessera_keys::SecretRing`): each token names the version of the key it was made
 //! with, and every accepted version (the active one, its predecessor, the one scheduled next) opens it. Tokens
 //! from before keys rotated (a version byte of 1, a bare 32-byte CSRF MAC) carry no key id: they name version 0,
@@ -18,8 +23,8 @@
 //! inside the grace window — thus yields the very same successor even after a rotation in between.
 
 use arc_swap::ArcSwap;
-use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
+use aws_lc_rs::{aead, hmac};
 use tessera_jose::base64url;
 use tessera_keys::SecretVersion;
 
@@ -29,6 +34,38 @@ const SID_LEN: usize = 16;
 const MAC_LEN: usize = 32;
 const LEGACY_TOKEN_LEN: usize = 1 + SID_LEN + 8 + MAC_LEN;
 const TOKEN_LEN: usize = 2 + SID_LEN + 8 + MAC_LEN;
+/// The first byte of a sealed value.
+const SEALED_VERSION: u8 = 3;
+const NONCE_LEN: usize = aead::NONCE_LEN;
+/// Longest sealed value opened, base64url: well above the largest authorization request a form carries.
+const MAX_SEALED_LEN: usize = 8 * 1024;
+/// What the sealing key is derived for: the refresh MAC key is never used directly as a cipher key.
+const SEALING_KEY_LABEL: &[u8] = b"tessera sealing key v1";
+
+/// What a sealed value is for: its associated data, so a value sealed for one purpose never opens as another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sealed {
+    /// An authorization code.
+    Code,
+    /// A pushed authorization request's `request_uri`.
+    PushedRequest,
+    /// The authorization request a login or consent form carries.
+    FormRequest,
+    /// The login cookie: the browser's session at Tessera.
+    LoginCookie,
+}
+
+impl Sealed {
+    const fn label(self) -> &'static [u8] {
+        match self {
+            Self::Code => b"code",
+            Self::PushedRequest => b"pushed-request",
+            Self::FormRequest => b"form-request",
+            Self::LoginCookie => b"login-cookie",
+        }
+    }
+}
+
 /// The key id that tokens made before keys rotated stand for.
 const LEGACY_KEY_ID: u8 = 0;
 
@@ -187,6 +224,56 @@ impl TokenSecrets {
 }
 
 /// What a CSRF token's MAC covers: its key id, then the session id.
+impl TokenSecrets {
+    /// `plaintext` sealed for `purpose` under the issuing key, with a random nonce from `rng`. `None` only when
+    /// no key is loaded or the RNG fails.
+    pub(crate) fn seal(&self, purpose: Sealed, plaintext: &[u8], rng: &dyn Rng) -> Option<String> {
+        let keys = self.keys.load();
+        let key = keys.refresh.current()?;
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill(&mut nonce).ok()?;
+        let mut sealed = Vec::with_capacity(2 + NONCE_LEN + plaintext.len() + aead::AES_256_GCM.tag_len());
+        sealed.extend_from_slice(&[SEALED_VERSION, key.id]);
+        sealed.extend_from_slice(&nonce);
+        let mut body = plaintext.to_vec();
+        sealing_key(key)?
+            .seal_in_place_append_tag(
+                aead::Nonce::assume_unique_for_key(nonce),
+                aead::Aad::from(purpose.label()),
+                &mut body,
+            )
+            .ok()?;
+        sealed.extend_from_slice(&body);
+        Some(base64url::encode(sealed))
+    }
+
+    /// What `sealed` holds, if it was sealed for `purpose` under a key still accepted and nobody changed it.
+    pub(crate) fn open(&self, purpose: Sealed, sealed: &str) -> Option<Vec<u8>> {
+        if sealed.len() > MAX_SEALED_LEN {
+            return None;
+        }
+        let bytes = base64url::decode(sealed)?;
+        let (&[version, key_id], rest) = bytes.split_first_chunk::<2>()?;
+        if version != SEALED_VERSION {
+            return None;
+        }
+        let (nonce, body) = rest.split_first_chunk::<NONCE_LEN>()?;
+        let keys = self.keys.load();
+        let key = sealing_key(keys.refresh.by_id(key_id)?)?;
+        let mut body = body.to_vec();
+        let plaintext = key
+            .open_in_place(aead::Nonce::assume_unique_for_key(*nonce), aead::Aad::from(purpose.label()), &mut body)
+            .ok()?;
+        Some(plaintext.to_vec())
+    }
+}
+
+/// The AES-256-GCM key of one MAC key version: HMAC(MAC key, label), so rotating the refresh keys rotates it.
+fn sealing_key(key: &MacKey) -> Option<aead::LessSafeKey> {
+    let derived = hmac::sign(&key.key, SEALING_KEY_LABEL);
+    aead::UnboundKey::new(&aead::AES_256_GCM, derived.as_ref()).ok().map(aead::LessSafeKey::new)
+}
+
 fn csrf_input(key_id: u8, sid: &str) -> Vec<u8> {
     [&[key_id][..], sid.as_bytes()].concat()
 }
@@ -263,6 +350,24 @@ mod tests {
 
     fn secrets() -> TokenSecrets {
         TokenSecrets::new(&[version(1, 0, 1)], &[version(1, 0, 2)], 0)
+    }
+
+    #[test]
+    fn sealed_values_open_only_for_their_purpose_and_unchanged() {
+        let secrets = secrets();
+        let sealed = secrets.seal(Sealed::Code, b"grant", &OsRng).unwrap();
+        assert_eq!(secrets.open(Sealed::Code, &sealed).as_deref(), Some(&b"grant"[..]));
+        assert_ne!(secrets.seal(Sealed::Code, b"grant", &OsRng).unwrap(), sealed, "a fresh nonce each time");
+        assert_eq!(secrets.open(Sealed::LoginCookie, &sealed), None, "another purpose");
+        let mut bytes = base64url::decode(&sealed).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert_eq!(secrets.open(Sealed::Code, &base64url::encode(&bytes)), None, "tampered");
+        let other = TokenSecrets::new(&[version(1, 0, 9)], &[version(1, 0, 2)], 0);
+        assert_eq!(other.open(Sealed::Code, &sealed), None, "another key");
+        for junk in ["", "AwE", "x.y", &"A".repeat(MAX_SEALED_LEN + 1)] {
+            assert_eq!(secrets.open(Sealed::Code, junk), None);
+        }
     }
 
     #[test]

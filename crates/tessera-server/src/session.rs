@@ -27,8 +27,13 @@ pub(crate) struct SessionRequest {
 
 /// Creates a session (committed before this returns) and its first token pair.
 pub(crate) async fn start(state: &AppState, request: SessionRequest) -> Result<Issued, ApiError> {
+    start_as(state, state.new_session_id()?, request).await
+}
+
+/// [`start`], under a session id chosen beforehand (an authorization code names the session it will start, so
+/// that a replay of the code can end it).
+pub(crate) async fn start_as(state: &AppState, sid: String, request: SessionRequest) -> Result<Issued, ApiError> {
     let now = state.clock().now_ms();
-    let sid = state.new_session_id()?;
     let session = state
         .store()
         .create_session(NewSession {

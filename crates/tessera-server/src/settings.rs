@@ -83,6 +83,56 @@ pub struct Settings {
     pub migration: Option<MigrationSettings>,
     /// Where security events are sent as they happen; `None` (the default): they are only recorded.
     pub webhook: Option<crate::events::WebhookSettings>,
+    /// Signing users in for other applications (`/oauth2/authorize`): how long a login lasts, and the login
+    /// page's look.
+    pub sign_in: SignInSettings,
+}
+
+/// The authorization endpoint's login: how long it lasts and what its pages look like.
+#[derive(Debug, Clone)]
+pub struct SignInSettings {
+    /// How long a login at the login page lasts: applications send the browser back without asking for the
+    /// password again until then (or until the user signs out).
+    pub login_ttl: Duration,
+    /// The look of the login, consent and logout pages.
+    pub look: PageLook,
+}
+
+impl Default for SignInSettings {
+    fn default() -> Self {
+        Self { login_ttl: Duration::from_secs(12 * 3600), look: PageLook::default() }
+    }
+}
+
+/// The look of the login, consent and logout pages: set in the configuration, never by editing templates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageLook {
+    /// The name shown in titles and headings.
+    pub name: String,
+    /// A logo shown above the form: an `https` URL or a path on this server. `None`: no logo.
+    pub logo_url: Option<String>,
+    /// Buttons and links, a CSS hex colour (`#RGB` or `#RRGGBB`).
+    pub accent_color: String,
+    /// The page background, a CSS hex colour.
+    pub background_color: String,
+}
+
+impl Default for PageLook {
+    fn default() -> Self {
+        Self {
+            name: "Tessera".into(),
+            logo_url: None,
+            accent_color: "#1f5fbf".into(),
+            background_color: "#f4f5f7".into(),
+        }
+    }
+}
+
+/// Whether `color` is a CSS hex colour, `#RGB` or `#RRGGBB`: the only form the pages' stylesheet takes, so a
+/// configured colour can never close the rule it is put in.
+#[must_use]
+pub fn is_hex_color(color: &str) -> bool {
+    color.strip_prefix('#').is_some_and(|hex| matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// How the migration from legacy session cookies runs on this node (the rollout itself is in the store).
@@ -315,6 +365,7 @@ impl Default for Settings {
             demo: true,
             migration: None,
             webhook: None,
+            sign_in: SignInSettings::default(),
         }
     }
 }

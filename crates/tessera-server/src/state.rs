@@ -293,6 +293,11 @@ impl AppState {
         random_b64_from::<N>(self.0.rng.as_ref()).map_err(ApiError::internal)
     }
 
+    /// The random number generator (the OS's, or a test's).
+    pub(crate) fn rng(&self) -> &dyn crate::secrets::Rng {
+        self.0.rng.as_ref()
+    }
+
     /// A new random session id.
     pub(crate) fn new_session_id(&self) -> Result<String, ApiError> {
         session_id_from(self.0.rng.as_ref()).map_err(ApiError::internal)

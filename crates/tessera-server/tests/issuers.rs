@@ -305,6 +305,7 @@ async fn external_subjects_are_exchanged_only_where_allowed_and_never_as_a_local
             disabled: false,
             created_at: h.clock.now_ms(),
             jwks: None,
+            code_flow: None,
         })
         .await
         .unwrap();

@@ -223,6 +223,7 @@ async fn private_key_jwt_accepts_each_fresh_assertion_once() {
             disabled: false,
             created_at: h.clock.now_ms(),
             jwks: Some(jwks),
+            code_flow: None,
         })
         .await
         .unwrap();

@@ -298,16 +298,37 @@ pub(crate) enum ReportFormat {
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClientCommand {
     /// Add a client; its generated secret (256 bits) is printed once and never again. With --jwks it
-    /// authenticates with `private_key_jwt` (RFC 7523) instead and has no secret.
+    /// authenticates with `private_key_jwt` (RFC 7523) instead and has no secret. With --redirect-uri it signs
+    /// users in through `/oauth2/authorize` (authorization code with PKCE, OpenID Connect), as a --confidential
+    /// client (a server-side app: a secret or keys) or a --public one (a browser or native app: neither).
     Add {
         /// `client_id` (letters, digits, `.`, `_`, `-`).
         id: String,
-        /// Space-separated scopes the client may ask for.
+        /// Space-separated scopes the client may ask for (`openid profile email` to sign users in with OpenID
+        /// Connect).
         #[arg(long, default_value = "")]
         scope: String,
-        /// Audience the client may ask tokens for; repeatable.
-        #[arg(long = "audience", required = true)]
+        /// Audience the client may ask tokens for; repeatable. Required unless the client signs users in.
+        #[arg(long = "audience", required_unless_present = "redirect_uris")]
         audiences: Vec<String>,
+        /// Where the client may have codes sent, matched exactly (a loopback `http` URI on any port); repeatable.
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// Where the client may send the browser after a logout it asks for, matched exactly; repeatable.
+        #[arg(long = "post-logout-redirect-uri", value_name = "URI", requires = "redirect_uris")]
+        post_logout_redirect_uris: Vec<String>,
+        /// A public client (browser or native app): no secret, PKCE alone binds its codes.
+        #[arg(long, requires = "redirect_uris", conflicts_with_all = ["confidential", "jwks"])]
+        public: bool,
+        /// A confidential client (a server-side app): authenticates with its secret (or --jwks keys).
+        #[arg(long, requires = "redirect_uris")]
+        confidential: bool,
+        /// The client must push its authorization requests first (RFC 9126).
+        #[arg(long, requires = "redirect_uris")]
+        require_par: bool,
+        /// An application of this operator: users are not asked to consent to it.
+        #[arg(long, requires = "redirect_uris")]
+        first_party: bool,
         /// Grants, comma-separated: client_credentials, token_exchange, legacy_session (token exchange of a legacy
         /// session cookie for a user session, while a migration from legacy sessions runs).
         #[arg(long, value_delimiter = ',', default_value = "client_credentials", value_parser = ["client_credentials", "token_exchange", "legacy_session"])]
@@ -358,6 +379,15 @@ pub(crate) enum UserCommand {
         /// Read the password from standard input (one line).
         #[arg(long)]
         password_stdin: bool,
+        /// Full name, released to applications with the `profile` scope.
+        #[arg(long = "name", value_name = "NAME")]
+        full_name: Option<String>,
+        /// Email address, released to applications with the `email` scope.
+        #[arg(long)]
+        email: Option<String>,
+        /// Vouch that the email address is the user's (`email_verified`).
+        #[arg(long, requires = "email")]
+        email_verified: bool,
     },
     /// List users.
     List {

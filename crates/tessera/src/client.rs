@@ -17,7 +17,20 @@ pub(crate) fn run(config: &Config, command: ClientCommand) -> anyhow::Result<Exi
 async fn run_async(config: &Config, command: ClientCommand) -> anyhow::Result<ExitCode> {
     let store = crate::store::open(config).await?;
     match command {
-        ClientCommand::Add { id, scope, audiences, grant, jwks, output } => {
+        ClientCommand::Add {
+            id,
+            scope,
+            audiences,
+            grant,
+            jwks,
+            redirect_uris,
+            post_logout_redirect_uris,
+            public,
+            confidential,
+            require_par,
+            first_party,
+            output,
+        } => {
             if id.is_empty()
                 || id.len() > 128
                 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
@@ -28,10 +41,40 @@ async fn run_async(config: &Config, command: ClientCommand) -> anyhow::Result<Ex
                 bail!("audiences must be non-empty and without spaces");
             }
             let scopes: Vec<String> = scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-            let (secret, jwks) = match jwks {
-                Some(file) => (None, Some(read_jwks(&file)?)),
-                None => (Some(new_secret()?), None),
+            let code_flow = if redirect_uris.is_empty() {
+                None
+            } else {
+                if !public && !confidential {
+                    bail!("a client with --redirect-uri is --public (a browser or native app) or --confidential (a server-side app)");
+                }
+                let problems: Vec<String> = redirect_uris
+                    .iter()
+                    .chain(&post_logout_redirect_uris)
+                    .filter_map(|uri| tessera_server::check_redirect_uri(uri).err().map(|why| format!("{uri}: {why}")))
+                    .collect();
+                if !problems.is_empty() {
+                    bail!("{}", problems.join("\n"));
+                }
+                Some(tessera_store::model::CodeFlow {
+                    redirect_uris,
+                    post_logout_redirect_uris,
+                    require_par,
+                    first_party,
+                })
             };
+            let (secret, jwks) = match (jwks, public) {
+                (_, true) => (None, None),
+                (Some(file), false) => (None, Some(read_jwks(&file)?)),
+                (None, false) => (Some(new_secret()?), None),
+            };
+            let mut grant = grant;
+            if code_flow.is_some() {
+                // A public client holds no credential: the credential-only grants are not for it.
+                if public {
+                    grant.clear();
+                }
+                grant.push("authorization_code".to_owned());
+            }
             let client = Client {
                 client_id: id.clone(),
                 secret_hash: secret.as_deref().map(tessera_server::client_secret_hash).unwrap_or_default(),
@@ -41,6 +84,7 @@ async fn run_async(config: &Config, command: ClientCommand) -> anyhow::Result<Ex
                 disabled: false,
                 created_at: crate::now_ms(),
                 jwks,
+                code_flow,
             };
             match store.create_client(client).await {
                 Err(StoreError::AlreadyExists(_)) => bail!("client {id:?} already exists"),
@@ -48,6 +92,10 @@ async fn run_async(config: &Config, command: ClientCommand) -> anyhow::Result<Ex
             }
             match secret {
                 Some(secret) => print_secret(&id, &secret, output.json)?,
+                None if public && output.json => {
+                    print_json(&serde_json::json!({"client_id": id, "token_endpoint_auth_method": "none"}))?;
+                }
+                None if public => println!("added public client {id} (no secret: PKCE binds its codes)"),
                 None if output.json => {
                     print_json(&serde_json::json!({"client_id": id, "token_endpoint_auth_method": "private_key_jwt"}))?;
                 }

@@ -43,6 +43,7 @@ pub(crate) fn settings(config: &Config) -> anyhow::Result<Settings> {
         client_id: config.sessions.client_id.clone(),
         allowed_origins: config.server.allowed_origins.clone(),
         demo: config.demo.enabled,
+        sign_in: config.sign_in.settings(),
         migration: config.migration.enabled.then(|| config.migration.settings()),
         webhook: config.events.webhook()?,
         trusted_proxies: config

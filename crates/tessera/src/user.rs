@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use tessera_server::password::hash_password;
+use tessera_store::model::Profile;
 use tessera_store::{Provenance, Revocation, StoreError, User};
 
 use crate::cli::UserCommand;
@@ -23,12 +24,19 @@ async fn run_async(config: &Config, command: UserCommand) -> anyhow::Result<Exit
     let store = crate::store::open(config).await?;
     let now = crate::now_ms();
     match command {
-        UserCommand::Add { name, roles, password_stdin } => {
+        UserCommand::Add { name, roles, password_stdin, full_name, email, email_verified } => {
             validate_name(&name)?;
             tessera_server::gateway::check_roles(&roles)?;
             let password = read_password(password_stdin, true)?;
             let password_hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
-            let user = User { username: name.clone(), password_hash, roles, disabled: false, created_at: now };
+            let user = User {
+                username: name.clone(),
+                password_hash,
+                roles,
+                disabled: false,
+                created_at: now,
+                profile: Profile { name: full_name, email, email_verified },
+            };
             match store.create_user(user).await {
                 Err(StoreError::AlreadyExists(_)) => bail!("user {name:?} already exists"),
                 other => other?,

@@ -12,6 +12,7 @@ use crate::extract::{ClientIp, JsonBody};
 use crate::password::{verify_password, NotChecked};
 use crate::session::{self, SessionRequest};
 use crate::state::{millis, AppState};
+use tessera_model::User;
 
 /// Longest username and password accepted (argon2 is not run on megabytes).
 const MAX_USERNAME: usize = 256;
@@ -45,47 +46,7 @@ pub(crate) async fn login(
     headers: HeaderMap,
     JsonBody(request): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    if request.username.is_empty() || request.username.len() > MAX_USERNAME || request.password.len() > MAX_PASSWORD {
-        return Err(AuthError::InvalidRequest("username must be 1-256 bytes and password at most 1024").into());
-    }
-    let attempt = state.limits().login(ip, &request.username).map_err(|refused| {
-        count_failure("rate_limited");
-        if let Some(limit) = refused.locked_by {
-            state.events().login_locked(&request.username, ip, limit, refused.retry_after_secs());
-        }
-        ApiError::too_many(refused.retry_after_secs())
-    })?;
-
-    let user = state.store().user(&request.username).await?;
-    let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let password = request.password;
-    let started = std::time::Instant::now();
-    // argon2 takes tens of milliseconds of CPU and 19 MiB: never on the async runtime, one per core at a time. An
-    // unknown user is checked against a decoy hash, so both failures cost the same and answer the same.
-    let checked = tracing::Instrument::instrument(
-        state.password_checks().run(move || verify_password(&password, hash.as_deref())),
-        tracing::info_span!(target: tessera_model::SPAN_TARGET, "password.verify"),
-    )
-    .await;
-    let valid = match checked {
-        Ok(valid) => valid,
-        Err(NotChecked::Busy) => {
-            count_failure("busy");
-            return Err(ApiError::overloaded(BUSY_RETRY_AFTER_SECS));
-        }
-        Err(NotChecked::Failed(err)) => return Err(ApiError::internal(err)),
-    };
-    metrics::histogram!("tessera_argon2_seconds").record(started.elapsed().as_secs_f64());
-    let user = match user {
-        Some(user) if valid && !user.disabled => user,
-        _ => {
-            attempt.failed();
-            count_failure("invalid_credentials");
-            return Err(AuthError::InvalidCredentials.into());
-        }
-    };
-    // A right password spends nothing of the failure budgets.
-    drop(attempt);
+    let user = check_password(&state, ip, &request.username, request.password).await?;
     // While a migration from legacy sessions runs, a user it does not (or no longer) steers to tokens logs in the
     // legacy way: that is how a rollback returns users to legacy sessions. Said only after the password is
     // checked, so the rollout reveals nothing to a guesser.
@@ -113,6 +74,86 @@ pub(crate) async fn login(
     .await?;
     metrics::counter!("tessera_logins_total", "outcome" => "success").increment(1);
     Ok(session_response(&state, &issued, request.refresh_token_delivery, |_| {}))
+}
+
+/// Why a password was not accepted.
+#[derive(Debug)]
+pub(crate) enum LoginRefusal {
+    /// A username or password of an impossible length.
+    Malformed,
+    /// Too many attempts from the address or for the user: wait this many seconds.
+    TooMany(u64),
+    /// Every core is hashing and the queue is full.
+    Busy,
+    /// A wrong password, or an unknown or disabled user (answered alike).
+    InvalidCredentials,
+    /// The store or the hashing failed.
+    Failed(ApiError),
+}
+
+impl From<LoginRefusal> for ApiError {
+    fn from(refusal: LoginRefusal) -> Self {
+        match refusal {
+            LoginRefusal::Malformed => {
+                AuthError::InvalidRequest("username must be 1-256 bytes and password at most 1024").into()
+            }
+            LoginRefusal::TooMany(secs) => ApiError::too_many(secs),
+            LoginRefusal::Busy => ApiError::overloaded(BUSY_RETRY_AFTER_SECS),
+            LoginRefusal::InvalidCredentials => AuthError::InvalidCredentials.into(),
+            LoginRefusal::Failed(err) => err,
+        }
+    }
+}
+
+/// The user whose password this is, through the login rate limits and the hashing queue: argon2id against the
+/// stored hash, or against a decoy for an unknown user, so that both failures cost the same and answer the same.
+/// Every way a person logs in with a password (`/auth/login`, the login page) goes through here.
+pub(crate) async fn check_password(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    username: &str,
+    password: String,
+) -> Result<User, LoginRefusal> {
+    if username.is_empty() || username.len() > MAX_USERNAME || password.len() > MAX_PASSWORD {
+        return Err(LoginRefusal::Malformed);
+    }
+    let attempt = state.limits().login(ip, username).map_err(|refused| {
+        count_failure("rate_limited");
+        if let Some(limit) = refused.locked_by {
+            state.events().login_locked(username, ip, limit, refused.retry_after_secs());
+        }
+        LoginRefusal::TooMany(refused.retry_after_secs())
+    })?;
+    let user = state.store().user(username).await.map_err(|err| LoginRefusal::Failed(err.into()))?;
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let started = std::time::Instant::now();
+    // argon2 takes tens of milliseconds of CPU and 19 MiB: never on the async runtime, one per core at a time.
+    let checked = tracing::Instrument::instrument(
+        state.password_checks().run(move || verify_password(&password, hash.as_deref())),
+        tracing::info_span!(target: tessera_model::SPAN_TARGET, "password.verify"),
+    )
+    .await;
+    let valid = match checked {
+        Ok(valid) => valid,
+        Err(NotChecked::Busy) => {
+            count_failure("busy");
+            return Err(LoginRefusal::Busy);
+        }
+        Err(NotChecked::Failed(err)) => return Err(LoginRefusal::Failed(ApiError::internal(err))),
+    };
+    metrics::histogram!("tessera_argon2_seconds").record(started.elapsed().as_secs_f64());
+    match user {
+        Some(user) if valid && !user.disabled => {
+            // A right password spends nothing of the failure budgets.
+            drop(attempt);
+            Ok(user)
+        }
+        _ => {
+            attempt.failed();
+            count_failure("invalid_credentials");
+            Err(LoginRefusal::InvalidCredentials)
+        }
+    }
 }
 
 /// A failed login, in `tessera_logins_total` by outcome and, as before, in `tessera_login_failures_total`.

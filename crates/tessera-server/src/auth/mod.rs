@@ -6,7 +6,7 @@
 //! would send the refresh token along with every request to the host.
 
 pub(crate) mod failures;
-mod login;
+pub(crate) mod login;
 mod migrate;
 mod refresh;
 mod restore;
@@ -128,13 +128,7 @@ pub(crate) fn cleared_cookie() -> HeaderValue {
 
 /// The refresh token from the request's cookies.
 fn cookie_token(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(REFRESH_COOKIE)?.strip_prefix('='))
-        .filter(|token| !token.is_empty())
+    crate::extract::cookie(headers, REFRESH_COOKIE)
 }
 
 /// The refresh cookie of a browser request whose origin is the server's own or an allowed one (see
@@ -156,6 +150,16 @@ pub(crate) fn cookie_from_allowed_origin<'h>(
 /// `:authority` (the URI's).
 fn origin_allowed(state: &AppState, headers: &HeaderMap, uri: &Uri) -> bool {
     let allowed = &state.settings().allowed_origins;
+    from_origin(headers, uri, |origin| allowed.iter().any(|a| a == origin))
+}
+
+/// Whether a browser request comes from the server's own origin (see [`origin_allowed`]); for the forms of the
+/// login pages, which no other origin has any business posting.
+pub(crate) fn same_origin(headers: &HeaderMap, uri: &Uri) -> bool {
+    from_origin(headers, uri, |_| false)
+}
+
+fn from_origin(headers: &HeaderMap, uri: &Uri, also_allowed: impl Fn(&str) -> bool) -> bool {
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if let Some(origin) = origin {
         let host = headers
@@ -164,7 +168,7 @@ fn origin_allowed(state: &AppState, headers: &HeaderMap, uri: &Uri) -> bool {
             .or_else(|| uri.authority().map(axum::http::uri::Authority::as_str))
             .unwrap_or_default();
         let own = ["http", "https"].iter().any(|scheme| origin == format!("{scheme}://{host}"));
-        return (own && !host.is_empty()) || allowed.iter().any(|a| a == origin);
+        return (own && !host.is_empty()) || also_allowed(origin);
     }
     match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         Some(site) => site == "same-origin" || site == "none",

@@ -1,13 +1,19 @@
-//! `/oauth2/*`: the OAuth 2.0 endpoints, with errors in the RFC 6749 §5.2 shape.
+//! `/oauth2/*`: the OAuth 2.0 and OpenID Connect endpoints, with errors in the RFC 6749 §5.2 shape — except
+//! the pages a person sees (`authorize`, `pages`), which answer in HTML or at the application's redirect URI.
 
+pub(crate) mod authorize;
 pub(crate) mod client_auth;
+mod code_grant;
+mod oidc;
+mod pages;
+pub(crate) mod request;
 mod revoke;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::error::ApiError;
@@ -20,6 +26,18 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/oauth2/token", post(token))
         .route("/oauth2/introspect", post(introspect))
         .route("/oauth2/revoke", post(revoke::revoke))
+        .route("/oauth2/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
+        .route("/oauth2/authorize/login", post(authorize::login_submitted))
+        .route("/oauth2/authorize/consent", post(authorize::consent_submitted))
+        .route("/oauth2/par", post(authorize::push))
+        .route("/oauth2/userinfo", get(oidc::userinfo).post(oidc::userinfo))
+        .route("/oauth2/logout", get(oidc::logout_get).post(oidc::logout_post))
+        .route("/oauth2/logout/confirm", post(oidc::logout_confirmed))
+        .route(pages::STYLESHEET_PATH, get(stylesheet))
+}
+
+async fn stylesheet(State(state): State<AppState>) -> Response {
+    pages::stylesheet(&state.settings().sign_in.look)
 }
 
 /// Why an OAuth endpoint (token, introspection, revocation) refused a request, as RFC 6749 §5.2, RFC 8693 §2.2.2
@@ -34,6 +52,8 @@ pub(crate) enum OAuthError {
     UnsupportedGrantType,
     /// The refresh token is invalid, expired, revoked, or was already used.
     InvalidGrant,
+    /// An authorization code that cannot be exchanged, and why (RFC 6749 §5.2 `invalid_grant`).
+    InvalidCode(&'static str),
     /// A token-exchange subject or actor token that cannot be exchanged, and why.
     InvalidSubject(&'static str),
     /// The client may not use this grant, or act on this token.
@@ -55,14 +75,16 @@ impl From<OAuthError> for ApiError {
             OAuthError::UnsupportedGrantType => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
-                "supported: refresh_token, client_credentials, token exchange",
+                "supported: authorization_code, refresh_token, client_credentials, token exchange",
             ),
             OAuthError::InvalidGrant => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_grant",
                 "the refresh token is invalid, expired or revoked",
             ),
-            OAuthError::InvalidSubject(why) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_grant", why),
+            OAuthError::InvalidSubject(why) | OAuthError::InvalidCode(why) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_grant", why)
+            }
             OAuthError::UnauthorizedClient => {
                 ApiError::new(StatusCode::BAD_REQUEST, "unauthorized_client", "the client may not use this grant type")
             }
@@ -128,6 +150,7 @@ async fn token(
     let pairs = parse_form(&headers, &body)?;
     match param(&pairs, "grant_type") {
         None => Err(OAuthError::InvalidRequest("grant_type is required").into()),
+        Some("authorization_code") => code_grant::exchange(&state, &headers, &pairs).await,
         Some("refresh_token") => refresh_grant(&state, ip, &headers, &pairs).await,
         Some("client_credentials") => client_credentials(&state, &headers, &pairs).await,
         Some(TOKEN_EXCHANGE) => token_exchange(&state, &headers, &pairs).await,

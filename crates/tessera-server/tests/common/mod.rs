@@ -37,7 +37,13 @@ pub async fn harness_with(settings: Settings) -> Harness {
     let store = Arc::new(Deadline::measured(SqliteStore::open(&dir.path().join("tessera.db")).unwrap(), "sqlite"));
     let hash = tessera_server::password::hash_password(PASSWORD).unwrap();
     for (name, roles) in [("alice", vec!["admin".to_owned()]), ("bob", vec![])] {
-        let user = User { username: name.into(), password_hash: hash.clone(), roles, disabled: false, created_at: 0 };
+        let profile = tessera_store::model::Profile {
+            name: Some(format!("{name} Example")),
+            email: Some(format!("{name}@example.com")),
+            email_verified: name == "alice",
+        };
+        let user =
+            User { username: name.into(), password_hash: hash.clone(), roles, disabled: false, created_at: 0, profile };
         store.create_user(user).await.unwrap();
     }
     let clock = Arc::new(ManualClock::new(START_MS));
@@ -187,6 +193,7 @@ pub async fn register_client(
         disabled: false,
         created_at: h.clock.now_ms(),
         jwks: None,
+        code_flow: None,
     };
     h.state.store().create_client(client).await.unwrap();
 }

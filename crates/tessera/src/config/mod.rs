@@ -28,8 +28,8 @@ pub(crate) use events::EventsConfig;
 pub(crate) use migration::MigrationConfig;
 pub(crate) use sections::{
     DemoConfig, ExchangeRuleConfig, ForwardedHeadersConfig, GatewayConfig, KeyConfig, LogFormat, RateLimitConfig,
-    RevocationConfig, ServerConfig, SessionConfig, StalePolicyConfig, StoreBackend, StoreConfig, TokenConfig,
-    TrustedIssuerConfig,
+    RevocationConfig, ServerConfig, SessionConfig, SignInConfig, StalePolicyConfig, StoreBackend, StoreConfig,
+    TokenConfig, TrustedIssuerConfig,
 };
 pub(crate) use tracing::{OtlpProtocol, TracingConfig};
 
@@ -65,6 +65,8 @@ pub(crate) struct Config {
     pub(crate) gateway: GatewayConfig,
     /// Other issuers whose access tokens are accepted too, verified with their published JWKS.
     pub(crate) trusted_issuers: Vec<TrustedIssuerConfig>,
+    /// Signing users in for other applications: the login's lifetime and the pages' look.
+    pub(crate) sign_in: SignInConfig,
     /// The demo application.
     pub(crate) demo: DemoConfig,
     /// The migration from a legacy application's session cookies to tokens.
@@ -90,6 +92,7 @@ impl Default for Config {
             token_exchange: Vec::new(),
             gateway: GatewayConfig::default(),
             trusted_issuers: Vec::new(),
+            sign_in: SignInConfig::default(),
             demo: DemoConfig::default(),
             migration: MigrationConfig::default(),
             tracing: TracingConfig::default(),

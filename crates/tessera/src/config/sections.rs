@@ -468,6 +468,79 @@ impl Default for KeyConfig {
     }
 }
 
+/// Signing users in for other applications (`/oauth2/authorize`, OpenID Connect): how long a login at the
+/// login page lasts, and the look of the login, consent and logout pages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct SignInConfig {
+    /// How long a login at the login page lasts: applications get the person back without a password until then
+    /// (or until they sign out). Default 12 hours.
+    #[serde(with = "duration_text")]
+    pub(crate) login_ttl: Duration,
+    /// The name in the pages' titles and headings. Default "Tessera".
+    pub(crate) name: String,
+    /// A logo above the forms: an `https` URL, or a path on this server. Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) logo_url: Option<String>,
+    /// The colour of buttons and focus rings, `#RGB` or `#RRGGBB`. Default "#1f5fbf".
+    pub(crate) accent_color: String,
+    /// The page background, `#RGB` or `#RRGGBB`. Default "#f4f5f7".
+    pub(crate) background_color: String,
+}
+
+impl Default for SignInConfig {
+    fn default() -> Self {
+        let look = tessera_server::settings::PageLook::default();
+        Self {
+            login_ttl: tessera_server::settings::SignInSettings::default().login_ttl,
+            name: look.name,
+            logo_url: look.logo_url,
+            accent_color: look.accent_color,
+            background_color: look.background_color,
+        }
+    }
+}
+
+impl SignInConfig {
+    /// What is wrong with the section, every problem at once.
+    pub(crate) fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.login_ttl < Duration::from_secs(60) {
+            problems.push("sign_in.login_ttl must be at least 1 minute".to_owned());
+        }
+        if self.name.trim().is_empty() || self.name.len() > 100 {
+            problems.push("sign_in.name must be 1 to 100 characters".to_owned());
+        }
+        for (field, color) in [("accent_color", &self.accent_color), ("background_color", &self.background_color)] {
+            if !tessera_server::settings::is_hex_color(color) {
+                problems.push(format!("sign_in.{field} must be a hex colour such as \"#1f5fbf\", not {color:?}"));
+            }
+        }
+        if let Some(logo) = &self.logo_url {
+            let https = logo.strip_prefix("https://").is_some_and(|rest| !rest.is_empty());
+            let local = logo.starts_with('/') && !logo.starts_with("//");
+            if !(https || local) || logo.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                problems
+                    .push("sign_in.logo_url must be an https URL or a path on this server (\"/logo.svg\")".to_owned());
+            }
+        }
+        problems
+    }
+
+    /// The service's settings of this section.
+    pub(crate) fn settings(&self) -> tessera_server::settings::SignInSettings {
+        tessera_server::settings::SignInSettings {
+            login_ttl: self.login_ttl,
+            look: tessera_server::settings::PageLook {
+                name: self.name.clone(),
+                logo_url: self.logo_url.clone(),
+                accent_color: self.accent_color.clone(),
+                background_color: self.background_color.clone(),
+            },
+        }
+    }
+}
+
 /// The demo application: a login page at `/`, a protected demo API called through `@tessera/browser`, the user's
 /// sessions. It only calls Tessera's own endpoints; turn it off where nobody should see it.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -44,6 +44,7 @@ impl Config {
             problems
                 .push(format!("tokens.user_scope: {bad:?} is not a scope (printable ASCII, no quote or backslash)"));
         }
+        problems.extend(self.sign_in.problems());
         let backend = self.store.backend;
         let (uses_postgres, uses_redis) = (
             matches!(backend, StoreBackend::Postgres | StoreBackend::Tiered),
