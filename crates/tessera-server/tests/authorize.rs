@@ -214,6 +214,8 @@ async fn a_public_app_signs_a_user_in_with_pkce_and_gets_an_id_token_userinfo_an
     assert_eq!(login_page.status, StatusCode::OK);
     let policy = login_page.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
     assert!(policy.contains("frame-ancestors 'none'") && !policy.contains("unsafe-inline"), "{policy}");
+    // Under `no-referrer` Chromium posts the page's own forms with `Origin: null`, which the origin check refuses.
+    assert_eq!(login_page.headers[header::REFERRER_POLICY], "same-origin");
     assert!(!login_page.text.contains("<script"), "the login page needs no script");
     assert!(login_page.text.contains(r#"<label for="password">"#), "labelled fields");
 

@@ -48,7 +48,6 @@ pub(crate) fn page(look: &PageLook, status: StatusCode, title: &str, body: &str)
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
 <title>{title} – {name}</title>
 <link rel="stylesheet" href="{STYLESHEET_PATH}">
 </head>
@@ -70,6 +69,9 @@ pub(crate) fn page(look: &PageLook, status: StatusCode, title: &str, body: &str)
             (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
             (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_POLICY)),
+            // Not the service's `no-referrer`: under it Chromium sends `Origin: null` with the pages' own form
+            // posts, and the same-origin check refuses them. Other sites still get no referrer.
+            (header::REFERRER_POLICY, HeaderValue::from_static("same-origin")),
         ],
         html,
     )
