@@ -6,6 +6,7 @@
 //! the command line fetches files and URLs and hands the bytes in.
 #![warn(missing_docs)]
 
+pub mod authorize;
 pub mod crack;
 mod finding;
 pub mod gateway;

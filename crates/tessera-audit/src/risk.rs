@@ -209,6 +209,19 @@ pub fn profile_of(id: &str) -> Option<Profile> {
         }
         "ENDPOINT-FWD-HEADER-MISSING" => profile(&[OtherFlaw], Gain::Weakening, &[], 2),
         "ENDPOINT-PATH-CASE" | "ENDPOINT-GATEWAY-NOT-PROBED" => profile(&[], Gain::Observation, &[], 0),
+        // Authorization endpoints (`audit endpoint --authorize-client`): what a request from anyone was let do.
+        "ENDPOINT-AUTHZ-REDIRECT-HOST" => profile(&[Network, Demonstrated], Gain::Takeover, &["10.4.1"], 2),
+        "ENDPOINT-AUTHZ-REDIRECT-NOT-EXACT" => {
+            profile(&[Network, Demonstrated, OtherFlaw], Gain::Takeover, &["10.4.1"], 2)
+        }
+        "ENDPOINT-AUTHZ-REDIRECT-DOWNGRADE" => profile(&[Network, OtherFlaw], Gain::Takeover, &["10.4.1"], 2),
+        "ENDPOINT-AUTHZ-PKCE-MISSING" => profile(&[Network, OtherFlaw], Gain::Takeover, &["10.4.6"], 4),
+        "ENDPOINT-AUTHZ-PKCE-PLAIN" => profile(&[Network, OtherFlaw], Gain::Weakening, &["10.4.6"], 2),
+        "ENDPOINT-AUTHZ-STATE-DROPPED" | "ENDPOINT-AUTHZ-NO-ISS" => {
+            profile(&[Network, OtherFlaw], Gain::Weakening, &[], 1)
+        }
+        "ENDPOINT-AUTHZ-OPEN-REDIRECT" => profile(&[Network, Demonstrated], Gain::Weakening, &[], 1),
+        "ENDPOINT-AUTHZ-NOT-PROBED" => profile(&[], Gain::Observation, &[], 0),
         // Code (`audit source`).
         "CODE-CLIENT-SIDE-SIGNING" => profile(&[Public], Gain::Forgery, &["9.1.1", "13.3.1"], 40),
         "CODE-ALGORITHM-FROM-TOKEN" | "CODE-ALG-NONE-ALLOWED" | "CODE-MIXED-ALGORITHM-FAMILIES" => {

@@ -72,8 +72,18 @@ pub(crate) fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             (report, format.format)
         }
         AuditCommand::Endpoint {
+            url, authorize_client: Some(client_id), redirect_uri, scope, timeout, format, ..
+        } => {
+            let client = tessera_audit::authorize::Client::new(
+                &client_id,
+                redirect_uri.as_deref().unwrap_or_default(),
+                Some(&scope),
+            )?;
+            (crate::probe::run_authorize(&url, &client, timeout)?, format.format)
+        }
+        AuditCommand::Endpoint {
             url,
-            token,
+            token: Some(token),
             header,
             method,
             jwks,
@@ -86,6 +96,7 @@ pub(crate) fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             allowed_path,
             style,
             format,
+            ..
         } => {
             let introspection = introspect_as.zip(client_secret);
             let gateway = match protected_path {
@@ -103,6 +114,7 @@ pub(crate) fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             let target = crate::probe::Target { url, header, method, timeout, introspection, gateway };
             (crate::probe::run(&target, &token, jwks.as_deref(), &reject)?, format.format)
         }
+        AuditCommand::Endpoint { token: None, .. } => anyhow::bail!("--token is required (or --authorize-client)"),
         AuditCommand::Source { path, advisories, include_tests, wordlist, format } => {
             let advisories = match advisories {
                 Some(file) => {
@@ -139,10 +151,16 @@ pub(crate) fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
     print(&report, format);
     Ok(match (endpoint, report.worst()) {
         // Every endpoint finding above INFO is a forged token or a route that got through (or a header URL the
-        // target fetched).
+        // target fetched), or an authorization request a strict server refuses.
         (true, Some(worst)) if worst > Severity::Info => ExitCode::FAILURE,
         // A baseline failed: nothing could be concluded, which must not read as "no findings".
-        (true, _) if !report.stats.contains_key("probes_sent") || report.has(NOT_PROBED) => ExitCode::from(2),
+        (true, _)
+            if !["probes_sent", "authorize_probes_sent"].iter().any(|sent| report.stats.contains_key(*sent))
+                || report.has(NOT_PROBED)
+                || report.has(tessera_audit::authorize::NOT_PROBED) =>
+        {
+            ExitCode::from(2)
+        }
         (false, Some(worst)) if worst >= Severity::High => ExitCode::FAILURE,
         _ => ExitCode::SUCCESS,
     })

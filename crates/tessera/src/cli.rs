@@ -160,6 +160,7 @@ pub(crate) enum KeysCommand {
 
 /// `tessera audit ...`
 #[derive(Debug, Subcommand)]
+#[expect(clippy::large_enum_variant, reason = "parsed once per run: the size of the command line is no cost")]
 pub(crate) enum AuditCommand {
     /// Static findings on one token; HMAC secrets are cracked from a built-in list, a wordlist and a brute force.
     Token {
@@ -184,13 +185,25 @@ pub(crate) enum AuditCommand {
         format: FormatArgs,
     },
     /// Active probe of a live endpoint with forged variants of a valid token; exits 1 if any is accepted. Sends
-    /// traffic only to URL and to its own loopback listener (the attacker key set for jku/x5u).
+    /// traffic only to URL and to its own loopback listener (the attacker key set for jku/x5u). With
+    /// --authorize-client, URL is an OAuth authorization endpoint instead, probed for loose redirect URI
+    /// matching, PKCE downgrades, a dropped state, a missing iss and open redirects (no token needed).
     Endpoint {
-        /// The endpoint, e.g. http://127.0.0.1:8080/verify.
+        /// The endpoint, e.g. http://127.0.0.1:8080/verify (or /oauth2/authorize with --authorize-client).
         url: String,
         /// A valid token the endpoint accepts.
-        #[arg(long)]
-        token: String,
+        #[arg(long, required_unless_present = "authorize_client")]
+        token: Option<String>,
+        /// URL is an authorization endpoint: probe it as this registered client (with --redirect-uri).
+        #[arg(long, value_name = "CLIENT_ID", requires = "redirect_uri",
+              conflicts_with_all = ["token", "introspect_as", "protected_path", "jwks", "reject"])]
+        authorize_client: Option<String>,
+        /// A redirect URI registered for --authorize-client.
+        #[arg(long, value_name = "URI", requires = "authorize_client")]
+        redirect_uri: Option<String>,
+        /// The scope the authorization probes ask for.
+        #[arg(long, default_value = "openid", requires = "authorize_client")]
+        scope: String,
         /// Header carrying the token; `authorization` gets `Bearer TOKEN`, any other the bare token.
         #[arg(long, default_value = "authorization")]
         header: String,

@@ -88,6 +88,34 @@ impl Drop for AttackerServer {
     }
 }
 
+/// `audit endpoint --authorize-client`: sends each authorization-endpoint probe as a GET, redirects not followed,
+/// and judges the answers.
+pub(crate) fn run_authorize(
+    url: &str,
+    client: &tessera_audit::authorize::Client,
+    timeout: Duration,
+) -> anyhow::Result<Report> {
+    use tessera_audit::authorize::{probes, verdict, Reply};
+    let endpoint = reqwest::Url::parse(url).with_context(|| format!("the endpoint {url:?} is not a URL"))?;
+    if !matches!(endpoint.scheme(), "http" | "https") {
+        bail!("the endpoint must be an http(s) URL, not {url:?}");
+    }
+    let http =
+        reqwest::blocking::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none()).build()?;
+    let probes = probes(client);
+    let replies: Vec<Result<Reply, String>> = probes
+        .iter()
+        .map(|probe| {
+            let mut target = endpoint.clone();
+            target.query_pairs_mut().extend_pairs(&probe.query);
+            let response = http.get(target).send().map_err(|err| format!("no answer: {err}"))?;
+            let location = response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok());
+            Ok(Reply { status: response.status().as_u16(), location: location.map(str::to_owned) })
+        })
+        .collect();
+    Ok(verdict(url, &probes, &replies)?)
+}
+
 /// Sends one token, asking a forward-authentication endpoint about `route` if given; a request whose connection
 /// broke (e.g. the server closed it after refusing an oversized body) is retried once on a fresh connection
 /// before it counts as unanswered.

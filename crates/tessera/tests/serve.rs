@@ -64,6 +64,49 @@ fn tesseras_own_verify_and_introspection_pass_the_full_endpoint_probe() {
     assert_eq!(output.status.code(), Some(0));
 }
 
+#[test]
+fn tesseras_authorization_endpoint_passes_the_authorization_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let redirect = "https://app.example/callback";
+    let added = tessera(d)
+        .args(["client", "add", "app", "--public", "--scope", "openid profile", "--redirect-uri", redirect])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let server = Server::start(d);
+    let url = format!("http://{}/oauth2/authorize", server.addr);
+    let output = tessera(d)
+        .args(["audit", "endpoint", &url, "--authorize-client", "app", "--redirect-uri", redirect, "--format", "json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)));
+    assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{report}");
+    assert!(report["not_tested"].as_array().unwrap().is_empty(), "{report}");
+    assert!(report["stats"]["authorize_probes_sent"].as_u64().unwrap() >= 10, "{report}");
+    assert_eq!(output.status.code(), Some(0));
+
+    // A client the server does not know gives the probe nothing to stand on: said, not passed.
+    let output = tessera(d)
+        .args([
+            "audit",
+            "endpoint",
+            &url,
+            "--authorize-client",
+            "nobody",
+            "--redirect-uri",
+            redirect,
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["findings"][0]["id"], "ENDPOINT-AUTHZ-NOT-PROBED", "{report}");
+    assert_eq!(output.status.code(), Some(2), "nothing concluded must not read as a clean report");
+}
+
 /// A login, refreshes (a grace replay and a reuse among them), a verification with the token also in the query, a
 /// failed login and a cookie logout: the logs, at their most verbose and as JSON, hold no token, cookie value or
 /// password, and the metrics the issue names count each of these.
