@@ -27,14 +27,21 @@ pub(crate) struct SessionRequest {
 
 /// Creates a session (committed before this returns) and its first token pair.
 pub(crate) async fn start(state: &AppState, request: SessionRequest) -> Result<Issued, ApiError> {
-    start_as(state, state.new_session_id()?, request).await
+    start_unless_taken(state, state.new_session_id()?, request)
+        .await?
+        .ok_or_else(|| ApiError::internal("a new random session id is already in use"))
 }
 
-/// [`start`], under a session id chosen beforehand (an authorization code names the session it will start, so
-/// that a replay of the code can end it).
-pub(crate) async fn start_as(state: &AppState, sid: String, request: SessionRequest) -> Result<Issued, ApiError> {
+/// [`start`], under a session id chosen beforehand; `None` when a session with that id exists already. An
+/// authorization code names the session its exchange starts: the store's refusal of a second session with that
+/// id is what makes the code single-use, in the same write that starts the session.
+pub(crate) async fn start_unless_taken(
+    state: &AppState,
+    sid: String,
+    request: SessionRequest,
+) -> Result<Option<Issued>, ApiError> {
     let now = state.clock().now_ms();
-    let session = state
+    let created = state
         .store()
         .create_session(NewSession {
             sid,
@@ -47,12 +54,16 @@ pub(crate) async fn start_as(state: &AppState, sid: String, request: SessionRequ
             created_at: now,
             expires_at: now.saturating_add(millis(state.settings().refresh_ttl)),
         })
-        .await?;
+        .await;
+    let session = match created {
+        Err(tessera_store::StoreError::AlreadyExists(_)) => return Ok(None),
+        other => other?,
+    };
     // The refresh grant checks the session's client before anything else: this node knows it without a read.
     state.clients().remember_session_owner(&session.sid, &session.client_id);
     let issued = issue(state, session).await?;
     crate::state::count_issued("refresh", OPAQUE, &issued.session.client_id);
-    Ok(issued)
+    Ok(Some(issued))
 }
 
 /// The `alg` label of refresh tokens: opaque, MAC-protected values, not JWTs.

@@ -552,3 +552,15 @@ async fn userinfo_needs_a_token_issued_with_the_openid_scope() {
     let info = h.with_bearer("GET", "/oauth2/userinfo", tokens["access_token"].as_str().unwrap()).await;
     assert_eq!(info.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_code_whose_login_ended_before_the_exchange_is_refused() {
+    let h = with_app(true).await;
+    let mut browser = Browser::default();
+    let code = browser.code_for(&h, "alice", &[]).await["code"].clone();
+    let confirm = browser.get(&h, &format!("/oauth2/logout?client_id={APP}")).await;
+    let done = browser.post(&h, "/oauth2/logout/confirm", &[("request", &confirm.form_request())]).await;
+    assert!(done.text.contains("Signed out"), "{}", done.text);
+    let (status, body) = exchange(&h, &code, &[]).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+}

@@ -252,6 +252,18 @@ pub(crate) fn posted_form(
     request::parameters(body).map_err(|why| (StatusCode::BAD_REQUEST, why))
 }
 
+/// A page's form posted from this origin, with the browser's live login (if any); the page to answer otherwise.
+pub(crate) async fn posted_with_login(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<(Vec<(String, String)>, Option<Login>), Box<Response>> {
+    let fields = posted_form(headers, uri, body).map_err(|refusal| Box::new(refused_form(state, refusal)))?;
+    let login = current_login(state, headers).await.map_err(|err| Box::new(err.into_response()))?;
+    Ok((fields, login))
+}
+
 /// The page of a post [`posted_form`] refused.
 pub(crate) fn refused_form(state: &AppState, (status, why): (StatusCode, &'static str)) -> Response {
     pages::error(&state.settings().sign_in.look, status, why)
@@ -387,7 +399,7 @@ async fn after_login(state: &AppState, client: &Client, request: AuthorizationRe
                 Err(err) => return err.into_response(),
             });
     if !needs_consent {
-        return send_code(state, &request, login);
+        return send_code(state, &request, login).await;
     }
     if request.prompt == Prompt::None {
         return redirect_error(state, &request.reply_to(), "consent_required", "the user has not consented");
@@ -417,13 +429,9 @@ pub(crate) async fn consent_submitted(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let fields = match posted_form(&headers, &uri, &body) {
-        Ok(fields) => fields,
-        Err(refusal) => return refused_form(&state, refusal),
-    };
-    let login = match current_login(&state, &headers).await {
-        Ok(login) => login,
-        Err(err) => return err.into_response(),
+    let (fields, login) = match posted_with_login(&state, &headers, &uri, &body).await {
+        Ok(posted) => posted,
+        Err(page) => return *page,
     };
     let Some(login) = login else { return expired_form(&state) };
     let Some(request) = param(&fields, "request")
@@ -436,14 +444,20 @@ pub(crate) async fn consent_submitted(
         return refused(&state, refusal);
     }
     match param(&fields, "decision") {
-        Some("allow") => send_code(&state, &request, &login),
+        Some("allow") => send_code(&state, &request, &login).await,
         _ => redirect_error(&state, &request.reply_to(), "access_denied", "the user denied the request"),
     }
 }
 
-/// The browser back to the application with a code for `request`.
-fn send_code(state: &AppState, request: &AuthorizationRequest, login: &Login) -> Response {
-    match code_grant::issue(state, request, login) {
+/// The browser back to the application with a code for `request`, carrying the user's roles and profile as they
+/// are now.
+async fn send_code(state: &AppState, request: &AuthorizationRequest, login: &Login) -> Response {
+    let user = match state.store().user(&login.sub).await {
+        Ok(Some(user)) if !user.disabled => user,
+        Ok(_) => return redirect_error(state, &request.reply_to(), "access_denied", "the user cannot sign in"),
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    match code_grant::issue(state, request, login, &user) {
         Ok(code) => redirect(state, &request.reply_to(), &[("code", &code)]),
         Err(err) => err.into_response(),
     }

@@ -3,15 +3,21 @@
 //! with the `openid` scope, an ID token (OpenID Connect Core §3.1.3).
 //!
 //! A code is the [`CodeGrant`] itself, sealed (see `crate::secrets`): the store holds nothing until it is used, a
-//! code cannot be read or changed, and it lives [`CODE_TTL_MS`]. It is used once: its id goes into the store's
-//! set of used one-time values, which every node shares. It names beforehand the session its exchange starts, so
-//! a code that comes back a second time ends that session, and with it every token issued for the code.
+//! code cannot be read or changed, and it lives [`CODE_TTL_MS`]. It names beforehand the session its exchange
+//! starts, which makes it single-use in the very write that starts the session: the store refuses a second
+//! session with that id, on every node sharing it. A code that comes back a second time therefore ends that
+//! session, and with it every token issued for the code.
+//!
+//! The exchange reads nothing from the store: the user's roles and profile travel in the code (read when it was
+//! issued), and whether the login is still live is the revocation index's answer, as it is for every token
+//! `/verify` checks. One write and two signatures: that is the whole exchange.
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use tessera_model::{AutomaticRevocation, Millis, Provenance, Revocation, SessionState};
+use tessera_model::{AutomaticRevocation, Millis, Profile, Provenance, Revocation, User};
+use tessera_revocation::TokenRef;
 
 use super::authorize::{code_flow_client, Login, LOGIN_CLIENT};
 use super::request::{is_code_verifier, param, AuthorizationRequest};
@@ -39,6 +45,9 @@ pub(crate) struct CodeGrant {
     scope: Vec<String>,
     nonce: Option<String>,
     sub: String,
+    /// The user's roles and profile when the code was issued.
+    roles: Vec<String>,
+    profile: Profile,
     /// The login it was issued under, which must still be live at the exchange.
     login_sid: String,
     auth_time_ms: Millis,
@@ -47,8 +56,13 @@ pub(crate) struct CodeGrant {
     expires_at: Millis,
 }
 
-/// A code for `request`, under `login`.
-pub(crate) fn issue(state: &AppState, request: &AuthorizationRequest, login: &Login) -> Result<String, ApiError> {
+/// A code for `request`, under `login`, of `user`.
+pub(crate) fn issue(
+    state: &AppState,
+    request: &AuthorizationRequest,
+    login: &Login,
+    user: &User,
+) -> Result<String, ApiError> {
     let grant = CodeGrant {
         id: state.random_b64::<16>()?,
         client_id: request.client_id.clone(),
@@ -57,6 +71,8 @@ pub(crate) fn issue(state: &AppState, request: &AuthorizationRequest, login: &Lo
         scope: request.scope.clone(),
         nonce: request.nonce.clone(),
         sub: login.sub.clone(),
+        roles: user.roles.clone(),
+        profile: user.profile.clone(),
         login_sid: login.sid.clone(),
         auth_time_ms: login.auth_time_ms,
         session_sid: state.new_session_id()?,
@@ -100,10 +116,38 @@ pub(crate) async fn exchange(
     if !is_code_verifier(verifier) || !challenge_matches(verifier, &grant.code_challenge) {
         return Err(OAuthError::InvalidCode("the code_verifier does not match the code_challenge").into());
     }
-    if !state.store().use_assertion(&client.client_id, &format!("code:{}", grant.id), grant.expires_at, now).await? {
-        // RFC 6749 §4.1.2: a code used twice revokes what was issued for it. When the replay races the first
-        // exchange and its revocation lands before the session is created, the session's access tokens are still
-        // refused everywhere (the log names its `sid`), though its refresh token rotates until it expires.
+    // The login must still be live: a logout (or the user's disabling) between the redirect and the exchange ends
+    // the code with it.
+    let login = TokenRef {
+        jti: None,
+        orig_jti: None,
+        sid: Some(&grant.login_sid),
+        sub: Some(&grant.sub),
+        client_id: Some(LOGIN_CLIENT),
+        iat_secs: grant.auth_time_ms.div_euclid(1000),
+        exp_secs: grant.expires_at.div_euclid(1000),
+    };
+    if state.revocations().is_revoked(&login) {
+        return Err(OAuthError::InvalidCode("the login the code was issued under has ended").into());
+    }
+    let scope = (!grant.scope.is_empty()).then(|| grant.scope.join(" "));
+    let mut claims = serde_json::Map::new();
+    claims.insert(LOGIN_SID_CLAIM.into(), grant.login_sid.clone().into());
+    let started = session::start_unless_taken(
+        state,
+        grant.session_sid.clone(),
+        SessionRequest {
+            sub: grant.sub.clone(),
+            client_id: client.client_id.clone(),
+            scope: scope.clone(),
+            roles: grant.roles.clone(),
+            claims,
+            user_agent: None,
+        },
+    )
+    .await?;
+    let Some(issued) = started else {
+        // RFC 6749 §4.1.2: a code used twice revokes what was issued for it.
         let ended = Revocation::Session { sid: grant.session_sid.clone() };
         state.revoke(ended, Provenance::automatic(AutomaticRevocation::CodeReplayed)).await?;
         tracing::warn!(
@@ -114,32 +158,7 @@ pub(crate) async fn exchange(
             "an authorization code was presented twice: the tokens issued for it are revoked"
         );
         return Err(OAuthError::InvalidCode("the code was already used").into());
-    }
-    // The login must still be live: a logout between the redirect and the exchange ends the code with it.
-    let login = state.store().session(&grant.login_sid).await?;
-    let login_live = login.is_some_and(|login| {
-        login.client_id == LOGIN_CLIENT && login.state == SessionState::Active && login.expires_at > now
-    });
-    let user = state.store().user(&grant.sub).await?.filter(|user| !user.disabled);
-    let (true, Some(user)) = (login_live, user) else {
-        return Err(OAuthError::InvalidCode("the login the code was issued under has ended").into());
     };
-    let scope = (!grant.scope.is_empty()).then(|| grant.scope.join(" "));
-    let mut claims = serde_json::Map::new();
-    claims.insert(LOGIN_SID_CLAIM.into(), grant.login_sid.clone().into());
-    let issued = session::start_as(
-        state,
-        grant.session_sid.clone(),
-        SessionRequest {
-            sub: grant.sub.clone(),
-            client_id: client.client_id.clone(),
-            scope: scope.clone(),
-            roles: user.roles.clone(),
-            claims,
-            user_agent: None,
-        },
-    )
-    .await?;
     let mut body = serde_json::json!({
         "access_token": issued.access_token,
         "token_type": "Bearer",
@@ -152,7 +171,7 @@ pub(crate) async fn exchange(
         }
         if grant.scope.iter().any(|s| s == super::request::OPENID) {
             let id_token =
-                super::oidc::id_token(state, &grant.id_token_facts(&client.client_id), &user, &issued.access_token)?;
+                super::oidc::id_token(state, &grant.id_token_facts(&client.client_id), &issued.access_token)?;
             fields.insert("id_token".into(), id_token.into());
         }
     }
@@ -169,6 +188,7 @@ impl CodeGrant {
             auth_time: self.auth_time_ms.div_euclid(1000),
             nonce: self.nonce.clone(),
             scope: self.scope.clone(),
+            profile: self.profile.clone(),
         }
     }
 }

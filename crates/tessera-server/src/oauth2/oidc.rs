@@ -14,10 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{Map, Value};
 use tessera_jose::{Algorithm, Policy, Profile, Verifier};
-use tessera_model::{Provenance, Revocation, User};
+use tessera_model::{Provenance, Revocation};
 
 use super::authorize::{
-    cleared_login_cookie, current_login, open_logout, posted_form, redirect_after_logout, refused_form, seal_logout,
+    cleared_login_cookie, current_login, open_logout, posted_with_login, redirect_after_logout, seal_logout,
     LogoutRequest, LOGIN_CLIENT,
 };
 use super::code_grant::LOGIN_SID_CLAIM;
@@ -37,16 +37,13 @@ pub(crate) struct IdTokenFacts {
     pub(crate) auth_time: i64,
     pub(crate) nonce: Option<String>,
     pub(crate) scope: Vec<String>,
+    /// The user's profile when the code was issued.
+    pub(crate) profile: tessera_model::Profile,
 }
 
 /// An ID token for `facts`, issued with `access_token` (whose `at_hash` it carries), signed with the server's
 /// signing key, with the user's claims the scopes release.
-pub(crate) fn id_token(
-    state: &AppState,
-    facts: &IdTokenFacts,
-    user: &User,
-    access_token: &str,
-) -> Result<String, ApiError> {
+pub(crate) fn id_token(state: &AppState, facts: &IdTokenFacts, access_token: &str) -> Result<String, ApiError> {
     let key = state.keys().signing_key();
     let now = state.clock().now_ms().div_euclid(1000);
     let mut claims = Map::new();
@@ -62,7 +59,7 @@ pub(crate) fn id_token(
     if let Some(nonce) = &facts.nonce {
         claims.insert("nonce".into(), nonce.clone().into());
     }
-    claims.extend(released_claims(user, &facts.scope));
+    claims.extend(released_claims(&facts.sub, &facts.profile, &facts.scope));
     let token = tessera_jose::encode_jwt(&key, Some("JWT"), &claims)
         .map_err(|err| ApiError::internal(format!("signing failed: {err}")))?;
     crate::state::count_issued("id", key.algorithm().as_str(), &facts.client_id);
@@ -81,21 +78,21 @@ fn token_hash(alg: Algorithm, token: &str) -> String {
     tessera_jose::base64url::encode(bytes.get(..bytes.len() / 2).unwrap_or_default())
 }
 
-/// The user's claims `scope` releases (Core §5.4): `name` with `profile`; `email` and `email_verified` with
-/// `email`. Only what is set.
-fn released_claims(user: &User, scope: &[String]) -> Map<String, Value> {
+/// The claims of user `username` with `profile` that `scope` releases (Core §5.4): `name` and
+/// `preferred_username` with `profile`; `email` and `email_verified` with `email`. Only what is set.
+fn released_claims(username: &str, profile: &tessera_model::Profile, scope: &[String]) -> Map<String, Value> {
     let has = |wanted: &str| scope.iter().any(|s| s == wanted);
     let mut claims = Map::new();
     if has("profile") {
-        if let Some(name) = &user.profile.name {
+        if let Some(name) = &profile.name {
             claims.insert("name".into(), name.clone().into());
         }
-        claims.insert("preferred_username".into(), user.username.clone().into());
+        claims.insert("preferred_username".into(), username.into());
     }
     if has("email") {
-        if let Some(email) = &user.profile.email {
+        if let Some(email) = &profile.email {
             claims.insert("email".into(), email.clone().into());
-            claims.insert("email_verified".into(), user.profile.email_verified.into());
+            claims.insert("email_verified".into(), profile.email_verified.into());
         }
     }
     claims
@@ -115,7 +112,7 @@ pub(crate) async fn userinfo(State(state): State<AppState>, headers: HeaderMap) 
     let user = state.store().user(&sub).await?.filter(|user| !user.disabled).ok_or_else(ApiError::invalid_token)?;
     let mut body = Map::new();
     body.insert("sub".into(), sub.into());
-    body.extend(released_claims(&user, &scope));
+    body.extend(released_claims(&user.username, &user.profile, &scope));
     Ok(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response())
 }
 
@@ -193,13 +190,9 @@ pub(crate) async fn logout_confirmed(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let fields = match posted_form(&headers, &uri, &body) {
-        Ok(fields) => fields,
-        Err(refusal) => return refused_form(&state, refusal),
-    };
-    let login = match current_login(&state, &headers).await {
-        Ok(login) => login,
-        Err(err) => return err.into_response(),
+    let (fields, login) = match posted_with_login(&state, &headers, &uri, &body).await {
+        Ok(posted) => posted,
+        Err(page) => return *page,
     };
     let confirmed = login.as_ref().and_then(|login| {
         let request = open_logout(&state, param(&fields, "request")?, login)?;
