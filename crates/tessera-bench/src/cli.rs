@@ -34,6 +34,11 @@ pub enum BenchCommand {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// Password logins per second through the login page (POST /oauth2/authorize/login, answered with a code).
+    LoginPage {
+        #[command(flatten)]
+        load: LoadArgs,
+    },
     /// Forward-auth checks per second through GET /verify (signature, claims, revocation index).
     Verify {
         /// Signing algorithm of the server's key.
@@ -43,6 +48,16 @@ pub enum BenchCommand {
         /// [default: one per connection].
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         tokens: Option<u32>,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Authorization codes exchanged per second through POST /oauth2/token grant_type=authorization_code (an
+    /// access and an ID token signed each, a session started). The codes are made beforehand through the login
+    /// page and the authorization endpoint, enough for the run at the raw signing limit.
+    CodeExchange {
+        /// Signing algorithm of the server's key.
+        #[arg(long, default_value = "RS256", value_parser = signing_algorithm)]
+        alg: Algorithm,
         #[command(flatten)]
         load: LoadArgs,
     },

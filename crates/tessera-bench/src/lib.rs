@@ -33,11 +33,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         BenchCommand::Day(args) => return day::run(&tessera, &args),
         BenchCommand::Refresh { alg, load } => (Scenario::Refresh, alg, load),
         BenchCommand::Login { load } => (Scenario::Login, Algorithm::EdDSA, load),
+        BenchCommand::LoginPage { load } => (Scenario::LoginPage, Algorithm::EdDSA, load),
         BenchCommand::Verify { alg, tokens, load } => {
             let tokens = tokens.map_or(usize::from(load.concurrency), |n| n as usize);
             (Scenario::Verify { tokens }, alg, load)
         }
         BenchCommand::ClientCredentials { alg, load } => (Scenario::ClientCredentials, alg, load),
+        BenchCommand::CodeExchange { alg, load } => (Scenario::CodeExchange { codes_per_worker: 0 }, alg, load),
         BenchCommand::Revoke { load } => (Scenario::Revoke, Algorithm::EdDSA, load),
     };
     load::run(&tessera, scenario, alg, &load)

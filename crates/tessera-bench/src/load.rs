@@ -10,7 +10,7 @@ use tessera_jose::Algorithm;
 
 use crate::cli::LoadArgs;
 use crate::raw::{raw_reference, raw_rsa_sign_rate_on_both_cores, rsa_avx512_ifma};
-use crate::sandbox::{store_name, ServerProcess, PASSWORD, USER};
+use crate::sandbox::{store_name, ServerProcess, BENCH_APP, BENCH_REDIRECT_URI, PASSWORD, USER};
 use crate::until_stopped;
 use crate::wire::Wire;
 
@@ -19,6 +19,15 @@ pub(crate) fn run(tessera: &Path, scenario: Scenario, alg: Algorithm, load: &Loa
     // The reference is measured before the server starts and again after it stops, and the two averaged: the
     // host's speed drifts (shared VMs: ±10% within minutes), and the mean of both sides tracks what the load saw.
     let raw_before = raw_reference(scenario, alg)?;
+    let scenario = match (scenario, raw_before) {
+        // Codes for the whole run at the raw limit, spread over the workers: a worker never runs out first.
+        (Scenario::CodeExchange { .. }, Some((_, limit))) => {
+            let run = load.duration.as_secs_f64() + WARMUP.as_secs_f64();
+            let total = (limit * run * 1.2).ceil().min(MAX_CODES as f64) as usize;
+            Scenario::CodeExchange { codes_per_worker: total.div_ceil(usize::from(load.concurrency).max(1)) }
+        }
+        _ => scenario,
+    };
     let server = ServerProcess::start(tessera, alg, scenario, &load.store)?;
     let result = std::thread::scope(|scope| {
         scope
@@ -102,11 +111,17 @@ pub(crate) fn run(tessera: &Path, scenario: Scenario, alg: Algorithm, load: &Loa
 pub(crate) enum Scenario {
     Refresh,
     Login,
+    /// The login page's form, posted again and again with its sealed request and the browser's form cookie.
+    LoginPage,
     /// `tokens` distinct access tokens, each of its own user, presented in turn.
     Verify {
         tokens: usize,
     },
     ClientCredentials,
+    /// Each worker exchanges its own codes, made beforehand, each once.
+    CodeExchange {
+        codes_per_worker: usize,
+    },
     Revoke,
 }
 
@@ -115,8 +130,10 @@ impl Scenario {
         match self {
             Self::Refresh => "refresh",
             Self::Login => "login",
+            Self::LoginPage => "login_page",
             Self::Verify { .. } => "verify",
             Self::ClientCredentials => "client_credentials",
+            Self::CodeExchange { .. } => "code_exchange",
             Self::Revoke => "revoke",
         }
     }
@@ -145,14 +162,13 @@ async fn drive(
         let held = prepare(&mut wire, scenario, credential, (worker, connections)).await?;
         ready.push((worker, wire, held));
     }
-    let warmup = Duration::from_secs(1);
-    let start = Instant::now() + warmup;
+    let start = Instant::now() + WARMUP;
     let end = start + load.duration;
     let mut workers = Vec::new();
     for (worker, mut wire, mut held) in ready {
         let credential = credential.map(str::to_owned);
         workers.push(tokio::spawn(async move {
-            let (mut latencies, mut errors) = (Vec::<u32>::new(), 0usize);
+            let (mut latencies, mut errors, mut ran_out) = (Vec::<u32>::new(), 0usize, false);
             let mut turn = 0usize;
             loop {
                 let sent = Instant::now();
@@ -160,6 +176,11 @@ async fn drive(
                     break;
                 }
                 let count = held.len();
+                if matches!(scenario, Scenario::CodeExchange { .. }) && turn >= count {
+                    // Each code is good once: a worker out of codes would only measure refusals.
+                    ran_out = true;
+                    break;
+                }
                 let Some(state) = held.get_mut(turn % count.max(1)) else { break };
                 turn = turn.wrapping_add(1);
                 let ok = one(&mut wire, scenario, state).await;
@@ -181,13 +202,16 @@ async fn drive(
                     }
                 }
             }
-            (latencies, errors)
+            (latencies, errors, ran_out)
         }));
     }
     let mut latencies = Vec::new();
     let mut errors = 0;
     for worker in workers {
-        let (l, e) = worker.await?;
+        let (l, e, ran_out) = worker.await?;
+        if ran_out {
+            bail!("a worker used every code made for it before the run ended: run for less time");
+        }
         latencies.extend(l);
         errors += e;
     }
@@ -258,6 +282,10 @@ async fn prepare(
             held
         }
         Scenario::Login => vec![String::new()],
+        Scenario::LoginPage => {
+            let (headers, form) = login_form(wire).await?;
+            vec![format!("{headers}\0{form}")]
+        }
         Scenario::ClientCredentials => {
             vec![format!(
                 "grant_type=client_credentials&client_id=bench&client_secret={}",
@@ -268,7 +296,80 @@ async fn prepare(
             wire.bearer = Some(credential.context("no admin credential")?.to_owned());
             vec![String::new()]
         }
+        Scenario::CodeExchange { codes_per_worker } => {
+            let login = sign_in(wire).await?;
+            let mut forms = Vec::with_capacity(codes_per_worker);
+            for _ in 0..codes_per_worker {
+                let (status, headers) =
+                    wire.request_with("GET", &authorize_path(), &format!("cookie: {login}\r\n"), None).await?;
+                let code = header(&headers, "location")
+                    .and_then(|location| location.split(['?', '&']).find_map(|pair| pair.strip_prefix("code=")))
+                    .with_context(|| format!("the authorization endpoint answered {status} without a code"))?;
+                forms.push(format!(
+                    "grant_type=authorization_code&client_id={BENCH_APP}&redirect_uri={}&code_verifier={CODE_VERIFIER}&code={code}",
+                    BENCH_REDIRECT_URI.replace(':', "%3A").replace('/', "%2F")
+                ));
+            }
+            forms
+        }
     })
+}
+
+/// The PKCE pair of the code-exchange benchmark: RFC 7636's example.
+const CODE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CODE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+/// How long the clock runs before measuring starts.
+const WARMUP: Duration = Duration::from_secs(1);
+/// Codes made for one run at most: they live a minute, and making them takes a while.
+const MAX_CODES: usize = 200_000;
+
+fn authorize_path() -> String {
+    let query = serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", BENCH_APP),
+        ("redirect_uri", BENCH_REDIRECT_URI),
+        ("scope", "openid"),
+        ("code_challenge", CODE_CHALLENGE),
+        ("code_challenge_method", "S256"),
+    ])
+    .unwrap_or_default();
+    format!("/oauth2/authorize?{query}")
+}
+
+fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers.iter().find(|(n, _)| n == name).map(|(_, value)| value.as_str())
+}
+
+/// Logs the benchmark user in through the login page, as a browser would; the login cookie (`name=value`).
+async fn sign_in(wire: &mut Wire) -> anyhow::Result<String> {
+    let (headers, form) = login_form(wire).await?;
+    let (status, headers) = wire.request_with("POST", "/oauth2/authorize/login", &headers, Some(&form)).await?;
+    headers
+        .iter()
+        .filter(|(name, _)| name == "set-cookie")
+        .filter_map(|(_, cookie)| cookie.split(';').next())
+        .find(|pair| pair.starts_with("__Host-tessera-login="))
+        .map(str::to_owned)
+        .with_context(|| format!("the login page's login answered {status} without a login cookie"))
+}
+
+/// The login page's form for the benchmark user, filled in: the header lines a browser sends with it (its form
+/// cookie, its origin) and the form body.
+async fn login_form(wire: &mut Wire) -> anyhow::Result<(String, String)> {
+    let (status, headers) = wire.request_with("GET", &authorize_path(), "", None).await?;
+    let form_cookie = header(&headers, "set-cookie")
+        .and_then(|cookie| cookie.split(';').next())
+        .with_context(|| format!("the login page ({status}) set no form cookie"))?
+        .to_owned();
+    let page = String::from_utf8_lossy(wire.last_body()?).into_owned();
+    const FIELD: &str = r#"name="request" value=""#;
+    let request = page
+        .find(FIELD)
+        .and_then(|at| page.get(at + FIELD.len()..))
+        .and_then(|rest| rest.split('"').next())
+        .context("no login form on the login page")?;
+    let form = serde_urlencoded::to_string([("request", request), ("username", USER), ("password", PASSWORD)])?;
+    Ok((format!("cookie: {form_cookie}\r\norigin: http://{}\r\n", wire.addr()), form))
 }
 
 static NEXT_REVOCATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -283,7 +384,15 @@ async fn one(wire: &mut Wire, scenario: Scenario, state: &mut String) -> bool {
         }
         Scenario::Login => wire.post("/auth/login", "application/json", &login_body("body")).await,
         Scenario::Verify { .. } => wire.get("/verify", Some(state)).await,
-        Scenario::ClientCredentials => wire.post("/oauth2/token", FORM, state).await,
+        Scenario::ClientCredentials | Scenario::CodeExchange { .. } => wire.post("/oauth2/token", FORM, state).await,
+        Scenario::LoginPage => {
+            let (headers, form) = state.split_once('\0').unwrap_or_default();
+            // A login answers 303 to the application with a code.
+            return wire
+                .request_with("POST", "/oauth2/authorize/login", headers, Some(form))
+                .await
+                .is_ok_and(|(status, _)| status == 303);
+        }
         Scenario::Revoke => {
             // A token id never revoked before, so that every request is a new durable write.
             let n = NEXT_REVOCATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

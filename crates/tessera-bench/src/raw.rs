@@ -20,7 +20,14 @@ pub(crate) fn raw_reference(scenario: Scenario, alg: Algorithm) -> anyhow::Resul
         Scenario::Refresh | Scenario::ClientCredentials => {
             Some(("2 × raw signing/s", 2.0 * raw_sign_rate(alg, Duration::from_secs(2))?))
         }
-        Scenario::Login => Some(("2 × raw argon2id hash/s", 2.0 * raw_argon2_rate(Duration::from_secs(3)))),
+        // Two signatures per exchange (the access token and the ID token): the limit is half the signing rate.
+        Scenario::CodeExchange { .. } if alg == Algorithm::RS256 => {
+            Some(("2 × raw RSA-2048 sign/s ÷ 2", raw_rsa_sign_rate(Duration::from_secs(2))?))
+        }
+        Scenario::CodeExchange { .. } => Some(("2 × raw signing/s ÷ 2", raw_sign_rate(alg, Duration::from_secs(2))?)),
+        Scenario::Login | Scenario::LoginPage => {
+            Some(("2 × raw argon2id hash/s", 2.0 * raw_argon2_rate(Duration::from_secs(3))))
+        }
         Scenario::Verify { .. } => {
             Some(("2 × raw signature verify/s", 2.0 * raw_verify_rate(alg, Duration::from_secs(2))?))
         }

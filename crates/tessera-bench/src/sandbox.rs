@@ -260,6 +260,9 @@ impl ServerProcess {
             Some(sandbox.admin_token.clone())
         } else if scenario == Scenario::ClientCredentials {
             Some(sandbox.add_client("bench", "api", "read")?)
+        } else if matches!(scenario, Scenario::CodeExchange { .. } | Scenario::LoginPage) {
+            sandbox.add_app()?;
+            None
         } else {
             None
         };
@@ -305,6 +308,27 @@ impl Sandbox {
         Ok(added.get("client_secret").and_then(serde_json::Value::as_str).context("no client secret")?.to_owned())
     }
 }
+
+impl Sandbox {
+    /// Adds [`BENCH_APP`]: a public, first-party code-flow client (no consent page) redirecting to
+    /// [`BENCH_REDIRECT_URI`].
+    fn add_app(&self) -> anyhow::Result<()> {
+        let added = self
+            .command()
+            .args(["client", "add", BENCH_APP, "--public", "--first-party", "--scope", "openid"])
+            .args(["--redirect-uri", BENCH_REDIRECT_URI])
+            .output()?;
+        if !added.status.success() {
+            bail!("could not add the benchmark app: {}", String::from_utf8_lossy(&added.stderr));
+        }
+        Ok(())
+    }
+}
+
+/// The code-flow client of the code-exchange benchmark.
+pub(crate) const BENCH_APP: &str = "bench-app";
+/// Its redirect URI (nothing listens there: the generator reads the code from `Location`).
+pub(crate) const BENCH_REDIRECT_URI: &str = "http://127.0.0.1/cb";
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {

@@ -47,6 +47,52 @@ impl Wire {
         self.exchange().await
     }
 
+    /// A request with `extra` header lines (each `name: value\r\n`) and, for a POST, a form body; its status and
+    /// the values of the answer's `location` and `set-cookie` headers. For setting a scenario up (a login through
+    /// the login page, codes from the authorization endpoint), never on the measured path.
+    pub(crate) async fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        extra: &str,
+        form: Option<&str>,
+    ) -> anyhow::Result<(u16, Vec<(String, String)>)> {
+        self.request.clear();
+        write!(self.request, "{method} {path} HTTP/1.1\r\nhost: {}\r\n{extra}", self.addr)?;
+        match form {
+            Some(body) => write!(
+                self.request,
+                "content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )?,
+            None => self.request.extend_from_slice(b"\r\n"),
+        }
+        let (status, _) = self.exchange().await?;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut head = httparse::Response::new(&mut headers);
+        head.parse(&self.response)?;
+        let kept = head
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("location") || h.name.eq_ignore_ascii_case("set-cookie"))
+            .map(|h| Ok((h.name.to_ascii_lowercase(), std::str::from_utf8(h.value)?.to_owned())))
+            .collect::<anyhow::Result<_>>()?;
+        Ok((status, kept))
+    }
+
+    /// The server's address, as the `host` header names it.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The body of the last answer.
+    pub(crate) fn last_body(&self) -> anyhow::Result<&[u8]> {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut head = httparse::Response::new(&mut headers);
+        let httparse::Status::Complete(head_len) = head.parse(&self.response)? else { bail!("no answer yet") };
+        Ok(self.response.get(head_len..).unwrap_or_default())
+    }
+
     /// Sends the prepared request and reads one response: its status and body (by `content-length`; the server
     /// never chunks these small responses, and a chunked one is refused rather than misread).
     async fn exchange(&mut self) -> anyhow::Result<(u16, &[u8])> {

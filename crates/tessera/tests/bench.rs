@@ -15,3 +15,25 @@ fn the_restart_benchmark_finds_every_revocation_it_stored_in_the_restarted_serve
     assert_eq!(report["store"], "sqlite");
     assert_eq!(report["index_entries"], 200, "70% token ids, 20% sessions, 10% subjects: {report}");
 }
+
+/// `tessera-bench code-exchange` logs in through the login page, makes its codes at the authorization endpoint and
+/// exchanges each once: a run without a single refused exchange (a reused or expired code would be one).
+#[test]
+fn the_code_exchange_benchmark_exchanges_every_code_once_without_an_error() {
+    use clap::Parser as _;
+    let exe = env!("CARGO_BIN_EXE_tessera");
+    let cli = tessera_bench::cli::Cli::try_parse_from([
+        "tessera-bench",
+        "--tessera",
+        exe,
+        "code-exchange",
+        "--alg",
+        "RS256",
+        "--duration",
+        "1s",
+        "--concurrency",
+        "2",
+    ])
+    .unwrap();
+    assert_eq!(tessera_bench::run(cli).unwrap(), std::process::ExitCode::SUCCESS);
+}
