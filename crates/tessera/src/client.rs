@@ -107,7 +107,16 @@ async fn run_async(config: &Config, command: ClientCommand) -> anyhow::Result<Ex
             if output.json {
                 let rows: Vec<_> = clients
                     .iter()
-                    .map(|c| serde_json::json!({"client_id": c.client_id, "scopes": c.scopes, "audiences": c.audiences, "grants": c.grants, "disabled": c.disabled, "created_at": c.created_at / 1000}))
+                    .map(|c| {
+                        let mut row = serde_json::json!({"client_id": c.client_id, "scopes": c.scopes, "audiences": c.audiences, "grants": c.grants, "disabled": c.disabled, "created_at": c.created_at / 1000, "token_endpoint_auth_method": auth_method(c)});
+                        if let (Some(flow), Some(fields)) = (&c.code_flow, row.as_object_mut()) {
+                            fields.insert("redirect_uris".into(), flow.redirect_uris.clone().into());
+                            fields.insert("post_logout_redirect_uris".into(), flow.post_logout_redirect_uris.clone().into());
+                            fields.insert("require_par".into(), flow.require_par.into());
+                            fields.insert("first_party".into(), flow.first_party.into());
+                        }
+                        row
+                    })
                     .collect();
                 print_json(&rows)?;
             } else if clients.is_empty() {
@@ -166,6 +175,15 @@ fn read_jwks(file: &std::path::Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(file).map_err(|err| anyhow::anyhow!("{}: {err}", file.display()))?;
     tessera_server::client_assertion_keys(&text).map_err(|err| anyhow::anyhow!("{}: {err}", file.display()))?;
     Ok(text)
+}
+
+/// How the client authenticates at the token endpoint, by RFC 7591's names.
+fn auth_method(client: &Client) -> &'static str {
+    match (client.secret_hash.is_empty(), client.jwks.is_some()) {
+        (_, true) => "private_key_jwt",
+        (false, false) => "client_secret_basic",
+        (true, false) => "none",
+    }
 }
 
 fn print_secret(id: &str, secret: &str, json: bool) -> anyhow::Result<()> {

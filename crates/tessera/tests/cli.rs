@@ -611,6 +611,72 @@ fn private_key_jwt_clients_are_added_with_public_keys_only() {
     assert_eq!(serde_json::from_str::<Value>(&listed).unwrap().as_array().unwrap().len(), 1);
 }
 
+#[test]
+fn apps_are_added_for_the_code_flow_only_with_redirect_uris_a_browser_may_be_sent_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let public = ok(
+        d,
+        &[
+            "client",
+            "add",
+            "photos",
+            "--public",
+            "--scope",
+            "openid profile",
+            "--redirect-uri",
+            "https://photos.example/cb",
+            "--redirect-uri",
+            "http://127.0.0.1/native",
+            "--first-party",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&public).unwrap(),
+        serde_json::json!({"client_id": "photos", "token_endpoint_auth_method": "none"})
+    );
+    let confidential = ok(
+        d,
+        &[
+            "client",
+            "add",
+            "billing",
+            "--confidential",
+            "--require-par",
+            "--redirect-uri",
+            "https://billing.example/cb",
+            "--json",
+        ],
+    );
+    assert!(serde_json::from_str::<Value>(&confidential).unwrap()["client_secret"].is_string());
+
+    for (uri, why) in [
+        ("http://photos.example/cb", "127.0.0.1"),
+        ("https://photos.example/cb#x", "fragment"),
+        ("https://user:pw@photos.example/cb", "credentials"),
+        ("javascript:alert(1)", "reverse-domain"),
+        ("/cb", "absolute"),
+    ] {
+        let run = tessera(d, &["client", "add", "bad", "--public", "--redirect-uri", uri], &[]);
+        assert!(run.code != 0 && run.stderr.contains(why), "{uri}: {}", run.stderr);
+    }
+    let neither = tessera(d, &["client", "add", "bad", "--redirect-uri", "https://a.example/cb"], &[]);
+    assert!(neither.code != 0 && neither.stderr.contains("--public"), "{}", neither.stderr);
+
+    let listed: Value = serde_json::from_str(&ok(d, &["client", "list", "--json"])).unwrap();
+    let rows = listed.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "nothing refused was added: {listed}");
+    let photos = rows.iter().find(|row| row["client_id"] == "photos").unwrap();
+    assert_eq!(photos["token_endpoint_auth_method"], "none");
+    assert_eq!(photos["redirect_uris"], serde_json::json!(["https://photos.example/cb", "http://127.0.0.1/native"]));
+    assert_eq!((photos["first_party"].as_bool(), photos["require_par"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(photos["grants"], serde_json::json!(["authorization_code"]), "a public client holds no credential");
+    let billing = rows.iter().find(|row| row["client_id"] == "billing").unwrap();
+    assert_eq!(billing["token_endpoint_auth_method"], "client_secret_basic");
+    assert_eq!(billing["require_par"], true);
+}
+
 /// `GET /verify` with a bearer token on a running server: the status.
 fn verify(addr: std::net::SocketAddr, token: &str) -> u16 {
     common::request(addr, "GET", "/verify", &format!("authorization: Bearer {token}\r\n"), "").unwrap().0
