@@ -37,8 +37,6 @@ pub(crate) const LOGIN_SID_CLAIM: &str = "login_sid";
 /// What a code stands for.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct CodeGrant {
-    /// Its one-time id.
-    id: String,
     client_id: String,
     redirect_uri: String,
     code_challenge: String,
@@ -51,7 +49,7 @@ pub(crate) struct CodeGrant {
     /// The login it was issued under, which must still be live at the exchange.
     login_sid: String,
     auth_time_ms: Millis,
-    /// The session the exchange starts.
+    /// The session the exchange starts: random, so it also makes every code unique.
     session_sid: String,
     expires_at: Millis,
 }
@@ -64,7 +62,6 @@ pub(crate) fn issue(
     user: &User,
 ) -> Result<String, ApiError> {
     let grant = CodeGrant {
-        id: state.random_b64::<16>()?,
         client_id: request.client_id.clone(),
         redirect_uri: request.redirect_uri.clone(),
         code_challenge: request.code_challenge.clone(),
