@@ -77,25 +77,14 @@ pub(crate) async fn authorize_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let pairs = request::parameters(query.unwrap_or_default().as_bytes());
+    let pairs = request::query_or_form(&headers, query.as_deref(), None);
     begin(&state, &headers, pairs).await
 }
 
 /// `POST /oauth2/authorize` (OpenID Connect Core §3.1.2.1: the same request as a form).
 pub(crate) async fn authorize_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let pairs = if is_form(&headers) {
-        request::parameters(&body)
-    } else {
-        Err("the request must be a form (application/x-www-form-urlencoded)")
-    };
+    let pairs = request::query_or_form(&headers, None, Some(&body));
     begin(&state, &headers, pairs).await
-}
-
-fn is_form(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"))
 }
 
 async fn begin(state: &AppState, headers: &HeaderMap, pairs: Result<Vec<(String, String)>, &'static str>) -> Response {
@@ -246,7 +235,7 @@ pub(crate) fn posted_form(
     if !crate::auth::same_origin(headers, uri) {
         return Err((StatusCode::FORBIDDEN, "This form was sent from another site and was refused."));
     }
-    if !is_form(headers) {
+    if !request::is_form(headers) {
         return Err((StatusCode::BAD_REQUEST, "The form was not sent as a form."));
     }
     request::parameters(body).map_err(|why| (StatusCode::BAD_REQUEST, why))

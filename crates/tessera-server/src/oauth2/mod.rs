@@ -104,30 +104,13 @@ impl IntoResponse for OAuthError {
     }
 }
 
-/// The most parameters a form of these endpoints may carry. The largest legitimate request, a token exchange with
-/// an actor token and client authentication, has about a dozen; a body with more is refused before it is decoded,
-/// so a 64 KiB body of thousands of tiny parameters costs no more than a normal request.
-const MAX_FORM_PARAMETERS: usize = 32;
-
 /// The form parameters, each present at most once (RFC 6749 §3.2). Runs before anything else an endpoint does
 /// (client authentication included), in time linear in the body.
 pub(crate) fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if !content_type.starts_with("application/x-www-form-urlencoded") {
+    if !request::is_form(headers) {
         return Err(OAuthError::InvalidRequest("Content-Type must be application/x-www-form-urlencoded"));
     }
-    // Counted as the decoder splits them: empty pieces (`a=1&&b=2`) are no parameter.
-    let mut pieces = body.split(|&byte| byte == b'&').filter(|piece| !piece.is_empty());
-    if pieces.nth(MAX_FORM_PARAMETERS).is_some() {
-        return Err(OAuthError::InvalidRequest("too many parameters"));
-    }
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(body).map_err(|_| OAuthError::InvalidRequest("the body is not a valid form"))?;
-    let mut seen = std::collections::HashSet::with_capacity(pairs.len());
-    if !pairs.iter().all(|(name, _)| seen.insert(name.as_str())) {
-        return Err(OAuthError::InvalidRequest("a parameter is repeated"));
-    }
-    Ok(pairs)
+    request::parameters(body).map_err(OAuthError::InvalidRequest)
 }
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -137,9 +120,7 @@ pub(crate) const LEGACY_SESSION_TOKEN_TYPE: &str = "urn:tessera:params:oauth:tok
 /// A derived token never outlives this, nor its subject token.
 const EXCHANGE_TTL_SECS: i64 = 300;
 
-fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-}
+use request::param;
 
 async fn token(
     State(state): State<AppState>,

@@ -122,13 +122,12 @@ pub(crate) async fn logout_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let pairs = request::parameters(query.unwrap_or_default().as_bytes());
-    logout(&state, &headers, pairs).await
+    logout(&state, &headers, request::query_or_form(&headers, query.as_deref(), None)).await
 }
 
 /// `POST /oauth2/logout` (the same request as a form).
 pub(crate) async fn logout_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    logout(&state, &headers, request::parameters(&body)).await
+    logout(&state, &headers, request::query_or_form(&headers, None, Some(&body))).await
 }
 
 async fn logout(state: &AppState, headers: &HeaderMap, pairs: Result<Vec<(String, String)>, &'static str>) -> Response {

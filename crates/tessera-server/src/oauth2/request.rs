@@ -5,6 +5,7 @@
 //! the error is shown to the user, never sent anywhere (RFC 6749 §4.1.2.1) — an attacker's redirect URI must not
 //! receive even an error. Everything after that is answered at the (now trusted) redirect URI.
 
+use axum::http::{header, HeaderMap};
 use serde::{Deserialize, Serialize};
 use tessera_model::{Client, Millis};
 use url::Url;
@@ -12,7 +13,10 @@ use url::Url;
 /// Scopes OpenID Connect defines, which a client must still be registered with to ask for.
 pub(crate) const OPENID: &str = "openid";
 
-/// The most parameters an authorization request may carry (the RFCs define about fifteen).
+/// The most parameters a request of the OAuth endpoints may carry. The largest legitimate one, a token exchange
+/// with an actor token and client authentication, or an authorization request, has about fifteen; more are
+/// refused before anything is decoded, so a 64 KiB body of thousands of tiny parameters costs no more than a
+/// normal request.
 const MAX_PARAMETERS: usize = 32;
 /// Longest `state` and `nonce` accepted: values that fit comfortably in a URL.
 const MAX_STATE_LEN: usize = 512;
@@ -71,13 +75,15 @@ pub(crate) enum Refusal {
     Redirected { to: ReplyTo, error: &'static str, description: &'static str },
 }
 
-/// The parameters of a query string or form, each present at most once (RFC 6749 §3.1).
+/// The parameters of a query string or form, each present at most once (RFC 6749 §3.1, §3.2), in time linear in
+/// its length.
 pub(crate) fn parameters(encoded: &[u8]) -> Result<Vec<(String, String)>, &'static str> {
+    // Counted as the decoder splits them: empty pieces (`a=1&&b=2`) are no parameter.
     if encoded.split(|&byte| byte == b'&').filter(|piece| !piece.is_empty()).nth(MAX_PARAMETERS).is_some() {
         return Err("too many parameters");
     }
     let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(encoded).map_err(|_| "the parameters are not validly encoded")?;
+        serde_urlencoded::from_bytes(encoded).map_err(|_| "the parameters are not a valid form")?;
     let mut seen = std::collections::HashSet::with_capacity(pairs.len());
     if !pairs.iter().all(|(name, _)| seen.insert(name.as_str())) {
         return Err("a parameter is repeated");
@@ -85,6 +91,29 @@ pub(crate) fn parameters(encoded: &[u8]) -> Result<Vec<(String, String)>, &'stat
     Ok(pairs)
 }
 
+/// Whether a request's body is a form (`application/x-www-form-urlencoded`).
+pub(crate) fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"))
+}
+
+/// The parameters of a request to a GET-or-POST endpoint (`/oauth2/authorize`, `/oauth2/logout`): its query
+/// string, or its form body, which must then be sent as one.
+pub(crate) fn query_or_form(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: Option<&[u8]>,
+) -> Result<Vec<(String, String)>, &'static str> {
+    match body {
+        None => parameters(query.unwrap_or_default().as_bytes()),
+        Some(body) if is_form(headers) => parameters(body),
+        Some(_) => Err("the request must be a form (application/x-www-form-urlencoded)"),
+    }
+}
+
+/// The value of parameter `name`, if present.
 pub(crate) fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
