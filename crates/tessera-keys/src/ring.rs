@@ -31,6 +31,10 @@ pub struct RotationPolicy {
     /// How long a new server secret is known to every node before any node issues with it, in seconds (default 2
     /// minutes, two reloads at the longest reload interval), so no node refuses a token another node just issued.
     pub secrets_prepublish: i64,
+    /// Whether a second keyring of RS256 keys is kept when `algorithm` is another (default true): OpenID Connect
+    /// Core §15.1 requires a provider to be able to sign ID tokens with RS256, and some applications accept
+    /// nothing else. It rotates on this same schedule.
+    pub rs256_id_tokens: bool,
 }
 
 impl Default for RotationPolicy {
@@ -43,6 +47,7 @@ impl Default for RotationPolicy {
             retain_after_retirement: 86_400 + 30,
             secrets_rotation_interval: 30 * 86_400,
             secrets_prepublish: 120,
+            rs256_id_tokens: true,
         }
     }
 }
@@ -53,6 +58,14 @@ impl RotationPolicy {
     #[must_use]
     pub fn jwks_max_age(&self) -> i64 {
         (self.prepublish / 2).clamp(0, 3_600)
+    }
+
+    /// The policy of the RS256 keyring ([`crate::KeyStore::rs256`]): this schedule with RS256 keys; `None` when
+    /// no such keyring is kept (the signing keys are RS256 already, or `rs256_id_tokens` is off).
+    #[must_use]
+    pub fn rs256(&self) -> Option<Self> {
+        (self.rs256_id_tokens && self.algorithm != Algorithm::RS256)
+            .then(|| Self { algorithm: Algorithm::RS256, ..self.clone() })
     }
 }
 
@@ -494,6 +507,17 @@ mod tests {
         ring.maintain(29 * DAY, &p).unwrap();
         assert_eq!(ring.next_change_after(29 * DAY, &p), Some(30 * DAY), "successor activates");
         assert_eq!(ring.next_change_after(30 * DAY, &p), Some(31 * DAY), "predecessor leaves");
+    }
+
+    #[test]
+    fn rs256_keys_are_kept_beside_other_algorithms_unless_turned_off() {
+        let eddsa = policy();
+        let rs256 = eddsa.rs256().unwrap();
+        assert_eq!(rs256.algorithm, Algorithm::RS256);
+        assert_eq!(rs256.rotation_interval, eddsa.rotation_interval, "the same schedule");
+        assert!(RotationPolicy { algorithm: Algorithm::ES256, ..policy() }.rs256().is_some());
+        assert!(RotationPolicy { algorithm: Algorithm::RS256, ..policy() }.rs256().is_none(), "RS256 signs already");
+        assert!(RotationPolicy { rs256_id_tokens: false, ..policy() }.rs256().is_none());
     }
 
     #[test]

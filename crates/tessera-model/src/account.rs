@@ -90,4 +90,19 @@ pub struct CodeFlow {
     /// An application of the same operator: users are not asked to consent to it.
     #[serde(default)]
     pub first_party: bool,
+    /// How its ID tokens are signed (its `id_token_signed_response_alg`, OpenID Connect Registration §2).
+    #[serde(default)]
+    pub id_token_signing: IdTokenSigning,
+}
+
+/// Which key signs a client's ID tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdTokenSigning {
+    /// The server's signing key, whatever its algorithm (EdDSA unless configured otherwise).
+    #[default]
+    SigningKey,
+    /// RS256, for applications that accept nothing else: every OpenID Connect provider must offer it (Core
+    /// §15.1). Signed with the RS256 keyring when the signing keys are of another algorithm.
+    Rs256,
 }

@@ -17,7 +17,7 @@ mod record;
 mod revocation;
 mod session;
 
-pub use account::{is_safe_role, Client, CodeFlow, Profile, User, MAX_ROLE_LEN};
+pub use account::{is_safe_role, Client, CodeFlow, IdTokenSigning, Profile, User, MAX_ROLE_LEN};
 pub use record::{Document, NewSecurityEvent, SecurityEvent, SecurityEventQuery};
 pub use revocation::{
     AutomaticRevocation, BadLogCursor, LogCursor, Provenance, Revocation, RevocationEntry, MAX_LOG_PARTITIONS,

@@ -13,11 +13,11 @@ use http_body_util::BodyExt as _;
 use serde_json::Value;
 use tessera_jose::{Policy, Profile, Verifier};
 use tessera_server::clock::Clock as _;
-use tessera_store::model::CodeFlow;
+use tessera_store::model::{CodeFlow, IdTokenSigning};
 use tessera_store::Client;
 use tower::ServiceExt as _;
 
-use common::{claims_of, form_post, harness, Harness, PASSWORD};
+use common::{claims_of, form_post, harness, harness_with_keys, Harness, PASSWORD};
 
 const APP: &str = "photos";
 const REDIRECT: &str = "https://photos.example/callback";
@@ -46,6 +46,7 @@ fn flow() -> CodeFlow {
         post_logout_redirect_uris: vec![AFTER_LOGOUT.into()],
         require_par: false,
         first_party: false,
+        id_token_signing: IdTokenSigning::SigningKey,
     }
 }
 
@@ -537,7 +538,103 @@ async fn discovery_describes_the_code_flow_and_agrees_with_the_rfc_8414_metadata
     assert_eq!(oidc.body["code_challenge_methods_supported"], serde_json::json!(["S256"]));
     assert_eq!(oidc.body["response_types_supported"], serde_json::json!(["code"]));
     assert_eq!(oidc.body["authorization_response_iss_parameter_supported"], true);
-    assert_eq!(oidc.body["id_token_signing_alg_values_supported"], serde_json::json!(["EdDSA"]));
+    assert_eq!(oidc.body["id_token_signing_alg_values_supported"], serde_json::json!(["EdDSA", "RS256"]));
+}
+
+/// The server's published keys, as an application fetches them.
+async fn published_keys(h: &Harness) -> tessera_jose::KeySet {
+    let response = h.app.clone().oneshot(Request::get("/.well-known/jwks.json").body(Body::empty()).unwrap()).await;
+    let bytes = response.unwrap().into_body().collect().await.unwrap().to_bytes();
+    tessera_jose::KeySet::from_public_jwks_json(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn an_app_registered_for_rs256_gets_rs256_id_tokens_from_an_eddsa_server_and_nothing_else_is_rs256() {
+    let h = harness().await;
+    register_app(&h, APP, true, CodeFlow { id_token_signing: IdTokenSigning::Rs256, ..flow() }).await;
+    let code = Browser::default().code_for(&h, "alice", &[]).await["code"].clone();
+    let (status, tokens) = exchange(&h, &code, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let (access, id_token) = (tokens["access_token"].as_str().unwrap(), tokens["id_token"].as_str().unwrap());
+
+    // As an application checks it: against the published JWKS, requiring RS256.
+    let policy = Policy {
+        profile: Profile::Jws,
+        issuer: Some(h.state.settings().issuer.clone()),
+        audiences: vec![APP.into()],
+        leeway_secs: 0,
+        max_token_len: 16 * 1024,
+    };
+    let verified = Verifier::new(published_keys(&h).await, policy).verify(id_token, h.clock.now_secs()).unwrap();
+    assert_eq!(verified.header.alg, "RS256");
+    let claims = claims_of(id_token);
+    assert_eq!((claims["sub"].as_str(), claims["nonce"].as_str()), (Some("alice"), Some("n-456")));
+    // at_hash under RS256's hash, SHA-256.
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access.as_bytes());
+    assert_eq!(claims["at_hash"], tessera_jose::base64url::encode(&digest.as_ref()[..16]));
+
+    // The access token is the signing keys' as always; a token typed as an access token but signed with the RS256
+    // key is no access token anywhere: the verifier trusts the signing keys alone.
+    let access_header: Value =
+        serde_json::from_slice(&tessera_jose::base64url::decode(access.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(access_header["alg"], "EdDSA");
+    assert_eq!(h.verify(access).await, StatusCode::OK);
+    let rs256 = h.state.keys().id_token_key(IdTokenSigning::Rs256).unwrap();
+    let forged = tessera_jose::encode_jwt(&rs256, Some(tessera_jose::ACCESS_TOKEN_TYP), &claims_of(access)).unwrap();
+    assert_eq!(h.verify(&forged).await, StatusCode::UNAUTHORIZED);
+
+    // The RS256 ID token serves as a logout hint like any other.
+    let mut browser = Browser::default();
+    browser.code_for(&h, "alice", &[]).await;
+    let query = serde_urlencoded::to_string([("id_token_hint", id_token), ("post_logout_redirect_uri", AFTER_LOGOUT)]);
+    let page = browser.get(&h, &format!("/oauth2/logout?{}", query.unwrap())).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "ended at once: {}", page.text);
+    assert_eq!(h.verify(access).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_rs256_keys_rotate_on_their_own_schedule_and_their_retired_key_stays_published() {
+    let h = harness().await;
+    let first = h.state.keys().id_token_key(IdTokenSigning::Rs256).unwrap().kid().to_owned();
+    let signing = h.state.keys().signing_key().kid().to_owned();
+    // `tessera keys rotate --rs256 --now`, from another process: the server takes it up at its next reload.
+    let policy = tessera_keys::RotationPolicy::default().rs256().unwrap();
+    let rs256 = tessera_keys::KeyStore::open(h.dir.path(), None).unwrap().rs256();
+    rs256.update(|ring| ring.rotate(h.clock.now_secs(), &policy, tessera_keys::Activation::Immediate)).unwrap();
+    assert!(h.state.keys().refresh(h.clock.now_secs()).unwrap());
+    let second = h.state.keys().id_token_key(IdTokenSigning::Rs256).unwrap().kid().to_owned();
+    assert_ne!(second, first);
+    assert_eq!(h.state.keys().signing_key().kid(), signing, "the signing keys did not move");
+    let published = published_keys(&h).await;
+    assert!(published.get(&first).is_some() && published.get(&second).is_some(), "the retired key still verifies");
+    assert!(h.state.keys().id_token_keys().get(&first).is_some());
+}
+
+#[tokio::test]
+async fn without_rs256_keys_an_app_registered_for_rs256_gets_an_error_and_no_session() {
+    let rotation = tessera_keys::RotationPolicy { rs256_id_tokens: false, ..tessera_keys::RotationPolicy::default() };
+    let h = harness_with_keys(tessera_server::Settings::default(), rotation).await;
+    register_app(&h, APP, true, CodeFlow { id_token_signing: IdTokenSigning::Rs256, ..flow() }).await;
+    assert!(published_keys(&h).await.len() == 1, "only the signing key is published");
+    let discovery = h.send(Request::get("/.well-known/openid-configuration").body(Body::empty()).unwrap()).await;
+    assert_eq!(discovery.body["id_token_signing_alg_values_supported"], serde_json::json!(["EdDSA"]));
+
+    let code = Browser::default().code_for(&h, "alice", &[]).await["code"].clone();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("client_id", APP),
+    ];
+    let request = form_post("/oauth2/token", &serde_urlencoded::to_string(form).unwrap());
+    let response = h.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"], "server_error");
+    let rules = tessera_store::RefreshRules { grace_ms: 0, idle_timeout_ms: 1 << 40 };
+    let sessions = h.state.store().live_sessions("alice", h.clock.now_ms(), rules).await.unwrap();
+    assert!(sessions.iter().all(|session| session.client_id != APP), "the failed exchange started no session");
 }
 
 #[tokio::test]

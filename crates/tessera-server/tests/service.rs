@@ -277,9 +277,13 @@ async fn jwks_and_metadata_are_public_and_cacheable() {
     assert_eq!(jwks.headers()[header::CACHE_CONTROL], "public, max-age=3600");
     let body: Value = serde_json::from_slice(&jwks.into_body().collect().await.unwrap().to_bytes()).unwrap();
     let keys = body["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 1);
-    for member in ["d", "p", "q", "dp", "dq", "qi", "k"] {
-        assert!(keys[0].get(member).is_none(), "private member {member} published");
+    let types: Vec<&str> = keys.iter().map(|key| key["kty"].as_str().unwrap()).collect();
+    assert_eq!(types.len(), 2, "the signing key and the RS256 key of ID tokens");
+    assert!(types.contains(&"OKP") && types.contains(&"RSA"), "{types:?}");
+    for key in keys {
+        for member in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+            assert!(key.get(member).is_none(), "private member {member} published");
+        }
     }
     let meta = h.send(Request::get("/.well-known/oauth-authorization-server").body(Body::empty()).unwrap()).await;
     assert_eq!(meta.body["issuer"], "http://127.0.0.1:8080");

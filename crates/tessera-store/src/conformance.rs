@@ -409,6 +409,7 @@ async fn clients(store: &dyn Store) {
         post_logout_redirect_uris: vec!["https://app.example/".into()],
         require_par: true,
         first_party: false,
+        id_token_signing: crate::model::IdTokenSigning::Rs256,
     };
     let keyed = Client {
         client_id: "keyed".into(),

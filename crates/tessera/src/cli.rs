@@ -125,13 +125,16 @@ pub(crate) enum KeysCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// List keys with their phases (next, active, retired).
+    /// List keys with their phases (next, active, retired): the signing keys, then the RS256 keys of ID tokens.
     List {
         #[command(flatten)]
         output: OutputArgs,
     },
     /// Rotate: schedule a successor of the configured algorithm, or with --now, switch immediately.
     Rotate {
+        /// Rotate the RS256 keys kept for ID tokens (keys.rs256_id_tokens) instead of the signing keys.
+        #[arg(long)]
+        rs256: bool,
         #[command(flatten)]
         activation: ActivationArgs,
         #[command(flatten)]
@@ -342,6 +345,10 @@ pub(crate) enum ClientCommand {
         /// An application of this operator: users are not asked to consent to it.
         #[arg(long, requires = "redirect_uris")]
         first_party: bool,
+        /// How its ID tokens are signed (`id_token_signed_response_alg`): keys.algorithm (the default) or RS256,
+        /// for applications that accept nothing else.
+        #[arg(long, value_name = "ALG", requires = "redirect_uris", value_parser = signing_algorithm)]
+        id_token_alg: Option<Algorithm>,
         /// Grants, comma-separated: client_credentials, token_exchange, legacy_session (token exchange of a legacy
         /// session cookie for a user session, while a migration from legacy sessions runs).
         #[arg(long, value_delimiter = ',', default_value = "client_credentials", value_parser = ["client_credentials", "token_exchange", "legacy_session"])]

@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
+use tessera_jose::Algorithm;
+use tessera_store::model::IdTokenSigning;
 use tessera_store::{Client, StoreError};
 
 use crate::cli::ClientCommand;
@@ -29,6 +31,7 @@ async fn run_async(config: &Config, command: ClientCommand) -> anyhow::Result<Ex
             confidential,
             require_par,
             first_party,
+            id_token_alg,
             output,
         } => {
             if id.is_empty()
@@ -60,6 +63,7 @@ async fn run_async(config: &Config, command: ClientCommand) -> anyhow::Result<Ex
                     post_logout_redirect_uris,
                     require_par,
                     first_party,
+                    id_token_signing: id_token_signing(config, id_token_alg)?,
                 })
             };
             let (secret, jwks) = match (jwks, public) {
@@ -114,6 +118,11 @@ async fn run_async(config: &Config, command: ClientCommand) -> anyhow::Result<Ex
                             fields.insert("post_logout_redirect_uris".into(), flow.post_logout_redirect_uris.clone().into());
                             fields.insert("require_par".into(), flow.require_par.into());
                             fields.insert("first_party".into(), flow.first_party.into());
+                            let alg = match flow.id_token_signing {
+                                IdTokenSigning::SigningKey => config.keys.algorithm,
+                                IdTokenSigning::Rs256 => Algorithm::RS256,
+                            };
+                            fields.insert("id_token_signed_response_alg".into(), alg.as_str().into());
                         }
                         row
                     })
@@ -194,4 +203,22 @@ fn print_secret(id: &str, secret: &str, json: bool) -> anyhow::Result<()> {
         println!("{secret}");
     }
     Ok(())
+}
+
+/// How a new client's ID tokens are signed, from `--id-token-alg`: the signing keys' algorithm, or RS256 when the
+/// server keeps RS256 keys (or signs with RS256 anyway).
+fn id_token_signing(config: &Config, alg: Option<Algorithm>) -> anyhow::Result<IdTokenSigning> {
+    match alg {
+        None => Ok(IdTokenSigning::SigningKey),
+        Some(Algorithm::RS256) if config.keys.algorithm == Algorithm::RS256 || config.keys.rs256_id_tokens => {
+            Ok(IdTokenSigning::Rs256)
+        }
+        Some(Algorithm::RS256) => {
+            bail!("--id-token-alg RS256 needs RS256 keys: set keys.rs256_id_tokens = true (or keys.algorithm = \"RS256\")")
+        }
+        Some(alg) if alg == config.keys.algorithm => Ok(IdTokenSigning::SigningKey),
+        Some(alg) => {
+            bail!("--id-token-alg {alg}: ID tokens are signed with keys.algorithm ({}) or RS256", config.keys.algorithm)
+        }
+    }
 }

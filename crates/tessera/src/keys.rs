@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use tessera_jose::{Jwk, RsaBits, SigningKey};
 use tessera_keys::{Activation, Change, KeyStore, MasterKey};
 
@@ -36,20 +36,38 @@ pub(crate) fn run(config: &Config, command: KeysCommand) -> anyhow::Result<ExitC
             );
             add(config, &key, now, &activation, output.json)
         }
-        KeysCommand::Rotate { activation, output } => {
+        KeysCommand::Rotate { rs256, activation, output } => {
             let store = open_for_writing(config)?;
+            let (store, policy) = if rs256 {
+                let Some(rs256_policy) = policy.rs256() else {
+                    bail!("no RS256 keys are kept beside the signing keys: keys.algorithm is RS256, or keys.rs256_id_tokens is off")
+                };
+                (store.rs256(), rs256_policy)
+            } else {
+                (store, policy)
+            };
             let change = store.update(|ring| ring.rotate(now, &policy, activation_of(&activation)))?;
             report(&[change], output.json, now)
         }
         KeysCommand::List { output } => {
-            let statuses = crate::store::keyring(config)?.load()?.status(now, &policy);
+            let store = crate::store::keyring(config)?;
+            let mut rows: Vec<Listed> = store
+                .load()?
+                .status(now, &policy)
+                .into_iter()
+                .map(|status| Listed { keyring: "signing", status })
+                .collect();
+            if let Some(rs256_policy) = policy.rs256() {
+                let statuses = store.rs256().load()?.status(now, &rs256_policy);
+                rows.extend(statuses.into_iter().map(|status| Listed { keyring: "rs256-id-tokens", status }));
+            }
             if output.json {
-                print_json(&statuses)?;
-            } else if statuses.is_empty() {
+                print_json(&rows)?;
+            } else if rows.is_empty() {
                 println!("no keys yet: `tessera keys generate --alg EdDSA` creates one");
             } else {
-                println!("{:<44} {:<6} {:<8} SCHEDULE", "KID", "ALG", "PHASE");
-                for s in statuses {
+                println!("{:<44} {:<6} {:<8} {:<15} SCHEDULE", "KID", "ALG", "PHASE", "KEYRING");
+                for Listed { keyring, status: s } in rows {
                     let schedule = match (s.retired_at, s.removed_at) {
                         (Some(retired), Some(removed)) => {
                             format!("retired {}, leaves the JWKS {}", relative(retired, now), relative(removed, now))
@@ -60,13 +78,19 @@ pub(crate) fn run(config: &Config, command: KeysCommand) -> anyhow::Result<ExitC
                         _ => format!("signing since {}", timestamp(s.activates_at)),
                     };
                     let phase = serde_json::to_value(s.phase)?.as_str().unwrap_or_default().to_owned();
-                    println!("{:<44} {:<6} {:<8} {schedule}", s.kid, s.alg.as_str(), phase);
+                    println!("{:<44} {:<6} {:<8} {keyring:<15} {schedule}", s.kid, s.alg.as_str(), phase);
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Jwks => {
-            print_json(&crate::store::keyring(config)?.load()?.jwks(now, &policy))?;
+            // What the server publishes: the signing keys and the RS256 keys of ID tokens.
+            let store = crate::store::keyring(config)?;
+            let mut jwks = store.load()?.jwks(now, &policy);
+            if let Some(rs256_policy) = policy.rs256() {
+                jwks.keys.extend(store.rs256().load()?.jwks(now, &rs256_policy).keys);
+            }
+            print_json(&jwks)?;
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::MasterKey => {
@@ -100,6 +124,14 @@ pub(crate) fn run(config: &Config, command: KeysCommand) -> anyhow::Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One key of `tessera keys list`: which keyring it is in, and its schedule.
+#[derive(serde::Serialize)]
+struct Listed {
+    keyring: &'static str,
+    #[serde(flatten)]
+    status: tessera_keys::KeyStatus,
 }
 
 /// Adds `key` to the keyring. (With a shared store the change may be made again on a newer keyring, so each

@@ -646,6 +646,8 @@ fn apps_are_added_for_the_code_flow_only_with_redirect_uris_a_browser_may_be_sen
             "--require-par",
             "--redirect-uri",
             "https://billing.example/cb",
+            "--id-token-alg",
+            "RS256",
             "--json",
         ],
     );
@@ -663,6 +665,19 @@ fn apps_are_added_for_the_code_flow_only_with_redirect_uris_a_browser_may_be_sen
     }
     let neither = tessera(d, &["client", "add", "bad", "--redirect-uri", "https://a.example/cb"], &[]);
     assert!(neither.code != 0 && neither.stderr.contains("--public"), "{}", neither.stderr);
+    let add_signed_with = |alg: &str, config: &[(&str, &str)]| {
+        let args =
+            ["client", "add", "bad", "--public", "--redirect-uri", "https://a.example/cb", "--id-token-alg", alg];
+        tessera(d, &args, config)
+    };
+    let other = add_signed_with("ES256", &[]);
+    assert!(other.code != 0 && other.stderr.contains("keys.algorithm (EdDSA) or RS256"), "{}", other.stderr);
+    let without_rs256_keys = add_signed_with("RS256", &[("TESSERA_KEYS__RS256_ID_TOKENS", "false")]);
+    assert!(
+        without_rs256_keys.code != 0 && without_rs256_keys.stderr.contains("keys.rs256_id_tokens"),
+        "{}",
+        without_rs256_keys.stderr
+    );
 
     let listed: Value = serde_json::from_str(&ok(d, &["client", "list", "--json"])).unwrap();
     let rows = listed.as_array().unwrap();
@@ -675,6 +690,35 @@ fn apps_are_added_for_the_code_flow_only_with_redirect_uris_a_browser_may_be_sen
     let billing = rows.iter().find(|row| row["client_id"] == "billing").unwrap();
     assert_eq!(billing["token_endpoint_auth_method"], "client_secret_basic");
     assert_eq!(billing["require_par"], true);
+    assert_eq!(billing["id_token_signed_response_alg"], "RS256");
+    assert_eq!(photos["id_token_signed_response_alg"], "EdDSA", "the signing keys' algorithm by default");
+}
+
+#[test]
+fn the_rs256_keys_of_id_tokens_rotate_apart_from_the_signing_keys_and_are_published_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["keys", "generate", "--alg", "EdDSA"]);
+    let created: Value = serde_json::from_str(&ok(d, &["keys", "rotate", "--rs256", "--now", "--json"])).unwrap();
+    let rs256_kid = created[0]["kid"].as_str().unwrap().to_owned();
+    let list: Value = serde_json::from_str(&ok(d, &["keys", "list", "--json"])).unwrap();
+    let rows: Vec<(&str, &str, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["keyring"].as_str().unwrap(), k["alg"].as_str().unwrap(), k["phase"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rows, [("signing", "EdDSA", "active"), ("rs256-id-tokens", "RS256", "active")]);
+    let jwks: Value = serde_json::from_str(&ok(d, &["keys", "jwks"])).unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    assert!(jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == rs256_kid && k["kty"] == "RSA"));
+    // Access tokens are still signed by the signing keys.
+    let token = ok(d, &["token", "issue", "--sub", "erin"]);
+    let inspected: Value = serde_json::from_str(&ok(d, &["token", "inspect", token.trim(), "--json"])).unwrap();
+    assert_eq!(inspected["header"]["alg"], "EdDSA");
+
+    let run = tessera(d, &["keys", "rotate", "--rs256"], &[("TESSERA_KEYS__RS256_ID_TOKENS", "false")]);
+    assert!(run.code != 0 && run.stderr.contains("no RS256 keys are kept"), "{}", run.stderr);
 }
 
 /// `GET /verify` with a bearer token on a running server: the status.

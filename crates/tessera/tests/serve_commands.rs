@@ -75,7 +75,9 @@ fn key_rotation_from_the_command_line_reaches_a_running_server() {
     add_user(d, "erin");
     let server = Server::start(d);
     let before = published_kids(server.addr);
-    assert_eq!(before.len(), 1, "one key generated on first start");
+    let signing = kid_of(&login_access(server.addr, "erin"));
+    assert_eq!(before.len(), 2, "a signing key and an RS256 key for ID tokens generated on first start");
+    assert!(before.contains(&signing));
     let rotated = tessera(d).args(["keys", "rotate", "--now", "--json"]).output().unwrap();
     assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
     let new_kid = serde_json::from_slice::<Value>(&rotated.stdout).unwrap()[0]["kid"].as_str().unwrap().to_owned();
@@ -84,7 +86,7 @@ fn key_rotation_from_the_command_line_reaches_a_running_server() {
         assert!(Instant::now() < deadline, "the running server never published the new key");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(published_kids(server.addr).contains(&before[0]), "the old key stays published while its tokens live");
+    assert!(published_kids(server.addr).contains(&signing), "the old key stays published while its tokens live");
     assert_eq!(kid_of(&login_access(server.addr, "erin")), new_kid, "new tokens are signed with the rotated key");
 }
 
@@ -92,23 +94,27 @@ fn key_rotation_from_the_command_line_reaches_a_running_server() {
 /// key, which would make every token issued so far fail: the keys in service stay, and nothing is written.
 #[test]
 fn a_keyring_that_vanishes_under_a_running_server_is_not_replaced_by_a_new_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    add_user(d, "erin");
-    // Made before the server starts, so the server loads it (one made at start is first seen by a reload).
-    assert!(tessera(d).args(["keys", "generate", "--alg", "EdDSA"]).status().unwrap().success());
-    let log = d.join("server.log");
-    let server = Server::start_logging(d, "warn", &log);
-    let before = published_kids(server.addr);
-    let keyring = d.join("tessera-data/keys.json");
-    std::fs::remove_file(&keyring).unwrap();
-    // A reload has run since and refused to go on without the keyring (logged once, then every so often).
-    eventually("a reload finds the keyring gone", || {
-        std::fs::read_to_string(&log).unwrap().contains("the keyring disappeared while its keys were in service")
-    });
-    assert!(!keyring.exists(), "no new keyring was generated");
-    assert_eq!(published_kids(server.addr), before, "the keys in service are still published");
-    assert_eq!(kid_of(&login_access(server.addr, "erin")), before[0], "and still sign");
+    // The signing keys, and the RS256 keys of ID tokens.
+    for file in ["keys.json", "keys-rs256.json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        add_user(d, "erin");
+        // Made before the server starts, so the server loads them (one made at start is first seen by a reload).
+        assert!(tessera(d).args(["keys", "generate", "--alg", "EdDSA"]).status().unwrap().success());
+        assert!(tessera(d).args(["keys", "rotate", "--rs256"]).status().unwrap().success());
+        let log = d.join("server.log");
+        let server = Server::start_logging(d, "warn", &log);
+        let before = published_kids(server.addr);
+        let signing = kid_of(&login_access(server.addr, "erin"));
+        let keyring = d.join("tessera-data").join(file);
+        std::fs::remove_file(&keyring).unwrap();
+        // A reload has run since and refused to go on without the keyring (logged once, then every so often).
+        let logged = format!("{file}: the keyring disappeared while its keys were in service");
+        eventually("a reload finds the keyring gone", || std::fs::read_to_string(&log).unwrap().contains(&logged));
+        assert!(!keyring.exists(), "{file}: no new keyring was generated");
+        assert_eq!(published_kids(server.addr), before, "the keys in service are still published");
+        assert_eq!(kid_of(&login_access(server.addr, "erin")), signing, "and still sign");
+    }
 }
 
 /// A login's access token.

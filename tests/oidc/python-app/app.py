@@ -3,9 +3,11 @@ with PKCE, state and nonce, the ID token validated by the library, userinfo, ref
 a confidential client (client_secret_basic). Configuration from the environment: ISSUER, CLIENT_ID,
 CLIENT_SECRET, PORT. Loopback only, for the tests in ../test.
 
-Its pages show what the library returned (claims, userinfo, which step ran) as JSON in #result, never a token.
+Its pages show what the library returned (claims, userinfo, which step ran, the algorithm the ID token was signed
+with) as JSON in #result, never a token.
 """
 
+import base64
 import html
 import json
 import os
@@ -61,7 +63,11 @@ def callback():
     userinfo = oauth.tessera.userinfo(token=token)
     session["id"] = session.get("id") or secrets.token_urlsafe(16)
     tokens[session["id"]] = {"all": [token["access_token"]], "refresh": token["refresh_token"], "id": token["id_token"]}
-    return page("signed-in", {"step": "callback", "claims": dict(token["userinfo"]), "userinfo": dict(userinfo)})
+    # Authlib has verified the ID token's signature against the JWKS by now; which algorithm did it verify?
+    header = token["id_token"].split(".")[0]
+    alg = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["alg"]
+    result = {"step": "callback", "claims": dict(token["userinfo"]), "userinfo": dict(userinfo), "id_token_alg": alg}
+    return page("signed-in", result)
 
 
 @app.route("/refresh")

@@ -61,8 +61,10 @@ before(async () => {
   await tesseraCli(["client", "add", "node-app", "--public", "--scope", "openid profile email",
     "--redirect-uri", `${node}/callback`, "--post-logout-redirect-uri", `${node}/bye`]);
   const python = `http://127.0.0.1:${pythonPort}`;
+  // Registered for RS256 ID tokens, which the server signs with its RS256 keys beside its EdDSA signing keys.
   const added = JSON.parse(await tesseraCli(["client", "add", "python-app", "--confidential", "--scope", "openid profile email",
-    "--redirect-uri", `${python}/callback`, "--post-logout-redirect-uri", `${python}/bye`, "--json"]));
+    "--redirect-uri", `${python}/callback`, "--post-logout-redirect-uri", `${python}/bye`, "--id-token-alg", "RS256",
+    "--json"]));
   tessera = await serveTessera("tessera serve", config, env, origin);
 
   apps.node = { origin: node, child: new Child("node app", process.execPath, [path.join(HERE, "../node-app/app.js")], {
@@ -131,6 +133,7 @@ for (const [name, library] of [["node", "openid-client"], ["python", "Authlib"]]
     assert.equal(signedIn.claims.email, "alice@example.com");
     assert.equal(signedIn.claims.name, "Alice Example");
     assert.ok(signedIn.claims.nonce && signedIn.claims.at_hash && signedIn.claims.auth_time, JSON.stringify(signedIn.claims));
+    if (name === "python") assert.equal(signedIn.id_token_alg, "RS256", "Authlib verified an RS256 ID token");
     assert.deepEqual(
       { sub: signedIn.userinfo.sub, email: signedIn.userinfo.email, verified: signedIn.userinfo.email_verified },
       { sub: "alice", email: "alice@example.com", verified: true },

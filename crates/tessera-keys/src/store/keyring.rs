@@ -1,11 +1,11 @@
-//! The keyring document (`keys.json`, or `keyring` in a shared store): its format, and loading, maintaining
-//! and changing the [`KeyRing`] it holds.
+//! The keyring documents (`keys.json`, or `keyring` in a shared store; `keys-rs256.json`, or `keyring-rs256`):
+//! their format, and loading, maintaining and changing the [`KeyRing`] each holds.
 
 use serde::{Deserialize, Serialize};
 use tessera_jose::{base64url, Algorithm, SigningKey};
 
 use super::sealing::{Sealing, Unsealed};
-use super::{KeyStore, KEYRING};
+use super::{Doc, KeyStore, KEYRING};
 use crate::{Change, KeyRing, KeyringError, ManagedKey, RotationPolicy};
 
 const FORMAT: u32 = 1;
@@ -35,14 +35,14 @@ impl KeyStore {
     /// # Errors
     /// [`KeyringError::Io`], [`KeyringError::Corrupt`], [`KeyringError::Store`], or a master-key error.
     pub fn load(&self) -> Result<KeyRing, KeyringError> {
-        match self.read(KEYRING)? {
-            Some((_, text)) => self.parse_ring(&text, Unsealed::Refuse),
+        match self.read(self.keyring)? {
+            Some((_, text)) => self.parse_ring(self.keyring, &text, Unsealed::Refuse),
             None => Ok(KeyRing::default()),
         }
     }
 
-    pub(super) fn parse_ring(&self, text: &str, unsealed: Unsealed) -> Result<KeyRing, KeyringError> {
-        let corrupt = |reason: String| KeyringError::Corrupt { path: self.path(), reason };
+    pub(super) fn parse_ring(&self, doc: Doc, text: &str, unsealed: Unsealed) -> Result<KeyRing, KeyringError> {
+        let corrupt = |reason: String| KeyringError::Corrupt { path: self.location(doc), reason };
         let file: KeyringFile = serde_json::from_str(text).map_err(|err| corrupt(err.to_string()))?;
         if file.format != FORMAT {
             return Err(corrupt(format!("format {} is not supported (expected {FORMAT})", file.format)));
@@ -53,8 +53,8 @@ impl KeyStore {
             .map(|stored| {
                 let raw = base64url::decode(&stored.private_key)
                     .ok_or_else(|| corrupt(format!("key {}: private_key is not base64url", stored.kid)))?;
-                let context = context(&stored.kid, stored.alg);
-                let der = self.open_entry(KEYRING, file.sealing, raw, &context, &stored.kid, unsealed)?;
+                let context = context(doc, &stored.kid, stored.alg);
+                let der = self.open_entry(doc, file.sealing, raw, &context, &stored.kid, unsealed)?;
                 let key = SigningKey::from_pkcs8(stored.alg, &der, None)?;
                 if key.kid() != stored.kid {
                     return Err(corrupt(format!("key {}: its thumbprint is {}", stored.kid, key.kid())));
@@ -89,23 +89,23 @@ impl KeyStore {
         &self,
         mut change: impl FnMut(&mut KeyRing) -> Result<T, KeyringError>,
     ) -> Result<T, KeyringError> {
-        self.change(KEYRING, |text| {
+        self.change(self.keyring, |text| {
             let mut ring = match text {
-                Some(text) => self.parse_ring(text, Unsealed::Refuse)?,
+                Some(text) => self.parse_ring(self.keyring, text, Unsealed::Refuse)?,
                 None => KeyRing::default(),
             };
             let result = change(&mut ring)?;
-            Ok((Some(self.serialize(&ring)?), result))
+            Ok((Some(self.serialize(self.keyring, &ring)?), result))
         })
     }
 
-    pub(super) fn serialize(&self, ring: &KeyRing) -> Result<String, KeyringError> {
+    pub(super) fn serialize(&self, doc: Doc, ring: &KeyRing) -> Result<String, KeyringError> {
         let keys = ring
             .keys()
             .iter()
             .map(|managed| {
                 let der = managed.key.to_pkcs8()?;
-                let (_, stored) = self.seal_entry(&context(managed.key.kid(), managed.key.algorithm()), &der)?;
+                let (_, stored) = self.seal_entry(&context(doc, managed.key.kid(), managed.key.algorithm()), &der)?;
                 Ok(StoredKey {
                     kid: managed.key.kid().to_owned(),
                     alg: managed.key.algorithm(),
@@ -118,12 +118,17 @@ impl KeyStore {
         let sealing = if self.master.is_some() { Sealing::Aes256Gcm } else { Sealing::None };
         let file = KeyringFile { format: FORMAT, sealing, keys };
         serde_json::to_string_pretty(&file)
-            .map_err(|err| KeyringError::Corrupt { path: self.path(), reason: err.to_string() })
+            .map_err(|err| KeyringError::Corrupt { path: self.location(doc), reason: err.to_string() })
     }
 }
 
-/// What each sealed key is bound to (AES-GCM associated data): its purpose, id and algorithm, so a sealed key
-/// cannot be moved to another entry, nor used as a server secret.
-fn context(kid: &str, alg: Algorithm) -> String {
-    format!("tessera-key-v1|{kid}|{alg}")
+/// What each sealed key is bound to (AES-GCM associated data): its purpose, keyring, id and algorithm, so a sealed
+/// key cannot be moved to another entry or keyring, nor used as a server secret. (The signing keyring's context
+/// names no keyring: it was written so before there was a second one.)
+fn context(doc: Doc, kid: &str, alg: Algorithm) -> String {
+    if doc == KEYRING {
+        format!("tessera-key-v1|{kid}|{alg}")
+    } else {
+        format!("tessera-key-v1|{}|{kid}|{alg}", doc.document)
+    }
 }

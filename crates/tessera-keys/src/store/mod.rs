@@ -1,6 +1,6 @@
-//! The keyring and the server secrets as a [`KeyStore`]: files in the data directory (`keys.json`, `secrets.json`,
-//! written atomically under a lock file) or documents in a shared store (changed by compare-and-swap), private
-//! keys and secrets sealed under the master key when one is given.
+//! The keyrings and the server secrets as a [`KeyStore`]: files in the data directory (`keys.json`,
+//! `keys-rs256.json`, `secrets.json`, written atomically under a lock file) or documents in a shared store (changed
+//! by compare-and-swap), private keys and secrets sealed under the master key when one is given.
 //!
 //! This module holds the store itself and the one read and change path both documents go through; the documents'
 //! formats are in `keyring` and `secrets`, sealing in `sealing`, the file primitives in `files`, the shared-store
@@ -24,7 +24,6 @@ mod tests;
 pub use documents::Documents;
 pub use sealing::Sealing;
 
-const FILE_NAME: &str = "keys.json";
 const SECRETS_NAME: &str = "secrets.json";
 const LOCK_NAME: &str = "keys.lock";
 
@@ -39,7 +38,7 @@ pub enum Revision {
     Version(u64),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Backing {
     /// `keys.json` and `secrets.json` in a data directory, changed under a lock file.
     Files(PathBuf),
@@ -47,23 +46,29 @@ enum Backing {
     Shared(Arc<dyn Documents>),
 }
 
-/// One of the two documents: its file name, and its name in a shared store.
-#[derive(Clone, Copy)]
+/// One of the documents: its file name, and its name in a shared store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Doc {
     file: &'static str,
     document: &'static str,
 }
 
-const KEYRING: Doc = Doc { file: FILE_NAME, document: "keyring" };
+/// The signing keys.
+const KEYRING: Doc = Doc { file: "keys.json", document: "keyring" };
+/// RS256 keys kept beside signing keys of another algorithm, for ID tokens of applications that need RS256.
+const RS256_KEYRING: Doc = Doc { file: "keys-rs256.json", document: "keyring-rs256" };
+const KEYRINGS: [Doc; 2] = [KEYRING, RS256_KEYRING];
 const SECRETS: Doc = Doc { file: SECRETS_NAME, document: "secrets" };
 /// Compare-and-swap attempts before a write that keeps losing to other nodes gives up.
 const ATTEMPTS: usize = 16;
 
-/// The keyring and the server secrets: files in the data directory, or documents in a shared store.
+/// A keyring and the server secrets: files in the data directory, or documents in a shared store.
 #[derive(Debug)]
 pub struct KeyStore {
     backing: Backing,
-    master: Option<MasterKey>,
+    master: Option<Arc<MasterKey>>,
+    /// The keyring this store loads and changes: the signing keys, or the RS256 keys ([`KeyStore::rs256`]).
+    keyring: Doc,
 }
 
 impl KeyStore {
@@ -73,16 +78,25 @@ impl KeyStore {
     /// [`KeyringError::Io`] when the directory cannot be created.
     pub fn open(data_dir: &Path, master: Option<MasterKey>) -> Result<Self, KeyringError> {
         files::create_private_dir(data_dir)?;
-        Ok(Self { backing: Backing::Files(data_dir.to_owned()), master })
+        Ok(Self { backing: Backing::Files(data_dir.to_owned()), master: master.map(Arc::new), keyring: KEYRING })
     }
 
     /// The keyring kept in a shared store.
     #[must_use]
     pub fn shared(documents: Arc<dyn Documents>, master: Option<MasterKey>) -> Self {
-        Self { backing: Backing::Shared(documents), master }
+        Self { backing: Backing::Shared(documents), master: master.map(Arc::new), keyring: KEYRING }
     }
 
-    /// Copies the keyring and the secrets of `data_dir` into the shared store, each only if the store has none
+    /// The same store's second keyring: RS256 keys, kept beside signing keys of another algorithm so that ID
+    /// tokens can be signed with RS256 for applications that accept nothing else (OpenID Connect Core §15.1). Its
+    /// own document (`keys-rs256.json`, or `keyring-rs256`), with its own rotation, sealed under the same master
+    /// key; its secrets are this store's.
+    #[must_use]
+    pub fn rs256(&self) -> Self {
+        Self { backing: self.backing.clone(), master: self.master.clone(), keyring: RS256_KEYRING }
+    }
+
+    /// Copies the keyrings and the secrets of `data_dir` into the shared store, each only if the store has none
     /// yet: a deployment that moves from files to a shared store keeps its keys (the first node to start wins).
     /// Returns the documents copied. Does nothing for a file-backed store.
     ///
@@ -91,7 +105,7 @@ impl KeyStore {
     pub fn import_files(&self, data_dir: &Path) -> Result<Vec<&'static str>, KeyringError> {
         let Backing::Shared(documents) = &self.backing else { return Ok(Vec::new()) };
         let mut imported = Vec::new();
-        for doc in [KEYRING, SECRETS] {
+        for doc in [KEYRING, RS256_KEYRING, SECRETS] {
             let path = data_dir.join(doc.file);
             let text = match fs::read_to_string(&path) {
                 Ok(text) => text,
@@ -114,7 +128,7 @@ impl KeyStore {
     /// Where the keyring is: the file's path, or `store:keyring` for the shared store (for messages).
     #[must_use]
     pub fn path(&self) -> PathBuf {
-        self.location(KEYRING)
+        self.location(self.keyring)
     }
 
     /// Where the server secrets are: the file's path, or `store:secrets` (for messages).
@@ -135,7 +149,7 @@ impl KeyStore {
     /// # Errors
     /// Store errors (a file that cannot be examined counts as absent).
     pub fn revision(&self) -> Result<Revision, KeyringError> {
-        self.revision_of(KEYRING)
+        self.revision_of(self.keyring)
     }
 
     /// The server secrets' current revision, like [`KeyStore::revision`].

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Doc, KeyStore, FILE_NAME, KEYRING, SECRETS};
+use super::{Doc, KeyStore, KEYRINGS, SECRETS};
 use crate::KeyringError;
 
 /// How private keys are kept in the file.
@@ -43,8 +43,8 @@ impl KeyStore {
     ) -> Result<Vec<u8>, KeyringError> {
         match (sealing, &self.master) {
             (Sealing::None, Some(_)) if unsealed == Unsealed::Refuse => {
-                // The keyring is sealed as a whole; secrets one by one.
-                let entry = if doc.file == FILE_NAME { "the keyring".to_owned() } else { format!("secret {kid}") };
+                // A keyring is sealed as a whole; secrets one by one.
+                let entry = if doc == SECRETS { format!("secret {kid}") } else { "the keyring".to_owned() };
                 Err(KeyringError::Unsealed { path: self.location(doc), entry })
             }
             (Sealing::None, _) => Ok(raw),
@@ -63,9 +63,9 @@ impl KeyStore {
         })
     }
 
-    /// Seals, under the master key, a keyring and secrets written without one: the explicit upgrade once a master
-    /// key is set (reading never does it, since an unsealed entry may have been planted). Returns where entries
-    /// were sealed.
+    /// Seals, under the master key, the keyrings and secrets written without one: the explicit upgrade once a
+    /// master key is set (reading never does it, since an unsealed entry may have been planted). Returns where
+    /// entries were sealed.
     ///
     /// # Errors
     /// [`KeyringError::MasterKeyRequired`] without a master key; as [`KeyStore::load`] for anything else, among
@@ -75,16 +75,18 @@ impl KeyStore {
             return Err(KeyringError::MasterKeyRequired);
         }
         let mut sealed = Vec::new();
-        let keyring_unsealed = self.change(KEYRING, |text| {
-            let Some(text) = text else { return Ok((None, false)) };
-            if self.parse_ring(text, Unsealed::Refuse).is_ok() {
-                return Ok((None, false));
+        for keyring in KEYRINGS {
+            let keyring_unsealed = self.change(keyring, |text| {
+                let Some(text) = text else { return Ok((None, false)) };
+                if self.parse_ring(keyring, text, Unsealed::Refuse).is_ok() {
+                    return Ok((None, false));
+                }
+                let ring = self.parse_ring(keyring, text, Unsealed::Accept)?;
+                Ok((Some(self.serialize(keyring, &ring)?), true))
+            })?;
+            if keyring_unsealed {
+                sealed.push(self.location(keyring));
             }
-            let ring = self.parse_ring(text, Unsealed::Accept)?;
-            Ok((Some(self.serialize(&ring)?), true))
-        })?;
-        if keyring_unsealed {
-            sealed.push(self.location(KEYRING));
         }
         let secrets_unsealed = self.change(SECRETS, |text| {
             if text.is_none() || self.parse_secrets(text, Unsealed::Refuse).is_ok() {

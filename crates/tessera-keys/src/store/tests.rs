@@ -51,6 +51,7 @@ fn an_unsealed_keyring_is_refused_with_a_master_key_until_sealed_explicitly() {
     let dir = tempfile::tempdir().unwrap();
     let plain = KeyStore::open(dir.path(), None).unwrap();
     plain.update(|ring| ring.maintain(1, &policy(Algorithm::EdDSA))).unwrap();
+    plain.rs256().update(|ring| ring.maintain(1, &policy(Algorithm::RS256))).unwrap();
     let (secrets, _) = plain.load_secrets(&[REFRESH], 1, &policy(Algorithm::EdDSA)).unwrap();
     let kid = plain.load().unwrap().active(1).unwrap().kid().to_owned();
     let (master, _) = MasterKey::generate().unwrap();
@@ -58,6 +59,7 @@ fn an_unsealed_keyring_is_refused_with_a_master_key_until_sealed_explicitly() {
     // Neither a read nor a write seals it in passing: the unsealed keyring could have been planted.
     for refused in [
         sealed.load().map(drop),
+        sealed.rs256().load().map(drop),
         sealed.update(|ring| ring.maintain(2, &policy(Algorithm::EdDSA))).map(drop),
         sealed.load_secrets(&[REFRESH], 2, &policy(Algorithm::EdDSA)).map(drop),
     ] {
@@ -65,9 +67,11 @@ fn an_unsealed_keyring_is_refused_with_a_master_key_until_sealed_explicitly() {
         assert!(matches!(err, KeyringError::Unsealed { .. }) && err.is_integrity_failure(), "{err}");
         assert!(err.to_string().contains("tessera keys seal"), "{err}");
     }
-    assert!(fs::read_to_string(dir.path().join(FILE_NAME)).unwrap().contains("\"none\""), "nothing written");
+    assert!(fs::read_to_string(dir.path().join(KEYRING.file)).unwrap().contains("\"none\""), "nothing written");
 
-    assert_eq!(sealed.seal().unwrap(), [dir.path().join(FILE_NAME), dir.path().join(SECRETS_NAME)]);
+    let every_document = [KEYRING, RS256_KEYRING, SECRETS].map(|doc| dir.path().join(doc.file));
+    assert_eq!(sealed.seal().unwrap(), every_document);
+    assert!(sealed.rs256().load().is_ok());
     assert!(fs::read_to_string(sealed.path()).unwrap().contains("aes-256-gcm"));
     assert_eq!(sealed.load().unwrap().active(2).unwrap().kid(), kid, "the same keys, now sealed");
     let (after, _) = sealed.load_secrets(&[REFRESH], 2, &policy(Algorithm::EdDSA)).unwrap();
@@ -106,6 +110,33 @@ fn a_planted_unsealed_or_swapped_secret_is_refused_under_a_master_key() {
     }
     fs::write(&path, genuine.to_string()).unwrap();
     assert!(store.load_secrets(&[REFRESH, CSRF], 1, &policy(Algorithm::EdDSA)).is_ok());
+}
+
+#[test]
+fn the_rs256_keyring_is_a_document_of_its_own_whose_keys_open_nowhere_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let (master, text) = MasterKey::generate().unwrap();
+    let store = KeyStore::open(dir.path(), Some(master)).unwrap();
+    let eddsa = policy(Algorithm::EdDSA);
+    store.load_maintained(1, &eddsa).unwrap();
+    let (rs256, changes) = store.rs256().load_maintained(1, &eddsa.rs256().unwrap()).unwrap();
+    assert_eq!(changes.len(), 1, "its first key, made by its own maintenance");
+    let kid = rs256.active(1).unwrap().kid().to_owned();
+    assert_eq!(rs256.active(1).unwrap().algorithm(), Algorithm::RS256);
+    assert_eq!(store.load().unwrap().active(1).unwrap().algorithm(), Algorithm::EdDSA, "the signing keys unchanged");
+    assert_eq!(store.rs256().path(), dir.path().join("keys-rs256.json"));
+    let reopened = KeyStore::open(dir.path(), Some(MasterKey::parse(&text).unwrap())).unwrap();
+    assert_eq!(reopened.rs256().load().unwrap().active(1).unwrap().kid(), kid);
+
+    // Its sealed keys are bound to it: moved into the signing keyring, where they would sign access tokens,
+    // they do not open.
+    let signing_path = store.path();
+    let mut signing: serde_json::Value = serde_json::from_str(&fs::read_to_string(&signing_path).unwrap()).unwrap();
+    let moved: serde_json::Value = serde_json::from_str(&fs::read_to_string(store.rs256().path()).unwrap()).unwrap();
+    signing["keys"] = moved["keys"].clone();
+    fs::write(&signing_path, signing.to_string()).unwrap();
+    let err = store.load().unwrap_err();
+    assert!(matches!(err, KeyringError::WrongMasterKey { .. }) && err.is_integrity_failure(), "{err}");
 }
 
 #[test]
@@ -299,11 +330,13 @@ fn local_files_are_imported_once_into_an_empty_store() {
     let dir = tempfile::tempdir().unwrap();
     let files = KeyStore::open(dir.path(), None).unwrap();
     let (ring, _) = files.load_maintained(1, &policy(Algorithm::EdDSA)).unwrap();
+    let (rs256, _) = files.rs256().load_maintained(1, &policy(Algorithm::RS256)).unwrap();
     let secret = issuing(&files, REFRESH, 1);
     let memory = Arc::new(Memory::default());
     let shared = KeyStore::shared(memory.clone(), None);
-    assert_eq!(shared.import_files(dir.path()).unwrap(), vec![FILE_NAME, SECRETS_NAME]);
+    assert_eq!(shared.import_files(dir.path()).unwrap(), vec![KEYRING.file, RS256_KEYRING.file, SECRETS_NAME]);
     assert_eq!(shared.load().unwrap().active(1).unwrap().kid(), ring.active(1).unwrap().kid());
+    assert_eq!(shared.rs256().load().unwrap().active(1).unwrap().kid(), rs256.active(1).unwrap().kid());
     assert_eq!(issuing(&shared, REFRESH, 1), secret);
     // Another node's different files do not replace what the store already holds.
     let other = tempfile::tempdir().unwrap();
@@ -320,8 +353,9 @@ fn the_keyring_is_readable_only_by_its_owner() {
     let data = dir.path().join("data");
     let store = KeyStore::open(&data, None).unwrap();
     store.update(|ring| ring.maintain(1, &policy(Algorithm::EdDSA))).unwrap();
+    store.rs256().update(|ring| ring.maintain(1, &policy(Algorithm::RS256))).unwrap();
     store.load_secrets(&[REFRESH], 1, &RotationPolicy::default()).unwrap();
-    for file in [FILE_NAME, SECRETS_NAME, LOCK_NAME] {
+    for file in [KEYRING.file, RS256_KEYRING.file, SECRETS_NAME, LOCK_NAME] {
         assert_eq!(fs::metadata(data.join(file)).unwrap().permissions().mode() & 0o777, 0o600, "{file}");
     }
     assert_eq!(fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);

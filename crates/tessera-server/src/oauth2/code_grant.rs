@@ -127,6 +127,12 @@ pub(crate) async fn exchange(
     if state.revocations().is_revoked(&login) {
         return Err(OAuthError::InvalidCode("the login the code was issued under has ended").into());
     }
+    // Found before anything is written, so a client the server cannot sign for starts no session.
+    let id_token_key = if grant.scope.iter().any(|s| s == super::request::OPENID) {
+        Some(super::oidc::id_token_key(state, &client)?)
+    } else {
+        None
+    };
     let scope = (!grant.scope.is_empty()).then(|| grant.scope.join(" "));
     let mut claims = serde_json::Map::new();
     claims.insert(LOGIN_SID_CLAIM.into(), grant.login_sid.clone().into());
@@ -166,9 +172,9 @@ pub(crate) async fn exchange(
         if let Some(scope) = scope {
             fields.insert("scope".into(), scope.into());
         }
-        if grant.scope.iter().any(|s| s == super::request::OPENID) {
-            let id_token =
-                super::oidc::id_token(state, &grant.id_token_facts(&client.client_id), &issued.access_token)?;
+        if let Some(key) = id_token_key {
+            let facts = grant.id_token_facts(&client.client_id);
+            let id_token = super::oidc::id_token(state, &key, &facts, &issued.access_token)?;
             fields.insert("id_token".into(), id_token.into());
         }
     }

@@ -13,7 +13,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{Map, Value};
-use tessera_jose::{Algorithm, Policy, Profile, Verifier};
+use std::sync::Arc;
+
+use tessera_jose::{Algorithm, Policy, Profile, SigningKey, Verifier};
 use tessera_model::{Provenance, Revocation};
 
 use super::authorize::{
@@ -41,10 +43,26 @@ pub(crate) struct IdTokenFacts {
     pub(crate) profile: tessera_model::Profile,
 }
 
-/// An ID token for `facts`, issued with `access_token` (whose `at_hash` it carries), signed with the server's
-/// signing key, with the user's claims the scopes release.
-pub(crate) fn id_token(state: &AppState, facts: &IdTokenFacts, access_token: &str) -> Result<String, ApiError> {
-    let key = state.keys().signing_key();
+/// The key that signs `client`'s ID tokens: the server's signing key, or an RS256 key for a client registered for
+/// RS256 (see [`crate::keys::KeyService::id_token_key`]).
+pub(crate) fn id_token_key(state: &AppState, client: &tessera_model::Client) -> Result<Arc<SigningKey>, ApiError> {
+    let signing = client.code_flow.as_ref().map(|flow| flow.id_token_signing).unwrap_or_default();
+    state.keys().id_token_key(signing).ok_or_else(|| {
+        ApiError::internal(format!(
+            "client {} is registered for RS256 ID tokens, and no RS256 key is kept (keys.rs256_id_tokens is off)",
+            client.client_id
+        ))
+    })
+}
+
+/// An ID token for `facts`, issued with `access_token` (whose `at_hash` it carries), signed with `key`, with the
+/// user's claims the scopes release.
+pub(crate) fn id_token(
+    state: &AppState,
+    key: &SigningKey,
+    facts: &IdTokenFacts,
+    access_token: &str,
+) -> Result<String, ApiError> {
     let now = state.clock().now_ms().div_euclid(1000);
     let mut claims = Map::new();
     claims.insert("iss".into(), state.settings().issuer.clone().into());
@@ -60,7 +78,7 @@ pub(crate) fn id_token(state: &AppState, facts: &IdTokenFacts, access_token: &st
         claims.insert("nonce".into(), nonce.clone().into());
     }
     claims.extend(released_claims(&facts.sub, &facts.profile, &facts.scope));
-    let token = tessera_jose::encode_jwt(&key, Some("JWT"), &claims)
+    let token = tessera_jose::encode_jwt(key, Some("JWT"), &claims)
         .map_err(|err| ApiError::internal(format!("signing failed: {err}")))?;
     crate::state::count_issued("id", key.algorithm().as_str(), &facts.client_id);
     Ok(token)
@@ -255,7 +273,7 @@ fn verified_hint(state: &AppState, token: &str) -> Option<Hint> {
         leeway_secs: settings.leeway_secs,
         max_token_len: settings.max_token_bytes,
     };
-    let keys = state.keys().verifier().keys();
+    let keys = state.keys().id_token_keys();
     let verified =
         Verifier::new((*keys).clone(), policy).verify(token, state.clock().now_ms().div_euclid(1000)).ok()?;
     let claims = verified.claims()?;

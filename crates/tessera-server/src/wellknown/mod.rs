@@ -33,7 +33,7 @@ async fn jwks(State(state): State<AppState>) -> Response {
 async fn metadata(State(state): State<AppState>) -> Response {
     let settings = state.settings();
     let issuer = settings.issuer.trim_end_matches('/');
-    let alg = state.keys().signing_key().algorithm().as_str();
+    let id_token_algorithms: Vec<&str> = state.keys().id_token_algorithms().iter().map(|alg| alg.as_str()).collect();
     let mut scopes: Vec<&str> = vec!["openid", "profile", "email"];
     if let Some(user_scope) = &settings.user_scope {
         for scope in user_scope.split(' ').filter(|s| !s.is_empty()) {
@@ -59,7 +59,7 @@ async fn metadata(State(state): State<AppState>) -> Response {
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [alg],
+        "id_token_signing_alg_values_supported": id_token_algorithms,
         "scopes_supported": scopes,
         "claims_supported": ["iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "name", "preferred_username", "email", "email_verified"],
         "prompt_values_supported": ["none", "login", "consent"],

@@ -30,6 +30,11 @@ pub struct Harness {
 }
 
 pub async fn harness_with(settings: Settings) -> Harness {
+    harness_with_keys(settings, RotationPolicy::default()).await
+}
+
+/// [`harness_with`] whose keys follow `rotation`.
+pub async fn harness_with_keys(settings: Settings, rotation: RotationPolicy) -> Harness {
     // As `tessera serve` does: the recorder before the store, whose series are resolved at its first call.
     tessera_server::metrics_handle();
     let dir = tempfile::tempdir().unwrap();
@@ -47,19 +52,25 @@ pub async fn harness_with(settings: Settings) -> Harness {
         store.create_user(user).await.unwrap();
     }
     let clock = Arc::new(ManualClock::new(START_MS));
-    let state = node(dir.path(), store, &clock, settings).await;
+    let state = node(dir.path(), store, &clock, settings, rotation).await;
     Harness { app: app(state.clone()), state, clock, dir }
 }
 
 /// A serving node on the keyring in `dir` and on `store`, with its own memory (caches, client directory,
 /// revocation index).
-async fn node(dir: &std::path::Path, store: Arc<dyn Store>, clock: &Arc<ManualClock>, settings: Settings) -> AppState {
+async fn node(
+    dir: &std::path::Path,
+    store: Arc<dyn Store>,
+    clock: &Arc<ManualClock>,
+    settings: Settings,
+    rotation: RotationPolicy,
+) -> AppState {
     let keystore = KeyStore::open(dir, None).unwrap();
     let policy = Policy::access(settings.issuer.clone(), vec![settings.audience.clone()]);
     // Remembering, as `tessera serve` is by default: every test that verifies a token twice, then revokes it or
     // lets it expire, also proves that a remembered verification does not outlive either.
     let verifier = Verifier::remembering(KeySet::new(), policy, settings.remembered_verifications);
-    let keys = KeyService::load(keystore, RotationPolicy::default(), verifier, clock.now_secs()).unwrap();
+    let keys = KeyService::load(keystore, rotation, verifier, clock.now_secs()).unwrap();
     let state = AppState::new(settings, store, keys, clock.clone(), tessera_server::metrics_handle());
     // What a serving node does before it answers: load the revocation log and the clients.
     tessera_server::sync(&state).await.unwrap();
@@ -73,7 +84,7 @@ pub async fn another_node(h: &Harness, settings: Settings) -> Router {
 
 /// [`another_node`]'s state, for a test that turns more on before serving.
 pub async fn another_node_state(h: &Harness, settings: Settings) -> AppState {
-    node(h.dir.path(), Arc::clone(h.state.store()), &h.clock, settings).await
+    node(h.dir.path(), Arc::clone(h.state.store()), &h.clock, settings, RotationPolicy::default()).await
 }
 
 pub async fn harness() -> Harness {

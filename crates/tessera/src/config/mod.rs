@@ -168,6 +168,7 @@ impl Config {
             prepublish: secs(self.keys.prepublish),
             retain_after_retirement: secs(self.tokens.max_ttl + self.tokens.leeway),
             secrets_rotation_interval: secs(self.keys.secrets_rotation_interval),
+            rs256_id_tokens: self.keys.rs256_id_tokens,
             ..RotationPolicy::default()
         }
     }

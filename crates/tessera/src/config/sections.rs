@@ -429,6 +429,9 @@ pub(crate) struct KeyConfig {
     /// How long a new key is published in the JWKS before it signs. Default 1 day.
     #[serde(with = "duration_text")]
     pub(crate) prepublish: Duration,
+    /// Whether RS256 keys are kept beside the signing keys (when `algorithm` is another), on the same schedule, for
+    /// the ID tokens of applications registered for RS256 (OpenID Connect Core §15.1). Default true.
+    pub(crate) rs256_id_tokens: bool,
     /// How long the MAC keys of refresh and CSRF tokens issue before their successors take over; the previous
     /// key is still accepted for one more interval, so at least `sessions.idle_timeout`. Default 30 days.
     #[serde(with = "duration_text")]
@@ -462,6 +465,7 @@ impl Default for KeyConfig {
             rsa_bits: 2048,
             rotation_interval: Duration::from_secs(30 * 86_400),
             prepublish: Duration::from_secs(86_400),
+            rs256_id_tokens: true,
             secrets_rotation_interval: Duration::from_secs(30 * 86_400),
             master_key_file: None,
         }
