@@ -58,6 +58,10 @@ pub enum BenchCommand {
         /// Signing algorithm of the server's key.
         #[arg(long, default_value = "RS256", value_parser = signing_algorithm)]
         alg: Algorithm,
+        /// The app is registered for RS256 ID tokens (`--id-token-alg RS256`): with another --alg, the ID token is
+        /// signed with the server's RS256 keys, the access token with its signing key.
+        #[arg(long)]
+        rs256_id_tokens: bool,
         #[command(flatten)]
         load: LoadArgs,
     },

@@ -39,7 +39,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             (Scenario::Verify { tokens }, alg, load)
         }
         BenchCommand::ClientCredentials { alg, load } => (Scenario::ClientCredentials, alg, load),
-        BenchCommand::CodeExchange { alg, load } => (Scenario::CodeExchange { codes_per_worker: 0 }, alg, load),
+        BenchCommand::CodeExchange { alg, rs256_id_tokens, load } => {
+            (Scenario::CodeExchange { codes_per_worker: 0, rs256_id_tokens }, alg, load)
+        }
         BenchCommand::Revoke { load } => (Scenario::Revoke, Algorithm::EdDSA, load),
     };
     load::run(&tessera, scenario, alg, &load)

@@ -21,10 +21,11 @@ pub(crate) fn run(tessera: &Path, scenario: Scenario, alg: Algorithm, load: &Loa
     let raw_before = raw_reference(scenario, alg)?;
     let scenario = match (scenario, raw_before) {
         // Codes for the whole run at the raw limit, spread over the workers: a worker never runs out first.
-        (Scenario::CodeExchange { .. }, Some((_, limit))) => {
+        (Scenario::CodeExchange { rs256_id_tokens, .. }, Some((_, limit))) => {
             let run = load.duration.as_secs_f64() + WARMUP.as_secs_f64();
             let total = (limit * run * 1.2).ceil().min(MAX_CODES as f64) as usize;
-            Scenario::CodeExchange { codes_per_worker: total.div_ceil(usize::from(load.concurrency).max(1)) }
+            let codes_per_worker = total.div_ceil(usize::from(load.concurrency).max(1));
+            Scenario::CodeExchange { codes_per_worker, rs256_id_tokens }
         }
         _ => scenario,
     };
@@ -121,6 +122,8 @@ pub(crate) enum Scenario {
     /// Each worker exchanges its own codes, made beforehand, each once.
     CodeExchange {
         codes_per_worker: usize,
+        /// The app's ID tokens are RS256 (signed with the RS256 keys when the server's algorithm is another).
+        rs256_id_tokens: bool,
     },
     Revoke,
 }
@@ -296,7 +299,7 @@ async fn prepare(
             wire.bearer = Some(credential.context("no admin credential")?.to_owned());
             vec![String::new()]
         }
-        Scenario::CodeExchange { codes_per_worker } => {
+        Scenario::CodeExchange { codes_per_worker, .. } => {
             let login = sign_in(wire).await?;
             let mut forms = Vec::with_capacity(codes_per_worker);
             for _ in 0..codes_per_worker {

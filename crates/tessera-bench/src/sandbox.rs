@@ -260,8 +260,11 @@ impl ServerProcess {
             Some(sandbox.admin_token.clone())
         } else if scenario == Scenario::ClientCredentials {
             Some(sandbox.add_client("bench", "api", "read")?)
-        } else if matches!(scenario, Scenario::CodeExchange { .. } | Scenario::LoginPage) {
-            sandbox.add_app()?;
+        } else if let Scenario::CodeExchange { rs256_id_tokens, .. } = scenario {
+            sandbox.add_app(rs256_id_tokens)?;
+            None
+        } else if scenario == Scenario::LoginPage {
+            sandbox.add_app(false)?;
             None
         } else {
             None
@@ -311,13 +314,15 @@ impl Sandbox {
 
 impl Sandbox {
     /// Adds [`BENCH_APP`]: a public, first-party code-flow client (no consent page) redirecting to
-    /// [`BENCH_REDIRECT_URI`].
-    fn add_app(&self) -> anyhow::Result<()> {
-        let added = self
-            .command()
-            .args(["client", "add", BENCH_APP, "--public", "--first-party", "--scope", "openid"])
-            .args(["--redirect-uri", BENCH_REDIRECT_URI])
-            .output()?;
+    /// [`BENCH_REDIRECT_URI`], registered for RS256 ID tokens when `rs256_id_tokens`.
+    fn add_app(&self, rs256_id_tokens: bool) -> anyhow::Result<()> {
+        let mut command = self.command();
+        command.args(["client", "add", BENCH_APP, "--public", "--first-party", "--scope", "openid"]);
+        command.args(["--redirect-uri", BENCH_REDIRECT_URI]);
+        if rs256_id_tokens {
+            command.args(["--id-token-alg", "RS256"]);
+        }
+        let added = command.output()?;
         if !added.status.success() {
             bail!("could not add the benchmark app: {}", String::from_utf8_lossy(&added.stderr));
         }

@@ -17,7 +17,8 @@ fn the_restart_benchmark_finds_every_revocation_it_stored_in_the_restarted_serve
 }
 
 /// `tessera-bench code-exchange` logs in through the login page, makes its codes at the authorization endpoint and
-/// exchanges each once: a run without a single refused exchange (a reused or expired code would be one).
+/// exchanges each once: a run without a single refused exchange (a reused or expired code would be one). The app is
+/// registered for RS256 ID tokens, so each exchange signs with both keyrings.
 #[test]
 fn the_code_exchange_benchmark_exchanges_every_code_once_without_an_error() {
     use clap::Parser as _;
@@ -28,7 +29,8 @@ fn the_code_exchange_benchmark_exchanges_every_code_once_without_an_error() {
         exe,
         "code-exchange",
         "--alg",
-        "RS256",
+        "EdDSA",
+        "--rs256-id-tokens",
         "--duration",
         "1s",
         "--concurrency",
