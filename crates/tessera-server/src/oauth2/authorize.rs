@@ -15,6 +15,8 @@
 //! - **Consent** to a third-party application is remembered while the person has a live session of that
 //!   application granting at least the scopes asked for: ending that session in the session list withdraws it.
 
+use std::borrow::Cow;
+
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
@@ -165,7 +167,7 @@ async fn proceed(state: &AppState, headers: &HeaderMap, client: &Client, request
             })
     });
     match fresh {
-        Some(login) => after_login(state, client, request, &login).await,
+        Some(login) => after_login(state, client, request, &login, None).await,
         None if request.prompt == Prompt::None => {
             redirect_error(state, &request.reply_to(), "login_required", "the user is not logged in")
         }
@@ -314,7 +316,7 @@ pub(crate) async fn login_submitted(
         Err(err) => return err.into_response(),
     };
     metrics::counter!("tessera_logins_total", "outcome" => "success").increment(1);
-    let mut response = after_login(&state, client, request, &login).await;
+    let mut response = after_login(&state, client, request, &login, Some(&user)).await;
     response.headers_mut().append(header::SET_COOKIE, login_cookie);
     response
 }
@@ -379,7 +381,14 @@ pub(crate) async fn current_login(state: &AppState, headers: &HeaderMap) -> Resu
 }
 
 /// Logged in: the consent page when the application needs consent it does not have, the code otherwise.
-async fn after_login(state: &AppState, client: &Client, request: AuthorizationRequest, login: &Login) -> Response {
+/// `user` is the login's user when the caller has just read it (a password was checked): it is not read again.
+async fn after_login(
+    state: &AppState,
+    client: &Client,
+    request: AuthorizationRequest,
+    login: &Login,
+    user: Option<&User>,
+) -> Response {
     let first_party = client.code_flow.as_ref().is_some_and(|flow| flow.first_party);
     let needs_consent = !first_party
         && (request.prompt == Prompt::Consent
@@ -388,7 +397,7 @@ async fn after_login(state: &AppState, client: &Client, request: AuthorizationRe
                 Err(err) => return err.into_response(),
             });
     if !needs_consent {
-        return send_code(state, &request, login).await;
+        return send_code(state, &request, login, user).await;
     }
     if request.prompt == Prompt::None {
         return redirect_error(state, &request.reply_to(), "consent_required", "the user has not consented");
@@ -433,18 +442,21 @@ pub(crate) async fn consent_submitted(
         return refused(&state, refusal);
     }
     match param(&fields, "decision") {
-        Some("allow") => send_code(&state, &request, &login).await,
+        Some("allow") => send_code(&state, &request, &login, None).await,
         _ => redirect_error(&state, &request.reply_to(), "access_denied", "the user denied the request"),
     }
 }
 
 /// The browser back to the application with a code for `request`, carrying the user's roles and profile as they
-/// are now.
-async fn send_code(state: &AppState, request: &AuthorizationRequest, login: &Login) -> Response {
-    let user = match state.store().user(&login.sub).await {
-        Ok(Some(user)) if !user.disabled => user,
-        Ok(_) => return redirect_error(state, &request.reply_to(), "access_denied", "the user cannot sign in"),
-        Err(err) => return ApiError::from(err).into_response(),
+/// are now: `user` when the caller has just read it, otherwise read here.
+async fn send_code(state: &AppState, request: &AuthorizationRequest, login: &Login, user: Option<&User>) -> Response {
+    let user = match user {
+        Some(user) => Cow::Borrowed(user),
+        None => match state.store().user(&login.sub).await {
+            Ok(Some(user)) if !user.disabled => Cow::Owned(user),
+            Ok(_) => return redirect_error(state, &request.reply_to(), "access_denied", "the user cannot sign in"),
+            Err(err) => return ApiError::from(err).into_response(),
+        },
     };
     match code_grant::issue(state, request, login, &user) {
         Ok(code) => redirect(state, &request.reply_to(), &[("code", &code)]),
